@@ -1,0 +1,313 @@
+//! Kernel page tables behind a small typed API that enforces W^X.
+//!
+//! Virtual layout (all kernel space):
+//! - `0xFFFF_8000_0000_0000`: all physical memory, RW+NX, 2 MiB pages ([`phys_to_virt`]).
+//! - `0xFFFF_C000_0000_0000`: the kernel heap (grows on demand, see `heap`).
+//! - `0xFFFF_D000_0000_0000`: stacks, each with an unmapped guard page below it.
+//! - `0xFFFF_E000_0000_0000`: pages handed out through [`alloc_region`] (loaded crates later).
+//! - `0xFFFF_FFFF_8000_0000`: the kernel image, mapped section by section with its permissions.
+//!
+//! There is deliberately no permission value that is both writable and executable: [`Perms`]
+//! has three variants, and every mapping goes through it.
+
+use crate::frames::{FRAME, FRAMES, GlobalFrames};
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::{
+    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB, Translate,
+    mapper::TranslateResult,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Where the kernel image is linked (higher half).
+pub const KERNEL_VMA: u64 = 0xFFFF_FFFF_8000_0000;
+/// Where all physical memory is mapped once [`init`] has run.
+pub const PHYS_MAP_BASE: u64 = 0xFFFF_8000_0000_0000;
+/// Start of the heap region.
+pub const HEAP_BASE: u64 = 0xFFFF_C000_0000_0000;
+/// Start of the stack region.
+pub const STACK_BASE: u64 = 0xFFFF_D000_0000_0000;
+/// Start of the general page-allocation region.
+pub const REGION_BASE: u64 = 0xFFFF_E000_0000_0000;
+/// Page size.
+pub const PAGE: u64 = 4096;
+
+/// Until [`init`] switches tables, physical memory below 1 GiB is reached through the boot
+/// tables' higher-half alias of the first GiB.
+static PHYS_OFFSET: AtomicU64 = AtomicU64::new(KERNEL_VMA);
+static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+static NEXT_STACK: AtomicU64 = AtomicU64::new(STACK_BASE);
+static NEXT_REGION: AtomicU64 = AtomicU64::new(REGION_BASE);
+
+/// Page permissions. W^X by construction: nothing is both writable and executable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perms {
+    /// Code.
+    ReadExec,
+    /// Constants.
+    Read,
+    /// Data, stacks, heap.
+    ReadWrite,
+}
+
+impl Perms {
+    fn flags(self) -> F {
+        match self {
+            Perms::ReadExec => F::PRESENT | F::GLOBAL,
+            Perms::Read => F::PRESENT | F::GLOBAL | F::NO_EXECUTE,
+            Perms::ReadWrite => F::PRESENT | F::GLOBAL | F::WRITABLE | F::NO_EXECUTE,
+        }
+    }
+
+    fn from_flags(f: F) -> Perms {
+        if f.contains(F::WRITABLE) {
+            Perms::ReadWrite
+        } else if f.contains(F::NO_EXECUTE) {
+            Perms::Read
+        } else {
+            Perms::ReadExec
+        }
+    }
+}
+
+/// Why a paging operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PagingError {
+    /// The page is already mapped.
+    #[error("page {0:#x} is already mapped")]
+    AlreadyMapped(u64),
+    /// The page is not mapped.
+    #[error("page {0:#x} is not mapped")]
+    NotMapped(u64),
+    /// The page is part of a huge mapping and cannot be changed alone.
+    #[error("page {0:#x} is inside a huge page")]
+    HugePage(u64),
+    /// No physical frames left.
+    #[error("out of physical frames")]
+    OutOfFrames,
+    /// The address is not page aligned.
+    #[error("address {0:#x} is not page aligned")]
+    Unaligned(u64),
+    /// A virtual region ran out of address space.
+    #[error("virtual region exhausted")]
+    OutOfAddressSpace,
+    /// Called before [`init`].
+    #[error("paging is not initialized")]
+    NotInitialized,
+}
+
+/// The virtual address at which physical address `phys` can be accessed.
+pub fn phys_to_virt(phys: u64) -> VirtAddr {
+    VirtAddr::new(PHYS_OFFSET.load(Ordering::Relaxed) + phys)
+}
+
+fn page(addr: u64) -> Result<Page<Size4KiB>, PagingError> {
+    Page::from_start_address(VirtAddr::try_new(addr).map_err(|_| PagingError::Unaligned(addr))?).map_err(|_| PagingError::Unaligned(addr))
+}
+
+fn map_in(m: &mut OffsetPageTable<'static>, addr: u64, frame: u64, perms: Perms, flush: bool) -> Result<(), PagingError> {
+    use x86_64::structures::paging::mapper::MapToError;
+    let frame = PhysFrame::<Size4KiB>::from_start_address(PhysAddr::new(frame)).map_err(|_| PagingError::Unaligned(frame))?;
+    // SAFETY: the frame is owned by the caller and not mapped elsewhere writable; the page is
+    // in a kernel region reserved for this mapping.
+    let r = unsafe { m.map_to(page(addr)?, frame, perms.flags(), &mut GlobalFrames) };
+    match r {
+        Ok(f) if flush => f.flush(),
+        Ok(f) => f.ignore(),
+        Err(MapToError::PageAlreadyMapped(_)) => return Err(PagingError::AlreadyMapped(addr)),
+        Err(MapToError::ParentEntryHugePage) => return Err(PagingError::HugePage(addr)),
+        Err(MapToError::FrameAllocationFailed) => return Err(PagingError::OutOfFrames),
+    }
+    Ok(())
+}
+
+fn with_mapper<T>(f: impl FnOnce(&mut OffsetPageTable<'static>) -> Result<T, PagingError>) -> Result<T, PagingError> {
+    x86_64::instructions::interrupts::without_interrupts(|| f(MAPPER.lock().as_mut().ok_or(PagingError::NotInitialized)?))
+}
+
+/// Maps `addr` to `frame` with `perms`.
+pub fn map(addr: u64, frame: u64, perms: Perms) -> Result<(), PagingError> {
+    with_mapper(|m| map_in(m, addr, frame, perms, true))
+}
+
+/// Maps `addr` to a fresh zeroed frame with `perms`; returns the frame.
+pub fn map_new(addr: u64, perms: Perms) -> Result<u64, PagingError> {
+    let frame = FRAMES.lock().alloc().ok_or(PagingError::OutOfFrames)?;
+    // SAFETY: the frame was just allocated, so nothing else uses it; it is reachable through
+    // the physical map.
+    unsafe { core::ptr::write_bytes(phys_to_virt(frame).as_mut_ptr::<u8>(), 0, FRAME as usize) };
+    map(addr, frame, perms).inspect_err(|_| {
+        // SAFETY: the mapping failed, so the frame is still unused and ours to return.
+        unsafe { FRAMES.lock().free(frame) }
+    })?;
+    Ok(frame)
+}
+
+/// Unmaps `addr`; returns the frame it was mapped to (the caller decides whether to free it).
+pub fn unmap(addr: u64) -> Result<u64, PagingError> {
+    use x86_64::structures::paging::mapper::UnmapError;
+    with_mapper(|m| match m.unmap(page(addr)?) {
+        Ok((frame, flush)) => {
+            flush.flush();
+            Ok(frame.start_address().as_u64())
+        }
+        Err(UnmapError::ParentEntryHugePage) => Err(PagingError::HugePage(addr)),
+        Err(_) => Err(PagingError::NotMapped(addr)),
+    })
+}
+
+/// Changes the permissions of the mapped page `addr`.
+pub fn protect(addr: u64, perms: Perms) -> Result<(), PagingError> {
+    use x86_64::structures::paging::mapper::FlagUpdateError;
+    with_mapper(|m| {
+        // SAFETY: changing the flags of a kernel page the caller owns; W^X holds by `Perms`.
+        match unsafe { m.update_flags(page(addr)?, perms.flags()) } {
+            Ok(f) => {
+                f.flush();
+                Ok(())
+            }
+            Err(FlagUpdateError::ParentEntryHugePage) => Err(PagingError::HugePage(addr)),
+            Err(FlagUpdateError::PageNotMapped) => Err(PagingError::NotMapped(addr)),
+        }
+    })
+}
+
+/// The physical address and permissions `addr` is mapped with, if it is mapped.
+pub fn translate(addr: u64) -> Option<(u64, Perms)> {
+    let addr = VirtAddr::try_new(addr).ok()?;
+    with_mapper(|m| match m.translate(addr) {
+        TranslateResult::Mapped { frame, offset, flags } => Ok(Some((frame.start_address().as_u64() + offset, Perms::from_flags(flags)))),
+        _ => Ok(None),
+    })
+    .ok()
+    .flatten()
+}
+
+/// A stack: `[bottom, top)` is mapped RW; the page below `bottom` is an unmapped guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stack {
+    /// Lowest mapped address.
+    pub bottom: u64,
+    /// One past the highest mapped address (the initial stack pointer).
+    pub top: u64,
+}
+
+impl Stack {
+    /// The guard page's address.
+    pub fn guard(&self) -> u64 {
+        self.bottom - PAGE
+    }
+}
+
+/// Maps a new stack of `pages` pages with a guard page below it.
+pub fn alloc_stack(pages: u64) -> Result<Stack, PagingError> {
+    let guard = NEXT_STACK.fetch_add((pages + 1) * PAGE, Ordering::Relaxed);
+    let bottom = guard + PAGE;
+    for i in 0..pages {
+        map_new(bottom + i * PAGE, Perms::ReadWrite)?;
+    }
+    Ok(Stack { bottom, top: bottom + pages * PAGE })
+}
+
+/// Reserves `pages` pages of address space in the general region (not mapped yet), followed by
+/// an unmapped guard page.
+pub fn alloc_region(pages: u64) -> Result<u64, PagingError> {
+    let size = pages.checked_add(1).and_then(|p| p.checked_mul(PAGE)).ok_or(PagingError::OutOfAddressSpace)?;
+    let start = NEXT_REGION.fetch_add(size, Ordering::Relaxed);
+    if start.checked_add(size).is_none() || start < REGION_BASE {
+        return Err(PagingError::OutOfAddressSpace);
+    }
+    Ok(start)
+}
+
+unsafe extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __data_end: u8;
+    static __stack_guard: u8;
+    static __stack_bottom: u8;
+    static __stack_top: u8;
+}
+
+/// Addresses of the kernel image's parts, from the linker script.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelLayout {
+    /// Code.
+    pub text: (u64, u64),
+    /// Constants, `.eh_frame`, `.gcc_except_table`.
+    pub rodata: (u64, u64),
+    /// Data and bss.
+    pub data: (u64, u64),
+    /// The boot stack's guard page.
+    pub stack_guard: u64,
+    /// The boot stack.
+    pub stack: (u64, u64),
+}
+
+/// The kernel image's layout.
+pub fn kernel_layout() -> KernelLayout {
+    // Only the addresses of linker symbols are taken, never their contents.
+    let a = |s: &u8| s as *const u8 as u64;
+    // SAFETY: taking the address of an extern static does not read it.
+    unsafe {
+        KernelLayout {
+            text: (a(&__text_start), a(&__text_end)),
+            rodata: (a(&__rodata_start), a(&__rodata_end)),
+            data: (a(&__data_start), a(&__data_end)),
+            stack_guard: a(&__stack_guard),
+            stack: (a(&__stack_bottom), a(&__stack_top)),
+        }
+    }
+}
+
+/// Builds the kernel's own page tables (image with per-section permissions, guard page left out,
+/// all of physical memory up to `phys_end` at [`PHYS_MAP_BASE`]) and switches to them.
+pub fn init(phys_end: u64) -> Result<(), PagingError> {
+    let p4 = FRAMES.lock().alloc().ok_or(PagingError::OutOfFrames)?;
+    let p4_virt = phys_to_virt(p4);
+    // SAFETY: p4 is a fresh frame below 1 GiB, reachable through the boot alias; it is zeroed
+    // before use as a page table and not referenced anywhere else.
+    let table: &'static mut PageTable = unsafe {
+        core::ptr::write_bytes(p4_virt.as_mut_ptr::<u8>(), 0, FRAME as usize);
+        &mut *p4_virt.as_mut_ptr::<PageTable>()
+    };
+    // SAFETY: the boot tables map all frames the allocator hands out (it is limited to 1 GiB)
+    // at KERNEL_VMA + phys, which is the offset given.
+    let mut m = unsafe { OffsetPageTable::new(table, VirtAddr::new(KERNEL_VMA)) };
+    let l = kernel_layout();
+    let mut map_range = |(s, e): (u64, u64), perms: Perms| -> Result<(), PagingError> {
+        for v in (s..e).step_by(PAGE as usize) {
+            map_in(&mut m, v, v - KERNEL_VMA, perms, false)?;
+        }
+        Ok(())
+    };
+    map_range(l.text, Perms::ReadExec)?;
+    map_range(l.rodata, Perms::Read)?;
+    map_range(l.data, Perms::ReadWrite)?;
+    map_range(l.stack, Perms::ReadWrite)?;
+    let huge = 2 << 20;
+    for p in (0..phys_end.div_ceil(huge) * huge).step_by(huge as usize) {
+        let page = Page::<Size2MiB>::containing_address(VirtAddr::new(PHYS_MAP_BASE + p));
+        let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(p));
+        // SAFETY: the physical map aliases RAM as data only (NX), in a region nothing else uses.
+        unsafe { m.map_to(page, frame, F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL, &mut GlobalFrames) }
+            .map_err(|_| PagingError::OutOfFrames)?
+            .ignore();
+    }
+    drop(m);
+    // SAFETY: the new tables map everything the kernel touches from here on (its image, stack,
+    // and physical memory); the identity map of low memory is dropped on purpose.
+    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(p4)), Cr3Flags::empty()) };
+    PHYS_OFFSET.store(PHYS_MAP_BASE, Ordering::Relaxed);
+    // SAFETY: the active tables now map all physical memory at PHYS_MAP_BASE.
+    let table: &'static mut PageTable = unsafe { &mut *phys_to_virt(p4).as_mut_ptr::<PageTable>() };
+    // SAFETY: as above; this is the only OffsetPageTable over the active P4.
+    *MAPPER.lock() = Some(unsafe { OffsetPageTable::new(table, VirtAddr::new(PHYS_MAP_BASE)) });
+    FRAMES.lock().lift_limit();
+    Ok(())
+}
