@@ -1,0 +1,58 @@
+# Delos: thin targets; the work is in tools/.
+#   make run            build and boot (qemu -kernel, TCG; KVM=1 for KVM, ISO=1 for the GRUB ISO)
+#   make test           host tests + QEMU tests (what CI runs)
+#   make session SCRIPT=FILE   boot, type FILE's lines, print the log; exit 0 only on kernel success
+#   make bench          boot-time and loader benchmarks
+#   make iso            GRUB multiboot2 ISO in target/image/delos.iso (CMDLINE="..." for options)
+#   make check          fmt, clippy, host tests (mirrors CI's host part)
+#   make fuzz           mutation fuzzing of the object loader (FUZZ_ITERS=N)
+#   make gdb            QEMU with the gdb stub, and gdb attached
+.PHONY: setup tools image run iso test check bench session fuzz gdb clean
+
+CMDLINE ?=
+KVM ?=
+ISO ?=
+SCRIPT ?=
+FUZZ_ITERS ?= 20000
+RUNNER := python3 tools/runner/qemu_run.py
+IMAGE := target/image
+RUN_ARGS := $(if $(KVM),--kvm,) $(if $(ISO),--iso $(IMAGE)/delos.iso,--kernel $(IMAGE)/nano_core --modules $(IMAGE)/modules.tar --append "$(CMDLINE)")
+
+setup:
+	@bash tools/setup.sh
+
+tools: setup
+	@cargo build --release -q -p imgtool -p modtool
+
+image: tools
+	@./target/release/imgtool build
+
+iso: image
+	@./target/release/imgtool iso --cmdline "$(CMDLINE)" --out $(IMAGE)/delos.iso
+
+run: image $(if $(ISO),iso,)
+	@$(RUNNER) --interactive $(RUN_ARGS)
+
+session: image $(if $(ISO),iso,)
+	@test -n "$(SCRIPT)" || { echo "usage: make session SCRIPT=FILE"; exit 2; }
+	@$(RUNNER) $(RUN_ARGS) --script "$(SCRIPT)" --print-log --timeout 120
+
+test: setup
+	@bash tools/test.sh
+
+check: setup
+	@cargo fmt --all --check
+	@cargo clippy --workspace --exclude nano_core --exclude echo -q -- -D warnings
+	@bash tools/test.sh --host-only
+
+bench: image
+	@bash tools/bench.sh
+
+fuzz: tools
+	@cargo run --release -q -p modtool -- fuzz --iters $(FUZZ_ITERS)
+
+gdb: image
+	@bash tools/gdb.sh
+
+clean:
+	cargo clean

@@ -1,0 +1,2 @@
+//! placeholder while the loader is written
+#![no_std]

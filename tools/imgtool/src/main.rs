@@ -1,0 +1,245 @@
+//! imgtool: builds the Delos boot image.
+//!
+//! `imgtool build` runs the one kernel build (through `objbuild`, so the flags are the kernel's),
+//! then writes into `target/image/`:
+//! - `nano_core`: the kernel ELF, after checking that its file offsets follow its physical
+//!   addresses (the multiboot1 a.out kludge used by `qemu -kernel` depends on it);
+//! - `modules.tar`: one archive holding `nano_core.syms` and, for each namespace manifest in
+//!   `namespaces/`, the objects of its crates under `namespaces/<name>/<crate>-<hash>.o`, plus
+//!   the manifests themselves;
+//! - `nano_core.syms`: nano_core's symbols and sections as text (written at build time because
+//!   reading the ELF symbol table at boot is slow).
+//!
+//! `imgtool iso --cmdline "..." --out FILE` wraps the same files in a GRUB multiboot2 ISO.
+//! Files are rewritten only when their contents change, so a second build is quick.
+
+mod syms;
+
+use object::read::elf::{ElfFile64, ProgramHeader};
+use object::Endianness;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Build(#[from] objbuild::BuildError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("namespace manifest {path}: {msg}")]
+    Manifest { path: PathBuf, msg: String },
+    #[error("nano_core: {0}")]
+    Kernel(String),
+    #[error("usage: imgtool build | imgtool iso --out FILE [--cmdline STR]")]
+    Usage,
+    #[error("grub-mkrescue failed: {0}")]
+    Iso(String),
+}
+
+fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, Error> {
+    r.map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    name: String,
+    #[serde(default)]
+    parent: Option<String>,
+    crates: Vec<String>,
+}
+
+fn progress(t0: Instant, msg: std::fmt::Arguments<'_>) {
+    eprintln!("[imgtool {:6.2}s] {msg}", t0.elapsed().as_secs_f64());
+}
+
+fn read_manifests(root: &Path) -> Result<Vec<(PathBuf, Manifest)>, Error> {
+    let dir = root.join("namespaces");
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = io(&dir, std::fs::read_dir(&dir))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+        let text = io(&path, std::fs::read_to_string(&path))?;
+        let m: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest { path: path.clone(), msg: e.to_string() })?;
+        out.push((path, m));
+    }
+    let names: Vec<&str> = out.iter().map(|(_, m)| m.name.as_str()).collect();
+    for (path, m) in &out {
+        if let Some(p) = &m.parent
+            && !names.contains(&p.as_str())
+        {
+            return Err(Error::Manifest { path: path.clone(), msg: format!("parent namespace {p:?} does not exist") });
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `data` to `path` unless it already holds exactly that; returns whether it wrote.
+fn write_if_changed(path: &Path, data: &[u8]) -> Result<bool, Error> {
+    if std::fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(false);
+    }
+    io(path, std::fs::write(path, data))?;
+    Ok(true)
+}
+
+/// Checks that every loadable segment's file offset minus physical address is one constant,
+/// so the whole image can be loaded as one block (multiboot1 a.out kludge).
+fn check_kernel_layout(elf: &[u8]) -> Result<(), Error> {
+    let file = ElfFile64::<Endianness>::parse(elf).map_err(|e| Error::Kernel(e.to_string()))?;
+    let endian = file.endian();
+    let mut delta = None;
+    for ph in file.elf_program_headers() {
+        if ph.p_type(endian) != object::elf::PT_LOAD || ph.p_filesz(endian) == 0 {
+            continue;
+        }
+        let d = ph.p_offset(endian).wrapping_sub(ph.p_paddr(endian));
+        match delta {
+            None => delta = Some(d),
+            Some(prev) if prev != d => {
+                return Err(Error::Kernel(format!(
+                    "segment at paddr {:#x} breaks the offset/physical-address correspondence the a.out kludge needs",
+                    ph.p_paddr(endian)
+                )));
+            }
+            _ => {}
+        }
+    }
+    delta.map(|_| ()).ok_or_else(|| Error::Kernel("no loadable segments".into()))
+}
+
+fn tar_bytes(files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, Error> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.mode(tar::HeaderMode::Deterministic);
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, data.as_slice()).map_err(|source| Error::Io { path: name.into(), source })?;
+    }
+    b.into_inner().map_err(|source| Error::Io { path: "modules.tar".into(), source })
+}
+
+fn build(root: &Path) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let manifests = read_manifests(root)?;
+    let mut packages = vec!["nano_core".to_string()];
+    for (_, m) in &manifests {
+        for c in &m.crates {
+            if root.join("crates").join(c).join("Cargo.toml").exists() && !packages.contains(c) {
+                packages.push(c.clone());
+            }
+        }
+    }
+    progress(t0, format_args!("building {} packages with the kernel flags: {}", packages.len(), packages.join(" ")));
+    let built = objbuild::build(&objbuild::BuildSpec {
+        manifest: root.join("Cargo.toml"),
+        packages,
+        target_dir: root.join("target/kernel"),
+        target_json: objbuild::target_json(),
+    })?;
+    progress(t0, format_args!("cargo done: {} crate objects", built.objects.len()));
+
+    let out = root.join("target/image");
+    io(&out, std::fs::create_dir_all(&out))?;
+    let kernel_path = built.executables.get("nano_core").ok_or_else(|| Error::Kernel("cargo did not report the nano_core binary".into()))?;
+    let kernel = io(kernel_path, std::fs::read(kernel_path))?;
+    check_kernel_layout(&kernel)?;
+    let syms = syms::symbol_file(&kernel).map_err(Error::Kernel)?;
+    progress(t0, format_args!("nano_core: {} KiB, symbol file {} KiB ({} symbols)", kernel.len() / 1024, syms.text.len() / 1024, syms.count));
+
+    let mut files = BTreeMap::new();
+    files.insert("nano_core.syms".to_string(), syms.text.into_bytes());
+    for (path, m) in &manifests {
+        files.insert(format!("namespaces/{}.toml", m.name), io(path, std::fs::read(path))?);
+        for c in &m.crates {
+            let objs = built.by_name(c);
+            let obj = match objs.as_slice() {
+                [one] => *one,
+                [] => return Err(Error::Manifest { path: path.clone(), msg: format!("crate {c:?} was not built (not a dependency of any kernel crate?)") }),
+                many => return Err(Error::Manifest { path: path.clone(), msg: format!("crate {c:?} was built {} times with different hashes", many.len()) }),
+            };
+            files.insert(format!("namespaces/{}/{}", m.name, obj.file_name()), io(&obj.path, std::fs::read(&obj.path))?);
+        }
+        progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
+    }
+    let archive = tar_bytes(&files)?;
+    let wrote = [
+        write_if_changed(&out.join("nano_core"), &kernel)?,
+        write_if_changed(&out.join("modules.tar"), &archive)?,
+        write_if_changed(&out.join("nano_core.syms"), &files["nano_core.syms"])?,
+    ];
+    progress(
+        t0,
+        format_args!(
+            "image in {}: modules.tar {} files, {} KiB{}",
+            out.display(),
+            files.len(),
+            archive.len() / 1024,
+            if wrote.iter().any(|w| *w) { "" } else { " (unchanged)" }
+        ),
+    );
+    Ok(())
+}
+
+fn iso(root: &Path, out: &Path, cmdline: &str) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let image = root.join("target/image");
+    let stage = root.join("target/iso-stage");
+    let _ = std::fs::remove_dir_all(&stage);
+    io(&stage, std::fs::create_dir_all(stage.join("boot/grub")))?;
+    for f in ["nano_core", "modules.tar"] {
+        io(&image.join(f), std::fs::copy(image.join(f), stage.join("boot").join(f)))?;
+    }
+    let cfg = format!(
+        "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_output serial\nmenuentry \"Delos\" {{\n    multiboot2 /boot/nano_core {cmdline}\n    module2 /boot/modules.tar modules.tar\n    boot\n}}\n"
+    );
+    io(&stage, std::fs::write(stage.join("boot/grub/grub.cfg"), cfg))?;
+    let status = Command::new("grub-mkrescue")
+        .args(["-d", "/usr/lib/grub/i386-pc", "-o"])
+        .arg(out)
+        .arg(&stage)
+        .output()
+        .map_err(|e| Error::Iso(e.to_string()))?;
+    if !status.status.success() {
+        return Err(Error::Iso(String::from_utf8_lossy(&status.stderr).into_owned()));
+    }
+    progress(t0, format_args!("ISO {} (command line {cmdline:?})", out.display()));
+    Ok(())
+}
+
+fn run() -> Result<(), Error> {
+    let root = objbuild::repo_root();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => build(&root),
+        Some("iso") => {
+            let mut out = None;
+            let mut cmdline = String::new();
+            let mut it = args[1..].iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--out" => out = it.next().map(PathBuf::from),
+                    "--cmdline" => cmdline = it.next().cloned().unwrap_or_default(),
+                    _ => return Err(Error::Usage),
+                }
+            }
+            iso(&root, &out.ok_or(Error::Usage)?, &cmdline)
+        }
+        _ => Err(Error::Usage),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imgtool: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

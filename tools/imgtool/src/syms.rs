@@ -1,0 +1,67 @@
+//! nano_core's symbol file, written at build time.
+//!
+//! Format (text, one record per line, fields separated by one space):
+//! ```text
+//! delos-syms 1
+//! section NAME ADDR SIZE PERMS        # PERMS: rx | r | rw
+//! sym ADDR SIZE BIND KIND NAME        # BIND: g (linkable) | l (for naming only); KIND: f | o | n
+//! ```
+//! Addresses and sizes are hex without `0x`. Names are the raw (mangled) ELF names; the loader
+//! demangles them into its symbol map. Local symbols are kept so that `addr2sym` can name any
+//! address in nano_core, but only global ones satisfy other crates' undefined symbols — with one
+//! exception: `rust_eh_personality` is a lang item that rustc always emits as local, yet every
+//! crate's `.eh_frame` references it by name, so it is exported as global.
+
+use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind, SymbolScope};
+use std::fmt::Write;
+
+/// The file's text and its symbol count.
+pub struct SymbolFile {
+    pub text: String,
+    pub count: usize,
+}
+
+/// Symbols that are local in nano_core but must be linkable (see the module docs).
+const FORCE_GLOBAL: &[&str] = &["rust_eh_personality"];
+
+pub fn symbol_file(elf: &[u8]) -> Result<SymbolFile, String> {
+    let file = object::File::parse(elf).map_err(|e| e.to_string())?;
+    let mut text = String::from("delos-syms 1\n");
+    for s in file.sections() {
+        let SectionFlags::Elf { sh_flags, .. } = s.flags() else { continue };
+        let sh_flags = sh_flags.0;
+        if sh_flags & object::elf::SHF_ALLOC.0 == 0 || s.size() == 0 {
+            continue;
+        }
+        let perms = if sh_flags & object::elf::SHF_EXECINSTR.0 != 0 {
+            "rx"
+        } else if sh_flags & object::elf::SHF_WRITE.0 != 0 {
+            "rw"
+        } else {
+            "r"
+        };
+        let name = s.name().map_err(|e| e.to_string())?;
+        let _ = writeln!(text, "section {name} {:x} {:x} {perms}", s.address(), s.size());
+    }
+    let mut count = 0;
+    for sym in file.symbols() {
+        let kind = match sym.kind() {
+            SymbolKind::Text => "f",
+            SymbolKind::Data => "o",
+            SymbolKind::Unknown => "n",
+            _ => continue,
+        };
+        if sym.is_undefined() || sym.section_index().is_none() {
+            continue;
+        }
+        let name = sym.name().map_err(|e| e.to_string())?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            continue;
+        }
+        let global = matches!(sym.scope(), SymbolScope::Dynamic | SymbolScope::Linkage) || FORCE_GLOBAL.contains(&name);
+        let bind = if global { "g" } else { "l" };
+        let _ = writeln!(text, "sym {:x} {:x} {bind} {kind} {name}", sym.address(), sym.size());
+        count += 1;
+    }
+    Ok(SymbolFile { text, count })
+}

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Boot Delos in QEMU, optionally type a script into the serial console, and judge the outcome.
+
+The verdict is strict: the run passes only if QEMU exits with the kernel's explicit exit code
+(success = 33 from isa-debug-exit value 0x10; `--expect-exit failure` wants 35) before the
+timeout, every --expect regex appeared in the serial log and no --reject regex did. A triple
+fault under -no-reboot makes QEMU exit with 0, which therefore always fails.
+
+Routes: `--kernel K --modules M` boots the ELF with `qemu -kernel` (multiboot1, a.out kludge)
+and the module archive as -initrd; `--iso ISO` boots a GRUB multiboot2 image.
+
+Script lines (--script FILE) are typed one at a time, each after the prompt regex (--prompt)
+has appeared in the output since the previous line was sent. Lines starting with '#' are skipped.
+
+Exit status: 0 pass, 1 fail, 2 usage error. The serial log is written to --log (if given) and,
+with --print-log, to stdout.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+SUCCESS_CODE = 33
+FAILURE_CODE = 35
+
+
+def qemu_command(args):
+    cmd = ["qemu-system-x86_64", "-m", args.memory, "-display", "none", "-no-reboot",
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-cpu", args.cpu]
+    if args.kvm:
+        cmd += ["-enable-kvm"]
+    else:
+        cmd += ["-accel", "tcg"]
+    if args.iso:
+        cmd += ["-cdrom", args.iso, "-boot", "d"]
+    else:
+        cmd += ["-kernel", args.kernel]
+        if args.modules:
+            cmd += ["-initrd", args.modules]
+        if args.append:
+            cmd += ["-append", args.append]
+    cmd += args.qemu_arg or []
+    return cmd
+
+
+class Session:
+    def __init__(self, proc):
+        self.proc = proc
+        self.buf = bytearray()
+        self.lock = threading.Condition()
+        self.marks = {}
+        self.t0 = time.monotonic()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while True:
+            chunk = self.proc.stdout.read1(4096) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(1)
+            if not chunk:
+                break
+            with self.lock:
+                self.buf += chunk
+                self.lock.notify_all()
+        with self.lock:
+            self.lock.notify_all()
+
+    def text(self, start=0):
+        with self.lock:
+            return self.buf[start:].decode("utf-8", "replace")
+
+    def wait_for(self, regex, start, deadline):
+        """Waits until `regex` matches the output after byte `start`; returns the end offset."""
+        pat = re.compile(regex, re.M)
+        with self.lock:
+            while True:
+                m = pat.search(self.buf[start:].decode("utf-8", "replace"))
+                if m:
+                    return len(self.buf)
+                if self.proc.poll() is not None and not self.reader.is_alive():
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.lock.wait(min(remaining, 0.05))
+
+    def send(self, line):
+        self.proc.stdin.write(line.encode() + b"\r")
+        self.proc.stdin.flush()
+
+
+def run(args):
+    if not args.iso and not args.kernel:
+        print("runner: need --kernel or --iso", file=sys.stderr)
+        return 2
+    cmd = qemu_command(args)
+    if args.interactive:
+        cmd = [c for c in cmd] + ["-serial", "mon:stdio"]
+        os.execvp(cmd[0], cmd)
+    cmd += ["-serial", "stdio", "-monitor", "none"]
+    script = []
+    if args.script:
+        with open(args.script) as f:
+            script = [l.rstrip("\n") for l in f if l.strip() and not l.startswith("#")]
+    deadline = time.monotonic() + args.timeout
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    s = Session(proc)
+    problems = []
+    pos = 0
+    for line in script:
+        end = s.wait_for(args.prompt, pos, deadline)
+        if end is None:
+            problems.append(f"prompt {args.prompt!r} did not appear before typing {line!r}")
+            break
+        pos = end
+        s.send(line)
+    mark_times = {}
+    for m in args.mark or []:
+        if s.wait_for(m, 0, deadline) is not None:
+            mark_times[m] = time.monotonic() - s.t0
+    try:
+        code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+        problems.append(f"timeout: QEMU still running after {args.timeout} s")
+    s.reader.join(timeout=2)
+    elapsed = time.monotonic() - s.t0
+    log = s.text()
+    if args.log:
+        with open(args.log, "w") as f:
+            f.write(log)
+    if args.print_log:
+        sys.stdout.write(log)
+        if not log.endswith("\n"):
+            sys.stdout.write("\n")
+    want = {"success": SUCCESS_CODE, "failure": FAILURE_CODE}[args.expect_exit]
+    if code is not None and code != want:
+        if code == 0:
+            problems.append("QEMU exited with 0: triple fault or reset, not an explicit kernel exit")
+        elif code in (SUCCESS_CODE, FAILURE_CODE):
+            problems.append(f"kernel exited with {'success' if code == SUCCESS_CODE else 'failure'} code {code}, expected {args.expect_exit}")
+        else:
+            problems.append(f"QEMU exited with {code}")
+    for e in args.expect or []:
+        if not re.search(e, log, re.M):
+            problems.append(f"expected output not seen: {e!r}")
+    for r in args.reject or []:
+        if re.search(r, log, re.M):
+            problems.append(f"rejected output seen: {r!r}")
+    for m, t in mark_times.items():
+        print(f"mark {t:.4f} {m}")
+    if problems:
+        for p in problems:
+            print(f"runner: FAIL: {p}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"runner: PASS in {elapsed:.2f} s", file=sys.stderr)
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kernel")
+    p.add_argument("--modules")
+    p.add_argument("--iso")
+    p.add_argument("--append", default="")
+    p.add_argument("--script")
+    p.add_argument("--prompt", default=r"> $")
+    p.add_argument("--log")
+    p.add_argument("--print-log", action="store_true")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--expect", action="append")
+    p.add_argument("--reject", action="append")
+    p.add_argument("--expect-exit", choices=["success", "failure"], default="success")
+    p.add_argument("--mark", action="append", help="print the time from QEMU start to this regex")
+    p.add_argument("--memory", default="512M")
+    p.add_argument("--cpu", default="qemu64")
+    p.add_argument("--kvm", action="store_true")
+    p.add_argument("--interactive", action="store_true", help="serial on the terminal (make run)")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--qemu-arg", action="append")
+    sys.exit(run(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make test`: host tests for every host-testable crate and tool, then the QEMU tests.
+# Ends with one summary line; exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+HOST_ONLY=${1:-}
+results=()
+fail=0
+
+step() { # name, command...
+    local name=$1; shift
+    local t0=$SECONDS
+    echo "=== $name"
+    if "$@"; then results+=("$name: ok ($((SECONDS - t0)) s)"); else results+=("$name: FAILED"); fail=1; fi
+}
+
+step "host unit tests (boot_info, mod_mgmt, tools)" cargo test -q --workspace --exclude nano_core --exclude echo
+step "loader fixtures (modtool build + host load tests)" bash tools/fixtures.sh
+if [[ "$HOST_ONLY" != "--host-only" ]]; then
+    step "image build" bash -c 'cargo build --release -q -p imgtool -p modtool && ./target/release/imgtool build && ./target/release/imgtool iso --cmdline "test" --out target/image/delos-test.iso'
+    step "QEMU tests" python3 tools/runner/qemu_tests.py
+fi
+
+echo
+echo "=== summary"
+printf '  %s\n' "${results[@]}"
+if ((fail)); then echo "make test: FAILED"; exit 1; fi
+echo "make test: all passed"
