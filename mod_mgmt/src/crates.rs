@@ -1,0 +1,96 @@
+//! What a loaded crate and its sections look like once linked.
+
+use crate::elf::SectionKind;
+use crate::ids::{CrateId, NamespaceId, SectionId};
+use crate::memory::{Perms, Region};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// A symbol inside a loaded section (local or global), for naming addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionSymbol {
+    /// Offset from the section start.
+    pub offset: u64,
+    /// Size (0 if unknown).
+    pub size: u64,
+    /// Raw (mangled) name; demangled when shown.
+    pub raw: String,
+    /// Whether it is exported to the namespace.
+    pub global: bool,
+}
+
+/// A section placed in memory (or, for TLS sections, in the TLS image).
+#[derive(Debug, Clone)]
+pub struct LoadedSection {
+    /// Its id.
+    pub id: SectionId,
+    /// The crate it belongs to.
+    pub krate: CrateId,
+    /// Section name from the object (`.ltext._RNv...`).
+    pub name: String,
+    /// What it holds.
+    pub kind: SectionKind,
+    /// Start address; for TLS sections the thread-pointer offset as two's complement.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Symbols defined in it, sorted by offset.
+    pub symbols: Vec<SectionSymbol>,
+}
+
+impl LoadedSection {
+    /// The symbol covering `offset` (the last one starting at or before it), with the offset
+    /// into that symbol.
+    pub fn symbol_at(&self, offset: u64) -> Option<(&SectionSymbol, u64)> {
+        let i = self.symbols.partition_point(|s| s.offset <= offset);
+        let s = self.symbols.get(i.checked_sub(1)?)?;
+        Some((s, offset - s.offset))
+    }
+
+    /// The thread-pointer offset of a TLS section.
+    pub fn tls_offset(&self) -> Option<i64> {
+        self.kind.is_tls().then_some(self.addr as i64)
+    }
+}
+
+/// A crate linked into a namespace.
+#[derive(Debug)]
+pub struct LoadedCrate {
+    /// Its id.
+    pub id: CrateId,
+    /// Crate name (file name without `-<hash>.o`).
+    pub name: String,
+    /// Object file name it came from (or a label for prelinked crates).
+    pub file: String,
+    /// Namespace it lives in.
+    pub namespace: NamespaceId,
+    /// Its sections.
+    pub sections: Vec<SectionId>,
+    /// Memory the loader owns for it, with final permissions. Empty for prelinked crates
+    /// (nano_core, JIT code registered from outside), whose memory belongs to someone else.
+    pub(crate) regions: Vec<(Region, Perms)>,
+    /// Exact keys this crate put into the namespace's symbol map.
+    pub exported: Vec<String>,
+    /// Global symbols that were already defined in the namespace (first definition wins).
+    pub shadowed: usize,
+    /// `.eh_frame` sections, for the unwinder.
+    pub eh_frame: Vec<SectionId>,
+    /// `.gcc_except_table*` sections (language-specific data areas), for the unwinder.
+    pub gcc_except_table: Vec<SectionId>,
+    /// Relocations applied when it was linked.
+    pub relocations: usize,
+    /// Whether it was registered rather than loaded (nano_core, host, JIT).
+    pub prelinked: bool,
+}
+
+impl LoadedCrate {
+    /// The memory regions with their permissions, as (address, size, perms).
+    pub fn regions(&self) -> impl Iterator<Item = (u64, usize, Perms)> + '_ {
+        self.regions.iter().map(|(r, p)| (r.addr(), r.size(), *p))
+    }
+
+    /// Bytes of memory owned.
+    pub fn memory_size(&self) -> usize {
+        self.regions.iter().map(|(r, _)| r.size()).sum()
+    }
+}

@@ -1,0 +1,169 @@
+//! Read-only questions about the loaded system: symbol lookup and search, address to symbol,
+//! dependencies, and listings.
+
+use crate::crates::{LoadedCrate, LoadedSection};
+use crate::error::LoadError;
+use crate::ids::{CrateId, NamespaceId, SectionId};
+use crate::loader::Loader;
+use crate::namespace::CrateNamespace;
+use crate::symbols::{SymbolRef, agnostic_of_exact, exact_key};
+use crate::tls::TlsImage;
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// What an address is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrInfo {
+    /// Crate name.
+    pub krate: String,
+    /// Namespace name.
+    pub namespace: String,
+    /// Section name.
+    pub section: String,
+    /// Section id.
+    pub section_id: SectionId,
+    /// Offset into the section.
+    pub section_offset: u64,
+    /// The covering symbol's demangled name (without hashes), if any.
+    pub symbol: Option<String>,
+    /// The covering symbol's raw name.
+    pub raw: Option<String>,
+    /// Offset into the symbol.
+    pub symbol_offset: u64,
+}
+
+impl Loader {
+    /// Looks a symbol up for `ns` by any name a person or a linker may use: raw mangled, exact
+    /// demangled key, or hash-agnostic demangled name.
+    pub fn lookup(&self, ns: NamespaceId, name: &str) -> Result<SymbolRef, LoadError> {
+        self.ns(ns)?;
+        let key = exact_key(name);
+        if let Some(s) = self.find(ns, &key)? {
+            return Ok(s);
+        }
+        if key != name
+            && let Some(s) = self.find(ns, name)?
+        {
+            return Ok(s);
+        }
+        Err(LoadError::NoSuchSymbol(agnostic_of_exact(&key)))
+    }
+
+    /// Symbols visible from `ns` whose hash-agnostic name starts with `prefix`, as
+    /// (namespace, exact key, ref), nearest namespace first.
+    pub fn search(&self, ns: NamespaceId, prefix: &str) -> Vec<(NamespaceId, String, SymbolRef)> {
+        let mut out = Vec::new();
+        for n in self.chain(ns) {
+            for (k, r) in self.namespaces[n.0 as usize].symbols.prefix(prefix) {
+                out.push((n, k, r));
+            }
+        }
+        out
+    }
+
+    /// Names any address in a loaded or registered section.
+    pub fn addr2sym(&self, addr: u64) -> Option<AddrInfo> {
+        let (sid, start) = self.index.lookup(addr)?;
+        let sec = self.sections.get(&sid)?;
+        let k = self.crates.get(&sec.krate)?;
+        let off = addr - start;
+        let (symbol, raw, symbol_offset) = match sec.symbol_at(off) {
+            Some((s, o)) => (Some(format!("{:#}", rustc_demangle::demangle(&s.raw))), Some(s.raw.clone()), o),
+            None => (None, None, off),
+        };
+        Some(AddrInfo {
+            krate: k.name.clone(),
+            namespace: self.namespaces[k.namespace.0 as usize].name.clone(),
+            section: sec.name.clone(),
+            section_id: sid,
+            section_offset: off,
+            symbol,
+            raw,
+            symbol_offset,
+        })
+    }
+
+    /// Crates whose sections `id`'s sections use.
+    pub fn crate_dependencies(&self, id: CrateId) -> BTreeSet<CrateId> {
+        self.crate_edges(id, true)
+    }
+
+    /// Crates whose sections use `id`'s sections.
+    pub fn crate_dependents(&self, id: CrateId) -> BTreeSet<CrateId> {
+        self.crate_edges(id, false)
+    }
+
+    fn crate_edges(&self, id: CrateId, uses: bool) -> BTreeSet<CrateId> {
+        let mut out = BTreeSet::new();
+        let Some(k) = self.crates.get(&id) else { return out };
+        for s in &k.sections {
+            let others: Vec<SectionId> = if uses { self.deps.uses(*s).collect() } else { self.deps.used_by(*s).collect() };
+            for o in others {
+                if let Some(sec) = self.sections.get(&o)
+                    && sec.krate != id
+                {
+                    out.insert(sec.krate);
+                }
+            }
+        }
+        out
+    }
+
+    /// Sections `s` uses (strong edges).
+    pub fn section_dependencies(&self, s: SectionId) -> Vec<SectionId> {
+        self.deps.uses(s).collect()
+    }
+
+    /// Sections that use `s` (weak edges).
+    pub fn section_dependents(&self, s: SectionId) -> Vec<SectionId> {
+        self.deps.used_by(s).collect()
+    }
+
+    /// A crate by id.
+    pub fn krate(&self, id: CrateId) -> Option<&LoadedCrate> {
+        self.crates.get(&id)
+    }
+
+    /// A crate by name in `ns` or its parents.
+    pub fn crate_by_name(&self, ns: NamespaceId, name: &str) -> Option<CrateId> {
+        self.chain(ns).into_iter().find_map(|n| self.namespaces[n.0 as usize].crates.get(name).copied())
+    }
+
+    /// A section by id.
+    pub fn section(&self, id: SectionId) -> Option<&LoadedSection> {
+        self.sections.get(&id)
+    }
+
+    /// All crates.
+    pub fn crates(&self) -> impl Iterator<Item = &LoadedCrate> {
+        self.crates.values()
+    }
+
+    /// All namespaces.
+    pub fn namespaces(&self) -> impl Iterator<Item = &CrateNamespace> {
+        self.namespaces.iter()
+    }
+
+    /// A namespace by name.
+    pub fn namespace_by_name(&self, name: &str) -> Result<NamespaceId, LoadError> {
+        self.namespaces.iter().find(|n| n.name == name).map(|n| n.id).ok_or_else(|| LoadError::NoSuchNamespace(name.to_string()))
+    }
+
+    /// A namespace.
+    pub fn namespace(&self, ns: NamespaceId) -> Option<&CrateNamespace> {
+        self.namespaces.get(ns.0 as usize)
+    }
+
+    /// The TLS layout.
+    pub fn tls(&self) -> &TlsImage {
+        &self.tls
+    }
+
+    /// Totals: (crates, sections, symbols in all maps, dependency edges, index ranges).
+    pub fn totals(&self) -> (usize, usize, usize, usize, usize) {
+        let syms = self.namespaces.iter().map(|n| n.symbols.len()).sum();
+        (self.crates.len(), self.sections.len(), syms, self.deps.edge_count(), self.index.len())
+    }
+}

@@ -1,0 +1,207 @@
+//! A namespace's symbol map, keyed by demangled name.
+//!
+//! The rule, decided once:
+//! - **Key**: the full demangled name, `format!("{}", rustc_demangle::demangle(raw))`. For v0
+//!   names this keeps the crate disambiguators (`core[2ed2323deb31a795]::fmt::write`), for
+//!   legacy names the `::h<hash>` suffix; non-Rust names (`memcpy`) are their own key. Two
+//!   different raw names never share a key in one build, and a key still tells which build a
+//!   symbol came from.
+//! - **Hash-agnostic key**: the alternate form `{:#}`, which drops the hashes
+//!   (`core::fmt::write`). `swap` matches old and new crates by it, and the linker falls back to
+//!   it when an exact lookup fails — only if exactly one symbol has that agnostic key, otherwise
+//!   the lookup is [`Lookup::Ambiguous`].
+//! - **Duplicates**: the first definition loaded into a namespace wins. A later crate defining
+//!   the same key keeps its own copy for its own references (ELF resolves those inside the
+//!   object) but does not replace the map entry; the loader counts such shadowed symbols.
+//! - **Prefix search** runs over hash-agnostic keys, which is what a person types.
+
+use crate::ids::{CrateId, SectionId};
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// The exact key of a raw symbol name.
+pub fn exact_key(raw: &str) -> String {
+    format!("{}", rustc_demangle::demangle(raw))
+}
+
+/// The hash-agnostic key of a raw symbol name.
+pub fn agnostic_key(raw: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(raw))
+}
+
+/// The hash-agnostic form of an exact key (demangled names keep their hashes in `[...]` after
+/// crate names and in a trailing `::h<16 hex>`): strips both.
+pub fn agnostic_of_exact(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut rest = key;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after.find(']') {
+            Some(j) if j > 0 && after[..j].bytes().all(|b| b.is_ascii_hexdigit()) => rest = &after[j + 1..],
+            _ => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    if let Some(i) = out.rfind("::h")
+        && out.len() - i == 19
+        && out[i + 3..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        out.truncate(i);
+    }
+    out
+}
+
+/// What a symbol map entry points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SymbolRef {
+    /// Address (or, for TLS symbols, thread-pointer offset as two's complement).
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The section defining it.
+    pub section: SectionId,
+    /// The crate defining it.
+    pub krate: CrateId,
+    /// Whether `addr` is a TLS offset.
+    pub tls: bool,
+}
+
+/// Result of a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Found one definition.
+    Found(SymbolRef),
+    /// The hash-agnostic fallback matched several different symbols (their exact keys).
+    Ambiguous(Vec<String>),
+    /// Nothing.
+    Missing,
+}
+
+/// One namespace's symbols.
+#[derive(Debug, Default)]
+pub struct SymbolMap {
+    exact: BTreeMap<String, SymbolRef>,
+    agnostic: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl SymbolMap {
+    /// Adds a definition under its exact key. Returns `false` (and changes nothing) if the key
+    /// is already defined: the first definition wins.
+    pub fn insert(&mut self, exact: String, sym: SymbolRef) -> bool {
+        if self.exact.contains_key(&exact) {
+            return false;
+        }
+        self.agnostic.entry(agnostic_of_exact(&exact)).or_default().insert(exact.clone());
+        self.exact.insert(exact, sym);
+        true
+    }
+
+    /// Removes a definition if it belongs to `krate`.
+    pub fn remove_if_owned(&mut self, exact: &str, krate: CrateId) -> bool {
+        if self.exact.get(exact).is_none_or(|s| s.krate != krate) {
+            return false;
+        }
+        self.exact.remove(exact);
+        let ag = agnostic_of_exact(exact);
+        if let Some(set) = self.agnostic.get_mut(&ag) {
+            set.remove(exact);
+            if set.is_empty() {
+                self.agnostic.remove(&ag);
+            }
+        }
+        true
+    }
+
+    /// Exact lookup.
+    pub fn get_exact(&self, exact: &str) -> Option<SymbolRef> {
+        self.exact.get(exact).copied()
+    }
+
+    /// Hash-agnostic lookup.
+    pub fn get_agnostic(&self, agnostic: &str) -> Lookup {
+        match self.agnostic.get(agnostic) {
+            None => Lookup::Missing,
+            Some(set) if set.len() == 1 => set.iter().next().and_then(|k| self.exact.get(k)).map_or(Lookup::Missing, |s| Lookup::Found(*s)),
+            Some(set) => Lookup::Ambiguous(set.iter().cloned().collect()),
+        }
+    }
+
+    /// Exact keys whose hash-agnostic form is `agnostic`.
+    pub fn exact_keys_for(&self, agnostic: &str) -> Vec<String> {
+        self.agnostic.get(agnostic).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Symbols whose hash-agnostic key starts with `prefix`, as (exact key, ref), in key order.
+    pub fn prefix(&self, prefix: &str) -> Vec<(String, SymbolRef)> {
+        let mut out = Vec::new();
+        for (ag, set) in self.agnostic.range::<str, _>((core::ops::Bound::Included(prefix), core::ops::Bound::Unbounded)) {
+            if !ag.starts_with(prefix) {
+                break;
+            }
+            for k in set {
+                if let Some(s) = self.exact.get(k) {
+                    out.push((k.clone(), *s));
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.exact.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+    }
+
+    /// All entries in exact-key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &SymbolRef)> {
+        self.exact.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(addr: u64) -> SymbolRef {
+        SymbolRef { addr, size: 1, section: SectionId(0), krate: CrateId(0), tls: false }
+    }
+
+    #[test]
+    fn keys_for_v0_and_legacy() {
+        let v0 = "_RNvNtCs1234_5hello3foo3bar";
+        assert_eq!(agnostic_key(v0), "hello::foo::bar");
+        assert_eq!(agnostic_of_exact(&exact_key(v0)), "hello::foo::bar");
+        let legacy = "_ZN5hello3foo17h0123456789abcdefE";
+        assert_eq!(exact_key(legacy), "hello::foo::h0123456789abcdef");
+        assert_eq!(agnostic_key(legacy), "hello::foo");
+        assert_eq!(agnostic_of_exact(&exact_key(legacy)), "hello::foo");
+        assert_eq!(exact_key("memcpy"), "memcpy");
+        assert_eq!(agnostic_of_exact("a[xyz]::b"), "a[xyz]::b");
+    }
+
+    #[test]
+    fn first_definition_wins_and_agnostic_lookup() {
+        let mut m = SymbolMap::default();
+        assert!(m.insert("a[11]::f".into(), r(1)));
+        assert!(!m.insert("a[11]::f".into(), r(2)));
+        assert_eq!(m.get_exact("a[11]::f"), Some(r(1)));
+        assert_eq!(m.get_agnostic("a::f"), Lookup::Found(r(1)));
+        m.insert("a[22]::f".into(), r(3));
+        assert!(matches!(m.get_agnostic("a::f"), Lookup::Ambiguous(v) if v.len() == 2));
+        assert_eq!(m.prefix("a::").len(), 2);
+        assert!(m.remove_if_owned("a[22]::f", CrateId(0)));
+        assert_eq!(m.get_agnostic("a::f"), Lookup::Found(r(1)));
+        assert!(!m.remove_if_owned("a[11]::f", CrateId(9)));
+    }
+}
