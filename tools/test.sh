@@ -14,8 +14,9 @@ step() { # name, command...
     if "$@"; then results+=("$name: ok ($((SECONDS - t0)) s)"); else results+=("$name: FAILED"); fail=1; fi
 }
 
-step "host unit tests (boot_info, mod_mgmt, tools)" cargo test -q --workspace --exclude nano_core --exclude echo
-step "loader fixtures (modtool build + host load tests)" bash tools/fixtures.sh
+step "loader fixtures (modtool build with the kernel's flags)" bash tools/fixtures.sh
+step "host tests (boot_info, mod_mgmt incl. fixture loads, tools)" cargo test -q --workspace --exclude nano_core --exclude echo
+step "loader fuzz smoke (20000 mutated objects)" ./target/release/modtool fuzz --iters 20000
 if [[ "$HOST_ONLY" != "--host-only" ]]; then
     step "image build" bash -c 'cargo build --release -q -p imgtool -p modtool && ./target/release/imgtool build && ./target/release/imgtool iso --cmdline "test" --out target/image/delos-test.iso'
     step "QEMU tests" python3 tools/runner/qemu_tests.py

@@ -66,9 +66,11 @@ pub struct LoadedCrate {
     pub namespace: NamespaceId,
     /// Its sections.
     pub sections: Vec<SectionId>,
-    /// Memory the loader owns for it, with final permissions. Empty for prelinked crates
-    /// (nano_core, JIT code registered from outside), whose memory belongs to someone else.
-    pub(crate) regions: Vec<(Region, Perms)>,
+    /// Memory the loader owns for it. `None` for prelinked crates (nano_core, JIT code
+    /// registered from outside), whose memory belongs to someone else.
+    pub(crate) memory: Option<Region>,
+    /// The page-aligned parts of `memory` with their final permissions: (address, size, perms).
+    pub(crate) parts: Vec<(u64, u64, Perms)>,
     /// Exact keys this crate put into the namespace's symbol map.
     pub exported: Vec<String>,
     /// Global symbols that were already defined in the namespace (first definition wins).
@@ -86,11 +88,47 @@ pub struct LoadedCrate {
 impl LoadedCrate {
     /// The memory regions with their permissions, as (address, size, perms).
     pub fn regions(&self) -> impl Iterator<Item = (u64, usize, Perms)> + '_ {
-        self.regions.iter().map(|(r, p)| (r.addr(), r.size(), *p))
+        self.parts.iter().map(|&(a, s, p)| (a, s as usize, p))
     }
 
     /// Bytes of memory owned.
     pub fn memory_size(&self) -> usize {
-        self.regions.iter().map(|(r, _)| r.size()).sum()
+        self.memory.as_ref().map_or(0, |r| r.size())
+    }
+}
+
+/// Sections by id: ids are dense and increasing, so a vector indexed by id gives O(1) access
+/// (what `addr2sym` needs after the index lookup). Removed ids leave a hole.
+#[derive(Debug, Default)]
+pub(crate) struct SectionTable {
+    slots: Vec<Option<LoadedSection>>,
+    len: usize,
+}
+
+impl SectionTable {
+    pub(crate) fn get(&self, id: &SectionId) -> Option<&LoadedSection> {
+        self.slots.get(id.0 as usize)?.as_ref()
+    }
+
+    pub(crate) fn insert(&mut self, id: SectionId, s: LoadedSection) {
+        let i = id.0 as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace(s).is_none() {
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &SectionId) -> Option<LoadedSection> {
+        let s = self.slots.get_mut(id.0 as usize)?.take();
+        if s.is_some() {
+            self.len -= 1;
+        }
+        s
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 }

@@ -47,16 +47,19 @@ impl MemoryProvider for HostMemory {
         Ok(unsafe { Region::new(p as u64, len) })
     }
 
-    fn protect(&self, region: &Region, perms: Perms) -> Result<(), MemoryError> {
+    fn protect(&self, region: &Region, offset: usize, len: usize, perms: Perms) -> Result<(), MemoryError> {
+        if offset.checked_add(len).is_none_or(|e| e > region.size()) {
+            return Err(MemoryError::Protect { addr: region.addr() + offset as u64, size: len, perms });
+        }
         let prot = match perms {
             Perms::ReadExec => libc::PROT_READ | libc::PROT_EXEC,
             Perms::Read => libc::PROT_READ,
             Perms::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
         };
         // SAFETY: the region is a mapping this provider created and still owns.
-        let r = unsafe { libc::mprotect(region.addr() as *mut libc::c_void, region.size(), prot) };
+        let r = unsafe { libc::mprotect((region.addr() as usize + offset) as *mut libc::c_void, len, prot) };
         if r != 0 {
-            return Err(MemoryError::Protect { addr: region.addr(), size: region.size(), perms });
+            return Err(MemoryError::Protect { addr: region.addr() + offset as u64, size: len, perms });
         }
         Ok(())
     }

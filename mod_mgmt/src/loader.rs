@@ -8,7 +8,7 @@
 //! reverse order and their memory is freed, so a failed load leaves the namespaces exactly as
 //! they were.
 
-use crate::crates::{LoadedCrate, LoadedSection, SectionSymbol};
+use crate::crates::{LoadedCrate, LoadedSection, SectionSymbol, SectionTable};
 use crate::deps::DepGraph;
 use crate::elf::{self, ObjectFile, SectionKind, SymDef, SymKind};
 use crate::error::LoadError;
@@ -75,7 +75,7 @@ pub struct Loader {
     memory: &'static dyn MemoryProvider,
     pub(crate) namespaces: Vec<CrateNamespace>,
     pub(crate) crates: BTreeMap<CrateId, LoadedCrate>,
-    pub(crate) sections: BTreeMap<SectionId, LoadedSection>,
+    pub(crate) sections: SectionTable,
     pub(crate) index: AddressIndex,
     pub(crate) deps: DepGraph,
     pub(crate) tls: TlsImage,
@@ -101,19 +101,22 @@ struct Target {
     section: Option<SectionId>,
 }
 
-/// Frees regions unless disarmed.
+/// Frees the region unless it was taken.
 struct RegionGuard<'m> {
     memory: &'m dyn MemoryProvider,
-    regions: Vec<Option<Region>>,
+    region: Option<Region>,
 }
 
 impl Drop for RegionGuard<'_> {
     fn drop(&mut self) {
-        for r in self.regions.drain(..).flatten() {
+        if let Some(r) = self.region.take() {
             self.memory.free(r);
         }
     }
 }
+
+/// Page size used to separate a crate's parts, so each can get its own permissions.
+pub const PAGE_SIZE: u64 = 4096;
 
 const REGION_PERMS: [Perms; 3] = [Perms::ReadExec, Perms::Read, Perms::ReadWrite];
 
@@ -132,7 +135,7 @@ impl Loader {
             memory,
             namespaces: Vec::new(),
             crates: BTreeMap::new(),
-            sections: BTreeMap::new(),
+            sections: SectionTable::default(),
             index: AddressIndex::default(),
             deps: DepGraph::default(),
             tls: TlsImage::default(),
@@ -228,7 +231,9 @@ impl Loader {
             return Err(LoadError::AlreadyLoaded { name, namespace: nsr.name.clone() });
         }
 
-        // Layout: three regions (text, rodata, data+bss); TLS sections into the TLS image.
+        // Layout: one region per crate with three page-aligned parts (text, rodata, data+bss),
+        // so one allocation serves the crate and each part gets its own permissions; TLS
+        // sections go into the TLS image.
         let mut places: Vec<Option<Place>> = alloc::vec![None; obj.sections.len()];
         let mut sizes = [0u64; 3];
         let mut tls_plan = Vec::new();
@@ -258,27 +263,32 @@ impl Loader {
                 _ => return Err(LoadError::TooLarge { file: file.to_string(), what: "crate memory".into(), size: u64::MAX, limit: MAX_CRATE_MEMORY }),
             }
         }
-        let total: u64 = sizes.iter().sum();
+        let mut part_off = [0u64; 3];
+        let mut total = 0u64;
+        for p in 0..3 {
+            part_off[p] = total;
+            total += sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        }
         if total > MAX_CRATE_MEMORY {
             return Err(LoadError::TooLarge { file: file.to_string(), what: "crate memory".into(), size: total, limit: MAX_CRATE_MEMORY });
         }
 
         // Allocate and fill.
-        let mut guard = RegionGuard { memory: self.memory, regions: Vec::new() };
-        for &size in &sizes {
-            guard.regions.push(if size == 0 { None } else { Some(self.memory.allocate(size as usize)?) });
-        }
-        for (i, s) in obj.sections.iter().enumerate() {
-            if let Some(Place::Mem { region, offset }) = places[i]
-                && !s.data.is_empty()
-                && let Some(r) = guard.regions[region].as_mut()
-            {
-                // SAFETY: the region was just allocated read-write and nothing else refers to it.
-                let bytes = unsafe { r.bytes_mut() };
-                bytes[offset as usize..offset as usize + s.data.len()].copy_from_slice(s.data);
+        let mut guard = RegionGuard { memory: self.memory, region: if total == 0 { None } else { Some(self.memory.allocate(total as usize)?) } };
+        if let Some(r) = guard.region.as_mut() {
+            // SAFETY: the region was just allocated read-write and nothing else refers to it.
+            let bytes = unsafe { r.bytes_mut() };
+            for (i, s) in obj.sections.iter().enumerate() {
+                if let Some(Place::Mem { region, offset }) = places[i]
+                    && !s.data.is_empty()
+                {
+                    let at = (part_off[region] + offset) as usize;
+                    bytes[at..at + s.data.len()].copy_from_slice(s.data);
+                }
             }
         }
-        let bases: Vec<u64> = guard.regions.iter().map(|r| r.as_ref().map_or(0, |r| r.addr())).collect();
+        let base = guard.region.as_ref().map_or(0, |r| r.addr());
+        let bases: [u64; 3] = core::array::from_fn(|p| base + part_off[p]);
         let addr_of = |i: usize| -> Option<(u64, bool)> {
             match places.get(i).copied().flatten()? {
                 Place::Mem { region, offset } => Some((bases[region] + offset, false)),
@@ -296,7 +306,8 @@ impl Loader {
             file: file.to_string(),
             namespace: ns,
             sections: Vec::new(),
-            regions: Vec::new(),
+            memory: None,
+            parts: Vec::new(),
             exported: Vec::new(),
             shadowed: 0,
             eh_frame: Vec::new(),
@@ -305,8 +316,11 @@ impl Loader {
             prelinked: false,
         };
         let mut new_sections = Vec::new();
+        // Position in `new_sections` of each ELF section.
+        let mut pos = alloc::vec![usize::MAX; obj.sections.len()];
         for (i, s) in obj.sections.iter().enumerate() {
             let (Some(kind), Some((addr, _))) = (s.kind, addr_of(i)) else { continue };
+            pos[i] = new_sections.len();
             let id = SectionId(self.next_section);
             self.next_section += 1;
             sec_ids[i] = Some(id);
@@ -324,8 +338,8 @@ impl Loader {
             if sym.name.is_empty() || matches!(sym.kind, SymKind::Section) {
                 continue;
             }
-            let Some(id) = sec_ids[k] else { continue };
-            let Some(sec) = new_sections.iter_mut().find(|s| s.id == id) else { continue };
+            let Some(sec) = new_sections.get_mut(pos[k]) else { continue };
+            let id = sec.id;
             if sym.value > sec.size {
                 return Err(LoadError::BadSymbol { file: file.to_string(), index: si, name: sym.name.to_string(), detail: "value beyond its section" });
             }
@@ -340,15 +354,13 @@ impl Loader {
             s.symbols.sort_by(|a, b| a.offset.cmp(&b.offset).then(b.size.cmp(&a.size)));
         }
         let mut stats = LoadStats { crates: 1, sections: new_sections.len(), bytes: total as usize, ..Default::default() };
+        let ranges = new_sections.iter().filter(|s| !s.kind.is_tls()).map(|s| (s.addr, s.size, s.id)).collect();
+        if !self.index.insert_batch(ranges) {
+            // Cannot happen for freshly allocated memory unless the provider hands out
+            // overlapping regions; refuse rather than corrupt the index.
+            return Err(LoadError::Malformed { file: file.to_string(), detail: "memory provider returned overlapping memory".into() });
+        }
         for s in new_sections {
-            if !s.kind.is_tls() && !self.index.insert(s.addr, s.size, s.id) {
-                // Cannot happen for freshly allocated memory unless the provider hands out
-                // overlapping regions; refuse rather than corrupt the index.
-                self.sections.insert(s.id, s);
-                self.crates.insert(crate_id, krate);
-                txn.push(crate_id);
-                return Err(LoadError::Malformed { file: file.to_string(), detail: "memory provider returned overlapping memory".into() });
-            }
             self.sections.insert(s.id, s);
         }
         for &i in &tls_plan {
@@ -369,12 +381,9 @@ impl Loader {
             }
             n.crates.insert(name.clone(), crate_id);
         }
-        krate.regions = guard.regions.drain(..).zip(REGION_PERMS).filter_map(|(r, p)| r.map(|r| (r, p))).collect();
+        krate.parts = (0..3).filter(|&p| sizes[p] > 0).map(|p| (bases[p], sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE, REGION_PERMS[p])).collect();
+        krate.memory = guard.region.take();
         drop(guard);
-        let region_index: Vec<Option<usize>> = {
-            let mut k = 0;
-            sizes.iter().map(|&s| if s == 0 { None } else { k += 1; Some(k - 1) }).collect()
-        };
         self.crates.insert(crate_id, krate);
         txn.push(crate_id);
 
@@ -411,16 +420,25 @@ impl Loader {
         }
 
         // Relocate, recording cross-crate dependencies.
-        let mut regions = core::mem::take(&mut self.crates.get_mut(&crate_id).expect("just inserted").regions);
-        let result = self.relocate(&obj, crate_id, &places, &sec_ids, &region_index, &mut regions, &resolved, &mut stats);
+        let k = self.crates.get_mut(&crate_id).expect("just inserted");
+        let mut memory = k.memory.take();
+        let parts = k.parts.clone();
+        let result = match memory.as_mut() {
+            // SAFETY: the region is still read-write (protected only below) and this is the
+            // only reference to its bytes.
+            Some(r) => self.relocate(&obj, crate_id, &places, &sec_ids, &bases, unsafe { r.bytes_mut() }, base, &resolved, &mut stats),
+            None => Ok(()),
+        };
         let protect = result.and_then(|()| {
-            for (r, p) in &regions {
-                self.memory.protect(r, *p)?;
+            if let Some(r) = &memory {
+                for (addr, len, p) in &parts {
+                    self.memory.protect(r, (addr - base) as usize, *len as usize, *p)?;
+                }
             }
             Ok(())
         });
         let k = self.crates.get_mut(&crate_id).expect("just inserted");
-        k.regions = regions;
+        k.memory = memory;
         k.relocations = stats.relocations;
         protect?;
         self.last.crates += stats.crates;
@@ -438,12 +456,12 @@ impl Loader {
         crate_id: CrateId,
         places: &[Option<Place>],
         sec_ids: &[Option<SectionId>],
-        region_index: &[Option<usize>],
-        regions: &mut [(Region, Perms)],
+        bases: &[u64; 3],
+        bytes: &mut [u8],
+        base: u64,
         resolved: &BTreeMap<usize, Target>,
         stats: &mut LoadStats,
     ) -> Result<(), LoadError> {
-        let region_bases: Vec<u64> = regions.iter().map(|(r, _)| r.addr()).collect();
         for (t, rels) in obj.relocs.iter().enumerate() {
             let (Some(user), Some(place)) = (sec_ids[t], places[t]) else { continue };
             let Place::Mem { region, offset: sec_off } = place else {
@@ -452,14 +470,9 @@ impl Loader {
                 }
                 return Err(bad_reloc(obj, t, rels[0].offset, "relocations in TLS initializers are not supported"));
             };
-            let Some(ri) = region_index[region] else { continue };
-            let r = &mut regions[ri].0;
-            let base = r.addr();
-            // SAFETY: the region is still read-write (protected only after relocation) and this
-            // is the only reference to its bytes.
-            let bytes = unsafe { r.bytes_mut() };
             let size = obj.sections[t].size as usize;
-            let sec_bytes = &mut bytes[sec_off as usize..sec_off as usize + size];
+            let at = (bases[region] - base + sec_off) as usize;
+            let sec_bytes = &mut bytes[at..at + size];
             for rel in rels {
                 let kind = RelocKind::from_type(rel.r_type).ok_or_else(|| LoadError::UnsupportedRelocation {
                     file: obj.file.clone(),
@@ -477,7 +490,7 @@ impl Loader {
                     SymDef::Absolute => Target { value: i128::from(sym.value), tls: false, section: None },
                     SymDef::Section(k) => match places.get(k).copied().flatten() {
                         Some(Place::Mem { region, offset }) => {
-                            let b = region_index[region].map_or(0, |i| region_bases[i]);
+                            let b = bases[region];
                             Target { value: i128::from(b + offset) + i128::from(sym.value), tls: false, section: sec_ids[k] }
                         }
                         Some(Place::Tls(off)) => Target { value: i128::from(off) + i128::from(sym.value), tls: true, section: sec_ids[k] },
@@ -487,7 +500,7 @@ impl Loader {
                 if target.tls != kind.is_tls() {
                     return Err(bad_reloc(obj, t, rel.offset, if kind.is_tls() { "TLS relocation against a non-TLS symbol" } else { "address relocation against a TLS symbol" }));
                 }
-                let p = base + sec_off + rel.offset;
+                let p = bases[region] + sec_off + rel.offset;
                 reloc::apply(kind, sec_bytes, rel.offset, target.value, rel.addend, p).map_err(|e| match e {
                     WriteError::OutOfBounds => bad_reloc(obj, t, rel.offset, "place is outside its section"),
                     WriteError::Overflow(value) => LoadError::RelocationOverflow {
@@ -584,7 +597,8 @@ impl Loader {
             file: format!("<{name}>"),
             namespace: ns,
             sections: Vec::new(),
-            regions: Vec::new(),
+            memory: None,
+            parts: Vec::new(),
             exported: Vec::new(),
             shadowed: 0,
             eh_frame: Vec::new(),
@@ -623,7 +637,6 @@ impl Loader {
                 s.symbols.push(SectionSymbol { offset: 0, size: sym.size, raw: sym.raw.clone(), global: sym.global });
             }
         }
-        let mut inserted = Vec::new();
         for s in &mut secs {
             s.symbols.sort_by(|a, b| a.offset.cmp(&b.offset).then(b.size.cmp(&a.size)));
             if s.name == ".eh_frame" {
@@ -631,13 +644,9 @@ impl Loader {
             } else if s.name.starts_with(".gcc_except_table") {
                 krate.gcc_except_table.push(s.id);
             }
-            if !self.index.insert(s.addr, s.size, s.id) {
-                for a in inserted {
-                    self.index.remove(a);
-                }
-                return Err(LoadError::Malformed { file: name.to_string(), detail: format!("section {} at {:#x} overlaps a loaded section", s.name, s.addr) });
-            }
-            inserted.push(s.addr);
+        }
+        if !self.index.insert_batch(secs.iter().map(|s| (s.addr, s.size, s.id)).collect()) {
+            return Err(LoadError::Malformed { file: name.to_string(), detail: "its sections overlap each other or a loaded section".into() });
         }
         let n = &mut self.namespaces[ns.0 as usize];
         for s in &secs {
@@ -682,17 +691,16 @@ impl Loader {
         if n.crates.get(&k.name) == Some(&id) {
             n.crates.remove(&k.name);
         }
+        self.index.remove_sections(&k.sections);
         for s in &k.sections {
-            if let Some(sec) = self.sections.remove(s) {
-                if sec.kind.is_tls() {
-                    self.tls.remove(*s);
-                } else if self.index.lookup(sec.addr).is_some_and(|(x, _)| x == *s) {
-                    self.index.remove(sec.addr);
-                }
+            if let Some(sec) = self.sections.remove(s)
+                && sec.kind.is_tls()
+            {
+                self.tls.remove(*s);
             }
             self.deps.remove_section(*s);
         }
-        for (r, _) in k.regions {
+        if let Some(r) = k.memory {
             self.memory.free(r);
         }
     }

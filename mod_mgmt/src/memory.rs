@@ -89,8 +89,8 @@ pub enum MemoryError {
 pub trait MemoryProvider {
     /// Maps at least `size` bytes read-write, page aligned, zero filled.
     fn allocate(&self, size: usize) -> Result<Region, MemoryError>;
-    /// Sets the final permissions of a whole region.
-    fn protect(&self, region: &Region, perms: Perms) -> Result<(), MemoryError>;
+    /// Sets the final permissions of `len` bytes at `offset` in a region (both page aligned).
+    fn protect(&self, region: &Region, offset: usize, len: usize, perms: Perms) -> Result<(), MemoryError>;
     /// Unmaps a region and releases its memory.
     fn free(&self, region: Region);
 }

@@ -63,6 +63,20 @@ impl Loader {
         out
     }
 
+    /// The section containing `addr` and the offset into it: the address index alone.
+    pub fn locate(&self, addr: u64) -> Option<(SectionId, u64)> {
+        self.index.lookup(addr).map(|(s, start)| (s, addr - start))
+    }
+
+    /// The section containing `addr`, the offset into it, and the covering symbol with the
+    /// offset into that symbol — without allocating (what backtraces and benchmarks use).
+    pub fn symbol_at(&self, addr: u64) -> Option<(&LoadedSection, u64, Option<(&crate::crates::SectionSymbol, u64)>)> {
+        let (sid, start) = self.index.lookup(addr)?;
+        let sec = self.sections.get(&sid)?;
+        let off = addr - start;
+        Some((sec, off, sec.symbol_at(off)))
+    }
+
     /// Names any address in a loaded or registered section.
     pub fn addr2sym(&self, addr: u64) -> Option<AddrInfo> {
         let (sid, start) = self.index.lookup(addr)?;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make bench`: boot time for both routes (median of several runs) with per-stage times, then
+# the loader benchmarks (modtool bench). Figures, not pass/fail: speed goals live here, never in
+# tests. Every comparison is a ratio against a baseline measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-7}
+IMG=target/image
+echo "== boot time to 'nano_core ready' (QEMU TCG, wall clock from QEMU start, $RUNS runs each)"
+./target/release/imgtool iso --cmdline "poweroff" --out $IMG/delos-bench.iso >/dev/null 2>&1
+for route in kernel iso; do
+    times=()
+    for ((i = 0; i < RUNS; i++)); do
+        if [[ $route == kernel ]]; then
+            args=(--kernel $IMG/nano_core --modules $IMG/modules.tar --append poweroff)
+        else
+            args=(--iso $IMG/delos-bench.iso)
+        fi
+        t=$(python3 tools/runner/qemu_run.py "${args[@]}" --quiet --timeout 30 --mark '^nano_core ready' --log target/bench-boot.log | awk '/^mark/{print $2}')
+        times+=("$t")
+    done
+    printf '%s\n' "${times[@]}" | sort -n | awk -v r="$route" '{a[NR]=$1} END {printf "   route %-6s median %.3f s (min %.3f, max %.3f)\n", r, a[int((NR+1)/2)], a[1], a[NR]}'
+done
+echo "   boot stages (kernel-side, last -kernel run's log):"
+python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --append poweroff --quiet --log target/bench-boot.log >/dev/null
+grep -E 'boot stage|boot took' target/bench-boot.log | sed -E 's/^\[[ 0-9.]+\] INFO  /     /'
+
+echo
+echo "== loader (host, modtool bench)"
+bash tools/fixtures.sh >/dev/null 2>&1
+CARGO_TARGET_DIR=target/fx_dylib cargo build --release -q --manifest-path mod_mgmt/tests/fixtures/fx_dylib/Cargo.toml
+./target/release/modtool bench --kernel-deps target/kernel/x86_64-delos/release/deps
