@@ -86,7 +86,7 @@ pub enum MemoryError {
 }
 
 /// Supplies memory for loaded crates.
-pub trait MemoryProvider {
+pub trait MemoryProvider: Sync {
     /// Maps at least `size` bytes read-write, page aligned, zero filled.
     fn allocate(&self, size: usize) -> Result<Region, MemoryError>;
     /// Sets the final permissions of `len` bytes at `offset` in a region (both page aligned).

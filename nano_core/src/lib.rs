@@ -23,6 +23,8 @@ extern crate alloc;
 pub mod frames;
 pub mod heap;
 pub mod interrupts;
+pub mod kernel;
+pub mod kmem;
 pub mod ktests;
 pub mod logger;
 pub mod modules;
@@ -145,7 +147,11 @@ pub extern "C" fn nano_core_entry(magic: u32, info: u32) -> ! {
     if boot_info::cmdline::get(cmdline, "poweroff").is_some() {
         exit(ExitCode::Success);
     }
-    qemu::halt_forever()
+    let init = match kernel::start(cmdline, mods) {
+        Ok(f) => f,
+        Err(e) => fail("hand-over to captain", &e),
+    };
+    init()
 }
 
 #[inline(never)]

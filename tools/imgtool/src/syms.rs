@@ -8,9 +8,13 @@
 //! ```
 //! Addresses and sizes are hex without `0x`. Names are the raw (mangled) ELF names; the loader
 //! demangles them into its symbol map. Local symbols are kept so that `addr2sym` can name any
-//! address in nano_core, but only global ones satisfy other crates' undefined symbols — with one
-//! exception: `rust_eh_personality` is a lang item that rustc always emits as local, yet every
-//! crate's `.eh_frame` references it by name, so it is exported as global.
+//! address in nano_core, but only global ones satisfy other crates' undefined symbols — with two
+//! exceptions, both exported as global:
+//! - `rust_eh_personality` is a lang item that rustc always emits as local, yet every crate's
+//!   `.eh_frame` references it by name;
+//! - functions with C names (not Rust-mangled): compiler_builtins gives `memcpy`, `__udivti3`
+//!   and friends hidden visibility, so they end up local, but loaded crates call them. C names
+//!   are unique by construction, so exporting them cannot capture another crate's symbol.
 
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind, SymbolScope};
 use std::fmt::Write;
@@ -58,7 +62,8 @@ pub fn symbol_file(elf: &[u8]) -> Result<SymbolFile, String> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             continue;
         }
-        let global = matches!(sym.scope(), SymbolScope::Dynamic | SymbolScope::Linkage) || FORCE_GLOBAL.contains(&name);
+        let c_function = kind == "f" && !name.starts_with("_R") && !name.starts_with("_ZN");
+        let global = matches!(sym.scope(), SymbolScope::Dynamic | SymbolScope::Linkage) || FORCE_GLOBAL.contains(&name) || c_function;
         let bind = if global { "g" } else { "l" };
         let _ = writeln!(text, "sym {:x} {:x} {bind} {kind} {name}", sym.address(), sym.size());
         count += 1;

@@ -1,0 +1,129 @@
+//! Handing over to the loaded kernel: namespaces, nano_core's own symbols, and `captain`.
+//!
+//! nano_core creates one namespace per `namespaces/<name>.toml` in the boot image (parent as
+//! the manifest says), puts each namespace's objects in its directory, imports its own symbols
+//! from `nano_core.syms` into the kernel namespace as the prelinked crate `nano_core`, loads
+//! `captain` and calls `captain::init`, found by symbol lookup. Loaded crates reach the loader
+//! through [`with_loader`].
+
+use crate::modules::BootModule;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use mod_mgmt::{Loader, NamespaceId, ObjectBytes};
+use spin::{Mutex, Once};
+
+/// The loader with every namespace. Loaded crates use it through [`with_loader`].
+static LOADER: Mutex<Option<Loader>> = Mutex::new(None);
+
+/// What nano_core knows from boot, for loaded crates.
+#[derive(Debug)]
+pub struct BootState {
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Every file of the boot image.
+    pub modules: Vec<BootModule>,
+    /// Microseconds from entry to the hand-over to captain.
+    pub handover_us: u64,
+    /// Time spent importing nano_core's symbols, in microseconds.
+    pub symbol_import_us: u64,
+    /// nano_core symbols imported.
+    pub nano_core_symbols: usize,
+}
+
+static BOOT: Once<BootState> = Once::new();
+
+/// Boot information (available once captain runs).
+pub fn boot_state() -> &'static BootState {
+    BOOT.get().expect("boot state is set before any crate is loaded")
+}
+
+/// Runs `f` with the loader locked (interrupts off while it is held, so a timer-driven task
+/// switch can never leave it locked by a descheduled task).
+pub fn with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
+    x86_64::instructions::interrupts::without_interrupts(|| f(LOADER.lock().as_mut().expect("loader is set up before any crate runs")))
+}
+
+/// Why the hand-over failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandoverError {
+    /// The loader refused something.
+    #[error(transparent)]
+    Load(#[from] mod_mgmt::LoadError),
+    /// A needed file is not in the boot image.
+    #[error("boot image lacks {0}")]
+    Missing(String),
+}
+
+/// `parent = "..."` from a namespace manifest (the only key nano_core needs).
+fn manifest_parent(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "parent").then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// Sets up namespaces and loads captain; returns the address of `captain::init`.
+pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn() -> !, HandoverError> {
+    let mut l = Loader::new(&crate::kmem::KERNEL_MEMORY);
+    // Namespaces: kernel first, then the others in an order where parents come first.
+    let mut manifests: Vec<(String, Option<String>)> = modules
+        .iter()
+        .filter_map(|m| {
+            let name = m.name.strip_prefix("namespaces/")?.strip_suffix(".toml")?;
+            let text = core::str::from_utf8(m.data).ok()?;
+            Some((name.to_string(), manifest_parent(text).map(String::from)))
+        })
+        .collect();
+    manifests.sort_by_key(|(n, p)| (p.is_some(), n.clone()));
+    let mut ids: Vec<(String, NamespaceId)> = Vec::new();
+    for (name, parent) in &manifests {
+        let parent_id = match parent {
+            Some(p) => Some(ids.iter().find(|(n, _)| n == p).map(|(_, id)| *id).ok_or_else(|| HandoverError::Missing(alloc::format!("parent namespace {p}")))?),
+            None => None,
+        };
+        ids.push((name.clone(), l.add_namespace(name, parent_id)?));
+    }
+    let kernel = ids.iter().find(|(n, _)| n == "kernel").map(|(_, id)| *id).ok_or_else(|| HandoverError::Missing("namespaces/kernel.toml".into()))?;
+    for m in &modules {
+        let Some(rest) = m.name.strip_prefix("namespaces/") else { continue };
+        let Some((ns, file)) = rest.split_once('/') else { continue };
+        if let Some((_, id)) = ids.iter().find(|(n, _)| n == ns) {
+            l.add_object_file(*id, file, ObjectBytes::Static(m.data))?;
+        }
+    }
+
+    let t0 = crate::time::micros_since_entry();
+    let syms = modules.iter().find(|m| m.name == "nano_core.syms").ok_or_else(|| HandoverError::Missing("nano_core.syms".into()))?;
+    let text = core::str::from_utf8(syms.data).map_err(|_| HandoverError::Missing("a UTF-8 nano_core.syms".into()))?;
+    let (sections, symbols) = mod_mgmt::symfile::parse(text)?;
+    l.add_prelinked(kernel, "nano_core", &sections, &symbols)?;
+    let import_us = crate::time::micros_since_entry() - t0;
+    log::info!("imported {} nano_core symbols ({} sections) in {} us", symbols.len(), sections.len(), import_us);
+
+    let captain = l.namespace(kernel).and_then(|n| n.files().map(|(f, _)| f.clone()).find(|f| mod_mgmt::crate_name_of(f) == "captain"));
+    let captain = captain.ok_or_else(|| HandoverError::Missing("the captain crate".into()))?;
+    let t1 = crate::time::micros_since_entry();
+    l.load_from_dir(kernel, &captain)?;
+    let st = l.last_load_stats();
+    log::info!(
+        "loaded {captain}: {} crates, {} sections, {} symbols, {} relocations in {} us",
+        st.crates,
+        st.sections,
+        st.symbols,
+        st.relocations,
+        crate::time::micros_since_entry() - t1
+    );
+    let init = l.lookup(kernel, "captain::init")?;
+    *LOADER.lock() = Some(l);
+    BOOT.call_once(|| BootState {
+        cmdline: cmdline.to_string(),
+        modules,
+        handover_us: crate::time::micros_since_entry(),
+        symbol_import_us: import_us,
+        nano_core_symbols: symbols.len(),
+    });
+    // SAFETY: `captain::init` is a loaded, relocated function in an executable section with the
+    // signature `fn() -> !` (captain's contract with nano_core, checked by the QEMU tests).
+    Ok(unsafe { core::mem::transmute::<usize, fn() -> !>(init.addr as usize) })
+}

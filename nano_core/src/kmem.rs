@@ -1,0 +1,64 @@
+//! mod_mgmt's memory trait, implemented with the kernel's page tables.
+//!
+//! Each region is a fresh range of the general page-allocation region (see `paging`) with an
+//! unmapped guard page after it, mapped read-write when allocated; `protect` then gives each
+//! part its final W^X permissions, and `free` unmaps the pages and returns their frames.
+
+use crate::frames::FRAMES;
+use crate::paging::{self, PAGE};
+use mod_mgmt::{MemoryError, MemoryProvider, Perms, Region};
+
+/// The kernel's memory provider for loaded crates.
+pub struct KernelMemory;
+
+/// The one instance.
+pub static KERNEL_MEMORY: KernelMemory = KernelMemory;
+
+fn to_paging(p: Perms) -> paging::Perms {
+    match p {
+        Perms::ReadExec => paging::Perms::ReadExec,
+        Perms::Read => paging::Perms::Read,
+        Perms::ReadWrite => paging::Perms::ReadWrite,
+    }
+}
+
+fn unmap_and_free(start: u64, pages: u64) {
+    for i in 0..pages {
+        if let Ok(frame) = paging::unmap(start + i * PAGE) {
+            // SAFETY: the frame backed a page of a region being freed; it is unmapped now and
+            // nothing else refers to it.
+            unsafe { FRAMES.lock().free(frame) };
+        }
+    }
+}
+
+impl MemoryProvider for KernelMemory {
+    fn allocate(&self, size: usize) -> Result<Region, MemoryError> {
+        let pages = (size as u64).div_ceil(PAGE).max(1);
+        let start = paging::alloc_region(pages).map_err(|_| MemoryError::OutOfMemory(size))?;
+        for i in 0..pages {
+            if paging::map_new(start + i * PAGE, paging::Perms::ReadWrite).is_err() {
+                unmap_and_free(start, i);
+                return Err(MemoryError::OutOfMemory(size));
+            }
+        }
+        // SAFETY: the pages were just mapped read-write in a fresh address range nothing else
+        // uses; the region owns them until `free`.
+        Ok(unsafe { Region::new(start, (pages * PAGE) as usize) })
+    }
+
+    fn protect(&self, region: &Region, offset: usize, len: usize, perms: Perms) -> Result<(), MemoryError> {
+        let err = MemoryError::Protect { addr: region.addr() + offset as u64, size: len, perms };
+        if offset % PAGE as usize != 0 || offset.checked_add(len).is_none_or(|e| e > region.size()) {
+            return Err(err);
+        }
+        for p in (0..len as u64).step_by(PAGE as usize) {
+            paging::protect(region.addr() + offset as u64 + p, to_paging(perms)).map_err(|_| err.clone())?;
+        }
+        Ok(())
+    }
+
+    fn free(&self, region: Region) {
+        unmap_and_free(region.addr(), region.size() as u64 / PAGE);
+    }
+}
