@@ -166,3 +166,8 @@ impl FrameDeallocator<Size4KiB> for GlobalFrames {
         unsafe { FRAMES.lock().free(frame.start_address().as_u64()) }
     }
 }
+
+/// Current frame usage (safe to call from any task).
+pub fn stats() -> FrameStats {
+    x86_64::instructions::interrupts::without_interrupts(|| FRAMES.lock().stats())
+}

@@ -43,6 +43,55 @@ pub fn with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
     x86_64::instructions::interrupts::without_interrupts(|| f(LOADER.lock().as_mut().expect("loader is set up before any crate runs")))
 }
 
+/// Like [`with_loader`], but returns `None` instead of waiting if the loader is locked (for fault
+/// handlers and backtraces, which may interrupt code holding it).
+pub fn try_with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
+    x86_64::instructions::interrupts::without_interrupts(|| LOADER.try_lock().and_then(|mut g| g.as_mut().map(f)))
+}
+
+/// Turns the address of a loaded `fn() -> isize` into a callable function pointer.
+///
+/// This is how entry points found by symbol lookup (the shell's `main`, commands) are called;
+/// the signature is the contract between the caller and the crate, which both sides are built
+/// against in the same build.
+pub fn entry_point(addr: u64) -> fn() -> isize {
+    // SAFETY: callers pass the address of a function with this signature from a loaded,
+    // executable section; function pointers and addresses have the same representation.
+    unsafe { core::mem::transmute::<usize, fn() -> isize>(addr as usize) }
+}
+
+/// Turns the address of a loaded command entry `fn(&[&str]) -> isize` into a callable pointer
+/// (same contract as [`entry_point`]).
+pub fn command_entry(addr: u64) -> fn(&[&str]) -> isize {
+    // SAFETY: as in `entry_point`, for the command signature.
+    unsafe { core::mem::transmute::<usize, fn(&[&str]) -> isize>(addr as usize) }
+}
+
+/// Reads a `&'static str` stored at `addr` (a `pub static NAME: &str` of a loaded crate, found
+/// by symbol lookup), checking that the address is a mapped, readable static.
+pub fn read_static_str(addr: u64) -> Option<&'static str> {
+    crate::paging::translate(addr)?;
+    crate::paging::translate(addr + 15)?;
+    // SAFETY: the 16 bytes at `addr` are mapped (checked above) and hold a `&'static str`
+    // (the symbol's type, by the caller's contract); its bytes are checked to be mapped too.
+    let (ptr, len) = unsafe { ((addr as *const u64).read(), ((addr + 8) as *const u64).read()) };
+    if len > 4096 || crate::paging::translate(ptr).is_none() || (len > 0 && crate::paging::translate(ptr + len - 1).is_none()) {
+        return None;
+    }
+    // SAFETY: the range was checked to be mapped; the loaded crate's rodata is never freed
+    // while the crate is loaded.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) };
+    core::str::from_utf8(bytes).ok()
+}
+
+/// Parses a number as typed in the shell: `0x`-prefixed hex, or decimal.
+pub fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
 /// Why the hand-over failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -23,13 +23,15 @@ fn to_paging(p: Perms) -> paging::Perms {
 }
 
 fn unmap_and_free(start: u64, pages: u64) {
-    for i in 0..pages {
-        if let Ok(frame) = paging::unmap(start + i * PAGE) {
-            // SAFETY: the frame backed a page of a region being freed; it is unmapped now and
-            // nothing else refers to it.
-            unsafe { FRAMES.lock().free(frame) };
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        for i in 0..pages {
+            if let Ok(frame) = paging::unmap(start + i * PAGE) {
+                // SAFETY: the frame backed a page of a region being freed; it is unmapped now
+                // and nothing else refers to it.
+                unsafe { FRAMES.lock().free(frame) };
+            }
         }
-    }
+    })
 }
 
 impl MemoryProvider for KernelMemory {

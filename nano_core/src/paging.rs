@@ -134,6 +134,12 @@ pub fn map(addr: u64, frame: u64, perms: Perms) -> Result<(), PagingError> {
 
 /// Maps `addr` to a fresh zeroed frame with `perms`; returns the frame.
 pub fn map_new(addr: u64, perms: Perms) -> Result<u64, PagingError> {
+    // Interrupts off throughout: a task switch while FRAMES is locked would deadlock the next
+    // task that needs a frame.
+    x86_64::instructions::interrupts::without_interrupts(|| map_new_locked(addr, perms))
+}
+
+fn map_new_locked(addr: u64, perms: Perms) -> Result<u64, PagingError> {
     let frame = FRAMES.lock().alloc().ok_or(PagingError::OutOfFrames)?;
     // SAFETY: the frame was just allocated, so nothing else uses it; it is reachable through
     // the physical map.
@@ -209,6 +215,21 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, PagingError> {
         map_new(bottom + i * PAGE, Perms::ReadWrite)?;
     }
     Ok(Stack { bottom, top: bottom + pages * PAGE })
+}
+
+/// Unmaps a stack made by [`alloc_stack`] and frees its frames.
+///
+/// # Safety
+/// Nothing may run on, or point into, the stack any more.
+pub unsafe fn free_stack(stack: Stack) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        for a in (stack.bottom..stack.top).step_by(PAGE as usize) {
+            if let Ok(frame) = unmap(a) {
+                // SAFETY: the page is unmapped and the caller guarantees nothing uses it.
+                unsafe { FRAMES.lock().free(frame) };
+            }
+        }
+    })
 }
 
 /// Reserves `pages` pages of address space in the general region (not mapped yet), followed by

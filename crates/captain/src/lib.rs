@@ -1,23 +1,62 @@
 //! captain: the first loaded crate; brings the rest of the kernel up in order.
 //!
-//! nano_core loads this crate and calls [`init`], found by symbol lookup. captain never does a
-//! subsystem's work itself: it loads each subsystem crate and calls its entry point, so every
-//! piece stays replaceable.
+//! nano_core loads this crate and calls [`init`], found by symbol lookup. Loading captain pulls
+//! in, on demand, the subsystem crates it calls (exceptions, interrupts, task, scheduler) from
+//! the kernel namespace's directory; captain then starts them in order and launches the shell
+//! from the applications namespace, again by symbol lookup. captain never does a subsystem's
+//! work itself, so every piece stays replaceable.
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+
+fn fatal(what: &str, e: &dyn core::fmt::Display) -> ! {
+    log::error!("captain: {what}: {e}");
+    nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
+}
+
+/// Loads the shell into the applications namespace and returns its entry point.
+fn load_shell() -> Result<fn() -> isize, String> {
+    nano_core::kernel::with_loader(|l| {
+        let apps = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
+        if l.crate_by_name(apps, "shell").is_none() {
+            let file = l.namespace(apps).and_then(|n| n.files().map(|(f, _)| f.clone()).find(|f| mod_mgmt::crate_name_of(f) == "shell"));
+            let file = file.ok_or("no shell object in the applications namespace")?;
+            l.load_from_dir(apps, &file).map_err(|e| format!("{e}"))?;
+        }
+        let main = l.lookup(apps, "shell::main").map_err(|e| format!("{e}"))?;
+        // The shell's entry point has the signature `fn() -> isize` (its contract with captain).
+        Ok(nano_core::kernel::entry_point(main.addr))
+    })
+}
+
 /// Entry point, called once by nano_core on the boot stack.
 pub fn init() -> ! {
-    let b = nano_core::kernel::boot_state();
-    let (crates, sections, symbols, edges, _) = nano_core::kernel::with_loader(|l| l.totals());
+    exceptions::init();
+    interrupts::init();
+    scheduler::init();
+    if let Err(e) = task::init() {
+        fatal("tasks", &e);
+    }
+    let shell = match load_shell() {
+        Ok(f) => f,
+        Err(e) => fatal("shell", &e),
+    };
+    let (crates, sections, symbols, _, _) = nano_core::kernel::with_loader(|l| l.totals());
+    let relocs: usize = nano_core::kernel::with_loader(|l| l.crates().map(|k| k.relocations).sum());
+    if let Err(e) = task::spawn("shell", shell) {
+        fatal("spawning the shell", &e);
+    }
     log::info!(
-        "captain: up {} us after entry; {} crates, {} sections, {} symbols, {} dependency edges",
+        "boot to shell: {} us from nano_core entry; {} crates loaded, {} sections, {} symbols, {} relocations applied",
         nano_core::time::micros_since_entry(),
         crates,
         sections,
         symbols,
-        edges
+        relocs
     );
-    let _ = b;
-    nano_core::qemu::exit(nano_core::qemu::ExitCode::Success)
+    task::idle()
 }

@@ -1,14 +1,14 @@
 //! `echo`: prints its arguments separated by spaces.
-//!
-//! A shell command is a crate in the applications namespace whose entry point the shell finds
-//! by symbol lookup; this is the smallest one.
 #![no_std]
 #![forbid(unsafe_code)]
 
-/// Entry point: prints `args` joined by single spaces and a newline; returns 0.
+/// One line for `help`.
+pub static DESCRIPTION: &str = "print the arguments";
+
+/// Entry point: prints the arguments (after the command name) joined by single spaces.
 pub fn main(args: &[&str]) -> isize {
     let mut first = true;
-    for a in args {
+    for a in args.iter().skip(1) {
         if !first {
             nano_core::print!(" ");
         }

@@ -1,0 +1,140 @@
+//! shell: the serial console shell, a crate of the applications namespace.
+//!
+//! A command `foo` is the crate `foo` in the applications namespace. The shell loads it on first
+//! use, finds its entry point `foo::main(&[&str]) -> isize` by symbol lookup and runs it as a
+//! task of its own; while it runs, Ctrl-C kills it. `help` lists every command crate in the
+//! namespace's directory with the one-line `DESCRIPTION` each exports.
+//!
+//! Line editing: printable input, Backspace/Delete, Left/Right, Home/End (and Ctrl-A/Ctrl-E),
+//! Up/Down through the history, Ctrl-C to drop the line, Ctrl-L to clear the screen.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod line;
+mod parse;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use nano_core::{print, println};
+
+/// The prompt the QEMU runner waits for.
+pub const PROMPT: &str = "delos> ";
+
+fn applications() -> Result<mod_mgmt::NamespaceId, String> {
+    nano_core::kernel::with_loader(|l| l.namespace_by_name("applications")).map_err(|e| format!("{e}"))
+}
+
+/// Command crates available in the applications namespace (directory files), sorted.
+fn command_names() -> Vec<String> {
+    let Ok(apps) = applications() else { return Vec::new() };
+    nano_core::kernel::with_loader(|l| {
+        let mut v: Vec<String> = l
+            .namespace(apps)
+            .map(|n| n.files().map(|(f, _)| mod_mgmt::crate_name_of(f).to_string()).filter(|c| c != "shell").collect())
+            .unwrap_or_default();
+        v.sort();
+        v.dedup();
+        v
+    })
+}
+
+/// Loads command crate `name` if needed; returns the address of its `main`.
+fn resolve(name: &str) -> Result<u64, String> {
+    let apps = applications()?;
+    nano_core::kernel::with_loader(|l| {
+        if l.crate_by_name(apps, name).is_none() {
+            let file = l.namespace(apps).and_then(|n| n.files().map(|(f, _)| f.clone()).find(|f| mod_mgmt::crate_name_of(f) == name));
+            let Some(file) = file else { return Err(format!("unknown command: {name} (try `help`)")) };
+            l.load_from_dir(apps, &file).map_err(|e| format!("cannot load command {name}: {e}"))?;
+        }
+        l.lookup(apps, &format!("{name}::main")).map(|s| s.addr).map_err(|_| format!("{name} is not a command (no {name}::main)"))
+    })
+}
+
+/// The `DESCRIPTION` a command crate exports, if loaded.
+fn description(name: &str) -> String {
+    let Ok(apps) = applications() else { return String::new() };
+    let addr = nano_core::kernel::with_loader(|l| l.lookup(apps, &format!("{name}::DESCRIPTION")).ok().map(|s| s.addr));
+    match addr {
+        Some(a) => nano_core::kernel::read_static_str(a).unwrap_or("").to_string(),
+        None => String::new(),
+    }
+}
+
+fn help() {
+    println!("builtins: help, history");
+    println!("commands (crates in the applications namespace, loaded on first use):");
+    for c in command_names() {
+        if resolve(&c).is_ok() {
+            println!("  {c:<10} {}", description(&c));
+        }
+    }
+}
+
+/// Runs a command crate as a task; Ctrl-C kills it.
+fn run_command(words: Vec<String>) {
+    let main = match resolve(&words[0]) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("shell: {e}");
+            return;
+        }
+    };
+    let entry = nano_core::kernel::command_entry(main);
+    let name = words[0].clone();
+    let id = match task::spawn(&name, move || {
+        let args: Vec<&str> = words.iter().map(String::as_str).collect();
+        entry(&args)
+    }) {
+        Ok(id) => id,
+        Err(e) => {
+            println!("shell: cannot start {name}: {e}");
+            return;
+        }
+    };
+    while !task::has_exited(id) {
+        if nano_core::serial::try_read_byte() == Some(0x03) {
+            let _ = task::kill(id);
+            println!("^C");
+            break;
+        }
+        task::yield_now();
+    }
+    match task::join(id) {
+        Ok(task::Exit::Returned(0)) => {}
+        Ok(task::Exit::Returned(code)) => println!("shell: {name} exited with status {code}"),
+        Ok(task::Exit::Killed) => println!("shell: {name} was killed"),
+        Ok(task::Exit::Faulted(why)) => println!("shell: {name} died: {why}"),
+        Err(e) => println!("shell: {name}: {e}"),
+    }
+}
+
+/// The shell's entry point (run as a task by captain).
+pub fn main() -> isize {
+    println!("Delos shell. Type `help` for the commands.");
+    let mut editor = line::Editor::new();
+    loop {
+        print!("{PROMPT}");
+        let Some(input) = editor.read_line(PROMPT) else { continue };
+        let words = match parse::split(&input) {
+            Ok(w) => w,
+            Err(e) => {
+                println!("shell: {e}");
+                continue;
+            }
+        };
+        let Some(first) = words.first() else { continue };
+        match first.as_str() {
+            "help" => help(),
+            "history" => {
+                for (i, h) in editor.history().iter().enumerate() {
+                    println!("{:4}  {h}", i + 1);
+                }
+            }
+            _ => run_command(words),
+        }
+    }
+}

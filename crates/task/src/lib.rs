@@ -1,0 +1,522 @@
+//! task: the mechanism of kernel tasks — creation, context switch, exit, kill, join.
+//!
+//! Policy (which task runs next) lives in a separate crate that registers a [`Policy`]; this
+//! crate only asks it. Each task has its own stack with an unmapped guard page below it, its
+//! own SSE state (saved with `fxsave` on every switch: JIT'd WASM uses SSE even though the
+//! kernel is soft-float), and its own TLS block built from mod_mgmt's TLS image, with the
+//! thread pointer in `FS.base`. Preemption: the timer tick calls [`schedule`].
+//!
+//! TLS blocks reserve [`TLS_RESERVE`] bytes below the thread pointer, so crates with TLS loaded
+//! after a task started still have room in it; such a task sees those variables zeroed rather
+//! than with their initial values (tasks spawned later get the full image).
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use nano_core::paging::{self, Stack};
+use spin::Mutex;
+use x86_64::instructions::interrupts as cpu;
+
+/// A task's id. The boot task (which becomes the idle task) is 0.
+pub type TaskId = u64;
+
+/// Bytes of TLS space every task reserves below its thread pointer.
+pub const TLS_RESERVE: usize = 64 * 1024;
+/// Stack size of spawned tasks, in pages.
+pub const STACK_PAGES: u64 = 32;
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Its function returned this value.
+    Returned(isize),
+    /// Someone killed it.
+    Killed,
+    /// A CPU exception ended it.
+    Faulted(String),
+}
+
+/// A task's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Ready to run.
+    Runnable,
+    /// On the CPU.
+    Running,
+    /// Finished.
+    Exited(Exit),
+}
+
+/// Why a task operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// No such task.
+    NoSuchTask(TaskId),
+    /// The idle task cannot be killed or joined.
+    IdleTask,
+    /// Memory for the stack or TLS block.
+    OutOfMemory,
+    /// No scheduling policy is registered.
+    NoPolicy,
+    /// The namespace's TLS image is larger than a task's TLS reserve.
+    TlsTooLarge(u64),
+}
+
+impl core::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TaskError::NoSuchTask(id) => write!(f, "no task {id}"),
+            TaskError::IdleTask => write!(f, "the idle task cannot be killed or joined"),
+            TaskError::OutOfMemory => write!(f, "out of memory for a task stack"),
+            TaskError::NoPolicy => write!(f, "no scheduling policy registered"),
+            TaskError::TlsTooLarge(n) => write!(f, "TLS image of {n} bytes exceeds the {TLS_RESERVE}-byte reserve"),
+        }
+    }
+}
+
+impl core::error::Error for TaskError {}
+
+/// A scheduling policy: the run queue. The running task is never in it.
+pub struct Policy {
+    /// Name for `ps`.
+    pub name: &'static str,
+    /// Makes a task eligible to run.
+    pub enqueue: fn(TaskId),
+    /// Removes a task (it exited or was killed).
+    pub remove: fn(TaskId),
+    /// Takes the next task to run, or `None` if the queue is empty.
+    pub pick_next: fn() -> Option<TaskId>,
+    /// Whether the running task should give up the CPU at this tick.
+    pub should_preempt: fn(ticks_run: u64) -> bool,
+}
+
+/// What `ps` shows.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// Id.
+    pub id: TaskId,
+    /// Name.
+    pub name: String,
+    /// State.
+    pub state: State,
+    /// Timer ticks it was running at.
+    pub ticks: u64,
+    /// Its stack `[bottom, top)` (the guard page is just below).
+    pub stack: Option<(u64, u64)>,
+}
+
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+struct Task {
+    id: TaskId,
+    name: String,
+    state: State,
+    rsp: u64,
+    fx: Box<FxArea>,
+    stack: Option<Stack>,
+    tls: Option<Box<[u8]>>,
+    tp: u64,
+    entry: Option<Box<dyn FnOnce() -> isize + Send>>,
+    ticks: u64,
+    slice: u64,
+}
+
+static TASKS: Mutex<BTreeMap<TaskId, Box<Task>>> = Mutex::new(BTreeMap::new());
+static CURRENT: AtomicU64 = AtomicU64::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static POLICY: AtomicPtr<Policy> = AtomicPtr::new(core::ptr::null_mut());
+static STARTED: AtomicBool = AtomicBool::new(false);
+static SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+const FS_BASE_MSR: u32 = 0xC000_0100;
+
+core::arch::global_asm!(
+    ".global delos_task_switch",
+    "delos_task_switch:",
+    "push rbp",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "mov [rdi], rsp",
+    "mov rsp, rsi",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "ret",
+    ".global delos_task_trampoline",
+    "delos_task_trampoline:",
+    "xor ebp, ebp",
+    "and rsp, -16",
+    "movabs rax, offset {main}",
+    "call rax",
+    "ud2",
+    main = sym task_main,
+);
+
+unsafe extern "C" {
+    /// Saves callee-saved registers and the stack pointer to `*save`, switches to `next_rsp`.
+    fn delos_task_switch(save: *mut u64, next_rsp: u64);
+    fn delos_task_trampoline();
+}
+
+fn policy() -> Option<&'static Policy> {
+    // SAFETY: POLICY is null or a `&'static Policy` stored by `set_policy`.
+    unsafe { POLICY.load(Ordering::Acquire).as_ref() }
+}
+
+/// Registers (or replaces) the scheduling policy. Runnable tasks are re-enqueued into it.
+pub fn set_policy(p: &'static Policy) {
+    cpu::without_interrupts(|| {
+        POLICY.store(p as *const Policy as *mut Policy, Ordering::Release);
+        let cur = current();
+        for t in TASKS.lock().values() {
+            if t.state == State::Runnable && t.id != cur && t.id != 0 {
+                (p.enqueue)(t.id);
+            }
+        }
+    });
+}
+
+/// The name of the registered policy.
+pub fn policy_name() -> &'static str {
+    policy().map_or("none", |p| p.name)
+}
+
+/// The running task.
+pub fn current() -> TaskId {
+    CURRENT.load(Ordering::Relaxed)
+}
+
+/// Context switches since boot.
+pub fn switches() -> u64 {
+    SWITCHES.load(Ordering::Relaxed)
+}
+
+fn fxsave(area: *mut FxArea) {
+    // SAFETY: `area` points to a live, 16-byte aligned 512-byte buffer; SSE is enabled.
+    unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) area, options(nostack)) }
+}
+
+fn fxrstor(area: *const FxArea) {
+    // SAFETY: `area` holds an image written by fxsave64.
+    unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) area, options(nostack)) }
+}
+
+fn set_fs_base(tp: u64) {
+    // SAFETY: writing FS.base changes only where TLS accesses go; every task's tp points to its
+    // own live TLS block (or 0 before TLS exists).
+    unsafe { x86_64::registers::model_specific::Msr::new(FS_BASE_MSR).write(tp) }
+}
+
+/// Builds a TLS block from the loader's current TLS image: `[tp - reserve, tp)` holds the
+/// variables (the image at its top), `*tp = tp` (the x86_64 TCB self-pointer).
+fn make_tls() -> Result<(Box<[u8]>, u64), TaskError> {
+    let (image, align) = nano_core::kernel::with_loader(|l| (l.tls().image(), l.tls().align().max(16) as usize));
+    if image.len() > TLS_RESERVE {
+        return Err(TaskError::TlsTooLarge(image.len() as u64));
+    }
+    let size = TLS_RESERVE + align + 16;
+    let mut block = alloc::vec![0u8; size].into_boxed_slice();
+    let base = block.as_ptr() as usize;
+    let tp = (base + TLS_RESERVE + align - 1) & !(align - 1);
+    let tp_off = tp - base;
+    block[tp_off - image.len()..tp_off].copy_from_slice(&image);
+    block[tp_off..tp_off + 8].copy_from_slice(&(tp as u64).to_le_bytes());
+    Ok((block, tp as u64))
+}
+
+/// Turns the boot context into task 0 (the idle task), registers the tick and fault hooks.
+/// Interrupts are enabled when this returns.
+pub fn init() -> Result<(), TaskError> {
+    let (tls, tp) = make_tls()?;
+    let mut fx = Box::new(FxArea([0; 512]));
+    fxsave(&mut *fx);
+    let idle = Task { id: 0, name: "idle".into(), state: State::Running, rsp: 0, fx, stack: None, tls: Some(tls), tp, entry: None, ticks: 0, slice: 0 };
+    TASKS.lock().insert(0, Box::new(idle));
+    set_fs_base(tp);
+    ::interrupts::set_tick_hook(on_tick);
+    exceptions::set_fault_hook(on_fault);
+    STARTED.store(true, Ordering::Release);
+    x86_64::instructions::interrupts::enable();
+    log::info!("task: tasking started; boot context is task 0 (idle)");
+    Ok(())
+}
+
+/// Starts a task running `f`; returns its id.
+pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
+    let p = policy().ok_or(TaskError::NoPolicy)?;
+    let stack = paging::alloc_stack(STACK_PAGES).map_err(|_| TaskError::OutOfMemory)?;
+    let (tls, tp) = match make_tls() {
+        Ok(v) => v,
+        Err(e) => {
+            // SAFETY: the stack was never used.
+            unsafe { paging::free_stack(stack) };
+            return Err(e);
+        }
+    };
+    let mut fx = Box::new(FxArea([0; 512]));
+    fxsave(&mut *fx);
+    // Initial frame for delos_task_switch: six callee-saved registers, then the return address.
+    let top = stack.top - 64;
+    let frame = [0u64, 0, 0, 0, 0, 0, delos_task_trampoline as *const () as u64];
+    let rsp = top - (frame.len() as u64) * 8;
+    for (i, v) in frame.iter().enumerate() {
+        // SAFETY: the addresses lie in the freshly mapped, unused stack.
+        unsafe { ((rsp + i as u64 * 8) as *mut u64).write(*v) };
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let t = Task { id, name: name.to_string(), state: State::Runnable, rsp, fx, stack: Some(stack), tls: Some(tls), tp, entry: Some(Box::new(f)), ticks: 0, slice: 0 };
+    cpu::without_interrupts(|| {
+        TASKS.lock().insert(id, Box::new(t));
+        (p.enqueue)(id);
+    });
+    Ok(id)
+}
+
+extern "C" fn task_main() -> ! {
+    let id = current();
+    let entry = TASKS.lock().get_mut(&id).and_then(|t| t.entry.take());
+    reap();
+    x86_64::instructions::interrupts::enable();
+    let r = match entry {
+        Some(f) => f(),
+        None => -1,
+    };
+    exit(Exit::Returned(r))
+}
+
+/// Ends the running task.
+pub fn exit(how: Exit) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let id = current();
+    if let Some(t) = TASKS.lock().get_mut(&id) {
+        t.state = State::Exited(how);
+    }
+    if let Some(p) = policy() {
+        (p.remove)(id);
+    }
+    schedule();
+    unreachable!("an exited task was scheduled again")
+}
+
+/// Frees the stacks and TLS blocks of exited tasks other than the running one.
+fn reap() {
+    cpu::without_interrupts(reap_locked)
+}
+
+fn reap_locked() {
+    let cur = current();
+    let mut dead = Vec::new();
+    {
+        let mut tasks = TASKS.lock();
+        for t in tasks.values_mut() {
+            if t.id != cur && matches!(t.state, State::Exited(_)) {
+                if let Some(s) = t.stack.take() {
+                    dead.push(s);
+                }
+                t.tls = None;
+            }
+        }
+    }
+    for s in dead {
+        // SAFETY: the task exited and is not running; nothing runs on its stack any more.
+        unsafe { paging::free_stack(s) };
+    }
+}
+
+/// Picks the next task and switches to it. Returns when the caller is scheduled again (or
+/// immediately if nothing else is runnable).
+pub fn schedule() {
+    if !STARTED.load(Ordering::Acquire) {
+        return;
+    }
+    cpu::without_interrupts(|| {
+        let Some(p) = policy() else { return };
+        let cur = current();
+        let (cur_runnable, next) = {
+            let mut tasks = TASKS.lock();
+            let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
+            if cur_runnable && cur != 0 {
+                if let Some(t) = tasks.get_mut(&cur) {
+                    t.state = State::Runnable;
+                }
+                (p.enqueue)(cur);
+            }
+            let mut next = None;
+            while let Some(id) = (p.pick_next)() {
+                if tasks.get(&id).is_some_and(|t| t.state == State::Runnable) {
+                    next = Some(id);
+                    break;
+                }
+            }
+            (cur_runnable, next.unwrap_or(0))
+        };
+        if next == cur {
+            if let Some(t) = TASKS.lock().get_mut(&cur) {
+                t.state = State::Running;
+                t.slice = 0;
+            }
+            return;
+        }
+        if next == 0 && cur_runnable && cur != 0 {
+            // Only the idle task besides us: keep running.
+            (p.remove)(cur);
+            if let Some(t) = TASKS.lock().get_mut(&cur) {
+                t.state = State::Running;
+                t.slice = 0;
+            }
+            return;
+        }
+        let (save, next_rsp, prev_fx, next_fx, tp) = {
+            let mut tasks = TASKS.lock();
+            let Some(n) = tasks.get_mut(&next) else { return };
+            n.state = State::Running;
+            n.slice = 0;
+            let (next_rsp, next_fx, tp) = (n.rsp, &*n.fx as *const FxArea, n.tp);
+            let Some(c) = tasks.get_mut(&cur) else { return };
+            (&mut c.rsp as *mut u64, next_rsp, &mut *c.fx as *mut FxArea, next_fx, tp)
+        };
+        SWITCHES.fetch_add(1, Ordering::Relaxed);
+        CURRENT.store(next, Ordering::Relaxed);
+        fxsave(prev_fx);
+        fxrstor(next_fx);
+        set_fs_base(tp);
+        // SAFETY: `save` points into the current task's boxed Task (stable while it exists, and
+        // exited tasks are only removed by join, never while running); `next_rsp` was saved by
+        // a previous switch or built by `spawn`. Interrupts are off.
+        unsafe { delos_task_switch(save, next_rsp) };
+        // Back in `cur`.
+        reap();
+    });
+}
+
+/// Gives up the CPU.
+pub fn yield_now() {
+    schedule();
+}
+
+/// Sleeps for at least `ms` milliseconds (yielding meanwhile).
+pub fn sleep_ms(ms: u64) {
+    let deadline = nano_core::time::micros_since_entry() + ms * 1000;
+    while nano_core::time::micros_since_entry() < deadline {
+        yield_now();
+        if current() == 0 {
+            x86_64::instructions::hlt();
+        }
+    }
+}
+
+fn on_tick() {
+    let cur = current();
+    let preempt = {
+        let mut tasks = TASKS.lock();
+        match tasks.get_mut(&cur) {
+            Some(t) => {
+                t.ticks += 1;
+                t.slice += 1;
+                cur == 0 || policy().is_some_and(|p| (p.should_preempt)(t.slice))
+            }
+            None => false,
+        }
+    };
+    if preempt {
+        schedule();
+    }
+}
+
+fn on_fault(info: &exceptions::FaultInfo) {
+    let cur = current();
+    if cur == 0 {
+        return; // the idle/boot context: fatal
+    }
+    let name = TASKS.lock().get(&cur).map(|t| t.name.clone()).unwrap_or_default();
+    nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}\n", info.name));
+    exit(Exit::Faulted(alloc::format!("{} at {:#x}", info.name, info.rip)))
+}
+
+/// Kills a task. Killing the running task ends it at once.
+pub fn kill(id: TaskId) -> Result<(), TaskError> {
+    if id == 0 {
+        return Err(TaskError::IdleTask);
+    }
+    if id == current() {
+        exit(Exit::Killed);
+    }
+    cpu::without_interrupts(|| {
+        let mut tasks = TASKS.lock();
+        let t = tasks.get_mut(&id).ok_or(TaskError::NoSuchTask(id))?;
+        if !matches!(t.state, State::Exited(_)) {
+            t.state = State::Exited(Exit::Killed);
+            if let Some(p) = policy() {
+                (p.remove)(id);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Waits for a task to end and returns how it ended (and forgets it).
+pub fn join(id: TaskId) -> Result<Exit, TaskError> {
+    if id == 0 {
+        return Err(TaskError::IdleTask);
+    }
+    loop {
+        let done = cpu::without_interrupts(|| {
+            let mut tasks = TASKS.lock();
+            match tasks.get(&id).map(|t| t.state.clone()) {
+                None => Some(Err(TaskError::NoSuchTask(id))),
+                Some(State::Exited(e)) => {
+                    if tasks.get(&id).is_some_and(|t| t.stack.is_none()) {
+                        tasks.remove(&id);
+                        Some(Ok(e))
+                    } else {
+                        None // wait until its stack is reaped
+                    }
+                }
+                Some(_) => None,
+            }
+        });
+        if let Some(r) = done {
+            return r;
+        }
+        yield_now();
+        reap();
+    }
+}
+
+/// Whether a task has ended (or does not exist).
+pub fn has_exited(id: TaskId) -> bool {
+    cpu::without_interrupts(|| TASKS.lock().get(&id).is_none_or(|t| matches!(t.state, State::Exited(_))))
+}
+
+/// All tasks.
+pub fn list() -> Vec<TaskInfo> {
+    cpu::without_interrupts(|| {
+        TASKS
+            .lock()
+            .values()
+            .map(|t| TaskInfo { id: t.id, name: t.name.clone(), state: t.state.clone(), ticks: t.ticks, stack: t.stack.map(|s| (s.bottom, s.top)) })
+            .collect()
+    })
+}
+
+/// The idle loop: run by the boot context once everything is started.
+pub fn idle() -> ! {
+    loop {
+        yield_now();
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
