@@ -18,7 +18,8 @@ step "loader fixtures (modtool build with the kernel's flags)" bash tools/fixtur
 step "host tests (boot_info, mod_mgmt incl. fixture loads, tools)" cargo test -q --workspace --exclude nano_core --exclude echo
 step "loader fuzz smoke (20000 mutated objects)" ./target/release/modtool fuzz --iters 20000
 if [[ "$HOST_ONLY" != "--host-only" ]]; then
-    step "image build" bash -c 'cargo build --release -q -p imgtool -p modtool && ./target/release/imgtool build && ./target/release/imgtool iso --cmdline "test" --out target/image/delos-test.iso'
+    step "image build" bash -c 'cargo build --release -q -p imgtool -p modtool && ./target/release/imgtool build && ./target/release/imgtool iso --cmdline "test" --out target/image/delos-test.iso && ./target/release/imgtool iso --cmdline "" --out target/image/delos.iso'
+    step "static-link check (no loadable crate inside nano_core)" ./target/release/imgtool check-static
     step "QEMU tests" python3 tools/runner/qemu_tests.py
 fi
 

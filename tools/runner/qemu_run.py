@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Boot Delos in QEMU, optionally type a script into the serial console, and judge the outcome.
+r"""Boot Delos in QEMU, optionally type a script into the serial console, and judge the outcome.
 
 The verdict is strict: the run passes only if QEMU exits with the kernel's explicit exit code
 (success = 33 from isa-debug-exit value 0x10; `--expect-exit failure` wants 35) before the
@@ -10,7 +10,14 @@ Routes: `--kernel K --modules M` boots the ELF with `qemu -kernel` (multiboot1, 
 and the module archive as -initrd; `--iso ISO` boots a GRUB multiboot2 image.
 
 Script lines (--script FILE) are typed one at a time, each after the prompt regex (--prompt)
-has appeared in the output since the previous line was sent. Lines starting with '#' are skipped.
+has appeared in the output since the previous line was sent, followed by Enter. Lines starting
+with '#' are skipped. `\xNN` in a line stands for that byte (e.g. `\x1b[D` is Left, `\x7f`
+Backspace). `{NAME}` or `{NAME+N}` stands for a number captured earlier (printed in hex).
+Directives:
+  @send TEXT            send TEXT (escapes decoded) at once, without waiting and without Enter
+  @expect REGEX         wait until REGEX appears in the output since the last line was sent
+  @capture NAME REGEX   wait for REGEX since the last line; its first group (a number, 0x-hex
+                        or decimal) becomes NAME
 
 Exit status: 0 pass, 1 fail, 2 usage error. The serial log is written to --log (if given) and,
 with --print-log, to stdout.
@@ -86,9 +93,27 @@ class Session:
                     return None
                 self.lock.wait(min(remaining, 0.05))
 
-    def send(self, line):
-        self.proc.stdin.write(line.encode() + b"\r")
+    def send(self, data):
+        self.proc.stdin.write(data)
         self.proc.stdin.flush()
+
+
+def decode(text):
+    """Turns `\\xNN` escapes into bytes; everything else is sent as UTF-8."""
+    out = bytearray()
+    i = 0
+    raw = text.encode()
+    while i < len(raw):
+        if raw[i:i + 2] == b"\\x" and i + 4 <= len(raw):
+            try:
+                out.append(int(raw[i + 2:i + 4], 16))
+                i += 4
+                continue
+            except ValueError:
+                pass
+        out.append(raw[i])
+        i += 1
+    return bytes(out)
 
 
 def run(args):
@@ -109,13 +134,49 @@ def run(args):
     s = Session(proc)
     problems = []
     pos = 0
+    captured = {}
+
+    def substitute(text):
+        def repl(m):
+            v = captured.get(m.group(1))
+            if v is None:
+                raise KeyError(m.group(1))
+            return hex(v + int(m.group(2) or 0))
+        return re.sub(r"\{([A-Za-z_]\w*)([+-]\d+)?\}", repl, text)
+
     for line in script:
+        try:
+            line = substitute(line)
+        except KeyError as e:
+            problems.append(f"script: nothing captured as {e}")
+            break
+        if line.startswith("@capture "):
+            _, name, regex = line.split(" ", 2)
+            end = s.wait_for(regex, pos, deadline)
+            m = re.search(regex, s.text(pos), re.M) if end is not None else None
+            if not m:
+                problems.append(f"script: {regex!r} did not appear (capturing {name})")
+                break
+            captured[name] = int(m.group(1), 0)
+            continue
+        if line.startswith("@send "):
+            s.send(decode(line[len("@send "):]))
+            continue
+        if line.startswith("@expect "):
+            end = s.wait_for(line[len("@expect "):], pos, deadline)
+            if end is None:
+                problems.append(f"script: {line[len('@expect '):]!r} did not appear")
+                break
+            pos = end
+            continue
         end = s.wait_for(args.prompt, pos, deadline)
         if end is None:
             problems.append(f"prompt {args.prompt!r} did not appear before typing {line!r}")
             break
         pos = end
-        s.send(line)
+        # A small pause lets the shell finish drawing the prompt before input arrives.
+        time.sleep(0.02)
+        s.send(decode(line) + b"\r")
     mark_times = {}
     for m in args.mark or []:
         if s.wait_for(m, 0, deadline) is not None:
@@ -169,7 +230,7 @@ def main():
     p.add_argument("--iso")
     p.add_argument("--append", default="")
     p.add_argument("--script")
-    p.add_argument("--prompt", default=r"> $")
+    p.add_argument("--prompt", default=r"delos> $")
     p.add_argument("--log")
     p.add_argument("--print-log", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0)

@@ -28,6 +28,53 @@ CASES = [
     dict(name="ready_and_modules", append="poweroff",
          expect=["^nano_core ready", r"namespace kernel: .*core-[0-9a-f]+\.o", r"namespace applications: .*echo-[0-9a-f]+\.o",
                  r"boot stage paging: \d+ us"]),
+    # The loadable kernel and its shell, driven through scripted sessions.
+    dict(name="boot_to_shell_summary", script=["poweroff"],
+         expect=[r"imported \d+ nano_core symbols", r"loaded captain-[0-9a-f]+\.o: \d+ crates",
+                 r"exceptions: IDT with all 32 CPU exceptions", r"task: tasking started",
+                 r"boot to shell: \d+ us from nano_core entry; \d+ crates loaded, \d+ sections, \d+ symbols, \d+ relocations applied",
+                 "^powering off"]),
+    dict(name="shell_via_iso_route", iso="delos.iso", script=["echo iso route works", "poweroff"], timeout=60,
+         expect=["Multiboot2", "^iso route works"]),
+    dict(name="shell_echo_and_quotes", script=["echo plain  \"double quoted\" 'single quoted' esc\\ aped", "poweroff"],
+         expect=["^plain double quoted single quoted esc aped\r?$"]),
+    dict(name="shell_unknown_command_then_next_works", script=["frobnicate --now", "echo still alive", "poweroff"],
+         expect=[r"shell: unknown command: frobnicate \(try `help`\)", "^still alive"]),
+    dict(name="shell_help_lists_commands", script=["help", "poweroff"],
+         expect=[r"^  addr2sym +name addresses", r"^  ns +namespaces and crates", r"^  poweroff +power off", r"^  sym2addr +find symbols"]),
+    dict(name="sym2addr_then_addr2sym_plus_5", script=[
+            "sym2addr shell::main", r"@capture A ^(0x[0-9a-f]+) +\d+ shell::main",
+            "addr2sym {A+5}",
+            "sym2addr nano_core::kernel::start", r"@capture B ^(0x[0-9a-f]+) +\d+ nano_core::kernel::start",
+            "addr2sym {B+5}",
+            "sym2addr task::sched*", "poweroff"],
+         expect=[r"^0x[0-9a-f]+: shell::main \+ 0x5 \[crate shell in applications",
+                 r"^0x[0-9a-f]+: nano_core::kernel::start \+ 0x5 \[crate nano_core in kernel",
+                 r"task\[[0-9a-f]+\]::schedule \[kernel/task\]"]),
+    dict(name="addr2sym_unmapped_is_an_error", script=["addr2sym 0x1234", "addr2sym nonsense", "poweroff"],
+         expect=[r"addr2sym: 0x1234 is not in nano_core or any loaded crate", r"addr2sym: not an address: nonsense",
+                 r"shell: addr2sym exited with status"]),
+    dict(name="sym2addr_missing_is_an_error", script=["sym2addr no::such::symbol", "poweroff"],
+         expect=[r"sym2addr: no symbol matches no::such::symbol"]),
+    dict(name="deps_shows_known_edges", script=["deps shell", "deps task", "sym2addr shell::main", r"@capture A ^(0x[0-9a-f]+) +\d+ shell::main", "deps {A}", "poweroff"],
+         expect=[r"crate shell\r?\n  uses: .*\btask\b", r"crate task\r?\n  uses: .*\bnano_core\b.*\r?\n  used by: .*\bshell\b",
+                 r"section shell: shell::main\r?\n  uses \(\d+\):(\r?\n    .*)*task: task::join"]),
+    dict(name="ns_lists_namespaces_and_sections", script=["ns", "ns -v", "poweroff"],
+         expect=[r"namespace kernel \(parent -\): \d+ crates", r"namespace applications \(parent kernel\)",
+                 r"^  nano_core +0 bytes .*\(prelinked\)", r"^  task +\d+ bytes", r"region 0x[0-9a-f]+ \+0x[0-9a-f]+ r-x",
+                 r"region 0x[0-9a-f]+ \+0x[0-9a-f]+ rw-", r"Text \.ltext\."]),
+    dict(name="ps_kill_mem_uptime", script=["ps", "kill 999", "kill x", "mem", "uptime", "poweroff"],
+         expect=[r"^ +0  idle ", r"^ +1  shell ", r"policy: round-robin", "kill: no task 999", "kill: not a task id: x",
+                 r"^frames: \d+ used of \d+", r"^heap: +\d+ KiB used", r"^up \d+\.\d{6} s; \d+ timer ticks at 100 Hz"]),
+    dict(name="line_editing_backspace_arrows_history", script=[
+            "echo abX\\x7fc", "echo ac\\x1b[Db", "echo hist-one", "\\x1b[A", "echo x\\x1b[Dy", "\\x0c", "poweroff"],
+         expect=["^abc\r?$", "^abc\r?$", "(?s)hist-one.*hist-one.*hist-one", "^yx\r?$", "\x1b\\[2J"]),
+    dict(name="ctrl_c_interrupts_foreground_command", script=["sleep 100000", "@send \\x03", "@expect was killed", "echo after", "poweroff"],
+         expect=["shell: sleep was killed", "^after"]),
+    dict(name="selftest_tasks_preemption_tls_sse", script=["selftest", "echo shell still alive", "poweroff"], timeout=60,
+         expect=[r"selftest: 7 passed, 0 failed", r"task \d+ \(st-fault\) killed by page fault",
+                 r"rip: 0x[0-9a-f]+ in .*selftest::fault_kills_only_the_task.* \(crate selftest, namespace applications\)",
+                 "^shell still alive"], reject=["FAILED"]),
     dict(name="fault_report_page_fault", append="fault=pagefault", exit="failure",
          expect=[r"CPU EXCEPTION in nano_core: page fault \(vector 14\)", "faulting address: 0xdeadb000",
                  r"error code: 0x2\b", r"rip: 0xffffffff8"]),
@@ -53,6 +100,11 @@ def run_case(c):
     log = os.path.join(LOGS, c["name"] + ".log")
     cmd = [sys.executable, RUNNER, "--log", log, "--timeout", str(c.get("timeout", 30)), "--quiet",
            "--expect-exit", c.get("exit", "success")]
+    if "script" in c:
+        script = os.path.join(LOGS, c["name"] + ".script")
+        with open(script, "w") as f:
+            f.write("\n".join(c["script"]) + "\n")
+        cmd += ["--script", script]
     if "iso" in c:
         cmd += ["--iso", os.path.join(IMAGE, c["iso"])]
     else:

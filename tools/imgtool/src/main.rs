@@ -13,6 +13,7 @@
 //! `imgtool iso --cmdline "..." --out FILE` wraps the same files in a GRUB multiboot2 ISO.
 //! Files are rewritten only when their contents change, so a second build is quick.
 
+mod static_check;
 mod syms;
 
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -32,7 +33,7 @@ enum Error {
     Manifest { path: PathBuf, msg: String },
     #[error("nano_core: {0}")]
     Kernel(String),
-    #[error("usage: imgtool build | imgtool iso --out FILE [--cmdline STR]")]
+    #[error("usage: imgtool build | imgtool check-static | imgtool iso --out FILE [--cmdline STR]")]
     Usage,
     #[error("grub-mkrescue failed: {0}")]
     Iso(String),
@@ -167,6 +168,25 @@ fn build(root: &Path) -> Result<(), Error> {
         }
         progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
     }
+    // Dependencies of loaded crates that nano_core does not contain (a crates.io crate only a
+    // loaded crate uses) go into the kernel namespace's directory, for loading on demand.
+    let listed: Vec<&str> = manifests.iter().flat_map(|(_, m)| m.crates.iter().map(String::as_str)).collect();
+    let syms_text = String::from_utf8_lossy(&files["nano_core.syms"]).into_owned();
+    let nano_syms: std::collections::HashSet<&str> = syms_text.lines().filter_map(|l| l.split(' ').nth(5)).collect();
+    let mut extra = Vec::new();
+    for obj in built.objects.values() {
+        if listed.contains(&obj.name.as_str()) || obj.name == "nano_core" {
+            continue;
+        }
+        let bytes = io(&obj.path, std::fs::read(&obj.path))?;
+        if !syms::defined_globals(&bytes).map_err(Error::Kernel)?.iter().all(|g| nano_syms.contains(g.as_str())) {
+            extra.push(obj.name.clone());
+            files.insert(format!("namespaces/kernel/{}", obj.file_name()), bytes);
+        }
+    }
+    if !extra.is_empty() {
+        progress(t0, format_args!("kernel namespace: dependencies not in nano_core added for loading on demand: {}", extra.join(" ")));
+    }
     let archive = tar_bytes(&files)?;
     let wrote = [
         write_if_changed(&out.join("nano_core"), &kernel)?,
@@ -212,11 +232,28 @@ fn iso(root: &Path, out: &Path, cmdline: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Fails if a crate of any namespace manifest is statically linked into nano_core.
+fn check_static(root: &Path) -> Result<(), Error> {
+    let syms_path = root.join("target/image/nano_core.syms");
+    let syms = io(&syms_path, std::fs::read_to_string(&syms_path))?;
+    let crates: Vec<String> = read_manifests(root)?.into_iter().flat_map(|(_, m)| m.crates).collect();
+    let hits = static_check::statically_linked(&syms, &crates);
+    if hits.is_empty() {
+        eprintln!("[imgtool] static-link check: none of {} manifest crates is linked into nano_core", crates.len());
+        return Ok(());
+    }
+    for (c, sym) in &hits {
+        eprintln!("[imgtool] crate {c} is statically linked into nano_core (e.g. {sym})");
+    }
+    Err(Error::Kernel(format!("{} loadable crate(s) statically linked into nano_core", hits.len())))
+}
+
 fn run() -> Result<(), Error> {
     let root = objbuild::repo_root();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("build") => build(&root),
+        Some("check-static") => check_static(&root),
         Some("iso") => {
             let mut out = None;
             let mut cmdline = String::new();

@@ -70,3 +70,13 @@ pub fn symbol_file(elf: &[u8]) -> Result<SymbolFile, String> {
     }
     Ok(SymbolFile { text, count })
 }
+
+/// Raw names of the globally defined symbols of an object file.
+pub fn defined_globals(obj: &[u8]) -> Result<Vec<String>, String> {
+    let file = object::File::parse(obj).map_err(|e| e.to_string())?;
+    Ok(file
+        .symbols()
+        .filter(|s| s.is_global() && !s.is_undefined() && matches!(s.kind(), SymbolKind::Text | SymbolKind::Data))
+        .filter_map(|s| s.name().ok().map(String::from))
+        .collect())
+}

@@ -1,0 +1,166 @@
+//! `selftest`: checks the task machinery from inside the running kernel.
+//!
+//! Each check prints `selftest NAME ... ok` or `... FAILED: why`; the command returns the number
+//! of failures. This crate is itself loaded at run time and has thread-locals of its own, so the
+//! TLS check exercises mod_mgmt's TLS layout for a crate loaded after tasking started.
+#![no_std]
+#![feature(thread_local)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use task::Exit;
+
+/// One line for `help`.
+pub static DESCRIPTION: &str = "check tasks, preemption, kill, TLS and SSE state";
+
+#[thread_local]
+static TLS_COUNTER: Cell<u64> = Cell::new(1000);
+
+type Check = fn() -> Result<(), String>;
+
+fn spawn_join() -> Result<(), String> {
+    let id = task::spawn("st-ret", || 42).map_err(|e| format!("{e}"))?;
+    match task::join(id) {
+        Ok(Exit::Returned(42)) => Ok(()),
+        other => Err(format!("join gave {other:?}")),
+    }
+}
+
+fn preemption() -> Result<(), String> {
+    // The spinner never yields; only a timer preemption lets the setter run.
+    let flag = Arc::new(AtomicBool::new(false));
+    let f2 = flag.clone();
+    let spinner = task::spawn("st-spin", move || {
+        let mut n = 0u64;
+        while !f2.load(Ordering::Relaxed) {
+            n = core::hint::black_box(n + 1);
+        }
+        (n > 0) as isize
+    })
+    .map_err(|e| format!("{e}"))?;
+    let f3 = flag.clone();
+    let setter = task::spawn("st-set", move || {
+        f3.store(true, Ordering::Relaxed);
+        0
+    })
+    .map_err(|e| format!("{e}"))?;
+    let a = task::join(spinner).map_err(|e| format!("{e}"))?;
+    let b = task::join(setter).map_err(|e| format!("{e}"))?;
+    if a == Exit::Returned(1) && b == Exit::Returned(0) { Ok(()) } else { Err(format!("spinner {a:?}, setter {b:?}")) }
+}
+
+fn kill_running() -> Result<(), String> {
+    let id = task::spawn("st-victim", || loop {
+        core::hint::spin_loop();
+    })
+    .map_err(|e| format!("{e}"))?;
+    task::sleep_ms(30);
+    task::kill(id).map_err(|e| format!("{e}"))?;
+    match task::join(id) {
+        Ok(Exit::Killed) => Ok(()),
+        other => Err(format!("join gave {other:?}")),
+    }
+}
+
+fn tls_per_task() -> Result<(), String> {
+    let mk = |n: u64| {
+        move || {
+            for _ in 0..n {
+                TLS_COUNTER.set(TLS_COUNTER.get() + 1);
+                task::yield_now();
+            }
+            TLS_COUNTER.get() as isize
+        }
+    };
+    let a = task::spawn("st-tls-a", mk(5)).map_err(|e| format!("{e}"))?;
+    let b = task::spawn("st-tls-b", mk(9)).map_err(|e| format!("{e}"))?;
+    let (ra, rb) = (task::join(a), task::join(b));
+    if ra == Ok(Exit::Returned(1005)) && rb == Ok(Exit::Returned(1009)) { Ok(()) } else { Err(format!("got {ra:?} and {rb:?}, want 1005 and 1009")) }
+}
+
+fn sse_state_preserved() -> Result<(), String> {
+    let mk = |v: u64| {
+        move || {
+            // SAFETY: SSE is enabled; only xmm7 is touched, which the soft-float kernel never uses.
+            unsafe { core::arch::asm!("movq xmm7, {}", in(reg) v, out("xmm7") _) };
+            let end = nano_core::time::micros_since_entry() + 60_000;
+            while nano_core::time::micros_since_entry() < end {
+                core::hint::spin_loop(); // preempted by the timer meanwhile
+            }
+            let got: u64;
+            // SAFETY: as above.
+            unsafe { core::arch::asm!("movq {}, xmm7", out(reg) got) };
+            (got == v) as isize
+        }
+    };
+    let a = task::spawn("st-sse-a", mk(0x1111_2222_3333_4444)).map_err(|e| format!("{e}"))?;
+    let b = task::spawn("st-sse-b", mk(0x5555_6666_7777_8888)).map_err(|e| format!("{e}"))?;
+    let (ra, rb) = (task::join(a), task::join(b));
+    if ra == Ok(Exit::Returned(1)) && rb == Ok(Exit::Returned(1)) { Ok(()) } else { Err(format!("xmm7 not preserved: {ra:?} {rb:?}")) }
+}
+
+fn fault_kills_only_the_task() -> Result<(), String> {
+    let id = task::spawn("st-fault", || {
+        // SAFETY: deliberately invalid: the page fault must end only this task.
+        unsafe { (0x10 as *mut u64).write_volatile(1) };
+        0
+    })
+    .map_err(|e| format!("{e}"))?;
+    match task::join(id) {
+        Ok(Exit::Faulted(why)) if why.starts_with("page fault") => Ok(()),
+        other => Err(format!("join gave {other:?}")),
+    }
+}
+
+fn many_tasks() -> Result<(), String> {
+    static SUM: AtomicU64 = AtomicU64::new(0);
+    SUM.store(0, Ordering::Relaxed);
+    let mut ids = alloc::vec::Vec::new();
+    for i in 1..=20u64 {
+        ids.push(task::spawn("st-many", move || {
+            task::yield_now();
+            SUM.fetch_add(i, Ordering::Relaxed);
+            0
+        })
+        .map_err(|e| format!("{e}"))?);
+    }
+    for id in ids {
+        task::join(id).map_err(|e| format!("{e}"))?;
+    }
+    let s = SUM.load(Ordering::Relaxed);
+    if s == 210 { Ok(()) } else { Err(format!("sum {s}, want 210")) }
+}
+
+const CHECKS: &[(&str, Check)] = &[
+    ("spawn_join", spawn_join),
+    ("preemption", preemption),
+    ("kill_running", kill_running),
+    ("tls_per_task", tls_per_task),
+    ("sse_state_preserved", sse_state_preserved),
+    ("fault_kills_only_the_task", fault_kills_only_the_task),
+    ("many_tasks", many_tasks),
+];
+
+/// Entry point.
+pub fn main(_args: &[&str]) -> isize {
+    let frames_before = nano_core::frames::stats().used;
+    let mut failed = 0;
+    for (name, check) in CHECKS {
+        match check() {
+            Ok(()) => nano_core::println!("selftest {name} ... ok"),
+            Err(e) => {
+                failed += 1;
+                nano_core::println!("selftest {name} ... FAILED: {e}");
+            }
+        }
+    }
+    let frames_after = nano_core::frames::stats().used;
+    nano_core::println!("selftest: {} passed, {failed} failed (frames in use {frames_before} -> {frames_after})", CHECKS.len() - failed);
+    failed as isize
+}
