@@ -227,7 +227,10 @@ pub fn parse<'a>(file: &str, data: &'a [u8]) -> Result<ObjectFile<'a>, LoadError
     for (i, sh) in table.iter().enumerate() {
         let ty = sh.sh_type(endian);
         if ty == elf::SHT_REL {
-            return Err(LoadError::WrongKind { file: file.to_string(), detail: format!("section #{i} uses REL relocations; x86_64 objects use RELA") });
+            return Err(LoadError::WrongKind {
+                file: file.to_string(),
+                detail: format!("section #{i} uses REL relocations; x86_64 objects use RELA"),
+            });
         }
         let Some((rela, link)) = sh.rela(endian, data).map_err(|e| malformed(file, e))? else { continue };
         if symtab_index != Some(link.0) && !rela.is_empty() {

@@ -260,7 +260,14 @@ impl Loader {
                     places[i] = Some(Place::Mem { region: r, offset: o });
                     sizes[r] = e;
                 }
-                _ => return Err(LoadError::TooLarge { file: file.to_string(), what: "crate memory".into(), size: u64::MAX, limit: MAX_CRATE_MEMORY }),
+                _ => {
+                    return Err(LoadError::TooLarge {
+                        file: file.to_string(),
+                        what: "crate memory".into(),
+                        size: u64::MAX,
+                        limit: MAX_CRATE_MEMORY,
+                    });
+                }
             }
         }
         let mut part_off = [0u64; 3];
@@ -274,7 +281,8 @@ impl Loader {
         }
 
         // Allocate and fill.
-        let mut guard = RegionGuard { memory: self.memory, region: if total == 0 { None } else { Some(self.memory.allocate(total as usize)?) } };
+        let mut guard =
+            RegionGuard { memory: self.memory, region: if total == 0 { None } else { Some(self.memory.allocate(total as usize)?) } };
         if let Some(r) = guard.region.as_mut() {
             // SAFETY: the region was just allocated read-write and nothing else refers to it.
             let bytes = unsafe { r.bytes_mut() };
@@ -330,7 +338,15 @@ impl Loader {
             } else if s.name.starts_with(".gcc_except_table") {
                 krate.gcc_except_table.push(id);
             }
-            new_sections.push(LoadedSection { id, krate: crate_id, name: s.name.to_string(), kind, addr, size: s.size, symbols: Vec::new() });
+            new_sections.push(LoadedSection {
+                id,
+                krate: crate_id,
+                name: s.name.to_string(),
+                kind,
+                addr,
+                size: s.size,
+                symbols: Vec::new(),
+            });
         }
         let mut exports = Vec::new();
         for (si, sym) in obj.symbols.iter().enumerate() {
@@ -341,7 +357,12 @@ impl Loader {
             let Some(sec) = new_sections.get_mut(pos[k]) else { continue };
             let id = sec.id;
             if sym.value > sec.size {
-                return Err(LoadError::BadSymbol { file: file.to_string(), index: si, name: sym.name.to_string(), detail: "value beyond its section" });
+                return Err(LoadError::BadSymbol {
+                    file: file.to_string(),
+                    index: si,
+                    name: sym.name.to_string(),
+                    detail: "value beyond its section",
+                });
             }
             sec.symbols.push(SectionSymbol { offset: sym.value, size: sym.size, raw: sym.name.to_string(), global: sym.global });
             if sym.global {
@@ -381,7 +402,8 @@ impl Loader {
             }
             n.crates.insert(name.clone(), crate_id);
         }
-        krate.parts = (0..3).filter(|&p| sizes[p] > 0).map(|p| (bases[p], sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE, REGION_PERMS[p])).collect();
+        krate.parts =
+            (0..3).filter(|&p| sizes[p] > 0).map(|p| (bases[p], sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE, REGION_PERMS[p])).collect();
         krate.memory = guard.region.take();
         drop(guard);
         self.crates.insert(crate_id, krate);
@@ -498,7 +520,12 @@ impl Loader {
                     },
                 };
                 if target.tls != kind.is_tls() {
-                    return Err(bad_reloc(obj, t, rel.offset, if kind.is_tls() { "TLS relocation against a non-TLS symbol" } else { "address relocation against a TLS symbol" }));
+                    return Err(bad_reloc(
+                        obj,
+                        t,
+                        rel.offset,
+                        if kind.is_tls() { "TLS relocation against a non-TLS symbol" } else { "address relocation against a TLS symbol" },
+                    ));
                 }
                 let p = bases[region] + sec_off + rel.offset;
                 reloc::apply(kind, sec_bytes, rel.offset, target.value, rel.addend, p).map_err(|e| match e {
@@ -584,7 +611,13 @@ impl Loader {
 
     /// Registers a crate whose code is already in memory (nano_core from its symbol file, host
     /// functions, JIT code). Symbols outside every given section get a section of their own.
-    pub fn add_prelinked(&mut self, ns: NamespaceId, name: &str, sections: &[PrelinkedSection], symbols: &[PrelinkedSymbol]) -> Result<CrateId, LoadError> {
+    pub fn add_prelinked(
+        &mut self,
+        ns: NamespaceId,
+        name: &str,
+        sections: &[PrelinkedSection],
+        symbols: &[PrelinkedSymbol],
+    ) -> Result<CrateId, LoadError> {
         let nsr = self.ns(ns)?;
         if nsr.crates.contains_key(name) {
             return Err(LoadError::AlreadyLoaded { name: name.to_string(), namespace: nsr.name.clone() });
@@ -630,7 +663,9 @@ impl Loader {
         }
         for sym in extra {
             // Aliases (several names at one address, like memcpy/memmove) share one section.
-            if !secs.last().is_some_and(|s| s.addr == sym.addr && s.name == "<symbol>") && !secs.iter().any(|s| s.addr == sym.addr && s.name == "<symbol>") {
+            if !secs.last().is_some_and(|s| s.addr == sym.addr && s.name == "<symbol>")
+                && !secs.iter().any(|s| s.addr == sym.addr && s.name == "<symbol>")
+            {
                 new("<symbol>", sym.addr, sym.size.max(1), SectionKind::Text, &mut secs, &mut self.next_section);
             }
             if let Some(s) = secs.iter_mut().find(|s| s.addr == sym.addr && s.name == "<symbol>") {
@@ -646,7 +681,10 @@ impl Loader {
             }
         }
         if !self.index.insert_batch(secs.iter().map(|s| (s.addr, s.size, s.id)).collect()) {
-            return Err(LoadError::Malformed { file: name.to_string(), detail: "its sections overlap each other or a loaded section".into() });
+            return Err(LoadError::Malformed {
+                file: name.to_string(),
+                detail: "its sections overlap each other or a loaded section".into(),
+            });
         }
         let n = &mut self.namespaces[ns.0 as usize];
         for s in &secs {

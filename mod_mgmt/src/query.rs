@@ -34,6 +34,10 @@ pub struct AddrInfo {
     pub symbol_offset: u64,
 }
 
+/// What [`Loader::symbol_at`] finds: the section, the offset into it, and the covering symbol
+/// with the offset into that symbol.
+pub type SymbolAt<'a> = (&'a LoadedSection, u64, Option<(&'a crate::crates::SectionSymbol, u64)>);
+
 impl Loader {
     /// Looks a symbol up for `ns` by any name a person or a linker may use: raw mangled, exact
     /// demangled key, or hash-agnostic demangled name.
@@ -70,7 +74,7 @@ impl Loader {
 
     /// The section containing `addr`, the offset into it, and the covering symbol with the
     /// offset into that symbol — without allocating (what backtraces and benchmarks use).
-    pub fn symbol_at(&self, addr: u64) -> Option<(&LoadedSection, u64, Option<(&crate::crates::SectionSymbol, u64)>)> {
+    pub fn symbol_at(&self, addr: u64) -> Option<SymbolAt<'_>> {
         let (sid, start) = self.index.lookup(addr)?;
         let sec = self.sections.get(&sid)?;
         let off = addr - start;

@@ -62,7 +62,8 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        let (s, y) = parse("delos-syms 1\nsection .text ffffffff80100000 1000 rx\nsym ffffffff80100010 20 g f memcpy\nsym 1 0 l n x\n").unwrap();
+        let (s, y) =
+            parse("delos-syms 1\nsection .text ffffffff80100000 1000 rx\nsym ffffffff80100010 20 g f memcpy\nsym 1 0 l n x\n").unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].kind, SectionKind::Text);
         assert_eq!(y[0], PrelinkedSymbol { raw: "memcpy".into(), addr: 0xffffffff80100010, size: 0x20, global: true });

@@ -111,7 +111,8 @@ fn generics_monomorphized_across_crates() {
     assert_eq!(call(&l, ns, "fx_generic", 10, 0), 55 + 6);
     // The instantiations live in fx_a, not in fx_c which defines the generic.
     let k = l.krate(a).unwrap();
-    let names: Vec<String> = k.sections.iter().map(|s| l.section(*s).unwrap()).flat_map(|s| s.symbols.iter().map(|y| mod_mgmt::agnostic_key(&y.raw))).collect();
+    let names: Vec<String> =
+        k.sections.iter().map(|s| l.section(*s).unwrap()).flat_map(|s| s.symbols.iter().map(|y| mod_mgmt::agnostic_key(&y.raw))).collect();
     assert!(names.iter().any(|n| n.starts_with("fx_c::sum_generic::<u32>")), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("fx_c::sum_generic::<u8>")));
 }
@@ -368,7 +369,11 @@ fn truncated_objects_are_errors() {
 fn bad_headers_offsets_sizes_and_counts_are_errors() {
     let (_, orig) = obj("fx_c");
     let alloc_sec = (1..shnum(&orig))
-        .find(|&i| sh_type(&orig, i) == 1 && sh_flags(&orig, i) & 2 != 0 && u64::from_le_bytes(orig[shdr(&orig, i) + 32..shdr(&orig, i) + 40].try_into().unwrap()) > 16)
+        .find(|&i| {
+            sh_type(&orig, i) == 1
+                && sh_flags(&orig, i) & 2 != 0
+                && u64::from_le_bytes(orig[shdr(&orig, i) + 32..shdr(&orig, i) + 40].try_into().unwrap()) > 16
+        })
         .unwrap();
     let patch = |at: usize, bytes: &[u8]| {
         let mut b = orig.clone();

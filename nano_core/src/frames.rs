@@ -65,7 +65,11 @@ const NO_FRAME: u64 = u64::MAX;
 
 impl Frames {
     /// Sets up from available regions and reserved ranges (both `[start, end)`).
-    pub fn init(&mut self, available: impl Iterator<Item = (u64, u64)>, reserved: impl Iterator<Item = (u64, u64)>) -> Result<(), TooManyRanges> {
+    pub fn init(
+        &mut self,
+        available: impl Iterator<Item = (u64, u64)>,
+        reserved: impl Iterator<Item = (u64, u64)>,
+    ) -> Result<(), TooManyRanges> {
         self.regions.clear();
         self.reserved.clear();
         self.reserved.try_push((0, 0x10_0000)).map_err(|_| TooManyRanges)?;
@@ -80,7 +84,8 @@ impl Frames {
             }
         }
         self.regions.sort_unstable();
-        self.total = self.regions.iter().map(|&(s, e)| (s..e).step_by(FRAME as usize).filter(|&f| !self.is_reserved(f)).count() as u64).sum();
+        self.total =
+            self.regions.iter().map(|&(s, e)| (s..e).step_by(FRAME as usize).filter(|&f| !self.is_reserved(f)).count() as u64).sum();
         self.region = 0;
         self.next = self.regions.first().map_or(0, |r| r.0);
         self.free_list = NO_FRAME;

@@ -64,7 +64,10 @@ pub fn init() -> Result<(), HeapError> {
 
 /// Current usage.
 pub fn stats() -> HeapStats {
-    x86_64::instructions::interrupts::without_interrupts(|| HeapStats { mapped: HEAP.mapped.load(Ordering::Relaxed), used: HEAP.heap.lock().used() as u64 })
+    x86_64::instructions::interrupts::without_interrupts(|| HeapStats {
+        mapped: HEAP.mapped.load(Ordering::Relaxed),
+        used: HEAP.heap.lock().used() as u64,
+    })
 }
 
 // SAFETY: allocation and deallocation go through `linked_list_allocator::Heap`, which returns

@@ -128,12 +128,21 @@ pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn() -> !, Hando
     let mut ids: Vec<(String, NamespaceId)> = Vec::new();
     for (name, parent) in &manifests {
         let parent_id = match parent {
-            Some(p) => Some(ids.iter().find(|(n, _)| n == p).map(|(_, id)| *id).ok_or_else(|| HandoverError::Missing(alloc::format!("parent namespace {p}")))?),
+            Some(p) => Some(
+                ids.iter()
+                    .find(|(n, _)| n == p)
+                    .map(|(_, id)| *id)
+                    .ok_or_else(|| HandoverError::Missing(alloc::format!("parent namespace {p}")))?,
+            ),
             None => None,
         };
         ids.push((name.clone(), l.add_namespace(name, parent_id)?));
     }
-    let kernel = ids.iter().find(|(n, _)| n == "kernel").map(|(_, id)| *id).ok_or_else(|| HandoverError::Missing("namespaces/kernel.toml".into()))?;
+    let kernel = ids
+        .iter()
+        .find(|(n, _)| n == "kernel")
+        .map(|(_, id)| *id)
+        .ok_or_else(|| HandoverError::Missing("namespaces/kernel.toml".into()))?;
     for m in &modules {
         let Some(rest) = m.name.strip_prefix("namespaces/") else { continue };
         let Some((ns, file)) = rest.split_once('/') else { continue };

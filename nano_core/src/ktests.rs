@@ -106,7 +106,9 @@ fn heap_grows(_: &Ctx) -> Result<(), String> {
     let big: Vec<u8> = alloc::vec![0x5A; 8 << 20];
     ensure(big.iter().all(|&b| b == 0x5A), || "heap memory corrupted".into())?;
     let after = crate::heap::stats();
-    ensure(after.mapped > before.mapped && after.mapped >= 8 << 20, || format!("heap did not grow: {} -> {}", before.mapped, after.mapped))?;
+    ensure(after.mapped > before.mapped && after.mapped >= 8 << 20, || {
+        format!("heap did not grow: {} -> {}", before.mapped, after.mapped)
+    })?;
     drop(big);
     ensure(crate::heap::stats().used == before.used, || "heap usage not restored".into())
 }
@@ -129,7 +131,9 @@ fn boot_modules(c: &Ctx) -> Result<(), String> {
     ensure(syms.data.starts_with(b"delos-syms"), || "nano_core.syms has the wrong header".into())?;
     for ns in ["kernel", "applications"] {
         let prefix = format!("namespaces/{ns}/");
-        ensure(c.modules.iter().any(|m| m.name.starts_with(&prefix) && m.data.starts_with(b"\x7fELF")), || format!("no crate objects in namespace {ns}"))?;
+        ensure(c.modules.iter().any(|m| m.name.starts_with(&prefix) && m.data.starts_with(b"\x7fELF")), || {
+            format!("no crate objects in namespace {ns}")
+        })?;
     }
     Ok(())
 }
@@ -144,7 +148,8 @@ fn always_fails(_: &Ctx) -> Result<(), String> {
 
 /// Runs every test; returns whether all passed.
 pub fn run(ctx: &Ctx) -> bool {
-    let extra: &[(&str, TestFn)] = if boot_info::cmdline::get(ctx.cmdline, "test_fail").is_some() { &[("deliberate_failure", always_fails)] } else { &[] };
+    let extra: &[(&str, TestFn)] =
+        if boot_info::cmdline::get(ctx.cmdline, "test_fail").is_some() { &[("deliberate_failure", always_fails)] } else { &[] };
     let (mut passed, mut failed) = (0, 0);
     for (name, t) in TESTS.iter().chain(extra) {
         let t0 = crate::time::micros_since_entry();

@@ -56,7 +56,13 @@ pub fn fault_count() -> u64 {
 /// fault the loader may be locked by the interrupted code.
 pub fn describe(addr: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
     match nano_core::kernel::try_with_loader(|l| l.addr2sym(addr)) {
-        Some(Some(i)) => out(format_args!("{} + {:#x} (crate {}, namespace {})", i.symbol.as_deref().unwrap_or("?"), i.symbol_offset, i.krate, i.namespace)),
+        Some(Some(i)) => out(format_args!(
+            "{} + {:#x} (crate {}, namespace {})",
+            i.symbol.as_deref().unwrap_or("?"),
+            i.symbol_offset,
+            i.krate,
+            i.namespace
+        )),
         Some(None) => out(format_args!("not in any loaded section")),
         None => out(format_args!("(loader busy; no symbol)")),
     }

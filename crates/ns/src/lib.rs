@@ -13,7 +13,13 @@ pub fn main(args: &[&str]) -> isize {
     nano_core::kernel::with_loader(|l| {
         for n in l.namespaces() {
             let parent = n.parent.and_then(|p| l.namespace(p)).map(|p| p.name.as_str()).unwrap_or("-");
-            nano_core::println!("namespace {} (parent {parent}): {} crates, {} symbols, {} object files", n.name, n.crates.len(), n.symbols.len(), n.files().count());
+            nano_core::println!(
+                "namespace {} (parent {parent}): {} crates, {} symbols, {} object files",
+                n.name,
+                n.crates.len(),
+                n.symbols.len(),
+                n.files().count()
+            );
             for id in n.crates.values() {
                 let Some(k) = l.krate(*id) else { continue };
                 nano_core::println!(

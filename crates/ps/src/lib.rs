@@ -22,4 +22,3 @@ pub fn main(_args: &[&str]) -> isize {
     nano_core::println!("policy: {}", task::policy_name());
     0
 }
-

@@ -56,8 +56,10 @@ fn preemption() -> Result<(), String> {
 }
 
 fn kill_running() -> Result<(), String> {
-    let id = task::spawn("st-victim", || loop {
-        core::hint::spin_loop();
+    let id = task::spawn("st-victim", || {
+        loop {
+            core::hint::spin_loop();
+        }
     })
     .map_err(|e| format!("{e}"))?;
     task::sleep_ms(30);
@@ -81,7 +83,11 @@ fn tls_per_task() -> Result<(), String> {
     let a = task::spawn("st-tls-a", mk(5)).map_err(|e| format!("{e}"))?;
     let b = task::spawn("st-tls-b", mk(9)).map_err(|e| format!("{e}"))?;
     let (ra, rb) = (task::join(a), task::join(b));
-    if ra == Ok(Exit::Returned(1005)) && rb == Ok(Exit::Returned(1009)) { Ok(()) } else { Err(format!("got {ra:?} and {rb:?}, want 1005 and 1009")) }
+    if ra == Ok(Exit::Returned(1005)) && rb == Ok(Exit::Returned(1009)) {
+        Ok(())
+    } else {
+        Err(format!("got {ra:?} and {rb:?}, want 1005 and 1009"))
+    }
 }
 
 fn sse_state_preserved() -> Result<(), String> {
@@ -123,12 +129,14 @@ fn many_tasks() -> Result<(), String> {
     SUM.store(0, Ordering::Relaxed);
     let mut ids = alloc::vec::Vec::new();
     for i in 1..=20u64 {
-        ids.push(task::spawn("st-many", move || {
-            task::yield_now();
-            SUM.fetch_add(i, Ordering::Relaxed);
-            0
-        })
-        .map_err(|e| format!("{e}"))?);
+        ids.push(
+            task::spawn("st-many", move || {
+                task::yield_now();
+                SUM.fetch_add(i, Ordering::Relaxed);
+                0
+            })
+            .map_err(|e| format!("{e}"))?,
+        );
     }
     for id in ids {
         task::join(id).map_err(|e| format!("{e}"))?;

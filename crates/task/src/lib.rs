@@ -244,7 +244,19 @@ pub fn init() -> Result<(), TaskError> {
     let (tls, tp) = make_tls()?;
     let mut fx = Box::new(FxArea([0; 512]));
     fxsave(&mut *fx);
-    let idle = Task { id: 0, name: "idle".into(), state: State::Running, rsp: 0, fx, stack: None, tls: Some(tls), tp, entry: None, ticks: 0, slice: 0 };
+    let idle = Task {
+        id: 0,
+        name: "idle".into(),
+        state: State::Running,
+        rsp: 0,
+        fx,
+        stack: None,
+        tls: Some(tls),
+        tp,
+        entry: None,
+        ticks: 0,
+        slice: 0,
+    };
     TASKS.lock().insert(0, Box::new(idle));
     set_fs_base(tp);
     ::interrupts::set_tick_hook(on_tick);
@@ -278,7 +290,19 @@ pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<T
         unsafe { ((rsp + i as u64 * 8) as *mut u64).write(*v) };
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let t = Task { id, name: name.to_string(), state: State::Runnable, rsp, fx, stack: Some(stack), tls: Some(tls), tp, entry: Some(Box::new(f)), ticks: 0, slice: 0 };
+    let t = Task {
+        id,
+        name: name.to_string(),
+        state: State::Runnable,
+        rsp,
+        fx,
+        stack: Some(stack),
+        tls: Some(tls),
+        tp,
+        entry: Some(Box::new(f)),
+        ticks: 0,
+        slice: 0,
+    };
     cpu::without_interrupts(|| {
         TASKS.lock().insert(id, Box::new(t));
         (p.enqueue)(id);
@@ -508,7 +532,13 @@ pub fn list() -> Vec<TaskInfo> {
         TASKS
             .lock()
             .values()
-            .map(|t| TaskInfo { id: t.id, name: t.name.clone(), state: t.state.clone(), ticks: t.ticks, stack: t.stack.map(|s| (s.bottom, s.top)) })
+            .map(|t| TaskInfo {
+                id: t.id,
+                name: t.name.clone(),
+                state: t.state.clone(),
+                ticks: t.ticks,
+                stack: t.stack.map(|s| (s.bottom, s.top)),
+            })
             .collect()
     })
 }

@@ -36,9 +36,7 @@ fn octal(field: &[u8]) -> Result<usize, Error> {
     let mut v: usize = 0;
     for &c in field {
         match c {
-            b'0'..=b'7' => {
-                v = v.checked_mul(8).and_then(|v| v.checked_add(usize::from(c - b'0'))).ok_or(malformed("size overflows"))?
-            }
+            b'0'..=b'7' => v = v.checked_mul(8).and_then(|v| v.checked_add(usize::from(c - b'0'))).ok_or(malformed("size overflows"))?,
             b' ' | 0 => {
                 if v != 0 || c == 0 {
                     break;
@@ -102,7 +100,7 @@ impl<'a> Iterator for Entries<'a> {
                 continue; // directories, links: not used by the image
             }
             let name = match (cstr(&hdr[345..500]), cstr(&hdr[0..100])) {
-                (Ok(prefix), Ok(name)) if prefix.is_empty() => Ok(name),
+                (Ok(""), Ok(name)) => Ok(name),
                 (Ok(_), Ok(_)) => Err(malformed("prefixed names are not supported")),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };

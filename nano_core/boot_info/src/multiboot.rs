@@ -1,9 +1,6 @@
 //! Multiboot 1 and 2 information structures.
 
-use crate::{
-    BootInfo, Error, MAX_MODULES, MAX_REGIONS, MAX_RESERVED, MAX_STRING, MemRegion, Module,
-    PhysMemory, Protocol, RegionKind,
-};
+use crate::{BootInfo, Error, MAX_MODULES, MAX_REGIONS, MAX_RESERVED, MAX_STRING, MemRegion, Module, PhysMemory, Protocol, RegionKind};
 use arrayvec::{ArrayString, ArrayVec};
 
 /// `eax` on entry from a multiboot1 loader.
@@ -57,9 +54,7 @@ fn reserve(out: &mut BootInfo, start: u64, len: u64) -> Result<(), Error> {
 fn push_region(out: &mut BootInfo, base: u64, len: u64, ty: u32) -> Result<(), Error> {
     let end = base.saturating_add(len);
     let kind = if ty == 1 { RegionKind::Available } else { RegionKind::Reserved };
-    out.memory
-        .try_push(MemRegion { start: base, end, kind })
-        .map_err(|_| Error::TooMany { what: "memory regions", max: MAX_REGIONS })
+    out.memory.try_push(MemRegion { start: base, end, kind }).map_err(|_| Error::TooMany { what: "memory regions", max: MAX_REGIONS })
 }
 
 fn to_string(bytes: &[u8], what: &'static str) -> Result<ArrayString<MAX_STRING>, Error> {

@@ -16,8 +16,8 @@
 mod static_check;
 mod syms;
 
-use object::read::elf::{ElfFile64, ProgramHeader};
 use object::Endianness;
+use object::read::elf::{ElfFile64, ProgramHeader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -147,11 +147,15 @@ fn build(root: &Path) -> Result<(), Error> {
 
     let out = root.join("target/image");
     io(&out, std::fs::create_dir_all(&out))?;
-    let kernel_path = built.executables.get("nano_core").ok_or_else(|| Error::Kernel("cargo did not report the nano_core binary".into()))?;
+    let kernel_path =
+        built.executables.get("nano_core").ok_or_else(|| Error::Kernel("cargo did not report the nano_core binary".into()))?;
     let kernel = io(kernel_path, std::fs::read(kernel_path))?;
     check_kernel_layout(&kernel)?;
     let syms = syms::symbol_file(&kernel).map_err(Error::Kernel)?;
-    progress(t0, format_args!("nano_core: {} KiB, symbol file {} KiB ({} symbols)", kernel.len() / 1024, syms.text.len() / 1024, syms.count));
+    progress(
+        t0,
+        format_args!("nano_core: {} KiB, symbol file {} KiB ({} symbols)", kernel.len() / 1024, syms.text.len() / 1024, syms.count),
+    );
 
     let mut files = BTreeMap::new();
     files.insert("nano_core.syms".to_string(), syms.text.into_bytes());
@@ -161,8 +165,18 @@ fn build(root: &Path) -> Result<(), Error> {
             let objs = built.by_name(c);
             let obj = match objs.as_slice() {
                 [one] => *one,
-                [] => return Err(Error::Manifest { path: path.clone(), msg: format!("crate {c:?} was not built (not a dependency of any kernel crate?)") }),
-                many => return Err(Error::Manifest { path: path.clone(), msg: format!("crate {c:?} was built {} times with different hashes", many.len()) }),
+                [] => {
+                    return Err(Error::Manifest {
+                        path: path.clone(),
+                        msg: format!("crate {c:?} was not built (not a dependency of any kernel crate?)"),
+                    });
+                }
+                many => {
+                    return Err(Error::Manifest {
+                        path: path.clone(),
+                        msg: format!("crate {c:?} was built {} times with different hashes", many.len()),
+                    });
+                }
             };
             files.insert(format!("namespaces/{}/{}", m.name, obj.file_name()), io(&obj.path, std::fs::read(&obj.path))?);
         }

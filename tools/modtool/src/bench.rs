@@ -6,6 +6,7 @@
 //! 2. Loading fx_a+fx_b+fx_c with mod_mgmt vs `dlopen(RTLD_NOW)` of the same code built as a
 //!    host cdylib (`mod_mgmt/tests/fixtures/fx_dylib`).
 //! 3. Address lookups (`addr2sym`'s index) at 1k/10k/100k symbols vs a linear scan.
+//!
 //! Also prints the relocation types found in the objects.
 
 use super::LoadOpts;

@@ -27,7 +27,29 @@ impl Rng {
     }
 }
 
-const INTERESTING: &[u64] = &[0, 1, 2, 3, 4, 7, 8, 0x10, 0x40, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1_0000_0000, u64::MAX, u64::MAX - 1, i64::MAX as u64];
+const INTERESTING: &[u64] = &[
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    0x10,
+    0x40,
+    0x7f,
+    0x80,
+    0xff,
+    0x100,
+    0xffff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0x1_0000_0000,
+    u64::MAX,
+    u64::MAX - 1,
+    i64::MAX as u64,
+];
 
 fn put(b: &mut [u8], at: usize, width: usize, v: u64) {
     if at.checked_add(width).is_some_and(|e| e <= b.len()) {

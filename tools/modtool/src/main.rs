@@ -179,7 +179,8 @@ fn cmd_build(args: &[String]) -> Result<(), String> {
     let manifest = dir.join("Cargo.toml");
     // Each package gets its own target dir, so users' builds never invalidate the kernel's.
     let target_dir = objbuild::repo_root().join("target/modtool-build").join(dir.file_name().unwrap_or_default());
-    let built = objbuild::build(&objbuild::BuildSpec { manifest, packages: vec![], target_dir, target_json: objbuild::target_json() }).map_err(|e| e.to_string())?;
+    let built = objbuild::build(&objbuild::BuildSpec { manifest, packages: vec![], target_dir, target_json: objbuild::target_json() })
+        .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for old in std::fs::read_dir(&out).map_err(|e| e.to_string())?.flatten() {
         if old.path().extension().is_some_and(|x| x == "o") {

@@ -143,7 +143,12 @@ pub fn build(spec: &BuildSpec) -> Result<Built, BuildError> {
             if !p.components().any(|c| c.as_os_str() == target_dir_name.as_str()) {
                 continue;
             }
-            let Some(stem) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("lib")).and_then(|n| n.strip_suffix(".rlib").or_else(|| n.strip_suffix(".rmeta"))) else {
+            let Some(stem) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("lib"))
+                .and_then(|n| n.strip_suffix(".rlib").or_else(|| n.strip_suffix(".rmeta")))
+            else {
                 continue;
             };
             let Some((crate_name, hash)) = stem.rsplit_once('-') else { continue };
