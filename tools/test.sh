@@ -21,6 +21,7 @@ if [[ "$HOST_ONLY" != "--host-only" ]]; then
     step "image build" bash -c 'cargo build --release -q -p imgtool -p modtool && ./target/release/imgtool build && ./target/release/imgtool iso --cmdline "test" --out target/image/delos-test.iso && ./target/release/imgtool iso --cmdline "" --out target/image/delos.iso'
     step "static-link check (no loadable crate inside nano_core)" ./target/release/imgtool check-static
     step "QEMU tests" python3 tools/runner/qemu_tests.py
+    step "gdb: breakpoint in a loaded crate" bash tools/gdb_test.sh
 fi
 
 echo

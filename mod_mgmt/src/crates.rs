@@ -81,6 +81,9 @@ pub struct LoadedCrate {
     pub gcc_except_table: Vec<SectionId>,
     /// Relocations applied when it was linked.
     pub relocations: usize,
+    /// Microseconds its own load+link took (excluding crates loaded on demand for it); 0 if the
+    /// loader has no clock.
+    pub load_us: u64,
     /// Whether it was registered rather than loaded (nano_core, host, JIT).
     pub prelinked: bool,
 }

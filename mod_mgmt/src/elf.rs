@@ -262,7 +262,16 @@ pub fn parse<'a>(file: &str, data: &'a [u8]) -> Result<ObjectFile<'a>, LoadError
 }
 
 /// Defined global symbols of an object, without loading it (for the load-on-demand index).
+/// Reads only the header, the section table and the symbol table.
 pub fn defined_globals<'a>(file: &str, data: &'a [u8]) -> Result<Vec<&'a str>, LoadError> {
-    let obj = parse(file, data)?;
-    Ok(obj.symbols.iter().filter(|s| s.global && s.def != SymDef::Undefined && !s.name.is_empty()).map(|s| s.name).collect())
+    let hdr = FileHeader64::<LE>::parse(data).map_err(|e| malformed(file, e))?;
+    let endian = hdr.endian().map_err(|e| malformed(file, e))?;
+    let table = hdr.sections(endian, data).map_err(|e| malformed(file, e))?;
+    let symtab = table.symbols(endian, data, elf::SHT_SYMTAB).map_err(|e| malformed(file, e))?;
+    Ok(symtab
+        .iter()
+        .filter(|s| (s.st_bind() == elf::STB_GLOBAL || s.st_bind() == elf::STB_WEAK) && s.st_shndx(endian) != elf::SHN_UNDEF)
+        .filter_map(|s| symtab.symbol_name(endian, s).ok().and_then(|n| core::str::from_utf8(n).ok()))
+        .filter(|n| !n.is_empty())
+        .collect())
 }

@@ -136,7 +136,7 @@ extern "C" fn host_unwind_resume() -> ! {
 /// The host's substitutes for what nano_core provides, as (name, address). Names are
 /// hash-agnostic, so they match whatever `__rustc[...]` hash a build uses.
 pub fn host_symbols() -> Vec<PrelinkedSymbol> {
-    let f = |raw: &str, addr: usize| PrelinkedSymbol { raw: raw.to_string(), addr: addr as u64, size: 1, global: true };
+    let f = |raw: &str, addr: usize| PrelinkedSymbol { raw: raw.to_string(), addr: addr as u64, size: 1, global: true, key: None };
     vec![
         f("__rustc::__rust_alloc", host_alloc as *const () as usize),
         f("__rustc::__rust_alloc_zeroed", host_alloc_zeroed as *const () as usize),

@@ -68,6 +68,9 @@ pub struct PrelinkedSymbol {
     pub size: u64,
     /// Whether other crates may link to it.
     pub global: bool,
+    /// Its symbol map key if already known (`exact_key(raw)`; the build computes it for
+    /// nano_core's symbols). `None`: the loader demangles `raw`.
+    pub key: Option<String>,
 }
 
 /// All namespaces, crates and sections, the address index and the dependency graph.
@@ -82,6 +85,11 @@ pub struct Loader {
     next_crate: u32,
     next_section: u32,
     last: LoadStats,
+    load_hook: Option<fn(&Loader, CrateId)>,
+    clock: Option<fn() -> u64>,
+    /// Microseconds spent in nested (on-demand) loads during the current load, so each crate's
+    /// own time excludes its dependencies'.
+    nested_us: u64,
 }
 
 /// Where one section goes during a load.
@@ -142,6 +150,9 @@ impl Loader {
             next_crate: 0,
             next_section: 0,
             last: LoadStats::default(),
+            load_hook: None,
+            clock: None,
+            nested_us: 0,
         }
     }
 
@@ -185,7 +196,14 @@ impl Loader {
         let mut txn = Vec::new();
         self.last = LoadStats::default();
         match self.load_inner(ns, file, bytes, &mut txn) {
-            Ok(id) => Ok(id),
+            Ok(id) => {
+                if let Some(hook) = self.load_hook {
+                    for c in &txn {
+                        hook(self, *c);
+                    }
+                }
+                Ok(id)
+            }
             Err(e) => {
                 for c in txn.into_iter().rev() {
                     self.remove_crate(c);
@@ -194,6 +212,22 @@ impl Loader {
                 Err(e)
             }
         }
+    }
+
+    /// Registers a function called for every crate a successful [`Loader::load`] linked (the
+    /// kernel uses it to print debugger commands).
+    pub fn set_load_hook(&mut self, hook: fn(&Loader, CrateId)) {
+        self.load_hook = Some(hook);
+    }
+
+    /// Gives the loader a microsecond clock, so each crate records its own load+link time
+    /// ([`LoadedCrate::load_us`]). mod_mgmt has no clock of its own (it runs on bare metal).
+    pub fn set_clock(&mut self, clock: fn() -> u64) {
+        self.clock = Some(clock);
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.map_or(0, |c| c())
     }
 
     /// Counters of the last successful [`Loader::load`].
@@ -224,6 +258,21 @@ impl Loader {
     }
 
     fn load_inner(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes, txn: &mut Vec<CrateId>) -> Result<CrateId, LoadError> {
+        let t0 = self.now();
+        let nested_before = core::mem::take(&mut self.nested_us);
+        let r = self.load_timed(ns, file, bytes, txn);
+        let total = self.now().saturating_sub(t0);
+        let own = total.saturating_sub(self.nested_us);
+        if let Ok(id) = &r
+            && let Some(k) = self.crates.get_mut(id)
+        {
+            k.load_us = own;
+        }
+        self.nested_us = nested_before + total;
+        r
+    }
+
+    fn load_timed(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes, txn: &mut Vec<CrateId>) -> Result<CrateId, LoadError> {
         let obj = elf::parse(file, &bytes)?;
         let name = crate_name_of(file).to_string();
         let nsr = self.ns(ns)?;
@@ -321,6 +370,7 @@ impl Loader {
             eh_frame: Vec::new(),
             gcc_except_table: Vec::new(),
             relocations: 0,
+            load_us: 0,
             prelinked: false,
         };
         let mut new_sections = Vec::new();
@@ -598,15 +648,28 @@ impl Loader {
                 let Ok(globals) = elf::defined_globals(file, bytes) else { continue };
                 for g in globals {
                     ix.raw.entry(g.to_string()).or_insert_with(|| file.clone());
-                    ix.agnostic.entry(agnostic_key(g)).or_insert_with(|| file.clone());
                 }
             }
             n.dir_index = Some(ix);
         }
-        let ix = n.dir_index.as_ref()?;
-        let file = ix.raw.get(raw).or_else(|| ix.agnostic.get(agnostic))?;
+        let ix = n.dir_index.as_mut()?;
+        let file = match ix.raw.get(raw) {
+            Some(f) => f.clone(),
+            None => {
+                // Objects of one build match by raw name; the hash-agnostic index (which needs
+                // every name demangled) is built only when that fails.
+                if ix.agnostic.is_none() {
+                    let mut ag = BTreeMap::new();
+                    for (g, f) in &ix.raw {
+                        ag.entry(agnostic_key(g)).or_insert_with(|| f.clone());
+                    }
+                    ix.agnostic = Some(ag);
+                }
+                ix.agnostic.as_ref()?.get(agnostic)?.clone()
+            }
+        };
         // Already loaded (it did not satisfy the lookup) or being loaded: nothing to gain.
-        (!n.crates.contains_key(crate_name_of(file))).then(|| file.clone())
+        (!n.crates.contains_key(crate_name_of(&file))).then_some(file)
     }
 
     /// Registers a crate whose code is already in memory (nano_core from its symbol file, host
@@ -637,6 +700,7 @@ impl Loader {
             eh_frame: Vec::new(),
             gcc_except_table: Vec::new(),
             relocations: 0,
+            load_us: 0,
             prelinked: true,
         };
         let mut secs: Vec<LoadedSection> = Vec::new();
@@ -650,13 +714,17 @@ impl Loader {
         }
         secs.sort_by_key(|s| s.addr);
         let mut extra = Vec::new();
+        let mut keys: BTreeMap<String, String> = BTreeMap::new();
         for sym in symbols {
             let i = secs.partition_point(|s| s.addr <= sym.addr);
             let inside = i.checked_sub(1).filter(|&j| sym.addr < secs[j].addr + secs[j].size.max(1));
             match inside {
                 Some(j) => {
                     let offset = sym.addr - secs[j].addr;
-                    secs[j].symbols.push(SectionSymbol { offset, size: sym.size, raw: sym.raw.clone(), global: sym.global })
+                    secs[j].symbols.push(SectionSymbol { offset, size: sym.size, raw: sym.raw.clone(), global: sym.global });
+                    if let Some(k) = &sym.key {
+                        keys.insert(sym.raw.clone(), k.clone());
+                    }
                 }
                 None => extra.push(sym),
             }
@@ -690,7 +758,7 @@ impl Loader {
         for s in &secs {
             krate.sections.push(s.id);
             for sym in s.symbols.iter().filter(|y| y.global) {
-                let key = exact_key(&sym.raw);
+                let key = keys.remove(&sym.raw).unwrap_or_else(|| exact_key(&sym.raw));
                 let r = SymbolRef { addr: s.addr + sym.offset, size: sym.size, section: s.id, krate: crate_id, tls: false };
                 if n.symbols.insert(key.clone(), r) {
                     krate.exported.push(key);

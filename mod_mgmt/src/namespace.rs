@@ -38,8 +38,8 @@ impl From<alloc::vec::Vec<u8>> for ObjectBytes {
 pub(crate) struct DirIndex {
     /// Raw name → file.
     pub raw: BTreeMap<String, String>,
-    /// Hash-agnostic key → file (first file wins).
-    pub agnostic: BTreeMap<String, String>,
+    /// Hash-agnostic key → file (first file wins); built on first need.
+    pub agnostic: Option<BTreeMap<String, String>>,
 }
 
 /// One namespace.

@@ -1,6 +1,7 @@
 //! Reading the symbol file `tools/imgtool` writes for nano_core (format documented there):
-//! `section NAME ADDR SIZE PERMS` and `sym ADDR SIZE BIND KIND NAME` lines after a
-//! `delos-syms 1` header. Hex numbers without `0x`.
+//! `section NAME ADDR SIZE PERMS` and `sym ADDR SIZE BIND KIND NAME [KEY]` lines after a
+//! `delos-syms 1` header. Hex numbers without `0x`. KEY, the rest of the line, is the symbol's
+//! precomputed map key (its demangled name), which spares the kernel the demangling.
 
 use crate::elf::SectionKind;
 use crate::error::LoadError;
@@ -47,7 +48,9 @@ pub fn parse(text: &str) -> Result<(Vec<PrelinkedSection>, Vec<PrelinkedSymbol>)
                 };
                 let _kind = f.next().ok_or(LoadError::SymbolFile { line, detail: "missing kind" })?;
                 let raw = f.next().filter(|n| !n.is_empty()).ok_or(LoadError::SymbolFile { line, detail: "missing name" })?;
-                symbols.push(PrelinkedSymbol { raw: raw.to_string(), addr, size, global });
+                let rest: alloc::vec::Vec<&str> = f.collect();
+                let key = (!rest.is_empty()).then(|| rest.join(" "));
+                symbols.push(PrelinkedSymbol { raw: raw.to_string(), addr, size, global, key });
             }
             Some("") | None => {}
             Some(_) => return Err(LoadError::SymbolFile { line, detail: "unknown record" }),
@@ -66,7 +69,12 @@ mod tests {
             parse("delos-syms 1\nsection .text ffffffff80100000 1000 rx\nsym ffffffff80100010 20 g f memcpy\nsym 1 0 l n x\n").unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].kind, SectionKind::Text);
-        assert_eq!(y[0], PrelinkedSymbol { raw: "memcpy".into(), addr: 0xffffffff80100010, size: 0x20, global: true });
+        assert_eq!(y[0], PrelinkedSymbol { raw: "memcpy".into(), addr: 0xffffffff80100010, size: 0x20, global: true, key: None });
+        let (_, y2) =
+            parse("delos-syms 1\nsym 10 8 g f _ZN1a1b17h0123456789abcdefE a::b::h0123456789abcdef\nsym 20 8 g f _RNv <a as b>::c\n")
+                .unwrap();
+        assert_eq!(y2[0].key.as_deref(), Some("a::b::h0123456789abcdef"));
+        assert_eq!(y2[1].key.as_deref(), Some("<a as b>::c"));
         assert!(!y[1].global);
         assert!(parse("nope").is_err());
         assert_eq!(parse("delos-syms 1\nsym zz 0 g f a").unwrap_err(), LoadError::SymbolFile { line: 2, detail: "bad hex number" });

@@ -112,9 +112,48 @@ fn manifest_parent(text: &str) -> Option<&str> {
     })
 }
 
+/// Logs each crate the loader links: its size, relocations and own load+link time.
+fn log_load(l: &Loader, id: mod_mgmt::CrateId) {
+    if let Some(k) = l.krate(id) {
+        let ns = l.namespace(k.namespace).map_or("?", |n| n.name.as_str());
+        log::info!(
+            "crate {} loaded into {ns}: {} sections, {} relocations, {} bytes, {} us",
+            k.name,
+            k.sections.len(),
+            k.relocations,
+            k.memory_size(),
+            k.load_us
+        );
+    }
+}
+
+fn gdb_and_log(l: &Loader, id: mod_mgmt::CrateId) {
+    log_load(l, id);
+    print_gdb_sections(l, id);
+}
+
+/// Prints, for a debugger, where each section of a just-loaded crate lives:
+/// `gdb-load: FILE SECTION ADDR SECTION ADDR ...` (tools/delos.gdb turns these lines into
+/// `add-symbol-file` commands). Enabled by the `gdb` kernel option.
+fn print_gdb_sections(l: &Loader, id: mod_mgmt::CrateId) {
+    let Some(k) = l.krate(id) else { return };
+    let mut line = alloc::format!("gdb-load: {}", k.file);
+    for s in &k.sections {
+        if let Some(sec) = l.section(*s)
+            && !sec.kind.is_tls()
+            && sec.size > 0
+        {
+            line.push_str(&alloc::format!(" {} {:#x}", sec.name, sec.addr));
+        }
+    }
+    crate::println!("{line}");
+}
+
 /// Sets up namespaces and loads captain; returns the address of `captain::init`.
 pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn() -> !, HandoverError> {
     let mut l = Loader::new(&crate::kmem::KERNEL_MEMORY);
+    l.set_clock(crate::time::micros_since_entry);
+    l.set_load_hook(if boot_info::cmdline::get(cmdline, "gdb").is_some() { gdb_and_log } else { log_load });
     // Namespaces: kernel first, then the others in an order where parents come first.
     let mut manifests: Vec<(String, Option<String>)> = modules
         .iter()

@@ -4,8 +4,11 @@
 //! ```text
 //! delos-syms 1
 //! section NAME ADDR SIZE PERMS        # PERMS: rx | r | rw
-//! sym ADDR SIZE BIND KIND NAME        # BIND: g (linkable) | l (for naming only); KIND: f | o | n
+//! sym ADDR SIZE BIND KIND NAME [KEY]  # BIND: g (linkable) | l (for naming only); KIND: f | o | n
 //! ```
+//! KEY (rest of the line, global symbols only) is the symbol map key mod_mgmt would compute by
+//! demangling NAME; computing it here saves the kernel from demangling thousands of names at
+//! boot.
 //! Addresses and sizes are hex without `0x`. Names are the raw (mangled) ELF names; the loader
 //! demangles them into its symbol map. Local symbols are kept so that `addr2sym` can name any
 //! address in nano_core, but only global ones satisfy other crates' undefined symbols — with two
@@ -65,6 +68,14 @@ pub fn symbol_file(elf: &[u8]) -> Result<SymbolFile, String> {
         let c_function = kind == "f" && !name.starts_with("_R") && !name.starts_with("_ZN");
         let global = matches!(sym.scope(), SymbolScope::Dynamic | SymbolScope::Linkage) || FORCE_GLOBAL.contains(&name) || c_function;
         let bind = if global { "g" } else { "l" };
+        if global {
+            let key = format!("{}", rustc_demangle::demangle(name));
+            if key != name {
+                let _ = writeln!(text, "sym {:x} {:x} {bind} {kind} {name} {key}", sym.address(), sym.size());
+                count += 1;
+                continue;
+            }
+        }
         let _ = writeln!(text, "sym {:x} {:x} {bind} {kind} {name}", sym.address(), sym.size());
         count += 1;
     }

@@ -146,7 +146,7 @@ fn bench_index() -> Result<(), String> {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
             let size = 16 + (seed >> 40) % 512;
             sections.push(PrelinkedSection { name: format!(".text.f{i}"), addr, size, kind: SectionKind::Text });
-            syms.push(PrelinkedSymbol { raw: format!("f{i}"), addr, size, global: true });
+            syms.push(PrelinkedSymbol { raw: format!("f{i}"), addr, size, global: true, key: None });
             ranges.push((addr, addr + size));
             addr += size + (seed >> 50) % 64;
         }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Checks `make gdb`'s machinery: boots with the gdb stub, lets tools/delos.gdb add the loaded
+# crates' symbols, sets a breakpoint on a function of a loaded crate (task::yield_now, which the
+# idle shell calls continuously) and expects gdb to stop there with a symbolized backtrace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sym=$(nm target/kernel/x86_64-delos/release/deps/task-*.o | awk '/ T .*4task9yield_now$/{print $3; exit}')
+[[ -n "$sym" ]] || { echo "gdb test: task::yield_now not found in the task object"; exit 1; }
+out=$(timeout 90 bash tools/gdb.sh -batch -ex "break $sym" -ex "continue" -ex "bt 2" 2>&1 || true)
+echo "$out" | grep -E "delos-load|Breakpoint|#[01]" || true
+echo "$out" | grep -qE "^Breakpoint 1, 0x[0-9a-f]+ in task\[[0-9a-f]+\]::yield_now" || { echo "gdb test: breakpoint in the loaded task crate was not hit"; exit 1; }
+echo "$out" | grep -qE "^#1 .* in shell\[[0-9a-f]+\]::main" || { echo "gdb test: backtrace does not name shell::main"; exit 1; }
+echo "gdb test: ok"
