@@ -21,9 +21,22 @@ for route in kernel iso; do
     done
     printf '%s\n' "${times[@]}" | sort -n | awk -v r="$route" '{a[NR]=$1} END {printf "   route %-6s median %.3f s (min %.3f, max %.3f)\n", r, a[int((NR+1)/2)], a[1], a[NR]}'
 done
-echo "   boot stages (kernel-side, last -kernel run's log):"
+echo "   boot stages (kernel-side, from nano_core's log):"
 python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --append poweroff --quiet --log target/bench-boot.log >/dev/null
 grep -E 'boot stage|boot took' target/bench-boot.log | sed -E 's/^\[[ 0-9.]+\] INFO  /     /'
+
+echo
+echo "== boot to the shell prompt (loadable kernel, -kernel route, $RUNS runs)"
+echo poweroff > target/bench-session.txt
+times=()
+for ((i = 0; i < RUNS; i++)); do
+    t=$(python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-session.txt \
+        --quiet --timeout 30 --mark '^delos> ' --log target/bench-shell.log | awk '/^mark/{print $2}')
+    times+=("$t")
+done
+printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "   QEMU start -> prompt: median %.3f s (min %.3f, max %.3f); goal <= 1.5 s\n", a[int((NR+1)/2)], a[1], a[NR]}'
+echo "   parts (kernel log of the last run):"
+grep -E 'imported .* nano_core symbols|crate .* loaded into|boot to shell' target/bench-shell.log | sed -E 's/^\[[ 0-9.]+\] INFO  /     /'
 
 echo
 echo "== loader (host, modtool bench)"
