@@ -133,7 +133,7 @@ fn bench_dlopen(objects: &[(String, Vec<u8>)], dylib: &std::path::Path) -> Resul
 }
 
 fn bench_index() -> Result<(), String> {
-    println!("== address lookup: index (B-tree) vs linear scan");
+    println!("== address lookup: index (sorted array, binary search) vs linear scan");
     for n in [1_000usize, 10_000, 100_000] {
         let mut l = Loader::new(&mod_mgmt::host::HOST_MEMORY);
         let ns = l.add_namespace("idx", None).map_err(|e| e.to_string())?;
