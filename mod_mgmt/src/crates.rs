@@ -100,38 +100,31 @@ impl LoadedCrate {
     }
 }
 
-/// Sections by id: ids are dense and increasing, so a vector indexed by id gives O(1) access
-/// (what `addr2sym` needs after the index lookup). Removed ids leave a hole.
+/// Sections by id, in a hash table: O(1) access (what `addr2sym` needs after the index lookup)
+/// and no memory kept for removed sections, so load/unload cycles do not grow the heap.
 #[derive(Debug, Default)]
 pub(crate) struct SectionTable {
-    slots: Vec<Option<LoadedSection>>,
-    len: usize,
+    map: hashbrown::HashMap<SectionId, LoadedSection>,
 }
 
 impl SectionTable {
     pub(crate) fn get(&self, id: &SectionId) -> Option<&LoadedSection> {
-        self.slots.get(id.0 as usize)?.as_ref()
+        self.map.get(id)
     }
 
     pub(crate) fn insert(&mut self, id: SectionId, s: LoadedSection) {
-        let i = id.0 as usize;
-        if self.slots.len() <= i {
-            self.slots.resize_with(i + 1, || None);
-        }
-        if self.slots[i].replace(s).is_none() {
-            self.len += 1;
-        }
+        self.map.insert(id, s);
     }
 
     pub(crate) fn remove(&mut self, id: &SectionId) -> Option<LoadedSection> {
-        let s = self.slots.get_mut(id.0 as usize)?.take();
-        if s.is_some() {
-            self.len -= 1;
+        let s = self.map.remove(id);
+        if self.map.capacity() > 64 && self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to_fit();
         }
         s
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 }

@@ -13,7 +13,8 @@
 //! - [`namespace`], [`symbols`]: namespaces and their symbol maps (the naming rule is in
 //!   [`symbols`]);
 //! - [`index`]: the address index; [`deps`]: the dependency graph; [`tls`]: the TLS layout;
-//! - [`query`]: lookups, `addr2sym`, dependency questions; [`symfile`]: nano_core's symbol file.
+//! - [`query`]: lookups, `addr2sym`, dependency questions; [`symfile`]: nano_core's symbol file;
+//! - [`swap`]: replacing loaded crates with new versions, checked and reversible.
 //!
 //! It must never depend on a kernel crate: memory arrives through [`memory::MemoryProvider`].
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -34,6 +35,7 @@ pub mod memory;
 pub mod namespace;
 pub mod query;
 pub mod reloc;
+pub mod swap;
 pub mod symbols;
 pub mod symfile;
 pub mod tls;

@@ -9,7 +9,7 @@
 //! they were.
 
 use crate::crates::{LoadedCrate, LoadedSection, SectionSymbol, SectionTable};
-use crate::deps::DepGraph;
+use crate::deps::{DepGraph, RelocRecord};
 use crate::elf::{self, ObjectFile, SectionKind, SymDef, SymKind};
 use crate::error::LoadError;
 use crate::ids::{CrateId, NamespaceId, SectionId};
@@ -75,14 +75,14 @@ pub struct PrelinkedSymbol {
 
 /// All namespaces, crates and sections, the address index and the dependency graph.
 pub struct Loader {
-    memory: &'static dyn MemoryProvider,
+    pub(crate) memory: &'static dyn MemoryProvider,
     pub(crate) namespaces: Vec<CrateNamespace>,
     pub(crate) crates: BTreeMap<CrateId, LoadedCrate>,
     pub(crate) sections: SectionTable,
     pub(crate) index: AddressIndex,
     pub(crate) deps: DepGraph,
     pub(crate) tls: TlsImage,
-    next_crate: u32,
+    pub(crate) next_crate: u32,
     next_section: u32,
     last: LoadStats,
     load_hook: Option<fn(&Loader, CrateId)>,
@@ -90,6 +90,8 @@ pub struct Loader {
     /// Microseconds spent in nested (on-demand) loads during the current load, so each crate's
     /// own time excludes its dependencies'.
     nested_us: u64,
+    /// Bumped by every change to the set of loaded crates (swap uses it to detect staleness).
+    pub(crate) generation: u64,
 }
 
 /// Where one section goes during a load.
@@ -153,6 +155,7 @@ impl Loader {
             load_hook: None,
             clock: None,
             nested_us: 0,
+            generation: 0,
         }
     }
 
@@ -169,6 +172,7 @@ impl Loader {
             symbols: Default::default(),
             crates: BTreeMap::new(),
             dir: BTreeMap::new(),
+            updates: BTreeMap::new(),
             dir_index: None,
         });
         Ok(id)
@@ -179,6 +183,13 @@ impl Loader {
         let n = self.ns_mut(ns)?;
         n.dir.insert(file.to_string(), bytes);
         n.dir_index = None;
+        Ok(())
+    }
+
+    /// Adds (or replaces) an object file in a namespace's updates: new versions of crates, used
+    /// by `swap` only (never for loading on demand).
+    pub fn add_update_file(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes) -> Result<(), LoadError> {
+        self.ns_mut(ns)?.updates.insert(file.to_string(), bytes);
         Ok(())
     }
 
@@ -195,6 +206,7 @@ impl Loader {
         self.ns(ns)?;
         let mut txn = Vec::new();
         self.last = LoadStats::default();
+        self.generation += 1;
         match self.load_inner(ns, file, bytes, &mut txn) {
             Ok(id) => {
                 if let Some(hook) = self.load_hook {
@@ -226,7 +238,7 @@ impl Loader {
         self.clock = Some(clock);
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.clock.map_or(0, |c| c())
     }
 
@@ -239,7 +251,7 @@ impl Loader {
         self.namespaces.get(ns.0 as usize).ok_or_else(|| LoadError::NoSuchNamespace(format!("#{}", ns.0)))
     }
 
-    fn ns_mut(&mut self, ns: NamespaceId) -> Result<&mut CrateNamespace, LoadError> {
+    pub(crate) fn ns_mut(&mut self, ns: NamespaceId) -> Result<&mut CrateNamespace, LoadError> {
         self.namespaces.get_mut(ns.0 as usize).ok_or_else(|| LoadError::NoSuchNamespace(format!("#{}", ns.0)))
     }
 
@@ -590,9 +602,18 @@ impl Loader {
                 })?;
                 stats.relocations += 1;
                 if let Some(used) = target.section
-                    && self.sections.get(&used).is_some_and(|s| s.krate != crate_id)
+                    && let Some(used_sec) = self.sections.get(&used)
+                    && used_sec.krate != crate_id
                 {
-                    self.deps.add(user, used);
+                    if target.tls {
+                        self.deps.add(user, used);
+                    } else {
+                        let target_offset = (target.value - i128::from(used_sec.addr)) as u64;
+                        self.deps.add_reloc(
+                            used,
+                            RelocRecord { user, offset: rel.offset, r_type: rel.r_type, addend: rel.addend, target_offset },
+                        );
+                    }
                 }
             }
         }
@@ -790,6 +811,7 @@ impl Loader {
     /// Removes every trace of a crate and frees its memory (no dependency check).
     pub(crate) fn remove_crate(&mut self, id: CrateId) {
         let Some(k) = self.crates.remove(&id) else { return };
+        self.generation += 1;
         let n = &mut self.namespaces[k.namespace.0 as usize];
         for key in &k.exported {
             n.symbols.remove_if_owned(key, id);

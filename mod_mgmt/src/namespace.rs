@@ -57,6 +57,8 @@ pub struct CrateNamespace {
     pub crates: BTreeMap<String, CrateId>,
     /// Object files available for loading, by file name.
     pub(crate) dir: BTreeMap<String, ObjectBytes>,
+    /// New versions of crates (for `swap`), by file name; never loaded on demand.
+    pub(crate) updates: BTreeMap<String, ObjectBytes>,
     /// Built on the first miss; dropped when the directory changes.
     pub(crate) dir_index: Option<DirIndex>,
 }
@@ -65,6 +67,11 @@ impl CrateNamespace {
     /// File names in the object directory.
     pub fn files(&self) -> impl Iterator<Item = (&String, usize)> {
         self.dir.iter().map(|(n, b)| (n, b.len()))
+    }
+
+    /// File names among the updates.
+    pub fn update_files(&self) -> impl Iterator<Item = (&String, usize)> {
+        self.updates.iter().map(|(n, b)| (n, b.len()))
     }
 }
 

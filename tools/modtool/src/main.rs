@@ -7,7 +7,7 @@
 //! modtool symbols A.o ... [--dir DIR] [--prefix P]
 //! modtool deps A.o ... [--dir DIR]
 //! modtool addr2sym A.o ... [--dir DIR] ADDR...
-//! modtool build CRATE_DIR --out DIR
+//! modtool build CRATE_DIR --out DIR [--target-dir DIR]
 //! modtool fuzz [--iters N] [--seed S] [--dir DIR]
 //! modtool bench [--dir DIR] [--kernel-deps DIR]
 //! ```
@@ -34,6 +34,7 @@ struct LoadOpts {
     iters: Option<u64>,
     seed: Option<u64>,
     kernel_deps: Option<PathBuf>,
+    target_dir: Option<PathBuf>,
 }
 
 fn parse_num(s: &str) -> Result<u64, String> {
@@ -58,6 +59,7 @@ fn parse_opts(args: &[String], positional_addrs: bool) -> Result<LoadOpts, Strin
             "--iters" => o.iters = Some(parse_num(&need(it.next(), a)?)?),
             "--seed" => o.seed = Some(parse_num(&need(it.next(), a)?)?),
             "--kernel-deps" => o.kernel_deps = Some(need(it.next(), a)?.into()),
+            "--target-dir" => o.target_dir = Some(need(it.next(), a)?.into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             s if positional_addrs && !s.ends_with(".o") => o.addrs.push(parse_num(s)?),
             s => o.files.push(s.into()),
@@ -177,8 +179,10 @@ fn cmd_build(args: &[String]) -> Result<(), String> {
     let out = o.out.ok_or("--out DIR is required")?;
     let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
     let manifest = dir.join("Cargo.toml");
-    // Each package gets its own target dir, so users' builds never invalidate the kernel's.
-    let target_dir = objbuild::repo_root().join("target/modtool-build").join(dir.file_name().unwrap_or_default());
+    // Each package gets its own target dir (unless told otherwise), so users' builds never
+    // invalidate the kernel's; crates of one workspace can share one with --target-dir.
+    let target_dir =
+        o.target_dir.unwrap_or_else(|| objbuild::repo_root().join("target/modtool-build").join(dir.file_name().unwrap_or_default()));
     let built = objbuild::build(&objbuild::BuildSpec { manifest, packages: vec![], target_dir, target_json: objbuild::target_json() })
         .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;

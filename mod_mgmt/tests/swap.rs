@@ -1,0 +1,182 @@
+//! Host tests of `swap` on real objects: fx_c replaced under fx_a/fx_b by other builds of it
+//! (mod_mgmt/tests/fixtures/fx_c_*, built into target/fixtures-alt by tools/fixtures.sh).
+
+use mod_mgmt::swap::{SwapError, SwapPair};
+use mod_mgmt::{Loader, NamespaceId, ObjectBytes};
+use std::path::PathBuf;
+
+fn dir(sub: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target").join(sub);
+    assert!(d.is_dir(), "fixture objects missing in {}: run tools/fixtures.sh (make test does)", d.display());
+    d
+}
+
+fn object(d: &PathBuf, krate: &str) -> (String, Vec<u8>) {
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        let f = p.file_name().unwrap().to_string_lossy().into_owned();
+        if p.extension().is_some_and(|x| x == "o") && mod_mgmt::crate_name_of(&f) == krate {
+            return (f, std::fs::read(&p).unwrap());
+        }
+    }
+    panic!("no {krate} object in {}", d.display())
+}
+
+/// host ← main with every fixture in main's directory and fx_a loaded; the alternative fx_c
+/// versions are added as updates named after their packages.
+fn setup() -> (Loader, NamespaceId) {
+    let mut l = Loader::new(&mod_mgmt::host::HOST_MEMORY);
+    let host = mod_mgmt::host::install(&mut l).unwrap();
+    let ns = l.add_namespace("main", Some(host)).unwrap();
+    let base = dir("fixtures");
+    for e in std::fs::read_dir(&base).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "o") {
+            let f = p.file_name().unwrap().to_string_lossy().into_owned();
+            l.add_object_file(ns, &f, std::fs::read(&p).unwrap().into()).unwrap();
+        }
+    }
+    for alt in ["fx_c_v2", "fx_c_bad", "fx_c_big"] {
+        let (_, b) = object(&dir(&format!("fixtures-alt/{alt}")), "fx_c");
+        l.add_update_file(ns, &format!("{alt}.o"), b.into()).unwrap();
+    }
+    let (f, b) = object(&base, "fx_a");
+    l.load(ns, &f, b.into()).unwrap();
+    (l, ns)
+}
+
+fn call(l: &Loader, ns: NamespaceId, sym: &str, a: u64) -> u64 {
+    let s = l.lookup(ns, sym).unwrap();
+    // SAFETY: the fixtures' entry points are `extern "C" fn(u64) -> u64` (or take fewer
+    // arguments) in loaded, executable sections.
+    let f: extern "C" fn(u64) -> u64 = unsafe { std::mem::transmute(s.addr as usize) };
+    f(a)
+}
+
+fn pair(old: &str, new: &str) -> SwapPair {
+    SwapPair { old: old.into(), new_file: new.into() }
+}
+
+#[test]
+fn swap_changes_behaviour_keeps_state_and_swaps_back() {
+    let (mut l, ns) = setup();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 102);
+    let old_bump = l.lookup(ns, "fx_c::bump").unwrap().addr;
+    let times = l.swap(ns, &[pair("fx_c", "fx_c_v2")]).unwrap();
+    assert!(times.total_us() < 10_000_000);
+    // v2 adds 10, starting from the transferred 102.
+    assert_eq!(call(&l, ns, "fx_counter", 0), 112);
+    assert_eq!(call(&l, ns, "fx_chain", 5), 12, "fx_b's calls were relinked too");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 132);
+    assert_eq!(call(&l, ns, "fx_dyn_area", 3), 36, "vtables and other code unaffected");
+    let new_bump = l.lookup(ns, "fx_c::bump").unwrap().addr;
+    assert_ne!(old_bump, new_bump);
+    assert!(l.addr2sym(old_bump).is_none(), "the old version is unloaded");
+    assert_eq!(l.addr2sym(new_bump).unwrap().krate, "fx_c");
+    // The dependency graph now points at the new version.
+    let c = l.crate_by_name(ns, "fx_c").unwrap();
+    let users: Vec<String> = l.crate_dependents(c).into_iter().map(|id| l.krate(id).unwrap().name.clone()).collect();
+    assert!(users.contains(&"fx_a".to_string()) && users.contains(&"fx_b".to_string()), "{users:?}");
+    // Swap back to the original object (in the directory, named by crate).
+    l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 133);
+}
+
+#[test]
+fn missing_symbol_is_refused_and_changes_nothing() {
+    let (mut l, ns) = setup();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+    let before = (l.totals(), l.lookup(ns, "fx_c::bump").unwrap(), l.generation());
+    match l.swap(ns, &[pair("fx_c", "fx_c_bad")]) {
+        Err(SwapError::Incompatible { krate, problems }) => {
+            assert_eq!(krate, "fx_c");
+            assert!(problems.iter().any(|p| p == "missing `fx_c::bump`"), "{problems:?}");
+        }
+        other => panic!("expected Incompatible, got {other:?}"),
+    }
+    assert_eq!(l.totals(), before.0);
+    assert_eq!(l.lookup(ns, "fx_c::bump").unwrap(), before.1);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 102, "behaviour and state unchanged");
+}
+
+#[test]
+fn state_of_different_size_needs_a_hook() {
+    let (mut l, ns) = setup();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+    let before = l.totals();
+    match l.swap(ns, &[pair("fx_c", "fx_c_big")]) {
+        Err(SwapError::StateSize { krate, symbols }) => {
+            assert_eq!(krate, "fx_c");
+            assert!(symbols.iter().any(|s| s.starts_with("fx_c::BSS (old 4096 bytes, new 8192 bytes)")), "{symbols:?}");
+        }
+        other => panic!("expected StateSize, got {other:?}"),
+    }
+    assert_eq!(l.totals(), before);
+    // With a hook that takes over the state, the swap goes through and the rest is copied.
+    let p = l.swap_prepare(ns, &[pair("fx_c", "fx_c_big")], true).unwrap();
+    assert!(p.report.iter().any(|r| r.contains("fx_c::BSS changes size")), "{:?}", p.report);
+    let mut called = 0;
+    l.swap_commit(p, &mut |_, pairs| {
+        called = pairs.len();
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(called, 1);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 102, "COUNTER was copied by name");
+}
+
+#[test]
+fn failing_hook_rolls_everything_back() {
+    let (mut l, ns) = setup();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+    let before = (l.totals(), l.lookup(ns, "fx_c::bump").unwrap());
+    let p = l.swap_prepare(ns, &[pair("fx_c", "fx_c_v2")], false).unwrap();
+    let e = l.swap_commit(p, &mut |_, _| Err("refused by test".into())).unwrap_err();
+    assert_eq!(e, SwapError::Hook("refused by test".into()));
+    assert_eq!(l.totals(), before.0);
+    assert_eq!(l.lookup(ns, "fx_c::bump").unwrap(), before.1);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 102, "old code runs, relocations restored");
+}
+
+#[test]
+fn bad_new_objects_and_unknown_crates_are_refused() {
+    let (mut l, ns) = setup();
+    let before = l.totals();
+    let (_, good) = object(&dir("fixtures-alt/fx_c_v2"), "fx_c");
+    l.add_update_file(ns, "trunc.o", ObjectBytes::from(good[..good.len() / 2].to_vec())).unwrap();
+    l.add_update_file(ns, "text.o", ObjectBytes::from(b"not an object at all".to_vec())).unwrap();
+    assert!(matches!(l.swap(ns, &[pair("fx_c", "trunc")]), Err(SwapError::Load { .. })));
+    assert!(matches!(l.swap(ns, &[pair("fx_c", "text")]), Err(SwapError::Load { .. })));
+    assert_eq!(l.swap(ns, &[pair("nope", "fx_c_v2")]).unwrap_err(), SwapError::NotLoaded("nope".into()));
+    assert!(matches!(l.swap(ns, &[pair("fx_c", "no_such_file")]), Err(SwapError::NoSuchObject { .. })));
+    assert_eq!(l.swap(ns, &[pair("fx_c", "fx_c_v2"), pair("fx_c", "fx_c")]).unwrap_err(), SwapError::Duplicate("fx_c".into()));
+    assert!(matches!(l.swap(ns, &[pair("host", "fx_c_v2")]), Err(SwapError::Incompatible { .. })));
+    assert_eq!(l.totals(), before);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+}
+
+#[test]
+fn stale_prepare_is_refused() {
+    let (mut l, ns) = setup();
+    let p = l.swap_prepare(ns, &[pair("fx_c", "fx_c_v2")], false).unwrap();
+    let (f, b) = object(&dir("fixtures-alt/fx_c_bad"), "fx_c");
+    let other = l.add_namespace("other", None).unwrap();
+    let _ = l.load(other, &f, b.into()); // any change to the loaded set
+    assert_eq!(l.swap_commit(p, &mut |_, _| Ok(())).unwrap_err(), SwapError::Stale);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+}
+
+#[test]
+fn many_swap_cycles_leave_the_loader_as_it_was() {
+    let (mut l, ns) = setup();
+    l.swap(ns, &[pair("fx_c", "fx_c_v2")]).unwrap();
+    l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    let after_first = l.totals();
+    for _ in 0..100 {
+        l.swap(ns, &[pair("fx_c", "fx_c_v2")]).unwrap();
+        l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    }
+    assert_eq!(l.totals(), after_first);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+}
