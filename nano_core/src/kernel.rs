@@ -186,7 +186,10 @@ pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn() -> !, Hando
         let Some(rest) = m.name.strip_prefix("namespaces/") else { continue };
         let Some((ns, file)) = rest.split_once('/') else { continue };
         if let Some((_, id)) = ids.iter().find(|(n, _)| n == ns) {
-            l.add_object_file(*id, file, ObjectBytes::Static(m.data))?;
+            match file.strip_prefix("updates/") {
+                Some(update) => l.add_update_file(*id, update, ObjectBytes::Static(m.data))?,
+                None => l.add_object_file(*id, file, ObjectBytes::Static(m.data))?,
+            }
         }
     }
 

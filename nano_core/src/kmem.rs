@@ -1,18 +1,48 @@
 //! mod_mgmt's memory trait, implemented with the kernel's page tables.
 //!
-//! Each region is a fresh range of the general page-allocation region (see `paging`) with an
-//! unmapped guard page after it, mapped read-write when allocated; `protect` then gives each
-//! part its final W^X permissions, and `free` unmaps the pages and returns their frames.
+//! Each region is a range of the general page-allocation region (see `paging`) with an unmapped
+//! guard page after it, mapped read-write when allocated; `protect` then gives each part its
+//! final W^X permissions, and `free` unmaps the pages and returns their frames. Freed address
+//! ranges are reused (best fit), so load/unload and swap cycles do not keep consuming address
+//! space and page-table frames.
 
 use crate::frames::FRAMES;
 use crate::paging::{self, PAGE};
 use mod_mgmt::{MemoryError, MemoryProvider, Perms, Region};
 
 /// The kernel's memory provider for loaded crates.
-pub struct KernelMemory;
+pub struct KernelMemory {
+    /// Freed ranges: (start, pages).
+    free: spin::Mutex<alloc::vec::Vec<(u64, u64)>>,
+}
 
 /// The one instance.
-pub static KERNEL_MEMORY: KernelMemory = KernelMemory;
+pub static KERNEL_MEMORY: KernelMemory = KernelMemory { free: spin::Mutex::new(alloc::vec::Vec::new()) };
+
+impl KernelMemory {
+    fn take_range(&self, pages: u64) -> Result<u64, paging::PagingError> {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut free = self.free.lock();
+            let best = free.iter().enumerate().filter(|(_, r)| r.1 >= pages).min_by_key(|(_, r)| r.1).map(|(i, _)| i);
+            match best {
+                Some(i) => {
+                    let (start, n) = free[i];
+                    if n == pages {
+                        free.swap_remove(i);
+                    } else {
+                        free[i] = (start + pages * PAGE, n - pages);
+                    }
+                    Ok(start)
+                }
+                None => paging::alloc_region(pages),
+            }
+        })
+    }
+
+    fn give_back(&self, start: u64, pages: u64) {
+        x86_64::instructions::interrupts::without_interrupts(|| self.free.lock().push((start, pages)));
+    }
+}
 
 fn to_paging(p: Perms) -> paging::Perms {
     match p {
@@ -37,10 +67,11 @@ fn unmap_and_free(start: u64, pages: u64) {
 impl MemoryProvider for KernelMemory {
     fn allocate(&self, size: usize) -> Result<Region, MemoryError> {
         let pages = (size as u64).div_ceil(PAGE).max(1);
-        let start = paging::alloc_region(pages).map_err(|_| MemoryError::OutOfMemory(size))?;
+        let start = self.take_range(pages).map_err(|_| MemoryError::OutOfMemory(size))?;
         for i in 0..pages {
             if paging::map_new(start + i * PAGE, paging::Perms::ReadWrite).is_err() {
                 unmap_and_free(start, i);
+                self.give_back(start, pages);
                 return Err(MemoryError::OutOfMemory(size));
             }
         }
@@ -61,6 +92,8 @@ impl MemoryProvider for KernelMemory {
     }
 
     fn free(&self, region: Region) {
-        unmap_and_free(region.addr(), region.size() as u64 / PAGE);
+        let pages = region.size() as u64 / PAGE;
+        unmap_and_free(region.addr(), pages);
+        self.give_back(region.addr(), pages);
     }
 }

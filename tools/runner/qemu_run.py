@@ -230,7 +230,7 @@ def main():
     p.add_argument("--iso")
     p.add_argument("--append", default="")
     p.add_argument("--script")
-    p.add_argument("--prompt", default=r"delos> $")
+    p.add_argument("--prompt", default=r"delos> ", help="regex marking the prompt; output after the previous line is searched, so a prompt followed by asynchronous output still counts")
     p.add_argument("--log")
     p.add_argument("--print-log", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0)

@@ -37,6 +37,14 @@ fn should_preempt(ticks_run: u64) -> bool {
 
 static ROUND_ROBIN: Policy = Policy { name: "round-robin", enqueue, remove, pick_next, should_preempt };
 
+/// State hook for `swap scheduler NEW --state scheduler::swap_hook`: the run queue was already
+/// copied by name; what remains is to register this version's policy with the task crate,
+/// which still points at the old version's.
+pub fn swap_hook(_old: &crate_swap::OldState) -> Result<(), alloc::string::String> {
+    task::set_policy(&ROUND_ROBIN);
+    Ok(())
+}
+
 /// Registers this policy with the task crate.
 pub fn init() {
     task::set_policy(&ROUND_ROBIN);

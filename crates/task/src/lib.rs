@@ -543,6 +543,92 @@ pub fn list() -> Vec<TaskInfo> {
     })
 }
 
+/// Walks a frame-pointer chain starting at `rbp` within `[lo, hi)`, collecting return
+/// addresses (innermost first).
+fn walk(mut rbp: u64, lo: u64, hi: u64, out: &mut Vec<u64>) {
+    for _ in 0..256 {
+        if rbp < lo || rbp.checked_add(16).is_none_or(|e| e > hi) || rbp % 8 != 0 {
+            break;
+        }
+        // SAFETY: `rbp..rbp+16` lies inside the task's mapped stack (checked above); the task
+        // is not running (or is the caller), so the words are stable.
+        let (next, ret) = unsafe { ((rbp as *const u64).read(), ((rbp + 8) as *const u64).read()) };
+        if ret == 0 {
+            break;
+        }
+        out.push(ret);
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+}
+
+/// Every task's return addresses (the saved resume point first, then the frame-pointer chain),
+/// for checking that no task is inside some code (swap's safe point). Call with interrupts off
+/// so that the stacks do not change while they are walked.
+pub fn stack_return_addresses() -> Vec<(TaskId, String, Vec<u64>)> {
+    let cur = current();
+    let boot = nano_core::paging::kernel_layout().stack;
+    let tasks = TASKS.lock();
+    let mut out = Vec::new();
+    for t in tasks.values() {
+        if matches!(t.state, State::Exited(_)) {
+            continue;
+        }
+        let (lo, hi) = t.stack.map_or(boot, |s| (s.bottom, s.top));
+        let mut addrs = Vec::new();
+        if t.id == cur {
+            let rbp: u64;
+            // SAFETY: reads the frame pointer register; no memory is touched.
+            unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
+            walk(rbp, lo, hi, &mut addrs);
+        } else if t.rsp >= lo && t.rsp + 56 <= hi {
+            // The frame delos_task_switch left: r15 r14 r13 r12 rbx rbp, then the return address.
+            // SAFETY: inside the task's stack (checked); the task is switched out.
+            let (rbp, ret) = unsafe { (((t.rsp + 40) as *const u64).read(), ((t.rsp + 48) as *const u64).read()) };
+            addrs.push(ret);
+            walk(rbp, lo, hi, &mut addrs);
+        }
+        out.push((t.id, t.name.clone(), addrs));
+    }
+    out
+}
+
+/// Visits every word on every live task's stack, from its saved stack pointer (the current
+/// stack pointer for the running task) up to the top, with the task's id and name. The visitor
+/// may change a word (swap rewrites function pointers that moved). Call with interrupts off.
+pub fn for_each_stack_word(f: &mut dyn FnMut(TaskId, &str, &mut u64)) {
+    let cur = current();
+    let boot = nano_core::paging::kernel_layout().stack;
+    let tasks = TASKS.lock();
+    for t in tasks.values() {
+        if matches!(t.state, State::Exited(_)) {
+            continue;
+        }
+        let (lo, hi) = t.stack.map_or(boot, |s| (s.bottom, s.top));
+        let sp = if t.id == cur {
+            let rsp: u64;
+            // SAFETY: reads the stack pointer register; no memory is touched.
+            unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+            rsp
+        } else {
+            t.rsp
+        };
+        if sp < lo || sp >= hi {
+            continue;
+        }
+        let mut a = sp & !7;
+        while a + 8 <= hi {
+            // SAFETY: `a` lies in the task's mapped stack; the task is switched out (or is the
+            // caller, whose frames below `sp` are not touched), and interrupts are off, so
+            // nothing else reads or writes the word meanwhile.
+            f(t.id, &t.name, unsafe { &mut *(a as *mut u64) });
+            a += 8;
+        }
+    }
+}
+
 /// The idle loop: run by the boot context once everything is started.
 pub fn idle() -> ! {
     loop {

@@ -50,6 +50,17 @@ struct Manifest {
     #[serde(default)]
     parent: Option<String>,
     crates: Vec<String>,
+    /// Packages under crates/alt: other versions of crates, shipped as updates for `swap`.
+    #[serde(default)]
+    updates: Vec<String>,
+}
+
+/// The crate (lib) name of an alternative-version package under crates/alt.
+fn lib_name(root: &Path, package: &str) -> Result<String, Error> {
+    let path = root.join("crates/alt").join(package).join("Cargo.toml");
+    let text = io(&path, std::fs::read_to_string(&path))?;
+    let v: toml::Value = toml::from_str(&text).map_err(|e| Error::Manifest { path: path.clone(), msg: e.to_string() })?;
+    Ok(v.get("lib").and_then(|l| l.get("name")).and_then(|n| n.as_str()).unwrap_or(package).replace('-', "_"))
 }
 
 fn progress(t0: Instant, msg: std::fmt::Arguments<'_>) {
@@ -143,6 +154,30 @@ fn build(root: &Path) -> Result<(), Error> {
         target_dir: root.join("target/kernel"),
         target_json: objbuild::target_json(),
     })?;
+    // Alternative versions share crate names with the crates they replace, so each is built in
+    // an invocation of its own (same flags, same target directory: shared dependencies keep
+    // their hashes).
+    let mut updates: Vec<(String, String, objbuild::CrateObject)> = Vec::new();
+    for (_, m) in &manifests {
+        for pkg in &m.updates {
+            let lib = lib_name(root, pkg)?;
+            let b = objbuild::build(&objbuild::BuildSpec {
+                manifest: root.join("Cargo.toml"),
+                packages: vec![pkg.clone()],
+                target_dir: root.join("target/kernel"),
+                target_json: objbuild::target_json(),
+            })?;
+            let obj = b.by_name(&lib).into_iter().find(|o| !built.objects.contains_key(&format!("{}-{}", o.name, o.hash))).cloned();
+            let obj = obj.ok_or_else(|| Error::Manifest {
+                path: root.join("namespaces"),
+                msg: format!("update {pkg} (crate {lib}) produced no new object"),
+            })?;
+            updates.push((m.name.clone(), pkg.clone(), obj));
+        }
+    }
+    if !updates.is_empty() {
+        progress(t0, format_args!("built {} alternative versions for swap", updates.len()));
+    }
     progress(t0, format_args!("cargo done: {} crate objects", built.objects.len()));
 
     let out = root.join("target/image");
@@ -181,6 +216,9 @@ fn build(root: &Path) -> Result<(), Error> {
             files.insert(format!("namespaces/{}/{}", m.name, obj.file_name()), io(&obj.path, std::fs::read(&obj.path))?);
         }
         progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
+    }
+    for (ns, pkg, obj) in &updates {
+        files.insert(format!("namespaces/{ns}/updates/{pkg}.o"), io(&obj.path, std::fs::read(&obj.path))?);
     }
     // Dependencies of loaded crates that nano_core does not contain (a crates.io crate only a
     // loaded crate uses) go into the kernel namespace's directory, for loading on demand.

@@ -1,0 +1,136 @@
+//! `swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N]`
+//!
+//! Replaces each loaded crate OLD with NEW, an object among the namespace's updates (the image's
+//! alternative builds, or files sent with `make push`) or in its directory. Prints the time of
+//! each phase. `--cycles N` swaps OLD→NEW→OLD N times and reports frames and heap in use after
+//! the first and the last cycle (the leak check).
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use crate_swap::{Options, Outcome};
+use mod_mgmt::swap::SwapPair;
+use nano_core::println;
+
+/// One line for `help`.
+pub static DESCRIPTION: &str = "replace running crates: swap OLD NEW [--state HOOK] [--dry-run] [-v] [--cycles N]";
+
+fn print_outcome(o: &Outcome, verbose: bool) {
+    if verbose || o.dry_run {
+        for line in &o.report {
+            println!("  {line}");
+        }
+    }
+    let t = &o.times;
+    if o.dry_run {
+        println!(
+            "swap: dry run ok: load {} us, verify {} us; {} relocations would be rewritten, {} bytes of state copied",
+            t.load_us, t.verify_us, o.relinked, o.state_bytes
+        );
+    } else {
+        println!(
+            "swap: done: load {} us, verify {} us, relink {} us, state {} us, cleanup {} us, total {} us ({} relocations, {} bytes of state{})",
+            t.load_us,
+            t.verify_us,
+            t.relink_us,
+            t.state_us,
+            t.cleanup_us,
+            t.total_us(),
+            o.relinked,
+            o.state_bytes,
+            if o.waited > 0 { alloc::format!(", waited {} times for a safe point", o.waited) } else { String::new() }
+        );
+    }
+}
+
+fn usage() -> isize {
+    println!("usage: swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N]");
+    2
+}
+
+fn memory() -> (u64, u64) {
+    (nano_core::frames::stats().used, nano_core::heap::stats().used)
+}
+
+/// Entry point.
+pub fn main(args: &[&str]) -> isize {
+    let mut opts = Options { attempts: 250, ..Default::default() };
+    let (mut verbose, mut cycles) = (false, 0u64);
+    let mut words = Vec::new();
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match *a {
+            "--dry-run" => opts.dry_run = true,
+            "-v" => verbose = true,
+            "--state" => match it.next() {
+                Some(h) => opts.state_hook = Some(h.to_string()),
+                None => return usage(),
+            },
+            "--cycles" => match it.next().and_then(|n| nano_core::kernel::parse_u64(n)) {
+                Some(n) => cycles = n,
+                None => return usage(),
+            },
+            w if w.starts_with('-') => {
+                println!("swap: unknown option {w}");
+                return usage();
+            }
+            w => words.push(w),
+        }
+    }
+    if words.is_empty() || words.len() % 2 != 0 {
+        return usage();
+    }
+    let pairs: Vec<SwapPair> = words.chunks(2).map(|c| SwapPair { old: c[0].to_string(), new_file: c[1].to_string() }).collect();
+    if cycles == 0 {
+        return match crate_swap::swap(&pairs, &opts) {
+            Ok(o) => {
+                print_outcome(&o, verbose);
+                0
+            }
+            Err(e) => {
+                println!("swap: {e}");
+                1
+            }
+        };
+    }
+    // Leak check: OLD -> NEW -> OLD, `cycles` times; the way back uses OLD's original file.
+    let originals: Vec<String> = nano_core::kernel::with_loader(|l| {
+        let apps = l.namespace_by_name("applications").ok();
+        pairs
+            .iter()
+            .map(|p| apps.and_then(|a| l.crate_by_name(a, &p.old)).and_then(|id| l.krate(id)).map(|k| k.file.clone()).unwrap_or_default())
+            .collect()
+    });
+    let back: Vec<SwapPair> = pairs.iter().zip(&originals).map(|(p, f)| SwapPair { old: p.old.clone(), new_file: f.clone() }).collect();
+    let mut first = (0, 0);
+    let mut total_us = 0;
+    for i in 0..cycles {
+        for ps in [&pairs, &back] {
+            match crate_swap::swap(ps, &opts) {
+                Ok(o) => total_us += o.times.total_us(),
+                Err(e) => {
+                    println!("swap: cycle {}: {e}", i + 1);
+                    return 1;
+                }
+            }
+        }
+        if i == 0 {
+            first = memory();
+        }
+    }
+    let last = memory();
+    println!("swap: {cycles} cycles ({} swaps), {} us per swap on average", cycles * 2, total_us / (cycles * 2));
+    println!(
+        "swap: after cycle 1: {} frames, {} heap bytes in use; after cycle {cycles}: {} frames, {} heap bytes",
+        first.0, first.1, last.0, last.1
+    );
+    if last == first {
+        println!("swap: leak: none");
+    } else {
+        println!("swap: leak: {} frames, {} heap bytes", last.0 as i64 - first.0 as i64, last.1 as i64 - first.1 as i64);
+    }
+    0
+}
