@@ -7,7 +7,8 @@
 #   make check          fmt, clippy, host tests (mirrors CI's host part)
 #   make fuzz           mutation fuzzing of the object loader (FUZZ_ITERS=N)
 #   make gdb            QEMU with the gdb stub, and gdb attached
-.PHONY: setup tools image run iso test check bench session fuzz gdb clean
+#   make push CRATE=DIR [NS=applications]   build DIR's crate like the image and send it to the running kernel
+.PHONY: setup tools image run iso test check bench session fuzz gdb push clean
 
 CMDLINE ?=
 KVM ?=
@@ -16,7 +17,8 @@ SCRIPT ?=
 FUZZ_ITERS ?= 20000
 RUNNER := python3 tools/runner/qemu_run.py
 IMAGE := target/image
-RUN_ARGS := $(if $(KVM),--kvm,) $(if $(ISO),--iso $(IMAGE)/delos.iso,--kernel $(IMAGE)/nano_core --modules $(IMAGE)/modules.tar --append "$(CMDLINE)")
+NS ?= applications
+RUN_ARGS := $(if $(KVM),--kvm,) $(if $(ISO),--iso $(IMAGE)/delos.iso,--kernel $(IMAGE)/nano_core --modules $(IMAGE)/modules.tar --append "$(CMDLINE)") --push-socket target/push.sock
 
 setup:
 	@bash tools/setup.sh
@@ -50,6 +52,10 @@ bench: image
 
 fuzz: tools
 	@cargo run --release -q -p modtool -- fuzz --iters $(FUZZ_ITERS)
+
+push: tools
+	@test -n "$(CRATE)" || { echo "usage: make push CRATE=path/to/crate [NS=applications]"; exit 2; }
+	@obj=$$(./target/release/imgtool object "$(CRATE)") && python3 tools/push.py "$$obj" --namespace "$(NS)" --name "$$(basename "$(CRATE)").o"
 
 gdb: image
 	@bash tools/gdb.sh

@@ -18,6 +18,9 @@ Directives:
   @expect REGEX         wait until REGEX appears in the output since the last line was sent
   @capture NAME REGEX   wait for REGEX since the last line; its first group (a number, 0x-hex
                         or decimal) becomes NAME
+  @push NS FILE NAME [corrupt|truncate=N]
+                        send object FILE as NAME into namespace NS's updates over the second
+                        serial port (needs --push-socket), like `make push`
 
 Exit status: 0 pass, 1 fail, 2 usage error. The serial log is written to --log (if given) and,
 with --print-log, to stdout.
@@ -123,8 +126,16 @@ def run(args):
     cmd = qemu_command(args)
     if args.interactive:
         cmd = [c for c in cmd] + ["-serial", "mon:stdio"]
+        if args.push_socket:
+            if os.path.exists(args.push_socket):
+                os.unlink(args.push_socket)
+            cmd += ["-serial", f"unix:{args.push_socket},server=on,wait=off"]
         os.execvp(cmd[0], cmd)
     cmd += ["-serial", "stdio", "-monitor", "none"]
+    if args.push_socket:
+        if os.path.exists(args.push_socket):
+            os.unlink(args.push_socket)
+        cmd += ["-serial", f"unix:{args.push_socket},server=on,wait=off"]
     script = []
     if args.script:
         with open(args.script) as f:
@@ -159,15 +170,29 @@ def run(args):
                 break
             captured[name] = int(m.group(1), 0)
             continue
+        if line.startswith("@push "):
+            sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            import push as pusher
+            parts = line.split()
+            opts = dict(corrupt=("corrupt" in parts[4:]), truncate=None)
+            for o in parts[4:]:
+                if o.startswith("truncate="):
+                    opts["truncate"] = int(o.split("=", 1)[1])
+            try:
+                pusher.send(args.push_socket, parts[1], parts[3], open(parts[2], "rb").read(), **opts)
+            except (OSError, IndexError, TypeError) as e:
+                problems.append(f"script: {line!r} failed: {e}")
+                break
+            continue
         if line.startswith("@send "):
             s.send(decode(line[len("@send "):]))
             continue
         if line.startswith("@expect "):
-            end = s.wait_for(line[len("@expect "):], pos, deadline)
-            if end is None:
+            # Waiting does not consume output: a prompt printed before the awaited text still
+            # lets the next line be typed.
+            if s.wait_for(line[len("@expect "):], pos, deadline) is None:
                 problems.append(f"script: {line[len('@expect '):]!r} did not appear")
                 break
-            pos = end
             continue
         end = s.wait_for(args.prompt, pos, deadline)
         if end is None:
@@ -244,6 +269,7 @@ def main():
     p.add_argument("--interactive", action="store_true", help="serial on the terminal (make run)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--qemu-arg", action="append")
+    p.add_argument("--push-socket", help="attach COM2 to this Unix socket (for make push and @push)")
     sys.exit(run(p.parse_args()))
 
 

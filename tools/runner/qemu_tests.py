@@ -109,6 +109,16 @@ CASES = [
          reject=["heartbeat v2", "CPU EXCEPTION"]),
     dict(name="swap_1000_cycles_leak_nothing", script=["echo load echo first", "swap --cycles 1000 echo echo_v2", "poweroff"], timeout=240,
          expect=[r"swap: 1000 cycles \(2000 swaps\)", r"swap: leak: none"]),
+    dict(name="push_then_swap_and_bad_transfers", push=True, needs_object="crates/alt/echo_v3", script=[
+            "echo before", "@push applications {OBJECT} echo_v3.o", "@expect push: received echo_v3.o",
+            "swap echo echo_v3", "echo after push",
+            "@push applications {OBJECT} bad.o corrupt", "@expect push: rejected",
+            "@push applications {OBJECT} trunc.o truncate=2000", "@expect push: received trunc.o",
+            "swap echo trunc", "swap echo bad", "echo still v3", "poweroff"],
+         expect=[r"push: received echo_v3.o \(\d+ bytes, crc [0-9a-f]{8}\) into the updates of namespace applications",
+                 "^echo v3: after push", r"push: rejected: bad.o: checksum mismatch",
+                 r"swap: cannot load the new version trunc.o: trunc.o: malformed object",
+                 r"swap: no object bad among the updates", "^echo v3: still v3"]),
     dict(name="fault_report_page_fault", append="fault=pagefault", exit="failure",
          expect=[r"CPU EXCEPTION in nano_core: page fault \(vector 14\)", "faulting address: 0xdeadb000",
                  r"error code: 0x2\b", r"rip: 0xffffffff8"]),
@@ -135,10 +145,20 @@ def run_case(c):
     cmd = [sys.executable, RUNNER, "--log", log, "--timeout", str(c.get("timeout", 30)), "--quiet",
            "--expect-exit", c.get("exit", "success")]
     if "script" in c:
+        lines = c["script"]
+        if "needs_object" in c:
+            # Built exactly like the image (what `make push` does).
+            r = subprocess.run([os.path.join(ROOT, "target/release/imgtool"), "object", os.path.join(ROOT, c["needs_object"])],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                return [f"building {c['needs_object']} failed: {r.stderr.strip()[-500:]}"], log
+            lines = [l.replace("{OBJECT}", r.stdout.strip()) for l in lines]
         script = os.path.join(LOGS, c["name"] + ".script")
         with open(script, "w") as f:
-            f.write("\n".join(c["script"]) + "\n")
+            f.write("\n".join(lines) + "\n")
         cmd += ["--script", script]
+    if c.get("push"):
+        cmd += ["--push-socket", os.path.join(ROOT, "target", "test-push.sock")]
     if "iso" in c:
         cmd += ["--iso", os.path.join(IMAGE, c["iso"])]
     else:

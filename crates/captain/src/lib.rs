@@ -41,6 +41,7 @@ pub fn init() -> ! {
     if let Err(e) = task::init() {
         fatal("tasks", &e);
     }
+    push::start();
     let shell = match load_shell() {
         Ok(f) => f,
         Err(e) => fatal("shell", &e),

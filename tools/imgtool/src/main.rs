@@ -33,7 +33,7 @@ enum Error {
     Manifest { path: PathBuf, msg: String },
     #[error("nano_core: {0}")]
     Kernel(String),
-    #[error("usage: imgtool build | imgtool check-static | imgtool iso --out FILE [--cmdline STR]")]
+    #[error("usage: imgtool build | imgtool check-static | imgtool object CRATE_DIR | imgtool iso --out FILE [--cmdline STR]")]
     Usage,
     #[error("grub-mkrescue failed: {0}")]
     Iso(String),
@@ -284,6 +284,35 @@ fn iso(root: &Path, out: &Path, cmdline: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Builds one package of the workspace (by its directory) with the image's exact build and
+/// prints the path of its object (what `make push` sends).
+fn object(root: &Path, dir: &Path) -> Result<(), Error> {
+    let dir = io(dir, dir.canonicalize())?;
+    let manifest = dir.join("Cargo.toml");
+    let text = io(&manifest, std::fs::read_to_string(&manifest))?;
+    let v: toml::Value = toml::from_str(&text).map_err(|e| Error::Manifest { path: manifest.clone(), msg: e.to_string() })?;
+    let package = v
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| Error::Manifest { path: manifest.clone(), msg: "no package name".into() })?;
+    let lib = v.get("lib").and_then(|l| l.get("name")).and_then(|n| n.as_str()).unwrap_or(package).replace('-', "_");
+    // Members of this workspace build in the image's target directory, so every dependency
+    // keeps the hash the running kernel has; other crates build on their own.
+    let member = dir.starts_with(root) && !dir.starts_with(root.join("mod_mgmt/tests"));
+    let (manifest, target_dir, packages) = if member {
+        (root.join("Cargo.toml"), root.join("target/kernel"), vec![package.to_string()])
+    } else {
+        (manifest, root.join("target/modtool-build").join(package), vec![])
+    };
+    let built = objbuild::build(&objbuild::BuildSpec { manifest, packages, target_dir, target_json: objbuild::target_json() })?;
+    let mut objs = built.by_name(&lib);
+    objs.sort_by_key(|o| std::fs::metadata(&o.path).and_then(|m| m.modified()).ok());
+    let obj = objs.last().ok_or_else(|| Error::Kernel(format!("no object for crate {lib}")))?;
+    println!("{}", obj.path.display());
+    Ok(())
+}
+
 /// Fails if a crate of any namespace manifest is statically linked into nano_core.
 fn check_static(root: &Path) -> Result<(), Error> {
     let syms_path = root.join("target/image/nano_core.syms");
@@ -306,6 +335,10 @@ fn run() -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("build") => build(&root),
         Some("check-static") => check_static(&root),
+        Some("object") => match args.get(1) {
+            Some(dir) => object(&root, Path::new(dir)),
+            None => Err(Error::Usage),
+        },
         Some("iso") => {
             let mut out = None;
             let mut cmdline = String::new();

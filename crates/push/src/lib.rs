@@ -1,0 +1,174 @@
+//! push: a kernel task that receives crate objects from the host over the second serial port.
+//!
+//! `make push CRATE=...` builds a crate with the image's exact build and sends it here; the
+//! object lands among a namespace's updates, where `swap` finds it. The wire format is one
+//! header line, then the bytes:
+//!
+//! ```text
+//! DELOS-PUSH 1 <namespace> <file name> <length> <crc32, 8 hex digits>\n<length bytes>
+//! ```
+//!
+//! A transfer is accepted only if exactly `length` bytes arrive (no pause longer than
+//! [`STALL_MS`]) and their CRC-32 (IEEE) matches; anything else is reported and dropped, and
+//! the running system is unchanged. The port is polled, yielding the CPU while it is idle.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use x86_64::instructions::port::Port;
+
+const COM2: u16 = 0x2F8;
+/// Largest object accepted.
+pub const MAX_LEN: usize = 16 << 20;
+/// A transfer that stalls this long is dropped.
+pub const STALL_MS: u64 = 3000;
+
+fn inb(p: u16) -> u8 {
+    // SAFETY: COM2's registers are I/O ports owned by this crate; reading has no memory effects.
+    unsafe { Port::new(p).read() }
+}
+
+fn outb(p: u16, v: u8) {
+    // SAFETY: as in `inb`, for writes to COM2's registers.
+    unsafe { Port::new(p).write(v) }
+}
+
+/// Whether a UART answers at COM2 (its scratch register keeps what is written).
+fn present() -> bool {
+    outb(COM2 + 7, 0x5A);
+    let a = inb(COM2 + 7);
+    outb(COM2 + 7, 0xA5);
+    a == 0x5A && inb(COM2 + 7) == 0xA5
+}
+
+fn init() {
+    outb(COM2 + 1, 0x00);
+    outb(COM2 + 3, 0x80);
+    outb(COM2, 0x01);
+    outb(COM2 + 1, 0x00);
+    outb(COM2 + 3, 0x03);
+    outb(COM2 + 2, 0xC7);
+    outb(COM2 + 4, 0x0B);
+}
+
+fn try_read() -> Option<u8> {
+    (inb(COM2 + 5) & 1 != 0).then(|| inb(COM2))
+}
+
+/// Reads one byte, yielding while none is there; `None` after `STALL_MS` of silence if
+/// `deadline` is set.
+fn read_byte(stall: bool) -> Option<u8> {
+    let start = nano_core::time::micros_since_entry();
+    loop {
+        if let Some(b) = try_read() {
+            return Some(b);
+        }
+        if stall && nano_core::time::micros_since_entry() - start > STALL_MS * 1000 {
+            return None;
+        }
+        task::sleep_ms(2);
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A parsed header.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Target namespace.
+    pub namespace: String,
+    /// File name among the updates.
+    pub file: String,
+    /// Byte count.
+    pub len: usize,
+    /// Expected CRC-32.
+    pub crc: u32,
+}
+
+/// Parses a header line (without the newline).
+pub fn parse_header(line: &str) -> Result<Header, String> {
+    let f: Vec<&str> = line.split(' ').collect();
+    let [magic, version, namespace, file, len, crc] = f.as_slice() else { return Err(format!("malformed header {line:?}")) };
+    if *magic != "DELOS-PUSH" || *version != "1" {
+        return Err(format!("not a push header: {line:?}"));
+    }
+    if file.is_empty() || file.contains('/') || !file.ends_with(".o") {
+        return Err(format!("bad file name {file:?}"));
+    }
+    let len: usize = len.parse().map_err(|_| format!("bad length {len:?}"))?;
+    if len > MAX_LEN {
+        return Err(format!("{len} bytes is more than the {MAX_LEN}-byte limit"));
+    }
+    let crc = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum {crc:?}"))?;
+    Ok(Header { namespace: String::from(*namespace), file: String::from(*file), len, crc })
+}
+
+fn receive_one() -> Result<String, String> {
+    let mut line = Vec::new();
+    loop {
+        let b = read_byte(!line.is_empty()).ok_or("header stalled")?;
+        if b == b'\n' {
+            break;
+        }
+        if line.len() >= 512 {
+            // Resynchronise: drop everything up to the next newline.
+            while read_byte(true).is_some_and(|b| b != b'\n') {}
+            return Err("header line too long".into());
+        }
+        line.push(b);
+    }
+    let text = core::str::from_utf8(&line).map_err(|_| String::from("header is not UTF-8"))?;
+    let h = parse_header(text.trim_end_matches('\r'))?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(h.len).map_err(|_| format!("no memory for {} bytes", h.len))?;
+    while data.len() < h.len {
+        match read_byte(true) {
+            Some(b) => data.push(b),
+            None => return Err(format!("{}: short transfer ({} of {} bytes)", h.file, data.len(), h.len)),
+        }
+    }
+    let got = crc32(&data);
+    if got != h.crc {
+        return Err(format!("{}: checksum mismatch (expected {:08x}, got {got:08x})", h.file, h.crc));
+    }
+    nano_core::kernel::with_loader(|l| {
+        let ns = l.namespace_by_name(&h.namespace).map_err(|e| format!("{e}"))?;
+        l.add_update_file(ns, &h.file, mod_mgmt::ObjectBytes::from(data)).map_err(|e| format!("{e}"))
+    })?;
+    Ok(format!("received {} ({} bytes, crc {:08x}) into the updates of namespace {}", h.file, h.len, h.crc, h.namespace))
+}
+
+/// Starts the receiver task if a second serial port exists.
+pub fn start() {
+    if !present() {
+        log::info!("push: no second serial port; `make push` is unavailable");
+        return;
+    }
+    init();
+    let r = task::spawn("push", || {
+        loop {
+            match receive_one() {
+                Ok(msg) => nano_core::println!("push: {msg}"),
+                Err(e) => nano_core::println!("push: rejected: {e}"),
+            }
+        }
+    });
+    match r {
+        Ok(id) => log::info!("push: receiving objects on COM2 (task {id})"),
+        Err(e) => log::warn!("push: cannot start the receiver: {e}"),
+    }
+}
