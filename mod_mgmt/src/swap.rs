@@ -88,6 +88,10 @@ pub enum SwapError {
     Memory(#[from] MemoryError),
 }
 
+/// What [`Loader::swap_commit`] calls between relinking and unloading OLD, with the (OLD, NEW)
+/// crate pairs; an error rolls the swap back.
+pub type CommitHook<'a> = dyn FnMut(&Loader, &[(CrateId, CrateId)]) -> Result<(), String> + 'a;
+
 /// One OLD → NEW replacement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapPair {
@@ -422,7 +426,7 @@ impl Loader {
     pub fn swap_commit(
         &mut self,
         p: Prepared,
-        hook: &mut dyn FnMut(&Loader, &[(CrateId, CrateId)]) -> Result<(), String>,
+        hook: &mut CommitHook<'_>,
     ) -> Result<SwapTimes, SwapError> {
         if p.generation != self.generation {
             self.swap_abort(p);
