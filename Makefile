@@ -44,7 +44,7 @@ test: setup
 
 check: setup
 	@cargo fmt --all --check
-	@cargo clippy -q -p boot_info -p mod_mgmt -p imgtool -p modtool -p objbuild -- -D warnings
+	@cargo clippy -q -p boot_info -p mod_mgmt -p path -p imgtool -p modtool -p objbuild -- -D warnings
 	@bash tools/test.sh --host-only
 
 bench: image
