@@ -8,7 +8,8 @@
 #   make fuzz           mutation fuzzing of the object loader (FUZZ_ITERS=N)
 #   make gdb            QEMU with the gdb stub, and gdb attached
 #   make push CRATE=DIR [NS=applications]   build DIR's crate like the image and send it to the running kernel
-.PHONY: setup tools image run iso test check bench session fuzz gdb push clean
+#   make cobj SRC=prog.c   compile a C program for loadc into target/c/prog.o
+.PHONY: setup tools image run iso test check bench session fuzz gdb push cobj clean
 
 CMDLINE ?=
 KVM ?=
@@ -44,7 +45,8 @@ test: setup
 
 check: setup
 	@cargo fmt --all --check
-	@cargo clippy -q -p boot_info -p mod_mgmt -p path -p imgtool -p modtool -p objbuild -- -D warnings
+	@cargo clippy -q -p boot_info -p mod_mgmt -p path -p imgtool -p modtool -p objbuild --all-targets -- -D warnings
+	@cargo clippy -q -p tlibc --no-default-features --all-targets -- -D warnings
 	@bash tools/test.sh --host-only
 
 bench: image
@@ -56,6 +58,10 @@ fuzz: tools
 push: tools
 	@test -n "$(CRATE)" || { echo "usage: make push CRATE=path/to/crate [NS=applications]"; exit 2; }
 	@obj=$$(./target/release/imgtool object "$(CRATE)") && python3 tools/push.py "$$obj" --namespace "$(NS)" --name "$$(basename "$(CRATE)").o"
+
+cobj: tools
+	@test -n "$(SRC)" || { echo "usage: make cobj SRC=prog.c"; exit 2; }
+	@./target/release/imgtool cobj "$(SRC)"
 
 gdb: image
 	@bash tools/gdb.sh

@@ -423,11 +423,7 @@ impl Loader {
     /// returning into, an OLD crate). `hook` runs after the relocations point into NEW and the
     /// state is copied, before OLD is unloaded; if it fails, everything is put back and the
     /// new versions are unloaded.
-    pub fn swap_commit(
-        &mut self,
-        p: Prepared,
-        hook: &mut CommitHook<'_>,
-    ) -> Result<SwapTimes, SwapError> {
+    pub fn swap_commit(&mut self, p: Prepared, hook: &mut CommitHook<'_>) -> Result<SwapTimes, SwapError> {
         if p.generation != self.generation {
             self.swap_abort(p);
             return Err(SwapError::Stale);

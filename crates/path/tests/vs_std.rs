@@ -5,10 +5,55 @@
 use std::path as sp;
 
 const PATHS: &[&str] = &[
-    "", "/", "//", "///", ".", "..", "./", "../", "/.", "/..", "./.", "././", "a", "a/", "a//", "/a", "//a", "/a/", "a/b",
-    "a//b", "a/./b", "a/../b", "./a", "../a", "a/.", "a/..", "/a/b/c", "/a/b/c/", "a/b/c.txt", "a/b/.hidden", ".hidden",
-    "..hidden", "a.b.c", "a.", "/a.b/c", "/a.b/c.d/", "foo.tar.gz", "dir/foo.tar.gz", "./foo", ".././..", "a/b/../../c",
-    "/namespaces/kernel/core-1234.o", "/namespaces/applications/", "x/y/z/", "/x/./y/", "a b/c d.e", "ü/ñ.ö", "...", "a/...",
+    "",
+    "/",
+    "//",
+    "///",
+    ".",
+    "..",
+    "./",
+    "../",
+    "/.",
+    "/..",
+    "./.",
+    "././",
+    "a",
+    "a/",
+    "a//",
+    "/a",
+    "//a",
+    "/a/",
+    "a/b",
+    "a//b",
+    "a/./b",
+    "a/../b",
+    "./a",
+    "../a",
+    "a/.",
+    "a/..",
+    "/a/b/c",
+    "/a/b/c/",
+    "a/b/c.txt",
+    "a/b/.hidden",
+    ".hidden",
+    "..hidden",
+    "a.b.c",
+    "a.",
+    "/a.b/c",
+    "/a.b/c.d/",
+    "foo.tar.gz",
+    "dir/foo.tar.gz",
+    "./foo",
+    ".././..",
+    "a/b/../../c",
+    "/namespaces/kernel/core-1234.o",
+    "/namespaces/applications/",
+    "x/y/z/",
+    "/x/./y/",
+    "a b/c d.e",
+    "ü/ñ.ö",
+    "...",
+    "a/...",
     ".../a",
 ];
 
@@ -52,7 +97,11 @@ fn same_answers_as_std() {
         let ours_rev: Vec<String> = o.components().rev().map(|c| c.as_os_str().to_string()).collect();
         let std_rev: Vec<String> = t.components().rev().map(|c| c.as_os_str().to_str().unwrap().to_string()).collect();
         check(format!("components({p:?}).rev()"), format!("{ours_rev:?}"), format!("{std_rev:?}"));
-        check(format!("parent({p:?})"), format!("{:?}", o.parent().map(|x| x.as_os_str())), format!("{:?}", t.parent().map(|x| x.to_str().unwrap())));
+        check(
+            format!("parent({p:?})"),
+            format!("{:?}", o.parent().map(|x| x.as_os_str())),
+            format!("{:?}", t.parent().map(|x| x.to_str().unwrap())),
+        );
         check(format!("file_name({p:?})"), format!("{:?}", o.file_name()), format!("{:?}", s(t.file_name())));
         check(format!("file_stem({p:?})"), format!("{:?}", o.file_stem()), format!("{:?}", s(t.file_stem())));
         check(format!("extension({p:?})"), format!("{:?}", o.extension()), format!("{:?}", s(t.extension())));
@@ -65,10 +114,18 @@ fn same_answers_as_std() {
         let (ro, rt) = (po.pop(), pt.pop());
         check(format!("pop({p:?})"), format!("{ro} {:?}", po.as_os_str()), format!("{rt} {:?}", pt.to_str().unwrap()));
         for &e in EXTS {
-            check(format!("with_extension({p:?}, {e:?})"), format!("{:?}", o.with_extension(e).as_os_str()), format!("{:?}", t.with_extension(e).to_str().unwrap()));
+            check(
+                format!("with_extension({p:?}, {e:?})"),
+                format!("{:?}", o.with_extension(e).as_os_str()),
+                format!("{:?}", t.with_extension(e).to_str().unwrap()),
+            );
         }
         for &n in NAMES {
-            check(format!("with_file_name({p:?}, {n:?})"), format!("{:?}", o.with_file_name(n).as_os_str()), format!("{:?}", t.with_file_name(n).to_str().unwrap()));
+            check(
+                format!("with_file_name({p:?}, {n:?})"),
+                format!("{:?}", o.with_file_name(n).as_os_str()),
+                format!("{:?}", t.with_file_name(n).to_str().unwrap()),
+            );
         }
         for &q in PATHS.iter().step_by(3) {
             let (oq, tq) = (path::Path::new(q), sp::Path::new(q));

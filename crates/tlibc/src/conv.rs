@@ -5,6 +5,8 @@
 pub const ERANGE: i32 = 34;
 /// `EINVAL`.
 pub const EINVAL: i32 = 22;
+/// `ENOMEM`.
+pub const ENOMEM: i32 = 12;
 
 /// What a parse produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +53,8 @@ pub fn parse(s: &[u8], base: u32) -> Parsed {
         i += 1;
     }
     let mut base = base;
-    let has_hex_prefix = i + 1 < s.len() && s[i] == b'0' && (s[i + 1] | 0x20) == b'x' && s.get(i + 2).and_then(|&c| digit(c)).is_some_and(|d| d < 16);
+    let has_hex_prefix =
+        i + 1 < s.len() && s[i] == b'0' && (s[i + 1] | 0x20) == b'x' && s.get(i + 2).and_then(|&c| digit(c)).is_some_and(|d| d < 16);
     if (base == 0 || base == 16) && has_hex_prefix {
         base = 16;
         i += 2;
@@ -80,11 +83,7 @@ pub fn to_i64(p: &Parsed) -> (i64, i32) {
         return (0, EINVAL);
     }
     if p.negative {
-        if p.overflow || p.magnitude > (i64::MAX as u64) + 1 {
-            (i64::MIN, ERANGE)
-        } else {
-            ((p.magnitude as i64).wrapping_neg(), 0)
-        }
+        if p.overflow || p.magnitude > (i64::MAX as u64) + 1 { (i64::MIN, ERANGE) } else { ((p.magnitude as i64).wrapping_neg(), 0) }
     } else if p.overflow || p.magnitude > i64::MAX as u64 {
         (i64::MAX, ERANGE)
     } else {
@@ -111,9 +110,33 @@ mod tests {
     #[test]
     fn matches_host_libc() {
         let inputs = [
-            "0", "42", "-42", "+7", "   12abc", "0x1f", "0X1F", "-0x10", "017", "09", "0x", "0xg", "abc", "", " ", "-",
-            "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
-            "18446744073709551615", "18446744073709551616", "99999999999999999999999", "z", "Zz", "1010", "\t\n 5",
+            "0",
+            "42",
+            "-42",
+            "+7",
+            "   12abc",
+            "0x1f",
+            "0X1F",
+            "-0x10",
+            "017",
+            "09",
+            "0x",
+            "0xg",
+            "abc",
+            "",
+            " ",
+            "-",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "z",
+            "Zz",
+            "1010",
+            "\t\n 5",
         ];
         for s in inputs {
             for base in [0u32, 2, 8, 10, 16, 36] {

@@ -166,7 +166,15 @@ pub unsafe fn format(fmt: &[u8], args: &mut dyn Args, out: &mut dyn FnMut(&[u8])
             b'd' | b'i' => {
                 let v = args.int(len);
                 let start = digits(v.unsigned_abs(), 10, false, &mut buf);
-                let sign: &[u8] = if v < 0 { b"-" } else if spec.plus { b"+" } else if spec.space { b" " } else { b"" };
+                let sign: &[u8] = if v < 0 {
+                    b"-"
+                } else if spec.plus {
+                    b"+"
+                } else if spec.space {
+                    b" "
+                } else {
+                    b""
+                };
                 let body: &[u8] = if spec.precision == Some(0) && v == 0 { b"" } else { &buf[start..] };
                 let zeros = spec.precision.map_or(0, |p| p.saturating_sub(body.len()));
                 n += emit(out, &spec, sign, zeros, body);
@@ -290,6 +298,7 @@ mod tests {
         // passes int, long, pointers and chars in registers (the callee reads the low bits);
         // %s arguments are valid C strings.
         let n = unsafe { libc::snprintf(buf.as_mut_ptr() as *mut _, buf.len(), c.as_ptr(), v(0), v(1), v(2), v(3)) };
+        // SAFETY: snprintf NUL-terminated the buffer.
         let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr() as *const _) }.to_str().unwrap().to_string();
         (s, n as usize)
     }
@@ -303,8 +312,8 @@ mod tests {
         let ints = [0i64, 1, -1, 42, -42, 255, 65535, i32::MAX as i64, i32::MIN as i64, i64::MAX, i64::MIN, 123456789];
         let int_fmts = [
             "%d", "%i", "%5d", "%-5d|", "%05d", "%+d", "% d", "%.3d", "%8.3d", "%-8.3d|", "%.0d", "%ld", "%lld", "%hd", "%hhd", "%zd",
-            "%u", "%lu", "%x", "%X", "%#x", "%#X", "%08x", "%#010x", "%o", "%#o", "%lx", "%hhx", "%hu", "%.0x", "%+5d", "%-+6d|",
-            "%c", "%3c", "%-3c|",
+            "%u", "%lu", "%x", "%X", "%#x", "%#X", "%08x", "%#010x", "%o", "%#o", "%lx", "%hhx", "%hu", "%.0x", "%+5d", "%-+6d|", "%c",
+            "%3c", "%-3c|",
         ];
         let mut count = 0;
         for f in int_fmts {

@@ -17,7 +17,7 @@ pub unsafe fn qsort(base: *mut u8, n: usize, size: usize, cmp: &mut dyn FnMut(*c
             unsafe { core::ptr::swap_nonoverlapping(at(i), at(j), size) }
         }
     };
-    let mut sift = |mut root: usize, end: usize, cmp: &mut dyn FnMut(*const u8, *const u8) -> i32| loop {
+    let sift = |mut root: usize, end: usize, cmp: &mut dyn FnMut(*const u8, *const u8) -> i32| loop {
         let mut child = 2 * root + 1;
         if child >= end {
             break;

@@ -33,7 +33,9 @@ enum Error {
     Manifest { path: PathBuf, msg: String },
     #[error("nano_core: {0}")]
     Kernel(String),
-    #[error("usage: imgtool build | imgtool check-static | imgtool object CRATE_DIR | imgtool iso --out FILE [--cmdline STR]")]
+    #[error(
+        "usage: imgtool build | imgtool check-static | imgtool object CRATE_DIR | imgtool cobj SRC.c | imgtool iso --out FILE [--cmdline STR]"
+    )]
     Usage,
     #[error("grub-mkrescue failed: {0}")]
     Iso(String),
@@ -53,6 +55,36 @@ struct Manifest {
     /// Packages under crates/alt: other versions of crates, shipped as updates for `swap`.
     #[serde(default)]
     updates: Vec<String>,
+    /// C sources compiled with [`C_FLAGS`] into objects of this namespace (for `loadc`).
+    #[serde(default)]
+    c_programs: Vec<String>,
+}
+
+/// How C objects for Delos are compiled (`make cobj`, and the image's C programs): no PIC,
+/// the large code model like every kernel object, no red zone (interrupts share the stack),
+/// no stack protector or builtins (tlibc provides what is needed).
+const C_FLAGS: &[&str] = &["-ffreestanding", "-fno-pic", "-mcmodel=large", "-mno-red-zone", "-fno-stack-protector", "-fno-builtin", "-O2"];
+
+/// Compiles one C source into `target/c/<stem>.o`; returns its path.
+fn compile_c(root: &Path, src: &Path) -> Result<PathBuf, Error> {
+    let out_dir = root.join("target/c");
+    io(&out_dir, std::fs::create_dir_all(&out_dir))?;
+    let stem = src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let out = out_dir.join(format!("{stem}.o"));
+    let status = Command::new("gcc")
+        .args(C_FLAGS)
+        .arg("-I")
+        .arg(root.join("crates/tlibc/include"))
+        .arg("-c")
+        .arg(src)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .map_err(|e| Error::Kernel(format!("cannot run gcc: {e}")))?;
+    if !status.success() {
+        return Err(Error::Kernel(format!("gcc failed on {}", src.display())));
+    }
+    Ok(out)
 }
 
 /// The crate (lib) name of an alternative-version package under crates/alt.
@@ -217,6 +249,13 @@ fn build(root: &Path) -> Result<(), Error> {
         }
         progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
     }
+    for (_, m) in &manifests {
+        for src in &m.c_programs {
+            let obj = compile_c(root, &root.join(src))?;
+            let name = obj.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.insert(format!("namespaces/{}/{name}", m.name), io(&obj, std::fs::read(&obj))?);
+        }
+    }
     for (ns, pkg, obj) in &updates {
         files.insert(format!("namespaces/{ns}/updates/{pkg}.o"), io(&obj.path, std::fs::read(&obj.path))?);
     }
@@ -335,6 +374,10 @@ fn run() -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("build") => build(&root),
         Some("check-static") => check_static(&root),
+        Some("cobj") => match args.get(1) {
+            Some(src) => compile_c(&root, Path::new(src)).map(|p| println!("{}", p.display())),
+            None => Err(Error::Usage),
+        },
         Some("object") => match args.get(1) {
             Some(dir) => object(&root, Path::new(dir)),
             None => Err(Error::Usage),

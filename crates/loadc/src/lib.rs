@@ -1,0 +1,103 @@
+//! `loadc FILE.o [ARGS...]`: runs a C program.
+//!
+//! FILE.o is a relocatable object compiled by gcc for the kernel (`make cobj SRC=prog.c`;
+//! the image carries the programs under crates/loadc/programs in the applications namespace).
+//! It is loaded into the applications namespace like any crate — its libc calls resolve to
+//! `tlibc`, which is loaded on demand — and its `main(argc, argv)` runs as a task of its own,
+//! so a fault in it kills only that task. The exit status is printed and the program is
+//! unloaded again, so it can be run afresh.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int};
+
+/// One line for `help`.
+pub static DESCRIPTION: &str = "run a C object linked against tlibc: loadc FILE.o [ARGS]";
+
+type CMain = extern "C" fn(c_int, *const *const c_char) -> c_int;
+
+fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
+    nano_core::kernel::with_loader(|l| {
+        let apps = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
+        let name = mod_mgmt::crate_name_of(file);
+        if l.crate_by_name(apps, name).is_some() {
+            return Err(format!("{name} is already loaded (still running?)"));
+        }
+        let id = l.load_from_dir(apps, file).map_err(|e| format!("{e}"))?;
+        let k = l.krate(id).ok_or("crate vanished")?;
+        let main = k.sections.iter().filter_map(|s| l.section(*s)).find_map(|sec| {
+            (sec.kind == mod_mgmt::SectionKind::Text)
+                .then(|| sec.symbols.iter().find(|y| y.global && y.raw == "main").map(|y| sec.addr + y.offset))
+                .flatten()
+        });
+        match main {
+            Some(addr) => Ok((id, addr)),
+            None => {
+                let _ = l.unload(id);
+                Err(format!("{file} has no main function"))
+            }
+        }
+    })
+}
+
+/// Entry point.
+pub fn main(args: &[&str]) -> isize {
+    let Some(file) = args.get(1) else {
+        nano_core::println!("usage: loadc FILE.o [ARGS...]");
+        return 2;
+    };
+    let (id, main) = match load(file) {
+        Ok(v) => v,
+        Err(e) => {
+            nano_core::println!("loadc: {e}");
+            return 1;
+        }
+    };
+    // argv: NUL-terminated copies, then the pointer array with a final null.
+    let strings: Vec<Vec<u8>> = args[1..].iter().map(|a| a.bytes().chain(core::iter::once(0)).collect()).collect();
+    let argc = strings.len() as c_int;
+    let program = String::from(*file);
+    let tid = task::spawn(file, move || {
+        let mut argv: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr() as *const c_char).collect();
+        argv.push(core::ptr::null());
+        // SAFETY: `main` is the address of the C object's `main`, in its loaded, executable
+        // text; C's `int main(int, char **)` has this signature in the SysV ABI.
+        let f: CMain = unsafe { core::mem::transmute::<usize, CMain>(main as usize) };
+        let status = f(argc, argv.as_ptr());
+        drop(strings);
+        status as isize
+    });
+    let status = match tid {
+        Ok(t) => match task::join(t) {
+            Ok(task::Exit::Returned(s)) => {
+                nano_core::println!("loadc: {program} exited with status {s}");
+                s
+            }
+            Ok(task::Exit::Killed) => {
+                nano_core::println!("loadc: {program} was killed");
+                -1
+            }
+            Ok(task::Exit::Faulted(why)) => {
+                nano_core::println!("loadc: {program} died: {why}");
+                -1
+            }
+            Err(e) => {
+                nano_core::println!("loadc: {e}");
+                -1
+            }
+        },
+        Err(e) => {
+            nano_core::println!("loadc: cannot start {program}: {e}");
+            -1
+        }
+    };
+    if let Err(e) = nano_core::kernel::with_loader(|l| l.unload(id)) {
+        nano_core::println!("loadc: {program} stays loaded: {e}");
+    }
+    if status == 0 { 0 } else { 1 }
+}
