@@ -18,6 +18,10 @@ use x86_64::structures::tss::TaskStateSegment;
 
 /// IST slot used by the double fault handler.
 pub const DOUBLE_FAULT_IST: u16 = 0;
+/// IST slot the loaded exceptions crate uses for page faults, so that a task overflowing its
+/// stack into the guard page can still be handled (a fault while handling a page fault would
+/// reuse this stack: the handler itself must not fault).
+pub const PAGE_FAULT_IST: u16 = 1;
 
 static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<(GlobalDescriptorTable, SegmentSelector, SegmentSelector, SegmentSelector)> = Once::new();
@@ -97,9 +101,11 @@ pub struct InterruptInitError(#[from] crate::paging::PagingError);
 /// Loads the GDT (with a TSS whose IST holds a guarded double-fault stack) and the early IDT.
 pub fn init() -> Result<(), InterruptInitError> {
     let df_stack = crate::paging::alloc_stack(4)?;
+    let pf_stack = crate::paging::alloc_stack(8)?;
     let tss = TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
         tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = VirtAddr::new(df_stack.top);
+        tss.interrupt_stack_table[PAGE_FAULT_IST as usize] = VirtAddr::new(pf_stack.top);
         tss
     });
     let (gdt, code, data, tss_sel) = GDT.call_once(|| {

@@ -21,6 +21,13 @@ pub struct UnwindHooks {
 }
 
 static HOOKS: AtomicPtr<UnwindHooks> = AtomicPtr::new(core::ptr::null_mut());
+static PANIC_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs a function that sees every panic first (the task layer ends the panicking task
+/// there; if it returns, nano_core's own handling follows).
+pub fn set_panic_hook(hook: fn(&PanicInfo<'_>)) {
+    PANIC_HOOK.store(hook as *mut (), Ordering::Release);
+}
 
 /// Installs the unwinder's hooks (the loaded unwinder crate calls this once).
 pub fn set_unwind_hooks(hooks: &'static UnwindHooks) {
@@ -34,6 +41,12 @@ fn hooks() -> Option<&'static UnwindHooks> {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
+    let ph = PANIC_HOOK.load(Ordering::Acquire);
+    if !ph.is_null() {
+        // SAFETY: only `set_panic_hook` stores here, always a `fn(&PanicInfo)`.
+        let ph = unsafe { core::mem::transmute::<*mut (), fn(&PanicInfo<'_>)>(ph) };
+        ph(info);
+    }
     if let Some(h) = hooks() {
         (h.panic)(info);
     }

@@ -1,9 +1,13 @@
 //! exceptions: the loaded kernel's IDT, replacing nano_core's early one.
 //!
-//! Every CPU exception gets a report that names the faulting instruction through the loader's
-//! address index (`crate + symbol + offset`). What happens next is policy registered by a higher
-//! layer: the task crate installs a [`FaultHook`] that ends the faulting task and switches away;
-//! without one (or for a fault outside any task) the machine halts with the failure exit code.
+//! A task may register one handler per [`Category`] of fault (invalid address, illegal
+//! instruction, bus error, arithmetic error); the handler sees the instruction and stack
+//! pointers, error code and faulting address, and either resumes the task at a landing address
+//! it supplies (what a WASM runtime needs to turn a fault into a trap) or lets it die. Without
+//! a handler, the fault gets a report that names the faulting instruction through the loader's
+//! address index (`symbol + offset (crate, namespace)`) and a frame-pointer backtrace, symbolized
+//! the same way; then the task crate's [`FaultHook`] ends the faulting task and switches away.
+//! A fault outside any task halts the machine with the failure exit code.
 //! Hardware interrupt vectors (32..=255) are filled by the interrupts crate through
 //! [`set_interrupt_handler`]. Double faults run on nano_core's IST stack.
 #![no_std]
@@ -38,6 +42,182 @@ pub struct FaultInfo {
 /// Called after the report; returns only if the fault should be treated as fatal.
 pub type FaultHook = fn(&FaultInfo);
 
+/// Kinds of fault a task can handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Category {
+    /// Page fault, general protection fault, stack-segment fault.
+    InvalidAddress,
+    /// Invalid opcode (`ud2`, WASM's `unreachable`).
+    IllegalInstruction,
+    /// Alignment check, segment not present.
+    BusError,
+    /// Divide error, x87 and SIMD floating-point exceptions.
+    ArithmeticError,
+}
+
+impl Category {
+    /// The category of an exception vector, if it has one.
+    pub fn of_vector(v: u8) -> Option<Category> {
+        Some(match v {
+            13 | 14 | 12 => Category::InvalidAddress,
+            6 => Category::IllegalInstruction,
+            17 | 11 => Category::BusError,
+            0 | 16 | 19 => Category::ArithmeticError,
+            _ => return None,
+        })
+    }
+}
+
+/// What a task's handler decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Continue the task at this instruction address (same stack pointer).
+    Resume(u64),
+    /// Let the task die (the normal report and kill follow).
+    Kill,
+}
+
+/// A task's fault handler.
+pub type Handler = fn(&FaultInfo, Category) -> Action;
+
+/// Why a handler could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerError {
+    /// The task already has a handler for this category.
+    AlreadyRegistered(Category),
+    /// No task layer is running (no current-task source).
+    NoTasks,
+}
+
+impl core::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HandlerError::AlreadyRegistered(c) => write!(f, "this task already has a {c:?} handler"),
+            HandlerError::NoTasks => write!(f, "no task layer to attach the handler to"),
+        }
+    }
+}
+
+static HANDLERS: spin::Mutex<alloc::collections::BTreeMap<(u64, Category), Handler>> =
+    spin::Mutex::new(alloc::collections::BTreeMap::new());
+static CURRENT_TASK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static RESUMED: AtomicU64 = AtomicU64::new(0);
+
+/// The task layer tells which task runs (the task crate calls this once).
+pub fn set_current_task_source(f: fn() -> u64) {
+    CURRENT_TASK.store(f as *mut (), Ordering::Release);
+}
+
+fn current_task() -> Option<u64> {
+    let f = CURRENT_TASK.load(Ordering::Acquire);
+    // SAFETY: only `set_current_task_source` stores here, always a `fn() -> u64`.
+    (!f.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn() -> u64>(f) }())
+}
+
+/// Registers `handler` for `category` faults of the calling task (one per category).
+pub fn register_handler(category: Category, handler: Handler) -> Result<(), HandlerError> {
+    let id = current_task().ok_or(HandlerError::NoTasks)?;
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut h = HANDLERS.lock();
+        if h.contains_key(&(id, category)) {
+            return Err(HandlerError::AlreadyRegistered(category));
+        }
+        h.insert((id, category), handler);
+        Ok(())
+    })
+}
+
+/// Removes the calling task's handler for `category`.
+pub fn unregister_handler(category: Category) {
+    if let Some(id) = current_task() {
+        x86_64::instructions::interrupts::without_interrupts(|| HANDLERS.lock().remove(&(id, category)));
+    }
+}
+
+/// Forgets every handler of a task (the task layer calls this when a task ends).
+pub fn forget_task(id: u64) {
+    x86_64::instructions::interrupts::without_interrupts(|| HANDLERS.lock().retain(|(t, _), _| *t != id));
+}
+
+/// Faults that a task's handler resumed.
+pub fn resumed_count() -> u64 {
+    RESUMED.load(Ordering::Relaxed)
+}
+
+/// The landing address if the current task's handler wants to resume.
+fn handled(info: &FaultInfo) -> Option<u64> {
+    let cat = Category::of_vector(info.vector)?;
+    let id = current_task()?;
+    let h = HANDLERS.try_lock()?.get(&(id, cat)).copied()?;
+    match h(info, cat) {
+        Action::Resume(at) => {
+            RESUMED.fetch_add(1, Ordering::Relaxed);
+            Some(at)
+        }
+        Action::Kill => None,
+    }
+}
+
+/// Prints a frame-pointer backtrace starting at `rbp`, each return address symbolized.
+///
+/// With `fault = (rip, rsp)`, the faulting instruction is frame #0 and the exception
+/// machinery's own frames are skipped: they lie below the interrupted stack pointer (or on the
+/// page-fault IST stack), so the walk starts at the first frame record at or above `rsp`.
+/// Return addresses are looked up one byte back, inside the call instruction: a call that ends
+/// a function (to a `-> !` callee) returns to the first byte after it, which may belong to the
+/// next function or to no section at all.
+pub fn print_backtrace(rbp: u64, fault: Option<(u64, u64)>) {
+    emergency_write(format_args!("    backtrace:\n"));
+    let mut rbp = rbp;
+    let mut depth = 0;
+    if let Some((rip, _)) = fault {
+        emergency_write(format_args!("      #0  {rip:#018x} "));
+        describe(rip, &mut |a| emergency_write(a));
+        emergency_write(format_args!("\n"));
+        depth = 1;
+    }
+    let mut skipping = fault.is_some();
+    for _ in 0..64 {
+        if depth >= 32
+            || rbp == 0
+            || rbp % 8 != 0
+            || nano_core::paging::translate(rbp).is_none()
+            || nano_core::paging::translate(rbp + 8).is_none()
+        {
+            break;
+        }
+        // SAFETY: both words are mapped (checked just above); a frame record is two words.
+        let (next, ret) = unsafe { ((rbp as *const u64).read(), ((rbp + 8) as *const u64).read()) };
+        if let Some((_, rsp)) = fault
+            && skipping
+            && rbp >= rsp
+            && rbp - rsp < 1 << 20
+        {
+            skipping = false;
+        }
+        if ret == 0 {
+            break;
+        }
+        if !skipping {
+            emergency_write(format_args!("      #{depth:<2} {ret:#018x} "));
+            describe_at(ret - 1, 1, &mut |a| emergency_write(a));
+            emergency_write(format_args!("\n"));
+            depth += 1;
+        }
+        if next == 0 {
+            break;
+        }
+        rbp = next;
+    }
+}
+
+fn current_rbp() -> u64 {
+    let rbp: u64;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
+    rbp
+}
+
 static HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 static IDT: Once<spin::Mutex<&'static mut InterruptDescriptorTable>> = Once::new();
@@ -52,14 +232,20 @@ pub fn fault_count() -> u64 {
     FAULTS.load(Ordering::Relaxed)
 }
 
-/// Names an address as `crate: symbol+0xoff` if the loader knows it. Never blocks: during a
-/// fault the loader may be locked by the interrupted code.
+/// Names an address as `symbol + 0xoff (crate, namespace)` if the loader knows it. Never
+/// blocks: during a fault the loader may be locked by the interrupted code.
 pub fn describe(addr: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
+    describe_at(addr, 0, out)
+}
+
+/// Like [`describe`] for `addr`, showing the offset of `addr + bias` (backtraces look up return
+/// addresses one byte back).
+pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
     match nano_core::kernel::try_with_loader(|l| l.addr2sym(addr)) {
         Some(Some(i)) => out(format_args!(
             "{} + {:#x} (crate {}, namespace {})",
             i.symbol.as_deref().unwrap_or("?"),
-            i.symbol_offset,
+            i.symbol_offset + bias,
             i.krate,
             i.namespace
         )),
@@ -80,6 +266,8 @@ fn report(info: FaultInfo) {
     emergency_write(format_args!("    rip: {:#x} in ", info.rip));
     describe(info.rip, &mut |a| emergency_write(a));
     emergency_write(format_args!("\n    rsp: {:#x}\n", info.rsp));
+    // From here the frame-pointer chain leads through the handler to the faulting code.
+    print_backtrace(current_rbp(), Some((info.rip, info.rsp)));
     let hook = HOOK.load(Ordering::Acquire);
     if !hook.is_null() {
         // SAFETY: HOOK only ever holds a `FaultHook` stored by `set_fault_hook`.
@@ -95,15 +283,26 @@ fn info(name: &'static str, vector: u8, error: Option<u64>, frame: &InterruptSta
     FaultInfo { name, vector, error, address, rip: frame.instruction_pointer.as_u64(), rsp: frame.stack_pointer.as_u64() }
 }
 
+/// Lets the task's handler resume the task, or reports the fault (which ends the task).
+fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
+    if let Some(at) = handled(&i) {
+        // SAFETY: the handler chose `at` as the task's landing address; the frame is the live
+        // interrupt frame, so iretq continues there with the faulting stack pointer.
+        unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
+        return;
+    }
+    report(i)
+}
+
 macro_rules! handler {
     ($fn:ident, $name:expr, $vec:expr) => {
-        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
-            report(info($name, $vec, None, &frame))
+        extern "x86-interrupt" fn $fn(mut frame: InterruptStackFrame) {
+            dispatch(info($name, $vec, None, &frame), &mut frame)
         }
     };
     ($fn:ident, $name:expr, $vec:expr, code) => {
-        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
-            report(info($name, $vec, Some(code), &frame))
+        extern "x86-interrupt" fn $fn(mut frame: InterruptStackFrame, code: u64) {
+            dispatch(info($name, $vec, Some(code), &frame), &mut frame)
         }
     };
 }
@@ -126,8 +325,8 @@ handler!(simd_fp, "SIMD floating-point exception", 19);
 handler!(virtualization, "virtualization exception", 20);
 handler!(control_protection, "control protection exception", 21, code);
 
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
-    report(info("page fault", 14, Some(code.bits()), &frame))
+extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    dispatch(info("page fault", 14, Some(code.bits()), &frame), &mut frame)
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
@@ -162,7 +361,8 @@ pub fn init() {
         idt.segment_not_present.set_handler_fn(segment_not_present);
         idt.stack_segment_fault.set_handler_fn(stack_segment);
         idt.general_protection_fault.set_handler_fn(general_protection);
-        idt.page_fault.set_handler_fn(page_fault);
+        // SAFETY: nano_core's TSS has a guarded page-fault stack in this IST slot.
+        unsafe { idt.page_fault.set_handler_fn(page_fault).set_stack_index(nano_core::interrupts::PAGE_FAULT_IST) };
         idt.x87_floating_point.set_handler_fn(x87_fp);
         idt.alignment_check.set_handler_fn(alignment_check);
         idt.machine_check.set_handler_fn(machine_check);

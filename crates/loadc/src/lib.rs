@@ -82,7 +82,7 @@ pub fn main(args: &[&str]) -> isize {
                 nano_core::println!("loadc: {program} was killed");
                 -1
             }
-            Ok(task::Exit::Faulted(why)) => {
+            Ok(task::Exit::Faulted(why) | task::Exit::Panicked(why)) => {
                 nano_core::println!("loadc: {program} died: {why}");
                 -1
             }

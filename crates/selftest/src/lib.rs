@@ -1,4 +1,5 @@
-//! `selftest`: checks the task machinery from inside the running kernel.
+//! `selftest`: checks the task machinery and per-task fault handling from inside the running
+//! kernel.
 //!
 //! Each check prints `selftest NAME ... ok` or `... FAILED: why`; the command returns the number
 //! of failures. This crate is itself loaded at run time and has thread-locals of its own, so the
@@ -145,6 +146,60 @@ fn many_tasks() -> Result<(), String> {
     if s == 210 { Ok(()) } else { Err(format!("sum {s}, want 210")) }
 }
 
+fn landing() -> ! {
+    task::exit(Exit::Returned(77))
+}
+
+fn on_invalid_address(_: &exceptions::FaultInfo, _: exceptions::Category) -> exceptions::Action {
+    exceptions::Action::Resume(landing as *const () as u64)
+}
+
+fn on_arith(_: &exceptions::FaultInfo, _: exceptions::Category) -> exceptions::Action {
+    exceptions::Action::Resume(landing as *const () as u64)
+}
+
+fn handler_resumes_at_landing() -> Result<(), String> {
+    let before = exceptions::resumed_count();
+    let id = task::spawn("st-handled", || {
+        if exceptions::register_handler(exceptions::Category::InvalidAddress, on_invalid_address).is_err() {
+            return 1;
+        }
+        // A second handler for the same category is refused.
+        if exceptions::register_handler(exceptions::Category::InvalidAddress, on_invalid_address)
+            != Err(exceptions::HandlerError::AlreadyRegistered(exceptions::Category::InvalidAddress))
+        {
+            return 2;
+        }
+        // SAFETY: deliberately invalid: the task's handler resumes at `landing`.
+        unsafe { (0x20 as *mut u64).write_volatile(1) };
+        3
+    })
+    .map_err(|e| format!("{e}"))?;
+    let r = task::join(id);
+    let id2 = task::spawn("st-handled-div", || {
+        let _ = exceptions::register_handler(exceptions::Category::ArithmeticError, on_arith);
+        // SAFETY: deliberately divides by a zero register: the handler resumes at `landing`.
+        unsafe { core::arch::asm!("xor ecx, ecx", "div ecx", out("eax") _, out("edx") _, out("ecx") _) };
+        4
+    })
+    .map_err(|e| format!("{e}"))?;
+    let r2 = task::join(id2);
+    let resumed = exceptions::resumed_count() - before;
+    if r == Ok(Exit::Returned(77)) && r2 == Ok(Exit::Returned(77)) && resumed == 2 {
+        Ok(())
+    } else {
+        Err(format!("got {r:?}, {r2:?}, {resumed} resumed"))
+    }
+}
+
+fn panic_ends_only_the_task() -> Result<(), String> {
+    let id = task::spawn("st-panic", || panic!("selftest panic")).map_err(|e| format!("{e}"))?;
+    match task::join(id) {
+        Ok(Exit::Panicked(m)) if m.starts_with("selftest panic at ") => Ok(()),
+        other => Err(format!("join gave {other:?}")),
+    }
+}
+
 const CHECKS: &[(&str, Check)] = &[
     ("spawn_join", spawn_join),
     ("preemption", preemption),
@@ -153,6 +208,8 @@ const CHECKS: &[(&str, Check)] = &[
     ("sse_state_preserved", sse_state_preserved),
     ("fault_kills_only_the_task", fault_kills_only_the_task),
     ("many_tasks", many_tasks),
+    ("handler_resumes_at_landing", handler_resumes_at_landing),
+    ("panic_ends_only_the_task", panic_ends_only_the_task),
 ];
 
 /// Entry point.

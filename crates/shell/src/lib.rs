@@ -108,6 +108,7 @@ fn run_command(words: Vec<String>) {
         Ok(task::Exit::Returned(code)) => println!("shell: {name} exited with status {code}"),
         Ok(task::Exit::Killed) => println!("shell: {name} was killed"),
         Ok(task::Exit::Faulted(why)) => println!("shell: {name} died: {why}"),
+        Ok(task::Exit::Panicked(why)) => println!("shell: {name} panicked: {why}"),
         Err(e) => println!("shell: {name}: {e}"),
     }
 }

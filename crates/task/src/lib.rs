@@ -40,6 +40,8 @@ pub enum Exit {
     Killed,
     /// A CPU exception ended it.
     Faulted(String),
+    /// It panicked (message and location).
+    Panicked(String),
 }
 
 /// A task's state.
@@ -261,6 +263,8 @@ pub fn init() -> Result<(), TaskError> {
     set_fs_base(tp);
     ::interrupts::set_tick_hook(on_tick);
     exceptions::set_fault_hook(on_fault);
+    exceptions::set_current_task_source(current);
+    nano_core::panic::set_panic_hook(on_panic);
     STARTED.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
     log::info!("task: tasking started; boot context is task 0 (idle)");
@@ -329,6 +333,7 @@ pub fn exit(how: Exit) -> ! {
     if let Some(t) = TASKS.lock().get_mut(&id) {
         t.state = State::Exited(how);
     }
+    exceptions::forget_task(id);
     if let Some(p) = policy() {
         (p.remove)(id);
     }
@@ -469,6 +474,25 @@ fn on_fault(info: &exceptions::FaultInfo) {
     let name = TASKS.lock().get(&cur).map(|t| t.name.clone()).unwrap_or_default();
     nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}\n", info.name));
     exit(Exit::Faulted(alloc::format!("{} at {:#x}", info.name, info.rip)))
+}
+
+/// A panic in a task ends only that task: message, location and a symbolized backtrace are
+/// printed, and the task exits with [`Exit::Panicked`]. (Destructors of its frames do not run:
+/// unwinding is not implemented yet.) A panic outside any task falls through to nano_core.
+fn on_panic(info: &core::panic::PanicInfo<'_>) {
+    let cur = current();
+    if cur == 0 || !STARTED.load(Ordering::Acquire) {
+        return;
+    }
+    let name = TASKS.try_lock().and_then(|t| t.get(&cur).map(|t| t.name.clone())).unwrap_or_default();
+    let loc = info.location().map(|l| alloc::format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+    let msg = alloc::format!("{}", info.message());
+    nano_core::serial::emergency_write(format_args!("\n!!! task {cur} ({name}) panicked at {loc}: {msg}\n"));
+    let rbp: u64;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
+    exceptions::print_backtrace(rbp, None);
+    exit(Exit::Panicked(alloc::format!("{msg} at {loc}")))
 }
 
 /// Kills a task. Killing the running task ends it at once.
@@ -627,6 +651,11 @@ pub fn for_each_stack_word(f: &mut dyn FnMut(TaskId, &str, &mut u64)) {
             a += 8;
         }
     }
+}
+
+/// Runs `f` with interrupts off (no task switch meanwhile).
+pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
+    cpu::without_interrupts(f)
 }
 
 /// The idle loop: run by the boot context once everything is started.
