@@ -4,7 +4,10 @@
 # idle shell calls continuously) and expects gdb to stop there with a symbolized backtrace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sym=$(nm target/kernel/x86_64-delos/release/deps/task-*.o | awk '/ T .*4task9yield_now$/{print $3}' | head -n1 || true)
+# The task object the image carries (the deps directory may hold other builds of it).
+obj=$(tar tf target/image/modules.tar | sed -n 's|^namespaces/kernel/\(task-[0-9a-f]*\.o\)$|\1|p' | head -n1 || true)
+[[ -n "$obj" ]] || { echo "gdb test: no task object in the image"; exit 1; }
+sym=$(nm "target/kernel/x86_64-delos/release/deps/$obj" | awk '/ T .*4task9yield_now$/{print $3}' | head -n1 || true)
 [[ -n "$sym" ]] || { echo "gdb test: task::yield_now not found in the task object"; exit 1; }
 out=$(timeout 90 bash tools/gdb.sh -batch -ex "break $sym" -ex "continue" -ex "bt 2" 2>&1 || true)
 echo "$out" | grep -E "delos-load|Breakpoint|#[01]" || true

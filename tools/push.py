@@ -14,7 +14,10 @@ import time
 import zlib
 
 
-def send(sock_path, namespace, name, data, corrupt=False, truncate=None):
+def send(sock_path, namespace, name, data, corrupt=False, truncate=None, linger=1.0):
+    """Sends one object; returns (length, crc, socket). With linger=None the socket stays open
+    (the caller keeps it until the guest has confirmed): closing early may drop bytes QEMU has
+    not handed to the guest's UART yet."""
     if truncate is not None:
         data = data[:truncate]
     crc = zlib.crc32(data) & 0xFFFFFFFF
@@ -26,10 +29,12 @@ def send(sock_path, namespace, name, data, corrupt=False, truncate=None):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sock_path)
     s.sendall(header + data)
+    if linger is None:
+        return len(data), crc, s
     # Give the guest time to drain the UART before the connection closes.
-    time.sleep(0.2)
+    time.sleep(linger)
     s.close()
-    return len(data), crc
+    return len(data), crc, None
 
 
 def main():
@@ -44,7 +49,7 @@ def main():
     data = open(a.file, "rb").read()
     name = a.name or os.path.basename(a.file)
     try:
-        n, crc = send(a.socket, a.namespace, name, data, a.corrupt, a.truncate)
+        n, crc, _ = send(a.socket, a.namespace, name, data, a.corrupt, a.truncate, linger=2.0)
     except OSError as e:
         print(f"push: cannot reach {a.socket} ({e}); is Delos running (make run)?", file=sys.stderr)
         sys.exit(1)

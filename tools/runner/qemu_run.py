@@ -146,6 +146,7 @@ def run(args):
     problems = []
     pos = 0
     captured = {}
+    open_sockets = []
 
     def substitute(text):
         def repl(m):
@@ -178,8 +179,14 @@ def run(args):
             for o in parts[4:]:
                 if o.startswith("truncate="):
                     opts["truncate"] = int(o.split("=", 1)[1])
+            # QEMU serves one connection at a time: close the previous one (the script waited for
+            # the guest to confirm it), and keep this one open until the next push or the end.
+            for old in open_sockets:
+                old.close()
+            open_sockets.clear()
             try:
-                pusher.send(args.push_socket, parts[1], parts[3], open(parts[2], "rb").read(), **opts)
+                # Keep the connection open (see push.send).
+                open_sockets.append(pusher.send(args.push_socket, parts[1], parts[3], open(parts[2], "rb").read(), linger=None, **opts)[2])
             except (OSError, IndexError, TypeError) as e:
                 problems.append(f"script: {line!r} failed: {e}")
                 break
