@@ -89,6 +89,26 @@ pub struct LoadedCrate {
 }
 
 impl LoadedCrate {
+    /// A crate record with nothing placed yet.
+    pub(crate) fn empty(id: CrateId, name: &str, file: &str, namespace: NamespaceId, prelinked: bool) -> LoadedCrate {
+        LoadedCrate {
+            id,
+            name: String::from(name),
+            file: String::from(file),
+            namespace,
+            sections: Vec::new(),
+            memory: None,
+            parts: Vec::new(),
+            exported: Vec::new(),
+            shadowed: 0,
+            eh_frame: Vec::new(),
+            gcc_except_table: Vec::new(),
+            relocations: 0,
+            load_us: 0,
+            prelinked,
+        }
+    }
+
     /// The memory regions with their permissions, as (address, size, perms).
     pub fn regions(&self) -> impl Iterator<Item = (u64, usize, Perms)> + '_ {
         self.parts.iter().map(|&(a, s, p)| (a, s as usize, p))

@@ -369,22 +369,7 @@ impl Loader {
         let crate_id = CrateId(self.next_crate);
         self.next_crate += 1;
         let mut sec_ids: Vec<Option<SectionId>> = alloc::vec![None; obj.sections.len()];
-        let mut krate = LoadedCrate {
-            id: crate_id,
-            name: name.clone(),
-            file: file.to_string(),
-            namespace: ns,
-            sections: Vec::new(),
-            memory: None,
-            parts: Vec::new(),
-            exported: Vec::new(),
-            shadowed: 0,
-            eh_frame: Vec::new(),
-            gcc_except_table: Vec::new(),
-            relocations: 0,
-            load_us: 0,
-            prelinked: false,
-        };
+        let mut krate = LoadedCrate::empty(crate_id, &name, file, ns, false);
         let mut new_sections = Vec::new();
         // Position in `new_sections` of each ELF section.
         let mut pos = alloc::vec![usize::MAX; obj.sections.len()];
@@ -708,22 +693,7 @@ impl Loader {
         }
         let crate_id = CrateId(self.next_crate);
         self.next_crate += 1;
-        let mut krate = LoadedCrate {
-            id: crate_id,
-            name: name.to_string(),
-            file: format!("<{name}>"),
-            namespace: ns,
-            sections: Vec::new(),
-            memory: None,
-            parts: Vec::new(),
-            exported: Vec::new(),
-            shadowed: 0,
-            eh_frame: Vec::new(),
-            gcc_except_table: Vec::new(),
-            relocations: 0,
-            load_us: 0,
-            prelinked: true,
-        };
+        let mut krate = LoadedCrate::empty(crate_id, name, &format!("<{name}>"), ns, true);
         let mut secs: Vec<LoadedSection> = Vec::new();
         let new = |name: &str, addr: u64, size: u64, kind: SectionKind, secs: &mut Vec<LoadedSection>, next: &mut u32| {
             let id = SectionId(*next);
