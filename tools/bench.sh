@@ -67,6 +67,10 @@ swap scheduler scheduler_v2 --state scheduler::swap_hook
 swap scheduler scheduler --state scheduler::swap_hook
 swap scheduler scheduler_v2 --state scheduler::swap_hook
 swap scheduler scheduler --state scheduler::swap_hook
+loadc hello.o
+swap tlibc tlibc
+swap tlibc tlibc
+swap tlibc tlibc
 poweroff
 SCRIPT
 rm -f target/bench-swap.all
@@ -87,7 +91,8 @@ for line in open("target/bench-swap.all"):
 # the table shows the first and the third (steady state).
 names = {1: "echo -> v2, 1st (no dependents)", 5: "echo -> v2, 3rd", 6: "echo v2 -> v1, 3rd",
          7: "heartbeat -> v2, 1st (task calls it)", 11: "heartbeat -> v2, 3rd", 12: "heartbeat v2 -> v1, 3rd",
-         13: "scheduler -> v2, 1st (+state hook)", 17: "scheduler -> v2, 3rd", 18: "scheduler v2 -> v1, 3rd"}
+         13: "scheduler -> v2, 1st (+state hook)", 17: "scheduler -> v2, 3rd", 18: "scheduler v2 -> v1, 3rd",
+         19: "tlibc (large) -> itself, 1st", 21: "tlibc (large) -> itself, 3rd"}
 print(f"   {'swap':<36} {'load':>6} {'verify':>6} {'relink':>6} {'state':>6} {'clean':>6} {'total':>6} {'relocs':>6}")
 for idx in sorted(rows):
     if idx not in names:
