@@ -315,7 +315,10 @@ impl Loader {
             }
             let r = region_of(kind);
             let off = sizes[r].checked_add(s.align - 1).map(|v| v & !(s.align - 1));
-            let end = off.and_then(|o| o.checked_add(s.size));
+            // `.eh_frame` gets four zero bytes after it: the zero-length terminator an unwinder
+            // looks for (relocatable objects leave it to the final link).
+            let extra = if s.name == ".eh_frame" { 4 } else { 0 };
+            let end = off.and_then(|o| o.checked_add(s.size + extra));
             match (off, end) {
                 (Some(o), Some(e)) if e <= MAX_CRATE_MEMORY => {
                     places[i] = Some(Place::Mem { region: r, offset: o });

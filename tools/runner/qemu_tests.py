@@ -72,7 +72,7 @@ CASES = [
     dict(name="ctrl_c_interrupts_foreground_command", script=["sleep 100000", "@send \\x03", "@expect was killed", "echo after", "poweroff"],
          expect=["shell: sleep was killed", "^after"]),
     dict(name="selftest_tasks_preemption_tls_sse", script=["selftest", "echo shell still alive", "poweroff"], timeout=60,
-         expect=[r"selftest: 9 passed, 0 failed", r"task \d+ \(st-fault\) killed by page fault",
+         expect=[r"selftest: 11 passed, 0 failed", r"task \d+ \(st-fault\) killed by page fault",
                  r"rip: 0x[0-9a-f]+ in .*selftest::fault_kills_only_the_task.* \(crate selftest, namespace applications\)",
                  "^shell still alive"], reject=["FAILED"]),
     # Live swap.
@@ -90,7 +90,7 @@ CASES = [
             "beat 60 20", "swap scheduler scheduler_v2 --state scheduler::swap_hook", "ps", "selftest",
             "swap scheduler scheduler --state scheduler::swap_hook", "ps", "echo still scheduling", "poweroff"],
          timeout=90,
-         expect=[r"(?s)policy: round-robin-v2.*selftest: 9 passed, 0 failed.*policy: round-robin\r?$", "^still scheduling"],
+         expect=[r"(?s)policy: round-robin-v2.*selftest: 11 passed, 0 failed.*policy: round-robin\r?$", "^still scheduling"],
          reject=["selftest .* FAILED", "fault outside any task"]),
     dict(name="swap_refusals_change_nothing", script=[
             "beat 1 10", "sleep 100",

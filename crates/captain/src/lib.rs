@@ -41,6 +41,7 @@ pub fn init() -> ! {
     if let Err(e) = task::init() {
         fatal("tasks", &e);
     }
+    unwind::init();
     push::start();
     let shell = match load_shell() {
         Ok(f) => f,

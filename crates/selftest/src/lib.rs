@@ -200,6 +200,53 @@ fn panic_ends_only_the_task() -> Result<(), String> {
     }
 }
 
+/// Panics (not inlined, so the unwinder has real frames to walk).
+#[inline(never)]
+fn boom(msg: &str) -> ! {
+    panic!("{msg}")
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn unwinding_runs_destructors() -> Result<(), String> {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let d = dropped.clone();
+    let id = task::spawn("st-unwind", move || {
+        let _guard = SetOnDrop(d);
+        boom("unwind me")
+    })
+    .map_err(|e| format!("{e}"))?;
+    let r = task::join(id);
+    if matches!(r, Ok(Exit::Panicked(_))) && dropped.load(Ordering::Relaxed) {
+        Ok(())
+    } else {
+        Err(format!("join gave {r:?}, destructor ran: {}", dropped.load(Ordering::Relaxed)))
+    }
+}
+
+fn catch_and_resume_unwind() -> Result<(), String> {
+    let caught = unwind::catch(|| -> u32 { boom("caught here") });
+    match &caught {
+        Err(m) if m.starts_with("caught here") => {}
+        other => return Err(format!("catch gave {other:?}")),
+    }
+    let outer = unwind::catch(|| {
+        if let Err(m) = unwind::catch(|| -> u32 { boom("inner") }) {
+            unwind::resume(m);
+        }
+    });
+    match outer {
+        Err(m) if m.starts_with("inner") => Ok(()),
+        other => Err(format!("resume gave {other:?}")),
+    }
+}
+
 const CHECKS: &[(&str, Check)] = &[
     ("spawn_join", spawn_join),
     ("preemption", preemption),
@@ -210,6 +257,8 @@ const CHECKS: &[(&str, Check)] = &[
     ("many_tasks", many_tasks),
     ("handler_resumes_at_landing", handler_resumes_at_landing),
     ("panic_ends_only_the_task", panic_ends_only_the_task),
+    ("unwinding_runs_destructors", unwinding_runs_destructors),
+    ("catch_and_resume_unwind", catch_and_resume_unwind),
 ];
 
 /// Entry point.

@@ -129,6 +129,8 @@ struct Task {
     entry: Option<Box<dyn FnOnce() -> isize + Send>>,
     ticks: u64,
     slice: u64,
+    /// Set while a panic unwinds this task: a second panic then ends it at once.
+    panicking: bool,
 }
 
 static TASKS: Mutex<BTreeMap<TaskId, Box<Task>>> = Mutex::new(BTreeMap::new());
@@ -137,6 +139,30 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static POLICY: AtomicPtr<Policy> = AtomicPtr::new(core::ptr::null_mut());
 static STARTED: AtomicBool = AtomicBool::new(false);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+/// Runs a closure, catching a panic that unwinds out of it (set by the unwind crate).
+pub type CatchFn = fn(&mut dyn FnMut()) -> Result<(), String>;
+/// Starts unwinding the current task; returns only if that is impossible.
+pub type BeginFn = fn(String);
+
+static UNWINDER: spin::Once<(CatchFn, BeginFn)> = spin::Once::new();
+
+/// A panic of the running task was caught: the next panic unwinds again (called by the
+/// unwind crate's `catch`).
+pub fn panic_caught() {
+    let cur = current();
+    cpu::without_interrupts(|| {
+        if let Some(t) = TASKS.lock().get_mut(&cur) {
+            t.panicking = false;
+        }
+    });
+}
+
+/// Registers the unwinder: every task's entry then runs inside `catch`, and a panic in a task
+/// unwinds its stack (running destructors) before the task ends.
+pub fn set_unwinder(catch: CatchFn, begin: BeginFn) {
+    UNWINDER.call_once(|| (catch, begin));
+}
 
 const FS_BASE_MSR: u32 = 0xC000_0100;
 
@@ -258,6 +284,7 @@ pub fn init() -> Result<(), TaskError> {
         entry: None,
         ticks: 0,
         slice: 0,
+        panicking: false,
     };
     TASKS.lock().insert(0, Box::new(idle));
     set_fs_base(tp);
@@ -306,6 +333,7 @@ pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<T
         entry: Some(Box::new(f)),
         ticks: 0,
         slice: 0,
+        panicking: false,
     };
     cpu::without_interrupts(|| {
         TASKS.lock().insert(id, Box::new(t));
@@ -319,9 +347,22 @@ extern "C" fn task_main() -> ! {
     let entry = TASKS.lock().get_mut(&id).and_then(|t| t.entry.take());
     reap();
     x86_64::instructions::interrupts::enable();
-    let r = match entry {
-        Some(f) => f(),
-        None => -1,
+    let r = match (entry, UNWINDER.get()) {
+        (Some(f), Some((catch, _))) => {
+            let mut f = Some(f);
+            let mut ret = -1;
+            let mut run = || {
+                if let Some(f) = f.take() {
+                    ret = f();
+                }
+            };
+            match catch(&mut run) {
+                Ok(()) => ret,
+                Err(msg) => exit(Exit::Panicked(msg)),
+            }
+        }
+        (Some(f), None) => f(),
+        (None, _) => -1,
     };
     exit(Exit::Returned(r))
 }
@@ -472,8 +513,11 @@ fn on_fault(info: &exceptions::FaultInfo) {
         return; // the idle/boot context: fatal
     }
     let name = TASKS.lock().get(&cur).map(|t| t.name.clone()).unwrap_or_default();
+    let what = alloc::format!("{} at {:#x}", info.name, info.rip);
+    // Not unwound: the exception handlers' frames are marked as not unwinding, so a CPU
+    // exception ends the task without running its destructors (panics do run them).
     nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}\n", info.name));
-    exit(Exit::Faulted(alloc::format!("{} at {:#x}", info.name, info.rip)))
+    exit(Exit::Faulted(what))
 }
 
 /// A panic in a task ends only that task: message, location and a symbolized backtrace are
@@ -492,7 +536,19 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     // SAFETY: reads the frame pointer register; no memory is touched.
     unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
     exceptions::print_backtrace(rbp, None);
-    exit(Exit::Panicked(alloc::format!("{msg} at {loc}")))
+    let what = alloc::format!("{msg} at {loc}");
+    let first = TASKS.try_lock().and_then(|mut t| t.get_mut(&cur).map(|t| !core::mem::replace(&mut t.panicking, true))).unwrap_or(false);
+    if !first {
+        nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
+        exit(Exit::Panicked(what));
+    }
+    if let Some((_, begin)) = UNWINDER.get() {
+        // Unwinds to the catch around the task's entry (running destructors on the way), which
+        // ends the task; returns only if unwinding could not start.
+        begin(what.clone());
+        nano_core::serial::emergency_write(format_args!("    (could not unwind; ending the task without running destructors)\n"));
+    }
+    exit(Exit::Panicked(what))
 }
 
 /// Kills a task. Killing the running task ends it at once.

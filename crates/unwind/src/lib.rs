@@ -1,0 +1,316 @@
+//! unwind: panics in tasks unwind their stacks (running destructors) instead of just ending.
+//!
+//! Three parts meet here:
+//! - the `unwinding` crate's DWARF CFI unwinder, which needs each frame's FDE: this crate's
+//!   [`Finder`] asks the loader's address index which crate holds the PC and hands over that
+//!   crate's `.eh_frame` (or nano_core's `.eh_frame_hdr`) — ranges registered later are found
+//!   the same way;
+//! - our own personality routine ([`personality`]), which reads each function's LSDA
+//!   (`.gcc_except_table`): cleanup landing pads run destructors, a catch (the one
+//!   [`catch`] sets up) stops the unwinding;
+//! - the hooks: nano_core's `rust_eh_personality` and `_Unwind_Resume` forward here, and the
+//!   task crate starts unwinding from its panic hook and catches it around every task's entry,
+//!   so a panicking task ends with `Exit::Panicked` after its destructors ran.
+//!
+//! If unwinding cannot proceed (no FDE, the loader locked by the panicking code), the task
+//! still ends, as before this crate, without running destructors.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::any::Any;
+use core::ffi::c_int;
+use unwinding::abi::{UnwindAction, UnwindContext, UnwindReasonCode};
+use unwinding::custom_eh_frame_finder::{EhFrameFinder, FrameInfo, FrameInfoKind};
+
+/// Finds FDEs through the loader's address index.
+pub struct Finder;
+
+// SAFETY: `find` returns addresses of `.eh_frame`/`.eh_frame_hdr` sections that stay mapped while
+// their crate is loaded (a crate whose code is on a stack being unwound cannot be unloaded).
+unsafe impl EhFrameFinder for Finder {
+    fn find(&self, pc: usize) -> Option<FrameInfo> {
+        nano_core::kernel::try_with_loader(|l| {
+            let (sid, _) = l.locate(pc as u64)?;
+            let sec = l.section(sid)?;
+            let k = l.krate(sec.krate)?;
+            if k.prelinked {
+                let hdr = k.sections.iter().filter_map(|s| l.section(*s)).find(|s| s.name == ".eh_frame_hdr")?;
+                return Some(FrameInfo { text_base: None, kind: FrameInfoKind::EhFrameHdr(hdr.addr as usize) });
+            }
+            let eh = l.section(*k.eh_frame.first()?)?;
+            Some(FrameInfo { text_base: None, kind: FrameInfoKind::EhFrame(eh.addr as usize) })
+        })
+        .flatten()
+    }
+}
+
+static FINDER: Finder = Finder;
+
+/// A cursor over LSDA bytes in loaded memory.
+struct Reader {
+    p: usize,
+}
+
+const DW_EH_PE_OMIT: u8 = 0xff;
+
+impl Reader {
+    fn u8(&mut self) -> u8 {
+        // SAFETY: the LSDA lies in a loaded crate's rodata; the reader stays inside the table
+        // the LSDA header describes.
+        let v = unsafe { (self.p as *const u8).read() };
+        self.p += 1;
+        v
+    }
+    fn uleb(&mut self) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let b = self.u8();
+            if shift < 64 {
+                v |= u64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                return v;
+            }
+        }
+    }
+    fn sleb(&mut self) -> i64 {
+        let (mut v, mut shift) = (0i64, 0);
+        loop {
+            let b = self.u8();
+            if shift < 64 {
+                v |= i64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                if shift < 64 && b & 0x40 != 0 {
+                    v |= -1i64 << shift;
+                }
+                return v;
+            }
+        }
+    }
+    fn fixed(&mut self, n: usize) -> u64 {
+        let mut v = 0u64;
+        for i in 0..n {
+            v |= u64::from(self.u8()) << (8 * i);
+        }
+        v
+    }
+    /// Reads a pointer in DWARF EH encoding `enc` (value format and pc-relative application).
+    fn encoded(&mut self, enc: u8) -> Option<u64> {
+        if enc == DW_EH_PE_OMIT {
+            return Some(0);
+        }
+        let field = self.p as u64;
+        let v = match enc & 0x0f {
+            0x00 | 0x04 => self.fixed(8),
+            0x01 => self.uleb(),
+            0x02 => self.fixed(2),
+            0x03 => self.fixed(4),
+            0x09 => self.sleb() as u64,
+            0x0a => self.fixed(2) as i16 as i64 as u64,
+            0x0b => self.fixed(4) as i32 as i64 as u64,
+            0x0c => self.fixed(8),
+            _ => return None,
+        };
+        Some(match enc & 0x70 {
+            0x00 => v,
+            0x10 => field.wrapping_add(v),
+            _ => return None,
+        })
+    }
+}
+
+/// What the LSDA says about the call site of `ip`.
+enum Site {
+    /// No entry: unwinding through this frame must not happen (terminate).
+    None,
+    /// No landing pad: keep unwinding.
+    Continue,
+    /// A landing pad; `catch` if an action catches (catch-all), with its type filter.
+    Pad { landing: u64, catch: Option<i64> },
+}
+
+fn find_site(lsda: usize, func_start: u64, ip: u64) -> Option<Site> {
+    let mut r = Reader { p: lsda };
+    let lp_enc = r.u8();
+    let lpstart = if lp_enc == DW_EH_PE_OMIT { func_start } else { r.encoded(lp_enc)? };
+    let tt_enc = r.u8();
+    if tt_enc != DW_EH_PE_OMIT {
+        r.uleb(); // offset of the type table; Rust's catches are catch-alls, no types needed
+    }
+    let cs_enc = r.u8();
+    let cs_len = r.uleb();
+    let cs_end = r.p as u64 + cs_len;
+    let action_table = cs_end;
+    while (r.p as u64) < cs_end {
+        let start = r.encoded(cs_enc)?;
+        let len = r.encoded(cs_enc)?;
+        let pad = r.encoded(cs_enc)?;
+        let action = r.uleb();
+        if ip < func_start + start {
+            break;
+        }
+        if ip < func_start + start + len {
+            if pad == 0 {
+                return Some(Site::Continue);
+            }
+            let catch = if action == 0 {
+                None
+            } else {
+                let mut a = Reader { p: (action_table + action - 1) as usize };
+                let filter = a.sleb();
+                (filter > 0).then_some(filter)
+            };
+            return Some(Site::Pad { landing: lpstart + pad, catch });
+        }
+    }
+    Some(Site::None)
+}
+
+/// The personality routine (nano_core's `rust_eh_personality` forwards here).
+///
+/// # Safety
+/// Called by the unwinder with the Itanium ABI's arguments.
+pub unsafe extern "C" fn personality(version: i32, actions: u32, _class: u64, exception: *mut u8, context: *mut u8) -> u32 {
+    const CONTINUE: u32 = UnwindReasonCode::CONTINUE_UNWIND.0 as u32;
+    const FATAL1: u32 = UnwindReasonCode::FATAL_PHASE1_ERROR.0 as u32;
+    const FATAL2: u32 = UnwindReasonCode::FATAL_PHASE2_ERROR.0 as u32;
+    if version != 1 || context.is_null() {
+        return FATAL1;
+    }
+    // SAFETY: the unwinder passes its live context.
+    let ctx: &mut UnwindContext<'_> = unsafe { &mut *(context as *mut UnwindContext<'_>) };
+    let lsda = unwinding::abi::_Unwind_GetLanguageSpecificData(ctx) as usize;
+    if lsda == 0 {
+        return CONTINUE;
+    }
+    let ip = unwinding::abi::_Unwind_GetIP(ctx) as u64 - 1;
+    let start = unwinding::abi::_Unwind_GetRegionStart(ctx) as u64;
+    let actions = UnwindAction(actions as c_int);
+    let site = match find_site(lsda, start, ip) {
+        Some(s) => s,
+        None => return if actions.contains(UnwindAction::SEARCH_PHASE) { FATAL1 } else { FATAL2 },
+    };
+    if actions.contains(UnwindAction::SEARCH_PHASE) {
+        return match site {
+            Site::Pad { catch: Some(_), .. } => UnwindReasonCode::HANDLER_FOUND.0 as u32,
+            Site::None => FATAL1,
+            _ => CONTINUE,
+        };
+    }
+    match site {
+        Site::Pad { landing, catch } => {
+            // rax: the exception; rdx: the selector (the catch filter, or 0 for cleanup).
+            unwinding::abi::_Unwind_SetGR(ctx, 0, exception as usize);
+            unwinding::abi::_Unwind_SetGR(ctx, 1, catch.unwrap_or(0) as usize);
+            unwinding::abi::_Unwind_SetIP(ctx, landing as usize);
+            UnwindReasonCode::INSTALL_CONTEXT.0 as u32
+        }
+        Site::Continue => CONTINUE,
+        Site::None => FATAL2,
+    }
+}
+
+/// Runs `f`, catching a panic that unwinds out of it (the panic's message as the error): the
+/// kernel's `catch_unwind`.
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    unwinding::panic::catch_unwind(f).map_err(|payload| {
+        task::panic_caught();
+        match payload.downcast::<String>() {
+            Ok(s) => *s,
+            Err(_) => String::from("panic"),
+        }
+    })
+}
+
+/// Continues unwinding a caught panic (the kernel's `resume_unwind`); returns only if
+/// unwinding could not start.
+pub fn resume(msg: String) -> UnwindReasonCode {
+    begin(msg)
+}
+
+/// Starts unwinding the current task with `msg`; returns only if unwinding could not start.
+pub fn begin(msg: String) -> UnwindReasonCode {
+    let payload: Box<dyn Any + Send> = Box::new(msg);
+    unwinding::panic::begin_panic(payload)
+}
+
+fn catch_for_task(f: &mut dyn FnMut()) -> Result<(), String> {
+    catch(f)
+}
+
+fn begin_for_task(msg: String) {
+    let _ = begin(msg);
+}
+
+/// The address of `_Unwind_Resume` inside the unwinding crate (nano_core's own symbol of that
+/// name shadows it in the namespace).
+fn unwinding_resume() -> Option<u64> {
+    nano_core::kernel::with_loader(|l| {
+        let k = l.crates().find(|k| k.name == "unwinding")?;
+        k.sections
+            .iter()
+            .filter_map(|s| l.section(*s))
+            .find_map(|sec| sec.symbols.iter().find(|y| y.raw == "_Unwind_Resume").map(|y| sec.addr + y.offset))
+    })
+}
+
+static HOOKS: spin_once::Once = spin_once::Once::new();
+
+mod spin_once {
+    //! A one-time cell for the hook table (nano_core keeps a `&'static` to it).
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    pub struct Once {
+        set: AtomicBool,
+        hooks: core::cell::UnsafeCell<Option<nano_core::panic::UnwindHooks>>,
+    }
+
+    // SAFETY: written once, before the flag is published; read only after.
+    unsafe impl Sync for Once {}
+
+    impl Once {
+        pub const fn new() -> Once {
+            Once { set: AtomicBool::new(false), hooks: core::cell::UnsafeCell::new(None) }
+        }
+
+        pub fn init(&'static self, h: nano_core::panic::UnwindHooks) -> Option<&'static nano_core::panic::UnwindHooks> {
+            if self.set.swap(true, Ordering::AcqRel) {
+                return None;
+            }
+            // SAFETY: only the first caller gets here; nobody reads before `set` was published
+            // by this function's return.
+            unsafe { *self.hooks.get() = Some(h) };
+            // SAFETY: just written, never written again.
+            unsafe { (*self.hooks.get()).as_ref() }
+        }
+    }
+}
+
+fn no_panic_hook(_: &core::panic::PanicInfo<'_>) {}
+
+/// Installs the FDE finder and the hooks. Called once by captain after the task layer is up.
+pub fn init() {
+    if unwinding::custom_eh_frame_finder::set_custom_eh_frame_finder(&FINDER).is_err() {
+        return;
+    }
+    let Some(resume) = unwinding_resume() else {
+        log::warn!("unwind: _Unwind_Resume of the unwinding crate not found; panics will not unwind");
+        return;
+    };
+    // SAFETY: `resume` is the address of the unwinding crate's `_Unwind_Resume`, which has the
+    // signature nano_core's hook expects.
+    let resume: unsafe extern "C" fn(*mut u8) -> ! =
+        unsafe { core::mem::transmute::<usize, unsafe extern "C" fn(*mut u8) -> !>(resume as usize) };
+    if let Some(h) = HOOKS.init(nano_core::panic::UnwindHooks { panic: no_panic_hook, personality, resume }) {
+        nano_core::panic::set_unwind_hooks(h);
+    }
+    task::set_unwinder(catch_for_task, begin_for_task);
+    log::info!("unwind: panics in tasks unwind (DWARF CFI; FDEs found through the loader)");
+}
