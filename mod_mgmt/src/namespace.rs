@@ -69,6 +69,11 @@ impl CrateNamespace {
         self.dir.iter().map(|(n, b)| (n, b.len()))
     }
 
+    /// The bytes of an object file in the directory or among the updates.
+    pub fn file_bytes(&self, name: &str) -> Option<ObjectBytes> {
+        self.dir.get(name).or_else(|| self.updates.get(name)).cloned()
+    }
+
     /// File names among the updates.
     pub fn update_files(&self) -> impl Iterator<Item = (&String, usize)> {
         self.updates.iter().map(|(n, b)| (n, b.len()))

@@ -42,6 +42,7 @@ pub fn init() -> ! {
         fatal("tasks", &e);
     }
     unwind::init();
+    debuginfo::init();
     push::start();
     let shell = match load_shell() {
         Ok(f) => f,

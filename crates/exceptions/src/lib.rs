@@ -219,6 +219,20 @@ fn current_rbp() -> u64 {
 }
 
 static HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static LOCATION_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers a function that gives `file:line:column` for an address (the debuginfo crate);
+/// reports and backtraces then show source locations.
+pub fn set_location_hook(f: fn(u64) -> Option<alloc::string::String>) {
+    LOCATION_HOOK.store(f as *mut (), Ordering::Release);
+}
+
+/// The source location of `addr`, if a location hook is registered and knows it.
+pub fn location(addr: u64) -> Option<alloc::string::String> {
+    let f = LOCATION_HOOK.load(Ordering::Acquire);
+    // SAFETY: only `set_location_hook` stores here, always a `fn(u64) -> Option<String>`.
+    (!f.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(u64) -> Option<alloc::string::String>>(f) }(addr)).flatten()
+}
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 static IDT: Once<spin::Mutex<&'static mut InterruptDescriptorTable>> = Once::new();
 
@@ -251,6 +265,9 @@ pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Argument
         )),
         Some(None) => out(format_args!("not in any loaded section")),
         None => out(format_args!("(loader busy; no symbol)")),
+    }
+    if let Some(loc) = location(addr) {
+        out(format_args!(" at {loc}"));
     }
 }
 

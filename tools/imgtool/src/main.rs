@@ -226,6 +226,10 @@ fn build(root: &Path) -> Result<(), Error> {
 
     let mut files = BTreeMap::new();
     files.insert("nano_core.syms".to_string(), syms.text.into_bytes());
+    // nano_core's DWARF (already linked) for source locations; the loader never loads it.
+    let debug = out.join("nano_core.debug");
+    let stripped = Command::new("objcopy").arg("--only-keep-debug").arg(kernel_path).arg(&debug).status().is_ok_and(|s| s.success());
+    files.insert("nano_core.debug".to_string(), if stripped { io(&debug, std::fs::read(&debug))? } else { kernel.clone() });
     for (path, m) in &manifests {
         files.insert(format!("namespaces/{}.toml", m.name), io(path, std::fs::read(path))?);
         for c in &m.crates {

@@ -101,7 +101,7 @@ pub fn build(spec: &BuildSpec) -> Result<Built, BuildError> {
         .args(["--config", "profile.release.codegen-units=1"])
         .args(["--config", "profile.release.panic=\"unwind\""])
         .args(["--config", "profile.release.incremental=false"])
-        .args(["--config", "profile.release.debug=false"])
+        .args(["--config", "profile.release.debug=\"line-tables-only\""])
         .args(["--config", "profile.release.lto=false"])
         .args(["-Z", "build-std=core,alloc", "-Z", "build-std-features=compiler-builtins-mem", "-Z", "json-target-spec"])
         .arg("--target")

@@ -1,0 +1,172 @@
+//! debuginfo: source locations (file:line:column, with inlined frames) for any address.
+//!
+//! Every crate object carries DWARF line tables (the build uses `debug = "line-tables-only"`);
+//! the loader does not load them. The first time an address in a crate is asked about, this
+//! crate reads that crate's object file from its namespace directory, copies its `.debug_*`
+//! sections, applies their relocations against where the crate's sections were actually
+//! placed, and builds an `addr2line` context, kept for later questions. nano_core's own
+//! debug information comes from `nano_core.debug` in the boot image (already linked, so
+//! nothing to relocate). Swapped crates are looked up again (their file changes).
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+use addr2line::gimli::{self, EndianSlice, LittleEndian};
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use object::LittleEndian as LE;
+use object::elf::{self, FileHeader64};
+use object::read::elf::{FileHeader, Rela, SectionHeader, Sym};
+
+/// The relocated sections live as long as the kernel (leaked once per crate file): the cache
+/// keeps every context anyway, and gimli's owned readers need std.
+type Reader = EndianSlice<'static, LittleEndian>;
+
+struct Ctx(addr2line::Context<Reader>);
+
+// SAFETY: contexts are only used under CACHE's lock, by one task at a time; their interior
+// caches are never shared outside it.
+unsafe impl Send for Ctx {}
+
+/// Per crate file: its context, or `None` if it has no usable debug information.
+static CACHE: spin::Mutex<BTreeMap<String, Option<Ctx>>> = spin::Mutex::new(BTreeMap::new());
+
+/// One source location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// Function (for inlined frames), demangled.
+    pub function: Option<String>,
+    /// Source file.
+    pub file: String,
+    /// Line (0 if unknown).
+    pub line: u32,
+    /// Column (0 if unknown).
+    pub column: u32,
+}
+
+/// The `.debug_*` sections of an object, relocated against `placed` (section name → address).
+fn relocated_debug_sections(data: &[u8], placed: &BTreeMap<&str, u64>) -> Option<BTreeMap<String, Vec<u8>>> {
+    let hdr = FileHeader64::<LE>::parse(data).ok()?;
+    let endian = hdr.endian().ok()?;
+    let sections = hdr.sections(endian, data).ok()?;
+    let symtab = sections.symbols(endian, data, elf::SHT_SYMTAB).ok()?;
+    let name_of = |sh: &object::elf::SectionHeader64<LE>| sections.section_name(endian, sh).ok().and_then(|n| core::str::from_utf8(n).ok());
+    let mut out: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut index_of: BTreeMap<usize, String> = BTreeMap::new();
+    for (i, sh) in sections.iter().enumerate() {
+        let Some(name) = name_of(sh) else { continue };
+        if name.starts_with(".debug_") && sh.sh_type(endian) != elf::SHT_NOBITS {
+            out.insert(String::from(name), sh.data(endian, data).ok()?.to_vec());
+            index_of.insert(i, String::from(name));
+        }
+    }
+    // The value of each symbol: loaded sections where they were placed, debug sections at 0
+    // (references into them are offsets), anything else unknown.
+    let value = |sym: &object::elf::Sym64<LE>| -> Option<u64> {
+        let idx = sym.st_shndx(endian).index()? as usize;
+        let sh = sections.section(object::SectionIndex(idx)).ok()?;
+        let name = name_of(sh)?;
+        let base = if name.starts_with(".debug_") { 0 } else { *placed.get(name)? };
+        Some(base + sym.st_value(endian))
+    };
+    for sh in sections.iter() {
+        let Ok(Some((relas, _))) = sh.rela(endian, data) else { continue };
+        let Some(target) = index_of.get(&(sh.sh_info(endian) as usize)) else { continue };
+        let Some(bytes) = out.get_mut(target) else { continue };
+        for r in relas {
+            let Ok(sym) = symtab.symbol(object::SymbolIndex(r.r_sym(endian, false) as usize)) else { continue };
+            let Some(s) = value(sym) else { continue };
+            let v = s.wrapping_add(r.r_addend(endian) as u64);
+            let off = r.r_offset(endian) as usize;
+            match r.r_type(endian, false).0 {
+                1 if off + 8 <= bytes.len() => bytes[off..off + 8].copy_from_slice(&v.to_le_bytes()),
+                10 | 11 if off + 4 <= bytes.len() => bytes[off..off + 4].copy_from_slice(&(v as u32).to_le_bytes()),
+                _ => {}
+            }
+        }
+    }
+    Some(out)
+}
+
+fn context(sections: BTreeMap<String, Vec<u8>>) -> Option<Ctx> {
+    let sections: BTreeMap<String, &'static [u8]> =
+        sections.into_iter().map(|(k, v)| (k, &*alloc::boxed::Box::leak(v.into_boxed_slice()))).collect();
+    let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+        let bytes: &'static [u8] = sections.get(id.name()).copied().unwrap_or(&[]);
+        Ok(EndianSlice::new(bytes, LittleEndian))
+    };
+    let dwarf = gimli::Dwarf::load(load).ok()?;
+    addr2line::Context::from_dwarf(dwarf).ok().map(Ctx)
+}
+
+/// Builds the context for the crate containing `addr` (its key and the context).
+fn build_for(addr: u64) -> Option<(String, Option<Ctx>)> {
+    nano_core::kernel::try_with_loader(|l| {
+        let (sid, _) = l.locate(addr)?;
+        let k = l.krate(l.section(sid)?.krate)?;
+        if k.prelinked {
+            let key = String::from("<nano_core>");
+            if CACHE.lock().contains_key(&key) {
+                return Some((key, None));
+            }
+            let m = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == "nano_core.debug")?;
+            return Some((key, relocated_debug_sections(m.data, &BTreeMap::new()).and_then(context)));
+        }
+        let key = k.file.clone();
+        if CACHE.lock().contains_key(&key) {
+            return Some((key, None));
+        }
+        let ns = l.namespace(k.namespace)?;
+        let bytes = ns.file_bytes(&k.file)?;
+        let placed: BTreeMap<&str, u64> = k.sections.iter().filter_map(|s| l.section(*s)).map(|s| (s.name.as_str(), s.addr)).collect();
+        Some((key, relocated_debug_sections(&bytes, &placed).and_then(context)))
+    })
+    .flatten()
+}
+
+/// The source locations of `addr`, innermost (inlined) first; empty if unknown.
+pub fn locate(addr: u64) -> Vec<Location> {
+    let Some((key, built)) = build_for(addr) else { return Vec::new() };
+    let mut cache = CACHE.lock();
+    if built.is_some() || !cache.contains_key(&key) {
+        cache.insert(key.clone(), built);
+    }
+    let Some(Some(ctx)) = cache.get(&key) else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Ok(mut frames) = ctx.0.find_frames(addr).skip_all_loads() {
+        while let Ok(Some(f)) = frames.next() {
+            let function = f.function.as_ref().and_then(|n| n.raw_name().ok()).map(|n| mod_mgmt::agnostic_key(n.as_ref()));
+            if let Some(loc) = f.location {
+                out.push(Location {
+                    function,
+                    file: String::from(loc.file.unwrap_or("?")),
+                    line: loc.line.unwrap_or(0),
+                    column: loc.column.unwrap_or(0),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `file:line:column` of `addr` in the function that contains it (the outermost frame), plus
+/// the innermost inlined location when code was inlined there — for backtraces.
+pub fn describe(addr: u64) -> Option<String> {
+    let locs = locate(addr);
+    let outer = locs.last()?;
+    let mut s = format!("{}:{}:{}", outer.file, outer.line, outer.column);
+    if locs.len() > 1 {
+        let inner = &locs[0];
+        s.push_str(&format!(" (inlined: {}:{}:{})", inner.file, inner.line, inner.column));
+    }
+    Some(s)
+}
+
+/// Makes exception reports and backtraces show source locations.
+pub fn init() {
+    exceptions::set_location_hook(describe);
+    log::info!("debuginfo: source locations from DWARF line tables, loaded per crate on first use");
+}
