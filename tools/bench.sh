@@ -102,3 +102,26 @@ for idx in sorted(rows):
     print(f"   {names.get(idx, idx):<36} {med[0]:>6} {med[1]:>6} {med[2]:>6} {med[3]:>6} {med[4]:>6} {med[5]:>6} {med[6]:>6}")
 PY
 echo "   goal: total <= 2000 us, relink+state <= 200 us for a small crate (Theseus: 29 ms total, 1.1 ms relink)"
+
+echo
+echo "== backtraces in QEMU (btbench: 20 frames deep, $RUNS sessions, the second run of each session)"
+printf 'btbench\nbtbench\npoweroff\n' > target/bench-bt.txt
+rm -f target/bench-bt.all
+for ((i = 0; i < RUNS; i++)); do
+    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --append log=warn --script target/bench-bt.txt \
+        --quiet --timeout 60 --log target/bench-bt.log >/dev/null || true
+    grep -a '^btbench: ' target/bench-bt.log | tail -4 >> target/bench-bt.all
+done
+python3 - <<'PY'
+import re, statistics
+fp, cfi, sym, line = [], [], [], []
+for l in open("target/bench-bt.all"):
+    if m := re.search(r"frame pointers ([\d.]+) us, DWARF CFI ([\d.]+) us", l):
+        fp.append(float(m.group(1))); cfi.append(float(m.group(2)))
+    if m := re.search(r"symbol ([\d.]+) us, symbol\+file:line ([\d.]+) us", l):
+        sym.append(float(m.group(1))); line.append(float(m.group(2)))
+if fp:
+    f, c, s, ln = (statistics.median(x) for x in (fp, cfi, sym, line))
+    print(f"   per frame: unwind by frame pointers {f:.2} us, by DWARF CFI {c:.2} us; symbolize {s:.2} us, with file:line {ln:.2} us")
+    print(f"   20-frame symbolized backtrace: {20*(f+s):.0f} us, with file:line {20*(f+ln):.0f} us (goal <= 50 us)")
+PY

@@ -84,6 +84,27 @@ pub fn read_static_str(addr: u64) -> Option<&'static str> {
     core::str::from_utf8(bytes).ok()
 }
 
+/// The caller's frame pointer (the frame-pointer ABI keeps `rbp` pointing at the current
+/// frame record: saved `rbp`, then the return address).
+#[inline(always)]
+pub fn current_frame_pointer() -> u64 {
+    let rbp: u64;
+    // SAFETY: reads a register; no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
+    rbp
+}
+
+/// The frame record at `rbp` — (saved `rbp`, return address) — if both words are mapped.
+pub fn read_frame_record(rbp: u64) -> Option<(u64, u64)> {
+    if rbp % 8 != 0 {
+        return None;
+    }
+    crate::paging::translate(rbp)?;
+    crate::paging::translate(rbp + 8)?;
+    // SAFETY: both words are mapped (checked above) and aligned.
+    Some(unsafe { ((rbp as *const u64).read(), ((rbp + 8) as *const u64).read()) })
+}
+
 /// Parses a number as typed in the shell: `0x`-prefixed hex, or decimal.
 pub fn parse_u64(s: &str) -> Option<u64> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {

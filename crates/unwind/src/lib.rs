@@ -314,3 +314,23 @@ pub fn init() {
     task::set_unwinder(catch_for_task, begin_for_task);
     log::info!("unwind: panics in tasks unwind (DWARF CFI; FDEs found through the loader)");
 }
+
+struct Trace {
+    pcs: alloc::vec::Vec<u64>,
+    max: usize,
+}
+
+extern "C" fn trace_frame(ctx: &UnwindContext<'_>, arg: *mut core::ffi::c_void) -> UnwindReasonCode {
+    // SAFETY: `arg` is the `Trace` that `cfi_backtrace` passes, alive for the whole walk.
+    let t = unsafe { &mut *(arg as *mut Trace) };
+    t.pcs.push(unwinding::abi::_Unwind_GetIP(ctx) as u64);
+    if t.pcs.len() >= t.max { UnwindReasonCode::NORMAL_STOP } else { UnwindReasonCode::NO_REASON }
+}
+
+/// The return addresses of the current stack found by DWARF CFI unwinding (not frame
+/// pointers), innermost first, at most `max`.
+pub fn cfi_backtrace(max: usize) -> alloc::vec::Vec<u64> {
+    let mut t = Trace { pcs: alloc::vec::Vec::with_capacity(max), max };
+    unwinding::abi::_Unwind_Backtrace(trace_frame, &mut t as *mut Trace as *mut core::ffi::c_void);
+    t.pcs
+}

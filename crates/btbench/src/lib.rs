@@ -1,0 +1,112 @@
+//! `btbench`: measures, at the bottom of a 20-frame-deep call chain, the time per frame of
+//! walking the stack (frame pointers, and DWARF CFI) and of naming each frame (symbol only,
+//! and symbol plus file:line after the debug information is loaded). `make bench` runs it.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::hint::black_box;
+
+/// One line for `help`.
+pub static DESCRIPTION: &str = "time backtraces: unwinding and symbolizing, per frame";
+
+const DEPTH: u32 = 20;
+const ROUNDS: u64 = 50;
+
+fn now() -> u64 {
+    nano_core::time::micros_since_entry()
+}
+
+fn fp_walk() -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut rbp = frame_pointer();
+    while rbp != 0 && out.len() < 64 && nano_core::paging::translate(rbp + 8).is_some() {
+        let (next, ret) = read_frame(rbp);
+        if ret == 0 {
+            break;
+        }
+        out.push(ret);
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+    out
+}
+
+fn frame_pointer() -> u64 {
+    nano_core::kernel::current_frame_pointer()
+}
+
+fn read_frame(rbp: u64) -> (u64, u64) {
+    nano_core::kernel::read_frame_record(rbp).unwrap_or((0, 0))
+}
+
+#[inline(never)]
+fn measure() {
+    let mut fp = 0u64;
+    let mut frames = 0usize;
+    for _ in 0..ROUNDS {
+        let t = now();
+        let v = black_box(fp_walk());
+        fp += now() - t;
+        frames = v.len();
+    }
+    let mut cfi = 0u64;
+    let mut cfi_frames = 0usize;
+    for _ in 0..ROUNDS {
+        let t = now();
+        let v = black_box(unwind::cfi_backtrace(64));
+        cfi += now() - t;
+        cfi_frames = v.len();
+    }
+    let pcs = fp_walk();
+    let pcs = &pcs[..pcs.len().min(DEPTH as usize)];
+    let mut sym = 0u64;
+    for _ in 0..ROUNDS {
+        let t = now();
+        for &pc in pcs {
+            black_box(nano_core::kernel::with_loader(|l| l.addr2sym(pc - 1)));
+        }
+        sym += now() - t;
+    }
+    for &pc in pcs {
+        black_box(debuginfo::locate(pc - 1)); // load the debug information first
+    }
+    let mut line = 0u64;
+    for _ in 0..ROUNDS {
+        let t = now();
+        for &pc in pcs {
+            black_box(nano_core::kernel::with_loader(|l| l.addr2sym(pc - 1)));
+            black_box(debuginfo::locate(pc - 1));
+        }
+        line += now() - t;
+    }
+    let per = |total: u64, n: usize| total as f64 / (ROUNDS as f64 * n.max(1) as f64);
+    let n = pcs.len();
+    nano_core::println!("btbench: {frames} frames by frame pointers, {cfi_frames} by DWARF CFI; {n} frames symbolized");
+    nano_core::println!("btbench: unwind per frame: frame pointers {:.2} us, DWARF CFI {:.2} us", per(fp, frames), per(cfi, cfi_frames));
+    nano_core::println!("btbench: symbolize per frame: symbol {:.2} us, symbol+file:line {:.2} us", per(sym, n), per(line, n));
+    nano_core::println!(
+        "btbench: a 20-frame backtrace: walk+symbols {:.0} us, walk+symbols+file:line {:.0} us (goal <= 50 us)",
+        per(fp, frames) * 20.0 + per(sym, n) * 20.0,
+        per(fp, frames) * 20.0 + per(line, n) * 20.0
+    );
+}
+
+#[inline(never)]
+fn deep(n: u32) -> u32 {
+    if n == 0 {
+        measure();
+        return 0;
+    }
+    black_box(deep(black_box(n - 1))) + 1
+}
+
+/// Entry point.
+pub fn main(_args: &[&str]) -> isize {
+    black_box(deep(DEPTH));
+    0
+}
