@@ -7,9 +7,10 @@
 #   make check          fmt, clippy, host tests (mirrors CI's host part)
 #   make fuzz           mutation fuzzing of the object loader (FUZZ_ITERS=N)
 #   make gdb            QEMU with the gdb stub, and gdb attached
+#   make faults         fault-injection campaign (bit flips in a running task; not in CI)
 #   make push CRATE=DIR [NS=applications]   build DIR's crate like the image and send it to the running kernel
 #   make cobj SRC=prog.c   compile a C program for loadc into target/c/prog.o
-.PHONY: setup tools image run iso test check bench session fuzz gdb push cobj clean
+.PHONY: setup tools image run iso test check bench session fuzz gdb push cobj faults clean
 
 CMDLINE ?=
 KVM ?=
@@ -62,6 +63,9 @@ push: tools
 cobj: tools
 	@test -n "$(SRC)" || { echo "usage: make cobj SRC=prog.c"; exit 2; }
 	@./target/release/imgtool cobj "$(SRC)"
+
+faults: image
+	@python3 tools/faults.py --manifested $(or $(FAULTS),300)
 
 gdb: image
 	@bash tools/gdb.sh

@@ -111,6 +111,7 @@ pub extern "C" fn nano_core_entry(magic: u32, info: u32) -> ! {
     if let Err(e) = heap::init() {
         fail("heap", &e);
     }
+    serial::heap_ready();
     stage("heap", &mut t);
     if let Err(e) = interrupts::init() {
         fail("interrupts", &e);

@@ -66,11 +66,33 @@ pub fn try_read_byte() -> Option<u8> {
     (inb(COM1 + 5) & 1 != 0).then(|| inb(COM1))
 }
 
+/// Whether the heap is up (formatting can then happen outside the lock).
+static HEAP_READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Called once the heap works.
+pub fn heap_ready() {
+    HEAP_READY.store(true, core::sync::atomic::Ordering::Release);
+}
+
 /// Writes formatted output under the lock (with interrupts off, so a timer cannot interleave).
+///
+/// Once the heap exists, the text is formatted first and only written under the lock: the
+/// `Display` code of the arguments belongs to whoever prints, and if it faults, its task dies —
+/// holding no lock that the rest of the system needs.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
+    if HEAP_READY.load(core::sync::atomic::Ordering::Acquire) {
+        let text = alloc::fmt::format(args);
+        x86_64::instructions::interrupts::without_interrupts(|| put_str_locked(&text));
+        return;
+    }
     x86_64::instructions::interrupts::without_interrupts(|| {
         let _ = fmt::Write::write_fmt(&mut *SERIAL.lock(), args);
     });
+}
+
+fn put_str_locked(s: &str) {
+    let _guard = SERIAL.lock();
+    put_str(s);
 }
 
 /// Writes formatted output without taking the lock; for fault and panic reports only.
