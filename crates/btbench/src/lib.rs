@@ -19,29 +19,10 @@ fn now() -> u64 {
     nano_core::time::micros_since_entry()
 }
 
+/// The running task's return addresses by frame pointers (the task crate's walk).
 fn fp_walk() -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut rbp = frame_pointer();
-    while rbp != 0 && out.len() < 64 && nano_core::paging::translate(rbp + 8).is_some() {
-        let (next, ret) = read_frame(rbp);
-        if ret == 0 {
-            break;
-        }
-        out.push(ret);
-        if next <= rbp {
-            break;
-        }
-        rbp = next;
-    }
-    out
-}
-
-fn frame_pointer() -> u64 {
-    nano_core::kernel::current_frame_pointer()
-}
-
-fn read_frame(rbp: u64) -> (u64, u64) {
-    nano_core::kernel::read_frame_record(rbp).unwrap_or((0, 0))
+    let me = task::current();
+    task::without_preemption(task::stack_return_addresses).into_iter().find(|(id, _, _)| *id == me).map(|(_, _, a)| a).unwrap_or_default()
 }
 
 #[inline(never)]
