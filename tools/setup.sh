@@ -4,7 +4,7 @@
 # non-root user it prints the exact commands instead of running them, and fails.
 set -euo pipefail
 
-PKGS=(qemu-system-x86 grub-pc-bin grub-common xorriso mtools)
+PKGS=(qemu-system-x86 grub-pc-bin grub-common xorriso mtools gdb gcc binutils)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
