@@ -17,6 +17,21 @@ pub struct SectionSymbol {
     pub raw: String,
     /// Whether it is exported to the namespace.
     pub global: bool,
+    /// The demangled (hash-agnostic) name, computed on first use: backtraces name the same
+    /// functions again and again, and demangling is their main cost.
+    pub(crate) demangled: core::cell::OnceCell<String>,
+}
+
+impl SectionSymbol {
+    /// A symbol at `offset`.
+    pub fn new(offset: u64, size: u64, raw: String, global: bool) -> SectionSymbol {
+        SectionSymbol { offset, size, raw, global, demangled: core::cell::OnceCell::new() }
+    }
+
+    /// The demangled name without crate hashes (cached).
+    pub fn demangled(&self) -> &str {
+        self.demangled.get_or_init(|| alloc::format!("{:#}", rustc_demangle::demangle(&self.raw)))
+    }
 }
 
 /// A section placed in memory (or, for TLS sections, in the TLS image).

@@ -414,7 +414,7 @@ impl Loader {
                     detail: "value beyond its section",
                 });
             }
-            sec.symbols.push(SectionSymbol { offset: sym.value, size: sym.size, raw: sym.name.to_string(), global: sym.global });
+            sec.symbols.push(SectionSymbol::new(sym.value, sym.size, sym.name.to_string(), sym.global));
             if sym.global {
                 let tls = sec.kind.is_tls();
                 let addr = if tls { (sec.addr as i64).wrapping_add(sym.value as i64) as u64 } else { sec.addr + sym.value };
@@ -715,7 +715,7 @@ impl Loader {
             match inside {
                 Some(j) => {
                     let offset = sym.addr - secs[j].addr;
-                    secs[j].symbols.push(SectionSymbol { offset, size: sym.size, raw: sym.raw.clone(), global: sym.global });
+                    secs[j].symbols.push(SectionSymbol::new(offset, sym.size, sym.raw.clone(), sym.global));
                     if let Some(k) = &sym.key {
                         keys.insert(sym.raw.clone(), k.clone());
                     }
@@ -731,7 +731,7 @@ impl Loader {
                 new("<symbol>", sym.addr, sym.size.max(1), SectionKind::Text, &mut secs, &mut self.next_section);
             }
             if let Some(s) = secs.iter_mut().find(|s| s.addr == sym.addr && s.name == "<symbol>") {
-                s.symbols.push(SectionSymbol { offset: 0, size: sym.size, raw: sym.raw.clone(), global: sym.global });
+                s.symbols.push(SectionSymbol::new(0, sym.size, sym.raw.clone(), sym.global));
             }
         }
         for s in &mut secs {

@@ -9,7 +9,7 @@ use crate::namespace::CrateNamespace;
 use crate::symbols::{SymbolRef, agnostic_of_exact, exact_key};
 use crate::tls::TlsImage;
 use alloc::collections::BTreeSet;
-use alloc::format;
+
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -88,7 +88,7 @@ impl Loader {
         let k = self.crates.get(&sec.krate)?;
         let off = addr - start;
         let (symbol, raw, symbol_offset) = match sec.symbol_at(off) {
-            Some((s, o)) => (Some(format!("{:#}", rustc_demangle::demangle(&s.raw))), Some(s.raw.clone()), o),
+            Some((s, o)) => (Some(String::from(s.demangled())), Some(s.raw.clone()), o),
             None => (None, None, off),
         };
         Some(AddrInfo {

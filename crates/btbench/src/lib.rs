@@ -25,6 +25,12 @@ fn fp_walk() -> Vec<u64> {
     task::without_preemption(task::stack_return_addresses).into_iter().find(|(id, _, _)| *id == me).map(|(_, _, a)| a).unwrap_or_default()
 }
 
+/// What a backtrace line needs: the symbol's demangled name and the offset, without
+/// allocating (the loader caches demangled names).
+fn name(pc: u64) -> usize {
+    nano_core::kernel::with_loader(|l| l.symbol_at(pc).and_then(|(_, _, s)| s).map_or(0, |(y, off)| y.demangled().len() + off as usize))
+}
+
 #[inline(never)]
 fn measure() {
     let mut fp = 0u64;
@@ -49,7 +55,7 @@ fn measure() {
     for _ in 0..ROUNDS {
         let t = now();
         for &pc in pcs {
-            black_box(nano_core::kernel::with_loader(|l| l.addr2sym(pc - 1)));
+            black_box(name(pc - 1));
         }
         sym += now() - t;
     }
@@ -60,8 +66,10 @@ fn measure() {
     for _ in 0..ROUNDS {
         let t = now();
         for &pc in pcs {
-            black_box(nano_core::kernel::with_loader(|l| l.addr2sym(pc - 1)));
-            black_box(debuginfo::locate(pc - 1));
+            black_box(name(pc - 1));
+            let mut n = 0u32;
+            debuginfo::with_location(pc - 1, &mut |_, outer| n = outer.1);
+            black_box(n);
         }
         line += now() - t;
     }

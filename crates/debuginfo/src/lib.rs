@@ -31,8 +31,9 @@ struct Ctx(addr2line::Context<Reader>);
 // caches are never shared outside it.
 unsafe impl Send for Ctx {}
 
-/// Per crate file: its context, or `None` if it has no usable debug information.
-static CACHE: spin::Mutex<BTreeMap<String, Option<Ctx>>> = spin::Mutex::new(BTreeMap::new());
+/// Per loaded crate (ids are never reused, so a swapped crate gets a fresh entry): its
+/// context, or `None` if it has no usable debug information.
+static CACHE: spin::Mutex<BTreeMap<u32, Option<Ctx>>> = spin::Mutex::new(BTreeMap::new());
 
 /// One source location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,22 +103,19 @@ fn context(sections: BTreeMap<String, Vec<u8>>) -> Option<Ctx> {
     addr2line::Context::from_dwarf(dwarf).ok().map(Ctx)
 }
 
-/// Builds the context for the crate containing `addr` (its key and the context).
-fn build_for(addr: u64) -> Option<(String, Option<Ctx>)> {
+/// Builds the context for the crate containing `addr` (its key, and the context unless one is
+/// cached already).
+fn build_for(addr: u64) -> Option<(u32, Option<Ctx>)> {
     nano_core::kernel::try_with_loader(|l| {
         let (sid, _) = l.locate(addr)?;
         let k = l.krate(l.section(sid)?.krate)?;
-        if k.prelinked {
-            let key = String::from("<nano_core>");
-            if CACHE.lock().contains_key(&key) {
-                return Some((key, None));
-            }
-            let m = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == "nano_core.debug")?;
-            return Some((key, relocated_debug_sections(m.data, &BTreeMap::new()).and_then(context)));
-        }
-        let key = k.file.clone();
+        let key = k.id.0;
         if CACHE.lock().contains_key(&key) {
             return Some((key, None));
+        }
+        if k.prelinked {
+            let m = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == "nano_core.debug")?;
+            return Some((key, relocated_debug_sections(m.data, &BTreeMap::new()).and_then(context)));
         }
         let ns = l.namespace(k.namespace)?;
         let bytes = ns.file_bytes(&k.file)?;
@@ -127,12 +125,40 @@ fn build_for(addr: u64) -> Option<(String, Option<Ctx>)> {
     .flatten()
 }
 
+/// Calls `f(innermost, outermost)` with the source locations of `addr` — the innermost inlined
+/// frame and the frame of the function that contains it (the same if nothing was inlined) —
+/// without allocating once the crate's context exists. Returns `false` if nothing is known.
+pub fn with_location(addr: u64, f: &mut dyn FnMut((&str, u32, u32), (&str, u32, u32))) -> bool {
+    let Some((key, built)) = build_for(addr) else { return false };
+    let mut cache = CACHE.lock();
+    if built.is_some() || !cache.contains_key(&key) {
+        cache.insert(key, built);
+    }
+    let Some(Some(ctx)) = cache.get(&key) else { return false };
+    let Ok(mut frames) = ctx.0.find_frames(addr).skip_all_loads() else { return false };
+    let (mut first, mut last) = (None, None);
+    while let Ok(Some(fr)) = frames.next() {
+        if let Some(loc) = fr.location {
+            let l = (loc.file.unwrap_or("?"), loc.line.unwrap_or(0), loc.column.unwrap_or(0));
+            first.get_or_insert(l);
+            last = Some(l);
+        }
+    }
+    match (first, last) {
+        (Some(a), Some(b)) => {
+            f(a, b);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The source locations of `addr`, innermost (inlined) first; empty if unknown.
 pub fn locate(addr: u64) -> Vec<Location> {
     let Some((key, built)) = build_for(addr) else { return Vec::new() };
     let mut cache = CACHE.lock();
     if built.is_some() || !cache.contains_key(&key) {
-        cache.insert(key.clone(), built);
+        cache.insert(key, built);
     }
     let Some(Some(ctx)) = cache.get(&key) else { return Vec::new() };
     let mut out = Vec::new();
@@ -155,14 +181,15 @@ pub fn locate(addr: u64) -> Vec<Location> {
 /// `file:line:column` of `addr` in the function that contains it (the outermost frame), plus
 /// the innermost inlined location when code was inlined there — for backtraces.
 pub fn describe(addr: u64) -> Option<String> {
-    let locs = locate(addr);
-    let outer = locs.last()?;
-    let mut s = format!("{}:{}:{}", outer.file, outer.line, outer.column);
-    if locs.len() > 1 {
-        let inner = &locs[0];
-        s.push_str(&format!(" (inlined: {}:{}:{})", inner.file, inner.line, inner.column));
-    }
-    Some(s)
+    let mut out = None;
+    with_location(addr, &mut |inner, outer| {
+        let mut s = format!("{}:{}:{}", outer.0, outer.1, outer.2);
+        if inner != outer {
+            s.push_str(&format!(" (inlined: {}:{}:{})", inner.0, inner.1, inner.2));
+        }
+        out = Some(s);
+    });
+    out
 }
 
 /// Makes exception reports and backtraces show source locations.
