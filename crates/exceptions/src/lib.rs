@@ -255,15 +255,24 @@ pub fn describe(addr: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
 /// Like [`describe`] for `addr`, showing the offset of `addr + bias` (backtraces look up return
 /// addresses one byte back).
 pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
-    match nano_core::kernel::try_with_loader(|l| l.addr2sym(addr)) {
-        Some(Some(i)) => out(format_args!(
-            "{} + {:#x} (crate {}, namespace {})",
-            i.symbol.as_deref().unwrap_or("?"),
-            i.symbol_offset + bias,
-            i.krate,
-            i.namespace
-        )),
-        Some(None) => out(format_args!("not in any loaded section")),
+    // No allocation: names are borrowed from the loader (which caches demangled names), and
+    // printed while it is held.
+    let found = nano_core::kernel::try_with_loader(|l| match l.symbol_at(addr) {
+        Some((sec, off, sym)) => {
+            let k = l.krate(sec.krate);
+            let krate = k.map_or("?", |k| k.name.as_str());
+            let ns = k.and_then(|k| l.namespace(k.namespace)).map_or("?", |n| n.name.as_str());
+            match sym {
+                Some((y, yoff)) => out(format_args!("{} + {:#x} (crate {krate}, namespace {ns})", y.demangled(), yoff + bias)),
+                None => out(format_args!("{} + {:#x} (crate {krate}, namespace {ns})", sec.name, off + bias)),
+            }
+            true
+        }
+        None => false,
+    });
+    match found {
+        Some(true) => {}
+        Some(false) => out(format_args!("not in any loaded section")),
         None => out(format_args!("(loader busy; no symbol)")),
     }
     if let Some(loc) = location(addr) {
