@@ -138,6 +138,9 @@ static CURRENT: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static POLICY: AtomicPtr<Policy> = AtomicPtr::new(core::ptr::null_mut());
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Set when the boot context enters [`idle`]: until then it is still bringing the system up
+/// and takes its turn like any task; afterwards it only runs when nothing else can.
+static IDLING: AtomicBool = AtomicBool::new(false);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
 
 /// Runs a closure, catching a panic that unwinds out of it (set by the unwind crate).
@@ -419,7 +422,7 @@ pub fn schedule() {
         let (cur_runnable, next) = {
             let mut tasks = TASKS.lock();
             let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
-            if cur_runnable && cur != 0 {
+            if cur_runnable && (cur != 0 || !IDLING.load(Ordering::Relaxed)) {
                 if let Some(t) = tasks.get_mut(&cur) {
                     t.state = State::Runnable;
                 }
@@ -432,8 +435,11 @@ pub fn schedule() {
                     break;
                 }
             }
-            (cur_runnable, next.unwrap_or(0))
+            (cur_runnable, next)
         };
+        // Nothing queued: the idle task, unless the current task can go on.
+        let from_queue = next.is_some();
+        let next = next.unwrap_or(0);
         if next == cur {
             if let Some(t) = TASKS.lock().get_mut(&cur) {
                 t.state = State::Running;
@@ -441,7 +447,7 @@ pub fn schedule() {
             }
             return;
         }
-        if next == 0 && cur_runnable && cur != 0 {
+        if !from_queue && cur_runnable && cur != 0 {
             // Only the idle task besides us: keep running.
             (p.remove)(cur);
             if let Some(t) = TASKS.lock().get_mut(&cur) {
@@ -716,6 +722,7 @@ pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
 
 /// The idle loop: run by the boot context once everything is started.
 pub fn idle() -> ! {
+    IDLING.store(true, Ordering::Relaxed);
     loop {
         yield_now();
         x86_64::instructions::interrupts::enable_and_hlt();
