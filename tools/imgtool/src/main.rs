@@ -65,6 +65,20 @@ struct Manifest {
 /// no stack protector or builtins (tlibc provides what is needed).
 const C_FLAGS: &[&str] = &["-ffreestanding", "-fno-pic", "-mcmodel=large", "-mno-red-zone", "-fno-stack-protector", "-fno-builtin", "-O2"];
 
+/// The bytes of an object for the image: crates that are not ours (core, alloc,
+/// compiler_builtins and third-party dependencies) lose their debug sections — nobody steps
+/// through them, and they would triple the image (GRUB reads it from the ISO).
+fn image_object(path: &Path, ours: bool, scratch: &Path) -> Result<Vec<u8>, Error> {
+    if !ours {
+        let out = scratch.join(path.file_name().unwrap_or_default());
+        let ok = Command::new("objcopy").arg("--strip-debug").arg(path).arg(&out).status().is_ok_and(|s| s.success());
+        if ok {
+            return io(&out, std::fs::read(&out));
+        }
+    }
+    io(path, std::fs::read(path))
+}
+
 /// Compiles one C source into `target/c/<stem>.o`; returns its path.
 fn compile_c(root: &Path, src: &Path) -> Result<PathBuf, Error> {
     let out_dir = root.join("target/c");
@@ -224,6 +238,8 @@ fn build(root: &Path) -> Result<(), Error> {
         format_args!("nano_core: {} KiB, symbol file {} KiB ({} symbols)", kernel.len() / 1024, syms.text.len() / 1024, syms.count),
     );
 
+    let stripped_dir = out.join("stripped");
+    io(&stripped_dir, std::fs::create_dir_all(&stripped_dir))?;
     let mut files = BTreeMap::new();
     files.insert("nano_core.syms".to_string(), syms.text.into_bytes());
     // nano_core's DWARF (already linked) for source locations; the loader never loads it.
@@ -249,7 +265,8 @@ fn build(root: &Path) -> Result<(), Error> {
                     });
                 }
             };
-            files.insert(format!("namespaces/{}/{}", m.name, obj.file_name()), io(&obj.path, std::fs::read(&obj.path))?);
+            let ours = root.join("crates").join(c).join("Cargo.toml").exists();
+            files.insert(format!("namespaces/{}/{}", m.name, obj.file_name()), image_object(&obj.path, ours, &stripped_dir)?);
         }
         progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
     }
@@ -276,7 +293,8 @@ fn build(root: &Path) -> Result<(), Error> {
         let bytes = io(&obj.path, std::fs::read(&obj.path))?;
         if !syms::defined_globals(&bytes).map_err(Error::Kernel)?.iter().all(|g| nano_syms.contains(g.as_str())) {
             extra.push(obj.name.clone());
-            files.insert(format!("namespaces/kernel/{}", obj.file_name()), bytes);
+            let ours = root.join("crates").join(&obj.name).join("Cargo.toml").exists();
+            files.insert(format!("namespaces/kernel/{}", obj.file_name()), image_object(&obj.path, ours, &stripped_dir)?);
         }
     }
     if !extra.is_empty() {
