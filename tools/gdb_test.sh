@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks `make gdb`'s machinery: boots with the gdb stub, lets tools/delos.gdb add the loaded
 # crates' symbols, sets a breakpoint on a function of a loaded crate (task::yield_now, which the
-# idle shell calls continuously) and expects gdb to stop there with a symbolized backtrace.
+# idle shell calls continuously) and expects gdb to stop there with a backtrace that shows the
+# task crate's and the shell's source lines (the objects carry line tables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The task object the image carries (the deps directory may hold other builds of it).
@@ -9,8 +10,10 @@ obj=$(tar tf target/image/modules.tar | sed -n 's|^namespaces/kernel/\(task-[0-9
 [[ -n "$obj" ]] || { echo "gdb test: no task object in the image"; exit 1; }
 sym=$(nm "target/kernel/x86_64-delos/release/deps/$obj" | awk '/ T .*4task9yield_now$/{print $3}' | head -n1 || true)
 [[ -n "$sym" ]] || { echo "gdb test: task::yield_now not found in the task object"; exit 1; }
-out=$(timeout 90 bash tools/gdb.sh -batch -ex "break $sym" -ex "continue" -ex "bt 2" 2>&1 || true)
+out=$(timeout 90 bash tools/gdb.sh -batch -ex "break $sym" -ex "continue" -ex "bt 8" 2>&1 || true)
 echo "$out" | grep -E "delos-load|Breakpoint|#[01]" || true
-echo "$out" | grep -qE "^Breakpoint 1, 0x[0-9a-f]+ in task\[[0-9a-f]+\]::yield_now" || { echo "gdb test: breakpoint in the loaded task crate was not hit"; exit 1; }
-echo "$out" | grep -qE "^#1 .* in shell\[[0-9a-f]+\]::main" || { echo "gdb test: backtrace does not name shell::main"; exit 1; }
+# With the objects' line tables, gdb names inlined frames and source lines too.
+echo "$out" | grep -qE "^Breakpoint 1, " || { echo "gdb test: breakpoint in the loaded task crate was not hit"; exit 1; }
+echo "$out" | grep -qE "^#[0-9]+ .*(yield_now|schedule).* at crates/task/src/lib.rs:[0-9]+" || { echo "gdb test: backtrace does not show the task crate's source"; exit 1; }
+echo "$out" | grep -qE "^#[0-9]+ .* at crates/shell/src/[a-z]+.rs:[0-9]+" || { echo "gdb test: backtrace does not reach the shell's source"; exit 1; }
 echo "gdb test: ok"
