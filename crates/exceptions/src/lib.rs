@@ -6,7 +6,9 @@
 //! it supplies (what a WASM runtime needs to turn a fault into a trap) or lets it die. Without
 //! a handler, the fault gets a report that names the faulting instruction through the loader's
 //! address index (`symbol + offset (crate, namespace)`) and a frame-pointer backtrace, symbolized
-//! the same way; then the task crate's [`FaultHook`] ends the faulting task and switches away.
+//! the same way; then the task crate's [`FaultHook`] either redirects the task so that it
+//! unwinds (a [`Redirect`]: the handler's own frame is never unwound through) or ends it and
+//! switches away.
 //! A fault outside any task halts the machine with the failure exit code.
 //! Hardware interrupt vectors (32..=255) are filled by the interrupts crate through
 //! [`set_interrupt_handler`]. Double faults run on nano_core's IST stack.
@@ -39,8 +41,19 @@ pub struct FaultInfo {
     pub rsp: u64,
 }
 
-/// Called after the report; returns only if the fault should be treated as fatal.
-pub type FaultHook = fn(&FaultInfo);
+/// Called after the report. It either ends the faulting task (and does not return), returns a
+/// [`Redirect`] (the task continues there: how a fault becomes an unwind), or returns `None`
+/// when the fault is fatal (no task to blame).
+pub type FaultHook = fn(&FaultInfo) -> Option<Redirect>;
+
+/// Where the interrupted context continues instead of the faulting instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirect {
+    /// New instruction pointer.
+    pub rip: u64,
+    /// New stack pointer (the hook prepared the stack below the faulting one).
+    pub rsp: u64,
+}
 
 /// Kinds of fault a task can handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -280,7 +293,7 @@ pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Argument
     }
 }
 
-fn report(info: FaultInfo) {
+fn report(info: FaultInfo) -> Redirect {
     FAULTS.fetch_add(1, Ordering::Relaxed);
     emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {})\n", info.name, info.vector));
     if let Some(e) = info.error {
@@ -298,7 +311,9 @@ fn report(info: FaultInfo) {
     if !hook.is_null() {
         // SAFETY: HOOK only ever holds a `FaultHook` stored by `set_fault_hook`.
         let hook: FaultHook = unsafe { core::mem::transmute::<*mut (), FaultHook>(hook) };
-        hook(&info);
+        if let Some(r) = hook(&info) {
+            return r;
+        }
     }
     emergency_write(format_args!("    fault outside any task: system halted (exit code failure)\n"));
     nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
@@ -317,7 +332,15 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
         unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
         return;
     }
-    report(i)
+    let r = report(i);
+    // SAFETY: the fault hook prepared the task's stack for `r` (see `FaultHook`); iretq then
+    // continues the task there with the flags it faulted with.
+    unsafe {
+        frame.as_mut().update(|f| {
+            f.instruction_pointer = x86_64::VirtAddr::new_truncate(r.rip);
+            f.stack_pointer = x86_64::VirtAddr::new_truncate(r.rsp);
+        })
+    };
 }
 
 macro_rules! handler {

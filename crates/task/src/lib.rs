@@ -23,6 +23,8 @@ use nano_core::paging::{self, Stack};
 use spin::Mutex;
 use x86_64::instructions::interrupts as cpu;
 
+mod fault_unwind;
+
 /// A task's id. The boot task (which becomes the idle task) is 0.
 pub type TaskId = u64;
 
@@ -131,6 +133,10 @@ struct Task {
     slice: u64,
     /// Set while a panic unwinds this task: a second panic then ends it at once.
     panicking: bool,
+    /// A CPU exception being unwound: the kill reason and the faulting instruction.
+    fault: Option<(String, u64)>,
+    /// The kill reason of the fault the last `catch` caught.
+    caught_fault: Option<String>,
 }
 
 static TASKS: Mutex<BTreeMap<TaskId, Box<Task>>> = Mutex::new(BTreeMap::new());
@@ -157,6 +163,7 @@ pub fn panic_caught() {
     cpu::without_interrupts(|| {
         if let Some(t) = TASKS.lock().get_mut(&cur) {
             t.panicking = false;
+            t.caught_fault = t.fault.take().map(|f| f.0);
         }
     });
 }
@@ -288,6 +295,8 @@ pub fn init() -> Result<(), TaskError> {
         ticks: 0,
         slice: 0,
         panicking: false,
+        fault: None,
+        caught_fault: None,
     };
     TASKS.lock().insert(0, Box::new(idle));
     set_fs_base(tp);
@@ -337,6 +346,8 @@ pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<T
         ticks: 0,
         slice: 0,
         panicking: false,
+        fault: None,
+        caught_fault: None,
     };
     cpu::without_interrupts(|| {
         TASKS.lock().insert(id, Box::new(t));
@@ -361,7 +372,10 @@ extern "C" fn task_main() -> ! {
             };
             match catch(&mut run) {
                 Ok(()) => ret,
-                Err(msg) => exit(Exit::Panicked(msg)),
+                Err(msg) => match take_fault() {
+                    Some(what) => exit(Exit::Faulted(what)),
+                    None => exit(Exit::Panicked(msg)),
+                },
             }
         }
         (Some(f), None) => f(),
@@ -513,22 +527,38 @@ fn on_tick() {
     }
 }
 
-fn on_fault(info: &exceptions::FaultInfo) {
+fn on_fault(info: &exceptions::FaultInfo) -> Option<exceptions::Redirect> {
     let cur = current();
     if cur == 0 {
-        return; // the idle/boot context: fatal
+        return None; // the idle/boot context: fatal
     }
-    let name = TASKS.lock().get(&cur).map(|t| t.name.clone()).unwrap_or_default();
+    let name = TASKS.try_lock().and_then(|t| t.get(&cur).map(|t| t.name.clone())).unwrap_or_default();
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
-    // Not unwound: the exception handlers' frames are marked as not unwinding, so a CPU
-    // exception ends the task without running its destructors (panics do run them).
-    nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}\n", info.name));
+    if let Some(r) = fault_unwind::prepare(cur, info, &what) {
+        nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
+        return Some(r);
+    }
+    nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {} (not unwound)\n", info.name));
     exit(Exit::Faulted(what))
 }
 
+/// The kill reason of the CPU exception whose unwind the running task's last `catch` caught.
+fn take_fault() -> Option<String> {
+    let cur = current();
+    cpu::without_interrupts(|| TASKS.lock().get_mut(&cur).and_then(|t| t.caught_fault.take()))
+}
+
+/// The faulting instruction of the CPU exception the running task is unwinding, if any: the
+/// personality routine lets unwinding pass that frame (a fault is not a call site, so the
+/// function's cleanup table has no entry for it and its own locals are not dropped).
+pub fn unwinding_fault_ip() -> Option<u64> {
+    let cur = current();
+    cpu::without_interrupts(|| TASKS.try_lock().and_then(|t| t.get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.1))))
+}
+
 /// A panic in a task ends only that task: message, location and a symbolized backtrace are
-/// printed, and the task exits with [`Exit::Panicked`]. (Destructors of its frames do not run:
-/// unwinding is not implemented yet.) A panic outside any task falls through to nano_core.
+/// printed, the stack unwinds (running destructors) if the unwind crate is loaded, and the task
+/// exits with [`Exit::Panicked`]. A panic outside any task falls through to nano_core.
 fn on_panic(info: &core::panic::PanicInfo<'_>) {
     let cur = current();
     if cur == 0 || !STARTED.load(Ordering::Acquire) {

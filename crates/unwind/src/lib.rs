@@ -194,6 +194,8 @@ pub unsafe extern "C" fn personality(version: i32, actions: u32, _class: u64, ex
     let start = unwinding::abi::_Unwind_GetRegionStart(ctx) as u64;
     let actions = UnwindAction(actions as c_int);
     let site = match find_site(lsda, start, ip) {
+        // The faulting instruction of a CPU exception being unwound is no call site: pass it.
+        Some(Site::None) if task::unwinding_fault_ip() == Some(ip) => Site::Continue,
         Some(s) => s,
         None => return if actions.contains(UnwindAction::SEARCH_PHASE) { FATAL1 } else { FATAL2 },
     };
