@@ -147,6 +147,8 @@ def main():
             m.stop()
             m = None
             continue
+        # The fresh copy lives elsewhere: flips must follow it, not land in the freed old one.
+        regions = m.regions() or regions
         if manifested:
             m.run("beat 100000000 10")
         if counts["trials"] % 20 == 0:
