@@ -6,9 +6,9 @@
 //! it supplies (what a WASM runtime needs to turn a fault into a trap) or lets it die. Without
 //! a handler, the fault gets a report that names the faulting instruction through the loader's
 //! address index (`symbol + offset (crate, namespace)`) and a frame-pointer backtrace, symbolized
-//! the same way; then the task crate's [`FaultHook`] either redirects the task so that it
-//! unwinds (a [`Redirect`]: the handler's own frame is never unwound through) or ends it and
-//! switches away.
+//! the same way; then the task crate's [`FaultHook`] either resumes the task at a landing
+//! address of its own, from which it unwinds (the handler's frame is never unwound through),
+//! or ends it and switches away.
 //! A fault outside any task halts the machine with the failure exit code.
 //! Hardware interrupt vectors (32..=255) are filled by the interrupts crate through
 //! [`set_interrupt_handler`]. Double faults run on nano_core's IST stack.
@@ -42,18 +42,9 @@ pub struct FaultInfo {
 }
 
 /// Called after the report. It either ends the faulting task (and does not return), returns a
-/// [`Redirect`] (the task continues there: how a fault becomes an unwind), or returns `None`
-/// when the fault is fatal (no task to blame).
-pub type FaultHook = fn(&FaultInfo) -> Option<Redirect>;
-
-/// Where the interrupted context continues instead of the faulting instruction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Redirect {
-    /// New instruction pointer.
-    pub rip: u64,
-    /// New stack pointer (the hook prepared the stack below the faulting one).
-    pub rsp: u64,
-}
+/// landing address where the task continues on its faulting stack pointer (how a fault becomes
+/// an unwind), or returns `None` when the fault is fatal (no task to blame).
+pub type FaultHook = fn(&FaultInfo) -> Option<u64>;
 
 /// Kinds of fault a task can handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -293,7 +284,7 @@ pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Argument
     }
 }
 
-fn report(info: FaultInfo) -> Redirect {
+fn report(info: FaultInfo) -> u64 {
     FAULTS.fetch_add(1, Ordering::Relaxed);
     emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {})\n", info.name, info.vector));
     if let Some(e) = info.error {
@@ -311,8 +302,8 @@ fn report(info: FaultInfo) -> Redirect {
     if !hook.is_null() {
         // SAFETY: HOOK only ever holds a `FaultHook` stored by `set_fault_hook`.
         let hook: FaultHook = unsafe { core::mem::transmute::<*mut (), FaultHook>(hook) };
-        if let Some(r) = hook(&info) {
-            return r;
+        if let Some(at) = hook(&info) {
+            return at;
         }
     }
     emergency_write(format_args!("    fault outside any task: system halted (exit code failure)\n"));
@@ -324,23 +315,17 @@ fn info(name: &'static str, vector: u8, error: Option<u64>, frame: &InterruptSta
     FaultInfo { name, vector, error, address, rip: frame.instruction_pointer.as_u64(), rsp: frame.stack_pointer.as_u64() }
 }
 
-/// Lets the task's handler resume the task, or reports the fault (which ends the task).
+/// Lets the task's handler resume the task, or reports the fault: the task crate's hook then
+/// ends the task or names where it continues (to unwind).
 fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
-    if let Some(at) = handled(&i) {
-        // SAFETY: the handler chose `at` as the task's landing address; the frame is the live
-        // interrupt frame, so iretq continues there with the faulting stack pointer.
-        unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
-        return;
-    }
-    let r = report(i);
-    // SAFETY: the fault hook prepared the task's stack for `r` (see `FaultHook`); iretq then
-    // continues the task there with the flags it faulted with.
-    unsafe {
-        frame.as_mut().update(|f| {
-            f.instruction_pointer = x86_64::VirtAddr::new_truncate(r.rip);
-            f.stack_pointer = x86_64::VirtAddr::new_truncate(r.rsp);
-        })
+    let at = match handled(&i) {
+        Some(at) => at,
+        None => report(i),
     };
+    // SAFETY: the task's handler or the fault hook chose `at` as the task's landing address;
+    // the frame is the live interrupt frame, so iretq continues there with the faulting stack
+    // pointer and flags.
+    unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
 }
 
 macro_rules! handler {

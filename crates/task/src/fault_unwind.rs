@@ -64,9 +64,10 @@ unsafe extern "C" {
     fn delos_fault_entry_odd();
 }
 
-/// Decides whether the fault `info` of task `cur` unwinds, and if so records it and tells the
-/// exception handler where the task continues. Runs in the exception handler.
-pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> Option<exceptions::Redirect> {
+/// Decides whether the fault `info` of task `cur` unwinds, and if so records it and returns the
+/// entry stub where the task continues (on its faulting stack pointer). Runs in the exception
+/// handler.
+pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> Option<u64> {
     UNWINDER.get()?;
     let rsp = info.rsp;
     if rsp & 7 != 0 {
@@ -75,13 +76,14 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
     let mut tasks = TASKS.try_lock()?;
     let t = tasks.get_mut(&cur)?;
     let stack = t.stack.as_ref()?;
-    if t.panicking || t.fault.is_some() || rsp > stack.top || rsp < stack.bottom + HEADROOM {
+    // `panicking` is also set while a fault unwinds: a fault during that unwind ends the task.
+    if t.panicking || rsp > stack.top || rsp < stack.bottom + HEADROOM {
         return None;
     }
     t.panicking = true;
     t.fault = Some((String::from(what), info.rip));
-    let entry = if rsp % 16 == 0 { delos_fault_entry_even as *const () as usize } else { delos_fault_entry_odd as *const () as usize };
-    Some(exceptions::Redirect { rip: entry as u64, rsp })
+    let entry = if rsp % 16 == 0 { delos_fault_entry_even as *const () } else { delos_fault_entry_odd as *const () };
+    Some(entry as u64)
 }
 
 /// The return address the entry stub pushes: one past the faulting instruction.

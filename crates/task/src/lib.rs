@@ -527,16 +527,16 @@ fn on_tick() {
     }
 }
 
-fn on_fault(info: &exceptions::FaultInfo) -> Option<exceptions::Redirect> {
+fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     let cur = current();
     if cur == 0 {
         return None; // the idle/boot context: fatal
     }
     let name = TASKS.try_lock().and_then(|t| t.get(&cur).map(|t| t.name.clone())).unwrap_or_default();
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
-    if let Some(r) = fault_unwind::prepare(cur, info, &what) {
+    if let Some(at) = fault_unwind::prepare(cur, info, &what) {
         nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
-        return Some(r);
+        return Some(at);
     }
     nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {} (not unwound)\n", info.name));
     exit(Exit::Faulted(what))
