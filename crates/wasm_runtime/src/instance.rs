@@ -310,6 +310,9 @@ pub struct StoreInner {
     platform: &'static dyn Platform,
     /// WASI state (arguments, environment, output).
     pub wasi: spin::Mutex<WasiCtx>,
+    /// Every instance created in the store, alive as long as the store: tables and
+    /// functions of one may point into another (even one whose initialization trapped).
+    instances: spin::Mutex<Vec<Arc<InstanceInner>>>,
 }
 
 // SAFETY: the store is used by one task at a time (module docs).
@@ -324,6 +327,7 @@ impl Store {
             vm: UnsafeCell::new(VMStore { stack_limit: 0, fuel: i64::MAX, host: core::ptr::null() }),
             platform,
             wasi: spin::Mutex::new(WasiCtx::default()),
+            instances: spin::Mutex::new(Vec::new()),
         });
         // SAFETY: nobody else has the store yet.
         unsafe { (*inner.vm.get()).host = Arc::as_ptr(&inner) as *const () };
@@ -345,6 +349,15 @@ impl Store {
     /// The store's WASI state.
     pub fn wasi(&self) -> spin::MutexGuard<'_, WasiCtx> {
         self.inner.wasi.lock()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Instances point at the store; the store's list points at them. Breaking the list
+        // here frees every instance nobody else holds.
+        let list = core::mem::take(&mut *self.inner.instances.lock());
+        drop(list);
     }
 }
 
@@ -505,7 +518,9 @@ impl Instance {
         for (f, ty) in info.funcs.iter().enumerate() {
             let sig = image.sig_ids[*ty as usize];
             let r = if (f as u32) < info.imported_funcs {
-                let Extern::Func(x) = &imports[f] else { unreachable!("checked above") };
+                let Some(Extern::Func(x)) = imports.iter().filter(|e| matches!(e, Extern::Func(_))).nth(f) else {
+                    return Err(Error::Link { import: format!("function {f}"), msg: "missing".into() }.into());
+                };
                 VMFuncRef { code: x.code, sig, vmctx: if x.vmctx.is_null() { me } else { x.vmctx } }
             } else {
                 let r = &image.funcs[f - info.imported_funcs as usize];
@@ -584,6 +599,7 @@ impl Instance {
         });
         // SAFETY: as above; the Arc fixes the instance's address.
         unsafe { (*me).instance = Arc::as_ptr(&inner) as *mut () };
+        store.inner.instances.lock().push(inner.clone());
         let inst = Instance { inner };
         inst.initialize()?;
         Ok(inst)
@@ -645,11 +661,6 @@ impl Instance {
     /// The module's declarations.
     pub fn module(&self) -> &ModuleInfo {
         &self.inner.module
-    }
-
-    /// The store this instance lives in.
-    pub fn store(&self) -> Store {
-        Store { inner: self.inner.store.clone() }
     }
 
     /// Code block: (address, bytes of code).
