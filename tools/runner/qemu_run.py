@@ -271,7 +271,7 @@ def main():
     p.add_argument("--expect-exit", choices=["success", "failure"], default="success")
     p.add_argument("--mark", action="append", help="print the time from QEMU start to this regex")
     p.add_argument("--memory", default="512M")
-    p.add_argument("--cpu", default="qemu64")
+    p.add_argument("--cpu", default="qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt")
     p.add_argument("--kvm", action="store_true")
     p.add_argument("--interactive", action="store_true", help="serial on the terminal (make run)")
     p.add_argument("--quiet", action="store_true")

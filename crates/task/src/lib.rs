@@ -312,8 +312,20 @@ pub fn init() -> Result<(), TaskError> {
 
 /// Starts a task running `f`; returns its id.
 pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
+    spawn_sized(name, STACK_PAGES, f)
+}
+
+/// The running task's stack: (lowest mapped address, top). `None` for the boot context.
+pub fn current_stack() -> Option<(u64, u64)> {
+    let cur = current();
+    without_preemption(|| TASKS.lock().get(&cur).and_then(|t| t.stack.as_ref().map(|s| (s.bottom, s.top))))
+}
+
+/// Like [`spawn`], with a stack of `stack_pages` pages (a JIT compiler or deep recursion
+/// needs more than the default).
+pub fn spawn_sized(name: &str, stack_pages: u64, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
     let p = policy().ok_or(TaskError::NoPolicy)?;
-    let stack = paging::alloc_stack(STACK_PAGES).map_err(|_| TaskError::OutOfMemory)?;
+    let stack = paging::alloc_stack(stack_pages).map_err(|_| TaskError::OutOfMemory)?;
     let (tls, tp) = match make_tls() {
         Ok(v) => v,
         Err(e) => {

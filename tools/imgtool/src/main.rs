@@ -168,6 +168,31 @@ fn check_kernel_layout(elf: &[u8]) -> Result<(), Error> {
     delta.map(|_| ()).ok_or_else(|| Error::Kernel("no loadable segments".into()))
 }
 
+/// The image's `wasm/` directory: crates/wasm/programs (`.wat` assembled here, `.wasm` as they
+/// are) and the files named in `$EXTRA_WASM` (space separated), for `wasm run NAME.wasm`.
+fn wasm_programs(root: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(), Error> {
+    let dir = root.join("crates/wasm/programs");
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    };
+    paths.sort();
+    if let Ok(extra) = std::env::var("EXTRA_WASM") {
+        paths.extend(extra.split_whitespace().map(PathBuf::from));
+    }
+    for p in paths {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let bytes = match ext {
+            "wat" => wat::parse_file(&p).map_err(|e| Error::Kernel(format!("{}: {e}", p.display())))?,
+            "wasm" => io(&p, std::fs::read(&p))?,
+            _ => continue,
+        };
+        files.insert(format!("wasm/{stem}.wasm"), bytes);
+    }
+    Ok(())
+}
+
 fn tar_bytes(files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, Error> {
     let mut b = tar::Builder::new(Vec::new());
     b.mode(tar::HeaderMode::Deterministic);
@@ -277,6 +302,7 @@ fn build(root: &Path) -> Result<(), Error> {
             files.insert(format!("namespaces/{}/{name}", m.name), io(&obj, std::fs::read(&obj))?);
         }
     }
+    wasm_programs(root, &mut files)?;
     for (ns, pkg, obj) in &updates {
         files.insert(format!("namespaces/{ns}/updates/{pkg}.o"), io(&obj.path, std::fs::read(&obj.path))?);
     }

@@ -1,0 +1,38 @@
+;; A WASI program: prints a greeting and its arguments, then exits with status 0.
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from WASM, argc=")
+  (data (i32.const 48) "\n")
+  ;; write(ptr, len) to stdout through an iovec at 0
+  (func $write (param $p i32) (param $n i32)
+    (i32.store (i32.const 0) (local.get $p))
+    (i32.store (i32.const 4) (local.get $n))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func $strlen (param $p i32) (result i32) (local $n i32)
+    (block $done (loop $next
+      (br_if $done (i32.eqz (i32.load8_u (i32.add (local.get $p) (local.get $n)))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $next)))
+    (local.get $n))
+  (func $main (export "_start") (local $argc i32) (local $i i32) (local $arg i32)
+    ;; argc at 64, buffer size at 68, argv at 1024, strings at 2048
+    (drop (call $args_sizes_get (i32.const 64) (i32.const 68)))
+    (drop (call $args_get (i32.const 1024) (i32.const 2048)))
+    (local.set $argc (i32.load (i32.const 64)))
+    (call $write (i32.const 16) (i32.const 22))
+    (i32.store8 (i32.const 56) (i32.add (i32.const 48) (local.get $argc)))
+    (call $write (i32.const 56) (i32.const 1))
+    (call $write (i32.const 48) (i32.const 1))
+    (block $end (loop $each
+      (br_if $end (i32.ge_u (local.get $i) (local.get $argc)))
+      (local.set $arg (i32.load (i32.add (i32.const 1024) (i32.shl (local.get $i) (i32.const 2)))))
+      (call $write (local.get $arg) (call $strlen (local.get $arg)))
+      (call $write (i32.const 48) (i32.const 1))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $each)))
+    (call $proc_exit (i32.const 0)))
+)

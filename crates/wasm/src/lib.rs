@@ -1,0 +1,397 @@
+//! `wasm`: compiles and runs WebAssembly modules inside the kernel.
+//!
+//! ```text
+//! wasm run FILE [--invoke FUNC] [--fuel N] [ARGS...]   compile, run _start (WASI) or FUNC, unload
+//! wasm load NAME FILE                                   compile and keep as crate wasm:NAME
+//! wasm call NAME FUNC [ARGS...]                         call an export of a loaded module
+//! wasm unload NAME                                      remove it (code, symbols, memory)
+//! wasm list                                             loaded modules and their functions
+//! ```
+//!
+//! FILE is a name in the boot image's `wasm/` directory (or a full `/boot/...` path). Every
+//! compiled module becomes a crate `wasm:NAME` of the applications namespace with one section
+//! per function named `wasm::NAME::FUNCTION` and its `.eh_frame`, so `addr2sym`, `sym2addr`,
+//! `ns`, backtraces and the unwinder see JIT code like any other. Imports resolve against WASI
+//! (`wasi_snapshot_preview1`) and, for any other module name, against exported kernel symbols
+//! of the same name (`extern "C" fn(vmctx, args...)`), such as the host functions below.
+//! Compilation and the call run in a task of their own with a 1 MiB stack, so a trap or a
+//! fault ends only that call.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+mod platform;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use nano_core::println;
+use wasm_runtime::instance::InstantiateError;
+use wasm_runtime::{Config, Error, Extern, Func, Instance, Module, Store, TrapKind, Val};
+use wasmparser::ValType;
+
+/// One line for `help`.
+pub static DESCRIPTION: &str = "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | unload NAME | list";
+
+/// Stack of the task that compiles and runs (Cranelift and deep WASM recursion need room).
+const STACK_PAGES: u64 = 256;
+
+struct Loaded {
+    instance: Instance,
+    _store: Store,
+    krate: mod_mgmt::CrateId,
+}
+
+
+static LOADED: spin::Mutex<BTreeMap<String, Arc<Loaded>>> = spin::Mutex::new(BTreeMap::new());
+
+fn console(bytes: &[u8]) {
+    nano_core::print!("{}", String::from_utf8_lossy(bytes));
+}
+
+fn clock_ns() -> u64 {
+    nano_core::time::micros_since_entry() * 1000
+}
+
+fn read_file(file: &str) -> Result<&'static [u8], String> {
+    let name = file.strip_prefix("/boot/").map(String::from).unwrap_or_else(|| format!("wasm/{file}"));
+    nano_core::kernel::boot_state()
+        .modules
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.data)
+        .ok_or_else(|| format!("{file}: no such file (the image's wasm directory has: {})", list_files().join(" ")))
+}
+
+fn list_files() -> Vec<String> {
+    nano_core::kernel::boot_state().modules.iter().filter_map(|m| m.name.strip_prefix("wasm/").map(String::from)).collect()
+}
+
+fn stem(file: &str) -> String {
+    let base = file.rsplit('/').next().unwrap_or(file);
+    base.strip_suffix(".wasm").unwrap_or(base).replace(['.', '-'], "_")
+}
+
+/// Imports: WASI by name, anything else by kernel symbol.
+fn resolve(i: &wasm_runtime::module::Import) -> Option<Extern> {
+    use wasm_runtime::module::ImportKind;
+    let ImportKind::Func(_) = i.kind else { return None };
+    if i.module == wasm_runtime::wasi::MODULE {
+        return wasm_runtime::wasi::resolve(&i.name).map(Extern::Func);
+    }
+    None
+}
+
+fn resolve_kernel(i: &wasm_runtime::module::Import, ty: &wasmparser::FuncType) -> Option<Extern> {
+    let addr = nano_core::kernel::with_loader(|l| {
+        let ns = l.namespace_by_name("applications").ok()?;
+        l.lookup(ns, &i.name).ok().map(|s| s.addr)
+    })?;
+    Some(Extern::Func(Func { code: addr, ty: ty.clone(), vmctx: core::ptr::null_mut(), owner: None }))
+}
+
+/// Registers an instance's functions as crate `wasm:NAME`; returns the crate and the cost.
+fn register(name: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), String> {
+    use mod_mgmt::{PrelinkedSection, PrelinkedSymbol, SectionKind};
+    let t0 = nano_core::time::micros_since_entry();
+    let mut sections = Vec::new();
+    let mut symbols = Vec::new();
+    for (_, sym, addr, size) in inst.functions() {
+        sections.push(PrelinkedSection { name: format!(".text.{sym}"), addr, size: size.max(1), kind: SectionKind::Text });
+        symbols.push(PrelinkedSymbol { raw: sym, addr, size, global: true, key: None });
+    }
+    let eh = inst.eh_frame();
+    if !eh.is_empty() {
+        sections.push(PrelinkedSection { name: ".eh_frame".into(), addr: eh.as_ptr() as u64, size: eh.len() as u64, kind: SectionKind::Rodata });
+    }
+    let id = nano_core::kernel::with_loader(|l| {
+        let ns = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
+        l.add_prelinked(ns, &format!("wasm:{name}"), &sections, &symbols).map_err(|e| format!("{e}"))
+    })?;
+    Ok((id, nano_core::time::micros_since_entry() - t0))
+}
+
+fn unregister(id: mod_mgmt::CrateId) {
+    let _ = nano_core::kernel::with_loader(|l| l.unload(id));
+}
+
+struct Options {
+    invoke: Option<String>,
+    fuel: Option<i64>,
+    rest: Vec<String>,
+}
+
+fn options(args: &[&str]) -> Result<Options, String> {
+    let mut o = Options { invoke: None, fuel: None, rest: Vec::new() };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--invoke" => o.invoke = Some(it.next().ok_or("--invoke needs a function name")?.to_string()),
+            "--fuel" => {
+                let n = it.next().and_then(|n| nano_core::kernel::parse_u64(n)).ok_or("--fuel needs a number")?;
+                o.fuel = Some(n as i64);
+            }
+            other => o.rest.push(other.to_string()),
+        }
+    }
+    Ok(o)
+}
+
+fn parse_val(t: ValType, s: &str) -> Result<Val, String> {
+    let bad = || format!("{s:?} is not a {t}");
+    Ok(match t {
+        ValType::I32 => Val::I32(s.parse::<i64>().map_err(|_| bad())? as i32),
+        ValType::I64 => Val::I64(s.parse::<i64>().map_err(|_| bad())?),
+        _ => return Err(format!("arguments of type {t} are not supported on the command line")),
+    })
+}
+
+fn show(v: &Val) -> String {
+    match v {
+        Val::I32(x) => format!("{x}"),
+        Val::I64(x) => format!("{x}"),
+        Val::F32(b) => format!("f32 bits {b:#x}"),
+        Val::F64(b) => format!("f64 bits {b:#x}"),
+        Val::FuncRef(p) | Val::ExternRef(p) => format!("ref {p:#x}"),
+    }
+}
+
+/// Compiles and instantiates `bytes` as `name` and registers it.
+fn instantiate(name: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>) -> Result<Loaded, String> {
+    let t0 = nano_core::time::micros_since_entry();
+    let config = Config { fuel: fuel.is_some(), verify: false, allow_avx: false };
+    let module = Module::new(bytes, config).map_err(|e| format!("{name}: {e}"))?;
+    let t1 = nano_core::time::micros_since_entry();
+    let store = Store::new(&platform::PLATFORM);
+    if let Some(f) = fuel {
+        store.set_fuel(f);
+    }
+    {
+        let mut w = store.wasi();
+        w.args = argv;
+        w.sink = Some(console);
+        w.clock = Some(clock_ns);
+        w.seed = nano_core::time::micros_since_entry();
+    }
+    let imports: Vec<_> = module.info.imports.clone();
+    for i in &imports {
+        if let wasm_runtime::module::ImportKind::Func(_) = i.kind
+            && resolve(i).is_none()
+            && i.module == wasm_runtime::wasi::MODULE
+        {
+            return Err(format!("{name}: imports {}.{}, which this WASI subset does not have", i.module, i.name));
+        }
+    }
+    let types = module.info.types.clone();
+    let inst = Instance::new(&store, &module, name, &|i| {
+        resolve(i).or_else(|| match i.kind {
+            wasm_runtime::module::ImportKind::Func(t) => resolve_kernel(i, &types[t as usize]),
+            _ => None,
+        })
+    })
+    .map_err(|e| match e {
+        InstantiateError::Error(e) => format!("{name}: {e}"),
+        InstantiateError::Trap(t) => format!("{name}: initialization {t}"),
+    })?;
+    let (krate, reg_us) = register(name, &inst)?;
+    let funcs = module.image.funcs.len();
+    println!(
+        "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {} us ({} us/function); registered in {reg_us} us",
+        module.image.code.len(),
+        module.image.ir_insts,
+        t1 - t0,
+        (t1 - t0) / funcs.max(1) as u64
+    );
+    Ok(Loaded { instance: inst, _store: store, krate })
+}
+
+fn report(name: &str, r: Result<Vec<Val>, Error>) -> isize {
+    match r {
+        Ok(vals) => {
+            if !vals.is_empty() {
+                println!("wasm: {name} returned {}", vals.iter().map(show).collect::<Vec<_>>().join(" "));
+            }
+            0
+        }
+        Err(Error::Trap(t)) if t.kind == TrapKind::Exit => {
+            println!("wasm: {name} exited with status {}", t.exit_code);
+            t.exit_code as isize
+        }
+        Err(Error::Trap(t)) => {
+            println!("wasm: {name}: {t}");
+            3
+        }
+        Err(e) => {
+            println!("wasm: {name}: {e}");
+            1
+        }
+    }
+}
+
+fn call(l: &Loaded, func: &str, args: &[String]) -> Result<Vec<Val>, Error> {
+    let info = l.instance.module();
+    let e = info.export(func).ok_or_else(|| Error::NoExport(func.into()))?;
+    let ty = info.func_type(e.index);
+    if ty.params().len() != args.len() {
+        return Err(Error::BadArguments(format!("{func} takes {} arguments, got {}", ty.params().len(), args.len())));
+    }
+    let vals = ty.params().iter().zip(args).map(|(t, a)| parse_val(*t, a)).collect::<Result<Vec<_>, _>>().map_err(Error::BadArguments)?;
+    l.instance.call(func, &vals)
+}
+
+/// Runs `f` in a task with a large stack and waits for it.
+fn in_task(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> isize {
+    match task::spawn_sized(name, STACK_PAGES, f) {
+        Ok(id) => match task::join(id) {
+            Ok(task::Exit::Returned(code)) => code,
+            Ok(other) => {
+                println!("wasm: the task ended: {other:?}");
+                1
+            }
+            Err(e) => {
+                println!("wasm: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            println!("wasm: cannot start a task: {e}");
+            1
+        }
+    }
+}
+
+fn run(args: &[&str]) -> isize {
+    let o = match options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("wasm: {e}");
+            return 2;
+        }
+    };
+    let Some(file) = o.rest.first().cloned() else {
+        println!("usage: wasm run FILE [--invoke FUNC] [--fuel N] [ARGS...]");
+        return 2;
+    };
+    let bytes = match read_file(&file) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("wasm: {e}");
+            return 1;
+        }
+    };
+    in_task("wasm", move || {
+        let name = stem(&file);
+        let l = match instantiate(&name, bytes, o.fuel, o.rest.clone()) {
+            Ok(l) => l,
+            Err(e) => {
+                println!("wasm: {e}");
+                return 1;
+            }
+        };
+        let r = match &o.invoke {
+            Some(f) => report(&name, call(&l, f, &o.rest[1..])),
+            None if l.instance.module().export("_start").is_some() => report(&name, l.instance.call("_start", &[])),
+            None => {
+                println!("wasm: {name} has no _start; use --invoke FUNC");
+                2
+            }
+        };
+        unregister(l.krate);
+        r
+    })
+}
+
+fn load(name: &str, file: &str) -> isize {
+    if LOADED.lock().contains_key(name) {
+        println!("wasm: {name} is already loaded (wasm unload {name} first)");
+        return 1;
+    }
+    let bytes = match read_file(file) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("wasm: {e}");
+            return 1;
+        }
+    };
+    let name = name.to_string();
+    in_task("wasm", move || match instantiate(&name, bytes, None, alloc::vec![name.clone()]) {
+        Ok(l) => {
+            LOADED.lock().insert(name, Arc::new(l));
+            0
+        }
+        Err(e) => {
+            println!("wasm: {e}");
+            1
+        }
+    })
+}
+
+fn unload(name: &str) -> isize {
+    match LOADED.lock().remove(name) {
+        Some(l) => {
+            unregister(l.krate);
+            println!("wasm: unloaded {name}");
+            0
+        }
+        None => {
+            println!("wasm: {name} is not loaded");
+            1
+        }
+    }
+}
+
+fn list() -> isize {
+    let loaded = LOADED.lock();
+    if loaded.is_empty() {
+        println!("wasm: no modules loaded; files: {}", list_files().join(" "));
+    }
+    for (name, l) in loaded.iter() {
+        let (addr, len) = l.instance.code_range();
+        println!("{name}: {len} bytes of code at {addr:#x}");
+        for (_, sym, a, size) in l.instance.functions() {
+            println!("  {a:#x} {size:>6}  {sym}");
+        }
+    }
+    0
+}
+
+/// Entry point.
+pub fn main(args: &[&str]) -> isize {
+    match args.get(1).copied() {
+        Some("run") => run(&args[2..]),
+        Some("load") if args.len() == 4 => load(args[2], args[3]),
+        Some("call") if args.len() >= 4 => {
+            let Some(l) = LOADED.lock().get(args[2]).cloned() else {
+                println!("wasm: {} is not loaded", args[2]);
+                return 1;
+            };
+            let func = args[3].to_string();
+            let rest: Vec<String> = args[4..].iter().map(|s| s.to_string()).collect();
+            let name = args[2].to_string();
+            in_task("wasm", move || report(&name, call(&l, &func, &rest)))
+        }
+        Some("unload") if args.len() == 3 => unload(args[2]),
+        Some("list") => list(),
+        _ => {
+            println!("usage: {DESCRIPTION}");
+            2
+        }
+    }
+}
+
+/// Host function for WASM (`(import "delos" "delos_wasm_backtrace" (func))`): prints the
+/// backtrace of the calling task, WASM frames included.
+#[unsafe(no_mangle)]
+pub extern "C" fn delos_wasm_backtrace(_vmctx: *mut u8) {
+    println!("wasm: backtrace requested by WASM code:");
+    exceptions::print_backtrace(nano_core::kernel::current_frame_pointer(), None);
+}
+
+/// Host function for WASM: milliseconds since boot.
+#[unsafe(no_mangle)]
+pub extern "C" fn delos_wasm_uptime_ms(_vmctx: *mut u8) -> i64 {
+    (nano_core::time::micros_since_entry() / 1000) as i64
+}
