@@ -1,0 +1,99 @@
+//! The engine on the host with the programs the kernel image ships (crates/wasm/programs):
+//! WASI output and arguments, each trap kind named with its function, fuel, stack exhaustion,
+//! and errors for bad input that name the cause.
+
+use wasm_runtime::host::HOST;
+use wasm_runtime::{Config, Error, Extern, Instance, Module, Store, TrapKind, Val};
+
+fn program(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm/programs").join(name);
+    wat::parse_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn instantiate(store: &Store, bytes: &[u8], config: Config) -> Instance {
+    let m = Module::new(bytes, config).expect("compiles");
+    Instance::new(store, &m, "t", &|i| {
+        if i.module == wasm_runtime::wasi::MODULE {
+            wasm_runtime::wasi::resolve(&i.name).map(Extern::Func)
+        } else {
+            None
+        }
+    })
+    .expect("instantiates")
+}
+
+fn trap_of(r: Result<Vec<Val>, Error>) -> wasm_runtime::Trap {
+    match r {
+        Err(Error::Trap(t)) => t,
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn wasi_hello_prints_its_arguments_and_exits() {
+    let store = Store::new(&HOST);
+    store.wasi().args = vec!["hello".into(), "one".into(), "two".into()];
+    let i = instantiate(&store, &program("hello.wat"), Config::default());
+    let t = trap_of(i.call("_start", &[]));
+    assert_eq!((t.kind, t.exit_code), (TrapKind::Exit, 0));
+    let out = String::from_utf8(store.wasi().output.clone()).unwrap();
+    assert_eq!(out, "hello from WASM, argc=3\nhello\none\ntwo\n");
+}
+
+#[test]
+fn every_trap_kind_is_caught_and_named() {
+    let store = Store::new(&HOST);
+    let i = instantiate(&store, &program("traps.wat"), Config { fuel: true, ..Config::default() });
+    store.set_fuel(1_000_000);
+    let cases: &[(&str, &[Val], TrapKind, &str)] = &[
+        ("divide", &[Val::I32(0)], TrapKind::IntegerDivisionByZero, "div"),
+        ("overflow", &[], TrapKind::IntegerOverflow, "overflow"),
+        ("unreachable", &[], TrapKind::Unreachable, "unreachable"),
+        ("oob", &[], TrapKind::MemoryOutOfBounds, "oob"),
+        ("null_call", &[], TrapKind::IndirectCallToNull, "null_call"),
+        ("bad_sig", &[], TrapKind::BadSignature, "bad_sig"),
+        ("recurse", &[Val::I32(0)], TrapKind::StackOverflow, "recurse"),
+        ("spin", &[Val::I32(0)], TrapKind::OutOfFuel, "spin"),
+        ("bad_conversion", &[], TrapKind::BadConversionToInteger, "nan"),
+    ];
+    for (export, args, kind, func) in cases {
+        store.set_fuel(1_000_000);
+        let t = trap_of(i.call(export, args));
+        assert_eq!(t.kind, *kind, "{export}: {t}");
+        assert_eq!(t.function.as_deref(), Some(format!("wasm::t::{func}").as_str()), "{export}: {t}");
+        assert!(t.wasm_offset.is_some_and(|o| o > 0), "{export}: {t}");
+    }
+    // The instance still works after all of that.
+    assert_eq!(i.call("divide", &[Val::I32(5)]).unwrap(), vec![Val::I32(20)]);
+}
+
+#[test]
+fn results_are_right() {
+    let store = Store::new(&HOST);
+    let bytes = wat::parse_str(
+        r#"(module (func (export "fib") (param i32) (result i32)
+            (if (result i32) (i32.lt_u (local.get 0) (i32.const 2)) (then (local.get 0))
+              (else (i32.add (call 0 (i32.sub (local.get 0) (i32.const 1))) (call 0 (i32.sub (local.get 0) (i32.const 2))))))))"#,
+    )
+    .unwrap();
+    let i = instantiate(&store, &bytes, Config::default());
+    assert_eq!(i.call("fib", &[Val::I32(20)]).unwrap(), vec![Val::I32(6765)]);
+}
+
+#[test]
+fn bad_input_names_the_cause() {
+    let bytes = program("hello.wat");
+    for cut in [0, 4, 20, bytes.len() / 2, bytes.len() - 1] {
+        match Module::new(&bytes[..cut], Config::default()) {
+            Err(Error::Invalid(msg)) => assert!(msg.contains("byte"), "{msg}"),
+            Err(other) => panic!("truncated at {cut}: {other}"),
+            Ok(_) => panic!("truncated at {cut}: accepted"),
+        }
+    }
+    let simd = wat::parse_str("(module (func (result v128) (v128.const i32x4 0 0 0 0)))").unwrap();
+    assert!(matches!(Module::new(&simd, Config::default()), Err(Error::Invalid(m)) if m.contains("SIMD")));
+    let store = Store::new(&HOST);
+    let m = Module::new(&wat::parse_str(r#"(module (import "env" "nope" (func)))"#).unwrap(), Config::default()).unwrap();
+    let e = Instance::new(&store, &m, "x", &|_| None).err().expect("link error");
+    assert!(e.to_string().contains("env.nope"), "{e}");
+}
