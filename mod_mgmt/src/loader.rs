@@ -286,10 +286,18 @@ impl Loader {
 
     fn load_timed(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes, txn: &mut Vec<CrateId>) -> Result<CrateId, LoadError> {
         let obj = elf::parse(file, &bytes)?;
-        let name = crate_name_of(file).to_string();
+        let mut name = crate_name_of(file).to_string();
         let nsr = self.ns(ns)?;
-        if nsr.crates.contains_key(&name) {
-            return Err(LoadError::AlreadyLoaded { name, namespace: nsr.name.clone() });
+        if let Some(other) = nsr.crates.get(&name) {
+            // Two versions of one crates.io crate (say gimli 0.32 for the unwinder and 0.33 for
+            // Cranelift) have one crate name and different hashes: the second is named after its
+            // file. The same file twice is an error.
+            let same_file = self.crates.get(other).is_some_and(|k| k.file == file);
+            let stem = file.strip_suffix(".o").unwrap_or(file).to_string();
+            if same_file || nsr.crates.contains_key(&stem) || stem == name {
+                return Err(LoadError::AlreadyLoaded { name, namespace: nsr.name.clone() });
+            }
+            name = stem;
         }
 
         // Layout: one region per crate with three page-aligned parts (text, rodata, data+bss),
@@ -677,8 +685,12 @@ impl Loader {
                 ix.agnostic.as_ref()?.get(agnostic)?.clone()
             }
         };
-        // Already loaded (it did not satisfy the lookup) or being loaded: nothing to gain.
-        (!n.crates.contains_key(crate_name_of(&file))).then_some(file)
+        // Already loaded (it did not satisfy the lookup) or being loaded: nothing to gain. A
+        // crate of the same name from another file is another version: worth loading.
+        let name = crate_name_of(&file);
+        let stem = file.strip_suffix(".o").unwrap_or(&file);
+        let loaded = |c: &str| n.crates.get(c).and_then(|id| self.crates.get(id)).is_some_and(|k| k.file == file);
+        (!loaded(name) && !loaded(stem)).then_some(file)
     }
 
     /// Registers a crate whose code is already in memory (nano_core from its symbol file, host

@@ -1,4 +1,5 @@
-//! The official WebAssembly spec test suite (`../shared/wasm-testsuite`, or `$WASM_TESTSUITE`)
+//! The official WebAssembly spec test suite (the subset vendored in `tests/spec`, or a whole
+//! checkout named by `$WASM_TESTSUITE`)
 //! run against this engine on the host: every directive of every file of the proposals the
 //! engine implements, with passed/failed counts per file and the files skipped and why.
 //!
@@ -321,7 +322,7 @@ fn run_file(path: &PathBuf) -> Counts {
 fn main() {
     let dir = std::env::var("WASM_TESTSUITE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/wasm-testsuite"));
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/spec"));
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("spec suite at {}: {e}", dir.display()))
