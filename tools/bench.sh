@@ -125,3 +125,7 @@ if fp:
     print(f"   per frame: unwind by frame pointers {f:.2} us, by DWARF CFI {c:.2} us; symbolize {s:.2} us, with file:line {ln:.2} us")
     print(f"   20-frame symbolized backtrace: {20*(f+s):.0f} us, with file:line {20*(f+ln):.0f} us (goal <= 50 us)")
 PY
+
+echo
+echo "== WASM engine (host): compile time, and compute kernels as WASM vs native Rust (same run)"
+cargo run -q --release -p wasm_runtime --features std --example wasmbench
