@@ -1,3 +1,5 @@
+# `make run EXTRA_WASM="a.wasm b.wasm"` adds those files to the image's wasm directory (imgtool reads it).
+export EXTRA_WASM
 # Delos: thin targets; the work is in tools/.
 #   make run            build and boot (qemu -kernel, TCG; KVM=1 for KVM, ISO=1 for the GRUB ISO)
 #   make test           host tests + QEMU tests (what CI runs)
