@@ -177,6 +177,7 @@ fn wasm_programs(root: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(
         Err(_) => Vec::new(),
     };
     paths.sort();
+    paths.extend(build_rust_wasm(root)?);
     if let Ok(extra) = std::env::var("EXTRA_WASM") {
         paths.extend(extra.split_whitespace().map(PathBuf::from));
     }
@@ -191,6 +192,36 @@ fn wasm_programs(root: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(
         files.insert(format!("wasm/{stem}.wasm"), bytes);
     }
     Ok(())
+}
+
+/// Builds the Rust programs under crates/wasm/programs/rust for wasm32 (nightly, build-std:
+/// this machine has no prebuilt wasm32 standard library); returns the `.wasm` files.
+pub fn build_rust_wasm(root: &Path) -> Result<Vec<PathBuf>, Error> {
+    let ws = root.join("crates/wasm/programs/rust");
+    if !ws.join("Cargo.toml").exists() {
+        return Ok(Vec::new());
+    }
+    let target_dir = root.join("target/wasm-programs");
+    let status = std::process::Command::new("cargo")
+        .current_dir(&ws)
+        .args(["build", "--release", "-q", "--target", "wasm32-unknown-unknown", "-Zbuild-std=core"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .map_err(|source| Error::Io { path: ws.clone(), source })?;
+    if !status.success() {
+        return Err(Error::Kernel(format!("building the Rust WASM programs in {} failed", ws.display())));
+    }
+    let out = target_dir.join("wasm32-unknown-unknown/release");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&out)
+        .map_err(|source| Error::Io { path: out.clone(), source })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 fn tar_bytes(files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, Error> {
