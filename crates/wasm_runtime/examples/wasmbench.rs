@@ -57,25 +57,11 @@ const WAT: &str = r#"
     (i32.xor (local.get $a) (i32.xor (local.get $b) (local.get $c))))
 )"#;
 
+#[path = "../../wasm/programs/rust/kernels/src/k.rs"]
+mod k;
+
 fn fib(n: u32) -> u32 {
     if n < 2 { n } else { fib(n - 1).wrapping_add(fib(n - 2)) }
-}
-
-fn sort(n: u32, mut seed: u32, mem: &mut [u32]) -> u32 {
-    for i in 0..n as usize {
-        seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
-        mem[i] = seed >> 8;
-    }
-    for i in 1..n as usize {
-        let x = mem[i];
-        let mut j = i;
-        while j > 0 && mem[j - 1] > x {
-            mem[j] = mem[j - 1];
-            j -= 1;
-        }
-        mem[j] = x;
-    }
-    mem[100]
 }
 
 fn mix(n: u32) -> u32 {
@@ -99,31 +85,81 @@ fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (best, last.unwrap())
 }
 
+/// wasmtime's compile and run times for the same file and call, if the baseline is built
+/// (`make bench` builds tools/wasmtime_bench).
+fn wasmtime(file: &std::path::Path, func: &str, args: &[i32]) -> Option<(f64, f64, i32)> {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasmtime-bench/release/wasmtime_bench");
+    let out = std::process::Command::new(bin).arg(file).arg(func).args(args.iter().map(|a| a.to_string())).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let v: Vec<&str> = text.split_whitespace().collect();
+    Some((v.first()?.parse::<f64>().ok()? / 1e3, v.get(1)?.parse::<f64>().ok()? / 1e3, v.get(2)?.parse().ok()?))
+}
+
 fn main() {
-    let bytes = wat::parse_str(WAT).unwrap();
-    let (compile_s, module) = best(5, || Module::new(&bytes, Config { allow_avx: true, ..Config::default() }).unwrap());
-    let funcs = module.image.funcs.len();
-    println!(
-        "compile: {:.2} ms per module, {:.0} us per function ({} functions, {} IR instructions, {} bytes of code)",
-        compile_s * 1e3,
-        compile_s * 1e6 / funcs as f64,
-        funcs,
-        module.image.ir_insts,
-        module.image.code.len()
-    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wat_file = root.join("target/wasmbench.wat");
+    std::fs::write(&wat_file, WAT).unwrap();
+    let kernels = root.join("target/wasm-programs/wasm32-unknown-unknown/release/kernels.wasm");
+    let kernels_bytes = std::fs::read(&kernels).expect("kernels.wasm: run `imgtool build` (or make test) first");
+    let wat_bytes = wat::parse_str(WAT).unwrap();
+    let config = Config { allow_avx: true, ..Config::default() };
+    for (label, file, bytes) in [("wat kernels", &wat_file, &wat_bytes), ("kernels.wasm (Rust)", &kernels, &kernels_bytes)] {
+        let (compile_s, module) = best(5, || Module::new(bytes, config).unwrap());
+        let funcs = module.image.funcs.len();
+        let wt = wasmtime(file, "fib", &[0]).or_else(|| wasmtime(file, "sha256", &[0]));
+        println!(
+            "compile {label}: {:.2} ms per module, {:.0} us per function ({funcs} functions, {} IR instructions){}",
+            compile_s * 1e3,
+            compile_s * 1e6 / funcs as f64,
+            module.image.ir_insts,
+            wt.map(|(c, _, _)| format!("; wasmtime {:.2} ms: ratio {:.2}x", c * 1e3, compile_s / c)).unwrap_or_default()
+        );
+    }
     let store = Store::new(&HOST);
-    let inst = Instance::new(&store, &module, "bench", &|_| None).unwrap();
-    let mut mem = vec![0u32; 65536];
-    let cases: Vec<(&str, Vec<Val>, Box<dyn FnMut() -> u32>)> = vec![
-        ("fib(30)", vec![Val::I32(30)], Box::new(|| fib(black_box(30)))),
-        ("sort 6000 (insertion)", vec![Val::I32(6000), Val::I32(7)], Box::new(move || sort(black_box(6000), black_box(7), &mut mem))),
-        ("mix 50M rounds", vec![Val::I32(50_000_000)], Box::new(|| mix(black_box(50_000_000)))),
+    let wat_inst = Instance::new(&store, &Module::new(&wat_bytes, config).unwrap(), "bench", &|_| None).unwrap();
+    let k_inst = Instance::new(&store, &Module::new(&kernels_bytes, config).unwrap(), "kernels", &|_| None).unwrap();
+    let mut words = vec![0u32; 1 << 18];
+    let (mut ma, mut mb, mut mc) = (vec![0.0; 128 * 128], vec![0.0; 128 * 128], vec![0.0; 128 * 128]);
+    let mut data: Vec<u8> = (0..1usize << 16).map(|i| (i * 31 % 251) as u8).collect();
+    type Native<'a> = Box<dyn FnMut() -> u32 + 'a>;
+    let cases: Vec<(&str, &Instance, &std::path::Path, &str, Vec<i32>, Native<'_>)> = vec![
+        ("fib(30) [wat]", &wat_inst, &wat_file, "fib", vec![30], Box::new(|| fib(black_box(30)))),
+        ("mix 50M rounds [wat]", &wat_inst, &wat_file, "mix", vec![50_000_000], Box::new(|| mix(black_box(50_000_000)))),
+        ("sha256 64 KiB x 40 [rust]", &k_inst, &kernels, "sha256", vec![40], Box::new(|| {
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = (i * 31 % 251) as u8;
+            }
+            let mut acc = 0u32;
+            for _ in 0..black_box(40) {
+                acc ^= k::sha256_blocks(&data);
+                data[0] = acc as u8;
+            }
+            acc
+        })),
+        ("heapsort 200k [rust]", &k_inst, &kernels, "sort", vec![200_000, 5], Box::new(|| k::sort(&mut words[..200_000], black_box(5)))),
+        ("matmul f64 128 [rust]", &k_inst, &kernels, "matmul", vec![128], Box::new(|| k::matmul(&mut ma, &mut mb, &mut mc, black_box(128)))),
     ];
-    let names = ["fib", "sort", "mix"];
-    for ((label, args, mut native), export) in cases.into_iter().zip(names) {
+    let mut ratios = Vec::new();
+    for (label, inst, file, export, args, mut native) in cases {
+        let vals: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
         let (tn, rn) = best(5, &mut native);
-        let (tw, rw) = best(5, || inst.call(export, &args).unwrap());
+        let (tw, rw) = best(5, || inst.call(export, &vals).unwrap());
         assert_eq!(rw, vec![Val::I32(rn as i32)], "{label}: WASM and native disagree");
-        println!("{label:<24} native {:>8.2} ms   wasm {:>8.2} ms   ratio {:.2}x", tn * 1e3, tw * 1e3, tw / tn);
+        let wt = wasmtime(file, export, &args);
+        if let Some((_, t, r)) = wt {
+            assert_eq!(r, rn as i32, "{label}: wasmtime disagrees");
+            ratios.push(tw / t);
+        }
+        println!(
+            "{label:<28} native {:>8.2} ms  ours {:>8.2} ms ({:.2}x native){}",
+            tn * 1e3,
+            tw * 1e3,
+            tw / tn,
+            wt.map(|(_, t, _)| format!("  wasmtime {:>8.2} ms  ours/wasmtime {:.2}x", t * 1e3, tw / t)).unwrap_or_else(|| "  (wasmtime baseline not built)".into())
+        );
+    }
+    if !ratios.is_empty() {
+        let geo = ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64;
+        println!("ours/wasmtime geometric mean: {:.2}x (goal <= 1.2x)", geo.exp());
     }
 }

@@ -97,3 +97,55 @@ fn bad_input_names_the_cause() {
     let e = Instance::new(&store, &m, "x", &|_| None).err().expect("link error");
     assert!(e.to_string().contains("env.nope"), "{e}");
 }
+
+/// Builds the Rust programs of the image (crates/wasm/programs/rust) like imgtool does.
+fn rust_program(name: &str) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ws = root.join("crates/wasm/programs/rust");
+    let target = root.join("target/wasm-programs");
+    let ok = std::process::Command::new("cargo")
+        .current_dir(&ws)
+        .args(["build", "--release", "-q", "--target", "wasm32-unknown-unknown", "-Zbuild-std=core", "--target-dir"])
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("cargo runs")
+        .success();
+    assert!(ok, "building the Rust WASM programs failed");
+    std::fs::read(target.join("wasm32-unknown-unknown/release").join(name)).expect("built")
+}
+
+#[test]
+fn a_rust_wasi_program_runs() {
+    let store = Store::new(&HOST);
+    {
+        let mut w = store.wasi();
+        w.args = vec!["rusty.wasm".into(), "alpha".into()];
+        w.clock = Some(|| 42_000_000);
+    }
+    let i = instantiate(&store, &rust_program("rusty.wasm"), Config::default());
+    let t = trap_of(i.call("_start", &[]));
+    assert_eq!((t.kind, t.exit_code), (TrapKind::Exit, 7), "{t}");
+    let out = String::from_utf8(store.wasi().output.clone()).unwrap();
+    assert!(out.starts_with("hello from Rust compiled to WebAssembly: 2 arguments\n  argv[0] = rusty.wasm\n  argv[1] = alpha\n  clock: 42 ms"), "{out}");
+}
+
+#[test]
+fn rust_kernels_agree_with_native() {
+    #[path = "../../wasm/programs/rust/kernels/src/k.rs"]
+    mod k;
+    let store = Store::new(&HOST);
+    let i = instantiate(&store, &rust_program("kernels.wasm"), Config::default());
+    let mut data: Vec<u8> = (0..1usize << 16).map(|i| (i * 31 % 251) as u8).collect();
+    let mut acc = 0u32;
+    for _ in 0..3 {
+        acc ^= k::sha256_blocks(&data);
+        data[0] = acc as u8;
+    }
+    assert_eq!(i.call("sha256", &[Val::I32(3)]).unwrap(), vec![Val::I32(acc as i32)]);
+    let mut buf = vec![0u32; 5000];
+    assert_eq!(i.call("sort", &[Val::I32(5000), Val::I32(9)]).unwrap(), vec![Val::I32(k::sort(&mut buf, 9) as i32)]);
+    let (mut a, mut b, mut c) = (vec![0.0; 64 * 64], vec![0.0; 64 * 64], vec![0.0; 64 * 64]);
+    assert_eq!(i.call("matmul", &[Val::I32(64)]).unwrap(), vec![Val::I32(k::matmul(&mut a, &mut b, &mut c, 64) as i32)]);
+}
