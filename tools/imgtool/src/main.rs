@@ -196,7 +196,7 @@ fn wasm_programs(root: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(
 
 /// Builds the Rust programs under crates/wasm/programs/rust for wasm32 (nightly, build-std:
 /// this machine has no prebuilt wasm32 standard library); returns the `.wasm` files.
-pub fn build_rust_wasm(root: &Path) -> Result<Vec<PathBuf>, Error> {
+fn build_rust_wasm(root: &Path) -> Result<Vec<PathBuf>, Error> {
     let ws = root.join("crates/wasm/programs/rust");
     if !ws.join("Cargo.toml").exists() {
         return Ok(Vec::new());
