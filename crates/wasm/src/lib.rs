@@ -5,6 +5,7 @@
 //! wasm load NAME FILE                                   compile and keep as crate wasm:NAME
 //! wasm call NAME FUNC [ARGS...]                         call an export of a loaded module
 //! wasm unload NAME                                      remove it (code, symbols, memory)
+//! wasm swap NAME FILE                                   replace a loaded module live
 //! wasm list                                             loaded modules and their functions
 //! ```
 //!
@@ -16,6 +17,13 @@
 //! of the same name (`extern "C" fn(vmctx, args...)`), such as the host functions below.
 //! Compilation and the call run in a task of their own with a 1 MiB stack, so a trap or a
 //! fault ends only that call.
+//!
+//! Loaded modules share one store and link to each other by name: an import from module
+//! `counter` is `counter`'s export. `wasm swap NAME FILE` compiles the new version, checks that
+//! it exports everything other modules import from NAME with the same types, carries the
+//! linear memory and the exported mutable globals over, rewrites the importers' function
+//! tables to the new code (the next call runs it) and re-registers crate `wasm:NAME`; a refused
+//! swap changes nothing.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -34,15 +42,32 @@ use wasm_runtime::{Config, Error, Extern, Func, Instance, Module, Store, TrapKin
 use wasmparser::ValType;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | unload NAME | list";
+pub static DESCRIPTION: &str =
+    "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | swap NAME FILE | unload NAME | list";
 
 /// Stack of the task that compiles and runs (Cranelift and deep WASM recursion need room).
 const STACK_PAGES: u64 = 256;
 
 struct Loaded {
     instance: Instance,
-    _store: Store,
+    /// Only for `wasm run` (loaded modules live in [`kernel_store`]).
+    _store: Option<Store>,
     krate: mod_mgmt::CrateId,
+}
+
+static KERNEL_STORE: spin::Once<Store> = spin::Once::new();
+
+/// The store every `wasm load`ed module lives in.
+fn kernel_store() -> &'static Store {
+    KERNEL_STORE.call_once(|| {
+        let s = Store::new(&platform::PLATFORM);
+        {
+            let mut w = s.wasi();
+            w.sink = Some(console);
+            w.clock = Some(clock_ns);
+        }
+        s
+    })
 }
 
 
@@ -75,14 +100,15 @@ fn stem(file: &str) -> String {
     base.strip_suffix(".wasm").unwrap_or(base).replace(['.', '-'], "_")
 }
 
-/// Imports: WASI by name, anything else by kernel symbol.
+/// Imports: WASI by name, another loaded module's export, or (below) a kernel symbol.
 fn resolve(i: &wasm_runtime::module::Import) -> Option<Extern> {
     use wasm_runtime::module::ImportKind;
-    let ImportKind::Func(_) = i.kind else { return None };
     if i.module == wasm_runtime::wasi::MODULE {
+        let ImportKind::Func(_) = i.kind else { return None };
         return wasm_runtime::wasi::resolve(&i.name).map(Extern::Func);
     }
-    None
+    let other = LOADED.lock().get(&i.module).cloned()?;
+    other.instance.export(&i.name)
 }
 
 fn resolve_kernel(i: &wasm_runtime::module::Import, ty: &wasmparser::FuncType) -> Option<Extern> {
@@ -93,8 +119,8 @@ fn resolve_kernel(i: &wasm_runtime::module::Import, ty: &wasmparser::FuncType) -
     Some(Extern::Func(Func { code: addr, ty: ty.clone(), vmctx: core::ptr::null_mut(), owner: None }))
 }
 
-/// Registers an instance's functions as crate `wasm:NAME`; returns the crate and the cost.
-fn register(name: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), String> {
+/// Registers an instance's functions as crate `krate` (`wasm:NAME`); returns it and the cost.
+fn register(krate: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), String> {
     use mod_mgmt::{PrelinkedSection, PrelinkedSymbol, SectionKind};
     let t0 = nano_core::time::micros_since_entry();
     let mut sections = Vec::new();
@@ -109,7 +135,7 @@ fn register(name: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), Str
     }
     let id = nano_core::kernel::with_loader(|l| {
         let ns = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
-        l.add_prelinked(ns, &format!("wasm:{name}"), &sections, &symbols).map_err(|e| format!("{e}"))
+        l.add_prelinked(ns, krate, &sections, &symbols).map_err(|e| format!("{e}"))
     })?;
     Ok((id, nano_core::time::micros_since_entry() - t0))
 }
@@ -160,16 +186,17 @@ fn show(v: &Val) -> String {
 }
 
 /// Compiles and instantiates `bytes` as `name` and registers it.
-fn instantiate(name: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>) -> Result<Loaded, String> {
+fn instantiate(name: &str, krate: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>, shared: bool) -> Result<Loaded, String> {
     let t0 = nano_core::time::micros_since_entry();
     let config = Config { fuel: fuel.is_some(), verify: false, allow_avx: false };
     let module = Module::new(bytes, config).map_err(|e| format!("{name}: {e}"))?;
     let t1 = nano_core::time::micros_since_entry();
-    let store = Store::new(&platform::PLATFORM);
+    let own = (!shared).then(|| Store::new(&platform::PLATFORM));
+    let store = own.as_ref().unwrap_or_else(|| kernel_store());
     if let Some(f) = fuel {
         store.set_fuel(f);
     }
-    {
+    if !shared {
         let mut w = store.wasi();
         w.args = argv;
         w.sink = Some(console);
@@ -186,7 +213,7 @@ fn instantiate(name: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>) -
         }
     }
     let types = module.info.types.clone();
-    let inst = Instance::new(&store, &module, name, &|i| {
+    let inst = Instance::new(store, &module, name, &|i| {
         resolve(i).or_else(|| match i.kind {
             wasm_runtime::module::ImportKind::Func(t) => resolve_kernel(i, &types[t as usize]),
             _ => None,
@@ -196,7 +223,7 @@ fn instantiate(name: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>) -
         InstantiateError::Error(e) => format!("{name}: {e}"),
         InstantiateError::Trap(t) => format!("{name}: initialization {t}"),
     })?;
-    let (krate, reg_us) = register(name, &inst)?;
+    let (krate, reg_us) = register(krate, &inst)?;
     let funcs = module.image.funcs.len();
     println!(
         "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {} us ({} us/function); registered in {reg_us} us",
@@ -205,7 +232,7 @@ fn instantiate(name: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>) -
         t1 - t0,
         (t1 - t0) / funcs.max(1) as u64
     );
-    Ok(Loaded { instance: inst, _store: store, krate })
+    Ok(Loaded { instance: inst, _store: own, krate })
 }
 
 fn report(name: &str, r: Result<Vec<Val>, Error>) -> isize {
@@ -284,7 +311,7 @@ fn run(args: &[&str]) -> isize {
     };
     in_task("wasm", move || {
         let name = stem(&file);
-        let l = match instantiate(&name, bytes, o.fuel, o.rest.clone()) {
+        let l = match instantiate(&name, &format!("wasm:{name}"), bytes, o.fuel, o.rest.clone(), false) {
             Ok(l) => l,
             Err(e) => {
                 println!("wasm: {e}");
@@ -317,7 +344,7 @@ fn load(name: &str, file: &str) -> isize {
         }
     };
     let name = name.to_string();
-    in_task("wasm", move || match instantiate(&name, bytes, None, alloc::vec![name.clone()]) {
+    in_task("wasm", move || match instantiate(&name, &format!("wasm:{name}"), bytes, None, alloc::vec![name.clone()], true) {
         Ok(l) => {
             LOADED.lock().insert(name, Arc::new(l));
             0
@@ -329,7 +356,16 @@ fn load(name: &str, file: &str) -> isize {
     })
 }
 
+fn importers(name: &str) -> Vec<String> {
+    LOADED.lock().iter().filter(|(n, l)| n.as_str() != name && !l.instance.imports_from(name).is_empty()).map(|(n, _)| n.clone()).collect()
+}
+
 fn unload(name: &str) -> isize {
+    let users = importers(name);
+    if !users.is_empty() {
+        println!("wasm: {name} is imported by {}; unload those first", users.join(", "));
+        return 1;
+    }
     match LOADED.lock().remove(name) {
         Some(l) => {
             unregister(l.krate);
@@ -358,6 +394,74 @@ fn list() -> isize {
     0
 }
 
+/// Replaces loaded module `name` with `file`, live (see the crate docs).
+fn swap(name: &str, file: &str) -> Result<String, String> {
+    let t0 = nano_core::time::micros_since_entry();
+    let old = LOADED.lock().get(name).cloned().ok_or_else(|| format!("{name} is not loaded"))?;
+    let bytes = read_file(file)?;
+    let new = instantiate(name, &format!("wasm:{name}(next)"), bytes, None, alloc::vec![name.to_string()], true)?;
+    let refuse = |why: String, new: Loaded| -> Result<String, String> {
+        unregister(new.krate);
+        kernel_store().release(&new.instance);
+        Err(format!("swap refused: {why}; {name} is unchanged"))
+    };
+    // Everything another module imports from `name` must be there, with the same type.
+    let users: Vec<(String, Arc<Loaded>)> =
+        LOADED.lock().iter().filter(|(n, _)| n.as_str() != name).map(|(n, l)| (n.clone(), l.clone())).collect();
+    for (user, l) in &users {
+        for imp in l.instance.imports_from(name) {
+            let ok = match (old.instance.export(&imp), new.instance.export(&imp)) {
+                (Some(Extern::Func(a)), Some(Extern::Func(b))) => a.ty == b.ty,
+                (Some(Extern::Func(_)), _) => false,
+                (Some(_), _) => return refuse(format!("{user} imports {name}.{imp}, which is no function (only functions are relinked)"), new),
+                (None, _) => true,
+            };
+            if !ok {
+                return refuse(format!("{file} lacks export {imp} (with the same type) that {user} imports"), new);
+            }
+        }
+    }
+    // State: linear memory and exported mutable globals.
+    let mut carried = 0usize;
+    if let (Some(om), Some(nm)) = (old.instance.memory(), new.instance.memory()) {
+        let olen = om.len();
+        if nm.len() < olen && nm.grow((olen - nm.len()).div_ceil(65536)).is_none() {
+            return refuse(format!("the new memory cannot grow to the old one's {olen} bytes"), new);
+        }
+        om.with(|src| nm.with(|dst| dst[..src.len()].copy_from_slice(src)));
+        carried += olen as usize;
+    }
+    let mut globals = 0;
+    for e in &old.instance.module().exports {
+        if let (Some(Extern::Global(a)), Some(Extern::Global(b))) = (old.instance.export(&e.name), new.instance.export(&e.name))
+            && a.ty.mutable
+            && a.ty == b.ty
+        {
+            b.set(a.get());
+            globals += 1;
+        }
+    }
+    // Relink the importers.
+    let mut relinked = 0;
+    for (_, l) in &users {
+        for imp in l.instance.imports_from(name) {
+            if let Some(Extern::Func(f)) = new.instance.export(&imp) {
+                relinked += l.instance.relink(name, &imp, &f).map_err(|e| format!("{e}"))?;
+            }
+        }
+    }
+    // The symbols: the new code becomes wasm:NAME.
+    unregister(new.krate);
+    unregister(old.krate);
+    let (krate, _) = register(&format!("wasm:{name}"), &new.instance)?;
+    LOADED.lock().insert(name.to_string(), Arc::new(Loaded { instance: new.instance, _store: None, krate }));
+    Ok(format!(
+        "wasm: swapped {name} for {file}: {relinked} imports relinked in {} modules, {carried} bytes of memory and {globals} globals carried over, in {} us",
+        users.len(),
+        nano_core::time::micros_since_entry() - t0
+    ))
+}
+
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
     match args.get(1).copied() {
@@ -374,6 +478,19 @@ pub fn main(args: &[&str]) -> isize {
             in_task("wasm", move || report(&name, call(&l, &func, &rest)))
         }
         Some("unload") if args.len() == 3 => unload(args[2]),
+        Some("swap") if args.len() == 4 => {
+            let (name, file) = (args[2].to_string(), args[3].to_string());
+            in_task("wasm", move || match swap(&name, &file) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    0
+                }
+                Err(e) => {
+                    println!("wasm: {e}");
+                    1
+                }
+            })
+        }
         Some("list") => list(),
         _ => {
             println!("usage: {DESCRIPTION}");

@@ -210,6 +210,12 @@ impl Global {
         Arc::new(Global { cell: UnsafeCell::new(v.raw()), ty })
     }
 
+    /// Sets its value (the type is the caller's business: used to carry state across a swap).
+    pub fn set(&self, v: Val) {
+        // SAFETY: as in `get`.
+        unsafe { *self.cell.get() = v.raw() };
+    }
+
     /// Its value.
     pub fn get(&self) -> Val {
         // SAFETY: plain read of a cell only WASM code of the same task writes.
@@ -346,6 +352,12 @@ impl Store {
         unsafe { (*self.inner.vm.get()).fuel }
     }
 
+    /// Lets the store forget `inst` (it is freed once nothing else holds it): for an instance
+    /// that was made and then refused, whose functions nobody else references.
+    pub fn release(&self, inst: &Instance) {
+        self.inner.instances.lock().retain(|i| !Arc::ptr_eq(i, &inst.inner));
+    }
+
     /// The store's WASI state.
     pub fn wasi(&self) -> spin::MutexGuard<'_, WasiCtx> {
         self.inner.wasi.lock()
@@ -384,7 +396,10 @@ pub struct InstanceInner {
     func_ranges: Vec<core::ops::Range<u32>>,
     eh_frame: Vec<u8>,
     vmctx: Box<UnsafeCell<VMContext>>,
-    funcs: Box<[VMFuncRef]>,
+    /// Written only by [`Instance::relink`]; compiled code reads it through the context.
+    funcs: UnsafeCell<Box<[VMFuncRef]>>,
+    /// Instances whose functions were relinked in (kept alive).
+    relinked: spin::Mutex<Vec<Extern>>,
     /// The arrays the context points at (kept alive here, read only through the context).
     _global_cells: Box<[*mut u64]>,
     globals: Vec<Arc<Global>>,
@@ -587,7 +602,8 @@ impl Instance {
             func_ranges: image.funcs.clone(),
             eh_frame,
             vmctx,
-            funcs,
+            funcs: UnsafeCell::new(funcs),
+            relinked: spin::Mutex::new(Vec::new()),
             _global_cells: global_cells,
             globals,
             _table_ptrs: table_ptrs,
@@ -699,7 +715,7 @@ impl Instance {
         let i = e.index as usize;
         Some(match e.kind {
             ExternalKind::Func => {
-                let r = self.inner.funcs.get(i)?;
+                let r = self.func_ref(i)?;
                 Extern::Func(Func {
                     code: r.code,
                     ty: self.inner.module.func_type(e.index).clone(),
@@ -712,6 +728,49 @@ impl Instance {
             ExternalKind::Global => Extern::Global(self.inner.globals.get(i)?.clone()),
             _ => return None,
         })
+    }
+
+    fn func_ref(&self, i: usize) -> Option<VMFuncRef> {
+        // SAFETY: entries change only in `relink`, which the store's one-task rule orders.
+        unsafe { (&*self.inner.funcs.get()).get(i).copied() }
+    }
+
+    /// Points every function import `module.name` of this instance at `f` (live relinking:
+    /// compiled code loads the callee from this table at each call). Returns how many imports
+    /// were rewritten; a type mismatch changes nothing.
+    pub fn relink(&self, module: &str, name: &str, f: &Func) -> Result<usize, Error> {
+        let info = &self.inner.module;
+        let mut targets = Vec::new();
+        let mut index = 0usize;
+        for i in &info.imports {
+            if let ImportKind::Func(t) = i.kind {
+                if i.module == module && i.name == name {
+                    if info.types[t as usize] != f.ty {
+                        return Err(Error::Link { import: format!("{module}.{name}"), msg: "the new function has another type".into() });
+                    }
+                    targets.push(index);
+                }
+                index += 1;
+            }
+        }
+        let me = self.vmctx();
+        for i in &targets {
+            // SAFETY: `i` is an import index inside the table; no call runs (store rule).
+            unsafe {
+                let slot = &mut (*self.inner.funcs.get())[*i];
+                slot.code = f.code;
+                slot.vmctx = if f.vmctx.is_null() { me } else { f.vmctx };
+            }
+        }
+        if !targets.is_empty() {
+            self.inner.relinked.lock().push(Extern::Func(f.clone()));
+        }
+        Ok(targets.len())
+    }
+
+    /// Whether this instance imports anything from `module`.
+    pub fn imports_from(&self, module: &str) -> Vec<String> {
+        self.inner.module.imports.iter().filter(|i| i.module == module).map(|i| i.name.clone()).collect()
     }
 
     /// Calls the exported function `name`.
@@ -730,7 +789,7 @@ impl Instance {
         }
         let mut values: Vec<u64> = args.iter().map(|a| a.raw()).collect();
         values.resize(ty.params().len().max(ty.results().len()), 0);
-        let r = self.inner.funcs[index as usize];
+        let r = self.func_ref(index as usize).ok_or_else(|| Error::NoExport(format!("function {index}")))?;
         let tramp = self.inner.code as u64 + self.inner.trampolines[ty_index as usize] as u64;
         let platform = self.inner.store.platform;
         platform.install_trap_handler()?;
