@@ -149,3 +149,52 @@ fn rust_kernels_agree_with_native() {
     let (mut a, mut b, mut c) = (vec![0.0; 64 * 64], vec![0.0; 64 * 64], vec![0.0; 64 * 64]);
     assert_eq!(i.call("matmul", &[Val::I32(64)]).unwrap(), vec![Val::I32(k::matmul(&mut a, &mut b, &mut c, 64) as i32)]);
 }
+
+thread_local! {
+    static INNER: std::cell::RefCell<Option<Instance>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A host function WASM calls, which calls WASM again; a trap there is passed on outward.
+extern "C" fn call_inner(_vmctx: *mut wasm_runtime::vm::VMContext, x: i32) -> i32 {
+    let r = INNER.with(|i| i.borrow().as_ref().unwrap().call("inner", &[Val::I32(x)]));
+    match r {
+        Ok(v) => match v[0] {
+            Val::I32(v) => v,
+            _ => -1,
+        },
+        Err(e) => {
+            let kind = match &e {
+                Error::Trap(t) => t.kind,
+                _ => TrapKind::Fault,
+            };
+            drop(e);
+            // SAFETY: this frame owns nothing left to drop; WASM called it.
+            unsafe { wasm_runtime::trap::raise(kind, 0) }
+        }
+    }
+}
+
+#[test]
+fn a_trap_in_nested_wasm_host_wasm_calls_unwinds_cleanly() {
+    let store = Store::new(&HOST);
+    let inner = instantiate(
+        &store,
+        &wat::parse_str(r#"(module (func (export "inner") (param i32) (result i32) (i32.div_u (i32.const 100) (local.get 0))))"#).unwrap(),
+        Config::default(),
+    );
+    INNER.with(|i| *i.borrow_mut() = Some(inner));
+    let outer_wat = r#"(module (import "host" "call_inner" (func $h (param i32) (result i32)))
+        (func (export "outer") (param i32) (result i32) (i32.add (call $h (local.get 0)) (i32.const 1))))"#;
+    let m = Module::new(&wat::parse_str(outer_wat).unwrap(), Config::default()).unwrap();
+    let ty = m.info.types[0].clone();
+    let outer = Instance::new(&store, &m, "outer", &|_| {
+        Some(Extern::Func(wasm_runtime::Func { code: call_inner as *const () as u64, ty: ty.clone(), vmctx: std::ptr::null_mut(), owner: None }))
+    })
+    .unwrap();
+    assert_eq!(outer.call("outer", &[Val::I32(5)]).unwrap(), vec![Val::I32(21)]);
+    let t = trap_of(outer.call("outer", &[Val::I32(0)]));
+    assert_eq!(t.kind, TrapKind::IntegerDivisionByZero, "{t}");
+    assert!(!wasm_runtime::trap::in_wasm(), "the entry chain is unwound");
+    assert_eq!(outer.call("outer", &[Val::I32(50)]).unwrap(), vec![Val::I32(3)]);
+    INNER.with(|i| *i.borrow_mut() = None);
+}
