@@ -173,7 +173,7 @@ CASES = [
                  r"wasm: compiled cmp: \d+ functions, \d+ bytes of code, \d+ IR instructions in \d+ us",
                  r"wasm: cmp returned 6765", r"0x[0-9a-f]+ +\d+  wasm::cmp::fib",
                  r"wasm::cmp::inner \+ 0x[0-9a-f]+ \(crate wasm:cmp, namespace applications\)",
-                 r"wasm::cmp::middle \+", r"wasm::cmp::outer \+", "wasm: unloaded cmp", "shell alive"],
+                 r"wasm::cmp::middle \+", r"wasm::cmp::outer \+", r"wasm::cmp::<trampoline \d+> \+ 0x[0-9a-f]+ \(crate wasm:cmp", "wasm: unloaded cmp", "shell alive"],
          reject=["fault outside any task"]),
     dict(name="wasm_traps_are_named", timeout=120,
          script=["wasm run traps.wasm --invoke divide 0", "wasm run traps.wasm --invoke overflow",

@@ -690,18 +690,29 @@ impl Instance {
     }
 
     /// (function index, symbol `wasm::<name>::<function>`, address, size) of every defined
-    /// function.
+    /// function, then the host-to-WASM trampolines (index `u32::MAX`, symbol
+    /// `wasm::<name>::<trampoline N>`), so every byte of the code has a name.
     pub fn functions(&self) -> Vec<(u32, String, u64, u64)> {
         let info = &self.inner.module;
-        self.inner
+        let base = self.inner.code as u64;
+        let mut v: Vec<(u32, String, u64, u64)> = self
+            .inner
             .func_ranges
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 let f = info.imported_funcs + i as u32;
-                (f, format!("wasm::{}::{}", self.inner.name, info.func_name(f)), self.inner.code as u64 + r.start as u64, (r.end - r.start) as u64)
+                (f, format!("wasm::{}::{}", self.inner.name, info.func_name(f)), base + r.start as u64, (r.end - r.start) as u64)
             })
-            .collect()
+            .collect();
+        let mut starts: Vec<u32> = self.inner.trampolines.clone();
+        starts.sort_unstable();
+        starts.dedup();
+        for (n, s) in starts.iter().enumerate() {
+            let end = starts.get(n + 1).copied().unwrap_or(self.inner.code_len as u32);
+            v.push((u32::MAX, format!("wasm::{}::<trampoline {n}>", self.inner.name), base + *s as u64, (end - s) as u64));
+        }
+        v
     }
 
     /// Memory 0, if any.
