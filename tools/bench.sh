@@ -127,5 +127,16 @@ if fp:
 PY
 
 echo
-echo "== WASM engine (host): compile time, and compute kernels as WASM vs native Rust (same run)"
+echo "== WASM engine (host): compile time, and compute kernels as WASM vs native Rust vs wasmtime (same run)"
+echo "   (building the wasmtime baseline once: tools/wasmtime_bench, a few minutes the first time)"
+cargo build --release -q --manifest-path tools/wasmtime_bench/Cargo.toml --target-dir target/wasmtime-bench
 cargo run -q --release -p wasm_runtime --features std --example wasmbench
+
+echo
+echo "== WASM in QEMU: compile time per function and registration in the symbol map"
+printf '%s\n' "wasm run kernels.wasm --invoke matmul 8" "wasm run kernels.wasm --invoke matmul 8" "wasm run rusty.wasm" \
+    "wasm run compute.wasm --invoke fib 10" poweroff > target/bench-session.txt
+python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-session.txt \
+    --quiet --timeout 120 --log target/bench-wasm.log >/dev/null
+grep -E '^wasm: compiled' target/bench-wasm.log | sed 's/^/   /'
+echo "   (the first compile after boot includes TCG translating Cranelift's own code)"
