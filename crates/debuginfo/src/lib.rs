@@ -1,10 +1,13 @@
 //! debuginfo: source locations (file:line:column, with inlined frames) for any address.
 //!
-//! Every crate object carries DWARF line tables (the build uses `debug = "line-tables-only"`);
-//! the loader does not load them. The first time an address in a crate is asked about, this
-//! crate reads that crate's object file from its namespace directory, copies its `.debug_*`
-//! sections, applies their relocations against where the crate's sections were actually
-//! placed, and builds an `addr2line` context, kept for later questions. nano_core's own
+//! Every crate is built with DWARF line tables (`debug = "line-tables-only"`); the image puts
+//! them in a separate debug module per crate (`debug/<namespace>/<file>`, made by
+//! `objcopy --only-keep-debug`: the `.debug_*` sections, their relocations and the symbols),
+//! and the object the loader loads has none. The first time an address in a crate is asked
+//! about, this crate reads that debug module (or, for an object that came with its own DWARF,
+//! such as a swap update, the object), copies its `.debug_*` sections, applies their
+//! relocations against where the crate's sections were actually placed, and builds an
+//! `addr2line` context, kept for later questions. nano_core's own
 //! debug information comes from `nano_core.debug` in the boot image (already linked, so
 //! nothing to relocate). Swapped crates are looked up again (their file changes).
 #![no_std]
@@ -118,8 +121,14 @@ fn build_for(addr: u64) -> Option<(u32, Option<Ctx>)> {
             return Some((key, relocated_debug_sections(m.data, &BTreeMap::new()).and_then(context)));
         }
         let ns = l.namespace(k.namespace)?;
-        let bytes = ns.file_bytes(&k.file)?;
         let placed: BTreeMap<&str, u64> = k.sections.iter().filter_map(|s| l.section(*s)).map(|s| (s.name.as_str(), s.addr)).collect();
+        // The image keeps our crates' DWARF in separate debug modules (`debug/<ns>/<file>`);
+        // an object from elsewhere (a swap update, `make push`) carries its own.
+        let module = alloc::format!("debug/{}/{}", ns.name, k.file);
+        if let Some(m) = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == module) {
+            return Some((key, relocated_debug_sections(m.data, &placed).and_then(context)));
+        }
+        let bytes = ns.file_bytes(&k.file)?;
         Some((key, relocated_debug_sections(&bytes, &placed).and_then(context)))
     })
     .flatten()

@@ -65,18 +65,29 @@ struct Manifest {
 /// no stack protector or builtins (tlibc provides what is needed).
 const C_FLAGS: &[&str] = &["-ffreestanding", "-fno-pic", "-mcmodel=large", "-mno-red-zone", "-fno-stack-protector", "-fno-builtin", "-O2"];
 
-/// The bytes of an object for the image: crates that are not ours (core, alloc,
-/// compiler_builtins and third-party dependencies) lose their debug sections — nobody steps
-/// through them, and they would triple the image (GRUB reads it from the ISO).
-fn image_object(path: &Path, ours: bool, scratch: &Path) -> Result<Vec<u8>, Error> {
-    if !ours {
-        let out = scratch.join(path.file_name().unwrap_or_default());
-        let ok = Command::new("objcopy").arg("--strip-debug").arg(path).arg(&out).status().is_ok_and(|s| s.success());
-        if ok {
-            return io(&out, std::fs::read(&out));
-        }
+/// A crate object as it goes into the image, and its debug module: objects carry no DWARF
+/// (the loader never reads it, and the archive GRUB loads stays small); for our own crates the
+/// `.debug_*` sections and their relocations go into a separate module
+/// (`objcopy --only-keep-debug`, same section names and symbols), which `debuginfo` reads on
+/// first use. Third-party crates ship without debug info.
+fn image_object(path: &Path, ours: bool, scratch: &Path) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
+    let name = path.file_name().unwrap_or_default();
+    let out = scratch.join(name);
+    let ok = Command::new("objcopy").arg("--strip-debug").arg(path).arg(&out).status().is_ok_and(|s| s.success());
+    if !ok {
+        return Ok((io(path, std::fs::read(path))?, None));
     }
-    io(path, std::fs::read(path))
+    let stripped = io(&out, std::fs::read(&out))?;
+    if !ours {
+        return Ok((stripped, None));
+    }
+    let dbg = scratch.join(format!("{}.debug", name.to_string_lossy()));
+    let ok = Command::new("objcopy").arg("--only-keep-debug").arg(path).arg(&dbg).status().is_ok_and(|s| s.success());
+    if !ok {
+        // Keep the debug info inside the object rather than lose it.
+        return Ok((io(path, std::fs::read(path))?, None));
+    }
+    Ok((stripped, Some(io(&dbg, std::fs::read(&dbg))?)))
 }
 
 /// Compiles one C source into `target/c/<stem>.o`; returns its path.
@@ -322,7 +333,11 @@ fn build(root: &Path) -> Result<(), Error> {
                 }
             };
             let ours = root.join("crates").join(c).join("Cargo.toml").exists();
-            files.insert(format!("namespaces/{}/{}", m.name, obj.file_name()), image_object(&obj.path, ours, &stripped_dir)?);
+            let (object, debug) = image_object(&obj.path, ours, &stripped_dir)?;
+            files.insert(format!("namespaces/{}/{}", m.name, obj.file_name()), object);
+            if let Some(d) = debug {
+                files.insert(format!("debug/{}/{}", m.name, obj.file_name()), d);
+            }
         }
         progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
     }
@@ -351,7 +366,11 @@ fn build(root: &Path) -> Result<(), Error> {
         if !syms::defined_globals(&bytes).map_err(Error::Kernel)?.iter().all(|g| nano_syms.contains(g.as_str())) {
             extra.push(obj.name.clone());
             let ours = root.join("crates").join(&obj.name).join("Cargo.toml").exists();
-            files.insert(format!("namespaces/kernel/{}", obj.file_name()), image_object(&obj.path, ours, &stripped_dir)?);
+            let (object, debug) = image_object(&obj.path, ours, &stripped_dir)?;
+            files.insert(format!("namespaces/kernel/{}", obj.file_name()), object);
+            if let Some(d) = debug {
+                files.insert(format!("debug/kernel/{}", obj.file_name()), d);
+            }
         }
     }
     if !extra.is_empty() {
