@@ -188,7 +188,7 @@ fn show(v: &Val) -> String {
 /// Compiles and instantiates `bytes` as `name` and registers it.
 fn instantiate(name: &str, krate: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>, shared: bool) -> Result<Loaded, String> {
     let t0 = nano_core::time::micros_since_entry();
-    let config = Config { fuel: fuel.is_some(), verify: false, allow_avx: false };
+    let config = Config { fuel: fuel.is_some(), ..Config::default() };
     let module = Module::new(bytes, config).map_err(|e| format!("{name}: {e}"))?;
     let t1 = nano_core::time::micros_since_entry();
     let own = (!shared).then(|| Store::new(&platform::PLATFORM));

@@ -118,14 +118,17 @@ fn main() {
     let store = Store::new(&HOST);
     let wat_inst = Instance::new(&store, &Module::new(&wat_bytes, config).unwrap(), "bench", &|_| None).unwrap();
     let k_inst = Instance::new(&store, &Module::new(&kernels_bytes, config).unwrap(), "kernels", &|_| None).unwrap();
+    let guard = Config { bounds_checks: false, ..config };
+    let wat_g = Instance::new(&store, &Module::new(&wat_bytes, guard).unwrap(), "bench_g", &|_| None).unwrap();
+    let k_g = Instance::new(&store, &Module::new(&kernels_bytes, guard).unwrap(), "kernels_g", &|_| None).unwrap();
     let mut words = vec![0u32; 1 << 18];
     let (mut ma, mut mb, mut mc) = (vec![0.0; 128 * 128], vec![0.0; 128 * 128], vec![0.0; 128 * 128]);
     let mut data: Vec<u8> = (0..1usize << 16).map(|i| (i * 31 % 251) as u8).collect();
     type Native<'a> = Box<dyn FnMut() -> u32 + 'a>;
-    let cases: Vec<(&str, &Instance, &std::path::Path, &str, Vec<i32>, Native<'_>)> = vec![
-        ("fib(30) [wat]", &wat_inst, &wat_file, "fib", vec![30], Box::new(|| fib(black_box(30)))),
-        ("mix 50M rounds [wat]", &wat_inst, &wat_file, "mix", vec![50_000_000], Box::new(|| mix(black_box(50_000_000)))),
-        ("sha256 64 KiB x 40 [rust]", &k_inst, &kernels, "sha256", vec![40], Box::new(|| {
+    let cases: Vec<(&str, &Instance, &Instance, &std::path::Path, &str, Vec<i32>, Native<'_>)> = vec![
+        ("fib(30) [wat]", &wat_inst, &wat_g, &wat_file, "fib", vec![30], Box::new(|| fib(black_box(30)))),
+        ("mix 50M rounds [wat]", &wat_inst, &wat_g, &wat_file, "mix", vec![50_000_000], Box::new(|| mix(black_box(50_000_000)))),
+        ("sha256 64 KiB x 40 [rust]", &k_inst, &k_g, &kernels, "sha256", vec![40], Box::new(|| {
             for (i, b) in data.iter_mut().enumerate() {
                 *b = (i * 31 % 251) as u8;
             }
@@ -136,28 +139,34 @@ fn main() {
             }
             acc
         })),
-        ("heapsort 200k [rust]", &k_inst, &kernels, "sort", vec![200_000, 5], Box::new(|| k::sort(&mut words[..200_000], black_box(5)))),
-        ("matmul f64 128 [rust]", &k_inst, &kernels, "matmul", vec![128], Box::new(|| k::matmul(&mut ma, &mut mb, &mut mc, black_box(128)))),
+        ("heapsort 200k [rust]", &k_inst, &k_g, &kernels, "sort", vec![200_000, 5], Box::new(|| k::sort(&mut words[..200_000], black_box(5)))),
+        ("matmul f64 128 [rust]", &k_inst, &k_g, &kernels, "matmul", vec![128], Box::new(|| k::matmul(&mut ma, &mut mb, &mut mc, black_box(128)))),
     ];
-    let mut ratios = Vec::new();
-    for (label, inst, file, export, args, mut native) in cases {
+    let (mut ratios, mut guard_ratios) = (Vec::new(), Vec::new());
+    for (label, inst, inst_g, file, export, args, mut native) in cases {
         let vals: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
         let (tn, rn) = best(5, &mut native);
         let (tw, rw) = best(5, || inst.call(export, &vals).unwrap());
         assert_eq!(rw, vec![Val::I32(rn as i32)], "{label}: WASM and native disagree");
+        let (tg, rg) = best(5, || inst_g.call(export, &vals).unwrap());
+        assert_eq!(rg, rw, "{label}: guard-region build disagrees");
+        guard_ratios.push(tg / tw);
         let wt = wasmtime(file, export, &args);
         if let Some((_, t, r)) = wt {
             assert_eq!(r, rn as i32, "{label}: wasmtime disagrees");
             ratios.push(tw / t);
         }
         println!(
-            "{label:<28} native {:>8.2} ms  ours {:>8.2} ms ({:.2}x native){}",
+            "{label:<28} native {:>8.2} ms  ours {:>8.2} ms ({:.2}x native; guard regions {:.2} ms){}",
             tn * 1e3,
             tw * 1e3,
             tw / tn,
+            tg * 1e3,
             wt.map(|(_, t, _)| format!("  wasmtime {:>8.2} ms  ours/wasmtime {:.2}x", t * 1e3, tw / t)).unwrap_or_else(|| "  (wasmtime baseline not built)".into())
         );
     }
+    let g = (guard_ratios.iter().map(|r: &f64| r.ln()).sum::<f64>() / guard_ratios.len() as f64).exp();
+    println!("guard regions / explicit bounds checks, geometric mean: {g:.2}x");
     if !ratios.is_empty() {
         let geo = ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64;
         println!("ours/wasmtime geometric mean: {:.2}x (goal <= 1.2x)", geo.exp());

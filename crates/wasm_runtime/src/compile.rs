@@ -38,11 +38,15 @@ pub struct Config {
     /// Let Cranelift use AVX/AVX2/FMA when the CPU has them (only where the OS saves the
     /// AVX state: the host).
     pub allow_avx: bool,
+    /// Check every memory access against the memory's length (true), or rely on an 8 GiB
+    /// guarded reservation per memory and let an out-of-bounds access fault (false; needs a
+    /// platform that can reserve address space: the host).
+    pub bounds_checks: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { fuel: false, verify: false, allow_avx: false }
+        Config { fuel: false, verify: false, allow_avx: false, bounds_checks: true }
     }
 }
 
@@ -211,7 +215,7 @@ pub fn compile(module: &ModuleInfo, wasm: &[u8], config: &Config) -> Result<Imag
     let isa = isa(config)?;
     let call_conv = CallConv::SystemV;
     let sig_ids: Vec<u64> = module.types.iter().map(sig_id).collect();
-    let env = Env { module, sig_ids: &sig_ids, fuel: config.fuel, call_conv, frontend: isa.frontend_config() };
+    let env = Env { module, sig_ids: &sig_ids, fuel: config.fuel, bounds_checks: config.bounds_checks, call_conv, frontend: isa.frontend_config() };
     let mut image = Image {
         code: Vec::new(),
         funcs: Vec::new(),

@@ -74,6 +74,24 @@ impl Platform for HostPlatform {
         }
     }
 
+    fn reserve(&self, len: usize) -> Option<*mut u8> {
+        // SAFETY: a fresh inaccessible mapping; nothing else is touched.
+        let p = unsafe {
+            libc::mmap(core::ptr::null_mut(), len, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+        };
+        (p != libc::MAP_FAILED).then_some(p as *mut u8)
+    }
+
+    fn commit(&self, base: *mut u8, len: usize) -> bool {
+        // SAFETY: `base` starts a reservation from `reserve` longer than `len`.
+        len == 0 || unsafe { libc::mprotect(base as *mut _, len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+    }
+
+    fn release(&self, base: *mut u8, len: usize) {
+        // SAFETY: a reservation from `reserve`, no longer used.
+        unsafe { libc::munmap(base as *mut _, len) };
+    }
+
     fn install_trap_handler(&self) -> Result<(), Error> {
         INSTALL.call_once(|| {
             for sig in [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE] {

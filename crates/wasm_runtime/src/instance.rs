@@ -76,34 +76,79 @@ pub const MAX_TABLE: u64 = 10_000_000;
 /// A linear memory.
 pub struct Memory {
     vm: UnsafeCell<VMMemory>,
-    data: spin::Mutex<Vec<u8>>,
+    storage: spin::Mutex<Storage>,
     max_pages: u64,
     /// Its type.
     pub ty: wasmparser::MemoryType,
 }
 
-// SAFETY: `vm` is written only under `data`'s lock (by `grow`) and read by the code of the
+/// Where a memory's bytes live.
+enum Storage {
+    /// A heap vector (explicit bounds checks; growing may move it).
+    Heap(Vec<u8>),
+    /// A reservation of [`GUARDED_RESERVATION`] bytes from the platform, committed up to the
+    /// current size; everything above faults (guard-region bounds checks). Never moves.
+    Reserved { platform: &'static dyn Platform },
+}
+
+/// Address space reserved for a guard-region memory: 4 GiB of index, 4 GiB of offset, a page.
+pub const GUARDED_RESERVATION: usize = (8 << 30) + 65536;
+
+// SAFETY: `vm` is written only under `storage`'s lock (by `grow`) and read by the code of the
 // one task using the store; see the module docs.
 unsafe impl Send for Memory {}
 // SAFETY: as above.
 unsafe impl Sync for Memory {}
 
+impl Drop for Memory {
+    fn drop(&mut self) {
+        if let Storage::Reserved { platform } = &*self.storage.lock() {
+            platform.release(self.vm.get_mut().base, GUARDED_RESERVATION);
+        }
+    }
+}
+
+fn check_memory_type(ty: &wasmparser::MemoryType) -> Result<u64, Error> {
+    if ty.memory64 || ty.shared {
+        return Err(Error::Unsupported("64-bit or shared memory".into()));
+    }
+    let max_pages = ty.maximum.unwrap_or(65536).min(MAX_PAGES);
+    if ty.initial > max_pages {
+        return Err(Error::Memory(format!("{} initial pages (this engine allows {MAX_PAGES})", ty.initial)));
+    }
+    Ok(max_pages)
+}
+
 impl Memory {
-    /// A memory of `ty.initial` pages.
+    /// A memory of `ty.initial` pages on the heap (for code with explicit bounds checks).
     pub fn new(ty: wasmparser::MemoryType) -> Result<Arc<Memory>, Error> {
-        if ty.memory64 || ty.shared {
-            return Err(Error::Unsupported("64-bit or shared memory".into()));
-        }
-        let max_pages = ty.maximum.unwrap_or(65536).min(MAX_PAGES);
-        if ty.initial > max_pages {
-            return Err(Error::Memory(format!("{} initial pages (this engine allows {MAX_PAGES})", ty.initial)));
-        }
+        let max_pages = check_memory_type(&ty)?;
         let len = (ty.initial * vm::PAGE) as usize;
         let mut data = Vec::new();
         data.try_reserve_exact(len).map_err(|_| Error::Memory(format!("{len} bytes of linear memory")))?;
         data.resize(len, 0);
-        let m = Memory { vm: UnsafeCell::new(VMMemory { base: data.as_mut_ptr(), len: len as u64 }), data: spin::Mutex::new(data), max_pages, ty };
-        Ok(Arc::new(m))
+        let vm = VMMemory { base: data.as_mut_ptr(), len: len as u64 };
+        Ok(Arc::new(Memory { vm: UnsafeCell::new(vm), storage: spin::Mutex::new(Storage::Heap(data)), max_pages, ty }))
+    }
+
+    /// A memory in a guarded reservation (for code compiled without bounds checks).
+    pub fn new_guarded(ty: wasmparser::MemoryType, platform: &'static dyn Platform) -> Result<Arc<Memory>, Error> {
+        let max_pages = check_memory_type(&ty)?;
+        let base = platform
+            .reserve(GUARDED_RESERVATION)
+            .ok_or_else(|| Error::Unsupported("guard-region memories on this platform (compile with bounds checks)".into()))?;
+        let len = (ty.initial * vm::PAGE) as usize;
+        if !platform.commit(base, len) {
+            platform.release(base, GUARDED_RESERVATION);
+            return Err(Error::Memory(format!("{len} bytes of linear memory")));
+        }
+        let vm = VMMemory { base, len: len as u64 };
+        Ok(Arc::new(Memory { vm: UnsafeCell::new(vm), storage: spin::Mutex::new(Storage::Reserved { platform }), max_pages, ty }))
+    }
+
+    /// Whether the memory sits in a guarded reservation.
+    pub fn is_guarded(&self) -> bool {
+        matches!(*self.storage.lock(), Storage::Reserved { .. })
     }
 
     fn vm(&self) -> *mut VMMemory {
@@ -112,7 +157,9 @@ impl Memory {
 
     /// Current size in bytes.
     pub fn len(&self) -> u64 {
-        self.data.lock().len() as u64
+        let _g = self.storage.lock();
+        // SAFETY: under the lock.
+        unsafe { (*self.vm.get()).len }
     }
 
     /// Whether the memory has no pages.
@@ -122,24 +169,41 @@ impl Memory {
 
     /// Grows by `delta` pages; returns the old size in pages or `None`.
     pub fn grow(&self, delta: u64) -> Option<u64> {
-        let mut d = self.data.lock();
-        let old = d.len() as u64 / vm::PAGE;
+        let mut st = self.storage.lock();
+        // SAFETY: under the lock; the code re-reads base and len after every call.
+        let vm = unsafe { &mut *self.vm.get() };
+        let old = vm.len / vm::PAGE;
         let new = old.checked_add(delta)?;
         if new > self.max_pages {
             return None;
         }
         let len = (new * vm::PAGE) as usize;
-        let more = len - d.len();
-        d.try_reserve_exact(more).ok()?;
-        d.resize(len, 0);
-        // SAFETY: under the lock; the code re-reads base and len after every call.
-        unsafe { *self.vm.get() = VMMemory { base: d.as_mut_ptr(), len: len as u64 } };
+        match &mut *st {
+            Storage::Heap(d) => {
+                let more = len - d.len();
+                d.try_reserve_exact(more).ok()?;
+                d.resize(len, 0);
+                *vm = VMMemory { base: d.as_mut_ptr(), len: len as u64 };
+            }
+            Storage::Reserved { platform } => {
+                if !platform.commit(vm.base, len) {
+                    return None;
+                }
+                vm.len = len as u64;
+            }
+        }
         Some(old)
     }
 
     /// Runs `f` on the memory's bytes.
     pub fn with<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        f(&mut self.data.lock())
+        let _g = self.storage.lock();
+        // SAFETY: under the lock; base..base+len is the memory's committed, writable range.
+        let bytes = unsafe {
+            let vm = &*self.vm.get();
+            if vm.len == 0 { &mut [][..] } else { core::slice::from_raw_parts_mut(vm.base, vm.len as usize) }
+        };
+        f(bytes)
     }
 }
 
@@ -477,6 +541,9 @@ impl Instance {
                     }
                 }
                 (ImportKind::Memory(t), Extern::Memory(m)) => {
+                    if !module.config.bounds_checks && !m.is_guarded() {
+                        return Err(link_err(i, "code compiled without bounds checks needs a guard-region memory").into());
+                    }
                     let cur = m.len() / vm::PAGE;
                     if !limits_ok(cur, m.ty.maximum, t.initial, t.maximum) {
                         return Err(link_err(i, "incompatible import type").into());
@@ -558,7 +625,7 @@ impl Instance {
             }
         }
         for m in &info.memories[info.imported_memories as usize..] {
-            memories.push(Memory::new(*m)?);
+            memories.push(if module.config.bounds_checks { Memory::new(*m)? } else { Memory::new_guarded(*m, platform)? });
         }
         for t in &info.tables[info.imported_tables as usize..] {
             tables.push(Table::new(*t)?);

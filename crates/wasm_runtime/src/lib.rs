@@ -101,4 +101,15 @@ pub trait Platform: Sync {
     fn stack_limit(&self, sp: u64) -> u64;
     /// Makes sure faults in compiled code reach [`trap::handle_fault`] on this thread/task.
     fn install_trap_handler(&self) -> Result<(), Error>;
+    /// Reserves `len` bytes of address space, inaccessible, for a guard-region memory;
+    /// `None` if the platform cannot (then modules must be compiled with bounds checks).
+    fn reserve(&self, _len: usize) -> Option<*mut u8> {
+        None
+    }
+    /// Makes the first `len` bytes of a reservation readable and writable (zero-filled).
+    fn commit(&self, _base: *mut u8, _len: usize) -> bool {
+        false
+    }
+    /// Returns a reservation.
+    fn release(&self, _base: *mut u8, _len: usize) {}
 }

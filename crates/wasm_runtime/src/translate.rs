@@ -41,6 +41,8 @@ pub struct Env<'a> {
     pub sig_ids: &'a [u64],
     /// Whether to charge fuel at function entries and loop headers.
     pub fuel: bool,
+    /// Explicit bounds checks (else the memory is a guarded reservation and accesses may fault).
+    pub bounds_checks: bool,
     /// Calling convention of the target.
     pub call_conv: CallConv,
     /// The target's pointer type and such.
@@ -197,7 +199,11 @@ pub fn translate_function(
         reachable: true,
         skipped_depth: 0,
         vmctx_flags: MemFlagsData::trusted().with_alias_region(region(vmctx_region)),
-        heap_flags: MemFlagsData::new().with_notrap().with_alias_region(region(heap_region)),
+        heap_flags: if env.bounds_checks {
+            MemFlagsData::new().with_notrap().with_alias_region(region(heap_region))
+        } else {
+            MemFlagsData::new().with_trap_code(Some(TrapKind::MemoryOutOfBounds.code())).with_alias_region(region(heap_region))
+        },
         table_flags: MemFlagsData::trusted().with_alias_region(region(table_region)),
         sigs: HashMap::new(),
         funcs: HashMap::new(),
@@ -351,12 +357,14 @@ impl<'a, 'f> Translator<'a, 'f> {
         let index = self.pop()?;
         let index = self.b.ins().uextend(I64, index);
         let mem = self.vmload(self.vmctx, vm::VMCTX_MEMORY);
-        let len = self.vmload(mem, vm::MEMORY_LEN);
         let base = self.vmload(mem, vm::MEMORY_BASE);
-        let end = memarg.offset.checked_add(size).ok_or_else(|| Error::Invalid("memory offset overflows".into()))?;
-        let last = self.b.ins().iadd_imm_s(index, end as i64);
-        let oob = self.b.ins().icmp(IntCC::UnsignedGreaterThan, last, len);
-        self.b.ins().trapnz(oob, TrapKind::MemoryOutOfBounds.code());
+        if self.env.bounds_checks {
+            let len = self.vmload(mem, vm::MEMORY_LEN);
+            let end = memarg.offset.checked_add(size).ok_or_else(|| Error::Invalid("memory offset overflows".into()))?;
+            let last = self.b.ins().iadd_imm_s(index, end as i64);
+            let oob = self.b.ins().icmp(IntCC::UnsignedGreaterThan, last, len);
+            self.b.ins().trapnz(oob, TrapKind::MemoryOutOfBounds.code());
+        }
         let addr = self.b.ins().iadd(base, index);
         match i32::try_from(memarg.offset) {
             Ok(o) => Ok((addr, o)),

@@ -198,3 +198,23 @@ fn a_trap_in_nested_wasm_host_wasm_calls_unwinds_cleanly() {
     assert_eq!(outer.call("outer", &[Val::I32(50)]).unwrap(), vec![Val::I32(3)]);
     INNER.with(|i| *i.borrow_mut() = None);
 }
+
+#[test]
+fn guard_region_memories_trap_out_of_bounds_accesses() {
+    let store = Store::new(&HOST);
+    let config = Config { bounds_checks: false, ..Config::default() };
+    let i = instantiate(&store, &program("traps.wat"), config);
+    let t = trap_of(i.call("oob", &[]));
+    assert_eq!((t.kind, t.function.as_deref()), (TrapKind::MemoryOutOfBounds, Some("wasm::t::oob")), "{t}");
+    let m = wat::parse_str(
+        r#"(module (memory 1 3) (func (export "peek") (param i32) (result i32) (i32.load (local.get 0)))
+            (func (export "grow") (result i32) (memory.grow (i32.const 1))))"#,
+    )
+    .unwrap();
+    let i = instantiate(&store, &m, config);
+    assert_eq!(i.call("peek", &[Val::I32(65532)]).unwrap(), vec![Val::I32(0)]);
+    assert_eq!(trap_of(i.call("peek", &[Val::I32(65533)])).kind, TrapKind::MemoryOutOfBounds);
+    assert_eq!(i.call("grow", &[]).unwrap(), vec![Val::I32(1)]);
+    assert_eq!(i.call("peek", &[Val::I32(65533)]).unwrap(), vec![Val::I32(0)]);
+    assert_eq!(trap_of(i.call("peek", &[Val::I32(-1)])).kind, TrapKind::MemoryOutOfBounds);
+}
