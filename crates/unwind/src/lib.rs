@@ -37,8 +37,11 @@ unsafe impl EhFrameFinder for Finder {
             let (sid, _) = l.locate(pc as u64)?;
             let sec = l.section(sid)?;
             let k = l.krate(sec.krate)?;
-            if k.prelinked {
-                let hdr = k.sections.iter().filter_map(|s| l.section(*s)).find(|s| s.name == ".eh_frame_hdr")?;
+            // nano_core (prelinked) brings a search table; JIT code (prelinked too) registers a
+            // plain `.eh_frame`.
+            if k.prelinked
+                && let Some(hdr) = k.sections.iter().filter_map(|s| l.section(*s)).find(|s| s.name == ".eh_frame_hdr")
+            {
                 return Some(FrameInfo { text_base: None, kind: FrameInfoKind::EhFrameHdr(hdr.addr as usize) });
             }
             let eh = l.section(*k.eh_frame.first()?)?;

@@ -1,7 +1,8 @@
-;; Small compute kernels: recursive Fibonacci, a sum over memory, and a backtrace requested
-;; from a host function three WASM frames deep.
+;; Small compute kernels: recursive Fibonacci, a sum over memory, a backtrace requested from a
+;; host function three WASM frames deep, and a host function that panics under WASM frames.
 (module
   (import "delos" "delos_wasm_backtrace" (func $backtrace))
+  (import "delos" "delos_wasm_panic" (func $panic))
   (memory 1)
   (func $fib (export "fib") (param $n i32) (result i32)
     (if (result i32) (i32.lt_u (local.get $n) (i32.const 2))
@@ -20,4 +21,7 @@
   (func $inner (call $backtrace))
   (func $middle (call $inner))
   (func $outer (export "show_backtrace") (call $middle))
+  ;; A panic in the host function unwinds the task through these two WASM frames.
+  (func $panics (call $panic))
+  (func (export "host_panic") (call $panics))
 )

@@ -48,11 +48,22 @@ pub static DESCRIPTION: &str =
 /// Stack of the task that compiles and runs (Cranelift and deep WASM recursion need room).
 const STACK_PAGES: u64 = 256;
 
+/// A module's crate in the namespace; dropping it unregisters the crate (also when a panic
+/// unwinds the task that ran the module).
+struct Registration(mod_mgmt::CrateId);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        unregister(self.0);
+    }
+}
+
+/// Field order matters: the symbols go before the code they name is freed.
 struct Loaded {
+    krate: Registration,
     instance: Instance,
     /// Only for `wasm run` (loaded modules live in [`kernel_store`]).
     _store: Option<Store>,
-    krate: mod_mgmt::CrateId,
 }
 
 static KERNEL_STORE: spin::Once<Store> = spin::Once::new();
@@ -232,7 +243,7 @@ fn instantiate(name: &str, krate: &str, bytes: &[u8], fuel: Option<i64>, argv: V
         t1 - t0,
         (t1 - t0) / funcs.max(1) as u64
     );
-    Ok(Loaded { instance: inst, _store: own, krate })
+    Ok(Loaded { krate: Registration(krate), instance: inst, _store: own })
 }
 
 fn report(name: &str, r: Result<Vec<Val>, Error>) -> isize {
@@ -326,7 +337,7 @@ fn run(args: &[&str]) -> isize {
                 2
             }
         };
-        unregister(l.krate);
+        drop(l);
         r
     })
 }
@@ -368,7 +379,7 @@ fn unload(name: &str) -> isize {
     }
     match LOADED.lock().remove(name) {
         Some(l) => {
-            unregister(l.krate);
+            drop(l);
             println!("wasm: unloaded {name}");
             0
         }
@@ -401,8 +412,8 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
     let bytes = read_file(file)?;
     let new = instantiate(name, &format!("wasm:{name}(next)"), bytes, None, alloc::vec![name.to_string()], true)?;
     let refuse = |why: String, new: Loaded| -> Result<String, String> {
-        unregister(new.krate);
         kernel_store().release(&new.instance);
+        drop(new);
         Err(format!("swap refused: {why}; {name} is unchanged"))
     };
     // Everything another module imports from `name` must be there, with the same type.
@@ -450,11 +461,14 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
             }
         }
     }
-    // The symbols: the new code becomes wasm:NAME.
-    unregister(new.krate);
-    unregister(old.krate);
-    let (krate, _) = register(&format!("wasm:{name}"), &new.instance)?;
-    LOADED.lock().insert(name.to_string(), Arc::new(Loaded { instance: new.instance, _store: None, krate }));
+    // The symbols: the new code becomes wasm:NAME (the old crate goes when the old Loaded does).
+    let Loaded { krate: next, instance, .. } = new;
+    drop(next);
+    let old_entry = LOADED.lock().remove(name);
+    drop(old_entry);
+    drop(old);
+    let (krate, _) = register(&format!("wasm:{name}"), &instance)?;
+    LOADED.lock().insert(name.to_string(), Arc::new(Loaded { krate: Registration(krate), instance, _store: None }));
     Ok(format!(
         "wasm: swapped {name} for {file}: {relinked} imports relinked in {} modules, {carried} bytes of memory and {globals} globals carried over, in {} us",
         users.len(),
@@ -505,6 +519,13 @@ pub fn main(args: &[&str]) -> isize {
 pub extern "C" fn delos_wasm_backtrace(_vmctx: *mut u8) {
     println!("wasm: backtrace requested by WASM code:");
     exceptions::print_backtrace(nano_core::kernel::current_frame_pointer(), None);
+}
+
+/// Host function for WASM (`(import "delos" "delos_wasm_panic" (func))`): panics, so the
+/// task unwinds through the WASM frames that called it (their `.eh_frame` is registered).
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn delos_wasm_panic(_vmctx: *mut u8) {
+    panic!("deliberate panic in a host function called by WASM");
 }
 
 /// Host function for WASM: milliseconds since boot.

@@ -308,8 +308,13 @@ core::arch::global_asm!(
     active = sym delos_wasm_active_state,
 );
 
-unsafe extern "C" {
+unsafe extern "C-unwind" {
+    // A Rust panic in a host function called by WASM unwinds through the WASM frames (their
+    // `.eh_frame` is registered) and through this function (its CFI is above) into `enter`.
     fn delos_wasm_enter(state: *mut EntryState, tramp: u64, vmctx: u64, callee: u64, values: *mut u64) -> u32;
+}
+
+unsafe extern "C" {
     fn delos_wasm_unwind_to(state: *mut EntryState) -> !;
     fn delos_wasm_trap_landing();
 }
@@ -365,11 +370,19 @@ pub unsafe fn raise(kind: TrapKind, exit_code: i32) -> ! {
 /// `tramp` must be the trampoline for `callee`'s signature, `vmctx` the callee's context and
 /// `values` large enough for its parameters and results.
 pub unsafe fn enter(tramp: u64, vmctx: u64, callee: u64, values: *mut u64) -> Result<(), Trap> {
+    /// Unlinks the entry state however the call ends (returns, traps, or a panic unwinds).
+    struct Unlink(*mut EntryState);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            ACTIVE.set(self.0);
+        }
+    }
     let mut state = EntryState { saved_sp: 0, kind: 0, exit_code: 0, pc: 0, prev: ACTIVE.get() };
+    let unlink = Unlink(state.prev);
     ACTIVE.set(&mut state);
     // SAFETY: the caller guarantees the call is well-typed; the state outlives the call.
     let r = unsafe { delos_wasm_enter(&mut state, tramp, vmctx, callee, values) };
-    ACTIVE.set(state.prev);
+    drop(unlink);
     if r == 0 {
         return Ok(());
     }

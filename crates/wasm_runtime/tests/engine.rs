@@ -218,3 +218,21 @@ fn guard_region_memories_trap_out_of_bounds_accesses() {
     assert_eq!(i.call("peek", &[Val::I32(65533)]).unwrap(), vec![Val::I32(0)]);
     assert_eq!(trap_of(i.call("peek", &[Val::I32(-1)])).kind, TrapKind::MemoryOutOfBounds);
 }
+
+#[test]
+fn eh_frame_describes_every_function() {
+    use gimli::{BaseAddresses, EhFrame, LittleEndian, UnwindSection};
+    let m = Module::new(&program("compute.wat"), Config::default()).unwrap();
+    let base = 0x7000_0000u64;
+    let bytes = m.image.eh_frame(base, &m.config).unwrap();
+    let eh = EhFrame::new(&bytes, LittleEndian);
+    let bases = BaseAddresses::default().set_eh_frame(0x5000_0000);
+    for r in &m.image.funcs {
+        let pc = base + r.start as u64 + 4;
+        let fde = eh.fde_for_address(&bases, pc, EhFrame::cie_from_offset).unwrap_or_else(|e| panic!("no FDE for {pc:#x}: {e:?}"));
+        assert!(fde.contains(pc));
+        let mut ctx = gimli::UnwindContext::new();
+        let row = fde.unwind_info_for_address(&eh, &bases, &mut ctx, pc).unwrap();
+        assert!(matches!(row.cfa(), gimli::CfaRule::RegisterAndOffset { .. }));
+    }
+}
