@@ -201,6 +201,10 @@ CASES = [
                  r"wasm: user returned 24\r?\n", r"wasm: counter returned 6\r?\n",
                  r"0x[0-9a-f]+ +\d+ wasm::counter::bump \[wasm:counter\]", "shell alive"],
          reject=["fault outside any task"]),
+    dict(name="wasm_spec_subset_in_the_kernel", timeout=300, script=["wasm spec", "echo shell alive", "poweroff"],
+         expect=[r"i32.wast +\d+ passed +0 failed", r"f64.wast +\d+ passed +0 failed", r"memory_trap.wast +\d+ passed +0 failed",
+                 r"wasm spec: [1-9]\d{3,} passed, 0 failed, \d+ skipped \(imports, references\) in 21 files", "shell alive"],
+         reject=[r" [1-9]\d* failed", "wasm exited with status", "fault outside any task"]),
     # The runner's own tests: each of these must make qemu_run.py fail.
     dict(name="runner_fails_on_failing_ktest", append="test test_fail", verdict="fail",
          expect=["ktest deliberate_failure ... FAILED"]),

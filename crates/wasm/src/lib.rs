@@ -7,6 +7,7 @@
 //! wasm unload NAME                                      remove it (code, symbols, memory)
 //! wasm swap NAME FILE                                   replace a loaded module live
 //! wasm list                                             loaded modules and their functions
+//! wasm spec [FILTER]                                    the image's spec-suite subset, in the kernel
 //! ```
 //!
 //! FILE is a name in the boot image's `wasm/` directory (or a full `/boot/...` path). Every
@@ -30,6 +31,7 @@
 extern crate alloc;
 
 mod platform;
+mod spec;
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -43,7 +45,7 @@ use wasmparser::ValType;
 
 /// One line for `help`.
 pub static DESCRIPTION: &str =
-    "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | swap NAME FILE | unload NAME | list";
+    "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | spec [FILTER]";
 
 /// Stack of the task that compiles and runs (Cranelift and deep WASM recursion need room).
 const STACK_PAGES: u64 = 256;
@@ -506,6 +508,10 @@ pub fn main(args: &[&str]) -> isize {
             })
         }
         Some("list") => list(),
+        Some("spec") => {
+            let filter = args.get(2).map(|s| String::from(*s));
+            in_task("wasm", move || spec::run(filter.as_deref()))
+        }
         _ => {
             println!("usage: {DESCRIPTION}");
             2

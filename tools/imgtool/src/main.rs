@@ -13,6 +13,7 @@
 //! `imgtool iso --cmdline "..." --out FILE` wraps the same files in a GRUB multiboot2 ISO.
 //! Files are rewritten only when their contents change, so a second build is quick.
 
+mod spec;
 mod static_check;
 mod syms;
 
@@ -349,6 +350,8 @@ fn build(root: &Path) -> Result<(), Error> {
         }
     }
     wasm_programs(root, &mut files)?;
+    let spec = spec::bundle(&root.join("crates/wasm_runtime/tests/spec")).map_err(Error::Kernel)?;
+    files.insert("spec/wasm-suite.bin".into(), spec);
     for (ns, pkg, obj) in &updates {
         files.insert(format!("namespaces/{ns}/updates/{pkg}.o"), io(&obj.path, std::fs::read(&obj.path))?);
     }
