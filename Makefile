@@ -59,7 +59,8 @@ fuzz: tools
 	@cargo run --release -q -p modtool -- fuzz --iters $(FUZZ_ITERS)
 
 push: tools
-	@test -n "$(CRATE)" || { echo "usage: make push CRATE=path/to/crate [NS=applications]"; exit 2; }
+	@if [ -n "$(WASM)" ]; then python3 tools/push.py "$(WASM)" --namespace applications --name "$$(basename "$(WASM)")"; exit $$?; fi
+	@test -n "$(CRATE)" || { echo "usage: make push CRATE=path/to/crate [NS=applications] | make push WASM=file.wasm"; exit 2; }
 	@obj=$$(./target/release/imgtool object "$(CRATE)") && python3 tools/push.py "$$obj" --namespace "$(NS)" --name "$$(basename "$(CRATE)").o"
 
 cobj: tools

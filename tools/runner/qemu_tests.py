@@ -201,6 +201,13 @@ CASES = [
                  r"wasm: user returned 24\r?\n", r"wasm: counter returned 6\r?\n",
                  r"0x[0-9a-f]+ +\d+ wasm::counter::bump \[wasm:counter\]", "shell alive"],
          reject=["fault outside any task"]),
+    dict(name="wasm_push_then_run_and_swap", push=True, timeout=120, script=[
+            "wasm load counter counter_v1.wasm", "wasm load user counter_user.wasm", "wasm call user twice",
+            "@push applications {WASMFILE} mine.wasm", "@expect push: received mine.wasm",
+            "wasm swap counter mine.wasm", "wasm call user twice", "wasm run mine.wasm --invoke bump", "poweroff"],
+         push_wasm="counter_v2.wasm",
+         expect=[r"wasm: user returned 2\r?\n", r"wasm: swapped counter for mine.wasm", r"wasm: user returned 22\r?\n",
+                 r"wasm: mine returned 1\r?\n"]),
     dict(name="wasm_spec_subset_in_the_kernel", timeout=300, script=["wasm spec", "echo shell alive", "poweroff"],
          expect=[r"i32.wast +\d+ passed +0 failed", r"f64.wast +\d+ passed +0 failed", r"memory_trap.wast +\d+ passed +0 failed",
                  r"wasm spec: [1-9]\d{3,} passed, 0 failed, \d+ skipped \(imports, references\) in 21 files", "shell alive"],
@@ -228,6 +235,15 @@ def run_case(c):
             if r.returncode != 0:
                 return [f"building {c['needs_object']} failed: {r.stderr.strip()[-500:]}"], log
             lines = [l.replace("{OBJECT}", r.stdout.strip()) for l in lines]
+        if "push_wasm" in c:
+            # A WASM file from the image, sent again over the push port under another name.
+            import tarfile
+            with tarfile.open(os.path.join(IMAGE, "modules.tar")) as t:
+                data = t.extractfile("wasm/" + c["push_wasm"]).read()
+            path = os.path.join(LOGS, c["push_wasm"])
+            with open(path, "wb") as f:
+                f.write(data)
+            lines = [l.replace("{WASMFILE}", path) for l in lines]
         script = os.path.join(LOGS, c["name"] + ".script")
         with open(script, "w") as f:
             f.write("\n".join(lines) + "\n")

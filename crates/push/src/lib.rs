@@ -106,7 +106,8 @@ pub fn parse_header(line: &str) -> Result<Header, String> {
     if *magic != "DELOS-PUSH" || *version != "1" {
         return Err(format!("not a push header: {line:?}"));
     }
-    if file.is_empty() || file.contains('/') || !file.ends_with(".o") {
+    // Crate objects for swap, or WASM modules for `wasm run`/`wasm swap`.
+    if file.is_empty() || file.contains('/') || !(file.ends_with(".o") || file.ends_with(".wasm")) {
         return Err(format!("bad file name {file:?}"));
     }
     let len: usize = len.parse().map_err(|_| format!("bad length {len:?}"))?;

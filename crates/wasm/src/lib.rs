@@ -10,7 +10,8 @@
 //! wasm spec [FILTER]                                    the image's spec-suite subset, in the kernel
 //! ```
 //!
-//! FILE is a name in the boot image's `wasm/` directory (or a full `/boot/...` path). Every
+//! FILE is a name in the boot image's `wasm/` directory (or a full `/boot/...` path), or a
+//! file sent with `make push WASM=FILE`. Every
 //! compiled module becomes a crate `wasm:NAME` of the applications namespace with one section
 //! per function named `wasm::NAME::FUNCTION` and its `.eh_frame`, so `addr2sym`, `sym2addr`,
 //! `ns`, backtraces and the unwinder see JIT code like any other. Imports resolve against WASI
@@ -94,14 +95,18 @@ fn clock_ns() -> u64 {
     nano_core::time::micros_since_entry() * 1000
 }
 
-fn read_file(file: &str) -> Result<&'static [u8], String> {
+/// A WASM file: from the image's `wasm/` directory (or a full `/boot/...` path), or pushed
+/// with `make push WASM=FILE` (kept among the applications namespace's updates).
+fn read_file(file: &str) -> Result<Vec<u8>, String> {
     let name = file.strip_prefix("/boot/").map(String::from).unwrap_or_else(|| format!("wasm/{file}"));
-    nano_core::kernel::boot_state()
-        .modules
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| m.data)
-        .ok_or_else(|| format!("{file}: no such file (the image's wasm directory has: {})", list_files().join(" ")))
+    if let Some(m) = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == name) {
+        return Ok(m.data.to_vec());
+    }
+    let pushed = nano_core::kernel::with_loader(|l| {
+        let ns = l.namespace_by_name("applications").ok()?;
+        l.namespace(ns)?.file_bytes(file).filter(|_| file.ends_with(".wasm")).map(|b| b.to_vec())
+    });
+    pushed.ok_or_else(|| format!("{file}: no such file (the image's wasm directory has: {})", list_files().join(" ")))
 }
 
 fn list_files() -> Vec<String> {
@@ -324,7 +329,7 @@ fn run(args: &[&str]) -> isize {
     };
     in_task("wasm", move || {
         let name = stem(&file);
-        let l = match instantiate(&name, &format!("wasm:{name}"), bytes, o.fuel, o.rest.clone(), false) {
+        let l = match instantiate(&name, &format!("wasm:{name}"), &bytes, o.fuel, o.rest.clone(), false) {
             Ok(l) => l,
             Err(e) => {
                 println!("wasm: {e}");
@@ -357,7 +362,7 @@ fn load(name: &str, file: &str) -> isize {
         }
     };
     let name = name.to_string();
-    in_task("wasm", move || match instantiate(&name, &format!("wasm:{name}"), bytes, None, alloc::vec![name.clone()], true) {
+    in_task("wasm", move || match instantiate(&name, &format!("wasm:{name}"), &bytes, None, alloc::vec![name.clone()], true) {
         Ok(l) => {
             LOADED.lock().insert(name, Arc::new(l));
             0
@@ -412,7 +417,7 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
     let t0 = nano_core::time::micros_since_entry();
     let old = LOADED.lock().get(name).cloned().ok_or_else(|| format!("{name} is not loaded"))?;
     let bytes = read_file(file)?;
-    let new = instantiate(name, &format!("wasm:{name}(next)"), bytes, None, alloc::vec![name.to_string()], true)?;
+    let new = instantiate(name, &format!("wasm:{name}(next)"), &bytes, None, alloc::vec![name.to_string()], true)?;
     let refuse = |why: String, new: Loaded| -> Result<String, String> {
         kernel_store().release(&new.instance);
         drop(new);
