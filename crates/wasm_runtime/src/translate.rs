@@ -352,6 +352,16 @@ impl<'a, 'f> Translator<'a, 'f> {
         }
     }
 
+    /// A bulk memory/table instruction: its immediates (as i32 constants) and its three
+    /// operands go to runtime function `which`, whose non-zero status traps with `kind`.
+    fn bulk(&mut self, which: Builtin, imms: &[u32], tys: &[Type], kind: TrapKind) -> Result<(), Error> {
+        let operands = self.popn(3)?;
+        let mut call_args: Vec<Value> = imms.iter().map(|i| self.b.ins().iconst(I32, *i as i64)).collect();
+        call_args.extend(operands);
+        self.checked_builtin(which, tys, &call_args, kind);
+        Ok(())
+    }
+
     /// The native address of a memory access, after the bounds check.
     fn heap_addr(&mut self, memarg: &MemArg, size: u64) -> Result<(Value, i32), Error> {
         let index = self.pop()?;
@@ -769,52 +779,22 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let v = self.builtin(Builtin::MemoryGrow, &[I32, I32], Some(I32), &[m, delta]).ok_or_else(underflow)?;
                 self.push(v);
             }
-            O::MemoryFill { mem } => {
-                let len = self.pop()?;
-                let val = self.pop()?;
-                let dst = self.pop()?;
-                let m = self.b.ins().iconst(I32, mem as i64);
-                self.checked_builtin(Builtin::MemoryFill, &[I32, I32, I32, I32], &[m, dst, val, len], TrapKind::MemoryOutOfBounds);
-            }
+            O::MemoryFill { mem } => self.bulk(Builtin::MemoryFill, &[mem], &[I32; 4], TrapKind::MemoryOutOfBounds)?,
             O::MemoryCopy { dst_mem, src_mem } => {
-                let len = self.pop()?;
-                let src = self.pop()?;
-                let dst = self.pop()?;
-                let dm = self.b.ins().iconst(I32, dst_mem as i64);
-                let sm = self.b.ins().iconst(I32, src_mem as i64);
-                let tys = [I32; 5];
-                self.checked_builtin(Builtin::MemoryCopy, &tys, &[dm, sm, dst, src, len], TrapKind::MemoryOutOfBounds);
+                self.bulk(Builtin::MemoryCopy, &[dst_mem, src_mem], &[I32; 5], TrapKind::MemoryOutOfBounds)?
             }
             O::MemoryInit { data_index, mem } => {
-                let len = self.pop()?;
-                let src = self.pop()?;
-                let dst = self.pop()?;
-                let m = self.b.ins().iconst(I32, mem as i64);
-                let d = self.b.ins().iconst(I32, data_index as i64);
-                let tys = [I32; 5];
-                self.checked_builtin(Builtin::MemoryInit, &tys, &[m, d, dst, src, len], TrapKind::MemoryOutOfBounds);
+                self.bulk(Builtin::MemoryInit, &[mem, data_index], &[I32; 5], TrapKind::MemoryOutOfBounds)?
             }
             O::DataDrop { data_index } => {
                 let d = self.b.ins().iconst(I32, data_index as i64);
                 self.builtin(Builtin::DataDrop, &[I32], None, &[d]);
             }
             O::TableInit { elem_index, table } => {
-                let len = self.pop()?;
-                let src = self.pop()?;
-                let dst = self.pop()?;
-                let t = self.b.ins().iconst(I32, table as i64);
-                let e = self.b.ins().iconst(I32, elem_index as i64);
-                let tys = [I32; 5];
-                self.checked_builtin(Builtin::TableInit, &tys, &[t, e, dst, src, len], TrapKind::TableOutOfBounds);
+                self.bulk(Builtin::TableInit, &[table, elem_index], &[I32; 5], TrapKind::TableOutOfBounds)?
             }
             O::TableCopy { dst_table, src_table } => {
-                let len = self.pop()?;
-                let src = self.pop()?;
-                let dst = self.pop()?;
-                let dt = self.b.ins().iconst(I32, dst_table as i64);
-                let st = self.b.ins().iconst(I32, src_table as i64);
-                let tys = [I32; 5];
-                self.checked_builtin(Builtin::TableCopy, &tys, &[dt, st, dst, src, len], TrapKind::TableOutOfBounds);
+                self.bulk(Builtin::TableCopy, &[dst_table, src_table], &[I32; 5], TrapKind::TableOutOfBounds)?
             }
             O::ElemDrop { elem_index } => {
                 let e = self.b.ins().iconst(I32, elem_index as i64);
@@ -827,13 +807,7 @@ impl<'a, 'f> Translator<'a, 'f> {
                 let v = self.builtin(Builtin::TableGrow, &[I32, I64, I32], Some(I32), &[t, init, delta]).ok_or_else(underflow)?;
                 self.push(v);
             }
-            O::TableFill { table } => {
-                let len = self.pop()?;
-                let val = self.pop()?;
-                let dst = self.pop()?;
-                let t = self.b.ins().iconst(I32, table as i64);
-                self.checked_builtin(Builtin::TableFill, &[I32, I32, I64, I32], &[t, dst, val, len], TrapKind::TableOutOfBounds);
-            }
+            O::TableFill { table } => self.bulk(Builtin::TableFill, &[table], &[I32, I32, I64, I32], TrapKind::TableOutOfBounds)?,
             O::TableSize { table } => {
                 let t = self.table_ptr(table);
                 let len = self.b.ins().load(I64, self.table_flags, t, vm::TABLE_LEN);
