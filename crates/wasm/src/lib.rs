@@ -45,8 +45,7 @@ use wasm_runtime::{Config, Error, Extern, Func, Instance, Module, Store, TrapKin
 use wasmparser::ValType;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str =
-    "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | spec [FILTER]";
+pub static DESCRIPTION: &str = "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | spec [FILTER]";
 
 /// Stack of the task that compiles and runs (Cranelift and deep WASM recursion need room).
 const STACK_PAGES: u64 = 256;
@@ -83,7 +82,6 @@ fn kernel_store() -> &'static Store {
         s
     })
 }
-
 
 static LOADED: spin::Mutex<BTreeMap<String, Arc<Loaded>>> = spin::Mutex::new(BTreeMap::new());
 
@@ -149,7 +147,12 @@ fn register(krate: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), St
     }
     let eh = inst.eh_frame();
     if !eh.is_empty() {
-        sections.push(PrelinkedSection { name: ".eh_frame".into(), addr: eh.as_ptr() as u64, size: eh.len() as u64, kind: SectionKind::Rodata });
+        sections.push(PrelinkedSection {
+            name: ".eh_frame".into(),
+            addr: eh.as_ptr() as u64,
+            size: eh.len() as u64,
+            kind: SectionKind::Rodata,
+        });
     }
     let id = nano_core::kernel::with_loader(|l| {
         let ns = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
@@ -221,16 +224,16 @@ fn instantiate(name: &str, krate: &str, bytes: &[u8], fuel: Option<i64>, argv: V
         w.clock = Some(clock_ns);
         w.seed = nano_core::time::micros_since_entry();
     }
-    let imports: Vec<_> = module.info.imports.clone();
-    for i in &imports {
-        if let wasm_runtime::module::ImportKind::Func(_) = i.kind
-            && resolve(i).is_none()
+    // A missing WASI function gets its own message (it would otherwise be "unknown import").
+    let missing_wasi = |i: &&wasm_runtime::module::Import| {
+        matches!(i.kind, wasm_runtime::module::ImportKind::Func(_))
             && i.module == wasm_runtime::wasi::MODULE
-        {
-            return Err(format!("{name}: imports {}.{}, which this WASI subset does not have", i.module, i.name));
-        }
+            && wasm_runtime::wasi::resolve(&i.name).is_none()
+    };
+    if let Some(i) = module.info.imports.iter().find(missing_wasi) {
+        return Err(format!("{name}: imports {}.{}, which this WASI subset does not have", i.module, i.name));
     }
-    let types = module.info.types.clone();
+    let types = &module.info.types;
     let inst = Instance::new(store, &module, name, &|i| {
         resolve(i).or_else(|| match i.kind {
             wasm_runtime::module::ImportKind::Func(t) => resolve_kernel(i, &types[t as usize]),
@@ -431,7 +434,9 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
             let ok = match (old.instance.export(&imp), new.instance.export(&imp)) {
                 (Some(Extern::Func(a)), Some(Extern::Func(b))) => a.ty == b.ty,
                 (Some(Extern::Func(_)), _) => false,
-                (Some(_), _) => return refuse(format!("{user} imports {name}.{imp}, which is no function (only functions are relinked)"), new),
+                (Some(_), _) => {
+                    return refuse(format!("{user} imports {name}.{imp}, which is no function (only functions are relinked)"), new);
+                }
                 (None, _) => true,
             };
             if !ok {

@@ -89,7 +89,13 @@ pub fn run(filter: Option<&str>) -> isize {
     let mut inst: Option<Instance> = None;
     let finish = |cur: &mut Option<(String, Tally)>, total: &mut Tally| {
         if let Some((name, t)) = cur.take() {
-            println!("{name:<22} {:>5} passed {:>3} failed {:>4} skipped{}", t.passed, t.failed, t.skipped, t.first.map(|f| format!("  first failure: {f}")).unwrap_or_default());
+            println!(
+                "{name:<22} {:>5} passed {:>3} failed {:>4} skipped{}",
+                t.passed,
+                t.failed,
+                t.skipped,
+                t.first.map(|f| format!("  first failure: {f}")).unwrap_or_default()
+            );
             total.passed += t.passed;
             total.failed += t.failed;
             total.skipped += t.skipped;
@@ -122,9 +128,9 @@ pub fn run(filter: Option<&str>) -> isize {
                 b'M' => {
                     let bytes = r.bytes()?;
                     if selected {
-                        let made = Module::new(bytes, Config::default()).map_err(|e| format!("{e}")).and_then(|m| {
-                            Instance::new(&store, &m, "spec", &|_| None).map_err(|e| format!("{e}"))
-                        });
+                        let made = Module::new(bytes, Config::default())
+                            .map_err(|e| format!("{e}"))
+                            .and_then(|m| Instance::new(&store, &m, "spec", &|_| None).map_err(|e| format!("{e}")));
                         check(made.is_ok(), &|| format!("module: {:?}", made.as_ref().err()));
                         inst = made.ok();
                     }

@@ -128,19 +128,43 @@ fn main() {
     let cases: Vec<(&str, &Instance, &Instance, &std::path::Path, &str, Vec<i32>, Native<'_>)> = vec![
         ("fib(30) [wat]", &wat_inst, &wat_g, &wat_file, "fib", vec![30], Box::new(|| fib(black_box(30)))),
         ("mix 50M rounds [wat]", &wat_inst, &wat_g, &wat_file, "mix", vec![50_000_000], Box::new(|| mix(black_box(50_000_000)))),
-        ("sha256 64 KiB x 40 [rust]", &k_inst, &k_g, &kernels, "sha256", vec![40], Box::new(|| {
-            for (i, b) in data.iter_mut().enumerate() {
-                *b = (i * 31 % 251) as u8;
-            }
-            let mut acc = 0u32;
-            for _ in 0..black_box(40) {
-                acc ^= k::sha256_blocks(&data);
-                data[0] = acc as u8;
-            }
-            acc
-        })),
-        ("heapsort 200k [rust]", &k_inst, &k_g, &kernels, "sort", vec![200_000, 5], Box::new(|| k::sort(&mut words[..200_000], black_box(5)))),
-        ("matmul f64 128 [rust]", &k_inst, &k_g, &kernels, "matmul", vec![128], Box::new(|| k::matmul(&mut ma, &mut mb, &mut mc, black_box(128)))),
+        (
+            "sha256 64 KiB x 40 [rust]",
+            &k_inst,
+            &k_g,
+            &kernels,
+            "sha256",
+            vec![40],
+            Box::new(|| {
+                for (i, b) in data.iter_mut().enumerate() {
+                    *b = (i * 31 % 251) as u8;
+                }
+                let mut acc = 0u32;
+                for _ in 0..black_box(40) {
+                    acc ^= k::sha256_blocks(&data);
+                    data[0] = acc as u8;
+                }
+                acc
+            }),
+        ),
+        (
+            "heapsort 200k [rust]",
+            &k_inst,
+            &k_g,
+            &kernels,
+            "sort",
+            vec![200_000, 5],
+            Box::new(|| k::sort(&mut words[..200_000], black_box(5))),
+        ),
+        (
+            "matmul f64 128 [rust]",
+            &k_inst,
+            &k_g,
+            &kernels,
+            "matmul",
+            vec![128],
+            Box::new(|| k::matmul(&mut ma, &mut mb, &mut mc, black_box(128))),
+        ),
     ];
     let (mut ratios, mut guard_ratios) = (Vec::new(), Vec::new());
     for (label, inst, inst_g, file, export, args, mut native) in cases {
@@ -162,7 +186,8 @@ fn main() {
             tw * 1e3,
             tw / tn,
             tg * 1e3,
-            wt.map(|(_, t, _)| format!("  wasmtime {:>8.2} ms  ours/wasmtime {:.2}x", t * 1e3, tw / t)).unwrap_or_else(|| "  (wasmtime baseline not built)".into())
+            wt.map(|(_, t, _)| format!("  wasmtime {:>8.2} ms  ours/wasmtime {:.2}x", t * 1e3, tw / t))
+                .unwrap_or_else(|| "  (wasmtime baseline not built)".into())
         );
     }
     let g = (guard_ratios.iter().map(|r: &f64| r.ln()).sum::<f64>() / guard_ratios.len() as f64).exp();

@@ -8,8 +8,8 @@
 
 use crate::Error;
 use crate::module::{FuncType, ModuleInfo};
-use crate::trap::{TrapKind, TrapSite};
 use crate::translate::{self, Env, ir_type};
+use crate::trap::{TrapKind, TrapSite};
 use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -17,8 +17,7 @@ use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, ArgumentPurpose, ExternalName, Function, InstBuilder, MemFlagsData, Signature, UserExternalName,
-    UserFuncName,
+    AbiParam, ArgumentPurpose, ExternalName, Function, InstBuilder, MemFlagsData, Signature, UserExternalName, UserFuncName,
 };
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa, TargetFrontendConfig};
@@ -118,6 +117,8 @@ pub struct Image {
     pub traps: Vec<TrapSite>,
     /// Unwind info per function and trampoline: (image offset, info).
     pub unwind: Vec<(u32, UnwindInfo)>,
+    /// The ISA's common information entry, which every FDE refers to.
+    pub cie: Option<gimli::write::CommonInformationEntry>,
     /// Canonical signature id of each type index.
     pub sig_ids: Vec<u64>,
     /// Cranelift IR instructions translated (for figures).
@@ -149,9 +150,7 @@ fn run_cranelift(isa: &dyn cranelift_codegen::isa::TargetIsa, ctx: &mut Context,
     let insts = ctx.func.dfg.num_insts();
     let names: Vec<UserExternalName> = ctx.func.params.user_named_funcs().values().cloned().collect();
     let mut cp = ControlPlane::default();
-    let code = ctx
-        .compile(isa, &mut cp)
-        .map_err(|e| Error::Compile { func: func_index, msg: format!("{:?}", e.inner) })?;
+    let code = ctx.compile(isa, &mut cp).map_err(|e| Error::Compile { func: func_index, msg: format!("{:?}", e.inner) })?;
     let bytes = code.code_buffer().to_vec();
     let srclocs = code.buffer.get_srclocs_sorted();
     let wasm_offset_at = |off: u32| -> u32 {
@@ -163,13 +162,13 @@ fn run_cranelift(isa: &dyn cranelift_codegen::isa::TargetIsa, ctx: &mut Context,
     for r in code.buffer.relocs() {
         match &r.target {
             FinalizedRelocTarget::ExternalName(ExternalName::User(u)) => {
-                let name = names.get(cranelift_codegen::entity::EntityRef::index(*u)).ok_or_else(|| Error::Compile { func: func_index, msg: "unknown callee".into() })?;
+                let name = names
+                    .get(cranelift_codegen::entity::EntityRef::index(*u))
+                    .ok_or_else(|| Error::Compile { func: func_index, msg: "unknown callee".into() })?;
                 relocs.push((r.offset, r.kind, name.index, r.addend));
             }
             other => {
-                return Err(Error::Unsupported(format!(
-                    "function {func_index} needs {other:?} (a libcall: does the CPU lack SSE4.1?)"
-                )));
+                return Err(Error::Unsupported(format!("function {func_index} needs {other:?} (a libcall: does the CPU lack SSE4.1?)")));
             }
         }
     }
@@ -215,7 +214,14 @@ pub fn compile(module: &ModuleInfo, wasm: &[u8], config: &Config) -> Result<Imag
     let isa = isa(config)?;
     let call_conv = CallConv::SystemV;
     let sig_ids: Vec<u64> = module.types.iter().map(sig_id).collect();
-    let env = Env { module, sig_ids: &sig_ids, fuel: config.fuel, bounds_checks: config.bounds_checks, call_conv, frontend: isa.frontend_config() };
+    let env = Env {
+        module,
+        sig_ids: &sig_ids,
+        fuel: config.fuel,
+        bounds_checks: config.bounds_checks,
+        call_conv,
+        frontend: isa.frontend_config(),
+    };
     let mut image = Image {
         code: Vec::new(),
         funcs: Vec::new(),
@@ -223,6 +229,7 @@ pub fn compile(module: &ModuleInfo, wasm: &[u8], config: &Config) -> Result<Imag
         relocs: Vec::new(),
         traps: Vec::new(),
         unwind: Vec::new(),
+        cie: isa.create_systemv_cie(),
         sig_ids: sig_ids.clone(),
         ir_insts: 0,
     };
@@ -288,11 +295,15 @@ impl Image {
                 Reloc::X86CallPCRel4 | Reloc::X86PCRel4 | Reloc::X86CallPLTRel4 => {
                     let v = (s as i64).wrapping_add(r.addend).wrapping_sub(p as i64);
                     let v = i32::try_from(v).map_err(|_| Error::Unsupported("call out of ±2 GiB range".into()))?;
-                    code.get_mut(at..at + 4).ok_or_else(|| Error::Unsupported("relocation past the end".into()))?.copy_from_slice(&v.to_le_bytes());
+                    code.get_mut(at..at + 4)
+                        .ok_or_else(|| Error::Unsupported("relocation past the end".into()))?
+                        .copy_from_slice(&v.to_le_bytes());
                 }
                 Reloc::Abs8 => {
                     let v = (s as i64).wrapping_add(r.addend);
-                    code.get_mut(at..at + 8).ok_or_else(|| Error::Unsupported("relocation past the end".into()))?.copy_from_slice(&v.to_le_bytes());
+                    code.get_mut(at..at + 8)
+                        .ok_or_else(|| Error::Unsupported("relocation past the end".into()))?
+                        .copy_from_slice(&v.to_le_bytes());
                 }
                 other => return Err(Error::Unsupported(format!("relocation kind {other:?}"))),
             }
@@ -301,10 +312,9 @@ impl Image {
     }
 
     /// `.eh_frame` contents for the image placed at `base` (ends with a zero terminator).
-    pub fn eh_frame(&self, base: u64, config: &Config) -> Result<Vec<u8>, Error> {
+    pub fn eh_frame(&self, base: u64) -> Result<Vec<u8>, Error> {
         use gimli::write::{Address, EhFrame, EndianVec, FrameTable};
-        let isa = isa(config)?;
-        let cie = isa.create_systemv_cie().ok_or_else(|| Error::Unsupported("no System V CIE".into()))?;
+        let cie = self.cie.clone().ok_or_else(|| Error::Unsupported("no System V CIE".into()))?;
         let mut table = FrameTable::default();
         let cie_id = table.add_cie(cie);
         for (off, u) in &self.unwind {

@@ -67,11 +67,7 @@ impl Platform for HostPlatform {
                 r
             }
         };
-        if ok && !addr.is_null() {
-            addr as u64 + 128 * 1024
-        } else {
-            sp.saturating_sub(1 << 20)
-        }
+        if ok && !addr.is_null() { addr as u64 + 128 * 1024 } else { sp.saturating_sub(1 << 20) }
     }
 
     fn reserve(&self, len: usize) -> Option<*mut u8> {

@@ -227,7 +227,8 @@ impl Table {
             return Err(Error::Memory(format!("table of {} elements", ty.initial)));
         }
         let mut data = alloc::vec![0u64; ty.initial as usize];
-        let t = Table { vm: UnsafeCell::new(VMTable { elems: data.as_mut_ptr(), len: data.len() as u64 }), data: spin::Mutex::new(data), ty };
+        let t =
+            Table { vm: UnsafeCell::new(VMTable { elems: data.as_mut_ptr(), len: data.len() as u64 }), data: spin::Mutex::new(data), ty };
         Ok(Arc::new(t))
     }
 
@@ -512,10 +513,11 @@ fn link_err(i: &crate::module::Import, msg: impl Into<String>) -> Error {
 }
 
 fn limits_ok(initial: u64, max: Option<u64>, want_initial: u64, want_max: Option<u64>) -> bool {
-    initial >= want_initial && match want_max {
-        None => true,
-        Some(w) => max.is_some_and(|m| m <= w),
-    }
+    initial >= want_initial
+        && match want_max {
+            None => true,
+            Some(w) => max.is_some_and(|m| m <= w),
+        }
 }
 
 impl Instance {
@@ -577,13 +579,18 @@ impl Instance {
             platform.free_code(code, code_size);
             return Err(e.into());
         }
-        let eh_frame = image.eh_frame(code as u64, &module.config).unwrap_or_default();
+        let eh_frame = image.eh_frame(code as u64).unwrap_or_default();
         let mut funcs_sym = Vec::new();
         for (i, r) in image.funcs.iter().enumerate() {
             let f = info.imported_funcs + i as u32;
             funcs_sym.push((r.start, r.end, format!("wasm::{name}::{}", info.func_name(f))));
         }
-        trap::register(Arc::new(CodeInfo { start: code as u64, len: image.code.len() as u64, traps: image.traps.clone(), funcs: funcs_sym }));
+        trap::register(Arc::new(CodeInfo {
+            start: code as u64,
+            len: image.code.len() as u64,
+            traps: image.traps.clone(),
+            funcs: funcs_sym,
+        }));
 
         let vmctx = Box::new(UnsafeCell::new(VMContext {
             memory: core::ptr::null_mut(),
@@ -596,11 +603,12 @@ impl Instance {
         }));
         let me = vmctx.get();
         // Functions.
+        let func_imports: Vec<&Func> = imports.iter().filter_map(|e| if let Extern::Func(f) = e { Some(f) } else { None }).collect();
         let mut funcs = Vec::with_capacity(info.funcs.len());
         for (f, ty) in info.funcs.iter().enumerate() {
             let sig = image.sig_ids[*ty as usize];
             let r = if (f as u32) < info.imported_funcs {
-                let Some(Extern::Func(x)) = imports.iter().filter(|e| matches!(e, Extern::Func(_))).nth(f) else {
+                let Some(x) = func_imports.get(f) else {
                     return Err(Error::Link { import: format!("function {f}"), msg: "missing".into() }.into());
                 };
                 VMFuncRef { code: x.code, sig, vmctx: if x.vmctx.is_null() { me } else { x.vmctx } }

@@ -25,8 +25,8 @@ extern crate alloc;
 pub mod compile;
 pub mod instance;
 pub mod module;
-pub mod trap;
 pub mod translate;
+pub mod trap;
 pub mod vm;
 pub mod wasi;
 
@@ -36,8 +36,8 @@ pub mod host;
 use alloc::string::String;
 use core::fmt;
 
-pub use instance::{Extern, Func, Instance, InstantiateError, Linker, Module, Store, Val};
 pub use compile::Config;
+pub use instance::{Extern, Func, Instance, InstantiateError, Linker, Module, Store, Val};
 pub use module::ModuleInfo;
 pub use trap::{Trap, TrapKind};
 

@@ -24,9 +24,8 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::Offset32;
 use cranelift_codegen::ir::types::{F32, F64, I8, I16, I32, I64};
 use cranelift_codegen::ir::{
-    AbiParam, AliasRegion, AliasRegionData, ArgumentPurpose, Block, BlockArg, BlockCall, ExtFuncData, ExternalName,
-    FuncRef, Function, GlobalValueData, InstBuilder, JumpTableData, MemFlagsData, SigRef, Signature, SourceLoc, Type,
-    UserExternalName, UserFuncName, Value,
+    AbiParam, AliasRegion, AliasRegionData, ArgumentPurpose, Block, BlockArg, BlockCall, ExtFuncData, ExternalName, FuncRef, Function,
+    GlobalValueData, InstBuilder, JumpTableData, MemFlagsData, SigRef, Signature, SourceLoc, Type, UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -743,26 +742,18 @@ impl<'a, 'f> Translator<'a, 'f> {
             O::I64Load16U { memarg } => self.load(&memarg, 2, |t, a, o| t.b.ins().uload16(I64, t.heap_flags, a, o))?,
             O::I64Load32S { memarg } => self.load(&memarg, 4, |t, a, o| t.b.ins().sload32(t.heap_flags, a, o))?,
             O::I64Load32U { memarg } => self.load(&memarg, 4, |t, a, o| t.b.ins().uload32(t.heap_flags, a, o))?,
-            O::I32Store { memarg } | O::F32Store { memarg } => {
-                self.store(&memarg, 4, |t, v, a, o| {
-                    t.b.ins().store(t.heap_flags, v, a, o);
-                })?
-            }
-            O::I64Store { memarg } | O::F64Store { memarg } => {
-                self.store(&memarg, 8, |t, v, a, o| {
-                    t.b.ins().store(t.heap_flags, v, a, o);
-                })?
-            }
-            O::I32Store8 { memarg } | O::I64Store8 { memarg } => {
-                self.store(&memarg, 1, |t, v, a, o| {
-                    t.b.ins().istore8(t.heap_flags, v, a, o);
-                })?
-            }
-            O::I32Store16 { memarg } | O::I64Store16 { memarg } => {
-                self.store(&memarg, 2, |t, v, a, o| {
-                    t.b.ins().istore16(t.heap_flags, v, a, o);
-                })?
-            }
+            O::I32Store { memarg } | O::F32Store { memarg } => self.store(&memarg, 4, |t, v, a, o| {
+                t.b.ins().store(t.heap_flags, v, a, o);
+            })?,
+            O::I64Store { memarg } | O::F64Store { memarg } => self.store(&memarg, 8, |t, v, a, o| {
+                t.b.ins().store(t.heap_flags, v, a, o);
+            })?,
+            O::I32Store8 { memarg } | O::I64Store8 { memarg } => self.store(&memarg, 1, |t, v, a, o| {
+                t.b.ins().istore8(t.heap_flags, v, a, o);
+            })?,
+            O::I32Store16 { memarg } | O::I64Store16 { memarg } => self.store(&memarg, 2, |t, v, a, o| {
+                t.b.ins().istore16(t.heap_flags, v, a, o);
+            })?,
             O::I64Store32 { memarg } => self.store(&memarg, 4, |t, v, a, o| {
                 t.b.ins().istore32(t.heap_flags, v, a, o);
             })?,

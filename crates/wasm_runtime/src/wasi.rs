@@ -125,7 +125,10 @@ unsafe fn fill(vmctx: *mut VMContext, which: fn(&WasiCtx) -> &[String], ptrs: i3
     let mut at = buf as u32;
     for (i, s) in which(&w).iter().enumerate() {
         let Some(slot) = (ptrs as u32).checked_add(i as u32 * 4) else { return EFAULT };
-        if put(mem, slot, &at.to_le_bytes()).is_none() || put(mem, at, s.as_bytes()).is_none() || put(mem, at + s.len() as u32, &[0]).is_none() {
+        if put(mem, slot, &at.to_le_bytes()).is_none()
+            || put(mem, at, s.as_bytes()).is_none()
+            || put(mem, at + s.len() as u32, &[0]).is_none()
+        {
             return EFAULT;
         }
         at += s.len() as u32 + 1;

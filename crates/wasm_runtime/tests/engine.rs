@@ -13,11 +13,7 @@ fn program(name: &str) -> Vec<u8> {
 fn instantiate(store: &Store, bytes: &[u8], config: Config) -> Instance {
     let m = Module::new(bytes, config).expect("compiles");
     Instance::new(store, &m, "t", &|i| {
-        if i.module == wasm_runtime::wasi::MODULE {
-            wasm_runtime::wasi::resolve(&i.name).map(Extern::Func)
-        } else {
-            None
-        }
+        if i.module == wasm_runtime::wasi::MODULE { wasm_runtime::wasi::resolve(&i.name).map(Extern::Func) } else { None }
     })
     .expect("instantiates")
 }
@@ -128,7 +124,10 @@ fn a_rust_wasi_program_runs() {
     let t = trap_of(i.call("_start", &[]));
     assert_eq!((t.kind, t.exit_code), (TrapKind::Exit, 7), "{t}");
     let out = String::from_utf8(store.wasi().output.clone()).unwrap();
-    assert!(out.starts_with("hello from Rust compiled to WebAssembly: 2 arguments\n  argv[0] = rusty.wasm\n  argv[1] = alpha\n  clock: 42 ms"), "{out}");
+    assert!(
+        out.starts_with("hello from Rust compiled to WebAssembly: 2 arguments\n  argv[0] = rusty.wasm\n  argv[1] = alpha\n  clock: 42 ms"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -188,7 +187,12 @@ fn a_trap_in_nested_wasm_host_wasm_calls_unwinds_cleanly() {
     let m = Module::new(&wat::parse_str(outer_wat).unwrap(), Config::default()).unwrap();
     let ty = m.info.types[0].clone();
     let outer = Instance::new(&store, &m, "outer", &|_| {
-        Some(Extern::Func(wasm_runtime::Func { code: call_inner as *const () as u64, ty: ty.clone(), vmctx: std::ptr::null_mut(), owner: None }))
+        Some(Extern::Func(wasm_runtime::Func {
+            code: call_inner as *const () as u64,
+            ty: ty.clone(),
+            vmctx: std::ptr::null_mut(),
+            owner: None,
+        }))
     })
     .unwrap();
     assert_eq!(outer.call("outer", &[Val::I32(5)]).unwrap(), vec![Val::I32(21)]);
@@ -224,7 +228,7 @@ fn eh_frame_describes_every_function() {
     use gimli::{BaseAddresses, EhFrame, LittleEndian, UnwindSection};
     let m = Module::new(&program("compute.wat"), Config::default()).unwrap();
     let base = 0x7000_0000u64;
-    let bytes = m.image.eh_frame(base, &m.config).unwrap();
+    let bytes = m.image.eh_frame(base).unwrap();
     let eh = EhFrame::new(&bytes, LittleEndian);
     let bases = BaseAddresses::default().set_eh_frame(0x5000_0000);
     for r in &m.image.funcs {

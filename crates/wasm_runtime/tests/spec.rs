@@ -19,12 +19,44 @@ use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, Wast
 
 /// Files that must pass completely.
 const MUST_PASS: &[&str] = &[
-    "address.wast", "block.wast", "br.wast", "br_if.wast", "call.wast", "call_indirect.wast",
-    "conversions.wast", "endianness.wast", "f32.wast", "f32_bitwise.wast", "f32_cmp.wast", "f64.wast",
-    "f64_bitwise.wast", "f64_cmp.wast", "fac.wast", "float_exprs.wast", "forward.wast", "i32.wast", "i64.wast",
-    "if.wast", "int_exprs.wast", "labels.wast", "left-to-right.wast", "load.wast", "local_get.wast", "local_set.wast",
-    "local_tee.wast", "loop.wast", "memory_size.wast", "nop.wast", "return.wast", "select.wast",
-    "stack.wast", "store.wast", "switch.wast", "traps.wast", "unreachable.wast", "unwind.wast",
+    "address.wast",
+    "block.wast",
+    "br.wast",
+    "br_if.wast",
+    "call.wast",
+    "call_indirect.wast",
+    "conversions.wast",
+    "endianness.wast",
+    "f32.wast",
+    "f32_bitwise.wast",
+    "f32_cmp.wast",
+    "f64.wast",
+    "f64_bitwise.wast",
+    "f64_cmp.wast",
+    "fac.wast",
+    "float_exprs.wast",
+    "forward.wast",
+    "i32.wast",
+    "i64.wast",
+    "if.wast",
+    "int_exprs.wast",
+    "labels.wast",
+    "left-to-right.wast",
+    "load.wast",
+    "local_get.wast",
+    "local_set.wast",
+    "local_tee.wast",
+    "loop.wast",
+    "memory_size.wast",
+    "nop.wast",
+    "return.wast",
+    "select.wast",
+    "stack.wast",
+    "store.wast",
+    "switch.wast",
+    "traps.wast",
+    "unreachable.wast",
+    "unwind.wast",
 ];
 /// Lower bound on passed directives over all files run.
 const MIN_PASSED: usize = 24_000;
@@ -33,9 +65,26 @@ const MIN_PASSED: usize = 24_000;
 fn skip_reason(name: &str) -> Option<&'static str> {
     let n = name.trim_end_matches(".wast");
     let gc = [
-        "array", "array_copy", "array_fill", "array_init_data", "array_init_elem", "array_new_data", "array_new_elem",
-        "struct", "i31", "ref_cast", "ref_test", "ref_eq", "br_on_cast", "br_on_cast_fail", "type-rec",
-        "type-subtyping", "type-canon", "type-equivalence", "binary-gc", "extern",
+        "array",
+        "array_copy",
+        "array_fill",
+        "array_init_data",
+        "array_init_elem",
+        "array_new_data",
+        "array_new_elem",
+        "struct",
+        "i31",
+        "ref_cast",
+        "ref_test",
+        "ref_eq",
+        "br_on_cast",
+        "br_on_cast_fail",
+        "type-rec",
+        "type-subtyping",
+        "type-canon",
+        "type-equivalence",
+        "binary-gc",
+        "extern",
     ];
     let typed = ["ref_as_non_null", "br_on_non_null", "br_on_null", "call_ref", "return_call_ref"];
     Some(if n.starts_with("simd_") || n.contains("relaxed") {
@@ -95,7 +144,12 @@ extern "C" fn print_any() {}
 fn spectest(linker: &mut Linker) {
     use wasmparser::{FuncType, GlobalType, MemoryType, RefType, TableType, ValType};
     let f = |p: &[ValType]| {
-        Extern::Func(Func { code: print_any as *const () as u64, ty: FuncType::new(p.iter().copied(), []), vmctx: std::ptr::null_mut(), owner: None })
+        Extern::Func(Func {
+            code: print_any as *const () as u64,
+            ty: FuncType::new(p.iter().copied(), []),
+            vmctx: std::ptr::null_mut(),
+            owner: None,
+        })
     };
     linker.define("spectest", "print", f(&[]));
     linker.define("spectest", "print_i32", f(&[ValType::I32]));
@@ -323,9 +377,8 @@ fn run_file(path: &PathBuf) -> Counts {
 }
 
 fn main() {
-    let dir = std::env::var("WASM_TESTSUITE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/spec"));
+    let dir =
+        std::env::var("WASM_TESTSUITE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/spec"));
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("spec suite at {}: {e}", dir.display()))
@@ -345,9 +398,12 @@ fn main() {
             continue;
         }
         let path = f.clone();
-        let c = std::thread::Builder::new().stack_size(64 << 20).spawn(move || run_file(&path)).unwrap().join().unwrap_or_else(|_| {
-            Counts { passed: 0, failed: 1, unsupported: 0, first_failures: vec!["the runner panicked".into()] }
-        });
+        let c = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || run_file(&path))
+            .unwrap()
+            .join()
+            .unwrap_or_else(|_| Counts { passed: 0, failed: 1, unsupported: 0, first_failures: vec!["the runner panicked".into()] });
         total_p += c.passed;
         total_f += c.failed;
         total_u += c.unsupported;
