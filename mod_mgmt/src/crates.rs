@@ -2,7 +2,7 @@
 
 use crate::elf::SectionKind;
 use crate::ids::{CrateId, NamespaceId, SectionId};
-use crate::memory::{Perms, Region};
+use crate::memory::Perms;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -68,6 +68,41 @@ impl LoadedSection {
     }
 }
 
+/// One permission part of a region a crate holds: `[addr, addr+size)` with `perms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// Start (page aligned).
+    pub addr: u64,
+    /// Size (a multiple of the page size).
+    pub size: u64,
+    /// Final permissions.
+    pub perms: Perms,
+}
+
+/// Why a crate is no longer live: it was replaced by a swap, and its code and read-only data
+/// stay mapped until nothing refers to them any more (see [`crate::swap`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retirement {
+    /// The crate that replaced it.
+    pub replaced_by: CrateId,
+    /// The loader's generation when it was retired (orders retirements).
+    pub generation: u64,
+}
+
+/// A pointer field in a section that a new version adopted from the old one (see
+/// [`crate::swap`]): the old version's relocation put `old_value` there, the new version's puts
+/// `new_value`. At commit the field is switched only if it still holds `old_value` (it is an
+/// initializer nobody changed), because the section's memory is live state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldFixup {
+    /// Address of the 8-byte field.
+    pub place: u64,
+    /// What the old version's initializer holds there.
+    pub old_value: u64,
+    /// What the new version's initializer holds there.
+    pub new_value: u64,
+}
+
 /// A crate linked into a namespace.
 #[derive(Debug)]
 pub struct LoadedCrate {
@@ -81,11 +116,13 @@ pub struct LoadedCrate {
     pub namespace: NamespaceId,
     /// Its sections.
     pub sections: Vec<SectionId>,
-    /// Memory the loader owns for it. `None` for prelinked crates (nano_core, JIT code
-    /// registered from outside), whose memory belongs to someone else.
-    pub(crate) memory: Option<Region>,
-    /// The page-aligned parts of `memory` with their final permissions: (address, size, perms).
-    pub(crate) parts: Vec<(u64, u64, Perms)>,
+    /// Start addresses of the loader-owned regions this crate holds (keys of the loader's
+    /// region table): its own code+rodata and data regions, plus data regions adopted from the
+    /// version it replaced. Empty for prelinked crates (nano_core, JIT code registered from
+    /// outside), whose memory belongs to someone else.
+    pub(crate) memory: Vec<u64>,
+    /// The permission parts of every region it holds.
+    pub(crate) parts: Vec<Part>,
     /// Exact keys this crate put into the namespace's symbol map.
     pub exported: Vec<String>,
     /// Global symbols that were already defined in the namespace (first definition wins).
@@ -101,6 +138,14 @@ pub struct LoadedCrate {
     pub load_us: u64,
     /// Whether it was registered rather than loaded (nano_core, host, JIT).
     pub prelinked: bool,
+    /// Set once a swap replaced it; a retired crate is in no namespace map, but its sections
+    /// stay in the address index (running code, backtraces) until it is reclaimed.
+    pub retired: Option<Retirement>,
+    /// Sections of this crate that live in another (older) crate's memory: (this crate's
+    /// section, the section it adopted). Set by a load for a swap; consumed at commit.
+    pub(crate) adopted: Vec<(SectionId, SectionId)>,
+    /// Pointer fields of adopted sections to switch at commit.
+    pub(crate) fixups: Vec<FieldFixup>,
 }
 
 impl LoadedCrate {
@@ -112,7 +157,7 @@ impl LoadedCrate {
             file: String::from(file),
             namespace,
             sections: Vec::new(),
-            memory: None,
+            memory: Vec::new(),
             parts: Vec::new(),
             exported: Vec::new(),
             shadowed: 0,
@@ -121,17 +166,25 @@ impl LoadedCrate {
             relocations: 0,
             load_us: 0,
             prelinked,
+            retired: None,
+            adopted: Vec::new(),
+            fixups: Vec::new(),
         }
     }
 
     /// The memory regions with their permissions, as (address, size, perms).
     pub fn regions(&self) -> impl Iterator<Item = (u64, usize, Perms)> + '_ {
-        self.parts.iter().map(|&(a, s, p)| (a, s as usize, p))
+        self.parts.iter().map(|p| (p.addr, p.size as usize, p.perms))
     }
 
-    /// Bytes of memory owned.
+    /// Bytes of memory held (shared data regions count for every holder).
     pub fn memory_size(&self) -> usize {
-        self.memory.as_ref().map_or(0, |r| r.size())
+        self.parts.iter().map(|p| p.size as usize).sum()
+    }
+
+    /// Whether a swap replaced it (its memory stays until nothing refers to it).
+    pub fn is_retired(&self) -> bool {
+        self.retired.is_some()
     }
 }
 

@@ -8,6 +8,7 @@
 
 use crate::ids::SectionId;
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
 
 /// One relocation from one crate's section into another crate's section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,16 @@ pub struct RelocRecord {
 }
 
 /// Strong and weak edges, with the relocations behind them.
+///
+/// Relocation records are bucketed by the used section and then by the user section, so that
+/// forgetting a section costs O(log n) per edge it has — never a scan of every record pointing
+/// into a popular section (`memcpy`, `core::fmt`), which is what made swap cleanup grow with
+/// the size of the running system.
 #[derive(Debug, Default)]
 pub struct DepGraph {
     uses: BTreeMap<SectionId, BTreeSet<SectionId>>,
     used_by: BTreeMap<SectionId, BTreeSet<SectionId>>,
-    relocs_into: BTreeMap<SectionId, alloc::vec::Vec<RelocRecord>>,
+    relocs_into: BTreeMap<SectionId, BTreeMap<SectionId, Vec<RelocRecord>>>,
 }
 
 impl DepGraph {
@@ -42,12 +48,12 @@ impl DepGraph {
     /// Records a relocation (and its edge) from `r.user` into `used`.
     pub fn add_reloc(&mut self, used: SectionId, r: RelocRecord) {
         self.add(r.user, used);
-        self.relocs_into.entry(used).or_default().push(r);
+        self.relocs_into.entry(used).or_default().entry(r.user).or_default().push(r);
     }
 
     /// Relocations that point into `used`.
-    pub fn relocs_into(&self, used: SectionId) -> &[RelocRecord] {
-        self.relocs_into.get(&used).map_or(&[], |v| v.as_slice())
+    pub fn relocs_into(&self, used: SectionId) -> impl Iterator<Item = &RelocRecord> + '_ {
+        self.relocs_into.get(&used).into_iter().flat_map(|m| m.values().flatten())
     }
 
     /// Sections `s` uses.
@@ -60,14 +66,29 @@ impl DepGraph {
         self.used_by.get(&s).into_iter().flatten().copied()
     }
 
+    /// Removes every edge into `s` (and the relocation records behind them), keeping `s`'s own
+    /// edges to what it uses: a swap moved `s`'s users to a new section.
+    pub fn remove_incoming(&mut self, s: SectionId) {
+        self.relocs_into.remove(&s);
+        if let Some(users) = self.used_by.remove(&s) {
+            for u in users {
+                if let Some(set) = self.uses.get_mut(&u) {
+                    set.remove(&s);
+                    if set.is_empty() {
+                        self.uses.remove(&u);
+                    }
+                }
+            }
+        }
+    }
+
     /// Removes every edge touching `s`.
     pub fn remove_section(&mut self, s: SectionId) {
-        self.relocs_into.remove(&s);
         if let Some(used) = self.uses.remove(&s) {
             for d in used {
-                if let Some(v) = self.relocs_into.get_mut(&d) {
-                    v.retain(|r| r.user != s);
-                    if v.is_empty() {
+                if let Some(m) = self.relocs_into.get_mut(&d) {
+                    m.remove(&s);
+                    if m.is_empty() {
                         self.relocs_into.remove(&d);
                     }
                 }
@@ -79,16 +100,7 @@ impl DepGraph {
                 }
             }
         }
-        if let Some(users) = self.used_by.remove(&s) {
-            for u in users {
-                if let Some(set) = self.uses.get_mut(&u) {
-                    set.remove(&s);
-                    if set.is_empty() {
-                        self.uses.remove(&u);
-                    }
-                }
-            }
-        }
+        self.remove_incoming(s);
     }
 
     /// Number of strong edges.
@@ -110,6 +122,12 @@ mod tests {
         assert_eq!(g.uses(SectionId(1)).collect::<alloc::vec::Vec<_>>(), [SectionId(2)]);
         g.remove_section(SectionId(1));
         assert_eq!(g.used_by(SectionId(2)).collect::<alloc::vec::Vec<_>>(), [SectionId(3)]);
+        g.add_reloc(SectionId(2), RelocRecord { user: SectionId(3), offset: 8, r_type: 1, addend: 0, target_offset: 0 });
+        assert_eq!(g.relocs_into(SectionId(2)).count(), 1);
+        g.remove_incoming(SectionId(2));
+        assert_eq!(g.relocs_into(SectionId(2)).count(), 0);
+        assert_eq!(g.uses(SectionId(3)).count(), 0);
+        g.add_reloc(SectionId(2), RelocRecord { user: SectionId(3), offset: 8, r_type: 1, addend: 0, target_offset: 0 });
         g.remove_section(SectionId(2));
         assert_eq!(g.edge_count(), 0);
         assert_eq!(g.uses(SectionId(3)).count(), 0);

@@ -68,6 +68,18 @@ impl AddressIndex {
         Some(self.ranges.remove(i).2)
     }
 
+    /// Gives the range starting at `start`, now owned by `from`, to section `to` (a new crate
+    /// version adopted the memory). Returns whether it was found.
+    pub fn reassign(&mut self, start: u64, from: SectionId, to: SectionId) -> bool {
+        match self.starts.binary_search(&start) {
+            Ok(i) if self.ranges[i].2 == from => {
+                self.ranges[i].2 = to;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Removes every range of the given sections (sorted or not) in one pass.
     pub fn remove_sections(&mut self, ids: &[SectionId]) {
         if ids.is_empty() {
@@ -113,6 +125,9 @@ mod tests {
         assert_eq!(ix.lookup(0x10ff), Some((SectionId(1), 0x1000)));
         assert_eq!(ix.lookup(0x1100), Some((SectionId(2), 0x1100)));
         assert_eq!(ix.lookup(0x1110), None);
+        assert!(ix.reassign(0x1100, SectionId(2), SectionId(7)));
+        assert!(!ix.reassign(0x1100, SectionId(2), SectionId(8)), "only the current owner gives it away");
+        assert_eq!(ix.lookup(0x1101), Some((SectionId(7), 0x1100)));
         assert_eq!(ix.lookup(0xfff), None);
         assert_eq!(ix.remove(0x1000), Some(SectionId(1)));
         assert_eq!(ix.lookup(0x1000), None);

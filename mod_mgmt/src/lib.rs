@@ -22,6 +22,7 @@
 
 extern crate alloc;
 
+mod adopt;
 pub mod crates;
 pub mod deps;
 pub mod elf;

@@ -8,7 +8,8 @@
 //! reverse order and their memory is freed, so a failed load leaves the namespaces exactly as
 //! they were.
 
-use crate::crates::{LoadedCrate, LoadedSection, SectionSymbol, SectionTable};
+use crate::adopt::{AdoptPlan, SymShape, identity};
+use crate::crates::{FieldFixup, LoadedCrate, LoadedSection, Part, SectionSymbol, SectionTable};
 use crate::deps::{DepGraph, RelocRecord};
 use crate::elf::{self, ObjectFile, SectionKind, SymDef, SymKind};
 use crate::error::LoadError;
@@ -73,6 +74,20 @@ pub struct PrelinkedSymbol {
     pub key: Option<String>,
 }
 
+/// A loader-owned region and who holds it.
+///
+/// A crate's memory is two regions — code and read-only data, then writable data — so that a
+/// new version can adopt the writable one while the old version's code is retired and freed on
+/// its own. A region is freed when its last holder (loaded or retired crate) is removed.
+#[derive(Debug)]
+pub(crate) struct HeldRegion {
+    pub(crate) region: Region,
+    /// Its permission parts.
+    pub(crate) parts: Vec<Part>,
+    /// Crates (loaded or retired) that hold it.
+    pub(crate) holders: u32,
+}
+
 /// All namespaces, crates and sections, the address index and the dependency graph.
 pub struct Loader {
     pub(crate) memory: &'static dyn MemoryProvider,
@@ -82,6 +97,8 @@ pub struct Loader {
     pub(crate) index: AddressIndex,
     pub(crate) deps: DepGraph,
     pub(crate) tls: TlsImage,
+    /// Loader-owned regions by start address.
+    pub(crate) regions: BTreeMap<u64, HeldRegion>,
     pub(crate) next_crate: u32,
     next_section: u32,
     last: LoadStats,
@@ -97,10 +114,71 @@ pub struct Loader {
 /// Where one section goes during a load.
 #[derive(Debug, Clone, Copy)]
 enum Place {
-    /// Region index and offset in it.
-    Mem { region: usize, offset: u64 },
+    /// Part (0 text, 1 rodata, 2 data) and offset in it.
+    Mem { part: usize, offset: u64 },
     /// Thread-pointer offset.
     Tls(i64),
+    /// In memory of the crate this one replaces (adoption, see [`crate::adopt`]).
+    Adopted { addr: u64, old: SectionId },
+    /// At the TLS offset of the crate this one replaces.
+    AdoptedTls { offset: i64, old: SectionId },
+}
+
+impl Place {
+    /// The section's address (or TLS offset) given the parts' bases, and whether it is TLS.
+    fn addr(self, bases: &[u64; 3]) -> (u64, bool) {
+        match self {
+            Place::Mem { part, offset } => (bases[part] + offset, false),
+            Place::Tls(off) | Place::AdoptedTls { offset: off, .. } => (off as u64, true),
+            Place::Adopted { addr, .. } => (addr, false),
+        }
+    }
+
+    fn adopted_from(self) -> Option<SectionId> {
+        match self {
+            Place::Adopted { old, .. } | Place::AdoptedTls { old, .. } => Some(old),
+            _ => None,
+        }
+    }
+}
+
+/// The plan of a load: where each section of the object goes.
+struct Layout {
+    /// Per ELF section.
+    places: Vec<Option<Place>>,
+    /// Bytes used in each part (text, rodata, data).
+    sizes: [u64; 3],
+    /// ELF sections to place into the TLS image.
+    tls_new: Vec<usize>,
+}
+
+impl Layout {
+    /// Page-aligned offset of each part in the crate's allocation, and the allocation's size.
+    fn part_offsets(&self) -> ([u64; 3], u64) {
+        let mut off = [0u64; 3];
+        let mut total = 0u64;
+        for (o, size) in off.iter_mut().zip(self.sizes) {
+            *o = total;
+            total += size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        }
+        (off, total)
+    }
+
+    /// Size of the code+rodata region (the writable part starts here).
+    fn exec_size(&self) -> u64 {
+        self.part_offsets().0[2]
+    }
+}
+
+/// What relocating one object needs to know about its load.
+struct RelocCtx<'o, 'a> {
+    obj: &'o ObjectFile<'a>,
+    crate_id: CrateId,
+    layout: &'o Layout,
+    sec_ids: &'o [Option<SectionId>],
+    bases: &'o [u64; 3],
+    base: u64,
+    resolved: &'o BTreeMap<usize, Target>,
 }
 
 /// A resolved relocation target.
@@ -138,6 +216,24 @@ fn region_of(kind: SectionKind) -> usize {
     }
 }
 
+/// The symbols of each ELF section, hash-agnostic and sorted by offset (for adoption).
+fn section_shapes(obj: &ObjectFile<'_>) -> Vec<Vec<SymShape>> {
+    let mut out = alloc::vec![Vec::new(); obj.sections.len()];
+    for sym in &obj.symbols {
+        if let SymDef::Section(k) = sym.def
+            && !sym.name.is_empty()
+            && !matches!(sym.kind, SymKind::Section)
+            && let Some(v) = out.get_mut(k)
+        {
+            v.push(SymShape { name: agnostic_key(sym.name), offset: sym.value, size: sym.size });
+        }
+    }
+    for v in &mut out {
+        v.sort();
+    }
+    out
+}
+
 impl Loader {
     /// A loader with no namespaces, taking memory from `memory`.
     pub fn new(memory: &'static dyn MemoryProvider) -> Loader {
@@ -149,6 +245,7 @@ impl Loader {
             index: AddressIndex::default(),
             deps: DepGraph::default(),
             tls: TlsImage::default(),
+            regions: BTreeMap::new(),
             next_crate: 0,
             next_section: 0,
             last: LoadStats::default(),
@@ -203,11 +300,22 @@ impl Loader {
     /// Loads and links one object into `ns` (loading others on demand from the directories of
     /// `ns` and its parents). On error nothing changes.
     pub fn load(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes) -> Result<CrateId, LoadError> {
+        self.load_with(ns, file, bytes, None)
+    }
+
+    /// [`Loader::load`], adopting the writable sections of the crate `adopt` plans for (a swap).
+    pub(crate) fn load_with(
+        &mut self,
+        ns: NamespaceId,
+        file: &str,
+        bytes: ObjectBytes,
+        adopt: Option<&mut AdoptPlan>,
+    ) -> Result<CrateId, LoadError> {
         self.ns(ns)?;
         let mut txn = Vec::new();
         self.last = LoadStats::default();
         self.generation += 1;
-        match self.load_inner(ns, file, bytes, &mut txn) {
+        match self.load_inner(ns, file, bytes, &mut txn, adopt) {
             Ok(id) => {
                 if let Some(hook) = self.load_hook {
                     for c in &txn {
@@ -269,10 +377,17 @@ impl Loader {
         out
     }
 
-    fn load_inner(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes, txn: &mut Vec<CrateId>) -> Result<CrateId, LoadError> {
+    fn load_inner(
+        &mut self,
+        ns: NamespaceId,
+        file: &str,
+        bytes: ObjectBytes,
+        txn: &mut Vec<CrateId>,
+        adopt: Option<&mut AdoptPlan>,
+    ) -> Result<CrateId, LoadError> {
         let t0 = self.now();
         let nested_before = core::mem::take(&mut self.nested_us);
-        let r = self.load_timed(ns, file, bytes, txn);
+        let r = self.load_timed(ns, file, bytes, txn, adopt);
         let total = self.now().saturating_sub(t0);
         let own = total.saturating_sub(self.nested_us);
         if let Ok(id) = &r
@@ -284,31 +399,41 @@ impl Loader {
         r
     }
 
-    fn load_timed(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes, txn: &mut Vec<CrateId>) -> Result<CrateId, LoadError> {
-        let obj = elf::parse(file, &bytes)?;
-        let mut name = crate_name_of(file).to_string();
+    /// The name a new crate from `file` gets in `ns`, or why it cannot be loaded there.
+    fn crate_name_for(&self, ns: NamespaceId, file: &str) -> Result<String, LoadError> {
+        let name = crate_name_of(file).to_string();
         let nsr = self.ns(ns)?;
-        if let Some(other) = nsr.crates.get(&name) {
-            // Two versions of one crates.io crate (say gimli 0.32 for the unwinder and 0.33 for
-            // Cranelift) have one crate name and different hashes: the second is named after its
-            // file. The same file twice is an error.
-            let same_file = self.crates.get(other).is_some_and(|k| k.file == file);
-            let stem = file.strip_suffix(".o").unwrap_or(file).to_string();
-            if same_file || nsr.crates.contains_key(&stem) || stem == name {
-                return Err(LoadError::AlreadyLoaded { name, namespace: nsr.name.clone() });
-            }
-            name = stem;
+        let Some(other) = nsr.crates.get(&name) else { return Ok(name) };
+        // Two versions of one crates.io crate (say gimli 0.32 for the unwinder and 0.33 for
+        // Cranelift) have one crate name and different hashes: the second is named after its
+        // file. The same file twice is an error.
+        let same_file = self.crates.get(other).is_some_and(|k| k.file == file);
+        let stem = file.strip_suffix(".o").unwrap_or(file).to_string();
+        if same_file || nsr.crates.contains_key(&stem) || stem == name {
+            return Err(LoadError::AlreadyLoaded { name, namespace: nsr.name.clone() });
         }
+        Ok(stem)
+    }
 
-        // Layout: one region per crate with three page-aligned parts (text, rodata, data+bss),
-        // so one allocation serves the crate and each part gets its own permissions; TLS
-        // sections go into the TLS image.
-        let mut places: Vec<Option<Place>> = alloc::vec![None; obj.sections.len()];
-        let mut sizes = [0u64; 3];
-        let mut tls_plan = Vec::new();
+    /// Phase 1: where every section goes. Writable sections that `adopt` matches stay in the
+    /// replaced crate's memory; the rest go into three page-aligned parts (text, rodata,
+    /// data+bss) of one allocation, or into the TLS image.
+    fn plan_layout(&self, obj: &ObjectFile<'_>, file: &str, mut adopt: Option<&mut AdoptPlan>) -> Result<Layout, LoadError> {
+        let shapes = if adopt.is_some() { section_shapes(obj) } else { Vec::new() };
+        let mut layout = Layout { places: alloc::vec![None; obj.sections.len()], sizes: [0; 3], tls_new: Vec::new() };
         let mut tls_total = self.tls.total();
         for (i, s) in obj.sections.iter().enumerate() {
             let Some(kind) = s.kind else { continue };
+            if let Some(plan) = adopt.as_deref_mut()
+                && let Some(old) = plan.adopt(kind, s.size, &shapes[i])
+            {
+                layout.places[i] = Some(if old.tls {
+                    Place::AdoptedTls { offset: old.addr as i64, old: old.id }
+                } else {
+                    Place::Adopted { addr: old.addr, old: old.id }
+                });
+                continue;
+            }
             if kind.is_tls() {
                 let (off, total) = self.tls.plan(tls_total, s.size, s.align).ok_or_else(|| LoadError::TooLarge {
                     file: file.to_string(),
@@ -317,20 +442,20 @@ impl Loader {
                     limit: i64::MAX as u64,
                 })?;
                 tls_total = total;
-                places[i] = Some(Place::Tls(off));
-                tls_plan.push(i);
+                layout.places[i] = Some(Place::Tls(off));
+                layout.tls_new.push(i);
                 continue;
             }
-            let r = region_of(kind);
-            let off = sizes[r].checked_add(s.align - 1).map(|v| v & !(s.align - 1));
+            let part = region_of(kind);
+            let off = layout.sizes[part].checked_add(s.align - 1).map(|v| v & !(s.align - 1));
             // `.eh_frame` gets four zero bytes after it: the zero-length terminator an unwinder
             // looks for (relocatable objects leave it to the final link).
             let extra = if s.name == ".eh_frame" { 4 } else { 0 };
             let end = off.and_then(|o| o.checked_add(s.size + extra));
             match (off, end) {
                 (Some(o), Some(e)) if e <= MAX_CRATE_MEMORY => {
-                    places[i] = Some(Place::Mem { region: r, offset: o });
-                    sizes[r] = e;
+                    layout.places[i] = Some(Place::Mem { part, offset: o });
+                    layout.sizes[part] = e;
                 }
                 _ => {
                     return Err(LoadError::TooLarge {
@@ -342,41 +467,46 @@ impl Loader {
                 }
             }
         }
-        let mut part_off = [0u64; 3];
-        let mut total = 0u64;
-        for p in 0..3 {
-            part_off[p] = total;
-            total += sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        }
+        let total = layout.part_offsets().1;
         if total > MAX_CRATE_MEMORY {
             return Err(LoadError::TooLarge { file: file.to_string(), what: "crate memory".into(), size: total, limit: MAX_CRATE_MEMORY });
         }
+        Ok(layout)
+    }
 
-        // Allocate and fill.
+    fn load_timed(
+        &mut self,
+        ns: NamespaceId,
+        file: &str,
+        bytes: ObjectBytes,
+        txn: &mut Vec<CrateId>,
+        mut adopt: Option<&mut AdoptPlan>,
+    ) -> Result<CrateId, LoadError> {
+        let obj = elf::parse(file, &bytes)?;
+        let name = self.crate_name_for(ns, file)?;
+        let layout = self.plan_layout(&obj, file, adopt.as_deref_mut())?;
+        let (part_off, total) = layout.part_offsets();
+
+        // Phase 2: allocate and fill (adopted sections keep the bytes they have: live state).
         let mut guard =
             RegionGuard { memory: self.memory, region: if total == 0 { None } else { Some(self.memory.allocate(total as usize)?) } };
         if let Some(r) = guard.region.as_mut() {
             // SAFETY: the region was just allocated read-write and nothing else refers to it.
             let bytes = unsafe { r.bytes_mut() };
             for (i, s) in obj.sections.iter().enumerate() {
-                if let Some(Place::Mem { region, offset }) = places[i]
+                if let Some(Place::Mem { part, offset }) = layout.places[i]
                     && !s.data.is_empty()
                 {
-                    let at = (part_off[region] + offset) as usize;
+                    let at = (part_off[part] + offset) as usize;
                     bytes[at..at + s.data.len()].copy_from_slice(s.data);
                 }
             }
         }
         let base = guard.region.as_ref().map_or(0, |r| r.addr());
         let bases: [u64; 3] = core::array::from_fn(|p| base + part_off[p]);
-        let addr_of = |i: usize| -> Option<(u64, bool)> {
-            match places.get(i).copied().flatten()? {
-                Place::Mem { region, offset } => Some((bases[region] + offset, false)),
-                Place::Tls(off) => Some((off as u64, true)),
-            }
-        };
 
-        // Register the crate, its sections and symbols before relocating (see module docs).
+        // Phase 3: register the crate, its sections and symbols before relocating (see module
+        // docs), and its memory (so that a failed load frees it through `remove_crate`).
         let crate_id = CrateId(self.next_crate);
         self.next_crate += 1;
         let mut sec_ids: Vec<Option<SectionId>> = alloc::vec![None; obj.sections.len()];
@@ -385,12 +515,16 @@ impl Loader {
         // Position in `new_sections` of each ELF section.
         let mut pos = alloc::vec![usize::MAX; obj.sections.len()];
         for (i, s) in obj.sections.iter().enumerate() {
-            let (Some(kind), Some((addr, _))) = (s.kind, addr_of(i)) else { continue };
+            let (Some(kind), Some(place)) = (s.kind, layout.places[i]) else { continue };
+            let (addr, _) = place.addr(&bases);
             pos[i] = new_sections.len();
             let id = SectionId(self.next_section);
             self.next_section += 1;
             sec_ids[i] = Some(id);
             krate.sections.push(id);
+            if let Some(old) = place.adopted_from() {
+                krate.adopted.push((id, old));
+            }
             if s.name == ".eh_frame" {
                 krate.eh_frame.push(id);
             } else if s.name.starts_with(".gcc_except_table") {
@@ -433,7 +567,13 @@ impl Loader {
             s.symbols.sort_by(|a, b| a.offset.cmp(&b.offset).then(b.size.cmp(&a.size)));
         }
         let mut stats = LoadStats { crates: 1, sections: new_sections.len(), bytes: total as usize, ..Default::default() };
-        let ranges = new_sections.iter().filter(|s| !s.kind.is_tls()).map(|s| (s.addr, s.size, s.id)).collect();
+        // Adopted sections stay in the index under the crate being replaced until the swap
+        // commits (this crate is not live before that).
+        let ranges = new_sections
+            .iter()
+            .filter(|s| !s.kind.is_tls() && !krate.adopted.iter().any(|a| a.0 == s.id))
+            .map(|s| (s.addr, s.size, s.id))
+            .collect();
         if !self.index.insert_batch(ranges) {
             // Cannot happen for freshly allocated memory unless the provider hands out
             // overlapping regions; refuse rather than corrupt the index.
@@ -442,7 +582,7 @@ impl Loader {
         for s in new_sections {
             self.sections.insert(s.id, s);
         }
-        for &i in &tls_plan {
+        for &i in &layout.tls_new {
             let s = &obj.sections[i];
             if let Some(id) = sec_ids[i] {
                 self.tls.place(id, s.size, s.align, s.data);
@@ -460,14 +600,36 @@ impl Loader {
             }
             n.crates.insert(name.clone(), crate_id);
         }
-        krate.parts =
-            (0..3).filter(|&p| sizes[p] > 0).map(|p| (bases[p], sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE, REGION_PERMS[p])).collect();
-        krate.memory = guard.region.take();
+        let own_parts: Vec<Part> = (0..3)
+            .filter(|&p| layout.sizes[p] > 0)
+            .map(|p| Part { addr: bases[p], size: layout.sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE, perms: REGION_PERMS[p] })
+            .collect();
+        if let Some(r) = guard.region.take() {
+            self.regions.insert(r.addr(), HeldRegion { region: r, parts: own_parts, holders: 1 });
+            krate.memory.push(base);
+        }
         drop(guard);
+        // Hold the regions of adopted sections.
+        for (_, old) in &krate.adopted {
+            let Some(addr) = self.sections.get(old).filter(|s| !s.kind.is_tls()).map(|s| s.addr) else { continue };
+            if let Some((&start, _)) = self.regions.range(..=addr).next_back()
+                && !krate.memory.contains(&start)
+            {
+                krate.memory.push(start);
+            }
+        }
+        for start in &krate.memory {
+            if let Some(h) = self.regions.get_mut(start) {
+                if *start != base {
+                    h.holders += 1;
+                }
+                krate.parts.extend(h.parts.iter().copied());
+            }
+        }
         self.crates.insert(crate_id, krate);
         txn.push(crate_id);
 
-        // Resolve every undefined symbol that a loaded section's relocation uses.
+        // Phase 4: resolve every undefined symbol that a loaded section's relocation uses.
         let mut resolved: BTreeMap<usize, Target> = BTreeMap::new();
         let mut missing = BTreeSet::new();
         for (t, rels) in obj.relocs.iter().enumerate() {
@@ -499,28 +661,49 @@ impl Loader {
             return Err(LoadError::Unresolved { needed_by: name, symbols: missing.into_iter().collect() });
         }
 
-        // Relocate, recording cross-crate dependencies.
-        let k = self.crates.get_mut(&crate_id).expect("just inserted");
-        let mut memory = k.memory.take();
-        let parts = k.parts.clone();
-        let result = match memory.as_mut() {
+        // Phase 5: relocate (recording cross-crate dependencies), protect, and split the
+        // allocation into its code and data regions.
+        let held = if total == 0 { None } else { self.regions.remove(&base) };
+        let mut held_region = held.map(|h| h.region);
+        let ctx = RelocCtx { obj: &obj, crate_id, layout: &layout, sec_ids: &sec_ids, bases: &bases, base, resolved: &resolved };
+        let result = match held_region.as_mut() {
             // SAFETY: the region is still read-write (protected only below) and this is the
             // only reference to its bytes.
-            Some(r) => self.relocate(&obj, crate_id, &places, &sec_ids, &bases, unsafe { r.bytes_mut() }, base, &resolved, &mut stats),
-            None => Ok(()),
+            Some(r) => self.relocate(&ctx, unsafe { r.bytes_mut() }, adopt.as_deref(), &mut stats),
+            None => self.relocate(&ctx, &mut [], adopt.as_deref(), &mut stats),
         };
-        let protect = result.and_then(|()| {
-            if let Some(r) = &memory {
-                for (addr, len, p) in &parts {
-                    self.memory.protect(r, (addr - base) as usize, *len as usize, *p)?;
+        let protect = result.and_then(|fixups| {
+            if let Some(r) = &held_region {
+                for p in (0..3).filter(|&p| layout.sizes[p] > 0) {
+                    let len = layout.sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE;
+                    self.memory.protect(r, (bases[p] - base) as usize, len as usize, REGION_PERMS[p])?;
                 }
             }
-            Ok(())
+            Ok(fixups)
         });
+        if let Some(mut r) = held_region.take() {
+            let exec = layout.exec_size() as usize;
+            let parts: Vec<Part> = (0..3)
+                .filter(|&p| layout.sizes[p] > 0)
+                .map(|p| Part { addr: bases[p], size: layout.sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE, perms: REGION_PERMS[p] })
+                .collect();
+            let k = self.crates.get_mut(&crate_id).expect("just inserted");
+            match r.split_off(exec) {
+                Some(data) => {
+                    let (code_parts, data_parts): (Vec<Part>, Vec<Part>) = parts.into_iter().partition(|p| p.perms != Perms::ReadWrite);
+                    k.memory.push(data.addr());
+                    self.regions.insert(data.addr(), HeldRegion { region: data, parts: data_parts, holders: 1 });
+                    self.regions.insert(r.addr(), HeldRegion { region: r, parts: code_parts, holders: 1 });
+                }
+                None => {
+                    self.regions.insert(r.addr(), HeldRegion { region: r, parts, holders: 1 });
+                }
+            }
+        }
+        let fixups = protect?;
         let k = self.crates.get_mut(&crate_id).expect("just inserted");
-        k.memory = memory;
         k.relocations = stats.relocations;
-        protect?;
+        k.fixups = fixups;
         self.last.crates += stats.crates;
         self.last.sections += stats.sections;
         self.last.symbols += stats.symbols;
@@ -529,30 +712,47 @@ impl Loader {
         Ok(crate_id)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Applies every relocation of the object, records cross-crate dependencies, and returns
+    /// the pointer-field fixups of adopted sections (whose memory is live state and is not
+    /// written now).
     fn relocate(
         &mut self,
-        obj: &ObjectFile<'_>,
-        crate_id: CrateId,
-        places: &[Option<Place>],
-        sec_ids: &[Option<SectionId>],
-        bases: &[u64; 3],
+        c: &RelocCtx<'_, '_>,
         bytes: &mut [u8],
-        base: u64,
-        resolved: &BTreeMap<usize, Target>,
+        adopt: Option<&AdoptPlan>,
         stats: &mut LoadStats,
-    ) -> Result<(), LoadError> {
+    ) -> Result<Vec<FieldFixup>, LoadError> {
+        let obj = c.obj;
+        debug_assert!(c.base == 0 || bytes.len() as u64 >= c.layout.exec_size());
+        let mut fixups = Vec::new();
+        let (part_off, _) = c.layout.part_offsets();
         for (t, rels) in obj.relocs.iter().enumerate() {
-            let (Some(user), Some(place)) = (sec_ids[t], places[t]) else { continue };
-            let Place::Mem { region, offset: sec_off } = place else {
-                if rels.is_empty() {
-                    continue;
+            let (Some(user), Some(place)) = (c.sec_ids[t], c.layout.places[t]) else { continue };
+            let (sec_addr, in_adopted) = match place {
+                Place::Mem { part, offset } => (c.bases[part] + offset, false),
+                Place::Adopted { addr, .. } => (addr, true),
+                Place::Tls(_) | Place::AdoptedTls { .. } => {
+                    if rels.is_empty() {
+                        continue;
+                    }
+                    return Err(bad_reloc(obj, t, rels[0].offset, "relocations in TLS initializers are not supported"));
                 }
-                return Err(bad_reloc(obj, t, rels[0].offset, "relocations in TLS initializers are not supported"));
             };
             let size = obj.sections[t].size as usize;
-            let at = (bases[region] - base + sec_off) as usize;
-            let sec_bytes = &mut bytes[at..at + size];
+            // An adopted section's initializer is computed into a scratch buffer: its memory
+            // holds live state.
+            let mut scratch: Vec<u8>;
+            let sec_bytes: &mut [u8] = match place {
+                Place::Mem { part, offset } => {
+                    let at = (part_off[part] + offset) as usize;
+                    &mut bytes[at..at + size]
+                }
+                _ => {
+                    scratch = obj.sections[t].data.to_vec();
+                    scratch.resize(size, 0);
+                    &mut scratch
+                }
+            };
             for rel in rels {
                 let kind = RelocKind::from_type(rel.r_type).ok_or_else(|| LoadError::UnsupportedRelocation {
                     file: obj.file.clone(),
@@ -566,14 +766,14 @@ impl Loader {
                 }
                 let sym = &obj.symbols[rel.sym];
                 let target = match sym.def {
-                    SymDef::Undefined => *resolved.get(&rel.sym).ok_or_else(|| bad_reloc(obj, t, rel.offset, "unresolved symbol"))?,
+                    SymDef::Undefined => *c.resolved.get(&rel.sym).ok_or_else(|| bad_reloc(obj, t, rel.offset, "unresolved symbol"))?,
                     SymDef::Absolute => Target { value: i128::from(sym.value), tls: false, section: None },
-                    SymDef::Section(k) => match places.get(k).copied().flatten() {
-                        Some(Place::Mem { region, offset }) => {
-                            let b = bases[region];
-                            Target { value: i128::from(b + offset) + i128::from(sym.value), tls: false, section: sec_ids[k] }
+                    SymDef::Section(k) => match c.layout.places.get(k).copied().flatten() {
+                        Some(p) => {
+                            let (a, tls) = p.addr(c.bases);
+                            let a = if tls { i128::from(a as i64) } else { i128::from(a) };
+                            Target { value: a + i128::from(sym.value), tls, section: c.sec_ids[k] }
                         }
-                        Some(Place::Tls(off)) => Target { value: i128::from(off) + i128::from(sym.value), tls: true, section: sec_ids[k] },
                         None => return Err(bad_reloc(obj, t, rel.offset, "symbol is in a section that is not loaded")),
                     },
                 };
@@ -585,7 +785,7 @@ impl Loader {
                         if kind.is_tls() { "TLS relocation against a non-TLS symbol" } else { "address relocation against a TLS symbol" },
                     ));
                 }
-                let p = bases[region] + sec_off + rel.offset;
+                let p = sec_addr + rel.offset;
                 reloc::apply(kind, sec_bytes, rel.offset, target.value, rel.addend, p).map_err(|e| match e {
                     WriteError::OutOfBounds => bad_reloc(obj, t, rel.offset, "place is outside its section"),
                     WriteError::Overflow(value) => LoadError::RelocationOverflow {
@@ -597,9 +797,17 @@ impl Loader {
                     },
                 })?;
                 stats.relocations += 1;
+                if in_adopted
+                    && kind == RelocKind::Abs64
+                    && let SymDef::Section(k) = sym.def
+                    && let Some(plan) = adopt
+                    && let Some(fix) = self.fixup_for(c, plan, k, sym.value, rel.addend, p, sec_bytes, rel.offset)
+                {
+                    fixups.push(fix);
+                }
                 if let Some(used) = target.section
                     && let Some(used_sec) = self.sections.get(&used)
-                    && used_sec.krate != crate_id
+                    && used_sec.krate != c.crate_id
                 {
                     if target.tls {
                         self.deps.add(user, used);
@@ -613,7 +821,38 @@ impl Loader {
                 }
             }
         }
-        Ok(())
+        Ok(fixups)
+    }
+
+    /// The fixup for a 64-bit pointer field at `place` of an adopted section whose new
+    /// initializer points into this crate's section `k` (at `value + addend`): OLD's initializer
+    /// pointed at the same offset of OLD's counterpart of that section.
+    #[allow(clippy::too_many_arguments)]
+    fn fixup_for(
+        &self,
+        c: &RelocCtx<'_, '_>,
+        plan: &AdoptPlan,
+        k: usize,
+        value: u64,
+        addend: i64,
+        place: u64,
+        sec_bytes: &[u8],
+        offset: u64,
+    ) -> Option<FieldFixup> {
+        let target_place = c.layout.places.get(k).copied().flatten()?;
+        if target_place.adopted_from().is_some() {
+            return None; // points into adopted memory: the same address in both versions
+        }
+        let sid = c.sec_ids[k]?;
+        let sec = self.sections.get(&sid)?;
+        let shapes: Vec<SymShape> =
+            sec.symbols.iter().map(|y| SymShape { name: agnostic_key(&y.raw), offset: y.offset, size: y.size }).collect();
+        let old_base = plan.old_address(&identity(sec, &shapes))?;
+        let rel_off = (value as i64).wrapping_add(addend);
+        let old_value = (old_base as i64).wrapping_add(rel_off) as u64;
+        let at = offset as usize;
+        let new_value = u64::from_le_bytes(sec_bytes.get(at..at + 8)?.try_into().ok()?);
+        (old_value != new_value).then_some(FieldFixup { place, old_value, new_value })
     }
 
     /// Resolves a raw symbol name for a crate in `ns`: exact in the namespace chain, then
@@ -627,7 +866,7 @@ impl Loader {
         for n in self.chain(ns) {
             let Some(file) = self.dir_lookup(n, raw, &ag) else { continue };
             let bytes = self.namespaces[n.0 as usize].dir[&file].clone();
-            self.load_inner(n, &file, bytes, txn)?;
+            self.load_inner(n, &file, bytes, txn, None)?;
             return self.find(ns, &exact);
         }
         Ok(None)
@@ -793,7 +1032,8 @@ impl Loader {
         Ok(())
     }
 
-    /// Removes every trace of a crate and frees its memory (no dependency check).
+    /// Removes every trace of a crate and drops its hold on its memory regions, freeing those
+    /// nobody else holds (no dependency check).
     pub(crate) fn remove_crate(&mut self, id: CrateId) {
         let Some(k) = self.crates.remove(&id) else { return };
         self.generation += 1;
@@ -813,9 +1053,27 @@ impl Loader {
             }
             self.deps.remove_section(*s);
         }
-        if let Some(r) = k.memory {
-            self.memory.free(r);
+        for start in k.memory {
+            let Some(h) = self.regions.get_mut(&start) else { continue };
+            h.holders = h.holders.saturating_sub(1);
+            if h.holders == 0
+                && let Some(h) = self.regions.remove(&start)
+            {
+                self.memory.free(h.region);
+            }
         }
+    }
+
+    /// The loader-owned region containing `addr`, with the permissions of its part there.
+    pub(crate) fn region_at(&self, addr: u64) -> Option<(&Region, Perms)> {
+        let (_, h) = self.regions.range(..=addr).next_back()?;
+        let part = h.parts.iter().find(|p| addr >= p.addr && addr < p.addr + p.size)?;
+        Some((&h.region, part.perms))
+    }
+
+    /// Bytes of memory the loader holds for crates (each region once).
+    pub fn region_bytes(&self) -> usize {
+        self.regions.values().map(|h| h.region.size()).sum()
     }
 }
 

@@ -54,6 +54,19 @@ impl Region {
         self.size
     }
 
+    /// Splits the region at `offset` (page aligned, strictly inside): `self` keeps
+    /// `[addr, addr+offset)` and the returned region owns the rest. Each part is then freed on
+    /// its own — a crate's code and its data can have different lifetimes (a new version of the
+    /// crate adopts the data, the code is retired).
+    pub(crate) fn split_off(&mut self, offset: usize) -> Option<Region> {
+        if offset == 0 || offset >= self.size || !offset.is_multiple_of(4096) {
+            return None;
+        }
+        let rest = Region { addr: self.addr + offset as u64, size: self.size - offset };
+        self.size = offset;
+        Some(rest)
+    }
+
     /// The region's bytes, for filling and relocating before it is protected.
     ///
     /// # Safety

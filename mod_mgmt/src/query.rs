@@ -154,9 +154,9 @@ impl Loader {
         self.sections.get(&id)
     }
 
-    /// All crates.
+    /// All live crates (not retired ones: see [`Loader::retired`]).
     pub fn crates(&self) -> impl Iterator<Item = &LoadedCrate> {
-        self.crates.values()
+        self.crates.values().filter(|k| k.retired.is_none())
     }
 
     /// All namespaces.

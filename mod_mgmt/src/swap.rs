@@ -1,26 +1,35 @@
-//! Swapping crates: replacing loaded crates with new versions while their dependents keep
-//! running.
+//! Swapping crates: replacing loaded crates with new versions while everything keeps running.
+//!
+//! The model is Erlang's hot code loading, applied to crates: two versions of a crate coexist;
+//! every *linked* reference (a relocation in another crate) moves to the new version at once,
+//! code already running in the old version finishes there, and the old version's memory is
+//! reclaimed only when nothing refers to it any more.
 //!
 //! Two phases, so that a swap that cannot succeed changes nothing:
 //! 1. [`Loader::swap_prepare`] loads each NEW into a scratch namespace whose parent is OLD's
-//!    namespace, then checks that every symbol any other crate uses from OLD (every cross-crate
-//!    relocation recorded into OLD's sections) exists in NEW under the same hash-agnostic name,
-//!    with a compatible kind (code for code, data for data) and, for data, the same size; and
-//!    plans the state transfer: each `.data`/`.bss` symbol of OLD is copied to NEW's symbol of
-//!    the same name, which must have the same size unless the caller brings a state hook. On
-//!    any failure the scratch crates are unloaded and the error lists every problem.
-//! 2. [`Loader::swap_commit`] — which the caller runs at a safe point, with no task inside OLD
-//!    — copies the state, rewrites every dependent's relocations to point into NEW (making
-//!    their pages writable just for the write: W^X holds throughout), runs the caller's hook
-//!    (for state that is not plain bytes, such as function pointers OLD registered somewhere),
-//!    moves NEW into OLD's namespace under OLD's name, and unloads OLD. If the hook fails, the
-//!    relocations are put back and nothing changed.
+//!    namespace. NEW *adopts* OLD's writable sections (see [`crate::adopt`]): each data, bss
+//!    or TLS section with an exact counterpart in OLD is placed at OLD's address, so old and
+//!    new code share one state and nothing is copied. Then it checks that every symbol any
+//!    other crate uses from OLD (every cross-crate relocation recorded into OLD's sections)
+//!    exists in NEW under the same hash-agnostic name, with a compatible kind (code for code,
+//!    data for data) and, for data, the same size. A static that NEW has but could not adopt
+//!    (its section changed shape) is copied by name if its size is unchanged — that needs the
+//!    old version idle ([`Prepared::needs_quiescence`]) — or left to a state hook. On any failure
+//!    the scratch crates are unloaded and the error lists every problem.
+//! 2. [`Loader::swap_commit`] rewrites every dependent's relocations to point into NEW (making
+//!    their pages writable just for the write: W^X holds throughout), copies the statics that
+//!    were not adopted, switches the untouched pointer initializers of adopted sections, runs
+//!    the caller's hook (the kernel moves registered hooks and interrupt gates there, with
+//!    [`Prepared::translate`], and runs state hooks), moves NEW into OLD's namespace under OLD's
+//!    name, and *retires* OLD: OLD leaves every namespace map, but its sections stay in the
+//!    address index (running code, unwinding, backtraces) and its memory stays mapped. If the
+//!    hook fails, everything is put back and nothing changed.
 //!
-//! Thread-local variables are not transferred (each task keeps OLD's TLS values in space NEW
-//! does not use); references to OLD held in data (function pointers stored at run time) are
-//! the hook's job.
+//! Reclaiming is separate ([`Loader::reclaim`]): the kernel calls it for a retired crate once a
+//! scan of stacks, data and heap finds no reference into [`Loader::retired_ranges`].
 
-use crate::crates::SectionSymbol;
+use crate::adopt::AdoptPlan;
+use crate::crates::{Retirement, SectionSymbol};
 use crate::deps::RelocRecord;
 use crate::elf::SectionKind;
 use crate::error::LoadError;
@@ -53,6 +62,14 @@ pub enum SwapError {
         /// Where it was looked for.
         namespace: String,
     },
+    /// A name matches several objects or crates.
+    #[error("{name} is ambiguous: it could be {}", candidates.join(" or "))]
+    Ambiguous {
+        /// What was asked for.
+        name: String,
+        /// Names that would work.
+        candidates: Vec<String>,
+    },
     /// NEW could not be loaded (not an object, truncated, unresolved symbols...).
     #[error("cannot load the new version {file}: {source}")]
     Load {
@@ -80,17 +97,21 @@ pub enum SwapError {
     /// Crates were loaded or unloaded between prepare and commit.
     #[error("the loaded crates changed after the swap was prepared; prepare it again")]
     Stale,
-    /// The caller's state hook failed; the swap was rolled back.
-    #[error("state hook failed: {0}")]
+    /// The caller's hook failed; the swap was rolled back.
+    #[error("{0}")]
     Hook(String),
     /// Changing page permissions failed.
     #[error("memory: {0}")]
     Memory(#[from] MemoryError),
 }
 
-/// What [`Loader::swap_commit`] calls between relinking and unloading OLD, with the (OLD, NEW)
-/// crate pairs; an error rolls the swap back.
-pub type CommitHook<'a> = dyn FnMut(&Loader, &[(CrateId, CrateId)]) -> Result<(), String> + 'a;
+/// What [`Loader::swap_commit`] calls between relinking and retiring OLD; an error rolls the
+/// swap back.
+pub type CommitHook<'a> = dyn FnMut(&Loader, &Prepared) -> Result<(), String> + 'a;
+
+/// A state hook: a function NEW exports, run at commit, that converts OLD's statics whose layout
+/// changed (and re-registers anything a registration facility does not move by itself).
+pub type StateHook = fn(&OldState) -> Result<(), String>;
 
 /// One OLD → NEW replacement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +119,7 @@ pub struct SwapPair {
     /// OLD's crate name.
     pub old: String,
     /// NEW: an object file name among the namespace's updates or in its directory; `X` also
-    /// finds `X.o`, or the single file of crate `X`.
+    /// finds `X.o`, or the single file of crate `X`; OLD's own name means OLD's own object.
     pub new_file: String,
 }
 
@@ -111,9 +132,9 @@ pub struct SwapTimes {
     pub verify_us: u64,
     /// Rewriting dependents' relocations.
     pub relink_us: u64,
-    /// Copying state and running the hook.
+    /// Copying state, switching initializers and running the hook.
     pub state_us: u64,
-    /// Moving symbols and edges, unloading OLD.
+    /// Moving symbols and edges, retiring OLD.
     pub cleanup_us: u64,
 }
 
@@ -131,13 +152,33 @@ struct Relink {
     new_value: u64,
 }
 
+/// A static copied by name from OLD to NEW (same size, but its section could not be adopted).
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    from: u64,
+    to: u64,
+    len: u64,
+}
+
+/// A symbol of NEW as translation needs it.
+#[derive(Debug, Clone, Copy)]
+struct NewSym {
+    addr: u64,
+    size: u64,
+    kind: SectionKind,
+    global: bool,
+}
+
 #[derive(Debug, Clone)]
 struct PairPlan {
     old: CrateId,
     new: CrateId,
     relinks: Vec<Relink>,
-    /// (from address, to address, length)
-    transfers: Vec<(u64, u64, u64)>,
+    transfers: Vec<Transfer>,
+    /// NEW's symbols by hash-agnostic name (globals win over locals of the same name).
+    new_syms: BTreeMap<String, NewSym>,
+    /// Bytes of OLD's state NEW shares by adoption.
+    adopted_bytes: u64,
 }
 
 /// A verified swap, ready to commit (or abort).
@@ -150,6 +191,25 @@ pub struct Prepared {
     pub times: SwapTimes,
     /// What will happen, one line per item (for `swap -v` and `--dry-run`).
     pub report: Vec<String>,
+    /// Whether commit copies statics or runs a state hook: then no task may be running in the
+    /// old version when it happens (otherwise that task would keep using the old copy).
+    pub needs_quiescence: bool,
+}
+
+/// Where an address that pointed into OLD points after the swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Translation {
+    /// Not in any OLD crate of this swap, or in adopted memory (same address before and after).
+    Unaffected,
+    /// The same symbol (and offset) in NEW.
+    Moved(u64),
+    /// No equivalent in NEW.
+    Unmappable {
+        /// OLD's symbol there, if any (hash-agnostic).
+        symbol: Option<String>,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl Prepared {
@@ -165,7 +225,115 @@ impl Prepared {
 
     /// Bytes of state that commit will copy.
     pub fn state_bytes(&self) -> u64 {
-        self.pairs.iter().flat_map(|p| p.transfers.iter().map(|t| t.2)).sum()
+        self.pairs.iter().flat_map(|p| p.transfers.iter().map(|t| t.len)).sum()
+    }
+
+    /// Bytes of state the new versions share with the old ones (adopted in place).
+    pub fn adopted_bytes(&self) -> u64 {
+        self.pairs.iter().map(|p| p.adopted_bytes).sum()
+    }
+
+    /// Where `addr` — an address held somewhere in data (a registered hook, an interrupt
+    /// gate) — should point after the swap: the same symbol at the same offset in NEW. A code
+    /// address must be a function's first byte (a stored function pointer).
+    pub fn translate(&self, l: &Loader, addr: u64) -> Translation {
+        let Some((sid, start)) = l.index.lookup(addr) else { return Translation::Unaffected };
+        let Some(sec) = l.sections.get(&sid) else { return Translation::Unaffected };
+        let Some(plan) = self.pairs.iter().find(|p| p.old == sec.krate) else { return Translation::Unaffected };
+        let off = addr - start;
+        let Some(sym) = symbol_covering(&sec.symbols, off) else {
+            return Translation::Unmappable { symbol: None, reason: "no symbol of the old version covers it" };
+        };
+        let name = agnostic_key(&sym.raw);
+        let delta = off - sym.offset;
+        let Some(new) = plan.new_syms.get(&name) else {
+            return Translation::Unmappable { symbol: Some(name), reason: "the new version has no such symbol" };
+        };
+        if (sec.kind == SectionKind::Text) != (new.kind == SectionKind::Text) {
+            return Translation::Unmappable { symbol: Some(name), reason: "code in one version, data in the other" };
+        }
+        if sec.kind == SectionKind::Text && delta != 0 {
+            return Translation::Unmappable { symbol: Some(name), reason: "it points into the middle of a function" };
+        }
+        if sec.kind != SectionKind::Text && delta >= new.size.max(1) {
+            return Translation::Unmappable { symbol: Some(name), reason: "the symbol is smaller in the new version" };
+        }
+        match new.addr + delta {
+            same if same == addr => Translation::Unaffected, // adopted memory
+            moved => Translation::Moved(moved),
+        }
+    }
+
+    /// OLD function entry → NEW function entry, for every function both versions define
+    /// (function addresses held in registers and spilled to stacks are moved with it).
+    pub fn moved_functions(&self, l: &Loader) -> BTreeMap<u64, u64> {
+        let mut out = BTreeMap::new();
+        for plan in &self.pairs {
+            let Some(k) = l.krate(plan.old) else { continue };
+            for sec in k.sections.iter().filter_map(|s| l.section(*s)).filter(|s| s.kind == SectionKind::Text) {
+                for y in &sec.symbols {
+                    if let Some(n) = plan.new_syms.get(&agnostic_key(&y.raw)).filter(|n| n.kind == SectionKind::Text) {
+                        out.insert(sec.addr + y.offset, n.addr);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The address of a function or static NEW exports under the hash-agnostic `name`.
+    pub fn new_export(&self, name: &str) -> Option<u64> {
+        self.pairs.iter().find_map(|p| p.new_syms.get(name).filter(|s| s.global).map(|s| s.addr))
+    }
+}
+
+/// One static of an old version, for a state hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldStatic {
+    /// Hash-agnostic name, e.g. `scheduler::QUEUE`.
+    pub name: String,
+    /// Address.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// OLD's statics, as a state hook sees them (their memory stays mapped during the hook; an
+/// adopted static is the very memory NEW uses).
+#[derive(Debug, Clone, Default)]
+pub struct OldState {
+    /// Every data/bss symbol of the OLD crates.
+    pub statics: Vec<OldStatic>,
+}
+
+impl OldState {
+    /// The statics of the OLD crates of a prepared swap.
+    pub fn of(l: &Loader, p: &Prepared) -> OldState {
+        let mut statics = Vec::new();
+        for plan in &p.pairs {
+            let Some(k) = l.krate(plan.old) else { continue };
+            for sec in k.sections.iter().filter_map(|s| l.section(*s)) {
+                if matches!(sec.kind, SectionKind::Data | SectionKind::Bss) {
+                    for y in &sec.symbols {
+                        statics.push(OldStatic { name: agnostic_key(&y.raw), addr: sec.addr + y.offset, size: y.size });
+                    }
+                }
+            }
+        }
+        OldState { statics }
+    }
+
+    /// The static `name` (hash-agnostic, e.g. `scheduler::QUEUE`).
+    pub fn get(&self, name: &str) -> Option<&OldStatic> {
+        self.statics.iter().find(|s| s.name == name)
+    }
+
+    /// The bytes of OLD's static `name`.
+    pub fn bytes(&self, name: &str) -> Option<&[u8]> {
+        let s = self.get(name)?;
+        // SAFETY: the address and size come from OLD's loaded data sections, which stay mapped
+        // while OLD is loaded or retired — at least until the hook that receives this returns.
+        Some(unsafe { core::slice::from_raw_parts(s.addr as *const u8, s.size as usize) })
     }
 }
 
@@ -185,6 +353,23 @@ fn symbol_covering(symbols: &[SectionSymbol], offset: u64) -> Option<&SectionSym
     })
 }
 
+/// What a retired crate holds, for `ns` and the reclaimer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredInfo {
+    /// Its id.
+    pub id: CrateId,
+    /// Its name.
+    pub name: String,
+    /// Namespace name.
+    pub namespace: String,
+    /// Memory only retired crates hold (what reclaiming it can free): `[start, end)` ranges.
+    pub ranges: Vec<(u64, u64)>,
+    /// Bytes in those ranges.
+    pub bytes: u64,
+    /// When it was retired (loader generation).
+    pub generation: u64,
+}
+
 impl Loader {
     /// Changes whenever a crate is loaded or unloaded.
     pub fn generation(&self) -> u64 {
@@ -199,23 +384,57 @@ impl Loader {
         self.add_namespace(&name, Some(parent))
     }
 
-    fn find_new_object(&self, ns: NamespaceId, want: &str) -> Option<(String, ObjectBytes)> {
+    /// Finds NEW's object: a file of that name (with or without `.o`), or the one file of
+    /// crate `want`, in the updates, then the directory, of OLD's namespace and its parents.
+    /// When several files are of crate `want` (two versions of a crates.io crate), OLD's own
+    /// file is meant if it is one of them; otherwise the name is ambiguous.
+    fn find_new_object(&self, old: CrateId, want: &str) -> Result<(String, ObjectBytes), SwapError> {
+        let k = &self.crates[&old];
+        let ns = k.namespace;
         for n in self.chain(ns) {
-            let nsr = self.namespaces.get(n.0 as usize)?;
+            let nsr = &self.namespaces[n.0 as usize];
             let with_o = format!("{want}.o");
             for map in [&nsr.updates, &nsr.dir] {
                 if let Some((f, b)) = map.get_key_value(want).or_else(|| map.get_key_value(with_o.as_str())) {
-                    return Some((f.clone(), b.clone()));
+                    return Ok((f.clone(), b.clone()));
                 }
             }
             for map in [&nsr.updates, &nsr.dir] {
-                let mut hits = map.iter().filter(|(f, _)| crate_name_of(f) == want);
-                if let (Some((f, b)), None) = (hits.next(), hits.next()) {
-                    return Some((f.clone(), b.clone()));
+                let hits: Vec<(&String, &ObjectBytes)> = map.iter().filter(|(f, _)| crate_name_of(f) == want).collect();
+                match hits.as_slice() {
+                    [] => {}
+                    [(f, b)] => return Ok(((*f).clone(), (*b).clone())),
+                    many => {
+                        if let Some((f, b)) = many.iter().find(|(f, _)| **f == k.file) {
+                            return Ok(((*f).clone(), (*b).clone()));
+                        }
+                        let candidates = many.iter().map(|(f, _)| f.strip_suffix(".o").unwrap_or(f).to_string()).collect();
+                        return Err(SwapError::Ambiguous { name: want.to_string(), candidates });
+                    }
                 }
             }
         }
-        None
+        Err(SwapError::NoSuchObject { file: want.to_string(), namespace: self.namespaces[ns.0 as usize].name.clone() })
+    }
+
+    /// The live crate `name` in `ns` or its parents, or why there is none.
+    fn old_crate(&self, ns: NamespaceId, name: &str) -> Result<CrateId, SwapError> {
+        if let Some(id) = self.crate_by_name(ns, name) {
+            return Ok(id);
+        }
+        // Two versions of one crate: the second is named after its file (`gimli-<hash>`).
+        let mut candidates: Vec<String> = Vec::new();
+        for n in self.chain(ns) {
+            for (cname, id) in &self.namespaces[n.0 as usize].crates {
+                if self.crates.get(id).is_some_and(|k| crate_name_of(&k.file) == name) && !candidates.contains(cname) {
+                    candidates.push(cname.clone());
+                }
+            }
+        }
+        match candidates.len() {
+            0 => Err(SwapError::NotLoaded(name.to_string())),
+            _ => Err(SwapError::Ambiguous { name: name.to_string(), candidates }),
+        }
     }
 
     fn unload_since(&mut self, first_new: u32) {
@@ -225,19 +444,22 @@ impl Loader {
         }
     }
 
-    /// Phase 1: loads each NEW beside its OLD and verifies the swap (see the module docs).
-    /// `ns` is where OLD crate names are looked up (and its parents). With `state_hook`, data
-    /// of different sizes is left to the hook instead of refusing the swap.
+    /// Phase 1: loads each NEW beside its OLD (adopting OLD's writable sections) and verifies
+    /// the swap (see the module docs). `ns` is where OLD crate names are looked up (and its
+    /// parents). With `state_hook`, data of different sizes is left to the hook instead of
+    /// refusing the swap.
     pub fn swap_prepare(&mut self, ns: NamespaceId, pairs: &[SwapPair], state_hook: bool) -> Result<Prepared, SwapError> {
         let t0 = self.now();
         let mut olds = Vec::new();
         for p in pairs {
-            let id = self.crate_by_name(ns, &p.old).ok_or_else(|| SwapError::NotLoaded(p.old.clone()))?;
+            let id = self.old_crate(ns, &p.old)?;
             if self.crates.get(&id).is_some_and(|k| k.prelinked) {
-                return Err(SwapError::Incompatible {
-                    krate: p.old.clone(),
-                    problems: alloc::vec!["prelinked crates (nano_core) cannot be swapped".into()],
-                });
+                let why = if p.old == "nano_core" {
+                    "nano_core is the statically linked base every other crate is linked against; it is never swapped"
+                } else {
+                    "it is registered code (JIT) the loader did not link; WASM modules are swapped with `wasm swap`"
+                };
+                return Err(SwapError::Incompatible { krate: p.old.clone(), problems: alloc::vec![why.into()] });
             }
             if olds.contains(&id) {
                 return Err(SwapError::Duplicate(p.old.clone()));
@@ -248,16 +470,16 @@ impl Loader {
         let mut news = Vec::new();
         for (p, &old) in pairs.iter().zip(&olds) {
             let old_ns = self.crates[&old].namespace;
-            let found = self.find_new_object(old_ns, &p.new_file);
-            let Some((file, bytes)) = found else {
-                self.unload_since(first_new);
-                let namespace = self.namespaces[old_ns.0 as usize].name.clone();
-                return Err(SwapError::NoSuchObject { file: p.new_file.clone(), namespace });
+            let (file, bytes) = match self.find_new_object(old, &p.new_file) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.unload_since(first_new);
+                    return Err(e);
+                }
             };
             let scratch = self.scratch_namespace(old_ns).map_err(|source| SwapError::Load { file: file.clone(), source })?;
-            // A file of the same crate name may still sit in the scratch namespace's map from a
-            // failed attempt; the load below reports that as AlreadyLoaded.
-            match self.load(scratch, &file, bytes) {
+            let mut plan = AdoptPlan::new(self, old);
+            match self.load_with(scratch, &file, bytes, Some(&mut plan)) {
                 Ok(id) => news.push(id),
                 Err(source) => {
                     self.unload_since(first_new);
@@ -273,79 +495,105 @@ impl Loader {
         let mut size_problems: Option<(String, Vec<String>)> = None;
         for (&old, &new) in olds.iter().zip(&news) {
             let old_name = self.crates[&old].name.clone();
-            // NEW's symbols by hash-agnostic name; globals win over locals of the same name.
-            let mut new_syms: BTreeMap<String, (SectionId, u64, u64, bool)> = BTreeMap::new();
+            let mut new_syms: BTreeMap<String, NewSym> = BTreeMap::new();
             for sid in &self.crates[&new].sections {
-                let sec = &self.sections.get(sid).expect("crate sections exist");
+                let sec = self.sections.get(sid).expect("crate sections exist");
+                if sec.kind.is_tls() {
+                    continue;
+                }
                 for y in &sec.symbols {
-                    let e = new_syms.entry(agnostic_key(&y.raw)).or_insert((*sid, y.offset, y.size, y.global));
-                    if y.global && !e.3 {
-                        *e = (*sid, y.offset, y.size, y.global);
+                    let s = NewSym { addr: sec.addr + y.offset, size: y.size, kind: sec.kind, global: y.global };
+                    let e = new_syms.entry(agnostic_key(&y.raw)).or_insert(s);
+                    if y.global && !e.global {
+                        *e = s;
                     }
                 }
             }
+            let adopted: BTreeMap<SectionId, SectionId> = self.crates[&new].adopted.iter().map(|&(n, o)| (o, n)).collect();
             let mut problems = Vec::new();
             let mut relinks = Vec::new();
             let mut transfers = Vec::new();
             let mut sizes = Vec::new();
+            let mut adopted_bytes = 0;
             for sid in self.crates[&old].sections.clone() {
                 let old_sec = self.sections.get(&sid).expect("crate sections exist").clone();
-                for rec in self.deps.relocs_into(sid).to_vec() {
+                let records: Vec<RelocRecord> = self.deps.relocs_into(sid).copied().collect();
+                for rec in records {
                     let user_crate = self.sections.get(&rec.user).map(|s| s.krate);
                     if user_crate.is_some_and(|c| olds.contains(&c)) {
                         continue; // a crate being replaced in the same swap
+                    }
+                    if let Some(&new_sid) = adopted.get(&sid) {
+                        // Adopted: the same memory; only the record moves.
+                        relinks.push(Relink { record: rec, new_used: new_sid, new_value: old_sec.addr + rec.target_offset });
+                        continue;
                     }
                     let Some(old_sym) = symbol_covering(&old_sec.symbols, rec.target_offset) else {
                         problems.push(format!("a relocation points into {} at {:#x}, where no symbol is", old_sec.name, rec.target_offset));
                         continue;
                     };
                     let name = agnostic_key(&old_sym.raw);
-                    let Some(&(new_sid, new_off, new_size, _)) = new_syms.get(&name) else {
+                    let Some(new_sym) = new_syms.get(&name).copied() else {
                         if !problems.iter().any(|p| p == &format!("missing `{name}`")) {
                             problems.push(format!("missing `{name}`"));
                         }
                         continue;
                     };
-                    let new_sec = self.sections.get(&new_sid).expect("new sections exist");
-                    if !compatible(old_sec.kind, new_sec.kind) {
-                        problems.push(format!("`{name}` is {:?} in the old version but {:?} in the new", old_sec.kind, new_sec.kind));
+                    if !compatible(old_sec.kind, new_sym.kind) {
+                        problems.push(format!("`{name}` is {:?} in the old version but {:?} in the new", old_sec.kind, new_sym.kind));
                         continue;
                     }
-                    if is_data(old_sec.kind) && old_sym.size != new_size {
-                        problems.push(format!("`{name}` is {} bytes in the old version but {new_size} in the new", old_sym.size));
+                    if is_data(old_sec.kind) && old_sym.size != new_sym.size {
+                        problems.push(format!("`{name}` is {} bytes in the old version but {} in the new", old_sym.size, new_sym.size));
                         continue;
                     }
-                    let new_value = new_sec.addr + new_off + (rec.target_offset - old_sym.offset);
-                    relinks.push(Relink { record: rec, new_used: new_sid, new_value });
+                    let Some((new_used, _)) = self.index.lookup(new_sym.addr) else { continue };
+                    let new_value = new_sym.addr + (rec.target_offset - old_sym.offset);
+                    relinks.push(Relink { record: rec, new_used, new_value });
                 }
-                if is_data(old_sec.kind) {
+                if !is_data(old_sec.kind) && !old_sec.kind.is_tls() {
+                    continue;
+                }
+                if adopted.contains_key(&sid) {
+                    adopted_bytes += old_sec.size;
                     for y in old_sec.symbols.iter().filter(|y| y.size > 0) {
-                        let name = agnostic_key(&y.raw);
-                        match new_syms.get(&name) {
-                            Some(&(nsid, noff, nsize, _)) if self.sections.get(&nsid).is_some_and(|s| is_data(s.kind)) => {
-                                if nsize == y.size {
-                                    let to = self.sections.get(&nsid).expect("exists").addr + noff;
-                                    transfers.push((old_sec.addr + y.offset, to, y.size));
-                                    report.push(format!("state: {name} ({} bytes) copied", y.size));
-                                } else if state_hook {
-                                    report.push(format!("state: {name} changes size ({} -> {nsize} bytes): left to the hook", y.size));
-                                } else {
-                                    sizes.push(format!("{name} (old {} bytes, new {nsize} bytes)", y.size));
-                                }
+                        report.push(format!("state: {} ({} bytes) shared", agnostic_key(&y.raw), y.size));
+                    }
+                    continue;
+                }
+                for y in old_sec.symbols.iter().filter(|y| y.size > 0) {
+                    let name = agnostic_key(&y.raw);
+                    if old_sec.kind.is_tls() {
+                        report.push(format!("state: thread-local {name} ({} bytes) changed shape: tasks keep the old value", y.size));
+                        continue;
+                    }
+                    match new_syms.get(&name).copied() {
+                        Some(n) if is_data(n.kind) => {
+                            if n.size == y.size {
+                                transfers.push(Transfer { from: old_sec.addr + y.offset, to: n.addr, len: y.size });
+                                report.push(format!("state: {name} ({} bytes) copied", y.size));
+                            } else if state_hook {
+                                report.push(format!("state: {name} changes size ({} -> {} bytes): left to the hook", y.size, n.size));
+                            } else {
+                                sizes.push(format!("{name} (old {} bytes, new {} bytes)", y.size, n.size));
                             }
-                            _ => report.push(format!("state: {name} ({} bytes) is not in the new version: dropped", y.size)),
                         }
+                        _ => report.push(format!("state: {name} ({} bytes) is not in the new version: dropped", y.size)),
                     }
                 }
             }
-            report.push(format!("{old_name}: {} relocations in other crates will point into the new version", relinks.len()));
+            report.push(format!(
+                "{old_name}: {} relocations in other crates will point into the new version; {} bytes of state shared",
+                relinks.len(),
+                adopted_bytes
+            ));
             if !problems.is_empty() && incompatible.is_none() {
                 incompatible = Some((old_name.clone(), problems));
             }
             if !sizes.is_empty() && size_problems.is_none() {
                 size_problems = Some((old_name.clone(), sizes));
             }
-            plans.push(PairPlan { old, new, relinks, transfers });
+            plans.push(PairPlan { old, new, relinks, transfers, new_syms, adopted_bytes });
         }
         if let Some((krate, problems)) = incompatible {
             self.unload_since(first_new);
@@ -355,6 +603,7 @@ impl Loader {
             self.unload_since(first_new);
             return Err(SwapError::StateSize { krate, symbols });
         }
+        let needs_quiescence = state_hook || plans.iter().any(|p| !p.transfers.is_empty());
         let t2 = self.now();
         Ok(Prepared {
             first_new,
@@ -362,6 +611,7 @@ impl Loader {
             pairs: plans,
             times: SwapTimes { load_us: t1.saturating_sub(t0), verify_us: t2.saturating_sub(t1), ..Default::default() },
             report,
+            needs_quiescence,
         })
     }
 
@@ -370,59 +620,56 @@ impl Loader {
         self.unload_since(p.first_new);
     }
 
-    /// Writes `value` for one recorded relocation, making the page writable for the write.
-    /// Returns the bytes that were there.
+    /// Makes `len` bytes at `place` writable, runs `f` on them, and puts the permissions back.
+    fn write_at(&mut self, place: u64, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), SwapError> {
+        let Some((region, perms)) = self.region_at(place) else { return Ok(()) };
+        let (raddr, rsize) = (region.addr(), region.size());
+        let page = place & !(crate::loader::PAGE_SIZE - 1);
+        let last = (place + len as u64 - 1) & !(crate::loader::PAGE_SIZE - 1);
+        let off = (page - raddr) as usize;
+        let plen = ((last - page + crate::loader::PAGE_SIZE) as usize).min(rsize - off);
+        if perms != Perms::ReadWrite {
+            // Writable (and not executable) only while the value is written.
+            let region = self.region_at(place).expect("found above").0;
+            self.memory.protect(region, off, plen, Perms::ReadWrite)?;
+        }
+        // SAFETY: `place..place+len` lies inside a loaded section of a region the loader owns,
+        // whose page was just made writable; the caller holds off other tasks (interrupts off),
+        // so nothing executes or reads it meanwhile.
+        f(unsafe { core::slice::from_raw_parts_mut(place as *mut u8, len) });
+        if perms != Perms::ReadWrite {
+            let region = self.region_at(place).expect("found above").0;
+            self.memory.protect(region, off, plen, perms)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `value` for one recorded relocation. Returns the bytes that were there.
     fn rewrite(&mut self, rec: &RelocRecord, value: u64) -> Result<[u8; 8], SwapError> {
         let sec = self.sections.get(&rec.user).expect("users of live sections exist");
         let place = sec.addr + rec.offset;
-        let k = self.crates.get(&sec.krate).expect("section's crate exists");
         let kind = RelocKind::from_type(rec.r_type).unwrap_or(RelocKind::None);
-        let Some(region) = k.memory.as_ref() else { return Ok([0; 8]) };
-        let Some(&(_, _, perms)) = k.parts.iter().find(|(a, l, _)| place >= *a && place < a + l) else { return Ok([0; 8]) };
-        let page = place & !(crate::loader::PAGE_SIZE - 1);
-        let last = (place + kind.width() as u64 - 1) & !(crate::loader::PAGE_SIZE - 1);
-        let (off, len) = ((page - region.addr()) as usize, (last - page + crate::loader::PAGE_SIZE) as usize);
-        if perms != Perms::ReadWrite {
-            // Writable (and not executable) only while the value is written.
-            self.memory.protect(region, off, len, Perms::ReadWrite)?;
-        }
         let mut saved = [0u8; 8];
-        // SAFETY: `place..place+width` lies inside the user section of a loaded crate, whose
-        // page was just made writable; interrupts/other tasks are held off by the caller (the
-        // safe point), so nothing executes or reads it meanwhile.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(place as *mut u8, kind.width()) };
-        saved[..bytes.len()].copy_from_slice(bytes);
-        let _ = reloc::apply(kind, bytes, 0, i128::from(value), rec.addend, place);
-        if perms != Perms::ReadWrite {
-            self.memory.protect(region, off, len, perms)?;
-        }
+        self.write_at(place, kind.width().max(1), |bytes| {
+            saved[..bytes.len()].copy_from_slice(bytes);
+            let _ = reloc::apply(kind, bytes, 0, i128::from(value), rec.addend, place);
+        })?;
         Ok(saved)
     }
 
+    /// Puts back the bytes `rewrite` replaced (rollback after a failed hook).
     fn restore(&mut self, rec: &RelocRecord, saved: [u8; 8]) {
-        // Puts back the bytes `rewrite` replaced (rollback after a failed hook).
         let Some(sec) = self.sections.get(&rec.user) else { return };
         let place = sec.addr + rec.offset;
-        let Some(k) = self.crates.get(&sec.krate) else { return };
         let width = RelocKind::from_type(rec.r_type).map_or(0, |k| k.width());
-        let (Some(region), Some(&(_, _, perms))) = (k.memory.as_ref(), k.parts.iter().find(|(a, l, _)| place >= *a && place < a + l))
-        else {
-            return;
-        };
-        let page = place & !(crate::loader::PAGE_SIZE - 1);
-        let off = (page - region.addr()) as usize;
-        let len = crate::loader::PAGE_SIZE as usize * 2;
-        let len = len.min(region.size() - off);
-        let _ = self.memory.protect(region, off, len, Perms::ReadWrite);
-        // SAFETY: as in `rewrite`: inside a loaded section, page writable, caller holds others.
-        unsafe { core::ptr::copy_nonoverlapping(saved.as_ptr(), place as *mut u8, width) };
-        let _ = self.memory.protect(region, off, len, perms);
+        let _ = self.write_at(place, width.max(1), |bytes| bytes.copy_from_slice(&saved[..bytes.len()]));
     }
 
-    /// Phase 2: commits a prepared swap (call it at a safe point: no task executing, or
-    /// returning into, an OLD crate). `hook` runs after the relocations point into NEW and the
-    /// state is copied, before OLD is unloaded; if it fails, everything is put back and the
-    /// new versions are unloaded.
+    /// Phase 2: commits a prepared swap. Run it with other tasks held off (interrupts off on a
+    /// single CPU); if [`Prepared::needs_quiescence`], also only while no task is in an OLD
+    /// crate. `hook` runs after the relocations point into NEW and the state is in place,
+    /// before OLD is retired; if it fails, everything is put back and the new versions are
+    /// unloaded. Returns the retired crates with the times.
     pub fn swap_commit(&mut self, p: Prepared, hook: &mut CommitHook<'_>) -> Result<SwapTimes, SwapError> {
         if p.generation != self.generation {
             self.swap_abort(p);
@@ -447,14 +694,31 @@ impl Loader {
         }
         let t1 = self.now();
         for plan in &p.pairs {
-            for &(from, to, len) in &plan.transfers {
+            for t in &plan.transfers {
                 // SAFETY: `from` is a data symbol of OLD and `to` one of NEW (read-write), both
-                // loaded and of `len` bytes (checked in prepare); they never overlap.
-                unsafe { core::ptr::copy_nonoverlapping(from as *const u8, to as *mut u8, len as usize) };
+                // loaded and of `len` bytes (checked in prepare); NEW's is fresh memory, so they
+                // never overlap.
+                unsafe { core::ptr::copy_nonoverlapping(t.from as *const u8, t.to as *mut u8, t.len as usize) };
             }
         }
-        let pairs = p.pairs();
-        if let Err(e) = hook(self, &pairs) {
+        let mut switched: Vec<(u64, u64)> = Vec::new();
+        for plan in &p.pairs {
+            for f in &self.crates[&plan.new].fixups {
+                // SAFETY: `place` is an 8-byte pointer field inside an adopted data section
+                // (read-write memory that stays mapped); other tasks are held off.
+                let cur = unsafe { (f.place as *const u64).read_unaligned() };
+                if cur == f.old_value {
+                    // SAFETY: as above.
+                    unsafe { (f.place as *mut u64).write_unaligned(f.new_value) };
+                    switched.push((f.place, cur));
+                }
+            }
+        }
+        if let Err(e) = hook(self, &p) {
+            for (place, old) in switched.into_iter().rev() {
+                // SAFETY: puts back the value just replaced, in the same live data field.
+                unsafe { (place as *mut u64).write_unaligned(old) };
+            }
             for (rec, saved) in done.into_iter().rev() {
                 self.restore(&rec, saved);
             }
@@ -463,35 +727,7 @@ impl Loader {
         }
         let t2 = self.now();
         for plan in &p.pairs {
-            let old_name = self.crates[&plan.old].name.clone();
-            let old_ns = self.crates[&plan.old].namespace;
-            self.remove_crate(plan.old);
-            // Move NEW into OLD's namespace under OLD's name, with its symbols.
-            let (new_ns, new_name, exported) = {
-                let k = self.crates.get(&plan.new).expect("new crate exists");
-                (k.namespace, k.name.clone(), k.exported.clone())
-            };
-            let mut moved = Vec::new();
-            for key in exported {
-                if let Some(r) = self.namespaces[new_ns.0 as usize].symbols.get_exact(&key) {
-                    self.namespaces[new_ns.0 as usize].symbols.remove_if_owned(&key, plan.new);
-                    if self.namespaces[old_ns.0 as usize].symbols.insert(key.clone(), r) {
-                        moved.push(key);
-                    }
-                }
-            }
-            self.namespaces[new_ns.0 as usize].crates.remove(&new_name);
-            self.namespaces[old_ns.0 as usize].crates.insert(old_name.clone(), plan.new);
-            if let Some(k) = self.crates.get_mut(&plan.new) {
-                k.namespace = old_ns;
-                k.name = old_name;
-                k.exported = moved;
-            }
-            for r in &plan.relinks {
-                let base = self.sections.get(&r.new_used).map_or(0, |s| s.addr);
-                let rec = RelocRecord { target_offset: r.new_value - base, ..r.record };
-                self.deps.add_reloc(r.new_used, rec);
-            }
+            self.retire(plan);
         }
         self.generation += 1;
         let t3 = self.now();
@@ -501,11 +737,117 @@ impl Loader {
         Ok(times)
     }
 
-    /// Prepares and, if that succeeds, commits at once (for callers that need no safe point,
-    /// such as host tools and tests).
+    /// NEW takes OLD's place in its namespace; OLD is retired (see the module docs). Costs
+    /// O(OLD's exports + adopted sections + relinked records), never O(everything loaded).
+    fn retire(&mut self, plan: &PairPlan) {
+        let (old_ns, old_name, old_exported) = {
+            let k = self.crates.get_mut(&plan.old).expect("old crate exists");
+            (k.namespace, k.name.clone(), core::mem::take(&mut k.exported))
+        };
+        for key in &old_exported {
+            self.namespaces[old_ns.0 as usize].symbols.remove_if_owned(key, plan.old);
+        }
+        let (new_ns, new_name, exported, adopted) = {
+            let k = self.crates.get_mut(&plan.new).expect("new crate exists");
+            k.fixups.clear();
+            (k.namespace, k.name.clone(), core::mem::take(&mut k.exported), core::mem::take(&mut k.adopted))
+        };
+        let mut moved = Vec::new();
+        for key in exported {
+            if let Some(r) = self.namespaces[new_ns.0 as usize].symbols.get_exact(&key) {
+                self.namespaces[new_ns.0 as usize].symbols.remove_if_owned(&key, plan.new);
+                if self.namespaces[old_ns.0 as usize].symbols.insert(key.clone(), r) {
+                    moved.push(key);
+                }
+            }
+        }
+        self.namespaces[new_ns.0 as usize].crates.remove(&new_name);
+        self.namespaces[old_ns.0 as usize].crates.insert(old_name.clone(), plan.new);
+        // Adopted memory now belongs to NEW in the index and the TLS image.
+        for (new_sid, old_sid) in adopted {
+            let Some(old_sec) = self.sections.get(&old_sid) else { continue };
+            if old_sec.kind.is_tls() {
+                self.tls.reassign(old_sid, new_sid, None);
+            } else {
+                let addr = old_sec.addr;
+                self.index.reassign(addr, old_sid, new_sid);
+            }
+        }
+        // Edges into OLD move to NEW.
+        for sid in self.crates[&plan.old].sections.clone() {
+            self.deps.remove_incoming(sid);
+        }
+        for r in &plan.relinks {
+            let base = self.sections.get(&r.new_used).map_or(0, |s| s.addr);
+            let rec = RelocRecord { target_offset: r.new_value - base, ..r.record };
+            self.deps.add_reloc(r.new_used, rec);
+        }
+        if let Some(k) = self.crates.get_mut(&plan.new) {
+            k.namespace = old_ns;
+            k.name = old_name;
+            k.exported = moved;
+        }
+        let generation = self.generation;
+        if let Some(k) = self.crates.get_mut(&plan.old) {
+            k.retired = Some(Retirement { replaced_by: plan.new, generation });
+        }
+    }
+
+    /// Retired crates (replaced by a swap, memory not reclaimed yet), oldest first.
+    pub fn retired(&self) -> Vec<RetiredInfo> {
+        let mut out: Vec<RetiredInfo> = self
+            .crates
+            .values()
+            .filter_map(|k| {
+                let r = k.retired.as_ref()?;
+                let ranges = self.retired_ranges(k.id);
+                Some(RetiredInfo {
+                    id: k.id,
+                    name: k.name.clone(),
+                    namespace: self.namespaces[k.namespace.0 as usize].name.clone(),
+                    bytes: ranges.iter().map(|(s, e)| e - s).sum(),
+                    ranges,
+                    generation: r.generation,
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| r.generation);
+        out
+    }
+
+    /// The memory of a retired crate that no live crate holds: what references must not point
+    /// into for it to be reclaimed.
+    pub fn retired_ranges(&self, id: CrateId) -> Vec<(u64, u64)> {
+        let Some(k) = self.crates.get(&id) else { return Vec::new() };
+        k.memory
+            .iter()
+            .filter(|start| !self.crates.values().any(|c| c.retired.is_none() && c.memory.contains(start)))
+            .filter_map(|start| self.regions.get(start).map(|h| (h.region.addr(), h.region.addr() + h.region.size() as u64)))
+            .collect()
+    }
+
+    /// Removes a retired crate and frees the memory only it held. The caller has established
+    /// that nothing refers to [`Loader::retired_ranges`] any more.
+    pub fn reclaim(&mut self, id: CrateId) -> Result<u64, LoadError> {
+        let k = self.crates.get(&id).ok_or_else(|| LoadError::NoSuchCrate(format!("{id}")))?;
+        if k.retired.is_none() {
+            return Err(LoadError::InUse { name: k.name.clone(), dependents: alloc::vec!["it is not retired".into()] });
+        }
+        let before = self.region_bytes();
+        self.remove_crate(id);
+        Ok((before - self.region_bytes()) as u64)
+    }
+
+    /// Prepares and, if that succeeds, commits at once and reclaims the old versions (for
+    /// callers that hold no references into them, such as host tools and tests).
     pub fn swap(&mut self, ns: NamespaceId, pairs: &[SwapPair]) -> Result<SwapTimes, SwapError> {
         let p = self.swap_prepare(ns, pairs, false)?;
-        self.swap_commit(p, &mut |_, _| Ok(()))
+        let olds: Vec<CrateId> = p.pairs().iter().map(|(o, _)| *o).collect();
+        let times = self.swap_commit(p, &mut |_, _| Ok(()))?;
+        for o in olds {
+            let _ = self.reclaim(o);
+        }
+        Ok(times)
     }
 }
 

@@ -68,6 +68,24 @@ impl TlsImage {
         Some(offset)
     }
 
+    /// Gives the place of section `from` to section `to` (a new crate version adopted it), with
+    /// `init` as the initial contents for tasks made from now on.
+    pub fn reassign(&mut self, from: SectionId, to: SectionId, init: Option<&[u8]>) {
+        for p in self.parts.iter_mut().filter(|p| p.section == from) {
+            p.section = to;
+            if let Some(init) = init {
+                let n = init.len().min(p.init.len());
+                p.init[..n].copy_from_slice(&init[..n]);
+                p.init[n..].fill(0);
+            }
+        }
+    }
+
+    /// The offset of a placed section.
+    pub fn offset_of(&self, section: SectionId) -> Option<i64> {
+        self.parts.iter().find(|p| p.section == section).map(|p| p.offset)
+    }
+
     /// Forgets a section (its space is not reused).
     pub fn remove(&mut self, section: SectionId) {
         self.parts.retain(|p| p.section != section);

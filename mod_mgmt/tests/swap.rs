@@ -1,7 +1,7 @@
 //! Host tests of `swap` on real objects: fx_c replaced under fx_a/fx_b by other builds of it
 //! (mod_mgmt/tests/fixtures/fx_c_*, built into target/fixtures-alt by tools/fixtures.sh).
 
-use mod_mgmt::swap::{SwapError, SwapPair};
+use mod_mgmt::swap::{SwapError, SwapPair, Translation};
 use mod_mgmt::{Loader, NamespaceId, ObjectBytes};
 use std::path::PathBuf;
 
@@ -118,7 +118,7 @@ fn state_of_different_size_needs_a_hook() {
     assert!(p.report.iter().any(|r| r.contains("fx_c::BSS changes size")), "{:?}", p.report);
     let mut called = 0;
     l.swap_commit(p, &mut |_, pairs| {
-        called = pairs.len();
+        called = pairs.pairs().len();
         Ok(())
     })
     .unwrap();
@@ -179,4 +179,94 @@ fn many_swap_cycles_leave_the_loader_as_it_was() {
     }
     assert_eq!(l.totals(), after_first);
     assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+}
+
+#[test]
+fn many_swap_cycles_keep_the_memory_the_loader_holds() {
+    let (mut l, ns) = setup();
+    l.swap(ns, &[pair("fx_c", "fx_c_v2")]).unwrap();
+    l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    let after_first = l.region_bytes();
+    for _ in 0..100 {
+        l.swap(ns, &[pair("fx_c", "fx_c_v2")]).unwrap();
+        l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    }
+    assert_eq!(l.region_bytes(), after_first, "adopted data regions are passed on, retired code is freed");
+    assert!(l.retired().is_empty());
+}
+
+#[test]
+fn old_code_shares_state_with_new_code_until_reclaimed() {
+    let (mut l, ns) = setup();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+    let old_bump = l.lookup(ns, "fx_c::bump").unwrap().addr;
+    let counter = l.lookup(ns, "fx_c::COUNTER").unwrap().addr;
+    let greeting = l.lookup(ns, "fx_c::GREETING").unwrap().addr;
+    let name_ptr = l.lookup(ns, "fx_c::NAME_PTR").unwrap().addr;
+    let touch_fn = l.lookup(ns, "fx_c::TOUCH_FN").unwrap().addr;
+    let p = l.swap_prepare(ns, &[pair("fx_c", "fx_c_v2")], false).unwrap();
+    assert!(!p.needs_quiescence, "every static is adopted, nothing is copied: {:?}", p.report);
+    assert_eq!(p.state_bytes(), 0);
+    assert!(p.adopted_bytes() >= 8 + 512 * 8, "COUNTER and BSS are shared: {}", p.adopted_bytes());
+    let new_bump = p.new_export("fx_c::bump").unwrap();
+    assert_ne!(new_bump, old_bump);
+    assert_eq!(p.translate(&l, old_bump), Translation::Moved(new_bump), "a stored function pointer moves");
+    assert!(matches!(p.translate(&l, old_bump + 1), Translation::Unmappable { .. }), "the middle of a function has no equivalent");
+    assert_eq!(p.translate(&l, counter), Translation::Unaffected, "adopted statics keep their address");
+    assert_eq!(p.translate(&l, 0x10), Translation::Unaffected);
+    l.swap_commit(p, &mut |_, _| Ok(())).unwrap();
+    assert_eq!(l.lookup(ns, "fx_c::COUNTER").unwrap().addr, counter, "NEW's COUNTER is OLD's memory");
+
+    // OLD is retired: out of the namespace, still mapped and named.
+    let retired = l.retired();
+    assert_eq!(retired.len(), 1);
+    assert_eq!(retired[0].name, "fx_c");
+    assert!(retired[0].bytes > 0 && retired[0].ranges.iter().any(|&(s, e)| old_bump >= s && old_bump < e));
+    assert!(l.addr2sym(old_bump).is_some(), "retired code is still in the address index");
+    assert!(!l.crates().any(|k| k.is_retired()), "crates() lists live crates");
+
+    // Code still running in the old version shares the state with the new version.
+    // SAFETY: `old_bump` is fx_c v1's `bump` (`fn() -> u64`), still mapped while retired.
+    let old: extern "C" fn() -> u64 = unsafe { std::mem::transmute(old_bump as usize) };
+    assert_eq!(old(), 102, "old code, old step (1), shared counter");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 112, "new code, new step (10), same counter");
+
+    // The adopted statics' pointer initializers now point into the new version.
+    let live = l.crate_by_name(ns, "fx_c").unwrap();
+    let owner = |a: u64| l.locate(a).map(|(sid, _)| l.section(sid).unwrap().krate);
+    // SAFETY: NAME_PTR and TOUCH_FN are pointer-sized statics in adopted, mapped data.
+    let (name, touch) = unsafe { ((name_ptr as *const u64).read(), (touch_fn as *const u64).read()) };
+    assert_eq!(owner(name), Some(live), "NAME_PTR was switched to the new version's string");
+    assert_eq!(owner(touch), Some(live), "TOUCH_FN was switched to the new version's function");
+    assert_eq!(touch, l.lookup(ns, "fx_c::bss_touch").unwrap().addr);
+    // SAFETY: the string lies in the new version's mapped rodata.
+    assert_eq!(unsafe { std::slice::from_raw_parts(name as *const u8, 11) }, b"fx_c's name");
+    assert_ne!(l.lookup(ns, "fx_c::GREETING").unwrap().addr, greeting, "an immutable static is rodata: not state, not adopted");
+
+    // Reclaiming frees the old code; the shared data stays with the new version.
+    let before = l.region_bytes();
+    let freed = l.reclaim(retired[0].id).unwrap();
+    assert!(freed > 0 && l.region_bytes() == before - freed as usize);
+    assert!(l.addr2sym(old_bump).is_none());
+    assert!(l.reclaim(live).is_err(), "a live crate is not reclaimed");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 122);
+    assert_eq!(call(&l, ns, "fx_chain", 5), 12);
+}
+
+#[test]
+fn two_objects_of_one_crate_are_ambiguous_unless_one_is_the_old_one() {
+    let (mut l, ns) = setup();
+    let (_, v2) = object(&dir("fixtures-alt/fx_c_v2"), "fx_c");
+    let (_, bad) = object(&dir("fixtures-alt/fx_c_bad"), "fx_c");
+    l.add_update_file(ns, "fx_c-1111.o", v2.into()).unwrap();
+    l.add_update_file(ns, "fx_c-2222.o", bad.into()).unwrap();
+    match l.swap(ns, &[pair("fx_c", "fx_c")]) {
+        Err(SwapError::Ambiguous { name, candidates }) => {
+            assert_eq!(name, "fx_c");
+            assert_eq!(candidates, ["fx_c-1111", "fx_c-2222"]);
+        }
+        other => panic!("expected Ambiguous, got {other:?}"),
+    }
+    l.swap(ns, &[pair("fx_c", "fx_c-1111")]).unwrap();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 110, "v2 by its file name");
 }

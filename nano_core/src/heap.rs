@@ -1,97 +1,167 @@
-//! The kernel heap: a linked-list allocator over a virtual region that grows on demand.
+//! The kernel heaps: two linked-list allocators over virtual regions that grow on demand.
 //!
-//! It starts with [`INITIAL`] bytes mapped at `paging::HEAP_BASE`; when an allocation does not
-//! fit, the heap maps more pages at its end (at least [`GROW_MIN`]) and retries.
+//! - The **general heap** holds what tasks and crates allocate. A live swap reclaims an old
+//!   crate version only when no word of this heap (and of stacks and data) points into it, so
+//!   freed blocks are zeroed: a stale pointer in freed memory must not keep old code alive.
+//! - The **metadata heap** holds the loader's own bookkeeping (sections, symbol maps, the
+//!   address index, debug-info caches): descriptions of code, full of code addresses, that are
+//!   never references anyone follows. Allocations made inside [`metadata`] (which
+//!   `kernel::with_loader` uses) come from it, and the swap's reference scan skips it.
+//!
+//! Each starts with [`INITIAL`] bytes mapped; when an allocation does not fit, the heap maps
+//! more pages at its end (at least [`GROW_MIN`]) and retries. Frees go to the heap the address
+//! belongs to.
 
 use crate::paging::{self, HEAP_BASE, PAGE, Perms};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
 const INITIAL: u64 = 1 << 20;
 const GROW_MIN: u64 = 1 << 20;
-/// The heap never grows past this (1 TiB of address space is reserved for it).
+/// Neither heap grows past this (1 TiB of address space is reserved for each).
 const MAX: u64 = 1 << 40;
+/// Where the metadata heap starts (4 TiB above the general heap).
+pub const METADATA_BASE: u64 = HEAP_BASE + (4 << 40);
 
 struct GrowingHeap {
+    base: u64,
     heap: Mutex<Heap>,
     mapped: AtomicU64,
 }
 
+struct Heaps {
+    general: GrowingHeap,
+    metadata: GrowingHeap,
+}
+
+/// Nesting depth of [`metadata`] (interrupts are off inside it, so one CPU sees one value).
+static METADATA_DEPTH: AtomicUsize = AtomicUsize::new(0);
+
 #[global_allocator]
-static HEAP: GrowingHeap = GrowingHeap { heap: Mutex::new(Heap::empty()), mapped: AtomicU64::new(0) };
+static HEAPS: Heaps = Heaps {
+    general: GrowingHeap { base: HEAP_BASE, heap: Mutex::new(Heap::empty()), mapped: AtomicU64::new(0) },
+    metadata: GrowingHeap { base: METADATA_BASE, heap: Mutex::new(Heap::empty()), mapped: AtomicU64::new(0) },
+};
 
 /// Heap usage, for `mem` and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeapStats {
-    /// Bytes mapped for the heap.
+    /// Bytes mapped for both heaps.
     pub mapped: u64,
-    /// Bytes currently allocated.
+    /// Bytes currently allocated in both heaps.
     pub used: u64,
+    /// Of `used`, bytes of loader bookkeeping (the metadata heap).
+    pub metadata_used: u64,
 }
 
-/// Why the heap could not be set up or grown.
+/// Why a heap could not be set up or grown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("kernel heap: {0}")]
 pub struct HeapError(#[from] paging::PagingError);
 
-fn map_more(heap: &mut Heap, mapped: &AtomicU64, bytes: u64) -> Result<(), HeapError> {
-    let cur = mapped.load(Ordering::Relaxed);
-    let bytes = bytes.div_ceil(PAGE) * PAGE;
-    if cur + bytes > MAX {
-        return Err(HeapError(paging::PagingError::OutOfAddressSpace));
+impl GrowingHeap {
+    fn map_more(&self, heap: &mut Heap, bytes: u64) -> Result<(), HeapError> {
+        let cur = self.mapped.load(Ordering::Relaxed);
+        let bytes = bytes.div_ceil(PAGE) * PAGE;
+        if cur + bytes > MAX {
+            return Err(HeapError(paging::PagingError::OutOfAddressSpace));
+        }
+        for off in (0..bytes).step_by(PAGE as usize) {
+            paging::map_new(self.base + cur + off, Perms::ReadWrite)?;
+        }
+        self.mapped.store(cur + bytes, Ordering::Relaxed);
+        if cur == 0 {
+            // SAFETY: the range was just mapped RW and is used by nothing else.
+            unsafe { heap.init(self.base as *mut u8, bytes as usize) };
+        } else {
+            // SAFETY: the new pages directly follow the heap's current end.
+            unsafe { heap.extend(bytes as usize) };
+        }
+        Ok(())
     }
-    for off in (0..bytes).step_by(PAGE as usize) {
-        paging::map_new(HEAP_BASE + cur + off, Perms::ReadWrite)?;
+
+    fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr < self.base + self.mapped.load(Ordering::Relaxed)
     }
-    mapped.store(cur + bytes, Ordering::Relaxed);
-    if cur == 0 {
-        // SAFETY: the range was just mapped RW and is used by nothing else.
-        unsafe { heap.init(HEAP_BASE as *mut u8, bytes as usize) };
-    } else {
-        // SAFETY: the new pages directly follow the heap's current end.
-        unsafe { heap.extend(bytes as usize) };
+
+    fn alloc(&self, layout: Layout) -> *mut u8 {
+        let mut heap = self.heap.lock();
+        if let Ok(p) = heap.allocate_first_fit(layout) {
+            return p.as_ptr();
+        }
+        let want = (layout.size() as u64 + layout.align() as u64 + PAGE).max(GROW_MIN);
+        if self.map_more(&mut heap, want).is_err() {
+            return core::ptr::null_mut();
+        }
+        heap.allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
-    Ok(())
 }
 
-/// Maps the initial heap. Needs paging.
+/// Maps the initial heaps. Needs paging.
 pub fn init() -> Result<(), HeapError> {
-    x86_64::instructions::interrupts::without_interrupts(|| map_more(&mut HEAP.heap.lock(), &HEAP.mapped, INITIAL))
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        for h in [&HEAPS.general, &HEAPS.metadata] {
+            h.map_more(&mut h.heap.lock(), INITIAL)?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` with interrupts off, allocating from the metadata heap (see the module docs): for
+/// the loader's bookkeeping and caches derived from it, never for anything code follows.
+pub fn metadata<T>(f: impl FnOnce() -> T) -> T {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        METADATA_DEPTH.fetch_add(1, Ordering::Relaxed);
+        let r = f();
+        METADATA_DEPTH.fetch_sub(1, Ordering::Relaxed);
+        r
+    })
 }
 
 /// Current usage.
 pub fn stats() -> HeapStats {
-    x86_64::instructions::interrupts::without_interrupts(|| HeapStats {
-        mapped: HEAP.mapped.load(Ordering::Relaxed),
-        used: HEAP.heap.lock().used() as u64,
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let meta = HEAPS.metadata.heap.lock().used() as u64;
+        HeapStats {
+            mapped: HEAPS.general.mapped.load(Ordering::Relaxed) + HEAPS.metadata.mapped.load(Ordering::Relaxed),
+            used: HEAPS.general.heap.lock().used() as u64 + meta,
+            metadata_used: meta,
+        }
     })
 }
 
+/// The general heap's mapped range `[start, end)` (what a reference scan reads).
+pub fn general_range() -> (u64, u64) {
+    (HEAP_BASE, HEAP_BASE + HEAPS.general.mapped.load(Ordering::Relaxed))
+}
+
 // SAFETY: allocation and deallocation go through `linked_list_allocator::Heap`, which returns
-// non-overlapping blocks of at least the requested layout; the lock serializes access, and
-// interrupts are off while it is held so a handler on this CPU cannot deadlock on it.
-unsafe impl GlobalAlloc for GrowingHeap {
+// non-overlapping blocks of at least the requested layout; each heap's lock serializes access,
+// and interrupts are off while it is held so a handler on this CPU cannot deadlock on it. A
+// block is freed into the heap whose range contains it.
+unsafe impl GlobalAlloc for Heaps {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         x86_64::instructions::interrupts::without_interrupts(|| {
-            let mut heap = self.heap.lock();
-            if let Ok(p) = heap.allocate_first_fit(layout) {
-                return p.as_ptr();
-            }
-            let want = (layout.size() as u64 + layout.align() as u64 + PAGE).max(GROW_MIN);
-            if map_more(&mut heap, &self.mapped, want).is_err() {
-                return core::ptr::null_mut();
-            }
-            heap.allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+            if METADATA_DEPTH.load(Ordering::Relaxed) > 0 { self.metadata.alloc(layout) } else { self.general.alloc(layout) }
         })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(p) = NonNull::new(ptr) {
-            // SAFETY: `ptr` came from `alloc` with this layout (GlobalAlloc contract).
-            x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.heap.lock().deallocate(p, layout) })
-        }
+        let Some(p) = NonNull::new(ptr) else { return };
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            if self.metadata.contains(ptr as u64) {
+                // SAFETY: `ptr` came from this heap's `alloc` with this layout.
+                unsafe { self.metadata.heap.lock().deallocate(p, layout) }
+            } else {
+                // SAFETY: the block is ours until `deallocate` below; zeroing it keeps stale
+                // pointers out of the memory the swap's reference scan reads.
+                unsafe { ptr.write_bytes(0, layout.size()) };
+                // SAFETY: `ptr` came from the general heap's `alloc` with this layout.
+                unsafe { self.general.heap.lock().deallocate(p, layout) }
+            }
+        })
     }
 }

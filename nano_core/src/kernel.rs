@@ -38,15 +38,42 @@ pub fn boot_state() -> &'static BootState {
 }
 
 /// Runs `f` with the loader locked (interrupts off while it is held, so a timer-driven task
-/// switch can never leave it locked by a descheduled task).
+/// switch can never leave it locked by a descheduled task). What `f` allocates comes from the
+/// metadata heap (see [`crate::heap`]): the loader's bookkeeping, and results derived from it.
 pub fn with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
-    x86_64::instructions::interrupts::without_interrupts(|| f(LOADER.lock().as_mut().expect("loader is set up before any crate runs")))
+    crate::heap::metadata(|| f(LOADER.lock().as_mut().expect("loader is set up before any crate runs")))
 }
 
 /// Like [`with_loader`], but returns `None` instead of waiting if the loader is locked (for fault
 /// handlers and backtraces, which may interrupt code holding it).
 pub fn try_with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
-    x86_64::instructions::interrupts::without_interrupts(|| LOADER.try_lock().and_then(|mut g| g.as_mut().map(f)))
+    crate::heap::metadata(|| LOADER.try_lock().and_then(|mut g| g.as_mut().map(f)))
+}
+
+/// What the boot context runs once captain has started the kernel: the task layer's idle step
+/// (yield, then halt until the next interrupt). A hook, so that the idle loop itself lives in
+/// nano_core and never keeps an old version of the task crate running.
+pub static IDLE_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_core::idle");
+
+/// The boot context's last job: the idle loop.
+pub fn idle_loop() -> ! {
+    loop {
+        match IDLE_HOOK.get() {
+            Some(step) => step(),
+            None => x86_64::instructions::interrupts::enable_and_hlt(),
+        }
+    }
+}
+
+/// The address `symbol` resolves to in `namespace` now. A long-running loop compares it with
+/// its own function's address at a quiet point: once a swap replaced its crate they differ, and
+/// the loop hands over to the new version (like an Erlang process making a fully qualified
+/// call) instead of keeping the old version's code alive forever.
+pub fn current_version(namespace: &str, symbol: &str) -> Option<u64> {
+    with_loader(|l| {
+        let ns = l.namespace_by_name(namespace).ok()?;
+        l.lookup(ns, symbol).ok().map(|s| s.addr)
+    })
 }
 
 /// Turns the address of a loaded `fn() -> isize` into a callable function pointer.
@@ -170,8 +197,13 @@ fn print_gdb_sections(l: &Loader, id: mod_mgmt::CrateId) {
     crate::println!("{line}");
 }
 
-/// Sets up namespaces and loads captain; returns the address of `captain::init`.
-pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn() -> !, HandoverError> {
+/// Sets up namespaces and loads captain; returns the address of `captain::init`. The loader's
+/// bookkeeping goes to the metadata heap from the start (see [`crate::heap`]).
+pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), HandoverError> {
+    crate::heap::metadata(|| start_loader(cmdline, modules))
+}
+
+fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), HandoverError> {
     let mut l = Loader::new(&crate::kmem::KERNEL_MEMORY);
     l.set_clock(crate::time::micros_since_entry);
     l.set_load_hook(if boot_info::cmdline::get(cmdline, "gdb").is_some() { gdb_and_log } else { log_load });
@@ -245,6 +277,6 @@ pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn() -> !, Hando
         nano_core_symbols: symbols.len(),
     });
     // SAFETY: `captain::init` is a loaded, relocated function in an executable section with the
-    // signature `fn() -> !` (captain's contract with nano_core, checked by the QEMU tests).
-    Ok(unsafe { core::mem::transmute::<usize, fn() -> !>(init.addr as usize) })
+    // signature `fn()` (captain's contract with nano_core, checked by the QEMU tests).
+    Ok(unsafe { core::mem::transmute::<usize, fn()>(init.addr as usize) })
 }

@@ -93,6 +93,7 @@ impl MemoryProvider for KernelMemory {
 
     fn free(&self, region: Region) {
         let pages = region.size() as u64 / PAGE;
+        crate::hooks::forget_range(region.addr(), region.addr() + region.size() as u64);
         unmap_and_free(region.addr(), pages);
         self.give_back(region.addr(), pages);
     }

@@ -15,6 +15,7 @@
 #![no_std]
 #![feature(abi_x86_interrupt)]
 #![feature(lang_items)]
+#![feature(fn_ptr_trait)]
 #![allow(internal_features)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -22,6 +23,7 @@ extern crate alloc;
 
 pub mod frames;
 pub mod heap;
+pub mod hooks;
 pub mod interrupts;
 pub mod kernel;
 pub mod kmem;
@@ -152,7 +154,8 @@ pub extern "C" fn nano_core_entry(magic: u32, info: u32) -> ! {
         Ok(f) => f,
         Err(e) => fail("hand-over to captain", &e),
     };
-    init()
+    init();
+    kernel::idle_loop()
 }
 
 #[inline(never)]

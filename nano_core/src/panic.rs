@@ -2,53 +2,43 @@
 //!
 //! Everything is built with panic=unwind, so code calls `_Unwind_Resume` from landing pads and
 //! objects reference `rust_eh_personality`. nano_core defines both as thin hooks: the loaded
-//! unwinder crate fills them through [`set_unwind_hooks`]. Until it does, a panic prints its
+//! unwinder crate fills them through [`set_unwind_hooks`] (typed [`Hook`]s, so that a swap of
+//! the unwinder moves them to the new version). Until it does, a panic prints its
 //! message and location and exits QEMU with the failure code.
 
+use crate::hooks::Hook;
 use crate::qemu::{ExitCode, exit};
 use crate::serial::emergency_write;
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicPtr, Ordering};
 
-/// What the unwinder crate installs.
-pub struct UnwindHooks {
-    /// Called by the panic handler; may start unwinding and not return.
-    pub panic: fn(&PanicInfo<'_>),
-    /// The language's personality routine, with its C ABI arguments passed through.
-    pub personality: unsafe extern "C" fn(i32, u32, u64, *mut u8, *mut u8) -> u32,
-    /// Continues unwinding after a landing pad.
-    pub resume: unsafe extern "C" fn(*mut u8) -> !,
-}
+/// The personality routine's signature (the Itanium C ABI's arguments, passed through).
+pub type PersonalityFn = unsafe extern "C" fn(i32, u32, u64, *mut u8, *mut u8) -> u32;
+/// `_Unwind_Resume`'s signature.
+pub type ResumeFn = unsafe extern "C" fn(*mut u8) -> !;
 
-static HOOKS: AtomicPtr<UnwindHooks> = AtomicPtr::new(core::ptr::null_mut());
-static PANIC_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// Sees every panic first (the task layer ends the panicking task there; if it returns,
+/// nano_core's own handling follows).
+pub static PANIC_HOOK: Hook<fn(&PanicInfo<'_>)> = Hook::new("nano_core::panic");
+/// The unwinder's personality routine.
+pub static PERSONALITY_HOOK: Hook<PersonalityFn> = Hook::new("nano_core::personality");
+/// The unwinder's `_Unwind_Resume`.
+pub static RESUME_HOOK: Hook<ResumeFn> = Hook::new("nano_core::unwind_resume");
 
-/// Installs a function that sees every panic first (the task layer ends the panicking task
-/// there; if it returns, nano_core's own handling follows).
+/// Installs a function that sees every panic first.
 pub fn set_panic_hook(hook: fn(&PanicInfo<'_>)) {
-    PANIC_HOOK.store(hook as *mut (), Ordering::Release);
+    PANIC_HOOK.set(hook);
 }
 
-/// Installs the unwinder's hooks (the loaded unwinder crate calls this once).
-pub fn set_unwind_hooks(hooks: &'static UnwindHooks) {
-    HOOKS.store(hooks as *const UnwindHooks as *mut UnwindHooks, Ordering::Release);
-}
-
-fn hooks() -> Option<&'static UnwindHooks> {
-    // SAFETY: the pointer is either null or came from a `&'static UnwindHooks`.
-    unsafe { HOOKS.load(Ordering::Acquire).as_ref() }
+/// Installs the unwinder's entry points (the loaded unwinder crate calls this).
+pub fn set_unwind_hooks(personality: PersonalityFn, resume: ResumeFn) {
+    PERSONALITY_HOOK.set(personality);
+    RESUME_HOOK.set(resume);
 }
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let ph = PANIC_HOOK.load(Ordering::Acquire);
-    if !ph.is_null() {
-        // SAFETY: only `set_panic_hook` stores here, always a `fn(&PanicInfo)`.
-        let ph = unsafe { core::mem::transmute::<*mut (), fn(&PanicInfo<'_>)>(ph) };
+    if let Some(ph) = PANIC_HOOK.get() {
         ph(info);
-    }
-    if let Some(h) = hooks() {
-        (h.panic)(info);
     }
     emergency_write(format_args!("\n!!! PANIC in nano_core"));
     if let Some(loc) = info.location() {
@@ -64,9 +54,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 /// Called only by an unwinder, with the Itanium ABI's arguments.
 #[lang = "eh_personality"]
 pub unsafe extern "C" fn rust_eh_personality(version: i32, actions: u32, class: u64, exception: *mut u8, context: *mut u8) -> u32 {
-    match hooks() {
+    match PERSONALITY_HOOK.get() {
         // SAFETY: forwarded unchanged under the caller's contract.
-        Some(h) => unsafe { (h.personality)(version, actions, class, exception, context) },
+        Some(p) => unsafe { p(version, actions, class, exception, context) },
         None => 8, // _URC_FATAL_PHASE1_ERROR: no unwinder, nothing to catch
     }
 }
@@ -77,9 +67,9 @@ pub unsafe extern "C" fn rust_eh_personality(version: i32, actions: u32, class: 
 /// Called only from compiler-generated landing pads, with the exception being unwound.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn _Unwind_Resume(exception: *mut u8) -> ! {
-    match hooks() {
+    match RESUME_HOOK.get() {
         // SAFETY: forwarded unchanged under the caller's contract.
-        Some(h) => unsafe { (h.resume)(exception) },
+        Some(r) => unsafe { r(exception) },
         None => {
             emergency_write(format_args!("\n!!! _Unwind_Resume called with no unwinder loaded\n"));
             exit(ExitCode::Failure)

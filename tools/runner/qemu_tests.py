@@ -82,7 +82,7 @@ CASES = [
     dict(name="swap_a_crate_a_running_task_calls_in_a_loop", script=[
             "beat 40 40", "sleep 300", "swap heartbeat heartbeat_v2 -v", "sleep 300", "swap heartbeat heartbeat", "sleep 300", "ps", "poweroff"],
          timeout=60,
-         expect=[r"heartbeat v1: beat #\d+", r"state: heartbeat::BEATS \(8 bytes\) copied",
+         expect=[r"heartbeat v1: beat #\d+", r"state: heartbeat::BEATS \(8 bytes\) shared",
                  r"(?s)heartbeat v1: beat #(\d+)\r?\n.*?heartbeat v2: beat #\d+.*heartbeat v1: beat #\d+",
                  r"pointers on task stacks now point into the new version"],
          reject=["CPU EXCEPTION", "killed by"]),

@@ -14,7 +14,7 @@ pub fn main(args: &[&str]) -> isize {
         return 2;
     };
     let ms = args.get(2).and_then(|a| nano_core::kernel::parse_u64(a)).unwrap_or(100);
-    match task::spawn("beat", move || {
+    match task::spawn_detached("beat", move || {
         for _ in 0..n {
             heartbeat::beat();
             task::sleep_ms(ms);

@@ -33,8 +33,9 @@ fn load_shell() -> Result<fn() -> isize, String> {
     })
 }
 
-/// Entry point, called once by nano_core on the boot stack.
-pub fn init() -> ! {
+/// Entry point, called once by nano_core on the boot stack; returns once the shell runs (the
+/// boot context then becomes nano_core's idle loop, so no frame of captain stays on a stack).
+pub fn init() {
     exceptions::init();
     interrupts::init();
     scheduler::init();
@@ -50,7 +51,7 @@ pub fn init() -> ! {
     };
     let (crates, sections, symbols, _, _) = nano_core::kernel::with_loader(|l| l.totals());
     let relocs: usize = nano_core::kernel::with_loader(|l| l.crates().map(|k| k.relocations).sum());
-    if let Err(e) = task::spawn("shell", shell) {
+    if let Err(e) = task::spawn_fn("shell", shell) {
         fatal("spawning the shell", &e);
     }
     log::info!(
@@ -61,5 +62,4 @@ pub fn init() -> ! {
         symbols,
         relocs
     );
-    task::idle()
 }

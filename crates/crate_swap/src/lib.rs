@@ -1,52 +1,39 @@
-//! crate_swap: swapping crates in the running kernel.
+//! crate_swap: swapping crates in the running kernel, and reclaiming the versions they replace.
 //!
-//! mod_mgmt does the mechanism (load NEW beside OLD, verify, relink, transfer state). This
-//! crate adds what only the running kernel can: the safe point. Commit happens with interrupts
-//! off (no other task runs) and only when no task's stack holds a word pointing into an OLD
-//! crate — a resume point, a return address, a saved register — except pointers to the start
-//! of an OLD symbol (function or static) that NEW also defines: those are pointers a task
-//! hoisted into a register (a loop calling the same function keeps its address in a
-//! callee-saved register, which the relinked call instruction no longer feeds; a scheduler
-//! keeps `&POLICY`), and they are rewritten to NEW's symbol along with the relocations. Otherwise it waits a little and tries again, and
-//! reports the busy task if that never happens. OLD is therefore never executing, returning
-//! into, or referenced from a stack when it is unloaded, so its memory is freed at once.
+//! mod_mgmt does the mechanism (load NEW beside OLD adopting its statics, verify, relink,
+//! retire OLD). This crate adds what only the running kernel knows:
 //!
-//! A state hook is a function NEW exports, `fn(&OldState) -> Result<(), String>`, called after
-//! the relink and the by-name state copy, still at the safe point: it converts state whose
-//! layout changed and re-registers anything OLD registered by address (a scheduler policy, for
-//! example). It must not use the loader (which is locked meanwhile).
+//! - **Registrations.** Hooks ([`nano_core::hooks`]) and interrupt gates hold addresses of
+//!   functions and statics that no relocation records. Before anything changes, every one that
+//!   points into an OLD crate must have an equivalent in NEW (same symbol); a swap that would
+//!   leave one dangling is refused, naming it. At commit they move to NEW.
+//! - **When to commit.** At once, with interrupts off: NEW shares OLD's statics (adoption), so
+//!   tasks still inside OLD finish there on the same state, and new calls go to NEW. Only a
+//!   swap that copies state (a static changed shape, a `--state` hook) waits until no task is
+//!   inside OLD, because such a task would keep using the old copy.
+//! - **Function addresses on stacks.** A loop that keeps a function's address in a register
+//!   would call the old version forever; stack words holding the exact entry of an OLD
+//!   function are rewritten to NEW's entry.
+//! - **Conventional re-registration.** If NEW exports `<crate>::swap_init` (`fn()`), it runs
+//!   right after the commit, for registrations no facility moves.
+//! - **Reclaiming.** A retired crate's memory is freed only when nothing refers to it: a
+//!   stop-the-world scan ([`reclaim`]) reads every live crate's writable data, nano_core's
+//!   data, the general heap, every task's stack (the scanning task's own return addresses
+//!   only), JIT code and the interrupt gates. A reaper task runs it after a swap, off the
+//!   swap's critical path, and again with back-off while retired crates remain.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use mod_mgmt::swap::{Prepared, SwapError, SwapPair, SwapTimes};
-use mod_mgmt::{CrateId, Loader};
-
-/// Crates the swapping task is executing while it swaps.
-const SELF: &[&str] = &["crate_swap", "swap", "shell", "task", "nano_core"];
-
-/// OLD's statics, for a state hook: `(hash-agnostic name, address, size)`.
-pub struct OldState {
-    /// Every data/bss symbol of the OLD crates.
-    pub statics: Vec<(String, u64, u64)>,
-}
-
-impl OldState {
-    /// The bytes of OLD's static `name` (hash-agnostic, e.g. `scheduler::QUEUE`).
-    pub fn bytes(&self, name: &str) -> Option<&[u8]> {
-        let &(_, addr, size) = self.statics.iter().find(|(n, _, _)| n == name)?;
-        // SAFETY: the address and size come from OLD's loaded data sections, which stay mapped
-        // until the hook returns (OLD is unloaded after it).
-        Some(unsafe { core::slice::from_raw_parts(addr as *const u8, size as usize) })
-    }
-}
-
-/// A state hook's signature.
-pub type StateHook = fn(&OldState) -> Result<(), String>;
+use core::sync::atomic::{AtomicBool, Ordering};
+use mod_mgmt::swap::{OldState, Prepared, StateHook, SwapError, SwapPair, SwapTimes, Translation};
+use mod_mgmt::{Loader, Perms};
+use nano_core::hooks::Holder;
 
 /// How to swap.
 #[derive(Debug, Clone, Default)]
@@ -55,8 +42,11 @@ pub struct Options {
     pub dry_run: bool,
     /// Name of the state hook NEW exports (hash-agnostic), e.g. `scheduler::swap_hook`.
     pub state_hook: Option<String>,
-    /// How many times to look for a safe point (2 ms apart).
+    /// How many times to look for a moment with no task inside OLD (2 ms apart), when the swap
+    /// copies state.
     pub attempts: u32,
+    /// Do not start the reaper (a caller that reclaims itself, like the leak check).
+    pub no_reaper: bool,
 }
 
 /// What a swap did.
@@ -70,51 +60,110 @@ pub struct Outcome {
     pub relinked: usize,
     /// Bytes of state copied by name.
     pub state_bytes: u64,
-    /// Safe-point attempts that found a task inside OLD.
+    /// Bytes of state the new versions share with the old ones.
+    pub adopted_bytes: u64,
+    /// Hooks and interrupt gates moved to the new versions.
+    pub hooks_moved: usize,
+    /// Function addresses on task stacks moved to the new versions.
+    pub stack_words: usize,
+    /// Attempts that found a task inside OLD (only for swaps that copy state).
     pub waited: u32,
     /// Whether it was only a dry run.
     pub dry_run: bool,
 }
 
-fn applications(l: &Loader) -> Result<mod_mgmt::NamespaceId, String> {
-    l.namespace_by_name("applications").map_err(|e| format!("{e}"))
+/// Why a swap was refused. Nothing changed whenever one is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The loader refused it.
+    Swap(SwapError),
+    /// A registration points into OLD where NEW has no equivalent.
+    Dangling {
+        /// What holds the address.
+        holder: String,
+        /// The address.
+        addr: u64,
+        /// OLD's symbol there.
+        symbol: Option<String>,
+        /// Why it cannot move.
+        reason: &'static str,
+    },
+    /// `--state` names a hook no NEW exports.
+    NoStateHook(String),
+    /// The swap copies state and a task stayed inside OLD.
+    Busy {
+        /// How often it was tried.
+        attempts: u32,
+        /// The task.
+        task: u64,
+        /// Its name.
+        name: String,
+        /// The word on its stack.
+        addr: u64,
+        /// What that word names.
+        at: String,
+    },
 }
 
-/// Start addresses of OLD's symbols (functions and statics) that NEW defines too: OLD address
-/// → NEW address.
-fn moved_symbols(l: &Loader, pairs: &[(CrateId, CrateId)]) -> alloc::collections::BTreeMap<u64, u64> {
-    let mut out = alloc::collections::BTreeMap::new();
-    for (old, new) in pairs {
-        let mut new_fns = alloc::collections::BTreeMap::new();
-        for (k, map) in [(new, &mut new_fns)] {
-            let Some(c) = l.krate(*k) else { continue };
-            for sec in c.sections.iter().filter_map(|s| l.section(*s)).filter(|s| !s.kind.is_tls()) {
-                for y in &sec.symbols {
-                    map.insert((mod_mgmt::agnostic_key(&y.raw), sec.kind == mod_mgmt::SectionKind::Text), sec.addr + y.offset);
-                }
-            }
-        }
-        let Some(c) = l.krate(*old) else { continue };
-        for sec in c.sections.iter().filter_map(|s| l.section(*s)).filter(|s| !s.kind.is_tls()) {
-            for y in &sec.symbols {
-                if let Some(&n) = new_fns.get(&(mod_mgmt::agnostic_key(&y.raw), sec.kind == mod_mgmt::SectionKind::Text)) {
-                    out.insert(sec.addr + y.offset, n);
-                }
-            }
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Swap(SwapError::Stale) => write!(f, "the loaded crates changed during the swap; nothing was changed, try again"),
+            Error::Swap(e) => write!(f, "{e}"),
+            Error::Dangling { holder, addr, symbol, reason } => write!(
+                f,
+                "{holder} holds {addr:#x} ({}) in the old version, and {reason}; nothing was changed",
+                symbol.as_deref().unwrap_or("no symbol")
+            ),
+            Error::NoStateHook(h) => write!(f, "no new version exports the state hook {h}"),
+            Error::Busy { attempts, task, name, addr, at } => write!(
+                f,
+                "this swap copies state, and after {attempts} attempts task {task} ({name}) is still inside the old code at {addr:#x} ({at}); nothing was changed"
+            ),
         }
     }
-    out
 }
 
-/// The first task (id, name, word) whose stack points into `ranges` other than at a function
-/// in `moved`, if any.
-fn busy(ranges: &[(u64, u64)], moved: &alloc::collections::BTreeMap<u64, u64>) -> Option<(task::TaskId, String, u64)> {
+impl core::error::Error for Error {}
+
+impl From<SwapError> for Error {
+    fn from(e: SwapError) -> Error {
+        Error::Swap(e)
+    }
+}
+
+fn applications(l: &Loader) -> Result<mod_mgmt::NamespaceId, Error> {
+    l.namespace_by_name("applications").map_err(|e| Error::Swap(SwapError::Load { file: "applications".into(), source: e }))
+}
+
+/// Every registration that points into an OLD crate must have an equivalent in NEW.
+fn check_registrations(l: &Loader, p: &Prepared) -> Result<(), Error> {
+    let mut bad = None;
+    nano_core::hooks::references(&mut |holder, addr| {
+        if bad.is_none()
+            && let Translation::Unmappable { symbol, reason } = p.translate(l, addr)
+        {
+            bad = Some(Error::Dangling { holder: holder.to_string(), addr, symbol, reason });
+        }
+    });
+    bad.map_or(Ok(()), Err)
+}
+
+/// Code and read-only data of the OLD crates (a task with a word there is inside OLD).
+fn old_code_ranges(l: &Loader, p: &Prepared) -> Vec<(u64, u64)> {
+    p.pairs()
+        .iter()
+        .filter_map(|(old, _)| l.krate(*old))
+        .flat_map(|k| k.regions().filter(|r| r.2 != Perms::ReadWrite).map(|(a, s, _)| (a, a + s as u64)).collect::<Vec<_>>())
+        .collect()
+}
+
+/// The first other task whose stack points into `ranges` other than at a function in `moved`.
+fn busy(ranges: &[(u64, u64)], moved: &BTreeMap<u64, u64>) -> Option<(task::TaskId, String, u64)> {
     let mut found = None;
     let me = task::current();
     task::for_each_stack_word(&mut |id, name, w| {
-        // The swapping task itself runs only this crate, mod_mgmt and the swap command (which
-        // cannot be swapped while in use); its dead stack slots may hold addresses computed
-        // during verification.
         if found.is_none() && id != me && ranges.iter().any(|&(s, e)| *w >= s && *w < e) && !moved.contains_key(w) {
             found = Some((id, String::from(name), *w));
         }
@@ -122,15 +171,14 @@ fn busy(ranges: &[(u64, u64)], moved: &alloc::collections::BTreeMap<u64, u64>) -
     found
 }
 
-/// Rewrites stack words that hold moved function addresses; returns how many.
-fn relink_stacks(moved: &alloc::collections::BTreeMap<u64, u64>) -> usize {
+/// Rewrites other tasks' stack words that hold moved function entries; returns how many.
+fn relink_stacks(moved: &BTreeMap<u64, u64>) -> usize {
     let mut n = 0;
     let me = task::current();
     task::for_each_stack_word(&mut |id, _, w| {
-        if id == me {
-            return;
-        }
-        if let Some(&new) = moved.get(w) {
+        if id != me
+            && let Some(&new) = moved.get(w)
+        {
             *w = new;
             n += 1;
         }
@@ -138,117 +186,362 @@ fn relink_stacks(moved: &alloc::collections::BTreeMap<u64, u64>) -> usize {
     n
 }
 
-fn old_ranges(l: &Loader, pairs: &[(CrateId, CrateId)]) -> Vec<(u64, u64)> {
-    pairs
-        .iter()
-        .filter_map(|(old, _)| l.krate(*old))
-        .flat_map(|k| k.regions().map(|(a, s, _)| (a, a + s as u64)).collect::<Vec<_>>())
-        .collect()
+/// What one attempt at committing found.
+enum Attempt {
+    Done(Outcome),
+    Busy(Prepared, task::TaskId, String, u64),
 }
 
-fn find_hook(l: &Loader, new: CrateId, name: &str) -> Option<u64> {
-    let k = l.krate(new)?;
-    k.sections
-        .iter()
-        .filter_map(|s| l.section(*s))
-        .find_map(|sec| sec.symbols.iter().find(|y| y.global && mod_mgmt::agnostic_key(&y.raw) == name).map(|y| sec.addr + y.offset))
-}
-
-fn old_statics(l: &Loader, pairs: &[(CrateId, CrateId)]) -> OldState {
-    let mut statics = Vec::new();
-    for (old, _) in pairs {
-        let Some(k) = l.krate(*old) else { continue };
-        for sec in k.sections.iter().filter_map(|s| l.section(*s)) {
-            if matches!(sec.kind, mod_mgmt::SectionKind::Data | mod_mgmt::SectionKind::Bss) {
-                for y in &sec.symbols {
-                    statics.push((mod_mgmt::agnostic_key(&y.raw), sec.addr + y.offset, y.size));
-                }
-            }
-        }
+/// Commits `p` now, with interrupts off (the caller holds the loader).
+fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>) -> Result<Attempt, Error> {
+    let moved = p.moved_functions(l);
+    if p.needs_quiescence
+        && let Some((id, name, addr)) = busy(&old_code_ranges(l, &p), &moved)
+    {
+        return Ok(Attempt::Busy(p, id, name, addr));
     }
-    OldState { statics }
+    let (report, relinked, state_bytes, adopted_bytes) = (p.report.clone(), p.relink_count(), p.state_bytes(), p.adopted_bytes());
+    let inits: Vec<u64> = p
+        .pairs()
+        .iter()
+        .filter_map(|(old, _)| l.krate(*old).map(|k| format!("{}::swap_init", k.name)))
+        .filter_map(|name| p.new_export(&name))
+        .collect();
+    let mut hooks_moved = 0;
+    let times = l.swap_commit(p, &mut |l, p| {
+        if let Some(addr) = state_hook {
+            // SAFETY: the symbol is a function NEW exports with the `StateHook` signature (the
+            // contract of `--state`); same build as this crate.
+            let f: StateHook = unsafe { core::mem::transmute::<usize, StateHook>(addr as usize) };
+            f(&OldState::of(l, p)).map_err(|e| format!("state hook failed: {e}"))?;
+        }
+        // Checked in prepare; re-checked now that other tasks cannot change them.
+        check_registrations(l, p).map_err(|e| e.to_string())?;
+        hooks_moved = nano_core::hooks::relink(&mut |a| match p.translate(l, a) {
+            Translation::Moved(n) => Some(n),
+            _ => None,
+        });
+        Ok(())
+    })?;
+    let stack_words = relink_stacks(&moved);
+    for addr in inits {
+        // SAFETY: `<crate>::swap_init` is, by convention, a `fn()` the new version exports.
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(addr as usize) };
+        f();
+    }
+    Ok(Attempt::Done(Outcome { times, report, relinked, state_bytes, adopted_bytes, hooks_moved, stack_words, waited: 0, dry_run: false }))
 }
 
 /// Swaps each OLD crate (looked up from the applications namespace, so kernel crates are found
 /// too) for NEW. On error nothing changed.
-pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, String> {
-    if let Some(p) = pairs.iter().find(|p| SELF.contains(&p.old.as_str())) {
-        return Err(format!("{} runs the swap itself and cannot be swapped by it", p.old));
-    }
+pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
     let hook_wanted = opts.state_hook.is_some();
-    let prepared: Prepared = nano_core::kernel::with_loader(|l| {
+    let first = nano_core::kernel::with_loader(|l| -> Result<Attempt, Error> {
         let ns = applications(l)?;
-        l.swap_prepare(ns, pairs, hook_wanted).map_err(|e| format!("{e}"))
-    })?;
-    let report = prepared.report.clone();
-    let (relinked, state_bytes) = (prepared.relink_count(), prepared.state_bytes());
-    if opts.dry_run {
-        let times = prepared.times;
-        nano_core::kernel::with_loader(|l| l.swap_abort(prepared));
-        return Ok(Outcome { times, report, relinked, state_bytes, waited: 0, dry_run: true });
-    }
-    if let Some(h) = &opts.state_hook {
-        let missing = nano_core::kernel::with_loader(|l| prepared.pairs().iter().all(|(_, new)| find_hook(l, *new, h).is_none()));
-        if missing {
-            nano_core::kernel::with_loader(|l| l.swap_abort(prepared));
-            return Err(format!("no new version exports the state hook {h}"));
+        let p = l.swap_prepare(ns, pairs, hook_wanted)?;
+        if let Err(e) = check_registrations(l, &p) {
+            l.swap_abort(p);
+            return Err(e);
         }
-    }
-    let mut prepared = Some(prepared);
+        let state_hook = match &opts.state_hook {
+            Some(h) => match p.new_export(h) {
+                Some(a) => Some(a),
+                None => {
+                    l.swap_abort(p);
+                    return Err(Error::NoStateHook(h.clone()));
+                }
+            },
+            None => None,
+        };
+        if opts.dry_run {
+            let o = Outcome {
+                times: p.times,
+                report: p.report.clone(),
+                relinked: p.relink_count(),
+                state_bytes: p.state_bytes(),
+                adopted_bytes: p.adopted_bytes(),
+                hooks_moved: 0,
+                stack_words: 0,
+                waited: 0,
+                dry_run: true,
+            };
+            l.swap_abort(p);
+            return Ok(Attempt::Done(o));
+        }
+        commit(l, p, state_hook)
+    })?;
     let mut waited = 0;
-    let attempts = opts.attempts.max(1);
+    let mut attempt = first;
     loop {
-        let attempt = x86_64::instructions::interrupts::without_interrupts(|| {
-            nano_core::kernel::with_loader(|l| {
-                let p = prepared.take().expect("prepared swap is present until committed");
-                let moved = moved_symbols(l, &p.pairs());
-                if let Some((id, name, addr)) = busy(&old_ranges(l, &p.pairs()), &moved) {
-                    let at = l.addr2sym(addr).and_then(|i| i.symbol).unwrap_or_default();
-                    prepared = Some(p);
-                    return Err((id, name, addr, at));
-                }
-                let hook_name = opts.state_hook.clone();
-                let result = l.swap_commit(p, &mut |l, pairs| {
-                    let Some(h) = &hook_name else { return Ok(()) };
-                    let state = old_statics(l, pairs);
-                    for (_, new) in pairs {
-                        if let Some(addr) = find_hook(l, *new, h) {
-                            // SAFETY: the symbol is a function of a loaded NEW crate with the
-                            // StateHook signature (the contract of `--state`); same build.
-                            let f: StateHook = unsafe { core::mem::transmute::<usize, StateHook>(addr as usize) };
-                            f(&state)?;
-                        }
-                    }
-                    Ok(())
-                });
-                let stack_words = if result.is_ok() { relink_stacks(&moved) } else { 0 };
-                Ok(result.map(|t| (t, stack_words)))
-            })
-        });
         match attempt {
-            Ok(Ok((times, stack_words))) => {
-                let mut report = report;
-                if stack_words > 0 {
-                    report.push(format!("{stack_words} pointers on task stacks now point into the new version"));
+            Attempt::Done(mut o) => {
+                o.waited = waited;
+                if !o.dry_run && !opts.no_reaper {
+                    start_reaper();
                 }
-                return Ok(Outcome { times, report, relinked: relinked + stack_words, state_bytes, waited, dry_run: false });
+                return Ok(o);
             }
-            Ok(Err(SwapError::Stale)) => {
-                return Err("the loaded crates changed during the swap; nothing was changed, try again".to_string());
-            }
-            Ok(Err(e)) => return Err(format!("{e}")),
-            Err((id, name, addr, at)) => {
+            Attempt::Busy(p, id, name, addr) => {
                 waited += 1;
-                if waited >= attempts {
-                    if let Some(p) = prepared.take() {
-                        nano_core::kernel::with_loader(|l| l.swap_abort(p));
-                    }
-                    return Err(format!(
-                        "no safe point after {waited} attempts: task {id} ({name}) is inside the old code at {addr:#x} ({at}); nothing was changed"
-                    ));
+                if waited >= opts.attempts.max(1) {
+                    let at = nano_core::kernel::with_loader(|l| {
+                        let at = l.addr2sym(addr).and_then(|i| i.symbol).unwrap_or_default();
+                        l.swap_abort(p);
+                        at
+                    });
+                    return Err(Error::Busy { attempts: waited, task: id, name, addr, at });
                 }
                 task::sleep_ms(2);
+                let hook = opts.state_hook.clone();
+                attempt = nano_core::kernel::with_loader(|l| {
+                    let state_hook = hook.as_deref().and_then(|h| p.new_export(h));
+                    commit(l, p, state_hook)
+                })?;
             }
         }
+    }
+}
+
+/// A retired crate the scan found still referenced, and by what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Crate name.
+    pub name: String,
+    /// Its id.
+    pub id: u32,
+    /// Bytes it keeps.
+    pub bytes: u64,
+    /// The first reference found: what holds it and where.
+    pub holder: String,
+}
+
+/// What a reclaim pass did.
+#[derive(Debug, Clone, Default)]
+pub struct ReclaimReport {
+    /// Crates freed, with their bytes.
+    pub freed: Vec<(String, u64)>,
+    /// Crates still referenced.
+    pub kept: Vec<Held>,
+    /// Bytes of memory scanned.
+    pub scanned: u64,
+    /// Microseconds the scan (with interrupts off) took.
+    pub scan_us: u64,
+}
+
+/// One retired crate during a scan.
+struct Target {
+    id: mod_mgmt::CrateId,
+    name: String,
+    bytes: u64,
+    holder: Option<String>,
+}
+
+/// The references into retired crates (`targets`) found in memory.
+struct Scan<'a> {
+    /// (start, end, index into `targets`), sorted by start.
+    ranges: Vec<(u64, u64, usize)>,
+    lo: u64,
+    hi: u64,
+    targets: &'a mut Vec<Target>,
+    scanned: u64,
+}
+
+impl Scan<'_> {
+    fn hit(&mut self, w: u64, holder: &dyn Fn() -> String) {
+        if w < self.lo || w >= self.hi {
+            return;
+        }
+        let i = self.ranges.partition_point(|r| r.0 <= w);
+        if let Some(&(_, end, t)) = i.checked_sub(1).and_then(|j| self.ranges.get(j))
+            && w < end
+            && self.targets[t].holder.is_none()
+        {
+            self.targets[t].holder = Some(holder());
+        }
+    }
+
+    /// Every aligned word of `[start, end)` (mapped, readable memory).
+    fn words(&mut self, start: u64, end: u64, what: &dyn Fn(u64) -> String) {
+        let mut a = (start + 7) & !7;
+        self.scanned += end.saturating_sub(start);
+        while a + 8 <= end {
+            // SAFETY: callers pass mapped, readable ranges (crate data parts, nano_core's data,
+            // the general heap's mapped pages); interrupts are off, so nothing unmaps them.
+            let w = unsafe { (a as *const u64).read() };
+            if w >= self.lo && w < self.hi {
+                self.hit(w, &|| format!("{} (value {w:#x})", what(a)));
+            }
+            a += 8;
+        }
+    }
+
+    /// Every 8-byte window of `[start, end)`, aligned or not (machine code holds absolute
+    /// addresses at any offset).
+    fn bytes(&mut self, start: u64, end: u64, what: &dyn Fn(u64) -> String) {
+        let mut a = start;
+        self.scanned += end.saturating_sub(start);
+        while a + 8 <= end {
+            // SAFETY: as in `words`; JIT code sections are mapped readable while registered.
+            let w = unsafe { (a as *const u64).read_unaligned() };
+            if w >= self.lo && w < self.hi {
+                self.hit(w, &|| what(a));
+            }
+            a += 1;
+        }
+    }
+}
+
+/// Finds what refers to each retired crate; with `free`, reclaims those nothing refers to.
+fn scan(free: bool) -> ReclaimReport {
+    nano_core::kernel::with_loader(|l| {
+        let t0 = nano_core::time::micros_since_entry();
+        let retired = l.retired();
+        if retired.is_empty() {
+            return ReclaimReport::default();
+        }
+        let mut targets: Vec<Target> =
+            retired.iter().map(|r| Target { id: r.id, name: r.name.clone(), bytes: r.bytes, holder: None }).collect();
+        let mut ranges: Vec<(u64, u64, usize)> =
+            retired.iter().enumerate().flat_map(|(i, r)| r.ranges.iter().map(move |&(s, e)| (s, e, i))).collect();
+        ranges.sort_unstable();
+        let (lo, hi) = (ranges.first().map_or(0, |r| r.0), ranges.iter().map(|r| r.1).max().unwrap_or(0));
+        let mut s = Scan { ranges, lo, hi, targets: &mut targets, scanned: 0 };
+
+        // Roots: live crates' writable data, and JIT code.
+        for k in l.crates() {
+            let name = k.name.clone();
+            for (a, size, perms) in k.regions() {
+                if perms == Perms::ReadWrite {
+                    s.words(a, a + size as u64, &|at| format!("crate {name}'s data at {at:#x}"));
+                }
+            }
+            if k.prelinked && k.name != "nano_core" {
+                for sec in k.sections.iter().filter_map(|id| l.section(*id)) {
+                    s.bytes(sec.addr, sec.addr + sec.size, &|at| format!("JIT code of {name} at {at:#x}"));
+                }
+            }
+        }
+        let layout = nano_core::paging::kernel_layout();
+        s.words(layout.data.0, layout.data.1, &|at| format!("nano_core's data at {at:#x}"));
+        let (h0, h1) = nano_core::heap::general_range();
+        s.words(h0, h1, &|at| format!("the heap at {at:#x}"));
+        // Stacks: every word of other tasks' live stacks; of this task, only its return
+        // addresses (its frames hold the scan's own values).
+        let me = task::current();
+        task::for_each_stack_word(&mut |id, name, w| {
+            if id != me {
+                s.scanned += 8;
+                let v = *w;
+                s.hit(v, &|| format!("the stack of task {id} ({name}) (value {v:#x})"));
+            }
+        });
+        if let Some((bottom, top)) = task::current_stack() {
+            let mut rbp = nano_core::kernel::current_frame_pointer();
+            for _ in 0..256 {
+                if rbp < bottom || rbp + 16 > top {
+                    break;
+                }
+                let Some((next, ret)) = nano_core::kernel::read_frame_record(rbp) else { break };
+                s.hit(ret, &|| format!("a return address of task {me} (the scan itself)"));
+                if next <= rbp {
+                    break;
+                }
+                rbp = next;
+            }
+        }
+        nano_core::hooks::references(&mut |holder, addr| {
+            if matches!(holder, Holder::Gate(_)) {
+                s.hit(addr, &|| holder.to_string());
+            }
+        });
+        // Retired crates still referenced keep what their own data refers to.
+        let mut alive: Vec<bool> = s.targets.iter().map(|t| t.holder.is_some()).collect();
+        loop {
+            let before = alive.iter().filter(|a| **a).count();
+            for (i, r) in retired.iter().enumerate() {
+                if !alive[i] {
+                    continue;
+                }
+                let Some(k) = l.krate(r.id) else { continue };
+                let name = r.name.clone();
+                for (a, size, perms) in k.regions() {
+                    if perms == Perms::ReadWrite {
+                        s.words(a, a + size as u64, &|at| format!("retired crate {name}'s data at {at:#x}"));
+                    }
+                }
+            }
+            alive = s.targets.iter().map(|t| t.holder.is_some()).collect();
+            if alive.iter().filter(|a| **a).count() == before {
+                break;
+            }
+        }
+        let scanned = s.scanned;
+        let mut report = ReclaimReport { scanned, scan_us: nano_core::time::micros_since_entry() - t0, ..Default::default() };
+        for t in targets {
+            match t.holder {
+                Some(holder) => report.kept.push(Held { name: t.name, id: t.id.0, bytes: t.bytes, holder }),
+                None if free => {
+                    let bytes = l.reclaim(t.id).unwrap_or(0);
+                    report.freed.push((t.name, bytes));
+                }
+                None => report.freed.push((t.name, t.bytes)),
+            }
+        }
+        report
+    })
+}
+
+/// Frees every retired crate nothing refers to any more (one stop-the-world scan).
+pub fn reclaim() -> ReclaimReport {
+    scan(true)
+}
+
+/// What refers to each retired crate, without freeing anything (for `ns`); crates listed as
+/// freed would be freed by [`reclaim`].
+pub fn holders() -> ReclaimReport {
+    scan(false)
+}
+
+static REAPER: AtomicBool = AtomicBool::new(false);
+
+/// Starts the reaper task unless one runs: it reclaims after a short delay, then with back-off
+/// while retired crates remain (up to about 10 s), then ends; the next swap starts it again.
+pub fn start_reaper() {
+    if REAPER.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = task::spawn_detached("reaper", || {
+        let me = start_reaper as fn() as usize as u64;
+        let mut delay = 20;
+        for _ in 0..10 {
+            task::sleep_ms(delay);
+            // A task parked in a retired crate leaves it when it next runs; the idle task may
+            // otherwise never run. Twice: once to leave, once to park in current code.
+            task::run_idle();
+            task::run_idle();
+            if let Some(cur) = nano_core::kernel::current_version("kernel", "crate_swap::start_reaper")
+                && cur != me
+            {
+                // This crate was replaced: the new version's reaper takes over.
+                REAPER.store(false, Ordering::Release);
+                // SAFETY: `crate_swap::start_reaper` is a `fn()` in every version of this crate.
+                let start: fn() = unsafe { core::mem::transmute::<usize, fn()>(cur as usize) };
+                start();
+                return 0;
+            }
+            let r = reclaim();
+            for (name, bytes) in &r.freed {
+                log::debug!("reaper: reclaimed the retired {name} ({bytes} bytes) after a {} us scan", r.scan_us);
+            }
+            if r.kept.is_empty() {
+                break;
+            }
+            delay = (delay * 2).min(2000);
+        }
+        REAPER.store(false, Ordering::Release);
+        0
+    });
+    if spawned.is_err() {
+        REAPER.store(false, Ordering::Release);
     }
 }

@@ -138,6 +138,12 @@ fn build_for(addr: u64) -> Option<(u32, Option<Ctx>)> {
 /// frame and the frame of the function that contains it (the same if nothing was inlined) —
 /// without allocating once the crate's context exists. Returns `false` if nothing is known.
 pub fn with_location(addr: u64, f: &mut dyn FnMut((&str, u32, u32), (&str, u32, u32))) -> bool {
+    // addr2line builds its tables lazily, full of code addresses: bookkeeping, kept in the
+    // metadata heap so that a swap's reference scan does not take them for references.
+    nano_core::heap::metadata(|| with_location_inner(addr, f))
+}
+
+fn with_location_inner(addr: u64, f: &mut dyn FnMut((&str, u32, u32), (&str, u32, u32))) -> bool {
     let Some((key, built)) = build_for(addr) else { return false };
     let mut cache = CACHE.lock();
     if built.is_some() || !cache.contains_key(&key) {
@@ -164,6 +170,15 @@ pub fn with_location(addr: u64, f: &mut dyn FnMut((&str, u32, u32), (&str, u32, 
 
 /// The source locations of `addr`, innermost (inlined) first; empty if unknown.
 pub fn locate(addr: u64) -> Vec<Location> {
+    let found = nano_core::heap::metadata(|| locate_inner(addr));
+    // The result leaves the cache: copy it into the caller's heap.
+    found
+        .into_iter()
+        .map(|l| Location { function: l.function.map(|f| String::from(f.as_str())), file: String::from(l.file.as_str()), ..l })
+        .collect()
+}
+
+fn locate_inner(addr: u64) -> Vec<Location> {
     let Some((key, built)) = build_for(addr) else { return Vec::new() };
     let mut cache = CACHE.lock();
     if built.is_some() || !cache.contains_key(&key) {
@@ -190,15 +205,17 @@ pub fn locate(addr: u64) -> Vec<Location> {
 /// `file:line:column` of `addr` in the function that contains it (the outermost frame), plus
 /// the innermost inlined location when code was inlined there — for backtraces.
 pub fn describe(addr: u64) -> Option<String> {
-    let mut out = None;
+    let mut found = None;
     with_location(addr, &mut |inner, outer| {
-        let mut s = format!("{}:{}:{}", outer.0, outer.1, outer.2);
-        if inner != outer {
-            s.push_str(&format!(" (inlined: {}:{}:{})", inner.0, inner.1, inner.2));
-        }
-        out = Some(s);
+        found = Some((String::from(inner.0), inner.1, inner.2, String::from(outer.0), outer.1, outer.2))
     });
-    out
+    // Formatted outside `with_location`, so the string lives in the caller's heap.
+    let (ifile, iline, icol, ofile, oline, ocol) = found?;
+    let mut s = format!("{ofile}:{oline}:{ocol}");
+    if (ifile.as_str(), iline, icol) != (ofile.as_str(), oline, ocol) {
+        s.push_str(&format!(" (inlined: {ifile}:{iline}:{icol})"));
+    }
+    Some(s)
 }
 
 /// Makes exception reports and backtraces show source locations.

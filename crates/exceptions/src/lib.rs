@@ -18,7 +18,8 @@
 
 extern crate alloc;
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+use nano_core::hooks::Hook;
 use nano_core::serial::emergency_write;
 use spin::Once;
 use x86_64::registers::control::Cr2;
@@ -104,18 +105,16 @@ impl core::fmt::Display for HandlerError {
 
 static HANDLERS: spin::Mutex<alloc::collections::BTreeMap<(u64, Category), Handler>> =
     spin::Mutex::new(alloc::collections::BTreeMap::new());
-static CURRENT_TASK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static CURRENT_TASK: Hook<fn() -> u64> = Hook::new("exceptions::current_task");
 static RESUMED: AtomicU64 = AtomicU64::new(0);
 
 /// The task layer tells which task runs (the task crate calls this once).
 pub fn set_current_task_source(f: fn() -> u64) {
-    CURRENT_TASK.store(f as *mut (), Ordering::Release);
+    CURRENT_TASK.set(f);
 }
 
 fn current_task() -> Option<u64> {
-    let f = CURRENT_TASK.load(Ordering::Acquire);
-    // SAFETY: only `set_current_task_source` stores here, always a `fn() -> u64`.
-    (!f.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn() -> u64>(f) }())
+    CURRENT_TASK.get().map(|f| f())
 }
 
 /// Registers `handler` for `category` faults of the calling task (one per category).
@@ -222,27 +221,25 @@ fn current_rbp() -> u64 {
     rbp
 }
 
-static HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
-static LOCATION_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static HOOK: Hook<FaultHook> = Hook::new("exceptions::fault");
+static LOCATION_HOOK: Hook<fn(u64) -> Option<alloc::string::String>> = Hook::new("exceptions::location");
 
 /// Registers a function that gives `file:line:column` for an address (the debuginfo crate);
 /// reports and backtraces then show source locations.
 pub fn set_location_hook(f: fn(u64) -> Option<alloc::string::String>) {
-    LOCATION_HOOK.store(f as *mut (), Ordering::Release);
+    LOCATION_HOOK.set(f);
 }
 
 /// The source location of `addr`, if a location hook is registered and knows it.
 pub fn location(addr: u64) -> Option<alloc::string::String> {
-    let f = LOCATION_HOOK.load(Ordering::Acquire);
-    // SAFETY: only `set_location_hook` stores here, always a `fn(u64) -> Option<String>`.
-    (!f.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(u64) -> Option<alloc::string::String>>(f) }(addr)).flatten()
+    LOCATION_HOOK.get().and_then(|f| f(addr))
 }
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 static IDT: Once<spin::Mutex<&'static mut InterruptDescriptorTable>> = Once::new();
 
 /// Installs the hook that decides what a fault does to the running task.
 pub fn set_fault_hook(hook: FaultHook) {
-    HOOK.store(hook as *mut (), Ordering::Release);
+    HOOK.set(hook);
 }
 
 /// Number of exceptions reported since boot.
@@ -298,13 +295,10 @@ fn report(info: FaultInfo) -> u64 {
     emergency_write(format_args!("\n    rsp: {:#x}\n", info.rsp));
     // From here the frame-pointer chain leads through the handler to the faulting code.
     print_backtrace(current_rbp(), Some((info.rip, info.rsp)));
-    let hook = HOOK.load(Ordering::Acquire);
-    if !hook.is_null() {
-        // SAFETY: HOOK only ever holds a `FaultHook` stored by `set_fault_hook`.
-        let hook: FaultHook = unsafe { core::mem::transmute::<*mut (), FaultHook>(hook) };
-        if let Some(at) = hook(&info) {
-            return at;
-        }
+    if let Some(hook) = HOOK.get()
+        && let Some(at) = hook(&info)
+    {
+        return at;
     }
     emergency_write(format_args!("    fault outside any task: system halted (exit code failure)\n"));
     nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
@@ -365,7 +359,7 @@ extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageF
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
     // A double fault usually means a kernel stack overflow: nothing to return to.
-    HOOK.store(core::ptr::null_mut(), Ordering::Release);
+    HOOK.clear();
     report(info("double fault", 8, Some(code), &frame));
     nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
 }

@@ -7,7 +7,8 @@
 #![feature(abi_x86_interrupt)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+use nano_core::hooks::Hook;
 use x86_64::instructions::port::Port;
 use x86_64::structures::idt::InterruptStackFrame;
 
@@ -18,7 +19,8 @@ pub const PIC1_VECTOR: u8 = 32;
 const PIT_HZ: u64 = 1_193_182;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
-static TICK_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// Called on every tick (the task layer's preemption).
+static TICK_HOOK: Hook<fn()> = Hook::new("interrupts::tick");
 
 fn outb(port: u16, v: u8) {
     // SAFETY: PIC and PIT registers are legacy I/O ports owned by this crate; no memory effects.
@@ -33,7 +35,7 @@ pub fn ticks() -> u64 {
 /// Registers the function called on every tick (with interrupts off, after EOI). It may switch
 /// tasks.
 pub fn set_tick_hook(hook: fn()) {
-    TICK_HOOK.store(hook as *mut (), Ordering::Release);
+    TICK_HOOK.set(hook);
 }
 
 fn eoi(irq: u8) {
@@ -48,10 +50,7 @@ extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
     // EOI before the hook: the hook may switch to a task that runs for a long time, and the PIC
     // must be ready to deliver the next tick to it.
     eoi(0);
-    let hook = TICK_HOOK.load(Ordering::Acquire);
-    if !hook.is_null() {
-        // SAFETY: only `set_tick_hook` stores into TICK_HOOK, always a `fn()`.
-        let hook: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(hook) };
+    if let Some(hook) = TICK_HOOK.get() {
         hook();
     }
 }

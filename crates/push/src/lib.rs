@@ -60,19 +60,23 @@ fn try_read() -> Option<u8> {
 }
 
 /// Reads one byte, yielding while none is there; `None` after `STALL_MS` of silence if
-/// `deadline` is set.
+/// `stall` is set, or after `IDLE_MS` otherwise (the receiver then checks for a new version).
 fn read_byte(stall: bool) -> Option<u8> {
     let start = nano_core::time::micros_since_entry();
+    let limit = if stall { STALL_MS } else { IDLE_MS };
     loop {
         if let Some(b) = try_read() {
             return Some(b);
         }
-        if stall && nano_core::time::micros_since_entry() - start > STALL_MS * 1000 {
+        if nano_core::time::micros_since_entry() - start > limit * 1000 {
             return None;
         }
         task::sleep_ms(2);
     }
 }
+
+/// How long the receiver waits for a header before looking for a new version of itself.
+const IDLE_MS: u64 = 200;
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
 pub fn crc32(data: &[u8]) -> u32 {
@@ -118,10 +122,16 @@ pub fn parse_header(line: &str) -> Result<Header, String> {
     Ok(Header { namespace: String::from(*namespace), file: String::from(*file), len, crc })
 }
 
-fn receive_one() -> Result<String, String> {
+/// Receives one object; `Ok(None)` if nothing arrived for a while.
+fn receive_one() -> Result<Option<String>, String> {
     let mut line = Vec::new();
     loop {
-        let b = read_byte(!line.is_empty()).ok_or("header stalled")?;
+        let Some(b) = read_byte(!line.is_empty()) else {
+            if line.is_empty() {
+                return Ok(None);
+            }
+            return Err("header stalled".into());
+        };
         if b == b'\n' {
             break;
         }
@@ -150,7 +160,26 @@ fn receive_one() -> Result<String, String> {
         let ns = l.namespace_by_name(&h.namespace).map_err(|e| format!("{e}"))?;
         l.add_update_file(ns, &h.file, mod_mgmt::ObjectBytes::from(data)).map_err(|e| format!("{e}"))
     })?;
-    Ok(format!("received {} ({} bytes, crc {:08x}) into the updates of namespace {}", h.file, h.len, h.crc, h.namespace))
+    Ok(Some(format!("received {} ({} bytes, crc {:08x}) into the updates of namespace {}", h.file, h.len, h.crc, h.namespace)))
+}
+
+/// The receiver task: receives objects until a swap replaces this crate, then starts the new
+/// version's receiver and ends (so the old version's code runs nowhere and is reclaimed).
+pub fn receiver() -> isize {
+    let me = receiver as fn() -> isize as usize as u64;
+    loop {
+        match receive_one() {
+            Ok(Some(msg)) => nano_core::println!("push: {msg}"),
+            Ok(None) => match nano_core::kernel::current_version("kernel", "push::receiver") {
+                Some(cur) if cur != me => match task::spawn_fn("push", nano_core::kernel::entry_point(cur)) {
+                    Ok(_) => return 0,
+                    Err(e) => log::warn!("push: cannot start the new version's receiver: {e}"),
+                },
+                _ => {}
+            },
+            Err(e) => nano_core::println!("push: rejected: {e}"),
+        }
+    }
 }
 
 /// Starts the receiver task if a second serial port exists.
@@ -160,14 +189,7 @@ pub fn start() {
         return;
     }
     init();
-    let r = task::spawn("push", || {
-        loop {
-            match receive_one() {
-                Ok(msg) => nano_core::println!("push: {msg}"),
-                Err(e) => nano_core::println!("push: rejected: {e}"),
-            }
-        }
-    });
+    let r = task::spawn_fn("push", receiver);
     match r {
         Ok(id) => log::info!("push: receiving objects on COM2 (task {id})"),
         Err(e) => log::warn!("push: cannot start the receiver: {e}"),

@@ -33,10 +33,13 @@ fn should_preempt(ticks_run: u64) -> bool {
 
 static ROUND_ROBIN: Policy = Policy { name: POLICY_NAME, enqueue, remove, pick_next, should_preempt };
 
-/// State hook for `swap scheduler NEW --state scheduler::swap_hook`: the run queue was already
-/// copied by name; what remains is to register this version's policy with the task crate,
-/// which still points at the old version's.
-pub fn swap_hook(_old: &crate_swap::OldState) -> Result<(), alloc::string::String> {
+/// State hook for `swap scheduler NEW --state scheduler::swap_hook` (an example: a swap moves
+/// the policy registration by itself). It checks that the run queue it inherits is the old
+/// version's, then registers this version's policy with the task crate.
+pub fn swap_hook(old: &mod_mgmt::swap::OldState) -> Result<(), alloc::string::String> {
+    if old.get("scheduler::QUEUE").is_none() {
+        return Err("the old version has no run queue".into());
+    }
     task::set_policy(&ROUND_ROBIN);
     Ok(())
 }

@@ -113,11 +113,45 @@ fn run_command(words: Vec<String>) {
     }
 }
 
-/// The shell's entry point (run as a task by captain).
+/// History handed from a replaced version of the shell to the new one (a static, so a swap
+/// shares it between the two).
+static HANDOVER: spin::Mutex<Option<Vec<String>>> = spin::Mutex::new(None);
+
+/// After a swap replaced this crate, starts the new version's shell as a task (with this one's
+/// history) and tells the caller to end: the old version's code then runs nowhere and is
+/// reclaimed. `false` if this is still the current version.
+fn hand_over(editor: &line::Editor) -> bool {
+    let me = main as fn() -> isize as usize as u64;
+    match nano_core::kernel::current_version("applications", "shell::main") {
+        Some(cur) if cur != me => {
+            *HANDOVER.lock() = Some(editor.history().to_vec());
+            match task::spawn_fn("shell", nano_core::kernel::entry_point(cur)) {
+                Ok(id) => {
+                    println!("shell: continuing in the new version (task {id})");
+                    true
+                }
+                Err(e) => {
+                    println!("shell: cannot start the new version ({e}); staying in this one");
+                    HANDOVER.lock().take();
+                    false
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The shell's entry point (run as a task by captain, or by the version it replaced).
 pub fn main() -> isize {
-    println!("Delos shell. Type `help` for the commands.");
     let mut editor = line::Editor::new();
+    match HANDOVER.lock().take() {
+        Some(history) => editor.set_history(history),
+        None => println!("Delos shell. Type `help` for the commands."),
+    }
     loop {
+        if hand_over(&editor) {
+            return 0;
+        }
         print!("{PROMPT}");
         let Some(input) = editor.read_line(PROMPT) else { continue };
         let words = match parse::split(&input) {

@@ -37,6 +37,11 @@ impl Editor {
         Editor { history: Vec::new() }
     }
 
+    /// Takes over the history of another editor (a replaced version of the shell).
+    pub fn set_history(&mut self, history: Vec<String>) {
+        self.history = history;
+    }
+
     /// Previous lines, oldest first.
     pub fn history(&self) -> &[String] {
         &self.history

@@ -1,9 +1,11 @@
-//! `swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N]`
+//! `swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N]`, `swap --reclaim`
 //!
 //! Replaces each loaded crate OLD with NEW, an object among the namespace's updates (the image's
 //! alternative builds, or files sent with `make push`) or in its directory. Prints the time of
-//! each phase. `--cycles N` swaps OLD→NEW→OLD N times and reports frames and heap in use after
-//! the first and the last cycle (the leak check).
+//! each phase. The old version is retired and reclaimed by the reaper once nothing refers to
+//! it; `--reclaim` runs that now and says what still holds each retired crate. `--cycles N`
+//! swaps OLD→NEW→OLD N times, reclaims, and reports frames and heap in use after the first and
+//! the last cycle (the leak check).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -16,7 +18,7 @@ use mod_mgmt::swap::SwapPair;
 use nano_core::println;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "replace running crates: swap OLD NEW [--state HOOK] [--dry-run] [-v] [--cycles N]";
+pub static DESCRIPTION: &str = "replace running crates: swap OLD NEW [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim";
 
 fn print_outcome(o: &Outcome, verbose: bool) {
     if verbose || o.dry_run {
@@ -27,27 +29,50 @@ fn print_outcome(o: &Outcome, verbose: bool) {
     let t = &o.times;
     if o.dry_run {
         println!(
-            "swap: dry run ok: load {} us, verify {} us; {} relocations would be rewritten, {} bytes of state copied",
-            t.load_us, t.verify_us, o.relinked, o.state_bytes
+            "swap: dry run ok: load {} us, verify {} us; {} relocations would be rewritten, {} bytes of state shared, {} bytes copied",
+            t.load_us, t.verify_us, o.relinked, o.adopted_bytes, o.state_bytes
         );
-    } else {
-        println!(
-            "swap: done: load {} us, verify {} us, relink {} us, state {} us, cleanup {} us, total {} us ({} relocations, {} bytes of state{})",
-            t.load_us,
-            t.verify_us,
-            t.relink_us,
-            t.state_us,
-            t.cleanup_us,
-            t.total_us(),
-            o.relinked,
-            o.state_bytes,
-            if o.waited > 0 { alloc::format!(", waited {} times for a safe point", o.waited) } else { String::new() }
-        );
+        return;
     }
+    if o.stack_words > 0 {
+        println!("  {} pointers on task stacks now point into the new version", o.stack_words);
+    }
+    println!(
+        "swap: done: load {} us, verify {} us, relink {} us, state {} us, cleanup {} us, total {} us ({} relocations, {} hooks, {} bytes of state shared, {} copied{})",
+        t.load_us,
+        t.verify_us,
+        t.relink_us,
+        t.state_us,
+        t.cleanup_us,
+        t.total_us(),
+        o.relinked,
+        o.hooks_moved,
+        o.adopted_bytes,
+        o.state_bytes,
+        if o.waited > 0 { alloc::format!(", waited {} times for the old code to be idle", o.waited) } else { String::new() }
+    );
+}
+
+/// Runs a reclaim pass and prints it.
+fn reclaim_now() {
+    let r = crate_swap::reclaim();
+    for (name, bytes) in &r.freed {
+        println!("swap: reclaimed the retired {name} ({bytes} bytes)");
+    }
+    for h in &r.kept {
+        println!("swap: retired {} (crate#{}, {} bytes) is still referenced: {}", h.name, h.id, h.bytes, h.holder);
+    }
+    println!(
+        "swap: reclaim: {} freed, {} still referenced; scanned {} KiB in {} us",
+        r.freed.len(),
+        r.kept.len(),
+        r.scanned / 1024,
+        r.scan_us
+    );
 }
 
 fn usage() -> isize {
-    println!("usage: swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N]");
+    println!("usage: swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim");
     2
 }
 
@@ -64,6 +89,10 @@ pub fn main(args: &[&str]) -> isize {
     while let Some(a) = it.next() {
         match *a {
             "--dry-run" => opts.dry_run = true,
+            "--reclaim" => {
+                reclaim_now();
+                return 0;
+            }
             "-v" => verbose = true,
             "--state" => match it.next() {
                 Some(h) => opts.state_hook = Some(h.to_string()),
@@ -107,6 +136,7 @@ pub fn main(args: &[&str]) -> isize {
     let back: Vec<SwapPair> = pairs.iter().zip(&originals).map(|(p, f)| SwapPair { old: p.old.clone(), new_file: f.clone() }).collect();
     let mut first = (0, 0);
     let mut total_us = 0;
+    let opts = Options { no_reaper: true, ..opts };
     for i in 0..cycles {
         for ps in [&pairs, &back] {
             match crate_swap::swap(ps, &opts) {
@@ -117,9 +147,19 @@ pub fn main(args: &[&str]) -> isize {
                 }
             }
         }
+        crate_swap::reclaim(); // what a reaper would do after each swap
+
         if i == 0 {
+            let r = crate_swap::reclaim();
+            if !r.kept.is_empty() {
+                println!("swap: after cycle 1, {} retired versions are still referenced ({})", r.kept.len(), r.kept[0].holder);
+            }
             first = memory();
         }
+    }
+    let r = crate_swap::reclaim();
+    if !r.kept.is_empty() {
+        println!("swap: after the last cycle, {} retired versions are still referenced ({})", r.kept.len(), r.kept[0].holder);
     }
     let last = memory();
     println!("swap: {cycles} cycles ({} swaps), {} us per swap on average", cycles * 2, total_us / (cycles * 2));

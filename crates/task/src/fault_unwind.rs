@@ -15,7 +15,7 @@
 //! entry for it: the unwind crate's personality lets that one frame pass (see
 //! [`super::unwinding_fault_ip`]) — its own locals are not dropped; every caller's are.
 
-use super::{Exit, TASKS, TaskId, UNWINDER, current, exit};
+use super::{BEGIN, Exit, TASKS, TaskId, current, exit};
 use alloc::string::String;
 use x86_64::instructions::interrupts as cpu;
 
@@ -68,7 +68,7 @@ unsafe extern "C" {
 /// entry stub where the task continues (on its faulting stack pointer). Runs in the exception
 /// handler.
 pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> Option<u64> {
-    UNWINDER.get()?;
+    BEGIN.get()?;
     let rsp = info.rsp;
     if rsp & 7 != 0 {
         return None;
@@ -96,7 +96,7 @@ extern "C-unwind" fn fault_start() -> ! {
     let cur = current();
     let what = cpu::without_interrupts(|| TASKS.lock().get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.0.clone())));
     let what = what.unwrap_or_else(|| String::from("CPU exception"));
-    if let Some((_, begin)) = UNWINDER.get() {
+    if let Some(begin) = BEGIN.get() {
         begin(what.clone());
     }
     nano_core::serial::emergency_write(format_args!("    (could not unwind the fault; ending the task without running destructors)\n"));

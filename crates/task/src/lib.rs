@@ -18,7 +18,8 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use nano_core::hooks::{DataHook, Hook};
 use nano_core::paging::{self, Stack};
 use spin::Mutex;
 use x86_64::instructions::interrupts as cpu;
@@ -119,6 +120,9 @@ pub struct TaskInfo {
 #[repr(C, align(16))]
 struct FxArea([u8; 512]);
 
+/// A task's entry closure.
+struct Entry(Box<dyn FnOnce() -> isize + Send>);
+
 struct Task {
     id: TaskId,
     name: String,
@@ -128,7 +132,11 @@ struct Task {
     stack: Option<Stack>,
     tls: Option<Box<[u8]>>,
     tp: u64,
-    entry: Option<Box<dyn FnOnce() -> isize + Send>>,
+    /// The function to run. A thin box around the closure, so that taking it leaves no stale
+    /// vtable pointer in the record (see [`scrub_stack`] for why that matters).
+    entry: Option<Box<Entry>>,
+    /// Removed from the task table as soon as it exits (nobody will join it).
+    detached: bool,
     ticks: u64,
     slice: u64,
     /// Set while a panic unwinds this task: a second panic then ends it at once.
@@ -142,19 +150,22 @@ struct Task {
 static TASKS: Mutex<BTreeMap<TaskId, Box<Task>>> = Mutex::new(BTreeMap::new());
 static CURRENT: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static POLICY: AtomicPtr<Policy> = AtomicPtr::new(core::ptr::null_mut());
+static POLICY: DataHook<Policy> = DataHook::new("task::policy");
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// Set when the boot context enters [`idle`]: until then it is still bringing the system up
 /// and takes its turn like any task; afterwards it only runs when nothing else can.
 static IDLING: AtomicBool = AtomicBool::new(false);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
+/// Set by [`run_idle`]: the next switch goes to the idle task even if others are runnable.
+static FORCE_IDLE: AtomicBool = AtomicBool::new(false);
 
 /// Runs a closure, catching a panic that unwinds out of it (set by the unwind crate).
 pub type CatchFn = fn(&mut dyn FnMut()) -> Result<(), String>;
 /// Starts unwinding the current task; returns only if that is impossible.
 pub type BeginFn = fn(String);
 
-static UNWINDER: spin::Once<(CatchFn, BeginFn)> = spin::Once::new();
+static CATCH: Hook<CatchFn> = Hook::new("task::catch");
+static BEGIN: Hook<BeginFn> = Hook::new("task::begin_unwind");
 
 /// A panic of the running task was caught: the next panic unwinds again (called by the
 /// unwind crate's `catch`).
@@ -171,7 +182,8 @@ pub fn panic_caught() {
 /// Registers the unwinder: every task's entry then runs inside `catch`, and a panic in a task
 /// unwinds its stack (running destructors) before the task ends.
 pub fn set_unwinder(catch: CatchFn, begin: BeginFn) {
-    UNWINDER.call_once(|| (catch, begin));
+    CATCH.set(catch);
+    BEGIN.set(begin);
 }
 
 const FS_BASE_MSR: u32 = 0xC000_0100;
@@ -211,14 +223,13 @@ unsafe extern "C" {
 }
 
 fn policy() -> Option<&'static Policy> {
-    // SAFETY: POLICY is null or a `&'static Policy` stored by `set_policy`.
-    unsafe { POLICY.load(Ordering::Acquire).as_ref() }
+    POLICY.get()
 }
 
 /// Registers (or replaces) the scheduling policy. Runnable tasks are re-enqueued into it.
 pub fn set_policy(p: &'static Policy) {
     cpu::without_interrupts(|| {
-        POLICY.store(p as *const Policy as *mut Policy, Ordering::Release);
+        POLICY.set(p);
         let cur = current();
         for t in TASKS.lock().values() {
             if t.state == State::Runnable && t.id != cur && t.id != 0 {
@@ -276,9 +287,15 @@ fn make_tls() -> Result<(Box<[u8]>, u64), TaskError> {
     Ok((block, tp as u64))
 }
 
-/// Turns the boot context into task 0 (the idle task), registers the tick and fault hooks.
-/// Interrupts are enabled when this returns.
+/// Turns the boot context into task 0 (the idle task), registers the tick, fault and idle
+/// hooks. Interrupts are enabled when this returns.
 pub fn init() -> Result<(), TaskError> {
+    scrub_stack();
+    init_tasking()
+}
+
+#[inline(never)]
+fn init_tasking() -> Result<(), TaskError> {
     let (tls, tp) = make_tls()?;
     let mut fx = Box::new(FxArea([0; 512]));
     fxsave(&mut *fx);
@@ -292,6 +309,7 @@ pub fn init() -> Result<(), TaskError> {
         tls: Some(tls),
         tp,
         entry: None,
+        detached: false,
         ticks: 0,
         slice: 0,
         panicking: false,
@@ -304,6 +322,7 @@ pub fn init() -> Result<(), TaskError> {
     exceptions::set_fault_hook(on_fault);
     exceptions::set_current_task_source(current);
     nano_core::panic::set_panic_hook(on_panic);
+    nano_core::kernel::IDLE_HOOK.set(idle_step);
     STARTED.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
     log::info!("task: tasking started; boot context is task 0 (idle)");
@@ -324,6 +343,39 @@ pub fn current_stack() -> Option<(u64, u64)> {
 /// Like [`spawn`], with a stack of `stack_pages` pages (a JIT compiler or deep recursion
 /// needs more than the default).
 pub fn spawn_sized(name: &str, stack_pages: u64, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
+    scrub_stack();
+    spawn_boxed(name, stack_pages, Box::new(Entry(Box::new(f))))
+}
+
+/// Like [`spawn`], for a task nobody will join: its record goes away as soon as it exits.
+pub fn spawn_detached(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
+    let id = spawn(name, f)?;
+    detach(id);
+    Ok(id)
+}
+
+/// Starts a detached task running the function `f` (an entry point found by symbol lookup).
+/// Unlike the generic [`spawn`], whose closure glue is compiled into the calling crate, the
+/// glue is this crate's: the new task's stack holds no frame of the caller's crate, so a crate
+/// version that starts its successor (a shell, a receiver) can be reclaimed once it ends.
+pub fn spawn_fn(name: &str, f: fn() -> isize) -> Result<TaskId, TaskError> {
+    scrub_stack();
+    let id = spawn_boxed(name, STACK_PAGES, Box::new(Entry(Box::new(move || f()))))?;
+    detach(id);
+    Ok(id)
+}
+
+/// Marks a task as one nobody will join: its record goes away as soon as it exits.
+pub fn detach(id: TaskId) {
+    cpu::without_interrupts(|| {
+        if let Some(t) = TASKS.lock().get_mut(&id) {
+            t.detached = true;
+        }
+    });
+}
+
+#[inline(never)]
+fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId, TaskError> {
     let p = policy().ok_or(TaskError::NoPolicy)?;
     let stack = paging::alloc_stack(stack_pages).map_err(|_| TaskError::OutOfMemory)?;
     let (tls, tp) = match make_tls() {
@@ -354,7 +406,8 @@ pub fn spawn_sized(name: &str, stack_pages: u64, f: impl FnOnce() -> isize + Sen
         stack: Some(stack),
         tls: Some(tls),
         tp,
-        entry: Some(Box::new(f)),
+        entry: Some(entry),
+        detached: false,
         ticks: 0,
         slice: 0,
         panicking: false,
@@ -370,11 +423,11 @@ pub fn spawn_sized(name: &str, stack_pages: u64, f: impl FnOnce() -> isize + Sen
 
 extern "C" fn task_main() -> ! {
     let id = current();
-    let entry = TASKS.lock().get_mut(&id).and_then(|t| t.entry.take());
+    let entry = TASKS.lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0);
     reap();
     x86_64::instructions::interrupts::enable();
-    let r = match (entry, UNWINDER.get()) {
-        (Some(f), Some((catch, _))) => {
+    let r = match (entry, CATCH.get()) {
+        (Some(f), Some(catch)) => {
             let mut f = Some(f);
             let mut ret = -1;
             let mut run = || {
@@ -429,6 +482,7 @@ fn reap_locked() {
                 t.tls = None;
             }
         }
+        tasks.retain(|id, t| *id == cur || !(t.detached && matches!(t.state, State::Exited(_))));
     }
     for s in dead {
         // SAFETY: the task exited and is not running; nothing runs on its stack any more.
@@ -455,7 +509,12 @@ pub fn schedule() {
                 (p.enqueue)(cur);
             }
             let mut next = None;
-            while let Some(id) = (p.pick_next)() {
+            if cur != 0 && FORCE_IDLE.swap(false, Ordering::Relaxed) {
+                next = Some(0);
+            }
+            while next.is_none()
+                && let Some(id) = (p.pick_next)()
+            {
                 if tasks.get(&id).is_some_and(|t| t.state == State::Runnable) {
                     next = Some(id);
                     break;
@@ -503,6 +562,15 @@ pub fn schedule() {
         // Back in `cur`.
         reap();
     });
+}
+
+/// Lets the idle task run once now, even if other tasks are runnable (it only runs when
+/// nothing else can, which under a busy-polling shell is never). Its one step leaves whatever
+/// code it was parked in — a swap's reaper uses this so that a replaced task crate is not kept
+/// alive by the idle task's resume point.
+pub fn run_idle() {
+    FORCE_IDLE.store(true, Ordering::Relaxed);
+    yield_now();
 }
 
 /// Gives up the CPU.
@@ -590,7 +658,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
         nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
         exit(Exit::Panicked(what));
     }
-    if let Some((_, begin)) = UNWINDER.get() {
+    if let Some(begin) = BEGIN.get() {
         // Unwinds to the catch around the task's entry (running destructors on the way), which
         // ends the task; returns only if unwinding could not start.
         begin(what.clone());
@@ -762,11 +830,35 @@ pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
     cpu::without_interrupts(f)
 }
 
-/// The idle loop: run by the boot context once everything is started.
-pub fn idle() -> ! {
+/// One step of the idle loop (nano_core's, through its idle hook): run whatever is runnable,
+/// then halt until the next interrupt. The first call marks the boot context as idling.
+pub fn idle_step() {
     IDLING.store(true, Ordering::Relaxed);
-    loop {
-        yield_now();
-        x86_64::instructions::interrupts::enable_and_hlt();
+    yield_now();
+    x86_64::instructions::interrupts::enable_and_hlt();
+}
+
+/// Zeroes the unused stack below the caller's frame (within the running task's stack), so
+/// that what the caller's callees build there starts clean. Values copied from dead stack
+/// slots into padding and unused enum payloads of long-lived heap records (a task's record)
+/// would otherwise look like references to whatever code ran before — and keep a replaced
+/// crate version from ever being reclaimed.
+#[inline(never)]
+fn scrub_stack() {
+    const SCRUB: u64 = 8 * 1024;
+    let rsp: u64;
+    // SAFETY: reads the stack pointer; no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    let floor = current_stack().map_or(nano_core::paging::kernel_layout().stack.0, |s| s.0);
+    // Keep clear of the words just below the stack pointer that this call itself may use.
+    let top = rsp.saturating_sub(256) & !7;
+    let start = top.saturating_sub(SCRUB).max(floor);
+    if start >= top {
+        return;
     }
+    // SAFETY: `[start, top)` lies below this function's frame and above the stack's lowest
+    // mapped address: dead stack space of the running task, which nothing else uses (the kernel
+    // has no red zone, and interrupts use the stack below the interrupted stack pointer only
+    // after saving what they need above it).
+    unsafe { core::ptr::write_bytes(start as *mut u8, 0, (top - start) as usize) };
 }

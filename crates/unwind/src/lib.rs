@@ -266,40 +266,6 @@ fn unwinding_resume() -> Option<u64> {
     })
 }
 
-static HOOKS: spin_once::Once = spin_once::Once::new();
-
-mod spin_once {
-    //! A one-time cell for the hook table (nano_core keeps a `&'static` to it).
-    use core::sync::atomic::{AtomicBool, Ordering};
-
-    pub struct Once {
-        set: AtomicBool,
-        hooks: core::cell::UnsafeCell<Option<nano_core::panic::UnwindHooks>>,
-    }
-
-    // SAFETY: written once, before the flag is published; read only after.
-    unsafe impl Sync for Once {}
-
-    impl Once {
-        pub const fn new() -> Once {
-            Once { set: AtomicBool::new(false), hooks: core::cell::UnsafeCell::new(None) }
-        }
-
-        pub fn init(&'static self, h: nano_core::panic::UnwindHooks) -> Option<&'static nano_core::panic::UnwindHooks> {
-            if self.set.swap(true, Ordering::AcqRel) {
-                return None;
-            }
-            // SAFETY: only the first caller gets here; nobody reads before `set` was published
-            // by this function's return.
-            unsafe { *self.hooks.get() = Some(h) };
-            // SAFETY: just written, never written again.
-            unsafe { (*self.hooks.get()).as_ref() }
-        }
-    }
-}
-
-fn no_panic_hook(_: &core::panic::PanicInfo<'_>) {}
-
 /// Installs the FDE finder and the hooks. Called once by captain after the task layer is up.
 pub fn init() {
     if unwinding::custom_eh_frame_finder::set_custom_eh_frame_finder(&FINDER).is_err() {
@@ -313,9 +279,7 @@ pub fn init() {
     // signature nano_core's hook expects.
     let resume: unsafe extern "C" fn(*mut u8) -> ! =
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn(*mut u8) -> !>(resume as usize) };
-    if let Some(h) = HOOKS.init(nano_core::panic::UnwindHooks { panic: no_panic_hook, personality, resume }) {
-        nano_core::panic::set_unwind_hooks(h);
-    }
+    nano_core::panic::set_unwind_hooks(personality, resume);
     task::set_unwinder(catch_for_task, begin_for_task);
     log::info!("unwind: panics in tasks unwind (DWARF CFI; FDEs found through the loader)");
 }

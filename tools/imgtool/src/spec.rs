@@ -16,9 +16,27 @@ use wast::{Wast, WastArg, WastDirective, WastExecute, WastRet};
 
 /// The files the kernel runs (the fast, self-contained ones).
 pub const FILES: &[&str] = &[
-    "address.wast", "block.wast", "br_if.wast", "call_indirect.wast", "conversions.wast", "endianness.wast", "f32.wast",
-    "f64.wast", "fac.wast", "i32.wast", "i64.wast", "if.wast", "int_exprs.wast", "left-to-right.wast", "local_tee.wast",
-    "loop.wast", "memory_trap.wast", "select.wast", "stack.wast", "traps.wast", "unreachable.wast",
+    "address.wast",
+    "block.wast",
+    "br_if.wast",
+    "call_indirect.wast",
+    "conversions.wast",
+    "endianness.wast",
+    "f32.wast",
+    "f64.wast",
+    "fac.wast",
+    "i32.wast",
+    "i64.wast",
+    "if.wast",
+    "int_exprs.wast",
+    "left-to-right.wast",
+    "local_tee.wast",
+    "loop.wast",
+    "memory_trap.wast",
+    "select.wast",
+    "stack.wast",
+    "traps.wast",
+    "unreachable.wast",
 ];
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -121,14 +139,16 @@ pub fn bundle(dir: &Path) -> Result<Vec<u8>, String> {
                     }
                     usable
                 }
-                WastDirective::AssertInvalid { mut module, .. } | WastDirective::AssertMalformed { mut module, .. } => match module.encode() {
-                    Ok(bytes) => {
-                        out.push(b'I');
-                        put_bytes(&mut out, &bytes);
-                        true
+                WastDirective::AssertInvalid { mut module, .. } | WastDirective::AssertMalformed { mut module, .. } => {
+                    match module.encode() {
+                        Ok(bytes) => {
+                            out.push(b'I');
+                            put_bytes(&mut out, &bytes);
+                            true
+                        }
+                        Err(_) => false,
                     }
-                    Err(_) => false,
-                },
+                }
                 WastDirective::AssertReturn { exec: WastExecute::Invoke(i), results, .. } if usable && i.module.is_none() => {
                     match results.iter().map(ret).collect::<Option<Vec<_>>>() {
                         Some(rs) if i.args.iter().all(|a| arg(a).is_some()) => {
