@@ -113,12 +113,25 @@ pub fn init() -> Result<(), HeapError> {
 /// Runs `f` with interrupts off, allocating from the metadata heap (see the module docs): for
 /// the loader's bookkeeping and caches derived from it, never for anything code follows.
 pub fn metadata<T>(f: impl FnOnce() -> T) -> T {
+    /// Leaves the metadata heap even when `f` panics and unwinds.
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            METADATA_DEPTH.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
     x86_64::instructions::interrupts::without_interrupts(|| {
         METADATA_DEPTH.fetch_add(1, Ordering::Relaxed);
-        let r = f();
-        METADATA_DEPTH.fetch_sub(1, Ordering::Relaxed);
-        r
+        let _depth = Depth;
+        f()
     })
+}
+
+/// Called when a task ends: no task can be switched away inside [`metadata`] (interrupts are
+/// off there), so a non-zero depth means a task died inside it without unwinding. Resets it
+/// and says whether it had to.
+pub fn leave_metadata_if_dead() -> bool {
+    METADATA_DEPTH.swap(0, Ordering::Relaxed) != 0
 }
 
 /// Current usage.

@@ -41,13 +41,68 @@ pub fn boot_state() -> &'static BootState {
 /// switch can never leave it locked by a descheduled task). What `f` allocates comes from the
 /// metadata heap (see [`crate::heap`]): the loader's bookkeeping, and results derived from it.
 pub fn with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
-    crate::heap::metadata(|| f(LOADER.lock().as_mut().expect("loader is set up before any crate runs")))
+    crate::heap::metadata(|| {
+        let mut g = LOADER.lock();
+        let _holder = Holder::mark();
+        f(g.as_mut().expect("loader is set up before any crate runs"))
+    })
 }
 
 /// Like [`with_loader`], but returns `None` instead of waiting if the loader is locked (for fault
 /// handlers and backtraces, which may interrupt code holding it).
 pub fn try_with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
-    crate::heap::metadata(|| LOADER.try_lock().and_then(|mut g| g.as_mut().map(f)))
+    crate::heap::metadata(|| {
+        let mut g = LOADER.try_lock()?;
+        let _holder = Holder::mark();
+        g.as_mut().map(f)
+    })
+}
+
+/// The stack pointer of the code holding the loader (0 when free): who to blame, and whose
+/// death releases it.
+static LOADER_HOLDER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Marks the loader as held by the current stack for as long as it lives.
+struct Holder;
+
+impl Holder {
+    fn mark() -> Holder {
+        LOADER_HOLDER.store(current_stack_pointer(), core::sync::atomic::Ordering::Relaxed);
+        Holder
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        LOADER_HOLDER.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn current_stack_pointer() -> u64 {
+    let rsp: u64;
+    // SAFETY: reads the stack pointer register; no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    rsp
+}
+
+/// Called by the task layer when a task on the stack `[lo, hi)` ends. If that task died while
+/// holding the loader (a panic inside a loader call that could not unwind: the unwinder needs
+/// the loader to find frames), the lock is released so that the rest of the system does not
+/// hang on it. The loader's state may be half-changed then; this is reported loudly.
+pub fn release_loader_held_by(lo: u64, hi: u64) {
+    let sp = LOADER_HOLDER.load(core::sync::atomic::Ordering::Relaxed);
+    if sp >= lo && sp < hi && LOADER.is_locked() {
+        LOADER_HOLDER.store(0, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the lock's holder is the ending task (its stack holds the marked frame); it
+        // never runs again, so no guard of it will be used or dropped.
+        unsafe { LOADER.force_unlock() };
+        crate::serial::emergency_write(format_args!(
+            "    (the task died holding the loader lock; released it — the loader may be in a half-changed state)\n"
+        ));
+    }
+    if crate::heap::leave_metadata_if_dead() {
+        crate::serial::emergency_write(format_args!("    (the task died allocating loader metadata; back to the general heap)\n"));
+    }
 }
 
 /// What the boot context runs once captain has started the kernel: the task layer's idle step

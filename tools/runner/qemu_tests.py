@@ -212,6 +212,9 @@ CASES = [
          expect=[r"i32.wast +\d+ passed +0 failed", r"f64.wast +\d+ passed +0 failed", r"memory_trap.wast +\d+ passed +0 failed",
                  r"wasm spec: [1-9]\d{3,} passed, 0 failed, \d+ skipped \(imports, references\) in 21 files", "shell alive"],
          reject=[r" [1-9]\d* failed", "wasm exited with status", "fault outside any task"]),
+    # Every loaded crate swapped with itself, then every subsystem exercised (see swap_matrix_script).
+    dict(name="swap_matrix_every_crate_then_every_subsystem", matrix="self", timeout=900),
+    dict(name="swap_matrix_alternative_versions", matrix="alternatives", timeout=300),
     # The runner's own tests: each of these must make qemu_run.py fail.
     dict(name="runner_fails_on_failing_ktest", append="test test_fail", verdict="fail",
          expect=["ktest deliberate_failure ... FAILED"]),
@@ -222,10 +225,86 @@ CASES = [
 ]
 
 
+# What runs before the matrix: a WASM program, a C program, a panic, a background task.
+MATRIX_EXERCISE = ["wasm run hello.wasm w", "loadc hello.o w", "crash panic", "beat 2 10", "sleep 50", "bt", "echo warm", "ns -n",
+                   "swap --reclaim"]
+
+
+def battery(x, new=None):
+    """Swap X (for NEW, or itself), exercise every subsystem, then a second swap back."""
+    return [f"swap {x} {new or x}", "crash null", "crash ud", "crash panic", "bt",
+            "wasm run traps.wasm --invoke divide 0", "wasm run hello.wasm m", "loadc hello.o m",
+            "selftest", "beat 2 1", "sleep 10", "echo hi", "ps", f"swap {x} {x}"]
+
+
+# Crates a swap does not take, with why (the matrix checks that each is refused).
+NOT_SWAPPED = {"nano_core": "the statically linked base every other crate is linked against"}
+
+
+def discover_crates(c):
+    """Boots once, loads everything the battery uses, and returns the live crates by namespace."""
+    import re
+    lines = MATRIX_EXERCISE + battery("echo")[1:-1] + ["ns -n", "poweroff"]
+    script = os.path.join(LOGS, c["name"] + ".discover.script")
+    log = os.path.join(LOGS, c["name"] + ".discover.log")
+    with open(script, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    r = subprocess.run([sys.executable, RUNNER, "--log", log, "--timeout", "120", "--quiet", "--expect-exit", "success",
+                        "--script", script, "--kernel", os.path.join(IMAGE, "nano_core"),
+                        "--modules", os.path.join(IMAGE, "modules.tar"), "--append", ""], capture_output=True, text=True)
+    text = open(log, errors="replace").read() if os.path.exists(log) else ""
+    if r.returncode != 0:
+        return None, f"discovery boot failed: {r.stderr.strip()[-300:]}"
+    found = []
+    for ns in ("kernel", "applications"):
+        lists = re.findall(rf"^crates of {ns}: (.*?)\r?$", text, re.M)
+        if not lists:
+            return None, f"discovery: no crate list for {ns}"
+        found += [n for n in lists[-1].split() if not n.startswith("wasm:") and n not in NOT_SWAPPED]
+    return found, None
+
+
+def swap_matrix_script(c):
+    """The matrix session: returns (script lines, expectations, counted expectations) or an error."""
+    if c["matrix"] == "alternatives":
+        pairs = [("echo", "echo_v2"), ("heartbeat", "heartbeat_v2"), ("scheduler", "scheduler_v2")]
+        lines = list(MATRIX_EXERCISE)
+        for old, new in pairs:
+            lines += battery(old, new)
+        n = len(pairs)
+        expect = [r"^echo v2: hi", r"heartbeat v2: beat #", r"policy: round-robin-v2", r"(?s)policy: round-robin-v2.*policy: round-robin\r?$"]
+        lines += ["ps", "ns", "swap --reclaim", "poweroff"]
+        return lines, expect, n, None
+    crates, err = discover_crates(c)
+    if err:
+        return None, None, 0, err
+    lines = list(MATRIX_EXERCISE)
+    for x in crates:
+        lines += battery(x)
+    lines += ["swap nano_core nano_core", "ns -n", "swap --reclaim", "mem", "poweroff"]
+    c["crates"] = crates
+    expect = [r"swap: new version of nano_core cannot replace the old one: nano_core is the statically linked base",
+              r"shell: continuing in the new version", r"^crates: \d+ KiB mapped"]
+    return lines, expect, len(crates), None
+
+
 def run_case(c):
     log = os.path.join(LOGS, c["name"] + ".log")
     cmd = [sys.executable, RUNNER, "--log", log, "--timeout", str(c.get("timeout", 30)), "--quiet",
            "--expect-exit", c.get("exit", "success")]
+    if "matrix" in c:
+        lines, expect, n, err = swap_matrix_script(c)
+        if err:
+            return [err], os.path.join(LOGS, c["name"] + ".log")
+        c["script"] = lines
+        c["expect"] = expect
+        c["reject"] = [r"^swap: (?!done|reclaim|retired|reclaimed|dry run|new version of nano_core)", "fault outside any task", "PANIC in nano_core",
+                       "could not unwind", "died holding the loader", "system halted", r"selftest: \d+ passed, [1-9]"]
+        # Each battery item once per swapped crate (and once more for the exercise where it repeats).
+        c["counts"] = [(r"swap: done: ", 2 * n), (r"crash: cleanup ran \(null\)", n), (r"killed by invalid opcode; unwinding", n),
+                       (r"shell: crash panicked: deliberate panic", n + 1), (r"trap: integer divide by zero in wasm::traps::div", n),
+                       (r"hello from WASM, argc=2", n + 1), (r"hello.c: all checks passed", n + 1),
+                       (r"selftest: 11 passed, 0 failed", n), (r"beat: task \d+ started", n + 1)]
     if "script" in c:
         lines = c["script"]
         if "needs_object" in c:
@@ -270,8 +349,20 @@ def run_case(c):
         if not re.search(e, text, re.M):
             problems.append(f"log lacks {e!r}")
     for e in c.get("reject", []):
-        if re.search(e, text, re.M):
-            problems.append(f"log has {e!r}")
+        m = re.search(e, text, re.M)
+        if m:
+            line = text[text.rfind("\n", 0, m.start()) + 1:text.find("\n", m.end())].strip()
+            problems.append(f"log has {e!r}: {line[:200]}")
+    for e, n in c.get("counts", []):
+        got = len(re.findall(e, text, re.M))
+        if got != n:
+            problems.append(f"log has {e!r} {got} times, expected {n}")
+    if "crates" in c:
+        # Every crate live at the end was one of the swapped ones (nothing loaded later went untested).
+        for m in re.finditer(r"^crates of (\w+): (.*?)\r?$", text, re.M):
+            extra = [x for x in m.group(2).split() if not x.startswith("wasm:") and x not in NOT_SWAPPED and x not in c["crates"]]
+            if extra:
+                problems.append(f"crates loaded but not in the matrix: {extra}")
     return problems, log
 
 

@@ -16,6 +16,7 @@
 extern crate alloc;
 
 use addr2line::gimli::{self, EndianSlice, LittleEndian};
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -24,18 +25,23 @@ use object::LittleEndian as LE;
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, Rela, SectionHeader, Sym};
 
-/// The relocated sections live as long as the kernel (leaked once per crate file): the cache
-/// keeps every context anyway, and gimli's owned readers need std.
+/// Readers borrow the context's own section bytes (see [`Ctx`]).
 type Reader = EndianSlice<'static, LittleEndian>;
 
-struct Ctx(addr2line::Context<Reader>);
+/// A crate's `addr2line` context and the relocated DWARF it reads.
+struct Ctx {
+    // Declared first, so dropped before the bytes it borrows.
+    ctx: addr2line::Context<Reader>,
+    _bytes: Vec<Box<[u8]>>,
+}
 
 // SAFETY: contexts are only used under CACHE's lock, by one task at a time; their interior
 // caches are never shared outside it.
 unsafe impl Send for Ctx {}
 
 /// Per loaded crate (ids are never reused, so a swapped crate gets a fresh entry): its
-/// context, or `None` if it has no usable debug information.
+/// context, or `None` if it has no usable debug information. Entries of crates that are gone
+/// are dropped whenever a new context is built.
 static CACHE: spin::Mutex<BTreeMap<u32, Option<Ctx>>> = spin::Mutex::new(BTreeMap::new());
 
 /// One source location.
@@ -96,42 +102,68 @@ fn relocated_debug_sections(data: &[u8], placed: &BTreeMap<&str, u64>) -> Option
 }
 
 fn context(sections: BTreeMap<String, Vec<u8>>) -> Option<Ctx> {
-    let sections: BTreeMap<String, &'static [u8]> =
-        sections.into_iter().map(|(k, v)| (k, &*alloc::boxed::Box::leak(v.into_boxed_slice()))).collect();
+    let owned: BTreeMap<String, Box<[u8]>> = sections.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect();
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let bytes: &'static [u8] = sections.get(id.name()).copied().unwrap_or(&[]);
-        Ok(EndianSlice::new(bytes, LittleEndian))
+        let bytes: &[u8] = owned.get(id.name()).map_or(&[], |b| &b[..]);
+        // SAFETY: the boxes move into the `Ctx` built below and are dropped only after its
+        // context (field order); a box's contents never move, so the slices stay valid for as
+        // long as anything can read them.
+        Ok(EndianSlice::new(unsafe { &*(bytes as *const [u8]) }, LittleEndian))
     };
     let dwarf = gimli::Dwarf::load(load).ok()?;
-    addr2line::Context::from_dwarf(dwarf).ok().map(Ctx)
+    let ctx = addr2line::Context::from_dwarf(dwarf).ok()?;
+    Some(Ctx { ctx, _bytes: owned.into_values().collect() })
+}
+
+/// Where a crate's DWARF comes from, copied out of the loader (building a context is heavy:
+/// it is not done while holding the loader, where running out of memory would leave it locked).
+enum Source {
+    /// nano_core's own, already linked.
+    Linked(&'static [u8]),
+    /// A relocatable object (a debug module, or the crate's own object) and where the crate's
+    /// sections were placed.
+    Object(mod_mgmt::ObjectBytes, BTreeMap<String, u64>),
 }
 
 /// Builds the context for the crate containing `addr` (its key, and the context unless one is
 /// cached already).
 fn build_for(addr: u64) -> Option<(u32, Option<Ctx>)> {
-    nano_core::kernel::try_with_loader(|l| {
+    let (key, source) = nano_core::kernel::try_with_loader(|l| {
         let (sid, _) = l.locate(addr)?;
         let k = l.krate(l.section(sid)?.krate)?;
         let key = k.id.0;
-        if CACHE.lock().contains_key(&key) {
+        let mut cache = CACHE.lock();
+        if cache.contains_key(&key) {
             return Some((key, None));
         }
+        cache.retain(|id, _| l.krate(mod_mgmt::CrateId(*id)).is_some());
+        drop(cache);
+        let boot = &nano_core::kernel::boot_state().modules;
         if k.prelinked {
-            let m = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == "nano_core.debug")?;
-            return Some((key, relocated_debug_sections(m.data, &BTreeMap::new()).and_then(context)));
+            // JIT code has no DWARF; only nano_core's is in the image.
+            let m = boot.iter().find(|m| k.name == "nano_core" && m.name == "nano_core.debug")?;
+            return Some((key, Some(Source::Linked(m.data))));
         }
         let ns = l.namespace(k.namespace)?;
-        let placed: BTreeMap<&str, u64> = k.sections.iter().filter_map(|s| l.section(*s)).map(|s| (s.name.as_str(), s.addr)).collect();
+        let placed = k.sections.iter().filter_map(|s| l.section(*s)).map(|s| (s.name.clone(), s.addr)).collect();
         // The image keeps our crates' DWARF in separate debug modules (`debug/<ns>/<file>`);
         // an object from elsewhere (a swap update, `make push`) carries its own.
         let module = alloc::format!("debug/{}/{}", ns.name, k.file);
-        if let Some(m) = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == module) {
-            return Some((key, relocated_debug_sections(m.data, &placed).and_then(context)));
-        }
-        let bytes = ns.file_bytes(&k.file)?;
-        Some((key, relocated_debug_sections(&bytes, &placed).and_then(context)))
+        let bytes = match boot.iter().find(|m| m.name == module) {
+            Some(m) => mod_mgmt::ObjectBytes::Static(m.data),
+            None => ns.file_bytes(&k.file)?,
+        };
+        Some((key, Some(Source::Object(bytes, placed))))
     })
-    .flatten()
+    .flatten()?;
+    let built = match source? {
+        Source::Linked(data) => relocated_debug_sections(data, &BTreeMap::new()).and_then(context),
+        Source::Object(bytes, placed) => {
+            let placed: BTreeMap<&str, u64> = placed.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+            relocated_debug_sections(&bytes, &placed).and_then(context)
+        }
+    };
+    Some((key, built))
 }
 
 /// Calls `f(innermost, outermost)` with the source locations of `addr` — the innermost inlined
@@ -150,7 +182,7 @@ fn with_location_inner(addr: u64, f: &mut dyn FnMut((&str, u32, u32), (&str, u32
         cache.insert(key, built);
     }
     let Some(Some(ctx)) = cache.get(&key) else { return false };
-    let Ok(mut frames) = ctx.0.find_frames(addr).skip_all_loads() else { return false };
+    let Ok(mut frames) = ctx.ctx.find_frames(addr).skip_all_loads() else { return false };
     let (mut first, mut last) = (None, None);
     while let Ok(Some(fr)) = frames.next() {
         if let Some(loc) = fr.location {
@@ -186,7 +218,7 @@ fn locate_inner(addr: u64) -> Vec<Location> {
     }
     let Some(Some(ctx)) = cache.get(&key) else { return Vec::new() };
     let mut out = Vec::new();
-    if let Ok(mut frames) = ctx.0.find_frames(addr).skip_all_loads() {
+    if let Ok(mut frames) = ctx.ctx.find_frames(addr).skip_all_loads() {
         while let Ok(Some(f)) = frames.next() {
             let function = f.function.as_ref().and_then(|n| n.raw_name().ok()).map(|n| mod_mgmt::agnostic_key(n.as_ref()));
             if let Some(loc) = f.location {

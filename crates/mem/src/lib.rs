@@ -1,15 +1,25 @@
-//! `mem`: physical frames and kernel heap in use.
+//! `mem`: physical frames and kernel heap in use, and the memory retired crate versions keep.
 #![no_std]
 #![forbid(unsafe_code)]
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "physical frames and heap in use";
+pub static DESCRIPTION: &str = "physical frames, heap, and memory of retired crate versions";
 
 /// Entry point.
 pub fn main(_args: &[&str]) -> isize {
     let f = nano_core::frames::stats();
     let h = nano_core::heap::stats();
+    let (retired, bytes, loaded) = nano_core::kernel::with_loader(|l| {
+        let r = l.retired();
+        (r.len(), r.iter().map(|r| r.bytes).sum::<u64>(), l.region_bytes())
+    });
     nano_core::println!("frames: {} used of {} ({} KiB used, {} KiB free)", f.used, f.total, f.used * 4, (f.total - f.used) * 4);
-    nano_core::println!("heap:   {} KiB used of {} KiB mapped", h.used / 1024, h.mapped / 1024);
+    nano_core::println!(
+        "heap:   {} KiB used of {} KiB mapped ({} KiB of it loader metadata)",
+        h.used / 1024,
+        h.mapped / 1024,
+        h.metadata_used / 1024
+    );
+    nano_core::println!("crates: {} KiB mapped for loaded crates; {retired} retired versions keep {} KiB", loaded / 1024, bytes / 1024);
     0
 }

@@ -453,6 +453,9 @@ extern "C" fn task_main() -> ! {
 pub fn exit(how: Exit) -> ! {
     x86_64::instructions::interrupts::disable();
     let id = current();
+    if let Some((lo, hi)) = TASKS.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.map(|s| (s.bottom, s.top)))) {
+        nano_core::kernel::release_loader_held_by(lo, hi);
+    }
     if let Some(t) = TASKS.lock().get_mut(&id) {
         t.state = State::Exited(how);
     }

@@ -225,7 +225,13 @@ pub unsafe extern "C" fn personality(version: i32, actions: u32, _class: u64, ex
 /// Runs `f`, catching a panic that unwinds out of it (the panic's message as the error): the
 /// kernel's `catch_unwind`.
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let enabled = x86_64::instructions::interrupts::are_enabled();
     unwinding::panic::catch_unwind(f).map_err(|payload| {
+        // The unwind that ended here ran with interrupts off (see `begin`): put back the state
+        // this catch was entered with.
+        if enabled {
+            x86_64::instructions::interrupts::enable();
+        }
         task::panic_caught();
         match payload.downcast::<String>() {
             Ok(s) => *s,
@@ -241,9 +247,22 @@ pub fn resume(msg: String) -> UnwindReasonCode {
 }
 
 /// Starts unwinding the current task with `msg`; returns only if unwinding could not start.
+///
+/// Unwinding runs with interrupts off until the catch that ends it. The `unwinding` crate
+/// enters each landing pad by switching `rsp` to the pad's frame and only then reading the
+/// saved registers from its context, which lives in the unwinder's frame — below the new
+/// stack pointer. A timer interrupt in that window pushes its frame over the context and the
+/// task jumps into garbage (the one-in-thirty hang of a panic in a host function called by
+/// WASM). With interrupts off the window cannot be hit; landing pads may still yield.
 pub fn begin(msg: String) -> UnwindReasonCode {
+    let enabled = x86_64::instructions::interrupts::are_enabled();
+    x86_64::instructions::interrupts::disable();
     let payload: Box<dyn Any + Send> = Box::new(msg);
-    unwinding::panic::begin_panic(payload)
+    let code = unwinding::panic::begin_panic(payload);
+    if enabled {
+        x86_64::instructions::interrupts::enable();
+    }
+    code
 }
 
 fn catch_for_task(f: &mut dyn FnMut()) -> Result<(), String> {
