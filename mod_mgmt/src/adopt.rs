@@ -19,7 +19,6 @@ use crate::crates::LoadedSection;
 use crate::elf::SectionKind;
 use crate::ids::{CrateId, SectionId};
 use crate::loader::Loader;
-use crate::symbols::agnostic_key;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -44,12 +43,15 @@ pub(crate) struct OldData {
 }
 
 /// What NEW may adopt from OLD, and how to find OLD's counterpart of any of NEW's sections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AdoptPlan {
+    /// The crate being replaced.
+    old: CrateId,
     /// OLD's writable sections that have sized symbols, by the name of the first of them.
     by_key: BTreeMap<String, OldData>,
-    /// Every OLD section by its identity ([`identity`]): its address.
-    identity: BTreeMap<String, u64>,
+    /// Every OLD section by its identity ([`identity`]): its address. Built on first need
+    /// (only pointer initializers of adopted sections need it).
+    identity: Option<BTreeMap<String, u64>>,
     /// OLD sections already adopted during this load.
     claimed: BTreeSet<SectionId>,
 }
@@ -62,9 +64,9 @@ fn writable(kind: SectionKind) -> bool {
 /// its first symbol; for an anonymous constant (no symbols, a name like
 /// `.lrodata..Lanon.<build hash>.12`, where the hash differs between builds), its name without
 /// the hash, its size and a hash of its bytes.
-pub(crate) fn identity(sec: &LoadedSection, symbols: &[SymShape]) -> String {
-    if let Some(s) = symbols.first() {
-        return s.name.clone();
+pub(crate) fn identity(sec: &LoadedSection) -> String {
+    if let Some(s) = sec.symbols.first() {
+        return String::from(s.demangled());
     }
     let stem = match sec.name.find("..Lanon.") {
         Some(i) => &sec.name[..i + 8],
@@ -84,21 +86,20 @@ pub(crate) fn identity(sec: &LoadedSection, symbols: &[SymShape]) -> String {
 }
 
 impl AdoptPlan {
-    /// The plan for replacing `old`.
+    /// The plan for replacing `old`: its writable sections, by the names of their symbols
+    /// (demangled once per symbol and cached by the loader).
     pub fn new(l: &Loader, old: CrateId) -> AdoptPlan {
-        let mut plan = AdoptPlan::default();
+        let mut plan = AdoptPlan { old, by_key: BTreeMap::new(), identity: None, claimed: BTreeSet::new() };
         let Some(k) = l.krate(old) else { return plan };
         for sid in &k.sections {
             let Some(sec) = l.section(*sid) else { continue };
+            if !writable(sec.kind) || sec.size == 0 || !sec.symbols.iter().any(|y| y.size > 0) {
+                continue;
+            }
             let symbols: Vec<SymShape> =
-                sec.symbols.iter().map(|y| SymShape { name: agnostic_key(&y.raw), offset: y.offset, size: y.size }).collect();
-            if !sec.kind.is_tls() {
-                plan.identity.entry(identity(sec, &symbols)).or_insert(sec.addr);
-            }
-            if writable(sec.kind) && sec.size > 0 && symbols.iter().any(|s| s.size > 0) {
-                let key = symbols.iter().find(|s| s.size > 0).map(|s| s.name.clone()).unwrap_or_default();
-                plan.by_key.entry(key).or_insert(OldData { id: *sid, addr: sec.addr, size: sec.size, tls: sec.kind.is_tls(), symbols });
-            }
+                sec.symbols.iter().map(|y| SymShape { name: String::from(y.demangled()), offset: y.offset, size: y.size }).collect();
+            let key = symbols.iter().find(|s| s.size > 0).map(|s| s.name.clone()).unwrap_or_default();
+            plan.by_key.entry(key).or_insert(OldData { id: *sid, addr: sec.addr, size: sec.size, tls: sec.kind.is_tls(), symbols });
         }
         plan
     }
@@ -124,7 +125,17 @@ impl AdoptPlan {
     }
 
     /// OLD's address of the section with this identity.
-    pub fn old_address(&self, identity: &str) -> Option<u64> {
-        self.identity.get(identity).copied()
+    pub fn old_address(&mut self, l: &Loader, identity_of_new: &str) -> Option<u64> {
+        let old = self.old;
+        let map = self.identity.get_or_insert_with(|| {
+            let mut m = BTreeMap::new();
+            for sec in l.krate(old).into_iter().flat_map(|k| k.sections.iter()).filter_map(|s| l.section(*s)) {
+                if !sec.kind.is_tls() {
+                    m.entry(identity(sec)).or_insert(sec.addr);
+                }
+            }
+            m
+        });
+        map.get(identity_of_new).copied()
     }
 }

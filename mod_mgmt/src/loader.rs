@@ -216,13 +216,18 @@ fn region_of(kind: SectionKind) -> usize {
     }
 }
 
-/// The symbols of each ELF section, hash-agnostic and sorted by offset (for adoption).
+/// The symbols of each writable ELF section, hash-agnostic and sorted by offset (for
+/// adoption; other sections are never adopted, so their names are not demangled here).
 fn section_shapes(obj: &ObjectFile<'_>) -> Vec<Vec<SymShape>> {
     let mut out = alloc::vec![Vec::new(); obj.sections.len()];
+    let writable = |k: usize| {
+        obj.sections.get(k).and_then(|s| s.kind).is_some_and(|k| matches!(k, SectionKind::Data | SectionKind::Bss) || k.is_tls())
+    };
     for sym in &obj.symbols {
         if let SymDef::Section(k) = sym.def
             && !sym.name.is_empty()
             && !matches!(sym.kind, SymKind::Section)
+            && writable(k)
             && let Some(v) = out.get_mut(k)
         {
             v.push(SymShape { name: agnostic_key(sym.name), offset: sym.value, size: sym.size });
@@ -669,8 +674,8 @@ impl Loader {
         let result = match held_region.as_mut() {
             // SAFETY: the region is still read-write (protected only below) and this is the
             // only reference to its bytes.
-            Some(r) => self.relocate(&ctx, unsafe { r.bytes_mut() }, adopt.as_deref(), &mut stats),
-            None => self.relocate(&ctx, &mut [], adopt.as_deref(), &mut stats),
+            Some(r) => self.relocate(&ctx, unsafe { r.bytes_mut() }, adopt.as_deref_mut(), &mut stats),
+            None => self.relocate(&ctx, &mut [], adopt, &mut stats),
         };
         let protect = result.and_then(|fixups| {
             if let Some(r) = &held_region {
@@ -719,7 +724,7 @@ impl Loader {
         &mut self,
         c: &RelocCtx<'_, '_>,
         bytes: &mut [u8],
-        adopt: Option<&AdoptPlan>,
+        mut adopt: Option<&mut AdoptPlan>,
         stats: &mut LoadStats,
     ) -> Result<Vec<FieldFixup>, LoadError> {
         let obj = c.obj;
@@ -800,7 +805,7 @@ impl Loader {
                 if in_adopted
                     && kind == RelocKind::Abs64
                     && let SymDef::Section(k) = sym.def
-                    && let Some(plan) = adopt
+                    && let Some(plan) = adopt.as_deref_mut()
                     && let Some(fix) = self.fixup_for(c, plan, k, sym.value, rel.addend, p, sec_bytes, rel.offset)
                 {
                     fixups.push(fix);
@@ -831,7 +836,7 @@ impl Loader {
     fn fixup_for(
         &self,
         c: &RelocCtx<'_, '_>,
-        plan: &AdoptPlan,
+        plan: &mut AdoptPlan,
         k: usize,
         value: u64,
         addend: i64,
@@ -845,9 +850,7 @@ impl Loader {
         }
         let sid = c.sec_ids[k]?;
         let sec = self.sections.get(&sid)?;
-        let shapes: Vec<SymShape> =
-            sec.symbols.iter().map(|y| SymShape { name: agnostic_key(&y.raw), offset: y.offset, size: y.size }).collect();
-        let old_base = plan.old_address(&identity(sec, &shapes))?;
+        let old_base = plan.old_address(self, &identity(sec))?;
         let rel_off = (value as i64).wrapping_add(addend);
         let old_value = (old_base as i64).wrapping_add(rel_off) as u64;
         let at = offset as usize;

@@ -38,7 +38,7 @@ use crate::loader::Loader;
 use crate::memory::{MemoryError, Perms};
 use crate::namespace::{ObjectBytes, crate_name_of};
 use crate::reloc::{self, RelocKind};
-use crate::symbols::agnostic_key;
+use crate::symbols::agnostic_of_exact;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -175,10 +175,61 @@ struct PairPlan {
     new: CrateId,
     relinks: Vec<Relink>,
     transfers: Vec<Transfer>,
-    /// NEW's symbols by hash-agnostic name (globals win over locals of the same name).
-    new_syms: BTreeMap<String, NewSym>,
+    /// NEW's symbols by hash-agnostic name.
+    syms: NewSymbols,
     /// Bytes of OLD's state NEW shares by adoption.
     adopted_bytes: u64,
+}
+
+/// NEW's symbols by hash-agnostic name: the exported ones at once (their keys are known from
+/// loading, so nothing is demangled), all others only if something asks for one (a hook or a
+/// stack word pointing at a private function, a static whose section was not adopted).
+#[derive(Debug, Clone)]
+struct NewSymbols {
+    krate: CrateId,
+    globals: BTreeMap<String, NewSym>,
+    all: core::cell::OnceCell<BTreeMap<String, NewSym>>,
+}
+
+impl NewSymbols {
+    fn of(l: &Loader, krate: CrateId) -> NewSymbols {
+        let mut globals = BTreeMap::new();
+        if let Some(k) = l.crates.get(&krate) {
+            let ns = &l.namespaces[k.namespace.0 as usize];
+            for key in &k.exported {
+                let Some(r) = ns.symbols.get_exact(key) else { continue };
+                let Some(sec) = l.sections.get(&r.section) else { continue };
+                if !r.tls {
+                    globals.insert(agnostic_of_exact(key), NewSym { addr: r.addr, size: r.size, kind: sec.kind, global: true });
+                }
+            }
+        }
+        NewSymbols { krate, globals, all: core::cell::OnceCell::new() }
+    }
+
+    /// The symbol `name`: exported first, then any (globals win over locals of one name).
+    fn get(&self, l: &Loader, name: &str) -> Option<NewSym> {
+        if let Some(s) = self.globals.get(name) {
+            return Some(*s);
+        }
+        let all = self.all.get_or_init(|| {
+            let mut m: BTreeMap<String, NewSym> = BTreeMap::new();
+            for sec in l.crates.get(&self.krate).into_iter().flat_map(|k| k.sections.iter()).filter_map(|s| l.sections.get(s)) {
+                if sec.kind.is_tls() {
+                    continue;
+                }
+                for y in &sec.symbols {
+                    let s = NewSym { addr: sec.addr + y.offset, size: y.size, kind: sec.kind, global: y.global };
+                    let e = m.entry(String::from(y.demangled())).or_insert(s);
+                    if y.global && !e.global {
+                        *e = s;
+                    }
+                }
+            }
+            m
+        });
+        all.get(name).copied()
+    }
 }
 
 /// A verified swap, ready to commit (or abort).
@@ -244,9 +295,9 @@ impl Prepared {
         let Some(sym) = symbol_covering(&sec.symbols, off) else {
             return Translation::Unmappable { symbol: None, reason: "no symbol of the old version covers it" };
         };
-        let name = agnostic_key(&sym.raw);
+        let name = String::from(sym.demangled());
         let delta = off - sym.offset;
-        let Some(new) = plan.new_syms.get(&name) else {
+        let Some(new) = plan.syms.get(l, &name) else {
             return Translation::Unmappable { symbol: Some(name), reason: "the new version has no such symbol" };
         };
         if (sec.kind == SectionKind::Text) != (new.kind == SectionKind::Text) {
@@ -264,26 +315,19 @@ impl Prepared {
         }
     }
 
-    /// OLD function entry → NEW function entry, for every function both versions define
-    /// (function addresses held in registers and spilled to stacks are moved with it).
-    pub fn moved_functions(&self, l: &Loader) -> BTreeMap<u64, u64> {
-        let mut out = BTreeMap::new();
-        for plan in &self.pairs {
-            let Some(k) = l.krate(plan.old) else { continue };
-            for sec in k.sections.iter().filter_map(|s| l.section(*s)).filter(|s| s.kind == SectionKind::Text) {
-                for y in &sec.symbols {
-                    if let Some(n) = plan.new_syms.get(&agnostic_key(&y.raw)).filter(|n| n.kind == SectionKind::Text) {
-                        out.insert(sec.addr + y.offset, n.addr);
-                    }
-                }
-            }
-        }
-        out
+    /// The code and read-only data of the OLD crates, as `[start, end)` ranges (a task with a
+    /// word pointing there is running in, or holding a pointer into, an old version).
+    pub fn old_code_ranges(&self, l: &Loader) -> Vec<(u64, u64)> {
+        self.pairs
+            .iter()
+            .filter_map(|p| l.krate(p.old))
+            .flat_map(|k| k.regions().filter(|r| r.2 != Perms::ReadWrite).map(|(a, s, _)| (a, a + s as u64)).collect::<Vec<_>>())
+            .collect()
     }
 
     /// The address of a function or static NEW exports under the hash-agnostic `name`.
     pub fn new_export(&self, name: &str) -> Option<u64> {
-        self.pairs.iter().find_map(|p| p.new_syms.get(name).filter(|s| s.global).map(|s| s.addr))
+        self.pairs.iter().find_map(|p| p.syms.globals.get(name).map(|s| s.addr))
     }
 }
 
@@ -315,7 +359,7 @@ impl OldState {
             for sec in k.sections.iter().filter_map(|s| l.section(*s)) {
                 if matches!(sec.kind, SectionKind::Data | SectionKind::Bss) {
                     for y in &sec.symbols {
-                        statics.push(OldStatic { name: agnostic_key(&y.raw), addr: sec.addr + y.offset, size: y.size });
+                        statics.push(OldStatic { name: String::from(y.demangled()), addr: sec.addr + y.offset, size: y.size });
                     }
                 }
             }
@@ -495,20 +539,7 @@ impl Loader {
         let mut size_problems: Option<(String, Vec<String>)> = None;
         for (&old, &new) in olds.iter().zip(&news) {
             let old_name = self.crates[&old].name.clone();
-            let mut new_syms: BTreeMap<String, NewSym> = BTreeMap::new();
-            for sid in &self.crates[&new].sections {
-                let sec = self.sections.get(sid).expect("crate sections exist");
-                if sec.kind.is_tls() {
-                    continue;
-                }
-                for y in &sec.symbols {
-                    let s = NewSym { addr: sec.addr + y.offset, size: y.size, kind: sec.kind, global: y.global };
-                    let e = new_syms.entry(agnostic_key(&y.raw)).or_insert(s);
-                    if y.global && !e.global {
-                        *e = s;
-                    }
-                }
-            }
+            let syms = NewSymbols::of(self, new);
             let adopted: BTreeMap<SectionId, SectionId> = self.crates[&new].adopted.iter().map(|&(n, o)| (o, n)).collect();
             let mut problems = Vec::new();
             let mut relinks = Vec::new();
@@ -532,8 +563,8 @@ impl Loader {
                         problems.push(format!("a relocation points into {} at {:#x}, where no symbol is", old_sec.name, rec.target_offset));
                         continue;
                     };
-                    let name = agnostic_key(&old_sym.raw);
-                    let Some(new_sym) = new_syms.get(&name).copied() else {
+                    let name = String::from(old_sym.demangled());
+                    let Some(new_sym) = syms.get(self, &name) else {
                         if !problems.iter().any(|p| p == &format!("missing `{name}`")) {
                             problems.push(format!("missing `{name}`"));
                         }
@@ -557,17 +588,17 @@ impl Loader {
                 if adopted.contains_key(&sid) {
                     adopted_bytes += old_sec.size;
                     for y in old_sec.symbols.iter().filter(|y| y.size > 0) {
-                        report.push(format!("state: {} ({} bytes) shared", agnostic_key(&y.raw), y.size));
+                        report.push(format!("state: {} ({} bytes) shared", y.demangled(), y.size));
                     }
                     continue;
                 }
                 for y in old_sec.symbols.iter().filter(|y| y.size > 0) {
-                    let name = agnostic_key(&y.raw);
+                    let name = String::from(y.demangled());
                     if old_sec.kind.is_tls() {
                         report.push(format!("state: thread-local {name} ({} bytes) changed shape: tasks keep the old value", y.size));
                         continue;
                     }
-                    match new_syms.get(&name).copied() {
+                    match syms.get(self, &name) {
                         Some(n) if is_data(n.kind) => {
                             if n.size == y.size {
                                 transfers.push(Transfer { from: old_sec.addr + y.offset, to: n.addr, len: y.size });
@@ -593,7 +624,7 @@ impl Loader {
             if !sizes.is_empty() && size_problems.is_none() {
                 size_problems = Some((old_name.clone(), sizes));
             }
-            plans.push(PairPlan { old, new, relinks, transfers, new_syms, adopted_bytes });
+            plans.push(PairPlan { old, new, relinks, transfers, syms, adopted_bytes });
         }
         if let Some((krate, problems)) = incompatible {
             self.unload_since(first_new);

@@ -1,4 +1,6 @@
-//! The kernel heaps: two linked-list allocators over virtual regions that grow on demand.
+//! The kernel heaps: two `talc` allocators (binned free lists: allocation and free cost the same
+//! however fragmented the heap is — the linked-list first-fit allocator used before spent 80% of
+//! a large crate's swap walking its hole list) over virtual regions that grow on demand.
 //!
 //! - The **general heap** holds what tasks and crates allocate. A live swap reclaims an old
 //!   crate version only when no word of this heap (and of stacks and data) points into it, so
@@ -16,8 +18,20 @@ use crate::paging::{self, HEAP_BASE, PAGE, Perms};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use linked_list_allocator::Heap;
 use spin::Mutex;
+use talc::base::Talc;
+use talc::base::binning::DefaultBinning;
+use talc::source::Manual;
+
+/// One heap's allocator and where its memory ends.
+struct Heap {
+    talc: Talc<Manual, DefaultBinning>,
+    end: Option<NonNull<u8>>,
+}
+
+// SAFETY: the allocator's pointers refer to the heap's own mapped region; it is only used
+// under its heap's lock.
+unsafe impl Send for Heap {}
 
 const INITIAL: u64 = 1 << 20;
 const GROW_MIN: u64 = 1 << 20;
@@ -30,6 +44,7 @@ struct GrowingHeap {
     base: u64,
     heap: Mutex<Heap>,
     mapped: AtomicU64,
+    used: AtomicU64,
 }
 
 struct Heaps {
@@ -41,10 +56,7 @@ struct Heaps {
 static METADATA_DEPTH: AtomicUsize = AtomicUsize::new(0);
 
 #[global_allocator]
-static HEAPS: Heaps = Heaps {
-    general: GrowingHeap { base: HEAP_BASE, heap: Mutex::new(Heap::empty()), mapped: AtomicU64::new(0) },
-    metadata: GrowingHeap { base: METADATA_BASE, heap: Mutex::new(Heap::empty()), mapped: AtomicU64::new(0) },
-};
+static HEAPS: Heaps = Heaps { general: GrowingHeap::new(HEAP_BASE), metadata: GrowingHeap::new(METADATA_BASE) };
 
 /// Heap usage, for `mem` and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +75,15 @@ pub struct HeapStats {
 pub struct HeapError(#[from] paging::PagingError);
 
 impl GrowingHeap {
+    const fn new(base: u64) -> GrowingHeap {
+        GrowingHeap {
+            base,
+            heap: Mutex::new(Heap { talc: Talc::new(Manual), end: None }),
+            mapped: AtomicU64::new(0),
+            used: AtomicU64::new(0),
+        }
+    }
+
     fn map_more(&self, heap: &mut Heap, bytes: u64) -> Result<(), HeapError> {
         let cur = self.mapped.load(Ordering::Relaxed);
         let bytes = bytes.div_ceil(PAGE) * PAGE;
@@ -73,14 +94,14 @@ impl GrowingHeap {
             paging::map_new(self.base + cur + off, Perms::ReadWrite)?;
         }
         self.mapped.store(cur + bytes, Ordering::Relaxed);
-        if cur == 0 {
+        let new_end = (self.base + cur + bytes) as *mut u8;
+        heap.end = match heap.end {
             // SAFETY: the range was just mapped RW and is used by nothing else.
-            unsafe { heap.init(self.base as *mut u8, bytes as usize) };
-        } else {
+            None => unsafe { heap.talc.claim(self.base as *mut u8, bytes as usize) },
             // SAFETY: the new pages directly follow the heap's current end.
-            unsafe { heap.extend(bytes as usize) };
-        }
-        Ok(())
+            Some(end) => Some(unsafe { heap.talc.extend(end, new_end) }),
+        };
+        heap.end.map(|_| ()).ok_or(HeapError(paging::PagingError::OutOfAddressSpace))
     }
 
     fn contains(&self, addr: u64) -> bool {
@@ -89,14 +110,33 @@ impl GrowingHeap {
 
     fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut heap = self.heap.lock();
-        if let Ok(p) = heap.allocate_first_fit(layout) {
-            return p.as_ptr();
-        }
-        let want = (layout.size() as u64 + layout.align() as u64 + PAGE).max(GROW_MIN);
-        if self.map_more(&mut heap, want).is_err() {
-            return core::ptr::null_mut();
-        }
-        heap.allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        // SAFETY: `GlobalAlloc` callers never ask for zero bytes.
+        let p = match unsafe { heap.talc.try_allocate(layout) } {
+            Some(p) => p,
+            None => {
+                let want = (layout.size() as u64 + layout.align() as u64 + PAGE).max(GROW_MIN);
+                if self.map_more(&mut heap, want).is_err() {
+                    return core::ptr::null_mut();
+                }
+                // SAFETY: as above.
+                match unsafe { heap.talc.try_allocate(layout) } {
+                    Some(p) => p,
+                    None => return core::ptr::null_mut(),
+                }
+            }
+        };
+        self.used.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        p.as_ptr()
+    }
+
+    /// Frees a block of this heap.
+    ///
+    /// # Safety
+    /// `ptr` came from this heap's `alloc` with `layout` and is not used any more.
+    unsafe fn free(&self, ptr: *mut u8, layout: Layout) {
+        self.used.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: by this function's contract.
+        unsafe { self.heap.lock().talc.deallocate(ptr, layout) }
     }
 }
 
@@ -136,14 +176,12 @@ pub fn leave_metadata_if_dead() -> bool {
 
 /// Current usage.
 pub fn stats() -> HeapStats {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let meta = HEAPS.metadata.heap.lock().used() as u64;
-        HeapStats {
-            mapped: HEAPS.general.mapped.load(Ordering::Relaxed) + HEAPS.metadata.mapped.load(Ordering::Relaxed),
-            used: HEAPS.general.heap.lock().used() as u64 + meta,
-            metadata_used: meta,
-        }
-    })
+    let meta = HEAPS.metadata.used.load(Ordering::Relaxed);
+    HeapStats {
+        mapped: HEAPS.general.mapped.load(Ordering::Relaxed) + HEAPS.metadata.mapped.load(Ordering::Relaxed),
+        used: HEAPS.general.used.load(Ordering::Relaxed) + meta,
+        metadata_used: meta,
+    }
 }
 
 /// The general heap's mapped range `[start, end)` (what a reference scan reads).
@@ -163,17 +201,19 @@ unsafe impl GlobalAlloc for Heaps {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let Some(p) = NonNull::new(ptr) else { return };
+        if ptr.is_null() {
+            return;
+        }
         x86_64::instructions::interrupts::without_interrupts(|| {
             if self.metadata.contains(ptr as u64) {
                 // SAFETY: `ptr` came from this heap's `alloc` with this layout.
-                unsafe { self.metadata.heap.lock().deallocate(p, layout) }
+                unsafe { self.metadata.free(ptr, layout) }
             } else {
-                // SAFETY: the block is ours until `deallocate` below; zeroing it keeps stale
+                // SAFETY: the block is ours until it is freed below; zeroing it keeps stale
                 // pointers out of the memory the swap's reference scan reads.
                 unsafe { ptr.write_bytes(0, layout.size()) };
                 // SAFETY: `ptr` came from the general heap's `alloc` with this layout.
-                unsafe { self.general.heap.lock().deallocate(p, layout) }
+                unsafe { self.general.free(ptr, layout) }
             }
         })
     }

@@ -150,12 +150,25 @@ fn check_registrations(l: &Loader, p: &Prepared) -> Result<(), Error> {
     bad.map_or(Ok(()), Err)
 }
 
-/// Code and read-only data of the OLD crates (a task with a word there is inside OLD).
-fn old_code_ranges(l: &Loader, p: &Prepared) -> Vec<(u64, u64)> {
-    p.pairs()
-        .iter()
-        .filter_map(|(old, _)| l.krate(*old))
-        .flat_map(|k| k.regions().filter(|r| r.2 != Perms::ReadWrite).map(|(a, s, _)| (a, a + s as u64)).collect::<Vec<_>>())
+/// Other tasks' stack words that hold the entry of an OLD function NEW also has, with NEW's
+/// entry (function addresses a loop keeps in a register, spilled on its stack).
+fn stack_functions(l: &Loader, p: &Prepared, ranges: &[(u64, u64)]) -> BTreeMap<u64, u64> {
+    let mut words = alloc::collections::BTreeSet::new();
+    let me = task::current();
+    task::for_each_stack_word(&mut |id, _, w| {
+        if id != me && ranges.iter().any(|&(s, e)| *w >= s && *w < e) {
+            words.insert(*w);
+        }
+    });
+    words
+        .into_iter()
+        .filter(|w| {
+            l.symbol_at(*w).is_some_and(|(sec, _, sym)| sec.kind == mod_mgmt::SectionKind::Text && sym.is_some_and(|(_, off)| off == 0))
+        })
+        .filter_map(|w| match p.translate(l, w) {
+            Translation::Moved(n) => Some((w, n)),
+            _ => None,
+        })
         .collect()
 }
 
@@ -194,9 +207,10 @@ enum Attempt {
 
 /// Commits `p` now, with interrupts off (the caller holds the loader).
 fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>) -> Result<Attempt, Error> {
-    let moved = p.moved_functions(l);
+    let ranges = p.old_code_ranges(l);
+    let moved = stack_functions(l, &p, &ranges);
     if p.needs_quiescence
-        && let Some((id, name, addr)) = busy(&old_code_ranges(l, &p), &moved)
+        && let Some((id, name, addr)) = busy(&ranges, &moved)
     {
         return Ok(Attempt::Busy(p, id, name, addr));
     }
@@ -476,6 +490,20 @@ fn scan(free: bool) -> ReclaimReport {
             }
         }
         let scanned = s.scanned;
+        // Name what each holding value points at (a function, a vtable, a string...).
+        for t in s.targets.iter_mut() {
+            if let Some(h) = &mut t.holder
+                && let Some(v) = h.rsplit("value ").next().and_then(|v| v.strip_suffix(')')).and_then(nano_core::kernel::parse_u64)
+                && let Some(info) = l.addr2sym(v)
+            {
+                h.push_str(&format!(
+                    " -> {} + {:#x} in {}",
+                    info.symbol.as_deref().unwrap_or(&info.section),
+                    info.symbol_offset,
+                    info.krate
+                ));
+            }
+        }
         let mut report = ReclaimReport { scanned, scan_us: nano_core::time::micros_since_entry() - t0, ..Default::default() };
         for t in targets {
             match t.holder {

@@ -156,9 +156,11 @@ fn build_for(addr: u64) -> Option<(u32, Option<Ctx>)> {
         Some((key, Some(Source::Object(bytes, placed))))
     })
     .flatten()?;
-    let built = match source? {
-        Source::Linked(data) => relocated_debug_sections(data, &BTreeMap::new()).and_then(context),
-        Source::Object(bytes, placed) => {
+    // `None`: the context is cached already.
+    let built = match source {
+        None => None,
+        Some(Source::Linked(data)) => relocated_debug_sections(data, &BTreeMap::new()).and_then(context),
+        Some(Source::Object(bytes, placed)) => {
             let placed: BTreeMap<&str, u64> = placed.iter().map(|(n, a)| (n.as_str(), *a)).collect();
             relocated_debug_sections(&bytes, &placed).and_then(context)
         }

@@ -5,6 +5,8 @@
 //! task of its own; while it runs, Ctrl-C kills it. `help` lists every command crate in the
 //! namespace's directory with the one-line `DESCRIPTION` each exports.
 //!
+//! A trailing `&` runs a command in the background (the shell does not wait for it).
+//!
 //! Line editing: printable input, Backspace/Delete, Left/Right, Home/End (and Ctrl-A/Ctrl-E),
 //! Up/Down through the history, Ctrl-C to drop the line, Ctrl-L to clear the screen.
 #![no_std]
@@ -74,8 +76,9 @@ fn help() {
     }
 }
 
-/// Runs a command crate as a task; Ctrl-C kills it.
-fn run_command(words: Vec<String>) {
+/// Runs a command crate as a task; Ctrl-C kills it. In the background (a trailing `&`) the
+/// shell does not wait: the task runs on its own and its output interleaves with the prompt.
+fn run_command(words: Vec<String>, background: bool) {
     let main = match resolve(&words[0]) {
         Ok(a) => a,
         Err(e) => {
@@ -95,6 +98,11 @@ fn run_command(words: Vec<String>) {
             return;
         }
     };
+    if background {
+        task::detach(id);
+        println!("[{id}] {name} runs in the background");
+        return;
+    }
     while !task::has_exited(id) {
         if nano_core::serial::try_read_byte() == Some(0x03) {
             let _ = task::kill(id);
@@ -154,7 +162,7 @@ pub fn main() -> isize {
         }
         print!("{PROMPT}");
         let Some(input) = editor.read_line(PROMPT) else { continue };
-        let words = match parse::split(&input) {
+        let mut words = match parse::split(&input) {
             Ok(w) => w,
             Err(e) => {
                 println!("shell: {e}");
@@ -169,7 +177,14 @@ pub fn main() -> isize {
                     println!("{:4}  {h}", i + 1);
                 }
             }
-            _ => run_command(words),
+            _ => {
+                // A trailing unquoted `&` runs the command in the background.
+                let background = words.len() > 1 && words.last().is_some_and(|w| w == "&") && input.trim_end().ends_with('&');
+                if background {
+                    words.pop();
+                }
+                run_command(words, background)
+            }
         }
     }
 }

@@ -5,7 +5,8 @@
 //! each phase. The old version is retired and reclaimed by the reaper once nothing refers to
 //! it; `--reclaim` runs that now and says what still holds each retired crate. `--cycles N`
 //! swaps OLD→NEW→OLD N times, reclaims, and reports frames and heap in use after the first and
-//! the last cycle (the leak check).
+//! the last cycle (the leak check). `--storm N [--seed S] [OLD=NEW ...]` makes N random swaps
+//! among every live crate (each with itself) and the given alternatives, then reclaims.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -53,6 +54,76 @@ fn print_outcome(o: &Outcome, verbose: bool) {
     );
 }
 
+/// A swap storm: `n` random swaps drawn from every live crate swapped with itself and the given
+/// alternative pairs (each alternative swapped in and, later, back), then a reclaim. Returns
+/// whether every swap committed.
+fn storm(n: u64, seed: u64, alternatives: &[SwapPair]) -> bool {
+    let mut rng = seed.max(1);
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut ok, mut failed, mut total_us, mut worst) = (0u64, 0u64, 0u64, (0u64, String::new()));
+    let mut swapped_in: Vec<&SwapPair> = Vec::new();
+    let opts = Options { attempts: 250, no_reaper: true, ..Default::default() };
+    for i in 0..n {
+        let crates: Vec<String> = nano_core::kernel::with_loader(|l| l.crates().filter(|k| !k.prelinked).map(|k| k.name.clone()).collect());
+        // One draw in four takes an alternative (or brings one back).
+        let pair = if !alternatives.is_empty() && next() % 4 == 0 {
+            let a = &alternatives[(next() % alternatives.len() as u64) as usize];
+            match swapped_in.iter().position(|p| p.old == a.old) {
+                Some(k) => {
+                    swapped_in.remove(k);
+                    SwapPair { old: a.old.clone(), new_file: a.old.clone() }
+                }
+                None => {
+                    swapped_in.push(a);
+                    a.clone()
+                }
+            }
+        } else {
+            let x = &crates[(next() % crates.len().max(1) as u64) as usize];
+            SwapPair { old: x.clone(), new_file: x.clone() }
+        };
+        match crate_swap::swap(core::slice::from_ref(&pair), &opts) {
+            Ok(o) => {
+                ok += 1;
+                let t = o.times.total_us();
+                total_us += t;
+                if t > worst.0 {
+                    worst = (t, pair.old.clone());
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("swap: storm: swap {} {} (#{}) FAILED: {e}", pair.old, pair.new_file, i + 1);
+                if pair.old != pair.new_file {
+                    swapped_in.retain(|p| p.old != pair.old);
+                }
+            }
+        }
+        if i % 8 == 7 {
+            crate_swap::reclaim();
+        }
+    }
+    // Bring the alternatives back.
+    for a in swapped_in {
+        if let Err(e) = crate_swap::swap(&[SwapPair { old: a.old.clone(), new_file: a.old.clone() }], &opts) {
+            failed += 1;
+            println!("swap: storm: swapping {} back FAILED: {e}", a.old);
+        }
+    }
+    println!(
+        "swap: storm: {ok} swaps committed, {failed} failed; {} us per swap on average, slowest {} us ({})",
+        total_us / ok.max(1),
+        worst.0,
+        worst.1
+    );
+    failed == 0
+}
+
 /// Runs a reclaim pass and prints it.
 fn reclaim_now() {
     let r = crate_swap::reclaim();
@@ -72,7 +143,9 @@ fn reclaim_now() {
 }
 
 fn usage() -> isize {
-    println!("usage: swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim");
+    println!(
+        "usage: swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim | swap --storm N [--seed S] [OLD=NEW ...]"
+    );
     2
 }
 
@@ -92,6 +165,24 @@ pub fn main(args: &[&str]) -> isize {
             "--reclaim" => {
                 reclaim_now();
                 return 0;
+            }
+            "--storm" => {
+                let Some(n) = it.next().and_then(|n| nano_core::kernel::parse_u64(n)) else { return usage() };
+                let mut seed = 1;
+                let mut alts = Vec::new();
+                while let Some(a) = it.next() {
+                    match (*a, a.split_once('=')) {
+                        ("--seed", _) => match it.next().and_then(|n| nano_core::kernel::parse_u64(n)) {
+                            Some(s) => seed = s,
+                            None => return usage(),
+                        },
+                        (_, Some((old, new))) => alts.push(SwapPair { old: old.to_string(), new_file: new.to_string() }),
+                        _ => return usage(),
+                    }
+                }
+                let ok = storm(n, seed, &alts);
+                reclaim_now();
+                return if ok { 0 } else { 1 };
             }
             "-v" => verbose = true,
             "--state" => match it.next() {
