@@ -10,9 +10,10 @@ export EXTRA_WASM
 #   make fuzz           mutation fuzzing of the object loader (FUZZ_ITERS=N)
 #   make gdb            QEMU with the gdb stub, and gdb attached
 #   make faults         fault-injection campaign (bit flips in a running task; not in CI)
+#   make swapstorm [MINUTES=N]   random swaps of every crate under load for N minutes (default 10)
 #   make push CRATE=DIR [NS=applications]   build DIR's crate like the image and send it to the running kernel
 #   make cobj SRC=prog.c   compile a C program for loadc into target/c/prog.o
-.PHONY: setup tools image run iso test check bench session fuzz gdb push cobj faults clean
+.PHONY: setup tools image run iso test check bench session fuzz gdb push cobj faults swapstorm clean
 
 CMDLINE ?=
 KVM ?=
@@ -69,6 +70,9 @@ cobj: tools
 
 faults: image
 	@python3 tools/faults.py --manifested $(or $(FAULTS),300)
+
+swapstorm: image
+	@python3 tools/swapstorm.py --minutes $(or $(MINUTES),10)
 
 gdb: image
 	@bash tools/gdb.sh

@@ -21,6 +21,34 @@ LOGS = os.path.join(ROOT, "target", "qemu-logs")
 
 KTESTS_OK = r"ktest result: \d+ passed, 0 failed"
 
+# The swap storm: warm everything up, measure, run background work and 40 random swaps (seeded),
+# let the work finish, reclaim, measure again, then the battery.
+STORM_SCRIPT = ["wasm run hello.wasm w", "loadc hello.o w", "selftest", "wasm run kernels.wasm --invoke matmul 16", "echo warm",
+                "swap echo echo_v2", "echo hi", "swap echo echo", "beat 1 1", "sleep 50", "crash null",
+                "wasm run traps.wasm --invoke divide 0", "swap --reclaim", "mem",
+                "beat 300 5 &", "wasm run kernels.wasm --invoke matmul 48 &", "loadc hello.o bg &", "selftest &",
+                "swap --storm 40 --seed 7 echo=echo_v2 heartbeat=heartbeat_v2 scheduler=scheduler_v2",
+                "sleep 3000", "swap --reclaim", "mem",
+                "beat 100 5 &", "selftest &", "swap --storm 40 --seed 8 echo=echo_v2 heartbeat=heartbeat_v2 scheduler=scheduler_v2",
+                "sleep 2000", "swap --reclaim", "mem", "loadc hello.o after", "ps", "poweroff"]
+
+
+def storm_memory_check(text):
+    """Crate memory after the second storm equals that after the first (a crate's first swap may
+    change its layout once; a leak would grow it every time); retired leftovers are bounded."""
+    import re
+    rows = re.findall(r"^crates: (\d+) KiB mapped for loaded crates; (\d+) retired versions keep (\d+) KiB", text, re.M)
+    if len(rows) != 3:
+        return [f"expected 3 `mem` crate lines, found {len(rows)}"]
+    (_, _, _), (first, _, _), (after, retired, kept) = rows
+    problems = []
+    if first != after:
+        problems.append(f"memory of loaded crates {first} KiB after the first storm, {after} KiB after the second")
+    if int(retired) > 3 or int(kept) > 256:
+        problems.append(f"{retired} retired versions keep {kept} KiB after reclaim (bound: 3, 256 KiB)")
+    return problems
+
+
 # name, options, runner verdict ("pass"/"fail"), expected regexes, rejected regexes
 CASES = [
     dict(name="ktests_kernel_route", append="test", expect=[KTESTS_OK, "Multiboot1"], reject=["FAILED"]),
@@ -226,6 +254,14 @@ CASES = [
          script=["wasm run compute.wasm --invoke host_panic"] * 40 + ["echo shell alive", "poweroff"],
          counts=[(r"wasm: the task ended: Panicked\(\"deliberate panic in a host function", 40)],
          expect=["^shell alive"], reject=["could not unwind", "fault outside any task", "died holding the loader"]),
+    # Random swaps among every live crate and the alternative versions while a background task
+    # beats, a WASM computation, a C program and selftest run; then reclaim and the battery.
+    dict(name="swap_storm_under_load", timeout=300, script=STORM_SCRIPT,
+         counts=[(r"selftest: 11 passed, 0 failed", 3), (r"hello.c: all checks passed", 3), (r"wasm: kernels returned 1086061312", 1),
+                 (r"crash: cleanup ran \(null\)", 1), (r"trap: integer divide by zero in wasm::traps::div", 1)],
+         expect=[r"(?s)swap: storm: 40 swaps committed, 0 failed.*swap: storm: 40 swaps committed, 0 failed", r"heartbeat v\d: beat #3\d\d", r"^echo v2: hi", r"^hello.c: all checks passed"],
+         reject=["fault outside any task", "PANIC in nano_core", "could not unwind", "died holding the loader", r"selftest: \d+ passed, [1-9]"],
+         check=lambda text: storm_memory_check(text)),
     # Every loaded crate swapped with itself, then every subsystem exercised (see swap_matrix_script).
     dict(name="swap_matrix_every_crate_then_every_subsystem", matrix="self", timeout=900),
     dict(name="swap_matrix_alternative_versions", matrix="alternatives", timeout=300),
@@ -371,6 +407,8 @@ def run_case(c):
         got = len(re.findall(e, text, re.M))
         if got != n:
             problems.append(f"log has {e!r} {got} times, expected {n}")
+    if "check" in c:
+        problems += c["check"](text)
     if "crates" in c:
         # Every crate live at the end was one of the swapped ones (nothing loaded later went untested).
         for m in re.finditer(r"^crates of (\w+): (.*?)\r?$", text, re.M):

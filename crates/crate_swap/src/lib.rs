@@ -524,6 +524,15 @@ pub fn reclaim() -> ReclaimReport {
     scan(true)
 }
 
+/// Like [`reclaim`], but first lets the idle task run (twice: once to leave the code it was
+/// parked in, once to park in current code) — it runs only when nothing else can, which under
+/// a busy-polling shell is never, so a replaced task crate would stay referenced by it.
+pub fn reclaim_thorough() -> ReclaimReport {
+    task::run_idle();
+    task::run_idle();
+    scan(true)
+}
+
 /// What refers to each retired crate, without freeing anything (for `ns`); crates listed as
 /// freed would be freed by [`reclaim`].
 pub fn holders() -> ReclaimReport {
@@ -543,10 +552,6 @@ pub fn start_reaper() {
         let mut delay = 20;
         for _ in 0..10 {
             task::sleep_ms(delay);
-            // A task parked in a retired crate leaves it when it next runs; the idle task may
-            // otherwise never run. Twice: once to leave, once to park in current code.
-            task::run_idle();
-            task::run_idle();
             if let Some(cur) = nano_core::kernel::current_version("kernel", "crate_swap::start_reaper")
                 && cur != me
             {
@@ -557,7 +562,7 @@ pub fn start_reaper() {
                 start();
                 return 0;
             }
-            let r = reclaim();
+            let r = reclaim_thorough();
             for (name, bytes) in &r.freed {
                 log::debug!("reaper: reclaimed the retired {name} ({bytes} bytes) after a {} us scan", r.scan_us);
             }

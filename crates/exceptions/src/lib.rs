@@ -103,8 +103,28 @@ impl core::fmt::Display for HandlerError {
     }
 }
 
-static HANDLERS: spin::Mutex<alloc::collections::BTreeMap<(u64, Category), Handler>> =
-    spin::Mutex::new(alloc::collections::BTreeMap::new());
+/// One task's handler for one category.
+struct Registered {
+    task: u64,
+    category: Category,
+    handler: Handler,
+}
+
+/// Every registered handler. A vector whose freed slots are zeroed (`forget`): a removed
+/// handler's address must not linger in memory a swap's reference scan reads, or it would keep
+/// the handler's crate from ever being reclaimed (B-tree nodes keep removed values).
+static HANDLERS: spin::Mutex<alloc::vec::Vec<Registered>> = spin::Mutex::new(alloc::vec::Vec::new());
+
+/// Removes the handlers `drop` selects and zeroes the slots they leave.
+fn forget(drop: impl Fn(&Registered) -> bool) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut h = HANDLERS.lock();
+        h.retain(|r| !drop(r));
+        for slot in h.spare_capacity_mut() {
+            *slot = core::mem::MaybeUninit::zeroed();
+        }
+    })
+}
 static CURRENT_TASK: Hook<fn() -> u64> = Hook::new("exceptions::current_task");
 static RESUMED: AtomicU64 = AtomicU64::new(0);
 
@@ -122,10 +142,10 @@ pub fn register_handler(category: Category, handler: Handler) -> Result<(), Hand
     let id = current_task().ok_or(HandlerError::NoTasks)?;
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut h = HANDLERS.lock();
-        if h.contains_key(&(id, category)) {
+        if h.iter().any(|r| r.task == id && r.category == category) {
             return Err(HandlerError::AlreadyRegistered(category));
         }
-        h.insert((id, category), handler);
+        h.push(Registered { task: id, category, handler });
         Ok(())
     })
 }
@@ -133,13 +153,13 @@ pub fn register_handler(category: Category, handler: Handler) -> Result<(), Hand
 /// Removes the calling task's handler for `category`.
 pub fn unregister_handler(category: Category) {
     if let Some(id) = current_task() {
-        x86_64::instructions::interrupts::without_interrupts(|| HANDLERS.lock().remove(&(id, category)));
+        forget(|r| r.task == id && r.category == category);
     }
 }
 
 /// Forgets every handler of a task (the task layer calls this when a task ends).
 pub fn forget_task(id: u64) {
-    x86_64::instructions::interrupts::without_interrupts(|| HANDLERS.lock().retain(|(t, _), _| *t != id));
+    forget(|r| r.task == id);
 }
 
 /// Faults that a task's handler resumed.
@@ -151,7 +171,7 @@ pub fn resumed_count() -> u64 {
 fn handled(info: &FaultInfo) -> Option<u64> {
     let cat = Category::of_vector(info.vector)?;
     let id = current_task()?;
-    let h = HANDLERS.try_lock()?.get(&(id, cat)).copied()?;
+    let h = HANDLERS.try_lock()?.iter().find(|r| r.task == id && r.category == cat).map(|r| r.handler)?;
     match h(info, cat) {
         Action::Resume(at) => {
             RESUMED.fetch_add(1, Ordering::Relaxed);

@@ -11,7 +11,8 @@ pub fn main(_args: &[&str]) -> isize {
     let h = nano_core::heap::stats();
     let (retired, bytes, loaded) = nano_core::kernel::with_loader(|l| {
         let r = l.retired();
-        (r.len(), r.iter().map(|r| r.bytes).sum::<u64>(), l.region_bytes())
+        let retired_bytes = r.iter().map(|r| r.bytes).sum::<u64>();
+        (r.len(), retired_bytes, l.region_bytes() as u64 - retired_bytes)
     });
     nano_core::println!("frames: {} used of {} ({} KiB used, {} KiB free)", f.used, f.total, f.used * 4, (f.total - f.used) * 4);
     nano_core::println!(

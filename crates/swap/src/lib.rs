@@ -126,7 +126,7 @@ fn storm(n: u64, seed: u64, alternatives: &[SwapPair]) -> bool {
 
 /// Runs a reclaim pass and prints it.
 fn reclaim_now() {
-    let r = crate_swap::reclaim();
+    let r = crate_swap::reclaim_thorough();
     for (name, bytes) in &r.freed {
         println!("swap: reclaimed the retired {name} ({bytes} bytes)");
     }

@@ -853,15 +853,23 @@ fn scrub_stack() {
     // SAFETY: reads the stack pointer; no memory is touched.
     unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
     let floor = current_stack().map_or(nano_core::paging::kernel_layout().stack.0, |s| s.0);
-    // Keep clear of the words just below the stack pointer that this call itself may use.
-    let top = rsp.saturating_sub(256) & !7;
+    let top = rsp & !7;
     let start = top.saturating_sub(SCRUB).max(floor);
     if start >= top {
         return;
     }
-    // SAFETY: `[start, top)` lies below this function's frame and above the stack's lowest
-    // mapped address: dead stack space of the running task, which nothing else uses (the kernel
-    // has no red zone, and interrupts use the stack below the interrupted stack pointer only
-    // after saving what they need above it).
-    unsafe { core::ptr::write_bytes(start as *mut u8, 0, (top - start) as usize) };
+    // SAFETY: `[start, top)` lies below this function's stack pointer and above the stack's
+    // lowest mapped address: dead stack space of the running task, which nothing else uses (no
+    // red zone in the kernel; an interrupt pushes its frame below the interrupted stack
+    // pointer, and anything it leaves there is dead too). `rep stosq` makes no call, so it
+    // can zero right up to the stack pointer: the caller's next frame goes there.
+    unsafe {
+        core::arch::asm!(
+            "rep stosq",
+            inout("rdi") start => _,
+            inout("rcx") (top - start) / 8 => _,
+            in("rax") 0u64,
+            options(nostack),
+        )
+    };
 }
