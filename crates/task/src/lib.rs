@@ -6,6 +6,9 @@
 //! kernel is soft-float), and its own TLS block built from mod_mgmt's TLS image, with the
 //! thread pointer in `FS.base`. Preemption: the timer tick calls [`schedule`].
 //!
+//! The task table is taken by the timer interrupt, so everything else takes it with interrupts
+//! off (on one CPU, a tick inside a region holding it would otherwise deadlock).
+//!
 //! TLS blocks reserve [`TLS_RESERVE`] bytes below the thread pointer, so crates with TLS loaded
 //! after a task started still have room in it; such a task sees those variables zeroed rather
 //! than with their initial values (tasks spawned later get the full image).
@@ -423,7 +426,7 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
 
 extern "C" fn task_main() -> ! {
     let id = current();
-    let entry = TASKS.lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0);
+    let entry = cpu::without_interrupts(|| TASKS.lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0));
     reap();
     x86_64::instructions::interrupts::enable();
     let r = match (entry, CATCH.get()) {
@@ -453,7 +456,8 @@ extern "C" fn task_main() -> ! {
 pub fn exit(how: Exit) -> ! {
     x86_64::instructions::interrupts::disable();
     let id = current();
-    if let Some((lo, hi)) = TASKS.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.map(|s| (s.bottom, s.top)))) {
+    let stack = TASKS.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.map(|s| (s.bottom, s.top))));
+    if let Some((lo, hi)) = stack {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
     if let Some(t) = TASKS.lock().get_mut(&id) {
@@ -592,10 +596,14 @@ pub fn sleep_ms(ms: u64) {
     }
 }
 
+/// The timer's hook (interrupts off). Every other user of the task table holds it with
+/// interrupts off too, so it is free whenever a tick arrives; should that ever not hold, this
+/// tick is skipped rather than spun on (spinning here, with interrupts off, on a lock the
+/// interrupted code holds would stop the machine).
 fn on_tick() {
     let cur = current();
     let preempt = {
-        let mut tasks = TASKS.lock();
+        let Some(mut tasks) = TASKS.try_lock() else { return };
         match tasks.get_mut(&cur) {
             Some(t) => {
                 t.ticks += 1;
@@ -615,7 +623,7 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     if cur == 0 {
         return None; // the idle/boot context: fatal
     }
-    let name = TASKS.try_lock().and_then(|t| t.get(&cur).map(|t| t.name.clone())).unwrap_or_default();
+    let name = task_name(cur);
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
     if let Some(at) = fault_unwind::prepare(cur, info, &what) {
         nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
@@ -623,6 +631,11 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     }
     nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {} (not unwound)\n", info.name));
     exit(Exit::Faulted(what))
+}
+
+/// The name of task `id` (empty if the table is busy), taken with interrupts off.
+fn task_name(id: TaskId) -> String {
+    cpu::without_interrupts(|| TASKS.try_lock().and_then(|t| t.get(&id).map(|t| t.name.clone())).unwrap_or_default())
 }
 
 /// The kill reason of the CPU exception whose unwind the running task's last `catch` caught.
@@ -647,7 +660,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     if cur == 0 || !STARTED.load(Ordering::Acquire) {
         return;
     }
-    let name = TASKS.try_lock().and_then(|t| t.get(&cur).map(|t| t.name.clone())).unwrap_or_default();
+    let name = task_name(cur);
     let loc = info.location().map(|l| alloc::format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
     let msg = alloc::format!("{}", info.message());
     nano_core::serial::emergency_write(format_args!("\n!!! task {cur} ({name}) panicked at {loc}: {msg}\n"));
@@ -656,7 +669,11 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
     exceptions::print_backtrace(rbp, None);
     let what = alloc::format!("{msg} at {loc}");
-    let first = TASKS.try_lock().and_then(|mut t| t.get_mut(&cur).map(|t| !core::mem::replace(&mut t.panicking, true))).unwrap_or(false);
+    // Interrupts off while the table is held: the timer takes it too (a tick arriving inside
+    // this window used to deadlock the machine, about one panic in a hundred).
+    let first = cpu::without_interrupts(|| {
+        TASKS.try_lock().and_then(|mut t| t.get_mut(&cur).map(|t| !core::mem::replace(&mut t.panicking, true))).unwrap_or(false)
+    });
     if !first {
         nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
         exit(Exit::Panicked(what));
