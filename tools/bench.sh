@@ -45,63 +45,8 @@ CARGO_TARGET_DIR=target/fx_dylib cargo build --release -q --manifest-path mod_mg
 ./target/release/modtool bench --kernel-deps target/kernel/x86_64-delos/release/deps
 
 echo
-echo "== live swap phase times in QEMU (TCG; median of $RUNS sessions; microseconds)"
-cat > target/bench-swap.txt <<'SCRIPT'
-echo warm up
-beat 100000 20
-swap echo echo_v2
-swap echo echo
-swap echo echo_v2
-swap echo echo
-swap echo echo_v2
-swap echo echo
-swap heartbeat heartbeat_v2
-swap heartbeat heartbeat
-swap heartbeat heartbeat_v2
-swap heartbeat heartbeat
-swap heartbeat heartbeat_v2
-swap heartbeat heartbeat
-swap scheduler scheduler_v2 --state scheduler::swap_hook
-swap scheduler scheduler --state scheduler::swap_hook
-swap scheduler scheduler_v2 --state scheduler::swap_hook
-swap scheduler scheduler --state scheduler::swap_hook
-swap scheduler scheduler_v2 --state scheduler::swap_hook
-swap scheduler scheduler --state scheduler::swap_hook
-loadc hello.o
-swap tlibc tlibc
-swap tlibc tlibc
-swap tlibc tlibc
-poweroff
-SCRIPT
-rm -f target/bench-swap.all
-for ((i = 0; i < RUNS; i++)); do
-    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --append log=warn --script target/bench-swap.txt \
-        --quiet --timeout 60 --log target/bench-swap.log >/dev/null || true
-    grep -a -E '^(delos> )?swap: done' target/bench-swap.log | awk -v run=$i '{print run, NR, $0}' >> target/bench-swap.all
-done
-python3 - <<'PY'
-import re, statistics
-rows = {}
-for line in open("target/bench-swap.all"):
-    run, idx, rest = line.split(" ", 2)
-    m = re.search(r"load (\d+) us, verify (\d+) us, relink (\d+) us, state (\d+) us, cleanup (\d+) us, total (\d+) us \((\d+) relocations, (\d+) bytes", rest)
-    if m:
-        rows.setdefault(int(idx), []).append([int(x) for x in m.groups()])
-# Each pair runs three times; the first run of a code path is slow under TCG (translation), so
-# the table shows the first and the third (steady state).
-names = {1: "echo -> v2, 1st (no dependents)", 5: "echo -> v2, 3rd", 6: "echo v2 -> v1, 3rd",
-         7: "heartbeat -> v2, 1st (task calls it)", 11: "heartbeat -> v2, 3rd", 12: "heartbeat v2 -> v1, 3rd",
-         13: "scheduler -> v2, 1st (+state hook)", 17: "scheduler -> v2, 3rd", 18: "scheduler v2 -> v1, 3rd",
-         19: "tlibc (large) -> itself, 1st", 21: "tlibc (large) -> itself, 3rd"}
-print(f"   {'swap':<36} {'load':>6} {'verify':>6} {'relink':>6} {'state':>6} {'clean':>6} {'total':>6} {'relocs':>6}")
-for idx in sorted(rows):
-    if idx not in names:
-        continue
-    cols = list(zip(*rows[idx]))
-    med = [int(statistics.median(c)) for c in cols]
-    print(f"   {names.get(idx, idx):<36} {med[0]:>6} {med[1]:>6} {med[2]:>6} {med[3]:>6} {med[4]:>6} {med[5]:>6} {med[6]:>6}")
-PY
-echo "   goal: total <= 2000 us, relink+state <= 200 us for a small crate (Theseus: 29 ms total, 1.1 ms relink)"
+echo "== live swap per crate in QEMU (TCG): tools/swapbench.py, $RUNS sessions per system"
+python3 tools/swapbench.py --runs "$RUNS"
 
 echo
 echo "== backtraces in QEMU (btbench: 20 frames deep, $RUNS sessions, the second run of each session)"

@@ -245,6 +245,8 @@ pub struct Prepared {
     /// Whether commit copies statics or runs a state hook: then no task may be running in the
     /// old version when it happens (otherwise that task would keep using the old copy).
     pub needs_quiescence: bool,
+    /// The memory of the OLD crates (every part), for a quick "not ours" in [`Prepared::translate`].
+    old_ranges: Vec<(u64, u64)>,
 }
 
 /// Where an address that pointed into OLD points after the swap.
@@ -288,6 +290,9 @@ impl Prepared {
     /// gate) — should point after the swap: the same symbol at the same offset in NEW. A code
     /// address must be a function's first byte (a stored function pointer).
     pub fn translate(&self, l: &Loader, addr: u64) -> Translation {
+        if !self.old_ranges.iter().any(|&(s, e)| addr >= s && addr < e) {
+            return Translation::Unaffected;
+        }
         let Some((sid, start)) = l.index.lookup(addr) else { return Translation::Unaffected };
         let Some(sec) = l.sections.get(&sid) else { return Translation::Unaffected };
         let Some(plan) = self.pairs.iter().find(|p| p.old == sec.krate) else { return Translation::Unaffected };
@@ -635,6 +640,8 @@ impl Loader {
             return Err(SwapError::StateSize { krate, symbols });
         }
         let needs_quiescence = state_hook || plans.iter().any(|p| !p.transfers.is_empty());
+        let old_ranges =
+            olds.iter().filter_map(|o| self.crates.get(o)).flat_map(|k| k.regions().map(|(a, s, _)| (a, a + s as u64))).collect();
         let t2 = self.now();
         Ok(Prepared {
             first_new,
@@ -643,6 +650,7 @@ impl Loader {
             times: SwapTimes { load_us: t1.saturating_sub(t0), verify_us: t2.saturating_sub(t1), ..Default::default() },
             report,
             needs_quiescence,
+            old_ranges,
         })
     }
 
@@ -675,17 +683,40 @@ impl Loader {
         Ok(())
     }
 
-    /// Writes `value` for one recorded relocation. Returns the bytes that were there.
-    fn rewrite(&mut self, rec: &RelocRecord, value: u64) -> Result<[u8; 8], SwapError> {
-        let sec = self.sections.get(&rec.user).expect("users of live sections exist");
-        let place = sec.addr + rec.offset;
-        let kind = RelocKind::from_type(rec.r_type).unwrap_or(RelocKind::None);
-        let mut saved = [0u8; 8];
-        self.write_at(place, kind.width().max(1), |bytes| {
-            saved[..bytes.len()].copy_from_slice(bytes);
-            let _ = reloc::apply(kind, bytes, 0, i128::from(value), rec.addend, place);
-        })?;
-        Ok(saved)
+    /// Writes the new value of every recorded relocation in `all`, appending what each place
+    /// held to `done`. Places are visited in address order and each page is made writable once
+    /// for all the places on it (a page-table update and a TLB flush per place made relinking
+    /// a crate with many users cost milliseconds).
+    fn rewrite_all(&mut self, all: &[(RelocRecord, u64)], done: &mut Vec<(RelocRecord, [u8; 8])>) -> Result<(), SwapError> {
+        const PAGE: u64 = crate::loader::PAGE_SIZE;
+        let mut places: Vec<(u64, RelocRecord, u64)> =
+            all.iter().filter_map(|(rec, value)| self.sections.get(&rec.user).map(|sec| (sec.addr + rec.offset, *rec, *value))).collect();
+        places.sort_unstable_by_key(|p| p.0);
+        let mut i = 0;
+        while i < places.len() {
+            let page = places[i].0 & !(PAGE - 1);
+            let mut j = i;
+            while j < places.len() && places[j].0 & !(PAGE - 1) == page {
+                j += 1;
+            }
+            let group = &places[i..j];
+            let last =
+                group.iter().map(|(pl, rec, _)| pl + RelocKind::from_type(rec.r_type).map_or(1, |k| k.width().max(1)) as u64 - 1).max();
+            let len = (last.unwrap_or(page) & !(PAGE - 1)) + PAGE - page;
+            self.write_at(page, len as usize, |bytes| {
+                for (place, rec, value) in group {
+                    let kind = RelocKind::from_type(rec.r_type).unwrap_or(RelocKind::None);
+                    let at = (place - page) as usize;
+                    let width = kind.width();
+                    let mut saved = [0u8; 8];
+                    saved[..width].copy_from_slice(&bytes[at..at + width]);
+                    let _ = reloc::apply(kind, &mut bytes[at..at + width], 0, i128::from(*value), rec.addend, *place);
+                    done.push((*rec, saved));
+                }
+            })?;
+            i = j;
+        }
+        Ok(())
     }
 
     /// Puts back the bytes `rewrite` replaced (rollback after a failed hook).
@@ -709,19 +740,13 @@ impl Loader {
         let mut times = p.times;
         let t0 = self.now();
         let mut done: Vec<(RelocRecord, [u8; 8])> = Vec::new();
-        for plan in &p.pairs {
-            for r in &plan.relinks {
-                match self.rewrite(&r.record, r.new_value) {
-                    Ok(saved) => done.push((r.record, saved)),
-                    Err(e) => {
-                        for (rec, saved) in done.into_iter().rev() {
-                            self.restore(&rec, saved);
-                        }
-                        self.swap_abort(p);
-                        return Err(e);
-                    }
-                }
+        let all: Vec<(RelocRecord, u64)> = p.pairs.iter().flat_map(|plan| plan.relinks.iter().map(|r| (r.record, r.new_value))).collect();
+        if let Err(e) = self.rewrite_all(&all, &mut done) {
+            for (rec, saved) in done.into_iter().rev() {
+                self.restore(&rec, saved);
             }
+            self.swap_abort(p);
+            return Err(e);
         }
         let t1 = self.now();
         for plan in &p.pairs {
@@ -775,24 +800,33 @@ impl Loader {
             let k = self.crates.get_mut(&plan.old).expect("old crate exists");
             (k.namespace, k.name.clone(), core::mem::take(&mut k.exported))
         };
-        for key in &old_exported {
-            self.namespaces[old_ns.0 as usize].symbols.remove_if_owned(key, plan.old);
-        }
         let (new_ns, new_name, exported, adopted) = {
             let k = self.crates.get_mut(&plan.new).expect("new crate exists");
             k.fixups.clear();
             (k.namespace, k.name.clone(), core::mem::take(&mut k.exported), core::mem::take(&mut k.adopted))
         };
+        // NEW's exports move into OLD's namespace: a key OLD owns is re-pointed in place (the
+        // same build's keys are identical), others are inserted; what OLD still owns goes.
         let mut moved = Vec::new();
         for key in exported {
-            if let Some(r) = self.namespaces[new_ns.0 as usize].symbols.get_exact(&key) {
-                self.namespaces[new_ns.0 as usize].symbols.remove_if_owned(&key, plan.new);
-                if self.namespaces[old_ns.0 as usize].symbols.insert(key.clone(), r) {
-                    moved.push(key);
-                }
+            let Some(r) = self.namespaces[new_ns.0 as usize].symbols.get_exact(&key) else { continue };
+            let map = &mut self.namespaces[old_ns.0 as usize].symbols;
+            if map.replace_if_owned(&key, plan.old, r) || map.insert(key.clone(), r) {
+                moved.push(key);
             }
         }
+        for key in &old_exported {
+            self.namespaces[old_ns.0 as usize].symbols.remove_if_owned(key, plan.old);
+        }
         self.namespaces[new_ns.0 as usize].crates.remove(&new_name);
+        if self.namespaces[new_ns.0 as usize].crates.is_empty() {
+            // The scratch namespace held only the new versions: drop its map whole.
+            self.namespaces[new_ns.0 as usize].symbols = Default::default();
+        } else {
+            for key in &moved {
+                self.namespaces[new_ns.0 as usize].symbols.remove_if_owned(key, plan.new);
+            }
+        }
         self.namespaces[old_ns.0 as usize].crates.insert(old_name.clone(), plan.new);
         // Adopted memory now belongs to NEW in the index and the TLS image.
         for (new_sid, old_sid) in adopted {

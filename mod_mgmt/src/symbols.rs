@@ -118,6 +118,18 @@ impl SymbolMap {
         true
     }
 
+    /// Points an existing key owned by `krate` at `sym` instead (a new version of the crate took
+    /// over the very same symbol). Returns `false` (and changes nothing) otherwise.
+    pub fn replace_if_owned(&mut self, exact: &str, krate: CrateId, sym: SymbolRef) -> bool {
+        match self.exact.get_mut(exact) {
+            Some(s) if s.krate == krate => {
+                *s = sym;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Exact lookup.
     pub fn get_exact(&self, exact: &str) -> Option<SymbolRef> {
         self.exact.get(exact).copied()

@@ -206,7 +206,7 @@ enum Attempt {
 }
 
 /// Commits `p` now, with interrupts off (the caller holds the loader).
-fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>) -> Result<Attempt, Error> {
+fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>, recheck: bool) -> Result<Attempt, Error> {
     let ranges = p.old_code_ranges(l);
     let moved = stack_functions(l, &p, &ranges);
     if p.needs_quiescence
@@ -229,8 +229,10 @@ fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>) -> Result<Attemp
             let f: StateHook = unsafe { core::mem::transmute::<usize, StateHook>(addr as usize) };
             f(&OldState::of(l, p)).map_err(|e| format!("state hook failed: {e}"))?;
         }
-        // Checked in prepare; re-checked now that other tasks cannot change them.
-        check_registrations(l, p).map_err(|e| e.to_string())?;
+        // Checked in prepare; re-checked if other tasks ran since (they may have registered more).
+        if recheck {
+            check_registrations(l, p).map_err(|e| e.to_string())?;
+        }
         hooks_moved = nano_core::hooks::relink(&mut |a| match p.translate(l, a) {
             Translation::Moved(n) => Some(n),
             _ => None,
@@ -282,7 +284,7 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
             l.swap_abort(p);
             return Ok(Attempt::Done(o));
         }
-        commit(l, p, state_hook)
+        commit(l, p, state_hook, false)
     })?;
     let mut waited = 0;
     let mut attempt = first;
@@ -309,7 +311,7 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
                 let hook = opts.state_hook.clone();
                 attempt = nano_core::kernel::with_loader(|l| {
                     let state_hook = hook.as_deref().and_then(|h| p.new_export(h));
-                    commit(l, p, state_hook)
+                    commit(l, p, state_hook, true)
                 })?;
             }
         }
