@@ -45,8 +45,8 @@ CARGO_TARGET_DIR=target/fx_dylib cargo build --release -q --manifest-path mod_mg
 ./target/release/modtool bench --kernel-deps target/kernel/x86_64-delos/release/deps
 
 echo
-echo "== live swap per crate in QEMU (TCG): tools/swapbench.py, $RUNS sessions per system"
-python3 tools/swapbench.py --runs "$RUNS"
+echo "== live swap per crate in QEMU (TCG): tools/swapbench.py, 3 sessions per system"
+python3 tools/swapbench.py --runs 3
 
 echo
 echo "== backtraces in QEMU (btbench: 20 frames deep, $RUNS sessions, the second run of each session)"
