@@ -91,7 +91,17 @@ impl GrowingHeap {
             return Err(HeapError(paging::PagingError::OutOfAddressSpace));
         }
         for off in (0..bytes).step_by(PAGE as usize) {
-            paging::map_new(self.base + cur + off, Perms::ReadWrite)?;
+            if let Err(e) = paging::map_new(self.base + cur + off, Perms::ReadWrite) {
+                // Out of frames midway: give back what this growth mapped (the heap would
+                // otherwise keep frames it never uses).
+                for undo in (0..off).step_by(PAGE as usize) {
+                    if let Ok(frame) = paging::unmap(self.base + cur + undo) {
+                        // SAFETY: the frame was mapped just above and never handed out.
+                        unsafe { crate::frames::FRAMES.lock().free(frame) };
+                    }
+                }
+                return Err(e.into());
+            }
         }
         self.mapped.store(cur + bytes, Ordering::Relaxed);
         let new_end = (self.base + cur + bytes) as *mut u8;

@@ -64,6 +64,38 @@ fn unmap_and_free(start: u64, pages: u64) {
     })
 }
 
+/// Address space reserved without memory behind it (a WASM linear memory's guard region):
+/// pages are mapped on demand ([`KernelMemory::commit`]) and all returned at once
+/// ([`KernelMemory::release`]).
+impl KernelMemory {
+    /// Reserves `len` bytes of address space (page aligned, unmapped, followed by a guard
+    /// page); returns its start.
+    pub fn reserve(&self, len: usize) -> Option<u64> {
+        let pages = (len as u64).div_ceil(PAGE).max(1);
+        self.take_range(pages).ok()
+    }
+
+    /// Maps `[start, start+len)` (page aligned, inside a reservation, not mapped yet) read-write
+    /// and zero-filled. On failure (no frames) nothing of it stays mapped.
+    pub fn commit(&self, start: u64, len: u64) -> Result<(), MemoryError> {
+        let pages = len.div_ceil(PAGE);
+        for i in 0..pages {
+            if paging::map_new(start + i * PAGE, paging::Perms::ReadWrite).is_err() {
+                unmap_and_free(start, i);
+                return Err(MemoryError::OutOfMemory(len as usize));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmaps the first `committed` bytes of a reservation of `len` bytes at `start`, frees
+    /// their frames and gives the address space back.
+    pub fn release(&self, start: u64, committed: u64, len: usize) {
+        unmap_and_free(start, committed.div_ceil(PAGE));
+        self.give_back(start, (len as u64).div_ceil(PAGE).max(1));
+    }
+}
+
 impl MemoryProvider for KernelMemory {
     fn allocate(&self, size: usize) -> Result<Region, MemoryError> {
         let pages = (size as u64).div_ceil(PAGE).max(1);

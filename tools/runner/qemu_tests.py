@@ -265,6 +265,27 @@ CASES = [
     # Every loaded crate swapped with itself, then every subsystem exercised (see swap_matrix_script).
     dict(name="swap_matrix_every_crate_then_every_subsystem", matrix="self", timeout=900),
     dict(name="swap_matrix_alternative_versions", matrix="alternatives", timeout=300),
+    # Issue 20: imports are capabilities; memory is limited and always returned.
+    dict(name="wasm_imports_are_capabilities", timeout=120, script=[
+            "wasm run memset.wasm --invoke smash", "wasm run trusted.wasm --invoke up", "wasm run trusted.wasm --trusted --invoke up",
+            "wasm run print.wasm --invoke good", "wasm run print.wasm --invoke bad", "wasm run compute.wasm --invoke show_backtrace",
+            "wasm run hello.wasm still", "echo kernel alive", "poweroff"],
+         expect=[r"wasm: memset: import env\.memset refused: WASM modules may import WASI, the delos module \(print, uptime_ms, backtrace, panic\) and loaded modules' exports; env is neither \(kernel symbols are granted only to `wasm run --trusted`\); nothing was instantiated",
+                 r"wasm: trusted: import env\.delos_wasm_uptime_ms refused",
+                 r"wasm: trusted runs trusted: its imports may name any exported kernel function", r"wasm: trusted returned [1-9]\d*\r?$",
+                 r"^hello through delos\.print\r?\n(.*\r?\n)?wasm: print returned 0", r"wasm: print returned 21\r?$",
+                 r"wasm::compute::inner \+ 0x[0-9a-f]+ \(crate wasm:compute", r"^still\r?$", "^kernel alive"],
+         reject=["CPU EXCEPTION", "fault outside any task", "wasm: memset returned"]),
+    dict(name="wasm_memory_limited_and_returned", timeout=180, append="wasm_mem=16", script=[
+            "mem", "wasm run grow.wasm --invoke huge --repeat 3", "wasm run grow.wasm --invoke table --repeat 3",
+            "wasm run grow.wasm --invoke some --repeat 200", "wasm load g grow.wasm", "wasm call g some", "wasm list",
+            "wasm unload g", "wasm list", "wasm run traps.wasm --invoke oob", "wasm run traps.wasm --bounds-checks --invoke oob", "poweroff"],
+         counts=[(r"wasm: leak: none", 3), (r"wasm: grow returned -1", 4)],
+         expect=[r"wasm: 200 runs of grow; after run 1: (\d+) frames, (\d+) heap bytes in use; after run 200: \1 frames, \2 heap bytes",
+                 r"wasm: memories and tables use 6464 KiB of a 16384 KiB budget .*\r?\n(.*\r?\n)?g: \d+ bytes of code at 0x[0-9a-f]+, 6464 KiB of linear memory",
+                 r"wasm: memories and tables use 0 KiB of a 16384 KiB budget",
+                 r"(?s)trap: out of bounds memory access in wasm::traps::oob.*trap: out of bounds memory access in wasm::traps::oob"],
+         reject=["CPU EXCEPTION", "fault outside any task", "wasm: leak: [1-9-]"]),
     # The runner's own tests: each of these must make qemu_run.py fail.
     dict(name="runner_fails_on_failing_ktest", append="test test_fail", verdict="fail",
          expect=["ktest deliberate_failure ... FAILED"]),

@@ -1,8 +1,9 @@
 //! `wasm`: compiles and runs WebAssembly modules inside the kernel.
 //!
 //! ```text
-//! wasm run FILE [--invoke FUNC] [--fuel N] [ARGS...]   compile, run _start (WASI) or FUNC, unload
-//! wasm load NAME FILE                                   compile and keep as crate wasm:NAME
+//! wasm run FILE [--invoke FUNC] [--fuel N] [--repeat N] [--trusted] [ARGS...]
+//!                                                       compile, run _start (WASI) or FUNC, unload
+//! wasm load NAME FILE [--trusted]                       compile and keep as crate wasm:NAME
 //! wasm call NAME FUNC [ARGS...]                         call an export of a loaded module
 //! wasm unload NAME                                      remove it (code, symbols, memory)
 //! wasm swap NAME FILE                                   replace a loaded module live
@@ -14,9 +15,13 @@
 //! file sent with `make push WASM=FILE`. Every
 //! compiled module becomes a crate `wasm:NAME` of the applications namespace with one section
 //! per function named `wasm::NAME::FUNCTION` and its `.eh_frame`, so `addr2sym`, `sym2addr`,
-//! `ns`, backtraces and the unwinder see JIT code like any other. Imports resolve against WASI
-//! (`wasi_snapshot_preview1`) and, for any other module name, against exported kernel symbols
-//! of the same name (`extern "C" fn(vmctx, args...)`), such as the host functions below.
+//! `ns`, backtraces and the unwinder see JIT code like any other. Imports are capabilities:
+//! WASI (`wasi_snapshot_preview1`), the `delos` module (host functions made for WASM, every
+//! pointer checked against the caller's memory: `print`, `uptime_ms`, `backtrace`, `panic`) and
+//! other loaded modules' exports; anything else is refused before instantiation, naming the
+//! import. Only a module run `--trusted` may import exported kernel symbols by name (called
+//! as `extern "C" fn(vmctx, args...)`), and the command says so. `--repeat N` runs a module N
+//! times and compares memory after the first and the last run (the leak check).
 //! Compilation and the call run in a task of their own with a 1 MiB stack, so a trap or a
 //! fault ends only that call.
 //!
@@ -45,7 +50,22 @@ use wasm_runtime::{Config, Error, Extern, Func, Instance, Module, Store, TrapKin
 use wasmparser::ValType;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "WebAssembly: wasm run FILE [--invoke F] [--fuel N] [ARGS] | load NAME FILE | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | spec [FILTER]";
+pub static DESCRIPTION: &str = "WebAssembly (--bounds-checks: explicit checks, not guard regions): wasm run FILE [--invoke F] [--fuel N] [--repeat N] [--trusted] [ARGS] | load NAME FILE [--trusted] | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | spec [FILTER]";
+
+/// Compiled code in the kernel omits bounds checks: every linear memory is a reservation whose
+/// unmapped pages fault (guard regions), and a fault at a memory access becomes an
+/// out-of-bounds trap. `--bounds-checks` compiles explicit checks instead (for comparison).
+pub(crate) fn kernel_config(fuel: bool, bounds_checks: bool) -> Config {
+    Config { fuel, bounds_checks, ..Config::default() }
+}
+
+/// Whether the running command compiles explicit bounds checks.
+pub(crate) fn explicit_checks() -> bool {
+    EXPLICIT_CHECKS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set by `--bounds-checks` for the command that is running.
+static EXPLICIT_CHECKS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Stack of the task that compiles and runs (Cranelift and deep WASM recursion need room).
 const STACK_PAGES: u64 = 256;
@@ -116,17 +136,62 @@ fn stem(file: &str) -> String {
     base.strip_suffix(".wasm").unwrap_or(base).replace(['.', '-'], "_")
 }
 
-/// Imports: WASI by name, another loaded module's export, or (below) a kernel symbol.
+/// Imports are capabilities: WASI, the `delos` module's host functions (made for WASM: every
+/// pointer checked against the caller's memory), and another loaded module's exports. Kernel
+/// symbols only for a module run `--trusted` ([`resolve_kernel`]).
 fn resolve(i: &wasm_runtime::module::Import) -> Option<Extern> {
     use wasm_runtime::module::ImportKind;
     if i.module == wasm_runtime::wasi::MODULE {
         let ImportKind::Func(_) = i.kind else { return None };
         return wasm_runtime::wasi::resolve(&i.name).map(Extern::Func);
     }
+    if i.module == wasm_runtime::delos::MODULE {
+        let ImportKind::Func(_) = i.kind else { return None };
+        return delos_function(&i.name).map(Extern::Func);
+    }
     let other = LOADED.lock().get(&i.module).cloned()?;
     other.instance.export(&i.name)
 }
 
+/// The kernel's `delos` functions besides the engine's (`print`, `uptime_ms`).
+const KERNEL_DELOS: &[&str] = &["backtrace", "panic"];
+
+fn delos_function(name: &str) -> Option<Func> {
+    let f = |code: usize| Func { code: code as u64, ty: wasmparser::FuncType::new([], []), vmctx: core::ptr::null_mut(), owner: None };
+    match name {
+        "backtrace" | "delos_wasm_backtrace" => Some(f(delos_wasm_backtrace as *const () as usize)),
+        "panic" | "delos_wasm_panic" => Some(f(delos_wasm_panic as *const () as usize)),
+        _ => wasm_runtime::delos::resolve(name),
+    }
+}
+
+/// Why `i` cannot be granted to an untrusted module, if it cannot (checked before anything is
+/// instantiated, so a refusal names the import).
+fn refusal(i: &wasm_runtime::module::Import) -> Option<String> {
+    use wasm_runtime::module::ImportKind;
+    let what = format!("import {}.{}", i.module, i.name);
+    if i.module == wasm_runtime::wasi::MODULE {
+        return None; // a missing WASI function has its own message
+    }
+    if i.module == wasm_runtime::delos::MODULE {
+        let offered: Vec<&str> = wasm_runtime::delos::NAMES.iter().chain(KERNEL_DELOS).copied().collect();
+        return match (&i.kind, delos_function(&i.name)) {
+            (ImportKind::Func(_), Some(_)) => None,
+            _ => Some(format!("{what} refused: the delos module has no such function (it offers {})", offered.join(", "))),
+        };
+    }
+    if LOADED.lock().contains_key(&i.module) {
+        return None; // a missing export is the engine's "unknown import"
+    }
+    Some(format!(
+        "{what} refused: WASM modules may import WASI, the delos module ({}) and loaded modules' exports; {} is neither (kernel symbols are granted only to `wasm run --trusted`)",
+        wasm_runtime::delos::NAMES.iter().chain(KERNEL_DELOS).copied().collect::<Vec<_>>().join(", "),
+        i.module
+    ))
+}
+
+/// For a module run `--trusted` only: an import of any other module name resolves to the
+/// exported kernel symbol of the import's name, called as `extern "C" fn(vmctx, args...)`.
 fn resolve_kernel(i: &wasm_runtime::module::Import, ty: &wasmparser::FuncType) -> Option<Extern> {
     let addr = nano_core::kernel::with_loader(|l| {
         let ns = l.namespace_by_name("applications").ok()?;
@@ -168,14 +233,20 @@ fn unregister(id: mod_mgmt::CrateId) {
 struct Options {
     invoke: Option<String>,
     fuel: Option<i64>,
+    trusted: bool,
+    repeat: u64,
     rest: Vec<String>,
 }
 
 fn options(args: &[&str]) -> Result<Options, String> {
-    let mut o = Options { invoke: None, fuel: None, rest: Vec::new() };
+    let mut o = Options { invoke: None, fuel: None, trusted: false, repeat: 1, rest: Vec::new() };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
+            "--trusted" => o.trusted = true,
+            "--repeat" => {
+                o.repeat = it.next().and_then(|n| nano_core::kernel::parse_u64(n)).filter(|n| *n > 0).ok_or("--repeat needs a count")?
+            }
             "--invoke" => o.invoke = Some(it.next().ok_or("--invoke needs a function name")?.to_string()),
             "--fuel" => {
                 let n = it.next().and_then(|n| nano_core::kernel::parse_u64(n)).ok_or("--fuel needs a number")?;
@@ -207,9 +278,17 @@ fn show(v: &Val) -> String {
 }
 
 /// Compiles and instantiates `bytes` as `name` and registers it.
-fn instantiate(name: &str, krate: &str, bytes: &[u8], fuel: Option<i64>, argv: Vec<String>, shared: bool) -> Result<Loaded, String> {
+fn instantiate(
+    name: &str,
+    krate: &str,
+    bytes: &[u8],
+    fuel: Option<i64>,
+    argv: Vec<String>,
+    shared: bool,
+    trusted: bool,
+) -> Result<Loaded, String> {
     let t0 = nano_core::time::micros_since_entry();
-    let config = Config { fuel: fuel.is_some(), ..Config::default() };
+    let config = kernel_config(fuel.is_some(), EXPLICIT_CHECKS.load(core::sync::atomic::Ordering::Relaxed));
     let module = Module::new(bytes, config).map_err(|e| format!("{name}: {e}"))?;
     let t1 = nano_core::time::micros_since_entry();
     let own = (!shared).then(|| Store::new(&platform::PLATFORM));
@@ -233,10 +312,15 @@ fn instantiate(name: &str, krate: &str, bytes: &[u8], fuel: Option<i64>, argv: V
     if let Some(i) = module.info.imports.iter().find(missing_wasi) {
         return Err(format!("{name}: imports {}.{}, which this WASI subset does not have", i.module, i.name));
     }
+    if trusted {
+        println!("wasm: {name} runs trusted: its imports may name any exported kernel function, called with arguments it chooses");
+    } else if let Some(why) = module.info.imports.iter().find_map(refusal) {
+        return Err(format!("{name}: {why}; nothing was instantiated"));
+    }
     let types = &module.info.types;
     let inst = Instance::new(store, &module, name, &|i| {
         resolve(i).or_else(|| match i.kind {
-            wasm_runtime::module::ImportKind::Func(t) => resolve_kernel(i, &types[t as usize]),
+            wasm_runtime::module::ImportKind::Func(t) if trusted => resolve_kernel(i, &types[t as usize]),
             _ => None,
         })
     })
@@ -320,7 +404,7 @@ fn run(args: &[&str]) -> isize {
         }
     };
     let Some(file) = o.rest.first().cloned() else {
-        println!("usage: wasm run FILE [--invoke FUNC] [--fuel N] [ARGS...]");
+        println!("usage: wasm run FILE [--invoke FUNC] [--fuel N] [--repeat N] [--trusted] [ARGS...]");
         return 2;
     };
     let bytes = match read_file(&file) {
@@ -332,27 +416,71 @@ fn run(args: &[&str]) -> isize {
     };
     in_task("wasm", move || {
         let name = stem(&file);
-        let l = match instantiate(&name, &format!("wasm:{name}"), &bytes, o.fuel, o.rest.clone(), false) {
-            Ok(l) => l,
-            Err(e) => {
-                println!("wasm: {e}");
-                return 1;
+        let mut first = None;
+        let mut status = 0;
+        for k in 0..o.repeat {
+            // With --repeat, only the first and the last run speak.
+            let quiet = k > 0 && k + 1 < o.repeat;
+            status = run_once(&name, &bytes, &o, quiet);
+            if k == 0 {
+                first = Some(usage());
             }
-        };
-        let r = match &o.invoke {
-            Some(f) => report(&name, call(&l, f, &o.rest[1..])),
-            None if l.instance.module().export("_start").is_some() => report(&name, l.instance.call("_start", &[])),
-            None => {
-                println!("wasm: {name} has no _start; use --invoke FUNC");
-                2
+        }
+        if o.repeat > 1 {
+            let (f0, h0) = first.unwrap_or_default();
+            let (f1, h1) = usage();
+            println!(
+                "wasm: {} runs of {name}; after run 1: {f0} frames, {h0} heap bytes in use; after run {}: {f1} frames, {h1} heap bytes",
+                o.repeat, o.repeat
+            );
+            if (f0, h0) == (f1, h1) {
+                println!("wasm: leak: none");
+            } else {
+                println!("wasm: leak: {} frames, {} heap bytes", f1 as i64 - f0 as i64, h1 as i64 - h0 as i64);
             }
-        };
-        drop(l);
-        r
+        }
+        status
     })
 }
 
-fn load(name: &str, file: &str) -> isize {
+/// Frames and heap bytes in use.
+fn usage() -> (u64, u64) {
+    (nano_core::frames::stats().used, nano_core::heap::stats().used)
+}
+
+/// Compiles, instantiates and runs the module once (what `wasm run` does); the module and
+/// everything it held are gone when this returns.
+fn run_once(name: &str, bytes: &[u8], o: &Options, quiet: bool) -> isize {
+    let l = match instantiate(name, &format!("wasm:{name}"), bytes, o.fuel, o.rest.clone(), false, o.trusted) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("wasm: {e}");
+            return 1;
+        }
+    };
+    let result = match &o.invoke {
+        Some(f) => call(&l, f, &o.rest[1..]),
+        None if l.instance.module().export("_start").is_some() => l.instance.call("_start", &[]),
+        None => {
+            println!("wasm: {name} has no _start; use --invoke FUNC");
+            return 2;
+        }
+    };
+    drop(l);
+    if quiet { quiet_status(&result) } else { report(name, result) }
+}
+
+/// The status `report` would return, without printing.
+fn quiet_status(r: &Result<Vec<Val>, Error>) -> isize {
+    match r {
+        Ok(_) => 0,
+        Err(Error::Trap(t)) if t.kind == TrapKind::Exit => t.exit_code as isize,
+        Err(Error::Trap(_)) => 3,
+        Err(_) => 1,
+    }
+}
+
+fn load(name: &str, file: &str, trusted: bool) -> isize {
     if LOADED.lock().contains_key(name) {
         println!("wasm: {name} is already loaded (wasm unload {name} first)");
         return 1;
@@ -365,7 +493,7 @@ fn load(name: &str, file: &str) -> isize {
         }
     };
     let name = name.to_string();
-    in_task("wasm", move || match instantiate(&name, &format!("wasm:{name}"), &bytes, None, alloc::vec![name.clone()], true) {
+    in_task("wasm", move || match instantiate(&name, &format!("wasm:{name}"), &bytes, None, alloc::vec![name.clone()], true, trusted) {
         Ok(l) => {
             LOADED.lock().insert(name, Arc::new(l));
             0
@@ -387,8 +515,26 @@ fn unload(name: &str) -> isize {
         println!("wasm: {name} is imported by {}; unload those first", users.join(", "));
         return 1;
     }
+    let holders: Vec<String> = {
+        let loaded = LOADED.lock();
+        match loaded.get(name) {
+            Some(me) => loaded
+                .iter()
+                .filter(|(n, l)| n.as_str() != name && l.instance.tables_refer_to(&me.instance))
+                .map(|(n, _)| n.clone())
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    if !holders.is_empty() {
+        println!("wasm: tables of {} hold functions of {name}; unload those first", holders.join(", "));
+        return 1;
+    }
     match LOADED.lock().remove(name) {
         Some(l) => {
+            // Nothing else refers to it: the shared store lets it go, and with it its code,
+            // memory and tables.
+            kernel_store().release(&l.instance);
             drop(l);
             println!("wasm: unloaded {name}");
             0
@@ -401,13 +547,22 @@ fn unload(name: &str) -> isize {
 }
 
 fn list() -> isize {
+    let (in_use, peak, budget, refused) = platform::accounting();
+    println!(
+        "wasm: memories and tables use {} KiB of a {} KiB budget (peak {} KiB; one memory at most {} KiB); {refused} growths refused",
+        in_use / 1024,
+        budget / 1024,
+        peak / 1024,
+        platform::instance_limit() / 1024
+    );
     let loaded = LOADED.lock();
     if loaded.is_empty() {
         println!("wasm: no modules loaded; files: {}", list_files().join(" "));
     }
     for (name, l) in loaded.iter() {
         let (addr, len) = l.instance.code_range();
-        println!("{name}: {len} bytes of code at {addr:#x}");
+        let mem = l.instance.memory().map_or(0, |m| m.len());
+        println!("{name}: {len} bytes of code at {addr:#x}, {} KiB of linear memory", mem / 1024);
         for (_, sym, a, size) in l.instance.functions() {
             println!("  {a:#x} {size:>6}  {sym}");
         }
@@ -420,7 +575,7 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
     let t0 = nano_core::time::micros_since_entry();
     let old = LOADED.lock().get(name).cloned().ok_or_else(|| format!("{name} is not loaded"))?;
     let bytes = read_file(file)?;
-    let new = instantiate(name, &format!("wasm:{name}(next)"), &bytes, None, alloc::vec![name.to_string()], true)?;
+    let new = instantiate(name, &format!("wasm:{name}(next)"), &bytes, None, alloc::vec![name.to_string()], true, false)?;
     let refuse = |why: String, new: Loaded| -> Result<String, String> {
         kernel_store().release(&new.instance);
         drop(new);
@@ -490,9 +645,13 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
+    EXPLICIT_CHECKS.store(args.contains(&"--bounds-checks"), core::sync::atomic::Ordering::Relaxed);
+    let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--bounds-checks").collect();
+    let args = args.as_slice();
     match args.get(1).copied() {
         Some("run") => run(&args[2..]),
-        Some("load") if args.len() == 4 => load(args[2], args[3]),
+        Some("load") if args.len() == 4 => load(args[2], args[3], false),
+        Some("load") if args.len() == 5 && args[4] == "--trusted" => load(args[2], args[3], true),
         Some("call") if args.len() >= 4 => {
             let Some(l) = LOADED.lock().get(args[2]).cloned() else {
                 println!("wasm: {} is not loaded", args[2]);

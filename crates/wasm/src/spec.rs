@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use nano_core::println;
-use wasm_runtime::{Config, Error, Instance, Module, Store, TrapKind, Val};
+use wasm_runtime::{Error, Instance, Module, Store, TrapKind, Val};
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -128,7 +128,7 @@ pub fn run(filter: Option<&str>) -> isize {
                 b'M' => {
                     let bytes = r.bytes()?;
                     if selected {
-                        let made = Module::new(bytes, Config::default())
+                        let made = Module::new(bytes, crate::kernel_config(false, crate::explicit_checks()))
                             .map_err(|e| format!("{e}"))
                             .and_then(|m| Instance::new(&store, &m, "spec", &|_| None).map_err(|e| format!("{e}")));
                         check(made.is_ok(), &|| format!("module: {:?}", made.as_ref().err()));
@@ -138,7 +138,7 @@ pub fn run(filter: Option<&str>) -> isize {
                 b'I' => {
                     let bytes = r.bytes()?;
                     if selected {
-                        let rejected = Module::new(bytes, Config::default()).is_err();
+                        let rejected = Module::new(bytes, crate::kernel_config(false, crate::explicit_checks())).is_err();
                         check(rejected, &|| String::from("an invalid module was accepted"));
                     }
                 }

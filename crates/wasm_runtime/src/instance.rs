@@ -211,6 +211,8 @@ impl Memory {
 pub struct Table {
     vm: UnsafeCell<VMTable>,
     data: spin::Mutex<Vec<u64>>,
+    /// Where the table's storage is accounted (see [`Platform::charge`]).
+    charged: Option<&'static dyn Platform>,
     /// Its type.
     pub ty: wasmparser::TableType,
 }
@@ -223,12 +225,25 @@ unsafe impl Sync for Table {}
 impl Table {
     /// A table of `ty.initial` null elements.
     pub fn new(ty: wasmparser::TableType) -> Result<Arc<Table>, Error> {
+        Table::new_charged(ty, None)
+    }
+
+    /// Like [`Table::new`], its storage accounted with `platform` (creation and growth fail
+    /// when the platform refuses).
+    pub fn new_charged(ty: wasmparser::TableType, platform: Option<&'static dyn Platform>) -> Result<Arc<Table>, Error> {
         if ty.initial > MAX_TABLE {
             return Err(Error::Memory(format!("table of {} elements", ty.initial)));
         }
+        if platform.is_some_and(|p| !p.charge(ty.initial * 8)) {
+            return Err(Error::Memory(format!("table of {} elements: over the memory budget", ty.initial)));
+        }
         let mut data = alloc::vec![0u64; ty.initial as usize];
-        let t =
-            Table { vm: UnsafeCell::new(VMTable { elems: data.as_mut_ptr(), len: data.len() as u64 }), data: spin::Mutex::new(data), ty };
+        let t = Table {
+            vm: UnsafeCell::new(VMTable { elems: data.as_mut_ptr(), len: data.len() as u64 }),
+            data: spin::Mutex::new(data),
+            charged: platform,
+            ty,
+        };
         Ok(Arc::new(t))
     }
 
@@ -245,7 +260,15 @@ impl Table {
         if new > self.ty.maximum.unwrap_or(u32::MAX as u64).min(MAX_TABLE) {
             return None;
         }
-        d.try_reserve_exact(delta as usize).ok()?;
+        if self.charged.is_some_and(|p| !p.charge(delta * 8)) {
+            return None;
+        }
+        if d.try_reserve_exact(delta as usize).is_err() {
+            if let Some(p) = self.charged {
+                p.refund(delta * 8);
+            }
+            return None;
+        }
         d.resize(new as usize, init);
         self.sync(&mut d);
         Some(old)
@@ -254,6 +277,14 @@ impl Table {
     /// Runs `f` on the elements.
     pub fn with<R>(&self, f: impl FnOnce(&mut [u64]) -> R) -> R {
         f(&mut self.data.lock())
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if let Some(p) = self.charged {
+            p.refund(self.data.get_mut().len() as u64 * 8);
+        }
     }
 }
 
@@ -633,10 +664,14 @@ impl Instance {
             }
         }
         for m in &info.memories[info.imported_memories as usize..] {
-            memories.push(if module.config.bounds_checks { Memory::new(*m)? } else { Memory::new_guarded(*m, platform)? });
+            memories.push(if module.config.bounds_checks && !platform.reserve_memories() {
+                Memory::new(*m)?
+            } else {
+                Memory::new_guarded(*m, platform)?
+            });
         }
         for t in &info.tables[info.imported_tables as usize..] {
-            tables.push(Table::new(*t)?);
+            tables.push(Table::new_charged(*t, Some(platform))?);
         }
         let eval = |init: Init, globals: &[Arc<Global>]| -> u64 {
             match init {
@@ -852,6 +887,15 @@ impl Instance {
             self.inner.relinked.lock().push(Extern::Func(f.clone()));
         }
         Ok(targets.len())
+    }
+
+    /// Whether any table this instance uses holds a reference to one of `other`'s functions
+    /// (written there through a shared table): `other` must then stay alive.
+    pub fn tables_refer_to(&self, other: &Instance) -> bool {
+        // SAFETY: the funcs array is only read for its bounds.
+        let funcs = unsafe { &*other.inner.funcs.get() };
+        let (lo, hi) = (funcs.as_ptr() as u64, funcs.as_ptr() as u64 + core::mem::size_of_val(&**funcs) as u64);
+        self.inner.tables.iter().any(|t| t.with(|d| d.iter().any(|&r| r >= lo && r < hi)))
     }
 
     /// Whether this instance imports anything from `module`.

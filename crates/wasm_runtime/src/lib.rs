@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod compile;
+pub mod delos;
 pub mod instance;
 pub mod module;
 pub mod translate;
@@ -112,4 +113,16 @@ pub trait Platform: Sync {
     }
     /// Returns a reservation.
     fn release(&self, _base: *mut u8, _len: usize) {}
+    /// Whether every linear memory lives in a reservation, also for code compiled with bounds
+    /// checks (the kernel: memory is then mapped page by page against a budget and returned
+    /// whole when the memory goes, never taken from a heap that does not shrink).
+    fn reserve_memories(&self) -> bool {
+        false
+    }
+    /// Accounts `bytes` more of table storage; `false` refuses it (the growth fails).
+    fn charge(&self, _bytes: u64) -> bool {
+        true
+    }
+    /// Gives back what [`Platform::charge`] accounted.
+    fn refund(&self, _bytes: u64) {}
 }

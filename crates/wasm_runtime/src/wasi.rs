@@ -18,7 +18,7 @@ pub const MODULE: &str = "wasi_snapshot_preview1";
 
 const ESUCCESS: i32 = 0;
 const EBADF: i32 = 8;
-const EFAULT: i32 = 21;
+pub(crate) const EFAULT: i32 = 21;
 const EINVAL: i32 = 28;
 const ESPIPE: i32 = 70;
 
@@ -44,7 +44,7 @@ pub struct WasiCtx {
 ///
 /// # Safety
 /// `vmctx` must be the live context of the instance calling a host function.
-unsafe fn memory<'a>(vmctx: *mut VMContext) -> &'a mut [u8] {
+pub(crate) unsafe fn memory<'a>(vmctx: *mut VMContext) -> &'a mut [u8] {
     // SAFETY: the caller's context; its memory pointer is null or a live VMMemory.
     unsafe {
         let m = (*vmctx).memory;
@@ -55,7 +55,7 @@ unsafe fn memory<'a>(vmctx: *mut VMContext) -> &'a mut [u8] {
     }
 }
 
-fn get(mem: &[u8], at: u32, len: u32) -> Option<&[u8]> {
+pub(crate) fn get(mem: &[u8], at: u32, len: u32) -> Option<&[u8]> {
     mem.get(at as usize..(at as usize).checked_add(len as usize)?)
 }
 
