@@ -11,6 +11,15 @@ use alloc::vec::Vec;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    /// The embedder's check refused the object before it was parsed (the kernel: its bytes are
+    /// not what was signed).
+    #[error("{file}: untrusted object: {reason}")]
+    Untrusted {
+        /// The object's file name.
+        file: String,
+        /// Why.
+        reason: String,
+    },
     /// The bytes are not a well-formed ELF object.
     #[error("{file}: malformed object: {detail}")]
     Malformed {

@@ -104,6 +104,7 @@ pub struct Loader {
     last: LoadStats,
     load_hook: Option<fn(&Loader, CrateId)>,
     clock: Option<fn() -> u64>,
+    object_check: Option<fn(&str, &[u8]) -> Result<(), String>>,
     /// Microseconds spent in nested (on-demand) loads during the current load, so each crate's
     /// own time excludes its dependencies'.
     nested_us: u64,
@@ -256,6 +257,7 @@ impl Loader {
             last: LoadStats::default(),
             load_hook: None,
             clock: None,
+            object_check: None,
             nested_us: 0,
             generation: 0,
         }
@@ -343,6 +345,12 @@ impl Loader {
     /// kernel uses it to print debugger commands).
     pub fn set_load_hook(&mut self, hook: fn(&Loader, CrateId)) {
         self.load_hook = Some(hook);
+    }
+
+    /// Registers a check every object must pass before it is parsed (the kernel refuses bytes
+    /// that are not what was signed); its error becomes [`LoadError::Untrusted`].
+    pub fn set_object_check(&mut self, check: fn(&str, &[u8]) -> Result<(), String>) {
+        self.object_check = Some(check);
     }
 
     /// Gives the loader a microsecond clock, so each crate records its own load+link time
@@ -487,6 +495,9 @@ impl Loader {
         txn: &mut Vec<CrateId>,
         mut adopt: Option<&mut AdoptPlan>,
     ) -> Result<CrateId, LoadError> {
+        if let Some(check) = self.object_check {
+            check(file, &bytes).map_err(|reason| LoadError::Untrusted { file: file.to_string(), reason })?;
+        }
         let obj = elf::parse(file, &bytes)?;
         let name = self.crate_name_for(ns, file)?;
         let layout = self.plan_layout(&obj, file, adopt.as_deref_mut())?;

@@ -205,6 +205,9 @@ pub enum HandoverError {
     /// A needed file is not in the boot image.
     #[error("boot image lacks {0}")]
     Missing(String),
+    /// The boot image is not signed with this kernel's key.
+    #[error("the boot image is not trusted: {0}")]
+    Untrusted(#[from] crate::trust::TrustError),
 }
 
 /// `parent = "..."` from a namespace manifest (the only key nano_core needs).
@@ -259,7 +262,14 @@ pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), HandoverEr
 }
 
 fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), HandoverError> {
+    let t = crate::time::micros_since_entry();
+    let files = crate::trust::init(&modules)?;
+    log::info!(
+        "trust: the boot image's manifest of {files} files is signed with this kernel's key ({} us)",
+        crate::time::micros_since_entry() - t
+    );
     let mut l = Loader::new(&crate::kmem::KERNEL_MEMORY);
+    l.set_object_check(|_file, bytes| crate::trust::check(bytes).map_err(|e| alloc::format!("{e}")));
     l.set_clock(crate::time::micros_since_entry);
     l.set_load_hook(if boot_info::cmdline::get(cmdline, "gdb").is_some() { gdb_and_log } else { log_load });
     // Namespaces: kernel first, then the others in an order where parents come first.
@@ -303,6 +313,8 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
 
     let t0 = crate::time::micros_since_entry();
     let syms = modules.iter().find(|m| m.name == "nano_core.syms").ok_or_else(|| HandoverError::Missing("nano_core.syms".into()))?;
+    // The addresses every crate will be linked against: signed like the objects.
+    crate::trust::check(syms.data)?;
     let text = core::str::from_utf8(syms.data).map_err(|_| HandoverError::Missing("a UTF-8 nano_core.syms".into()))?;
     let (sections, symbols) = mod_mgmt::symfile::parse(text)?;
     l.add_prelinked(kernel, "nano_core", &sections, &symbols)?;

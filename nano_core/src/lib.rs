@@ -35,6 +35,7 @@ pub mod panic;
 pub mod qemu;
 pub mod serial;
 pub mod time;
+pub mod trust;
 
 use boot_info::{BootInfo, PhysMemory, RegionKind};
 use paging::KERNEL_VMA;

@@ -18,7 +18,7 @@ Directives:
   @expect REGEX         wait until REGEX appears in the output since the last line was sent
   @capture NAME REGEX   wait for REGEX since the last line; its first group (a number, 0x-hex
                         or decimal) becomes NAME
-  @push NS FILE NAME [corrupt|truncate=N]
+  @push NS FILE NAME [corrupt|truncate=N|unsigned|badsig]
                         send object FILE as NAME into namespace NS's updates over the second
                         serial port (needs --push-socket), like `make push`
 
@@ -185,8 +185,14 @@ def run(args):
                 old.close()
             open_sockets.clear()
             try:
+                # Signed with the image's key unless the script says `unsigned` or `badsig`.
+                data = open(parts[2], "rb").read()
+                sig = "-" if "unsigned" in parts[4:] else "sign"
+                if "badsig" in parts[4:]:
+                    sig = pusher.signature_of(data, parts[1], parts[3])
+                    sig = ("0" if sig[0] != "0" else "1") + sig[1:]
                 # Keep the connection open (see push.send).
-                open_sockets.append(pusher.send(args.push_socket, parts[1], parts[3], open(parts[2], "rb").read(), linger=None, **opts)[2])
+                open_sockets.append(pusher.send(args.push_socket, parts[1], parts[3], data, linger=None, sig=sig, **opts)[2])
             except (OSError, IndexError, TypeError) as e:
                 problems.append(f"script: {line!r} failed: {e}")
                 break

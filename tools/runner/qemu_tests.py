@@ -143,10 +143,27 @@ CASES = [
             "@push applications {OBJECT} bad.o corrupt", "@expect push: rejected",
             "@push applications {OBJECT} trunc.o truncate=2000", "@expect push: received trunc.o",
             "swap echo trunc", "swap echo bad", "echo still v3", "poweroff"],
-         expect=[r"push: received echo_v3.o \(\d+ bytes, crc [0-9a-f]{8}\) into the updates of namespace applications",
+         expect=[r"push: received echo_v3.o \(\d+ bytes, crc [0-9a-f]{8}, signature verified\) into the updates of namespace applications",
                  "^echo v3: after push", r"push: rejected: bad.o: checksum mismatch",
                  r"swap: cannot load the new version trunc.o: trunc.o: malformed object",
                  r"swap: no object bad among the updates", "^echo v3: still v3"]),
+    # Issue 20: only objects signed with the kernel's key get in.
+    dict(name="push_refuses_unsigned_and_badly_signed_objects", push=True, needs_object="crates/alt/echo_v3", script=[
+            "echo start", "@push applications {OBJECT} evil.o unsigned", "@expect push: rejected: evil.o",
+            "@push applications {OBJECT} evil2.o badsig", "@expect push: rejected: evil2.o",
+            "swap echo evil", "swap echo evil2", "@push applications {OBJECT} good.o", "@expect push: received good.o",
+            "swap echo good", "echo signed", "poweroff"],
+         expect=[r"push: rejected: evil\.o: unsigned object \(crate and C objects must be signed with the kernel's key; make push signs them\)",
+                 r"push: rejected: evil2\.o: signature: the signature does not match the key the kernel was built with",
+                 r"swap: no object evil among the updates", r"swap: no object evil2 among the updates", "^echo v3: signed"]),
+    dict(name="tampered_object_in_the_image_is_refused", tamper="namespaces/applications/echo-", script=[
+            "echo nope", "loadc hello.o still", "poweroff"],
+         expect=[r"trust: the boot image's manifest of \d+ files is signed with this kernel's key",
+                 r"shell: cannot load command echo: echo-[0-9a-f]+\.o: untrusted object: its SHA-512 is in no signed manifest or verified push \(altered or unsigned\)",
+                 r"hello from C: argc=2 argv\[1\]=still"],
+         reject=["^nope"]),
+    dict(name="tampered_manifest_refuses_to_boot", tamper="manifest", exit="failure",
+         expect=[r"hand-over to captain: the boot image is not trusted: the signature does not match the key the kernel was built with"]),
     # C programs and the path-based file view.
     dict(name="loadc_runs_c_with_malloc_printf_mmap", script=['loadc hello.o alpha "beta gamma"', "loadc hello.o again", "echo shell ok", "poweroff"],
          expect=[r"hello from C: argc=3 argv\[1\]=alpha argv\[2\]=beta gamma", r"string: Delos runs C \(12 bytes\)",
@@ -359,6 +376,26 @@ def swap_matrix_script(c):
     return lines, expect, len(crates), None
 
 
+def tampered_archive(case, prefix):
+    """A copy of the image's module archive with one byte changed in the member starting with
+    `prefix` (an attacker's or a bit flip's work)."""
+    import tarfile
+    src = os.path.join(IMAGE, "modules.tar")
+    out = os.path.join(LOGS, case + ".tar")
+    with tarfile.open(src) as t, tarfile.open(out, "w") as o:
+        done = False
+        for m in t.getmembers():
+            data = t.extractfile(m).read() if m.isfile() else None
+            if data and not done and m.name.startswith(prefix):
+                data = bytearray(data)
+                data[len(data) // 2] ^= 0x01
+                data = bytes(data)
+                done = True
+            import io
+            o.addfile(m, io.BytesIO(data) if data is not None else None)
+    return out
+
+
 def run_case(c):
     log = os.path.join(LOGS, c["name"] + ".log")
     cmd = [sys.executable, RUNNER, "--log", log, "--timeout", str(c.get("timeout", 30)), "--quiet",
@@ -400,11 +437,13 @@ def run_case(c):
         cmd += ["--script", script]
     if c.get("push"):
         cmd += ["--push-socket", os.path.join(ROOT, "target", "test-push.sock")]
+    modules = os.path.join(IMAGE, "modules.tar")
+    if "tamper" in c:
+        modules = tampered_archive(c["name"], c["tamper"])
     if "iso" in c:
         cmd += ["--iso", os.path.join(IMAGE, c["iso"])]
     else:
-        cmd += ["--kernel", os.path.join(IMAGE, "nano_core"), "--modules", os.path.join(IMAGE, "modules.tar"),
-                "--append", c.get("append", "")]
+        cmd += ["--kernel", os.path.join(IMAGE, "nano_core"), "--modules", modules, "--append", c.get("append", "")]
     for e in c.get("runner_expect", []):
         cmd += ["--expect", e]
     r = subprocess.run(cmd, capture_output=True, text=True)

@@ -5,12 +5,15 @@
 //! header line, then the bytes:
 //!
 //! ```text
-//! DELOS-PUSH 1 <namespace> <file name> <length> <crc32, 8 hex digits>\n<length bytes>
+//! DELOS-PUSH 2 <namespace> <file name> <length> <crc32, 8 hex digits> <signature hex, or ->\n<length bytes>
 //! ```
 //!
 //! A transfer is accepted only if exactly `length` bytes arrive (no pause longer than
-//! [`STALL_MS`]) and their CRC-32 (IEEE) matches; anything else is reported and dropped, and
-//! the running system is unchanged. The port is polled, yielding the CPU while it is idle.
+//! [`STALL_MS`]), their CRC-32 (IEEE) matches, and — for a crate or C object, which would run
+//! in ring 0 — the ed25519 signature over its namespace, name and SHA-512 verifies with the key
+//! nano_core was built with (`make push` signs with the image's key; see the `signing` crate).
+//! WASM modules may come unsigned: they run contained. Anything else is reported and dropped,
+//! and the running system is unchanged. The port is polled, yielding the CPU while it is idle.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -101,13 +104,18 @@ pub struct Header {
     pub len: usize,
     /// Expected CRC-32.
     pub crc: u32,
+    /// The ed25519 signature (hex), if any.
+    pub signature: Option<String>,
 }
 
 /// Parses a header line (without the newline).
 pub fn parse_header(line: &str) -> Result<Header, String> {
     let f: Vec<&str> = line.split(' ').collect();
-    let [magic, version, namespace, file, len, crc] = f.as_slice() else { return Err(format!("malformed header {line:?}")) };
-    if *magic != "DELOS-PUSH" || *version != "1" {
+    if f.len() == 6 && f[0] == "DELOS-PUSH" && f[1] == "1" {
+        return Err("an unsigned version-1 push; this kernel takes version 2 (make push signs objects)".into());
+    }
+    let [magic, version, namespace, file, len, crc, sig] = f.as_slice() else { return Err(format!("malformed header {line:?}")) };
+    if *magic != "DELOS-PUSH" || *version != "2" {
         return Err(format!("not a push header: {line:?}"));
     }
     // Crate objects for swap, or WASM modules for `wasm run`/`wasm swap`.
@@ -119,7 +127,8 @@ pub fn parse_header(line: &str) -> Result<Header, String> {
         return Err(format!("{len} bytes is more than the {MAX_LEN}-byte limit"));
     }
     let crc = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum {crc:?}"))?;
-    Ok(Header { namespace: String::from(*namespace), file: String::from(*file), len, crc })
+    let signature = (*sig != "-").then(|| String::from(*sig));
+    Ok(Header { namespace: String::from(*namespace), file: String::from(*file), len, crc, signature })
 }
 
 /// Receives one object; `Ok(None)` if nothing arrived for a while.
@@ -156,11 +165,32 @@ fn receive_one() -> Result<Option<String>, String> {
     if got != h.crc {
         return Err(format!("{}: checksum mismatch (expected {:08x}, got {got:08x})", h.file, h.crc));
     }
+    // Objects run in ring 0: only signed ones get in (before they reach the updates).
+    let signed = match (&h.signature, h.file.ends_with(".o")) {
+        (Some(sig), _) => {
+            nano_core::trust::accept_push(&h.namespace, &h.file, &data, sig).map_err(|e| format!("{}: signature: {e}", h.file))?;
+            true
+        }
+        (None, true) => {
+            return Err(format!(
+                "{}: unsigned object (crate and C objects must be signed with the kernel's key; make push signs them)",
+                h.file
+            ));
+        }
+        (None, false) => false,
+    };
     nano_core::kernel::with_loader(|l| {
         let ns = l.namespace_by_name(&h.namespace).map_err(|e| format!("{e}"))?;
         l.add_update_file(ns, &h.file, mod_mgmt::ObjectBytes::from(data)).map_err(|e| format!("{e}"))
     })?;
-    Ok(Some(format!("received {} ({} bytes, crc {:08x}) into the updates of namespace {}", h.file, h.len, h.crc, h.namespace)))
+    Ok(Some(format!(
+        "received {} ({} bytes, crc {:08x}, {}) into the updates of namespace {}",
+        h.file,
+        h.len,
+        h.crc,
+        if signed { "signature verified" } else { "unsigned WASM" },
+        h.namespace
+    )))
 }
 
 /// The receiver task: receives objects until a swap replaces this crate, then starts the new

@@ -13,6 +13,25 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use wasmparser::{FuncType, ValType};
 
+/// Every function of this WASI subset (what [`resolve`] knows).
+pub const NAMES: &[&str] = &[
+    "fd_write",
+    "fd_read",
+    "proc_exit",
+    "args_sizes_get",
+    "args_get",
+    "environ_sizes_get",
+    "environ_get",
+    "clock_time_get",
+    "random_get",
+    "fd_fdstat_get",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "fd_close",
+    "fd_seek",
+    "sched_yield",
+];
+
 /// The module name WASI imports use.
 pub const MODULE: &str = "wasi_snapshot_preview1";
 

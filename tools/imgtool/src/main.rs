@@ -17,6 +17,8 @@ mod spec;
 mod static_check;
 mod syms;
 
+mod keys;
+
 use object::Endianness;
 use object::read::elf::{ElfFile64, ProgramHeader};
 use std::collections::BTreeMap;
@@ -35,11 +37,13 @@ enum Error {
     #[error("nano_core: {0}")]
     Kernel(String),
     #[error(
-        "usage: imgtool build | imgtool check-static | imgtool object CRATE_DIR | imgtool cobj SRC.c | imgtool iso --out FILE [--cmdline STR]"
+        "usage: imgtool build | imgtool check-static | imgtool object CRATE_DIR | imgtool cobj SRC.c | imgtool iso --out FILE [--cmdline STR] | imgtool sign FILE --namespace NS --name NAME"
     )]
     Usage,
     #[error("grub-mkrescue failed: {0}")]
     Iso(String),
+    #[error("signing key: {0}")]
+    Key(String),
 }
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, Error> {
@@ -252,6 +256,8 @@ fn tar_bytes(files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>, Error> {
 
 fn build(root: &Path) -> Result<(), Error> {
     let t0 = Instant::now();
+    // Before cargo: nano_core's build compiles the public key in.
+    let key = keys::ensure(root)?;
     let manifests = read_manifests(root)?;
     let mut packages = vec!["nano_core".to_string()];
     for (_, m) in &manifests {
@@ -379,6 +385,13 @@ fn build(root: &Path) -> Result<(), Error> {
     if !extra.is_empty() {
         progress(t0, format_args!("kernel namespace: dependencies not in nano_core added for loading on demand: {}", extra.join(" ")));
     }
+    // The signed manifest: what this kernel may load (nano_core checks it with the key it was
+    // built with, and every object's hash against it).
+    let manifest = signing::manifest(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    let signature = signing::sign(&key.seed, manifest.as_bytes());
+    files.insert("manifest".into(), manifest.into_bytes());
+    files.insert("manifest.sig".into(), format!("{}\n", signing::hex(&signature)).into_bytes());
+    progress(t0, format_args!("manifest of {} files signed with {}", files.len() - 2, key.path.display()));
     let archive = tar_bytes(&files)?;
     let wrote = [
         write_if_changed(&out.join("nano_core"), &kernel)?,
@@ -483,6 +496,21 @@ fn run() -> Result<(), Error> {
             Some(dir) => object(&root, Path::new(dir)),
             None => Err(Error::Usage),
         },
+        Some("sign") => {
+            let (mut ns, mut name) = (None, None);
+            let mut it = args.iter().skip(2);
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--namespace" => ns = it.next().cloned(),
+                    "--name" => name = it.next().cloned(),
+                    _ => return Err(Error::Usage),
+                }
+            }
+            match (args.get(1), ns, name) {
+                (Some(f), Some(ns), Some(name)) => keys::sign_push(&root, Path::new(f), &ns, &name),
+                _ => Err(Error::Usage),
+            }
+        }
         Some("iso") => {
             let mut out = None;
             let mut cmdline = String::new();
