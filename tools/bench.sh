@@ -85,3 +85,11 @@ python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.
     --quiet --timeout 120 --log target/bench-wasm.log >/dev/null
 grep -E '^wasm: compiled' target/bench-wasm.log | sed 's/^/   /'
 echo "   (the first compile after boot includes TCG translating Cranelift's own code)"
+
+echo
+echo "== signed objects in QEMU: manifest verified at boot, every loaded object's SHA-512 checked"
+printf '%s\n' "loadc hello.o" "wasm run hello.wasm" "mem" poweroff > target/bench-session.txt
+python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-session.txt \
+    --quiet --timeout 120 --log target/bench-trust.log >/dev/null
+grep -aoE "trust: the boot image's manifest of [0-9]+ files is signed with this kernel's key \([0-9]+ us\)|^signatures: .*" target/bench-trust.log | sed 's/^/   /'
+echo "   (after loading the WASM engine: every object loaded since boot, cranelift_codegen included)"

@@ -146,6 +146,9 @@ pub struct LoadedCrate {
     pub(crate) adopted: Vec<(SectionId, SectionId)>,
     /// Pointer fields of adopted sections to switch at commit.
     pub(crate) fixups: Vec<FieldFixup>,
+    /// Hash of its code and read-only data as placed and relocated (see [`crate::integrity`]);
+    /// `None` for prelinked crates.
+    pub integrity: Option<u64>,
 }
 
 impl LoadedCrate {
@@ -169,6 +172,7 @@ impl LoadedCrate {
             retired: None,
             adopted: Vec::new(),
             fixups: Vec::new(),
+            integrity: None,
         }
     }
 

@@ -147,6 +147,10 @@ pub enum LoadError {
         /// Crates that depend on it.
         dependents: Vec<String>,
     },
+    /// A deliberate code corruption (fault injection) asked for a place that is not the code
+    /// of a live, loaded crate.
+    #[error("cannot tamper with {0}")]
+    NotCode(String),
     /// The memory provider failed.
     #[error("memory: {0}")]
     Memory(#[from] crate::memory::MemoryError),

@@ -31,6 +31,7 @@ pub mod error;
 pub mod host;
 pub mod ids;
 pub mod index;
+pub mod integrity;
 pub mod loader;
 pub mod memory;
 pub mod namespace;

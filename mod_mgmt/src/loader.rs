@@ -88,6 +88,10 @@ pub(crate) struct HeldRegion {
     pub(crate) holders: u32,
 }
 
+/// Decides whether an object file (name, bytes) may be loaded: `Err` says why not (the kernel's
+/// signature check, see `Loader::set_object_check`).
+pub type ObjectCheck = fn(&str, &[u8]) -> Result<(), String>;
+
 /// All namespaces, crates and sections, the address index and the dependency graph.
 pub struct Loader {
     pub(crate) memory: &'static dyn MemoryProvider,
@@ -104,7 +108,7 @@ pub struct Loader {
     last: LoadStats,
     load_hook: Option<fn(&Loader, CrateId)>,
     clock: Option<fn() -> u64>,
-    object_check: Option<fn(&str, &[u8]) -> Result<(), String>>,
+    object_check: Option<ObjectCheck>,
     /// Microseconds spent in nested (on-demand) loads during the current load, so each crate's
     /// own time excludes its dependencies'.
     nested_us: u64,
@@ -349,7 +353,7 @@ impl Loader {
 
     /// Registers a check every object must pass before it is parsed (the kernel refuses bytes
     /// that are not what was signed); its error becomes [`LoadError::Untrusted`].
-    pub fn set_object_check(&mut self, check: fn(&str, &[u8]) -> Result<(), String>) {
+    pub fn set_object_check(&mut self, check: ObjectCheck) {
         self.object_check = Some(check);
     }
 
@@ -717,6 +721,7 @@ impl Loader {
             }
         }
         let fixups = protect?;
+        self.seal(crate_id);
         let k = self.crates.get_mut(&crate_id).expect("just inserted");
         k.relocations = stats.relocations;
         k.fixups = fixups;

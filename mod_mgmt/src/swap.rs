@@ -660,7 +660,7 @@ impl Loader {
     }
 
     /// Makes `len` bytes at `place` writable, runs `f` on them, and puts the permissions back.
-    fn write_at(&mut self, place: u64, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), SwapError> {
+    pub(crate) fn write_at(&mut self, place: u64, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), SwapError> {
         let Some((region, perms)) = self.region_at(place) else { return Ok(()) };
         let (raddr, rsize) = (region.addr(), region.size());
         let page = place & !(crate::loader::PAGE_SIZE - 1);
@@ -747,6 +747,12 @@ impl Loader {
             }
             self.swap_abort(p);
             return Err(e);
+        }
+        // The users' code changed where it was relinked: record their new hashes.
+        let users: alloc::collections::BTreeSet<CrateId> =
+            done.iter().filter_map(|(rec, _)| self.sections.get(&rec.user).map(|s| s.krate)).collect();
+        for u in users {
+            self.seal(u);
         }
         let t1 = self.now();
         for plan in &p.pairs {

@@ -270,3 +270,25 @@ fn two_objects_of_one_crate_are_ambiguous_unless_one_is_the_old_one() {
     l.swap(ns, &[pair("fx_c", "fx_c-1111")]).unwrap();
     assert_eq!(call(&l, ns, "fx_counter", 0), 110, "v2 by its file name");
 }
+
+#[test]
+fn integrity_detects_a_flipped_bit_and_a_reload_repairs_it() {
+    let (mut l, ns) = setup();
+    assert!(l.verify_all().is_empty(), "nothing is corrupted after loading");
+    let c = l.crate_by_name(ns, "fx_c").unwrap();
+    let place = l.flip_code_bit(c, 0x10, 3).unwrap();
+    assert_eq!(l.verify(c).map_err(|e| e.krate), Err(c), "a flipped bit in fx_c's code is found");
+    assert_eq!(l.verify_all().len(), 1);
+    // Flipping it back restores the recorded hash.
+    l.flip_code_bit(c, 0x10, 3).unwrap();
+    assert!(l.verify(c).is_ok());
+    l.flip_code_bit(c, 0x10, 3).unwrap();
+    // Repair: reload fx_c from its object (a swap with itself); state is kept.
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+    l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    assert!(l.verify_all().is_empty(), "the new copy and the relinked users verify: {:?}", l.verify_all());
+    assert!(l.addr2sym(place).is_none(), "the corrupted copy is gone");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 102, "state kept across the repair");
+    // A bit beyond the code is refused.
+    assert!(l.flip_code_bit(l.crate_by_name(ns, "fx_c").unwrap(), 1 << 30, 0).is_err());
+}

@@ -142,6 +142,13 @@ pub fn entry_point(addr: u64) -> fn() -> isize {
     unsafe { core::mem::transmute::<usize, fn() -> isize>(addr as usize) }
 }
 
+/// Turns the address of a loaded `fn(u64) -> isize` (a restartable task's entry) into a
+/// callable pointer (same contract as [`entry_point`]).
+pub fn restartable_entry(addr: u64) -> fn(u64) -> isize {
+    // SAFETY: as in `entry_point`, for the restartable-task signature.
+    unsafe { core::mem::transmute::<usize, fn(u64) -> isize>(addr as usize) }
+}
+
 /// Turns the address of a loaded command entry `fn(&[&str]) -> isize` into a callable pointer
 /// (same contract as [`entry_point`]).
 pub fn command_entry(addr: u64) -> fn(&[&str]) -> isize {

@@ -49,6 +49,18 @@ def storm_memory_check(text):
     return problems
 
 
+def beats_exactly_once(first, last, version=r"v\d"):
+    """A check: heartbeat beats #first..#last each appear exactly once (none lost, none
+    repeated by a restarted task)."""
+    import re
+
+    def check(text):
+        got = [int(n) for n in re.findall(r"heartbeat " + version + r": beat #(\d+)\r?$", text, re.M)]
+        want = list(range(first, last + 1))
+        return [] if sorted(got) == want else [f"beats {got}, expected each of {first}..{last} once"]
+    return check
+
+
 # name, options, runner verdict ("pass"/"fail"), expected regexes, rejected regexes
 CASES = [
     dict(name="ktests_kernel_route", append="test", expect=[KTESTS_OK, "Multiboot1"], reject=["FAILED"]),
@@ -71,12 +83,12 @@ CASES = [
     dict(name="shell_help_lists_commands", script=["help", "poweroff"],
          expect=[r"^  addr2sym +name addresses", r"^  ns +namespaces, crates and retired versions", r"^  poweroff +power off", r"^  sym2addr +find symbols"]),
     dict(name="sym2addr_then_addr2sym_plus_5", script=[
-            "sym2addr shell::main", r"@capture A ^(0x[0-9a-f]+) +\d+ shell::main",
+            "sym2addr shell::run", r"@capture A ^(0x[0-9a-f]+) +\d+ shell::run",
             "addr2sym {A+5}",
             "sym2addr nano_core::kernel::start", r"@capture B ^(0x[0-9a-f]+) +\d+ nano_core::kernel::start",
             "addr2sym {B+5}",
             "sym2addr task::sched*", "poweroff"],
-         expect=[r"^0x[0-9a-f]+: shell::main \+ 0x5 \[crate shell in applications", r"^    at \S*crates/shell/src/lib.rs:\d+:\d+",
+         expect=[r"^0x[0-9a-f]+: shell::run \+ 0x5 \[crate shell in applications", r"^    at \S*crates/shell/src/lib.rs:\d+:\d+",
                  r"^0x[0-9a-f]+: nano_core::kernel::start \+ 0x5 \[crate nano_core in kernel",
                  r"task\[[0-9a-f]+\]::schedule \[kernel/task\]"]),
     dict(name="addr2sym_unmapped_is_an_error", script=["addr2sym 0x1234", "addr2sym nonsense", "poweroff"],
@@ -84,9 +96,9 @@ CASES = [
                  r"shell: addr2sym exited with status"]),
     dict(name="sym2addr_missing_is_an_error", script=["sym2addr no::such::symbol", "poweroff"],
          expect=[r"sym2addr: no symbol matches no::such::symbol"]),
-    dict(name="deps_shows_known_edges", script=["deps shell", "deps task", "sym2addr shell::main", r"@capture A ^(0x[0-9a-f]+) +\d+ shell::main", "deps {A}", "poweroff"],
+    dict(name="deps_shows_known_edges", script=["deps shell", "deps task", "sym2addr shell::run", r"@capture A ^(0x[0-9a-f]+) +\d+ shell::run", "deps {A}", "poweroff"],
          expect=[r"crate shell\r?\n  uses: .*\btask\b", r"crate task\r?\n  uses: .*\bnano_core\b.*\r?\n  used by: .*\bshell\b",
-                 r"section shell: shell::main\r?\n  uses \(\d+\):(\r?\n    .*)*task: task::join"]),
+                 r"section shell: shell::run\r?\n  uses \(\d+\):(\r?\n    .*)*task: task::spawn_restartable"]),
     dict(name="ns_lists_namespaces_and_sections", script=["ns", "ns -v", "poweroff"],
          expect=[r"namespace kernel \(parent -\): \d+ crates", r"namespace applications \(parent kernel\)",
                  r"^  nano_core +0 bytes .*\(prelinked\)", r"^  task +\d+ bytes", r"region 0x[0-9a-f]+ \+0x[0-9a-f]+ r-x",
@@ -111,8 +123,7 @@ CASES = [
             "beat 40 40", "sleep 300", "swap heartbeat heartbeat_v2 -v", "sleep 300", "swap heartbeat heartbeat", "sleep 300", "ps", "poweroff"],
          timeout=60,
          expect=[r"heartbeat v1: beat #\d+", r"state: heartbeat::BEATS \(8 bytes\) shared",
-                 r"(?s)heartbeat v1: beat #(\d+)\r?\n.*?heartbeat v2: beat #\d+.*heartbeat v1: beat #\d+",
-                 r"pointers on task stacks now point into the new version"],
+                 r"(?s)heartbeat v1: beat #(\d+)\r?\n.*?heartbeat v2: beat #\d+.*heartbeat v1: beat #\d+"],
          reject=["CPU EXCEPTION", "killed by"]),
     dict(name="swap_scheduler_policy_while_tasks_run", script=[
             "beat 60 20", "swap scheduler scheduler_v2 --state scheduler::swap_hook", "ps", "selftest",
@@ -279,6 +290,56 @@ CASES = [
          expect=[r"(?s)swap: storm: 40 swaps committed, 0 failed.*swap: storm: 40 swaps committed, 0 failed", r"heartbeat v\d: beat #3\d\d", r"^echo v2: hi", r"^hello.c: all checks passed"],
          reject=["fault outside any task", "PANIC in nano_core", "could not unwind", "died holding the loader", r"selftest: \d+ passed, [1-9]"],
          check=lambda text: storm_memory_check(text)),
+    # Issue 13: recovery brings the work back. A restartable task dies in corrupted code; the
+    # supervisor finds the corruption among the crates on its stack, reloads that crate from
+    # its object (statics kept) and restarts the task, which resumes from its saved progress.
+    # (scrub_ms=0 where a test needs the damaged code to run: the scrubber might repair it first.)
+    dict(name="recovery_restarts_a_task_after_its_crate_is_repaired", timeout=90, append="scrub_ms=0", script=[
+            "beat 12 100", "sleep 350", "crash corrupt heartbeat::beat", "@expect beat: job 0 finished 12 beats", "verify", "ps", "poweroff"],
+         expect=[r"task \d+ \(beat\) killed by invalid opcode",
+                 r"recovery: task \d+ \(beat\) died \(invalid opcode at 0x[0-9a-f]+\); verified heartbeat .*\(reloaded heartbeat\); restarted as task \d+ \(restart 1\)",
+                 r"beat: job 0 resumes at beat \d+ of 12", r"verify: \d+ crates, \d+ KiB .* 0 corrupted, 0 repaired",
+                 r"recovery: 0 scrub passes \(0 us hashing\), 1 crates reloaded, 1 tasks restarted"],
+         counts=[(r"killed by", 1)], check=beats_exactly_once(1, 12), reject=["fault outside any task", "given up"]),
+    # The shell itself faults (its own code damaged): it is reloaded and started again.
+    dict(name="recovery_restarts_the_shell", timeout=60, append="scrub_ms=0", script=[
+            "echo before", "crash corrupt shell::run_command", "echo lost", "@expect shell: started again", "echo back", "ps", "verify", "poweroff"],
+         expect=[r"task 1 \(shell\) killed by invalid opcode",
+                 r"recovery: task 1 \(shell\) died \(invalid opcode at 0x[0-9a-f]+\); verified shell .*\(reloaded shell\); restarted as task \d+ \(restart 1\)",
+                 r"^back\r?$", r"^ +\d+  shell +runnable +\d+ +1  ", r"0 corrupted, 0 repaired"],
+         reject=[r"^lost\r?$", "fault outside any task"]),
+    # A task that dies every time it starts is restarted, then given up (5 deaths in 10 s).
+    dict(name="recovery_gives_up_on_a_task_that_keeps_dying", timeout=60, script=[
+            "crash restartable", "@expect given up", "ps", "echo shell alive", "poweroff"],
+         counts=[(r"recovery: task \d+ \(doomed\) died .*; restarted as task", 4), (r"recovery: task \d+ \(doomed\) died 5 times within 10 s .* given up", 1)],
+         expect=["^shell alive"], reject=[r"^ +\d+  doomed ", "fault outside any task"]),
+    # Corruption in code that has not run: the scrubber finds and repairs it before it runs
+    # (a flipped bit, not ud2: whatever it would have done, it never runs).
+    dict(name="recovery_scrubber_repairs_code_before_it_runs", timeout=60, append="scrub_ms=200", script=[
+            "beat 1 10", "sleep 100", "crash flip heartbeat::beat 3 6", "sleep 1000", "beat 3 10", "@expect job 1 finished", "verify", "poweroff"],
+         expect=[r"recovery: the scrubber found crate heartbeat corrupted and reloaded it", r"0 corrupted, 0 repaired",
+                 r"recovery: [1-9]\d* scrub passes \(\d+ us hashing\), 1 crates reloaded, 0 tasks restarted"],
+         check=beats_exactly_once(1, 4), reject=["killed by", "CPU EXCEPTION"]),
+    # Without a scrubber, `verify` finds the damage and `verify --repair` reloads the crate.
+    dict(name="recovery_verify_finds_and_repairs", timeout=60, append="scrub_ms=0", script=[
+            "beat 1 10", "sleep 100", "verify", "crash flip heartbeat::beat 3 6", "verify", "verify --repair", "verify", "verify --bogus",
+            "beat 2 10", "@expect job 1 finished", "poweroff"],
+         expect=[r"(?s)0 corrupted, 0 repaired.*verify: crate heartbeat: code differs from what was linked; not repaired \(verify --repair reloads it\).*"
+                 r"1 corrupted, 0 repaired.*shell: verify exited with status 1.*verify: crate heartbeat: code differs from what was linked; reloaded from its object.*"
+                 r"1 corrupted, 1 repaired.*0 corrupted, 0 repaired",
+                 r"verify: unknown option --bogus; usage: verify \[--repair\]", r"recovery: 0 scrub passes"],
+         check=beats_exactly_once(1, 3), reject=["killed by", "CPU EXCEPTION", "the scrubber found"]),
+    # Combinations: a swapped-in version is repaired from its own object (v2 stays v2); a fault
+    # during a swap storm; swapping recovery itself, then recovering with the new version.
+    dict(name="recovery_after_swap_reloads_the_swapped_in_version", timeout=90, append="scrub_ms=0", script=[
+            "beat 1 10", "@expect job 0 finished", "swap heartbeat heartbeat_v2", "beat 8 100", "sleep 350", "crash corrupt heartbeat::beat",
+            "@expect job 1 finished 8 beats", "swap recovery recovery", "swap task task", "sleep 300", "ps",
+            "beat 8 100", "sleep 350", "crash corrupt heartbeat::beat", "@expect job 2 finished 8 beats",
+            "swap heartbeat heartbeat", "beat 1 10", "@expect job 3 finished", "swap --reclaim", "ns -n", "poweroff"],
+         expect=[r"heartbeat v1: beat #18\r?$", r"(?s)swap: done.*swap: done.*^ +\d+  supervisor +runnable"],
+         counts=[(r"recovery: crate heartbeat was corrupted; reloaded it from heartbeat_v2.o", 2), (r"\(reloaded heartbeat\); restarted as task", 2),
+                 (r"heartbeat v2: beat #", 16), (r"^ +\d+  scrubber ", 0), (r"^ +\d+  supervisor ", 1)],
+         check=beats_exactly_once(1, 18), reject=["fault outside any task", "given up", "CPU EXCEPTION: page fault"]),
     # Every loaded crate swapped with itself, then every subsystem exercised (see swap_matrix_script).
     dict(name="swap_matrix_every_crate_then_every_subsystem", matrix="self", timeout=900),
     dict(name="swap_matrix_alternative_versions", matrix="alternatives", timeout=300),

@@ -1,11 +1,47 @@
 //! `beat N [MS]`: starts a background task that calls `heartbeat::beat()` N times, MS
 //! milliseconds apart (default 100), and returns at once — so the shell can `swap heartbeat`
 //! while the task keeps calling it.
+//!
+//! The task is restartable and keeps its progress in a static of this crate: if it dies (say a
+//! fault in a corrupted `heartbeat`), the recovery supervisor repairs what it ran and starts it
+//! again, and it goes on from the beat it had reached — the work comes back, not just the task.
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::vec::Vec;
+
 /// One line for `help`.
 pub static DESCRIPTION: &str = "background task calling heartbeat::beat N times, MS ms apart";
+
+/// One `beat` run's goal and progress (what a restarted task continues from).
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    beats: u64,
+    ms: u64,
+    done: u64,
+}
+
+/// Every `beat` run, by index (the task's argument).
+static JOBS: spin::Mutex<Vec<Job>> = spin::Mutex::new(Vec::new());
+
+/// The task's body: beats until the job's goal, counting each beat as done once it returned.
+pub fn run(job: u64) -> isize {
+    let Some(j) = JOBS.lock().get(job as usize).copied() else { return 1 };
+    if j.done > 0 {
+        nano_core::println!("beat: job {job} resumes at beat {} of {}", j.done + 1, j.beats);
+    }
+    for _ in j.done..j.beats {
+        heartbeat::beat();
+        if let Some(j) = JOBS.lock().get_mut(job as usize) {
+            j.done += 1;
+        }
+        task::sleep_ms(j.ms);
+    }
+    nano_core::println!("beat: job {job} finished {} beats", j.beats);
+    0
+}
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
@@ -14,15 +50,14 @@ pub fn main(args: &[&str]) -> isize {
         return 2;
     };
     let ms = args.get(2).and_then(|a| nano_core::kernel::parse_u64(a)).unwrap_or(100);
-    match task::spawn_detached("beat", move || {
-        for _ in 0..n {
-            heartbeat::beat();
-            task::sleep_ms(ms);
-        }
-        0
-    }) {
+    let job = {
+        let mut jobs = JOBS.lock();
+        jobs.push(Job { beats: n, ms, done: 0 });
+        jobs.len() as u64 - 1
+    };
+    match task::spawn_restartable("beat", task::Restartable { entry: run, arg: job, restarts: 0 }) {
         Ok(id) => {
-            nano_core::println!("beat: task {id} started");
+            nano_core::println!("beat: task {id} started (job {job})");
             0
         }
         Err(e) => {

@@ -3,7 +3,7 @@
 //! nano_core loads this crate and calls [`init`], found by symbol lookup. Loading captain pulls
 //! in, on demand, the subsystem crates it calls (exceptions, interrupts, task, scheduler) from
 //! the kernel namespace's directory; captain then starts them in order and launches the shell
-//! from the applications namespace, again by symbol lookup. captain never does a subsystem's
+//! from the applications namespace, again by symbol lookup, as a restartable task. captain never does a subsystem's
 //! work itself, so every piece stays replaceable.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -19,7 +19,7 @@ fn fatal(what: &str, e: &dyn core::fmt::Display) -> ! {
 }
 
 /// Loads the shell into the applications namespace and returns its entry point.
-fn load_shell() -> Result<fn() -> isize, String> {
+fn load_shell() -> Result<fn(u64) -> isize, String> {
     nano_core::kernel::with_loader(|l| {
         let apps = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
         if l.crate_by_name(apps, "shell").is_none() {
@@ -27,9 +27,10 @@ fn load_shell() -> Result<fn() -> isize, String> {
             let file = file.ok_or("no shell object in the applications namespace")?;
             l.load_from_dir(apps, &file).map_err(|e| format!("{e}"))?;
         }
-        let main = l.lookup(apps, "shell::main").map_err(|e| format!("{e}"))?;
-        // The shell's entry point has the signature `fn() -> isize` (its contract with captain).
-        Ok(nano_core::kernel::entry_point(main.addr))
+        let run = l.lookup(apps, "shell::run").map_err(|e| format!("{e}"))?;
+        // The shell's entry point has the signature `fn(u64) -> isize` (its contract with
+        // captain: a restartable task's entry).
+        Ok(nano_core::kernel::restartable_entry(run.addr))
     })
 }
 
@@ -51,9 +52,12 @@ pub fn init() {
     };
     let (crates, sections, symbols, _, _) = nano_core::kernel::with_loader(|l| l.totals());
     let relocs: usize = nano_core::kernel::with_loader(|l| l.crates().map(|k| k.relocations).sum());
-    if let Err(e) = task::spawn_fn("shell", shell) {
+    // Restartable: if the shell dies by a fault or a panic, recovery checks the crates it ran,
+    // reloads a corrupted one and starts the shell again.
+    if let Err(e) = task::spawn_restartable("shell", task::Restartable { entry: shell, arg: 0, restarts: 0 }) {
         fatal("spawning the shell", &e);
     }
+    recovery::start();
     log::info!(
         "boot to shell: {} us from nano_core entry; {} crates loaded, {} sections, {} symbols, {} relocations applied",
         nano_core::time::micros_since_entry(),

@@ -1,11 +1,57 @@
 //! `crash panic|null|ud|divide|stack`: faults deliberately, inside the command's own task.
 //! Each ends only that task, with a report and a symbolized backtrace; the shell goes on. All
 //! but `stack` unwind the task, so `main`'s [`Cleanup`] reports its drop.
+//!
+//! `crash corrupt SYMBOL` and `crash flip SYMBOL [OFFSET [BIT]]` (SYMBOL may be an address) damage loaded code instead
+//! (fault injection for the recovery tests and `make faults`): the first writes `ud2` over the
+//! function's first instruction, so its next caller faults for certain; the second flips one
+//! bit, with whatever effect that has. Neither faults here. `crash restartable` starts a
+//! restartable task that panics every time it runs (recovery gives it up after a few tries).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|restartable|corrupt SYM|flip SYM [OFF [BIT]]";
+
+/// What a code corruption does.
+enum Damage {
+    Ud2,
+    Flip { offset: u64, bit: u8 },
+}
+
+/// Damages the code of the loaded function `symbol` (looked up from the applications
+/// namespace, which sees the kernel's crates too), or at an address (`0x…`).
+fn damage(symbol: &str, how: Damage) -> isize {
+    let r = nano_core::kernel::with_loader(|l| {
+        let addr = match symbol.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()) {
+            Some(a) => a,
+            None => {
+                let ns = l.namespace_by_name("applications").map_err(|e| alloc::format!("{e}"))?;
+                l.lookup(ns, symbol).map_err(|e| alloc::format!("{e}"))?.addr
+            }
+        };
+        let (id, base) = l.code_offset(addr).ok_or_else(|| alloc::format!("{symbol} is not in the code of a loaded crate"))?;
+        let name = l.krate(id).map(|k| k.name.clone()).unwrap_or_default();
+        let place = match how {
+            Damage::Ud2 => l.overwrite_code(id, base, &[0x0f, 0x0b]),
+            Damage::Flip { offset, bit } => l.flip_code_bit(id, base + offset, bit),
+        }
+        .map_err(|e| alloc::format!("{e}"))?;
+        Ok::<_, alloc::string::String>((name, place))
+    });
+    match r {
+        Ok((krate, place)) => {
+            nano_core::println!("crash: damaged {symbol} in crate {krate} at {place:#x}");
+            0
+        }
+        Err(e) => {
+            nano_core::println!("crash: {e}");
+            1
+        }
+    }
+}
 
 #[inline(never)]
 fn deliberate_panic(what: &str) -> ! {
@@ -56,8 +102,47 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// The body of `crash restartable`'s task: panics every time it starts, so recovery restarts
+/// it until its policy gives up.
+fn doomed(_: u64) -> isize {
+    deliberate_panic("a restartable task that always panics")
+}
+
+/// Starts [`doomed`] as a restartable task.
+fn start_doomed() -> isize {
+    match task::spawn_restartable("doomed", task::Restartable { entry: doomed, arg: 0, restarts: 0 }) {
+        Ok(id) => {
+            nano_core::println!("crash: restartable task {id} started; it panics every time");
+            0
+        }
+        Err(e) => {
+            nano_core::println!("crash: {e}");
+            1
+        }
+    }
+}
+
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
+    let num = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| nano_core::kernel::parse_u64(a));
+    match (args.get(1).copied(), args.get(2)) {
+        (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),
+        (Some("flip"), Some(sym)) => {
+            return match (num(3, 0), num(4, 0)) {
+                (Some(offset), Some(bit)) if bit < 8 => damage(sym, Damage::Flip { offset, bit: bit as u8 }),
+                _ => {
+                    nano_core::println!("usage: crash flip SYMBOL [OFFSET [BIT]] (BIT 0-7)");
+                    2
+                }
+            };
+        }
+        (Some("restartable"), _) => return start_doomed(),
+        (Some("corrupt" | "flip"), None) => {
+            nano_core::println!("usage: crash corrupt SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
+            return 2;
+        }
+        _ => {}
+    }
     let _cleanup = Cleanup(args.get(1).copied().unwrap_or(""));
     match args.get(1).copied() {
         Some("panic") => deliberate_panic("requested by crash"),
@@ -68,7 +153,7 @@ pub fn main(args: &[&str]) -> isize {
             core::hint::black_box(overflow_stack(0));
         }
         _ => {
-            nano_core::println!("usage: crash panic|null|ud|divide|stack");
+            nano_core::println!("usage: crash panic|null|ud|divide|stack|restartable|corrupt SYMBOL|flip SYMBOL [OFFSET [BIT]]");
             return 2;
         }
     }

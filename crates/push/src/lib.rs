@@ -193,15 +193,16 @@ fn receive_one() -> Result<Option<String>, String> {
     )))
 }
 
-/// The receiver task: receives objects until a swap replaces this crate, then starts the new
-/// version's receiver and ends (so the old version's code runs nowhere and is reclaimed).
-pub fn receiver() -> isize {
-    let me = receiver as fn() -> isize as usize as u64;
+/// The receiver task (restartable): receives objects until a swap replaces this crate, then
+/// starts the new version's receiver and ends (so the old version's code runs nowhere and is
+/// reclaimed).
+pub fn receiver(_: u64) -> isize {
+    let me = receiver as fn(u64) -> isize as usize as u64;
     loop {
         match receive_one() {
             Ok(Some(msg)) => nano_core::println!("push: {msg}"),
             Ok(None) => match nano_core::kernel::current_version("kernel", "push::receiver") {
-                Some(cur) if cur != me => match task::spawn_fn("push", nano_core::kernel::entry_point(cur)) {
+                Some(cur) if cur != me => match spawn(nano_core::kernel::restartable_entry(cur)) {
                     Ok(_) => return 0,
                     Err(e) => log::warn!("push: cannot start the new version's receiver: {e}"),
                 },
@@ -212,6 +213,10 @@ pub fn receiver() -> isize {
     }
 }
 
+fn spawn(entry: fn(u64) -> isize) -> Result<task::TaskId, task::TaskError> {
+    task::spawn_restartable("push", task::Restartable { entry, arg: 0, restarts: 0 })
+}
+
 /// Starts the receiver task if a second serial port exists.
 pub fn start() {
     if !present() {
@@ -219,7 +224,7 @@ pub fn start() {
         return;
     }
     init();
-    let r = task::spawn_fn("push", receiver);
+    let r = spawn(receiver);
     match r {
         Ok(id) => log::info!("push: receiving objects on COM2 (task {id})"),
         Err(e) => log::warn!("push: cannot start the receiver: {e}"),

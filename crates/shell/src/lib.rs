@@ -78,7 +78,10 @@ fn help() {
 
 /// Runs a command crate as a task; Ctrl-C kills it. In the background (a trailing `&`) the
 /// shell does not wait: the task runs on its own and its output interleaves with the prompt.
-fn run_command(words: Vec<String>, background: bool) {
+/// Public and never inlined so it is a named function in the shell's code (fault-injection
+/// tests damage it to make the shell itself fault).
+#[inline(never)]
+pub fn run_command(words: Vec<String>, background: bool) {
     let main = match resolve(&words[0]) {
         Ok(a) => a,
         Err(e) => {
@@ -125,15 +128,19 @@ fn run_command(words: Vec<String>, background: bool) {
 /// shares it between the two).
 static HANDOVER: spin::Mutex<Option<Vec<String>>> = spin::Mutex::new(None);
 
+/// Set once a shell ran: a later start without a handover is a restart after a fault.
+static STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// After a swap replaced this crate, starts the new version's shell as a task (with this one's
 /// history) and tells the caller to end: the old version's code then runs nowhere and is
 /// reclaimed. `false` if this is still the current version.
 fn hand_over(editor: &line::Editor) -> bool {
-    let me = main as fn() -> isize as usize as u64;
-    match nano_core::kernel::current_version("applications", "shell::main") {
+    let me = run as fn(u64) -> isize as usize as u64;
+    match nano_core::kernel::current_version("applications", "shell::run") {
         Some(cur) if cur != me => {
             *HANDOVER.lock() = Some(editor.history().to_vec());
-            match task::spawn_fn("shell", nano_core::kernel::entry_point(cur)) {
+            let entry = nano_core::kernel::restartable_entry(cur);
+            match task::spawn_restartable("shell", task::Restartable { entry, arg: 0, restarts: 0 }) {
                 Ok(id) => {
                     println!("shell: continuing in the new version (task {id})");
                     true
@@ -149,11 +156,13 @@ fn hand_over(editor: &line::Editor) -> bool {
     }
 }
 
-/// The shell's entry point (run as a task by captain, or by the version it replaced).
-pub fn main() -> isize {
+/// The shell's entry point: run as a restartable task by captain, by the version it replaced,
+/// or by the recovery supervisor after the shell died (the argument is unused).
+pub fn run(_: u64) -> isize {
     let mut editor = line::Editor::new();
     match HANDOVER.lock().take() {
         Some(history) => editor.set_history(history),
+        None if STARTED.swap(true, core::sync::atomic::Ordering::Relaxed) => println!("shell: started again"),
         None => println!("Delos shell. Type `help` for the commands."),
     }
     loop {

@@ -118,6 +118,36 @@ pub struct TaskInfo {
     pub ticks: u64,
     /// Its stack `[bottom, top)` (the guard page is just below).
     pub stack: Option<(u64, u64)>,
+    /// For a restartable task: how often it was started again.
+    pub restarts: Option<u32>,
+}
+
+/// How a restartable task is started (again): an entry point and its argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Restartable {
+    /// The entry point (a function, so it can run again; found by the recovery policy
+    /// afresh if its crate was reloaded meanwhile).
+    pub entry: fn(u64) -> isize,
+    /// Its argument.
+    pub arg: u64,
+    /// Restarts so far.
+    pub restarts: u32,
+}
+
+/// A restartable task that died by a CPU exception or a panic, for the recovery policy.
+#[derive(Debug, Clone)]
+pub struct Death {
+    /// Its id.
+    pub id: TaskId,
+    /// Its name.
+    pub name: String,
+    /// How to start it again.
+    pub restart: Restartable,
+    /// Why it died.
+    pub exit: Exit,
+    /// The faulting instruction (for a CPU exception) and the return addresses on its stack
+    /// when it died, innermost first: the code it was running.
+    pub pcs: Vec<u64>,
 }
 
 #[repr(C, align(16))]
@@ -140,6 +170,10 @@ struct Task {
     entry: Option<Box<Entry>>,
     /// Removed from the task table as soon as it exits (nobody will join it).
     detached: bool,
+    /// Set for a restartable task.
+    restart: Option<Restartable>,
+    /// Where a restartable task was when it died (see [`Death::pcs`]).
+    death_pcs: Vec<u64>,
     ticks: u64,
     slice: u64,
     /// Set while a panic unwinds this task: a second panic then ends it at once.
@@ -313,6 +347,8 @@ fn init_tasking() -> Result<(), TaskError> {
         tp,
         entry: None,
         detached: false,
+        restart: None,
+        death_pcs: Vec::new(),
         ticks: 0,
         slice: 0,
         panicking: false,
@@ -368,6 +404,47 @@ pub fn spawn_fn(name: &str, f: fn() -> isize) -> Result<TaskId, TaskError> {
     Ok(id)
 }
 
+/// Starts a detached task that the recovery policy starts again (with the same entry and
+/// argument) if it dies by a CPU exception or a panic ([`take_deaths`]).
+pub fn spawn_restartable(name: &str, r: Restartable) -> Result<TaskId, TaskError> {
+    let entry = r.entry;
+    let arg = r.arg;
+    scrub_stack();
+    let id = spawn_boxed(name, STACK_PAGES, Box::new(Entry(Box::new(move || entry(arg)))))?;
+    cpu::without_interrupts(|| {
+        if let Some(t) = TASKS.lock().get_mut(&id) {
+            t.detached = true;
+            t.restart = Some(r);
+        }
+    });
+    Ok(id)
+}
+
+/// Restartable tasks that died since the last call (the recovery policy restarts them).
+pub fn take_deaths() -> Vec<Death> {
+    cpu::without_interrupts(|| core::mem::take(&mut *DEATHS.lock()))
+}
+
+static DEATHS: Mutex<Vec<Death>> = Mutex::new(Vec::new());
+
+/// Notes where the running task is (the faulting instruction, then its return addresses), for
+/// a restartable task's death report. Called before unwinding destroys the frames.
+fn note_death_site(rip: Option<u64>) {
+    let cur = current();
+    let Some((lo, hi)) = current_stack() else { return };
+    let mut pcs = Vec::new();
+    pcs.extend(rip);
+    walk(nano_core::kernel::current_frame_pointer(), lo, hi, &mut pcs);
+    cpu::without_interrupts(|| {
+        if let Some(t) = TASKS.lock().get_mut(&cur)
+            && t.restart.is_some()
+            && t.death_pcs.is_empty()
+        {
+            t.death_pcs = pcs;
+        }
+    });
+}
+
 /// Marks a task as one nobody will join: its record goes away as soon as it exits.
 pub fn detach(id: TaskId) {
     cpu::without_interrupts(|| {
@@ -411,6 +488,8 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
         tp,
         entry: Some(entry),
         detached: false,
+        restart: None,
+        death_pcs: Vec::new(),
         ticks: 0,
         slice: 0,
         panicking: false,
@@ -461,6 +540,12 @@ pub fn exit(how: Exit) -> ! {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
     if let Some(t) = TASKS.lock().get_mut(&id) {
+        if let Some(r) = t.restart
+            && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
+        {
+            let death = Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs) };
+            DEATHS.lock().push(death);
+        }
         t.state = State::Exited(how);
     }
     exceptions::forget_task(id);
@@ -624,6 +709,7 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
         return None; // the idle/boot context: fatal
     }
     let name = task_name(cur);
+    note_death_site(Some(info.rip));
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
     if let Some(at) = fault_unwind::prepare(cur, info, &what) {
         nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
@@ -661,6 +747,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
         return;
     }
     let name = task_name(cur);
+    note_death_site(None);
     let loc = info.location().map(|l| alloc::format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
     let msg = alloc::format!("{}", info.message());
     nano_core::serial::emergency_write(format_args!("\n!!! task {cur} ({name}) panicked at {loc}: {msg}\n"));
@@ -754,6 +841,7 @@ pub fn list() -> Vec<TaskInfo> {
                 state: t.state.clone(),
                 ticks: t.ticks,
                 stack: t.stack.map(|s| (s.bottom, s.top)),
+                restarts: t.restart.map(|r| r.restarts),
             })
             .collect()
     })

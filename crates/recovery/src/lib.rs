@@ -1,0 +1,290 @@
+//! recovery: bringing the work back after a fault, not just surviving it.
+//!
+//! Mechanism lives elsewhere — the task crate starts restartable tasks and reports their
+//! deaths, the loader knows each crate's integrity hash, the swap reloads a crate from its
+//! object. This crate is the policy:
+//! - a **supervisor** task takes the deaths of restartable tasks (a CPU exception or a panic),
+//!   verifies every crate the task was running (the code on its stack when it died), reloads
+//!   a corrupted one from its object (its statics are kept: a hash tells code corruption, not
+//!   data corruption, and the state is what the restarted task continues from), and starts the
+//!   task again with the same entry and argument — the current version of the entry, if its
+//!   crate was reloaded. A task that dies [`GIVE_UP_AFTER`] times within [`WINDOW_MS`] is given
+//!   up, with a message;
+//! - a **scrubber** task verifies every crate's code and read-only data periodically (the
+//!   `scrub_ms=N` kernel option, default 1000; 0 turns it off) and reloads what changed —
+//!   corruption in code that has not run yet is repaired before it runs.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use mod_mgmt::swap::SwapPair;
+
+/// Deaths within [`WINDOW_MS`] after which a task is given up.
+pub const GIVE_UP_AFTER: usize = 5;
+/// See [`GIVE_UP_AFTER`].
+pub const WINDOW_MS: u64 = 10_000;
+
+static SCRUB_PASSES: AtomicU64 = AtomicU64::new(0);
+static SCRUB_US: AtomicU64 = AtomicU64::new(0);
+static REPAIRS: AtomicU64 = AtomicU64::new(0);
+static RESTARTS: AtomicU64 = AtomicU64::new(0);
+
+/// Recent deaths per task name (milliseconds since boot).
+static DEATHS: spin::Mutex<BTreeMap<String, Vec<u64>>> = spin::Mutex::new(BTreeMap::new());
+
+/// What a verification pass found.
+#[derive(Debug, Clone, Default)]
+pub struct Verified {
+    /// Crates checked.
+    pub crates: usize,
+    /// Bytes of code and read-only data hashed.
+    pub bytes: u64,
+    /// Microseconds it took (with the loader held).
+    pub us: u64,
+    /// Crates whose code or read-only data changed.
+    pub corrupted: Vec<String>,
+    /// Of those, reloaded from their objects.
+    pub repaired: Vec<String>,
+    /// Repairs that failed, with why.
+    pub failed: Vec<String>,
+}
+
+/// Verifies every live crate, one at a time (the loader is held for one crate's hash, never for
+/// the whole pass, so a pass never stalls a swap or a load for long); with `repair`, reloads
+/// the corrupted ones.
+pub fn verify_all(repair: bool) -> Verified {
+    let ids: Vec<(mod_mgmt::CrateId, String)> = nano_core::kernel::with_loader(|l| {
+        l.crates().filter(|k| !k.prelinked && !k.is_retired() && k.integrity.is_some()).map(|k| (k.id, k.name.clone())).collect()
+    });
+    let mut v = Verified::default();
+    let mut bad_ids = Vec::new();
+    for (id, name) in ids {
+        let t0 = nano_core::time::micros_since_entry();
+        let Some((bytes, bad)) = nano_core::kernel::with_loader(|l| {
+            let k = l.krate(id).filter(|k| !k.is_retired())?;
+            let bytes: u64 = k.regions().filter(|r| r.2 != mod_mgmt::Perms::ReadWrite).map(|r| r.1 as u64).sum();
+            Some((bytes, l.verify(id).is_err()))
+        }) else {
+            continue; // swapped or unloaded meanwhile
+        };
+        v.us += nano_core::time::micros_since_entry() - t0;
+        v.crates += 1;
+        v.bytes += bytes;
+        if bad {
+            v.corrupted.push(name);
+            bad_ids.push(id);
+        }
+    }
+    if repair {
+        for id in bad_ids {
+            match reload(id) {
+                Ok(name) => v.repaired.push(name),
+                Err(e) => v.failed.push(e),
+            }
+        }
+    }
+    v
+}
+
+/// Reloads crate `id` from the object it was loaded from (a swap with that same object:
+/// dependents relinked, statics kept, the corrupted copy retired). Its name, on success.
+fn reload(id: mod_mgmt::CrateId) -> Result<String, String> {
+    let (name, file) =
+        nano_core::kernel::with_loader(|l| l.krate(id).filter(|k| !k.is_retired()).map(|k| (k.name.clone(), k.file.clone())))
+            .ok_or_else(|| String::from("it was swapped or unloaded meanwhile"))?;
+    let opts = crate_swap::Options { attempts: 250, ..Default::default() };
+    crate_swap::swap(&[SwapPair { old: name.clone(), new_file: file.clone() }], &opts).map_err(|e| format!("{name}: {e}"))?;
+    REPAIRS.fetch_add(1, Ordering::Relaxed);
+    log::warn!("recovery: crate {name} was corrupted; reloaded it from {file} (its statics kept)");
+    Ok(name)
+}
+
+/// Names of the loaded crates (not nano_core, not JIT code) that contain any of `pcs`.
+fn crates_of(pcs: &[u64]) -> Vec<(String, mod_mgmt::CrateId)> {
+    nano_core::kernel::with_loader(|l| {
+        let mut out: Vec<(String, mod_mgmt::CrateId)> = Vec::new();
+        for pc in pcs {
+            // A return address belongs to the call one byte back; a faulting instruction is at
+            // the address itself. Both are checked (verifying one crate too many costs a hash).
+            for a in [pc.saturating_sub(1), *pc] {
+                let Some((sid, _)) = l.locate(a) else { continue };
+                let Some(k) = l.section(sid).and_then(|s| l.krate(s.krate)) else { continue };
+                if !k.prelinked && !k.is_retired() && !out.iter().any(|(_, id)| *id == k.id) {
+                    out.push((k.name.clone(), k.id));
+                }
+            }
+        }
+        out
+    })
+}
+
+/// The entry point's current address: the same symbol in the crate's current version (the
+/// crate may have been reloaded since the task was started).
+fn current_entry(entry: fn(u64) -> isize) -> fn(u64) -> isize {
+    let addr = entry as usize as u64;
+    let now = nano_core::kernel::with_loader(|l| {
+        let info = l.addr2sym(addr).filter(|i| i.symbol_offset == 0)?;
+        let raw = info.raw?;
+        let ns = l.namespace_by_name(&info.namespace).ok()?;
+        l.lookup(ns, &raw).ok().or_else(|| l.lookup(ns, info.symbol.as_deref()?).ok()).map(|s| s.addr)
+    });
+    match now {
+        Some(a) if a != addr => nano_core::kernel::restartable_entry(a),
+        _ => entry,
+    }
+}
+
+/// Handles one death: verify and repair what the task ran, then restart it (or give up).
+fn recover(d: task::Death) {
+    let now = nano_core::time::micros_since_entry() / 1000;
+    let crates = crates_of(&d.pcs);
+    let mut repaired = Vec::new();
+    for (name, id) in &crates {
+        let bad = nano_core::kernel::with_loader(|l| l.verify(*id).is_err());
+        if bad {
+            match reload(*id) {
+                Ok(name) => repaired.push(name),
+                Err(e) => nano_core::println!("recovery: crate {name} is corrupted and could not be reloaded: {e}"),
+            }
+        }
+    }
+    let recent = {
+        let mut deaths = DEATHS.lock();
+        let v = deaths.entry(d.name.clone()).or_default();
+        v.retain(|t| now.saturating_sub(*t) < WINDOW_MS);
+        v.push(now);
+        v.len()
+    };
+    let checked: Vec<&str> = crates.iter().map(|(n, _)| n.as_str()).collect();
+    if recent >= GIVE_UP_AFTER {
+        nano_core::println!(
+            "recovery: task {} ({}) died {recent} times within {} s ({:?}); given up, not restarted",
+            d.id,
+            d.name,
+            WINDOW_MS / 1000,
+            d.exit
+        );
+        return;
+    }
+    let r = task::Restartable { entry: current_entry(d.restart.entry), restarts: d.restart.restarts + 1, ..d.restart };
+    match task::spawn_restartable(&d.name, r) {
+        Ok(id) => {
+            RESTARTS.fetch_add(1, Ordering::Relaxed);
+            nano_core::println!(
+                "recovery: task {} ({}) died ({}); verified {} ({}); restarted as task {id} (restart {})",
+                d.id,
+                d.name,
+                match &d.exit {
+                    task::Exit::Faulted(w) | task::Exit::Panicked(w) => w.as_str(),
+                    _ => "?",
+                },
+                if checked.is_empty() { String::from("nothing") } else { checked.join(" ") },
+                if repaired.is_empty() { String::from("all intact") } else { format!("reloaded {}", repaired.join(" ")) },
+                r.restarts
+            );
+        }
+        Err(e) => nano_core::println!("recovery: task {} ({}) could not be restarted: {e}", d.id, d.name),
+    }
+}
+
+/// After a swap replaced this crate, starts the new version of task `name` (entry `symbol`)
+/// and tells the caller to end, so the old version's code runs nowhere and is reclaimed.
+fn handed_over(name: &str, me: fn(u64) -> isize, symbol: &str, arg: u64) -> bool {
+    match nano_core::kernel::current_version("kernel", symbol) {
+        Some(cur) if cur != me as usize as u64 => {
+            let entry = nano_core::kernel::restartable_entry(cur);
+            match task::spawn_restartable(name, task::Restartable { entry, arg, restarts: 0 }) {
+                Ok(_) => true,
+                Err(e) => {
+                    log::warn!("recovery: cannot start the new version's {name}: {e}");
+                    false
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The supervisor's body (a task): forever takes deaths and recovers from them.
+pub fn supervise(_: u64) -> isize {
+    for round in 0u64.. {
+        for d in task::take_deaths() {
+            recover(d);
+        }
+        // Every 100 ms: has a swap replaced this crate?
+        if round % 20 == 0 && handed_over("supervisor", supervise, "recovery::supervise", 0) {
+            return 0;
+        }
+        task::sleep_ms(5);
+    }
+    0
+}
+
+/// The scrubber's body (a task): verifies and repairs every `period_ms`.
+pub fn scrub(period_ms: u64) -> isize {
+    loop {
+        task::sleep_ms(period_ms);
+        if handed_over("scrubber", scrub, "recovery::scrub", period_ms) {
+            return 0;
+        }
+        let v = verify_all(true);
+        SCRUB_PASSES.fetch_add(1, Ordering::Relaxed);
+        SCRUB_US.fetch_add(v.us, Ordering::Relaxed);
+        for name in &v.repaired {
+            nano_core::println!("recovery: the scrubber found crate {name} corrupted and reloaded it");
+        }
+        for f in &v.failed {
+            nano_core::println!("recovery: the scrubber found a corrupted crate it could not reload: {f}");
+        }
+    }
+}
+
+/// What the recovery policy has done since boot.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Scrubber passes over every crate.
+    pub scrub_passes: u64,
+    /// Microseconds the scrubber spent hashing (loader held).
+    pub scrub_us: u64,
+    /// Crates reloaded because their code was corrupted.
+    pub repairs: u64,
+    /// Restartable tasks started again.
+    pub restarts: u64,
+}
+
+/// What the recovery policy has done since boot.
+pub fn stats() -> Stats {
+    Stats {
+        scrub_passes: SCRUB_PASSES.load(Ordering::Relaxed),
+        scrub_us: SCRUB_US.load(Ordering::Relaxed),
+        repairs: REPAIRS.load(Ordering::Relaxed),
+        restarts: RESTARTS.load(Ordering::Relaxed),
+    }
+}
+
+/// The scrubber's period: the `scrub_ms=N` kernel option, default 1000 ms, 0 for none.
+pub fn scrub_period_ms() -> u64 {
+    boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "scrub_ms").and_then(nano_core::kernel::parse_u64).unwrap_or(1000)
+}
+
+/// Starts the supervisor and the scrubber (captain calls this once).
+pub fn start() {
+    let sup = task::spawn_restartable("supervisor", task::Restartable { entry: supervise, arg: 0, restarts: 0 });
+    let period = scrub_period_ms();
+    let scrubber = if period > 0 {
+        task::spawn_restartable("scrubber", task::Restartable { entry: scrub, arg: period, restarts: 0 }).map(Some)
+    } else {
+        Ok(None)
+    };
+    match (sup, scrubber) {
+        (Ok(s), Ok(Some(c))) => log::info!("recovery: supervisor task {s}, scrubber task {c} (every {period} ms)"),
+        (Ok(s), Ok(None)) => log::info!("recovery: supervisor task {s}; no scrubber (scrub_ms=0)"),
+        (Err(e), _) | (_, Err(e)) => log::warn!("recovery: cannot start: {e}"),
+    }
+}
