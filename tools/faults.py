@@ -19,8 +19,8 @@ healthy before a trial, reboots):
   - manifested: a fault or panic is reported, the beats stop, or they come out wrong (a
     malformed line or a number that is not the last one plus one);
   - contained (of the manifested): the kernel survives and no task other than the workload
-    died: the shell answers and every other task `ps` listed before the trial is still there
-    with the same id and no new restart;
+    died: the shell answers and every long-lived task (idle, shell, supervisor, scrubber, push)
+    `ps` listed before the trial is still there with the same id and no new restart;
   - recovered (of the manifested): within 8 s and with no action by the harness, the beats
     resume correct: 10 consecutive beats, the first of them the last correct beat before the
     fault plus one or two (the beat in flight may be lost). A beat counter whose value the flip
@@ -48,7 +48,9 @@ CRATES = ["heartbeat", "scheduler", "exceptions", "interrupts", "task", "unwind"
 KINDS = {"Text": "code", "Rodata": "code", "Data": "data", "Bss": "data"}
 BEAT = re.compile(r"heartbeat v1: beat #(\d+)\r?$", re.M)
 REPORT = re.compile(r"CPU EXCEPTION|panicked|killed by|fault outside any task|PANIC|double fault")
-WORKLOAD = ("beat",)
+# The tasks that live as long as the system: "contained" means none of them died or restarted
+# (short-lived ones — commands, the swap reaper — come and go by themselves).
+LONG_LIVED = ("idle", "shell", "supervisor", "scrubber", "push")
 MACHINES = []  # stopped on exit, whatever happens
 
 
@@ -66,7 +68,9 @@ class Gdb:
             raise RuntimeError("gdb stub did not answer")
         self.buf = b""
         self.s.sendall(b"+")
-        self.packet("?")  # the VM is stopped on attach
+        self._send("?")  # the VM is stopped on attach
+        while not self._read_packet().startswith(("T", "S")):
+            pass
         self.cont()
 
     def _read_packet(self):
@@ -88,8 +92,12 @@ class Gdb:
         self.s.sendall(f"${body}#{csum:02x}".encode())
 
     def packet(self, body):
+        """Sends a command; returns its reply, skipping stop replies left over from a halt."""
         self._send(body)
-        return self._read_packet()
+        while True:
+            r = self._read_packet()
+            if not r.startswith(("T", "S")):
+                return r
 
     def cont(self):
         self._send("c")
@@ -97,7 +105,8 @@ class Gdb:
     def flip(self, addr, bit):
         """Stops the VM, flips the bit, lets it run on. False if the byte is not readable."""
         self.s.sendall(b"\x03")
-        self._read_packet()  # stop reply
+        while not self._read_packet().startswith(("T", "S")):  # the stop reply
+            pass
         old = self.packet(f"m{addr:x},1")
         ok = len(old) == 2 and not old.startswith("E")
         if ok:
@@ -149,10 +158,15 @@ class Machine:
         return found
 
     def tasks(self):
-        """{id: (name, restarts)} from `ps`."""
-        out = self.run("ps", timeout=5) or ""
-        return {int(m.group(1)): (m.group(2), m.group(3))
-                for m in re.finditer(r"^ +(\d+)  (\S+) +\S+ +\d+ +(\S+)  ", out, re.M)}
+        """{id: (name, restarts)} from `ps` (asked again if the workload's output garbled it)."""
+        found = {}
+        for _ in range(3):
+            out = self.run("ps", timeout=5) or ""
+            found = {int(m.group(1)): (m.group(2), m.group(3))
+                     for m in re.finditer(r"^ +(\d+)  (\S+) +\S+ +\d+ +(\S+)  ", out, re.M)}
+            if re.search(r"^policy: ", out, re.M) and any(n == "idle" for n, _ in found.values()):
+                break
+        return found
 
     def stop(self):
         self.proc.kill()
@@ -193,6 +207,7 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=12345)
     p.add_argument("--targets", default=",".join(CRATES))
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
     a = p.parse_args()
     rng = random.Random(a.seed)
     targets = [(c, k) for c in a.targets.split(",") for k in ("code", "data")]
@@ -206,6 +221,8 @@ def main():
     while totals["manifested"] < a.manifested and totals["trials"] < a.max_trials:
         ok, last = (False, None) if m is None or not m.alive() else healthy(m)
         if not ok:
+            if a.verbose:
+                print("rebooting", flush=True)
             if m:
                 m.stop()
                 totals["reboots"] += 1
@@ -261,6 +278,8 @@ def main():
         wrong = any(y != x + 1 for x, y in zip(seq, seq[1:])) or re.search(r"heartbeat(?! v1: beat #\d+\r?$)", after, re.M)
         stopped = len(beats_in(m.s.text(len(m.s.buf) - min(len(after), 400)))) == 0
         if not (reported or wrong or stopped or not m.alive()):
+            if a.verbose:
+                print(f"trial {totals['trials']}: {crate} {kind} {addr:#x} bit {bit}: not manifested", flush=True)
             continue
         totals["manifested"] += 1
         row["manifested"] += 1
@@ -281,12 +300,17 @@ def main():
             if not recovered:
                 time.sleep(0.2)
         contained = False
+        harmed = "the kernel died or the shell does not answer"
         if m.alive() and m.answers(f"alive{totals['trials']}"):
             now = m.tasks()
-            contained = all(tid in now and now[tid] == (name, r) for tid, (name, r) in before.items()
-                            if name not in WORKLOAD and name != "ps")
+            harmed = [f"{tid} {name}" for tid, (name, r) in before.items()
+                      if name in LONG_LIVED and (tid not in now or now[tid] != (name, r))]
+            contained = not harmed
         row["contained"] += contained
         row["recovered"] += recovered
+        if a.verbose:
+            print(f"trial {totals['trials']}: {crate} {kind} {addr:#x} bit {bit}: {what}; "
+                  f"{'contained' if contained else f'NOT contained ({harmed})'}, {'recovered' if recovered else 'NOT recovered'}", flush=True)
         k = kinds.setdefault(what, [0, 0, 0])
         k[0] += 1
         k[1] += contained

@@ -1,8 +1,11 @@
-//! The line editor: reads bytes from COM1 (polling, yielding the CPU while idle) and keeps a
-//! history.
+//! The line editor: reads bytes from COM1 (polling, yielding the CPU while idle), decodes them
+//! into keys (`line_edit`: UTF-8 and every common terminal's escape sequences) and keeps a
+//! history. The cursor moves by character; the terminal is assumed to give each character
+//! one column.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use line_edit::{Decoder, Key};
 use nano_core::print;
 
 const HISTORY_MAX: usize = 100;
@@ -52,10 +55,11 @@ impl Editor {
         let mut buf: Vec<char> = Vec::new();
         let mut cursor = 0;
         let mut hist = self.history.len();
+        let mut keys = Decoder::new();
         loop {
-            let b = read_byte();
-            match b {
-                b'\r' | b'\n' => {
+            let Some(key) = keys.feed(read_byte()) else { continue };
+            match key {
+                Key::Enter => {
                     print!("\n");
                     let line: String = buf.iter().collect();
                     if !line.trim().is_empty() && self.history.last() != Some(&line) {
@@ -66,68 +70,44 @@ impl Editor {
                     }
                     return Some(line);
                 }
-                0x03 => {
+                Key::Interrupt => {
                     print!("^C\n");
                     return None;
                 }
-                0x0c => {
-                    print!("\x1b[2J\x1b[H");
-                    redraw(prompt, &buf, cursor);
+                Key::ClearScreen => print!("\x1b[2J\x1b[H"),
+                Key::Home => cursor = 0,
+                Key::End => cursor = buf.len(),
+                Key::Left => cursor = cursor.saturating_sub(1),
+                Key::Right => cursor = (cursor + 1).min(buf.len()),
+                Key::Backspace if cursor > 0 => {
+                    cursor -= 1;
+                    buf.remove(cursor);
                 }
-                0x01 => {
-                    cursor = 0;
-                    redraw(prompt, &buf, cursor);
+                Key::Delete if cursor < buf.len() => {
+                    buf.remove(cursor);
                 }
-                0x05 => {
+                Key::Up if hist > 0 => {
+                    hist -= 1;
+                    buf = self.history[hist].chars().collect();
                     cursor = buf.len();
-                    redraw(prompt, &buf, cursor);
                 }
-                0x7f | 0x08 => {
-                    if cursor > 0 {
-                        cursor -= 1;
-                        buf.remove(cursor);
-                        redraw(prompt, &buf, cursor);
-                    }
+                Key::Down if hist < self.history.len() => {
+                    hist += 1;
+                    buf = self.history.get(hist).map(|h| h.chars().collect()).unwrap_or_default();
+                    cursor = buf.len();
                 }
-                0x1b => {
-                    if read_byte() != b'[' {
-                        continue;
-                    }
-                    match read_byte() {
-                        b'A' if hist > 0 => {
-                            hist -= 1;
-                            buf = self.history[hist].chars().collect();
-                            cursor = buf.len();
-                        }
-                        b'B' if hist < self.history.len() => {
-                            hist += 1;
-                            buf = self.history.get(hist).map(|h| h.chars().collect()).unwrap_or_default();
-                            cursor = buf.len();
-                        }
-                        b'C' if cursor < buf.len() => cursor += 1,
-                        b'D' if cursor > 0 => cursor -= 1,
-                        b'H' => cursor = 0,
-                        b'F' => cursor = buf.len(),
-                        b'3' => {
-                            if read_byte() == b'~' && cursor < buf.len() {
-                                buf.remove(cursor);
-                            }
-                        }
-                        _ => {}
-                    }
-                    redraw(prompt, &buf, cursor);
-                }
-                b if b >= 0x20 && b < 0x7f => {
-                    buf.insert(cursor, b as char);
+                Key::Char(c) if !c.is_control() => {
+                    buf.insert(cursor, c);
                     cursor += 1;
                     if cursor == buf.len() {
-                        print!("{}", b as char);
-                    } else {
-                        redraw(prompt, &buf, cursor);
+                        // Typing at the end: echo the character, no redraw.
+                        print!("{c}");
+                        continue;
                     }
                 }
-                _ => {}
+                _ => continue,
             }
+            redraw(prompt, &buf, cursor);
         }
     }
 }

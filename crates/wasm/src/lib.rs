@@ -418,6 +418,7 @@ fn run(args: &[&str]) -> isize {
         let name = stem(&file);
         let mut first = None;
         let mut status = 0;
+        let t0 = nano_core::time::micros_since_entry();
         for k in 0..o.repeat {
             // With --repeat, only the first and the last run speak.
             let quiet = k > 0 && k + 1 < o.repeat;
@@ -427,8 +428,10 @@ fn run(args: &[&str]) -> isize {
             }
         }
         if o.repeat > 1 {
+            let us = nano_core::time::micros_since_entry() - t0;
             let (f0, h0) = first.unwrap_or_default();
             let (f1, h1) = usage();
+            println!("wasm: {} runs of {name} (compile, instantiate, run, release each) in {us} us", o.repeat);
             println!(
                 "wasm: {} runs of {name}; after run 1: {f0} frames, {h0} heap bytes in use; after run {}: {f1} frames, {h1} heap bytes",
                 o.repeat, o.repeat
