@@ -15,7 +15,7 @@ step() { # name, command...
 }
 
 step "loader fixtures (modtool build with the kernel's flags)" bash tools/fixtures.sh
-step "host tests (boot_info, mod_mgmt incl. fixture loads, tools)" cargo test -q -p boot_info -p mod_mgmt -p path -p line_edit -p imgtool -p modtool -p objbuild
+step "host tests (boot_info, signing, mod_mgmt incl. fixture loads, line_edit, tools)" cargo test -q -p boot_info -p signing -p mod_mgmt -p path -p line_edit -p imgtool -p modtool -p objbuild
 step "tlibc host tests (against the host libc)" cargo test -q -p tlibc --no-default-features
 step "WASM engine: host tests and the spec suite (per-file table in target/wasm-spec.txt)" cargo test -q -p wasm_runtime --features std
 step "loader fuzz smoke (20000 mutated objects)" ./target/release/modtool fuzz --iters 20000

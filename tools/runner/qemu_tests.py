@@ -334,6 +334,13 @@ CASES = [
                  r"beat: job 0 resumes at beat \d+ of 12", r"verify: \d+ crates, \d+ KiB .* 0 corrupted, 0 repaired",
                  r"recovery: 0 scrub passes \(0 us hashing\), 1 crates reloaded, 1 tasks restarted"],
          counts=[(r"killed by", 1)], check=beats_exactly_once(1, 12), reject=["fault outside any task", "given up"]),
+    # A wild jump out of damaged code: the fault shows no frame of the damaged crate, the crates
+    # on the stack are intact, so the supervisor verifies every crate and finds it.
+    dict(name="recovery_after_a_wild_jump_verifies_every_crate", timeout=90, append="scrub_ms=0", script=[
+            "beat 10 100", "sleep 350", "crash wild heartbeat::beat", "@expect beat: job 0 finished 10 beats", "poweroff"],
+         expect=[r"task \d+ \(beat\) killed by page fault", r"rip: 0x0 in not in any loaded section",
+                 r"recovery: task \d+ \(beat\) died \(page fault at 0x0\); verified [a-z_ ]+ and then every crate \(reloaded heartbeat\); restarted as task \d+ \(restart 1\)"],
+         counts=[(r"killed by", 1)], check=beats_exactly_once(1, 10), reject=["fault outside any task", "given up"]),
     # The shell itself faults (its own code damaged): it is reloaded and started again.
     dict(name="recovery_restarts_the_shell", timeout=60, append="scrub_ms=0", script=[
             "echo before", "crash corrupt shell::run_command", "echo lost", "@expect shell: started again", "echo back", "ps", "verify", "poweroff"],

@@ -5,7 +5,8 @@
 //! `crash corrupt SYMBOL` and `crash flip SYMBOL [OFFSET [BIT]]` (SYMBOL may be an address) damage loaded code instead
 //! (fault injection for the recovery tests and `make faults`): the first writes `ud2` over the
 //! function's first instruction, so its next caller faults for certain; the second flips one
-//! bit, with whatever effect that has. Neither faults here. `crash restartable` starts a
+//! bit, with whatever effect that has. `crash wild SYMBOL` makes the function jump to address
+//! 0: the fault then shows no frame of the damaged function. Neither faults here. `crash restartable` starts a
 //! restartable task that panics every time it runs (recovery gives it up after a few tries).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -13,12 +14,17 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|restartable|corrupt SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|restartable|corrupt SYM|wild SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
     Ud2,
-    Flip { offset: u64, bit: u8 },
+    /// `xor eax, eax; jmp rax`: a wild jump to address 0 that leaves no frame of the function.
+    WildJump,
+    Flip {
+        offset: u64,
+        bit: u8,
+    },
 }
 
 /// Damages the code of the loaded function `symbol` (looked up from the applications
@@ -36,6 +42,7 @@ fn damage(symbol: &str, how: Damage) -> isize {
         let name = l.krate(id).map(|k| k.name.clone()).unwrap_or_default();
         let place = match how {
             Damage::Ud2 => l.overwrite_code(id, base, &[0x0f, 0x0b]),
+            Damage::WildJump => l.overwrite_code(id, base, &[0x31, 0xc0, 0xff, 0xe0]),
             Damage::Flip { offset, bit } => l.flip_code_bit(id, base + offset, bit),
         }
         .map_err(|e| alloc::format!("{e}"))?;
@@ -127,6 +134,7 @@ pub fn main(args: &[&str]) -> isize {
     let num = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| nano_core::kernel::parse_u64(a));
     match (args.get(1).copied(), args.get(2)) {
         (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),
+        (Some("wild"), Some(sym)) => return damage(sym, Damage::WildJump),
         (Some("flip"), Some(sym)) => {
             return match (num(3, 0), num(4, 0)) {
                 (Some(offset), Some(bit)) if bit < 8 => damage(sym, Damage::Flip { offset, bit: bit as u8 }),
@@ -137,8 +145,8 @@ pub fn main(args: &[&str]) -> isize {
             };
         }
         (Some("restartable"), _) => return start_doomed(),
-        (Some("corrupt" | "flip"), None) => {
-            nano_core::println!("usage: crash corrupt SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
+        (Some("corrupt" | "wild" | "flip"), None) => {
+            nano_core::println!("usage: crash corrupt SYMBOL | crash wild SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
             return 2;
         }
         _ => {}
@@ -153,7 +161,9 @@ pub fn main(args: &[&str]) -> isize {
             core::hint::black_box(overflow_stack(0));
         }
         _ => {
-            nano_core::println!("usage: crash panic|null|ud|divide|stack|restartable|corrupt SYMBOL|flip SYMBOL [OFFSET [BIT]]");
+            nano_core::println!(
+                "usage: crash panic|null|ud|divide|stack|restartable|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+            );
             return 2;
         }
     }

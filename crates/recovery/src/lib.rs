@@ -4,8 +4,9 @@
 //! deaths, the loader knows each crate's integrity hash, the swap reloads a crate from its
 //! object. This crate is the policy:
 //! - a **supervisor** task takes the deaths of restartable tasks (a CPU exception or a panic),
-//!   verifies every crate the task was running (the code on its stack when it died), reloads
-//!   a corrupted one from its object (its statics are kept: a hash tells code corruption, not
+//!   verifies every crate the task was running (the code on its stack when it died) — and, if
+//!   those are intact, every other crate, since corrupted code may have jumped anywhere —
+//!   reloads a corrupted one from its object (its statics are kept: a hash tells code corruption, not
 //!   data corruption, and the state is what the restarted task continues from), and starts the
 //!   task again with the same entry and argument — the current version of the entry, if its
 //!   crate was reloaded. A task that dies [`GIVE_UP_AFTER`] times within [`WINDOW_MS`] is given
@@ -154,6 +155,16 @@ fn recover(d: task::Death) {
             }
         }
     }
+    // Nothing on its stack was corrupted; but corrupted code can jump anywhere, and a wild jump
+    // leaves no trace of where it came from (the frames are garbage): verify every crate.
+    let everything = repaired.is_empty();
+    if everything {
+        let v = verify_all(true);
+        repaired.extend(v.repaired);
+        for f in &v.failed {
+            nano_core::println!("recovery: a corrupted crate could not be reloaded: {f}");
+        }
+    }
     let recent = {
         let mut deaths = DEATHS.lock();
         let v = deaths.entry(d.name.clone()).or_default();
@@ -184,7 +195,11 @@ fn recover(d: task::Death) {
                     task::Exit::Faulted(w) | task::Exit::Panicked(w) => w.as_str(),
                     _ => "?",
                 },
-                if checked.is_empty() { String::from("nothing") } else { checked.join(" ") },
+                match (checked.is_empty(), everything) {
+                    (true, _) => String::from("every crate (none on its stack)"),
+                    (false, true) => format!("{} and then every crate", checked.join(" ")),
+                    (false, false) => checked.join(" "),
+                },
                 if repaired.is_empty() { String::from("all intact") } else { format!("reloaded {}", repaired.join(" ")) },
                 r.restarts
             );

@@ -429,12 +429,35 @@ static DEATHS: Mutex<Vec<Death>> = Mutex::new(Vec::new());
 
 /// Notes where the running task is (the faulting instruction, then its return addresses), for
 /// a restartable task's death report. Called before unwinding destroys the frames.
-fn note_death_site(rip: Option<u64>) {
+fn note_death_site(fault: Option<(u64, u64)>) {
     let cur = current();
     let Some((lo, hi)) = current_stack() else { return };
     let mut pcs = Vec::new();
-    pcs.extend(rip);
-    walk(nano_core::kernel::current_frame_pointer(), lo, hi, &mut pcs);
+    if let Some((rip, rsp)) = fault {
+        pcs.push(rip);
+        // The word at the interrupted stack pointer: the return address when the fault hit a
+        // function's first instructions (before it made a frame record), else some other
+        // word — looking up a crate too many only costs a hash.
+        if (lo..hi.saturating_sub(8)).contains(&rsp) {
+            // SAFETY: inside the task's mapped stack (checked above).
+            pcs.push(unsafe { (rsp as *const u64).read() });
+        }
+    }
+    // The handler may run on its own stack (page faults use an IST stack): follow the chain
+    // out of it, through the handler's frames, to the first frame on the task's stack.
+    let mut rbp = nano_core::kernel::current_frame_pointer();
+    for _ in 0..16 {
+        if (lo..hi).contains(&rbp)
+            || rbp % 8 != 0
+            || nano_core::paging::translate(rbp).is_none()
+            || nano_core::paging::translate(rbp + 8).is_none()
+        {
+            break;
+        }
+        // SAFETY: the word at `rbp` is mapped (checked just above): a frame record's first word.
+        rbp = unsafe { (rbp as *const u64).read() };
+    }
+    walk(rbp, lo, hi, &mut pcs);
     cpu::without_interrupts(|| {
         if let Some(t) = TASKS.lock().get_mut(&cur)
             && t.restart.is_some()
@@ -709,7 +732,7 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
         return None; // the idle/boot context: fatal
     }
     let name = task_name(cur);
-    note_death_site(Some(info.rip));
+    note_death_site(Some((info.rip, info.rsp)));
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
     if let Some(at) = fault_unwind::prepare(cur, info, &what) {
         nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
