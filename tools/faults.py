@@ -208,6 +208,7 @@ def main():
     p.add_argument("--port", type=int, default=12345)
     p.add_argument("--targets", default=",".join(CRATES))
     p.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
+    p.add_argument("--save", help="write the serial output of each manifested trial into this directory")
     a = p.parse_args()
     rng = random.Random(a.seed)
     targets = [(c, k) for c in a.targets.split(",") for k in ("code", "data")]
@@ -308,6 +309,11 @@ def main():
             contained = not harmed
         row["contained"] += contained
         row["recovered"] += recovered
+        if a.save:
+            os.makedirs(a.save, exist_ok=True)
+            with open(os.path.join(a.save, f"trial{totals['trials']:04d}-{crate}-{kind}.log"), "w") as f:
+                f.write(f"flip {addr:#x} bit {bit}: {what}; contained {contained}, recovered {recovered}\n")
+                f.write(m.s.text(mark))
         if a.verbose:
             print(f"trial {totals['trials']}: {crate} {kind} {addr:#x} bit {bit}: {what}; "
                   f"{'contained' if contained else f'NOT contained ({harmed})'}, {'recovered' if recovered else 'NOT recovered'}", flush=True)

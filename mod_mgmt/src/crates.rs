@@ -149,6 +149,9 @@ pub struct LoadedCrate {
     /// Hash of its code and read-only data as placed and relocated (see [`crate::integrity`]);
     /// `None` for prelinked crates.
     pub integrity: Option<u64>,
+    /// A copy of its code and read-only data as sealed (see [`crate::integrity`]): what
+    /// [`crate::loader::Loader::restore_code`] writes back over corrupted bytes.
+    pub(crate) sealed: Option<crate::integrity::Sealed>,
 }
 
 impl LoadedCrate {
@@ -173,6 +176,7 @@ impl LoadedCrate {
             adopted: Vec::new(),
             fixups: Vec::new(),
             integrity: None,
+            sealed: None,
         }
     }
 

@@ -9,6 +9,13 @@
 //!
 //! The hash is not cryptographic (the trust in what was loaded comes from signatures, see
 //! nano_core's `trust`); it must only be fast: 64-bit words, multiply-xor mixing.
+//!
+//! With the hash the loader keeps a copy of those bytes ([`Sealed`]), so corrupted code is
+//! repaired in place ([`Loader::restore_code`]): the changed bytes are written back, at the same
+//! addresses, with nothing to relink — what a fault handler can do for the very instruction
+//! that faulted, and what repairs a crate that is always running (the scheduler, the task
+//! switch) where reloading it would be a swap of the code in use. The copy is checked against
+//! the hash before it is used; a damaged copy leaves reloading the crate from its object.
 
 use crate::crates::LoadedCrate;
 use crate::error::LoadError;
@@ -28,6 +35,57 @@ pub struct Corruption {
     /// The hash the loader recorded when it last linked or rewrote them.
     pub hash_then: u64,
 }
+
+/// A copy of a crate's code and read-only data as sealed: (address, bytes) per part.
+#[derive(Debug, Clone, Default)]
+pub struct Sealed {
+    parts: Vec<(u64, Vec<u8>)>,
+}
+
+impl Sealed {
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.1.len()).sum()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The hash of the copy, computed as [`hash_crate`] computes it over memory.
+    fn hash(&self) -> u64 {
+        let mut h = SEED;
+        for (_, bytes) in &self.parts {
+            h = hash_range(h, bytes.as_ptr() as u64, bytes.len() as u64);
+        }
+        h
+    }
+}
+
+/// Why [`Loader::restore_code`] could not repair a crate in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreError {
+    /// No such live crate, or one without a sealed copy (prelinked).
+    NoCopy,
+    /// The sealed copy itself no longer matches the hash: only the object can repair it.
+    CopyDamaged,
+    /// Writing the bytes back failed (permissions).
+    Write,
+}
+
+/// What [`Loader::restore_code`] wrote back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Restored {
+    /// Bytes that differed and were restored.
+    pub bytes: u64,
+    /// The lowest and highest+1 address restored (equal when nothing differed).
+    pub first: u64,
+    /// See [`Restored::first`].
+    pub end: u64,
+}
+
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// Hashes `[start, start+len)` (mapped, readable, 8-byte aligned length not required).
 fn hash_range(mut h: u64, start: u64, len: u64) -> u64 {
@@ -51,7 +109,7 @@ pub(crate) fn hash_crate(k: &LoadedCrate) -> Option<u64> {
     if k.prelinked {
         return None;
     }
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut h = SEED;
     for (addr, size, _) in k.regions().filter(|r| r.2 != Perms::ReadWrite) {
         h = hash_range(h, addr, size as u64);
     }
@@ -59,14 +117,84 @@ pub(crate) fn hash_crate(k: &LoadedCrate) -> Option<u64> {
 }
 
 impl Loader {
-    /// Records the hash of `id`'s code and read-only data as it is now.
+    /// Records the hash of `id`'s code and read-only data as it is now, and a copy of them.
     pub(crate) fn seal(&mut self, id: CrateId) {
         if let Some(k) = self.crates.get(&id) {
             let h = hash_crate(k);
+            let sealed = h.map(|_| Sealed {
+                parts: k
+                    .regions()
+                    .filter(|r| r.2 != Perms::ReadWrite)
+                    .map(|(addr, size, _)| {
+                        // SAFETY: a part of a loaded crate's own region: mapped and readable.
+                        (addr, unsafe { core::slice::from_raw_parts(addr as *const u8, size) }.to_vec())
+                    })
+                    .collect(),
+            });
             if let Some(k) = self.crates.get_mut(&id) {
                 k.integrity = h;
+                k.sealed = sealed;
             }
         }
+    }
+
+    /// Bytes held by sealed copies of live crates.
+    pub fn sealed_bytes(&self) -> usize {
+        self.crates().filter_map(|k| k.sealed.as_ref()).map(Sealed::len).sum()
+    }
+
+    /// Repairs `id` in place: every byte of its code and read-only data that differs from the
+    /// sealed copy is written back (each run of changed bytes with one permission change).
+    /// Allocates nothing, so a fault handler may call it.
+    pub fn restore_code(&mut self, id: CrateId) -> Result<Restored, RestoreError> {
+        let k = self.crates.get(&id).filter(|k| !k.is_retired()).ok_or(RestoreError::NoCopy)?;
+        let sealed = k.sealed.as_ref().ok_or(RestoreError::NoCopy)?;
+        if Some(sealed.hash()) != k.integrity {
+            return Err(RestoreError::CopyDamaged);
+        }
+        // Taken out for the writes (which need `&mut self`), put back after.
+        let sealed = self.crates.get_mut(&id).and_then(|k| k.sealed.take()).ok_or(RestoreError::NoCopy)?;
+        let mut done = Restored::default();
+        let mut result = Ok(());
+        'parts: for (addr, bytes) in &sealed.parts {
+            let mut i = 0;
+            while i < bytes.len() {
+                // SAFETY: `addr + i` lies in the crate's own mapped part (the copy has its size).
+                let now = |j: usize| unsafe { ((addr + j as u64) as *const u8).read_volatile() };
+                if now(i) == bytes[i] {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < bytes.len() && now(i) != bytes[i] {
+                    i += 1;
+                }
+                let place = addr + start as u64;
+                if self.write_at(place, i - start, |b| b.copy_from_slice(&bytes[start..i])).is_err() {
+                    result = Err(RestoreError::Write);
+                    break 'parts;
+                }
+                if done.bytes == 0 {
+                    done.first = place;
+                }
+                done.first = done.first.min(place);
+                done.end = done.end.max(addr + i as u64);
+                done.bytes += (i - start) as u64;
+            }
+        }
+        if let Some(k) = self.crates.get_mut(&id) {
+            k.sealed = Some(sealed);
+        }
+        result.map(|()| done)
+    }
+
+    /// For a fault at `rip`: if the live crate whose code contains `rip` was corrupted, repairs
+    /// it in place and returns what was restored (the caller decides whether the faulting
+    /// instruction may simply run again). Allocates nothing.
+    pub fn restore_at(&mut self, rip: u64) -> Option<(CrateId, Restored)> {
+        let (id, _) = self.code_offset(rip)?;
+        self.verify(id).err()?;
+        self.restore_code(id).ok().map(|r| (id, r))
     }
 
     /// Whether `id`'s code and read-only data are what the loader linked (or last rewrote).
@@ -93,6 +221,21 @@ impl Loader {
     /// faults for certain); returns the address. For fault-injection tests only.
     pub fn overwrite_code(&mut self, id: CrateId, offset: u64, bytes: &[u8]) -> Result<u64, LoadError> {
         self.tamper_code(id, offset, bytes.len(), |b| b.copy_from_slice(bytes))
+    }
+
+    /// Flips bit `bit` of the byte at `offset` of `id`'s sealed copy of its code, so that an
+    /// in-place repair is impossible and only a reload repairs the crate. Fault injection only.
+    pub fn flip_sealed_bit(&mut self, id: CrateId, offset: u64, bit: u8) -> Result<(), LoadError> {
+        let k = self.crates.get_mut(&id).ok_or_else(|| LoadError::NoSuchCrate(format!("{id}")))?;
+        let name = k.name.clone();
+        let part = k
+            .sealed
+            .as_mut()
+            .and_then(|s| s.parts.first_mut())
+            .ok_or_else(|| LoadError::NotCode(format!("crate {name}: no sealed copy")))?;
+        let b = part.1.get_mut(offset as usize).ok_or_else(|| LoadError::NotCode(format!("crate {name} at offset {offset:#x}")))?;
+        *b ^= 1 << (bit % 8);
+        Ok(())
     }
 
     /// The offset of `addr` in the code of the live crate that contains it.

@@ -103,6 +103,17 @@ impl Loader {
         })
     }
 
+    /// The address of symbol `name` (raw, or demangled without hash) defined in crate `id`,
+    /// local symbols included: what the namespace's map does not hold (a crate's private
+    /// functions), for tools that name them (fault injection, debugging).
+    pub fn find_in_crate(&self, id: CrateId, name: &str) -> Option<u64> {
+        let k = self.crates.get(&id)?;
+        k.sections
+            .iter()
+            .filter_map(|s| self.sections.get(s))
+            .find_map(|sec| sec.symbols.iter().find(|y| y.raw == name || y.demangled() == name).map(|y| sec.addr + y.offset))
+    }
+
     /// Crates whose sections `id`'s sections use.
     pub fn crate_dependencies(&self, id: CrateId) -> BTreeSet<CrateId> {
         self.crate_edges(id, true)

@@ -292,3 +292,38 @@ fn integrity_detects_a_flipped_bit_and_a_reload_repairs_it() {
     // A bit beyond the code is refused.
     assert!(l.flip_code_bit(l.crate_by_name(ns, "fx_c").unwrap(), 1 << 30, 0).is_err());
 }
+
+#[test]
+fn a_corrupted_crate_is_restored_in_place_from_its_sealed_copy() {
+    let (mut l, ns) = setup();
+    let c = l.crate_by_name(ns, "fx_c").unwrap();
+    assert!(l.sealed_bytes() > 0, "every loaded crate keeps a sealed copy");
+    assert_eq!(l.restore_code(c).unwrap().bytes, 0, "nothing to restore in an intact crate");
+    let a = l.flip_code_bit(c, 0x10, 3).unwrap();
+    let b = l.flip_code_bit(c, 0x12, 0).unwrap();
+    assert!(l.verify(c).is_err());
+    let r = l.restore_code(c).unwrap();
+    assert_eq!((r.bytes, r.first, r.end), (2, a, b + 1), "exactly the two changed bytes, where they were");
+    assert!(l.verify_all().is_empty(), "intact again, at the same addresses");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101, "and it runs");
+    // For a fault: the crate whose code contains the address is found and repaired.
+    let place = l.flip_code_bit(c, 0x20, 7).unwrap();
+    let (id, r) = l.restore_at(place).expect("a corrupted crate at that address");
+    assert_eq!((id, r.bytes, r.first), (c, 1, place));
+    assert!(l.restore_at(place).is_none(), "intact now: nothing to do");
+    // A damaged copy is not used: only a reload repairs the crate then.
+    l.flip_code_bit(c, 0x10, 1).unwrap();
+    l.flip_sealed_bit(c, 0x30, 2).unwrap();
+    assert_eq!(l.restore_code(c), Err(mod_mgmt::integrity::RestoreError::CopyDamaged));
+    assert!(l.restore_at(l.flip_code_bit(c, 0x11, 1).unwrap()).is_none());
+    l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    assert!(l.verify_all().is_empty(), "reloaded");
+    let c = l.crate_by_name(ns, "fx_c").unwrap();
+    assert_eq!(l.restore_code(c).map(|r| r.bytes), Ok(0), "with a fresh copy");
+    // Relinking (a swap of a dependency) re-seals the users: their copies follow.
+    l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    assert!(l.verify_all().is_empty());
+    for k in l.crates().filter(|k| !k.prelinked && !k.is_retired()).map(|k| k.id).collect::<Vec<_>>() {
+        assert_eq!(l.restore_code(k).map(|r| r.bytes), Ok(0), "copies match after the relink");
+    }
+}

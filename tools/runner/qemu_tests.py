@@ -323,29 +323,38 @@ CASES = [
          expect=[r"(?s)swap: storm: 40 swaps committed, 0 failed.*swap: storm: 40 swaps committed, 0 failed", r"heartbeat v\d: beat #3\d\d", r"^echo v2: hi", r"^hello.c: all checks passed"],
          reject=["fault outside any task", "PANIC in nano_core", "could not unwind", "died holding the loader", r"selftest: \d+ passed, [1-9]"],
          check=lambda text: storm_memory_check(text)),
-    # Issue 13: recovery brings the work back. A restartable task dies in corrupted code; the
-    # supervisor finds the corruption among the crates on its stack, reloads that crate from
-    # its object (statics kept) and restarts the task, which resumes from its saved progress.
-    # (scrub_ms=0 where a test needs the damaged code to run: the scrubber might repair it first.)
+    # Issue 13: recovery brings the work back. (scrub_ms=0 where a test needs the damaged code
+    # to run: the scrubber might repair it first.)
+    # Damaged code whose damage is the faulting instruction: restored from the loader's sealed
+    # copy and run again, in a task, inside the scheduler (task table held, interrupts off) and
+    # in the timer's interrupt handler; nothing dies, the beats go on.
+    dict(name="recovery_repairs_the_faulting_instruction_in_place", timeout=90, append="scrub_ms=0", script=[
+            "beat 12 100", "sleep 350", "crash corrupt heartbeat::beat", "sleep 150", "crash corrupt scheduler::enqueue", "sleep 100",
+            "crash corrupt interrupts::timer", "sleep 100", "@expect beat: job 0 finished 12 beats", "selftest", "verify", "poweroff"],
+         counts=[(r"the faulting instruction was the damage: running it again", 3)],
+         expect=[r"(?s)rip: 0x[0-9a-f]+ in heartbeat::beat \+ 0x0 [^!]*?    code of crate heartbeat was corrupted: 2 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy",
+                 r"(?s)rip: 0x[0-9a-f]+ in scheduler::enqueue \+ 0x0 [^!]*?    code of crate scheduler was corrupted: 2 bytes",
+                 r"(?s)rip: 0x[0-9a-f]+ in interrupts::timer \+ 0x0 [^!]*?    code of crate interrupts was corrupted: 2 bytes",
+                 r"selftest: 11 passed, 0 failed", r"0 corrupted, 0 repaired",
+                 r"recovery: 0 scrub passes \(0 us hashing\), 0 crates repaired, 0 tasks restarted, 3 faulting instructions repaired and run again; sealed copies [1-9]\d* KiB"],
+         check=beats_exactly_once(1, 12), reject=[r"\((beat|shell|supervisor)\) killed by", "fault outside any task", "the damage ran before"]),
+    # A wild jump out of damaged code: the fault (at address 0) shows no frame of the damaged
+    # crate and cannot be run again; the task dies, the crates on its stack are intact, so the
+    # supervisor verifies every crate, repairs heartbeat and restarts the task, which resumes
+    # from its saved progress: every beat exactly once.
     dict(name="recovery_restarts_a_task_after_its_crate_is_repaired", timeout=90, append="scrub_ms=0", script=[
-            "beat 12 100", "sleep 350", "crash corrupt heartbeat::beat", "@expect beat: job 0 finished 12 beats", "verify", "ps", "poweroff"],
-         expect=[r"task \d+ \(beat\) killed by invalid opcode",
-                 r"recovery: task \d+ \(beat\) died \(invalid opcode at 0x[0-9a-f]+\); verified heartbeat .*\(reloaded heartbeat\); restarted as task \d+ \(restart 1\)",
-                 r"beat: job 0 resumes at beat \d+ of 12", r"verify: \d+ crates, \d+ KiB .* 0 corrupted, 0 repaired",
-                 r"recovery: 0 scrub passes \(0 us hashing\), 1 crates reloaded, 1 tasks restarted"],
-         counts=[(r"killed by", 1)], check=beats_exactly_once(1, 12), reject=["fault outside any task", "given up"]),
-    # A wild jump out of damaged code: the fault shows no frame of the damaged crate, the crates
-    # on the stack are intact, so the supervisor verifies every crate and finds it.
-    dict(name="recovery_after_a_wild_jump_verifies_every_crate", timeout=90, append="scrub_ms=0", script=[
-            "beat 10 100", "sleep 350", "crash wild heartbeat::beat", "@expect beat: job 0 finished 10 beats", "poweroff"],
+            "beat 12 100", "sleep 350", "crash wild heartbeat::beat", "@expect beat: job 0 finished 12 beats", "verify", "ps", "poweroff"],
          expect=[r"task \d+ \(beat\) killed by page fault", r"rip: 0x0 in not in any loaded section",
-                 r"recovery: task \d+ \(beat\) died \(page fault at 0x0\); verified [a-z_ ]+ and then every crate \(reloaded heartbeat\); restarted as task \d+ \(restart 1\)"],
-         counts=[(r"killed by", 1)], check=beats_exactly_once(1, 10), reject=["fault outside any task", "given up"]),
-    # The shell itself faults (its own code damaged): it is reloaded and started again.
+                 r"recovery: task \d+ \(beat\) died \(page fault at 0x0\); verified beat [a-z_ ]+ and then every crate \(repaired heartbeat\); restarted as task \d+ \(restart 1\)",
+                 r"recovery: crate heartbeat was corrupted; restored 4 bytes in place from its sealed copy",
+                 r"beat: job 0 resumes at beat \d+ of 12", r"verify: \d+ crates, \d+ KiB .* 0 corrupted, 0 repaired",
+                 r"recovery: 0 scrub passes \(0 us hashing\), 1 crates repaired, 1 tasks restarted"],
+         counts=[(r"killed by", 1)], check=beats_exactly_once(1, 12), reject=["fault outside any task", "given up"]),
+    # The shell itself dies in its own damaged code: repaired and started again.
     dict(name="recovery_restarts_the_shell", timeout=60, append="scrub_ms=0", script=[
-            "echo before", "crash corrupt shell::run_command", "echo lost", "@expect shell: started again", "echo back", "ps", "verify", "poweroff"],
-         expect=[r"task 1 \(shell\) killed by invalid opcode",
-                 r"recovery: task 1 \(shell\) died \(invalid opcode at 0x[0-9a-f]+\); verified shell .*\(reloaded shell\); restarted as task \d+ \(restart 1\)",
+            "echo before", "crash wild shell::run_command", "echo lost", "@expect shell: started again", "echo back", "ps", "verify", "poweroff"],
+         expect=[r"task 1 \(shell\) killed by page fault",
+                 r"recovery: task 1 \(shell\) died \(page fault at 0x0\); verified shell .*\(repaired shell\); restarted as task \d+ \(restart 1\)",
                  r"^back\r?$", r"^ +\d+  shell +runnable +\d+ +1  ", r"0 corrupted, 0 repaired"],
          reject=[r"^lost\r?$", "fault outside any task"]),
     # A task that dies every time it starts is restarted, then given up (5 deaths in 10 s).
@@ -357,29 +366,30 @@ CASES = [
     # (a flipped bit, not ud2: whatever it would have done, it never runs).
     dict(name="recovery_scrubber_repairs_code_before_it_runs", timeout=60, append="scrub_ms=200", script=[
             "beat 1 10", "sleep 100", "crash flip heartbeat::beat 3 6", "sleep 1000", "beat 3 10", "@expect job 1 finished", "verify", "poweroff"],
-         expect=[r"recovery: the scrubber found crate heartbeat corrupted and reloaded it", r"0 corrupted, 0 repaired",
-                 r"recovery: [1-9]\d* scrub passes \(\d+ us hashing\), 1 crates reloaded, 0 tasks restarted"],
+         expect=[r"recovery: the scrubber found crate heartbeat corrupted: restored 1 bytes in place", r"0 corrupted, 0 repaired",
+                 r"recovery: [1-9]\d* scrub passes \(\d+ us hashing\), 1 crates repaired, 0 tasks restarted"],
          check=beats_exactly_once(1, 4), reject=["killed by", "CPU EXCEPTION"]),
-    # Without a scrubber, `verify` finds the damage and `verify --repair` reloads the crate.
+    # Without a scrubber, `verify` finds the damage and `verify --repair` repairs it.
     dict(name="recovery_verify_finds_and_repairs", timeout=60, append="scrub_ms=0", script=[
             "beat 1 10", "sleep 100", "verify", "crash flip heartbeat::beat 3 6", "verify", "verify --repair", "verify", "verify --bogus",
             "beat 2 10", "@expect job 1 finished", "poweroff"],
-         expect=[r"(?s)0 corrupted, 0 repaired.*verify: crate heartbeat: code differs from what was linked; not repaired \(verify --repair reloads it\).*"
-                 r"1 corrupted, 0 repaired.*shell: verify exited with status 1.*verify: crate heartbeat: code differs from what was linked; reloaded from its object.*"
+         expect=[r"(?s)0 corrupted, 0 repaired.*verify: crate heartbeat: code differs from what was linked; not repaired \(verify --repair repairs it\).*"
+                 r"1 corrupted, 0 repaired.*shell: verify exited with status 1.*verify: crate heartbeat: code differs from what was linked; restored 1 bytes in place.*"
                  r"1 corrupted, 1 repaired.*0 corrupted, 0 repaired",
                  r"verify: unknown option --bogus; usage: verify \[--repair\]", r"recovery: 0 scrub passes"],
          check=beats_exactly_once(1, 3), reject=["killed by", "CPU EXCEPTION", "the scrubber found"]),
-    # Combinations: a swapped-in version is repaired from its own object (v2 stays v2); a fault
-    # during a swap storm; swapping recovery itself, then recovering with the new version.
+    # Combinations: a swapped-in version whose sealed copy is damaged too is reloaded from its
+    # own object (v2 stays v2); recovery and task swapped, then recovering with the new versions.
     dict(name="recovery_after_swap_reloads_the_swapped_in_version", timeout=90, append="scrub_ms=0", script=[
-            "beat 1 10", "@expect job 0 finished", "swap heartbeat heartbeat_v2", "beat 8 100", "sleep 350", "crash corrupt heartbeat::beat",
+            "beat 1 10", "@expect job 0 finished", "swap heartbeat heartbeat_v2", "beat 8 100", "sleep 350", "crash corrupt heartbeat::beat --with-copy",
             "@expect job 1 finished 8 beats", "swap recovery recovery", "swap task task", "sleep 300", "ps",
-            "beat 8 100", "sleep 350", "crash corrupt heartbeat::beat", "@expect job 2 finished 8 beats",
+            "beat 8 100", "sleep 350", "crash wild heartbeat::beat", "@expect job 2 finished 8 beats",
             "swap heartbeat heartbeat", "beat 1 10", "@expect job 3 finished", "swap --reclaim", "ns -n", "poweroff"],
-         expect=[r"heartbeat v1: beat #18\r?$", r"(?s)swap: done.*swap: done.*^ +\d+  supervisor +runnable"],
-         counts=[(r"recovery: crate heartbeat was corrupted; reloaded it from heartbeat_v2.o", 2), (r"\(reloaded heartbeat\); restarted as task", 2),
-                 (r"heartbeat v2: beat #", 16), (r"^ +\d+  scrubber ", 0), (r"^ +\d+  supervisor ", 1)],
-         check=beats_exactly_once(1, 18), reject=["fault outside any task", "given up", "CPU EXCEPTION: page fault"]),
+         expect=[r"heartbeat v1: beat #18\r?$", r"(?s)swap: done.*swap: done.*^ +\d+  supervisor +runnable",
+                 r"recovery: crate heartbeat was corrupted and its sealed copy too; reloaded it from heartbeat_v2.o",
+                 r"recovery: crate heartbeat was corrupted; restored 4 bytes in place"],
+         counts=[(r"\(repaired heartbeat\); restarted as task", 2), (r"heartbeat v2: beat #", 16), (r"^ +\d+  scrubber ", 0), (r"^ +\d+  supervisor ", 1)],
+         check=beats_exactly_once(1, 18), reject=["fault outside any task", "given up", "CPU EXCEPTION: page fault \(vector 14\)\r?\n.*\r?\n    faulting address: 0x[1-9]"]),
     # Every loaded crate swapped with itself, then every subsystem exercised (see swap_matrix_script).
     dict(name="swap_matrix_every_crate_then_every_subsystem", matrix="self", timeout=900),
     dict(name="swap_matrix_alternative_versions", matrix="alternatives", timeout=300),

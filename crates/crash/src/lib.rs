@@ -2,23 +2,30 @@
 //! Each ends only that task, with a report and a symbolized backtrace; the shell goes on. All
 //! but `stack` unwind the task, so `main`'s [`Cleanup`] reports its drop.
 //!
-//! `crash corrupt SYMBOL` and `crash flip SYMBOL [OFFSET [BIT]]` (SYMBOL may be an address) damage loaded code instead
-//! (fault injection for the recovery tests and `make faults`): the first writes `ud2` over the
-//! function's first instruction, so its next caller faults for certain; the second flips one
-//! bit, with whatever effect that has. `crash wild SYMBOL` makes the function jump to address
-//! 0: the fault then shows no frame of the damaged function. Neither faults here. `crash restartable` starts a
-//! restartable task that panics every time it runs (recovery gives it up after a few tries).
+//! Fault injection, for the recovery tests and `make faults` (SYMBOL may be an address); none of
+//! these faults here:
+//! - `crash corrupt SYMBOL [--with-copy]` writes `ud2` over the function's first instruction,
+//!   so its next caller faults for certain; `--with-copy` damages the loader's sealed copy of
+//!   the code too, so that only a reload from the object repairs it;
+//! - `crash wild SYMBOL` makes the function jump to address 0: the fault then shows no frame of
+//!   the damaged function;
+//! - `crash flip SYMBOL [OFFSET [BIT]]` flips one bit, with whatever effect that has;
+//! - `crash restartable` starts a restartable task that panics every time it runs (recovery
+//!   gives it up after a few tries).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|restartable|corrupt SYM|wild SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str =
+    "fault on purpose: crash panic|null|ud|divide|stack|restartable|corrupt SYM [--with-copy]|wild SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
     Ud2,
+    /// `ud2`, and the loader's sealed copy damaged too: only a reload can repair it.
+    Ud2WithCopy,
     /// `xor eax, eax; jmp rax`: a wild jump to address 0 that leaves no frame of the function.
     WildJump,
     Flip {
@@ -35,13 +42,27 @@ fn damage(symbol: &str, how: Damage) -> isize {
             Some(a) => a,
             None => {
                 let ns = l.namespace_by_name("applications").map_err(|e| alloc::format!("{e}"))?;
-                l.lookup(ns, symbol).map_err(|e| alloc::format!("{e}"))?.addr
+                match l.lookup(ns, symbol) {
+                    Ok(s) => s.addr,
+                    // Not exported: a private function, found in the crate its path names.
+                    Err(e) => {
+                        let krate = symbol.split("::").next().unwrap_or_default();
+                        l.crates()
+                            .filter(|k| k.name == krate && !k.is_retired())
+                            .map(|k| k.id)
+                            .collect::<alloc::vec::Vec<_>>()
+                            .into_iter()
+                            .find_map(|id| l.find_in_crate(id, symbol))
+                            .ok_or_else(|| alloc::format!("{e}"))?
+                    }
+                }
             }
         };
         let (id, base) = l.code_offset(addr).ok_or_else(|| alloc::format!("{symbol} is not in the code of a loaded crate"))?;
         let name = l.krate(id).map(|k| k.name.clone()).unwrap_or_default();
         let place = match how {
             Damage::Ud2 => l.overwrite_code(id, base, &[0x0f, 0x0b]),
+            Damage::Ud2WithCopy => l.flip_sealed_bit(id, base, 0).and_then(|()| l.overwrite_code(id, base, &[0x0f, 0x0b])),
             Damage::WildJump => l.overwrite_code(id, base, &[0x31, 0xc0, 0xff, 0xe0]),
             Damage::Flip { offset, bit } => l.flip_code_bit(id, base + offset, bit),
         }
@@ -133,6 +154,7 @@ fn start_doomed() -> isize {
 pub fn main(args: &[&str]) -> isize {
     let num = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| nano_core::kernel::parse_u64(a));
     match (args.get(1).copied(), args.get(2)) {
+        (Some("corrupt"), Some(sym)) if args.get(3) == Some(&"--with-copy") => return damage(sym, Damage::Ud2WithCopy),
         (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),
         (Some("wild"), Some(sym)) => return damage(sym, Damage::WildJump),
         (Some("flip"), Some(sym)) => {

@@ -315,6 +315,9 @@ fn report(info: FaultInfo) -> u64 {
     emergency_write(format_args!("\n    rsp: {:#x}\n", info.rsp));
     // From here the frame-pointer chain leads through the handler to the faulting code.
     print_backtrace(current_rbp(), Some((info.rip, info.rsp)));
+    if let Some(at) = repair_in_place(&info) {
+        return at;
+    }
     if let Some(hook) = HOOK.get()
         && let Some(at) = hook(&info)
     {
@@ -322,6 +325,47 @@ fn report(info: FaultInfo) -> u64 {
     }
     emergency_write(format_args!("    fault outside any task: system halted (exit code failure)\n"));
     nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
+}
+
+static REPAIRS_IN_PLACE: AtomicU64 = AtomicU64::new(0);
+
+/// Faults survived by restoring corrupted code and running the faulting instruction again.
+pub fn repairs_in_place() -> u64 {
+    REPAIRS_IN_PLACE.load(Ordering::Relaxed)
+}
+
+/// If the faulting instruction lies in a crate whose code no longer matches what the loader
+/// sealed, writes the sealed bytes back (the loader's `restore_at`, which allocates nothing).
+/// When every changed byte lay within the faulting instruction's 16 bytes, that instruction
+/// was the damage and did not complete (a fault, not a trap, except `int3` which has run):
+/// returns where to run it again — the interrupted code goes on as if nothing had happened,
+/// whatever context it was in (a task, the scheduler, an interrupt handler). Otherwise the
+/// code is repaired but the fault takes its usual course: the damage ran earlier, and what it
+/// did cannot be undone.
+fn repair_in_place(info: &FaultInfo) -> Option<u64> {
+    // Not damage (debug, NMI, overflow), or nothing to return to (double fault, machine check).
+    if matches!(info.vector, 1 | 2 | 4 | 8 | 18) {
+        return None;
+    }
+    // `int3` (a bit flip can make one) traps after the instruction: it starts one byte back.
+    let at = if info.vector == 3 { info.rip.wrapping_sub(1) } else { info.rip };
+    let r = nano_core::kernel::try_with_loader(|l| {
+        let (id, r) = l.restore_at(at)?;
+        let name = l.krate(id).map_or("?", |k| k.name.as_str());
+        emergency_write(format_args!(
+            "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
+            r.bytes, r.first, r.end
+        ));
+        Some(r)
+    })??;
+    if r.bytes > 0 && r.first >= at && r.end <= at + 16 {
+        REPAIRS_IN_PLACE.fetch_add(1, Ordering::Relaxed);
+        emergency_write(format_args!("    the faulting instruction was the damage: running it again\n"));
+        Some(at)
+    } else {
+        emergency_write(format_args!("    the damage ran before the fault: the fault takes its course\n"));
+        None
+    }
 }
 
 fn info(name: &'static str, vector: u8, error: Option<u64>, frame: &InterruptStackFrame) -> FaultInfo {

@@ -39,6 +39,15 @@ static RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// Recent deaths per task name (milliseconds since boot).
 static DEATHS: spin::Mutex<BTreeMap<String, Vec<u64>>> = spin::Mutex::new(BTreeMap::new());
 
+/// A corrupted crate, repaired.
+#[derive(Debug, Clone)]
+pub struct Repaired {
+    /// The crate.
+    pub name: String,
+    /// How: `restored N bytes in place` or `reloaded from FILE`.
+    pub how: String,
+}
+
 /// What a verification pass found.
 #[derive(Debug, Clone, Default)]
 pub struct Verified {
@@ -50,8 +59,8 @@ pub struct Verified {
     pub us: u64,
     /// Crates whose code or read-only data changed.
     pub corrupted: Vec<String>,
-    /// Of those, reloaded from their objects.
-    pub repaired: Vec<String>,
+    /// Of those, the repaired ones.
+    pub repaired: Vec<Repaired>,
     /// Repairs that failed, with why.
     pub failed: Vec<String>,
 }
@@ -84,8 +93,8 @@ pub fn verify_all(repair: bool) -> Verified {
     }
     if repair {
         for id in bad_ids {
-            match reload(id) {
-                Ok(name) => v.repaired.push(name),
+            match repair_crate(id) {
+                Ok(r) => v.repaired.push(r),
                 Err(e) => v.failed.push(e),
             }
         }
@@ -93,17 +102,34 @@ pub fn verify_all(repair: bool) -> Verified {
     v
 }
 
+/// Repairs corrupted crate `id`: in place from its sealed copy (same addresses, nothing to
+/// relink), or, if that copy is damaged too, by reloading it from its object.
+fn repair_crate(id: mod_mgmt::CrateId) -> Result<Repaired, String> {
+    let restored = nano_core::kernel::with_loader(|l| {
+        let name = l.krate(id).map(|k| k.name.clone())?;
+        Some((name, l.restore_code(id)))
+    });
+    match restored {
+        Some((name, Ok(r))) => {
+            REPAIRS.fetch_add(1, Ordering::Relaxed);
+            log::warn!("recovery: crate {name} was corrupted; restored {} bytes in place from its sealed copy", r.bytes);
+            Ok(Repaired { name, how: format!("restored {} bytes in place", r.bytes) })
+        }
+        _ => reload(id),
+    }
+}
+
 /// Reloads crate `id` from the object it was loaded from (a swap with that same object:
-/// dependents relinked, statics kept, the corrupted copy retired). Its name, on success.
-fn reload(id: mod_mgmt::CrateId) -> Result<String, String> {
+/// dependents relinked, statics kept, the corrupted copy retired).
+fn reload(id: mod_mgmt::CrateId) -> Result<Repaired, String> {
     let (name, file) =
         nano_core::kernel::with_loader(|l| l.krate(id).filter(|k| !k.is_retired()).map(|k| (k.name.clone(), k.file.clone())))
             .ok_or_else(|| String::from("it was swapped or unloaded meanwhile"))?;
     let opts = crate_swap::Options { attempts: 250, ..Default::default() };
     crate_swap::swap(&[SwapPair { old: name.clone(), new_file: file.clone() }], &opts).map_err(|e| format!("{name}: {e}"))?;
     REPAIRS.fetch_add(1, Ordering::Relaxed);
-    log::warn!("recovery: crate {name} was corrupted; reloaded it from {file} (its statics kept)");
-    Ok(name)
+    log::warn!("recovery: crate {name} was corrupted and its sealed copy too; reloaded it from {file} (its statics kept)");
+    Ok(Repaired { name, how: format!("reloaded from {file}") })
 }
 
 /// Names of the loaded crates (not nano_core, not JIT code) that contain any of `pcs`.
@@ -149,9 +175,9 @@ fn recover(d: task::Death) {
     for (name, id) in &crates {
         let bad = nano_core::kernel::with_loader(|l| l.verify(*id).is_err());
         if bad {
-            match reload(*id) {
-                Ok(name) => repaired.push(name),
-                Err(e) => nano_core::println!("recovery: crate {name} is corrupted and could not be reloaded: {e}"),
+            match repair_crate(*id) {
+                Ok(r) => repaired.push(r.name),
+                Err(e) => nano_core::println!("recovery: crate {name} is corrupted and could not be repaired: {e}"),
             }
         }
     }
@@ -160,7 +186,7 @@ fn recover(d: task::Death) {
     let everything = repaired.is_empty();
     if everything {
         let v = verify_all(true);
-        repaired.extend(v.repaired);
+        repaired.extend(v.repaired.into_iter().map(|r| r.name));
         for f in &v.failed {
             nano_core::println!("recovery: a corrupted crate could not be reloaded: {f}");
         }
@@ -200,7 +226,7 @@ fn recover(d: task::Death) {
                     (false, true) => format!("{} and then every crate", checked.join(" ")),
                     (false, false) => checked.join(" "),
                 },
-                if repaired.is_empty() { String::from("all intact") } else { format!("reloaded {}", repaired.join(" ")) },
+                if repaired.is_empty() { String::from("all intact") } else { format!("repaired {}", repaired.join(" ")) },
                 r.restarts
             );
         }
@@ -251,8 +277,8 @@ pub fn scrub(period_ms: u64) -> isize {
         let v = verify_all(true);
         SCRUB_PASSES.fetch_add(1, Ordering::Relaxed);
         SCRUB_US.fetch_add(v.us, Ordering::Relaxed);
-        for name in &v.repaired {
-            nano_core::println!("recovery: the scrubber found crate {name} corrupted and reloaded it");
+        for r in &v.repaired {
+            nano_core::println!("recovery: the scrubber found crate {} corrupted: {}", r.name, r.how);
         }
         for f in &v.failed {
             nano_core::println!("recovery: the scrubber found a corrupted crate it could not reload: {f}");

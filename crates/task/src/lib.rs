@@ -459,7 +459,8 @@ fn note_death_site(fault: Option<(u64, u64)>) {
     }
     walk(rbp, lo, hi, &mut pcs);
     cpu::without_interrupts(|| {
-        if let Some(t) = TASKS.lock().get_mut(&cur)
+        if let Some(mut tasks) = TASKS.try_lock()
+            && let Some(t) = tasks.get_mut(&cur)
             && t.restart.is_some()
             && t.death_pcs.is_empty()
         {
@@ -730,6 +731,15 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     let cur = current();
     if cur == 0 {
         return None; // the idle/boot context: fatal
+    }
+    if TASKS.is_locked() {
+        // The fault hit code holding the task table (a switch, the scheduler policy, a spawn):
+        // ending the task needs the table, and its state may be half-changed. Fatal, said so
+        // (rather than waiting forever for the lock).
+        nano_core::serial::emergency_write(format_args!(
+            "    the fault is inside the task table's critical section (scheduling): no task can be ended safely\n"
+        ));
+        return None;
     }
     let name = task_name(cur);
     note_death_site(Some((info.rip, info.rsp)));

@@ -1,6 +1,7 @@
 //! `verify [--repair]`: checks every loaded crate's code and read-only data against the hash
-//! the loader took when it linked them (and after every relink), and with `--repair` reloads a
-//! corrupted crate from its object. Also prints what the recovery policy has done so far.
+//! the loader took when it linked them (and after every relink), and with `--repair` repairs a
+//! corrupted crate (in place from its sealed copy, else reloaded from its object). Also prints
+//! what the recovery policy has done so far.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -19,12 +20,10 @@ pub fn main(args: &[&str]) -> isize {
     };
     let v = recovery::verify_all(repair);
     for name in &v.corrupted {
-        let fate = if v.repaired.contains(name) {
-            "reloaded from its object"
-        } else if repair {
-            "NOT repaired"
-        } else {
-            "not repaired (verify --repair reloads it)"
+        let fate = match v.repaired.iter().find(|r| r.name == *name) {
+            Some(r) => r.how.as_str(),
+            None if repair => "NOT repaired",
+            None => "not repaired (verify --repair repairs it)",
         };
         nano_core::println!("verify: crate {name}: code differs from what was linked; {fate}");
     }
@@ -41,11 +40,13 @@ pub fn main(args: &[&str]) -> isize {
     );
     let s = recovery::stats();
     nano_core::println!(
-        "recovery: {} scrub passes ({} us hashing), {} crates reloaded, {} tasks restarted",
+        "recovery: {} scrub passes ({} us hashing), {} crates repaired, {} tasks restarted, {} faulting instructions repaired and run again; sealed copies {} KiB",
         s.scrub_passes,
         s.scrub_us,
         s.repairs,
-        s.restarts
+        s.restarts,
+        exceptions::repairs_in_place(),
+        nano_core::kernel::with_loader(|l| l.sealed_bytes()) / 1024
     );
     if v.corrupted.len() == v.repaired.len() { 0 } else { 1 }
 }
