@@ -315,7 +315,8 @@ fn a_corrupted_crate_is_restored_in_place_from_its_sealed_copy() {
     l.flip_code_bit(c, 0x10, 1).unwrap();
     l.flip_sealed_bit(c, 0x30, 2).unwrap();
     assert_eq!(l.restore_code(c), Err(mod_mgmt::integrity::RestoreError::CopyDamaged));
-    assert!(l.restore_at(l.flip_code_bit(c, 0x11, 1).unwrap()).is_none());
+    let place = l.flip_code_bit(c, 0x11, 1).unwrap();
+    assert!(l.restore_at(place).is_none(), "no in-place repair from a damaged copy");
     l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
     assert!(l.verify_all().is_empty(), "reloaded");
     let c = l.crate_by_name(ns, "fx_c").unwrap();
