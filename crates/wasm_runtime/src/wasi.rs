@@ -87,6 +87,9 @@ fn u32_at(mem: &[u8], at: u32) -> Option<u32> {
     Some(u32::from_le_bytes(get(mem, at, 4)?.try_into().ok()?))
 }
 
+/// The most bytes one `fd_write` takes (the rest is left for the next call, as with a pipe).
+const MAX_WRITE: usize = 1 << 20;
+
 unsafe extern "C" fn fd_write(vmctx: *mut VMContext, fd: i32, iovs: i32, n: i32, written: i32) -> i32 {
     if fd != 1 && fd != 2 {
         return EBADF;
@@ -94,11 +97,20 @@ unsafe extern "C" fn fd_write(vmctx: *mut VMContext, fd: i32, iovs: i32, n: i32,
     // SAFETY: called by compiled code with its context.
     let (mem, store) = unsafe { (memory(vmctx), store_of(vmctx)) };
     let mut out = Vec::new();
+    // Every iovec must lie in memory, so `n` is bounded by the memory's size; the bytes taken
+    // are capped per call (a partial write, as WASI allows: the count says how much).
+    if (iovs as u32 as u64) + (n as u32 as u64) * 8 > mem.len() as u64 {
+        return EFAULT;
+    }
     for k in 0..n as u32 {
-        let Some(base) = (iovs as u32).checked_add(k * 8) else { return EFAULT };
+        let base = iovs as u32 + k * 8; // in memory: checked above
         let (Some(p), Some(l)) = (u32_at(mem, base), u32_at(mem, base + 4)) else { return EFAULT };
         let Some(b) = get(mem, p, l) else { return EFAULT };
-        out.extend_from_slice(b);
+        let room = MAX_WRITE - out.len();
+        out.extend_from_slice(&b[..b.len().min(room)]);
+        if out.len() == MAX_WRITE {
+            break;
+        }
     }
     if put(mem, written as u32, &(out.len() as u32).to_le_bytes()).is_none() {
         return EFAULT;
@@ -144,13 +156,12 @@ unsafe fn fill(vmctx: *mut VMContext, which: fn(&WasiCtx) -> &[String], ptrs: i3
     let mut at = buf as u32;
     for (i, s) in which(&w).iter().enumerate() {
         let Some(slot) = (ptrs as u32).checked_add(i as u32 * 4) else { return EFAULT };
-        if put(mem, slot, &at.to_le_bytes()).is_none()
-            || put(mem, at, s.as_bytes()).is_none()
-            || put(mem, at + s.len() as u32, &[0]).is_none()
-        {
+        let Some(nul) = at.checked_add(s.len() as u32) else { return EFAULT };
+        if put(mem, slot, &at.to_le_bytes()).is_none() || put(mem, at, s.as_bytes()).is_none() || put(mem, nul, &[0]).is_none() {
             return EFAULT;
         }
-        at += s.len() as u32 + 1;
+        let Some(next) = nul.checked_add(1) else { return EFAULT };
+        at = next;
     }
     ESUCCESS
 }
