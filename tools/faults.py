@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)) + "/runner")
 import qemu_run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = os.path.join(ROOT, "target", "image")
+IMAGE = os.environ.get("FAULTS_IMAGE", os.path.join(ROOT, "target", "image"))  # a copy lets you rebuild meanwhile
 CRATES = ["heartbeat", "scheduler", "exceptions", "interrupts", "task", "unwind"]
 KINDS = {"Text": "code", "Rodata": "code", "Data": "data", "Bss": "data"}
 BEAT = re.compile(r"heartbeat v1: beat #(\d+)\r?$", re.M)
