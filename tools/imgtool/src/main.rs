@@ -471,15 +471,82 @@ fn check_static(root: &Path) -> Result<(), Error> {
     let syms_path = root.join("target/image/nano_core.syms");
     let syms = io(&syms_path, std::fs::read_to_string(&syms_path))?;
     let crates: Vec<String> = read_manifests(root)?.into_iter().flat_map(|(_, m)| m.crates).collect();
-    let hits = static_check::statically_linked(&syms, &crates);
-    if hits.is_empty() {
-        eprintln!("[imgtool] static-link check: none of {} manifest crates is linked into nano_core", crates.len());
+    let mut problems = Vec::new();
+    for (c, sym) in static_check::statically_linked(&syms, &crates) {
+        problems.push(format!("crate {c} is statically linked into nano_core (e.g. {sym})"));
+    }
+    // Every manifest crate's object: its strong globals must not be nano_core's too.
+    let globals = static_check::nano_core_globals(&syms);
+    // The objects of the image (not debug modules, not stale build outputs).
+    let tar_path = root.join("target/image/modules.tar");
+    let mut archive = tar::Archive::new(io(&tar_path, std::fs::File::open(&tar_path))?);
+    let mut objects = 0;
+    for entry in io(&tar_path, archive.entries())? {
+        let mut entry = io(&tar_path, entry)?;
+        let name = io(&tar_path, entry.path())?.to_string_lossy().to_string();
+        let file = name.rsplit('/').next().unwrap_or_default().to_string();
+        let krate = mod_name_of(&file);
+        if name.starts_with("debug/")
+            || !file.ends_with(".o")
+            || !crates.iter().any(|c| c == krate)
+            || static_check::ALLOWED.contains(&krate)
+        {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        io(&tar_path, std::io::Read::read_to_end(&mut entry, &mut bytes))?;
+        let obj = object::File::parse(&*bytes).map_err(|e| Error::Kernel(format!("{file}: {e}")))?;
+        use object::{Object, ObjectSymbol};
+        let strong: Vec<String> = obj
+            .symbols()
+            .filter(|y| y.is_global() && y.is_definition() && !y.is_weak())
+            .filter_map(|y| y.name().ok().map(String::from))
+            .collect();
+        objects += 1;
+        for g in static_check::shared_globals(&strong, &globals) {
+            problems.push(format!("{file} defines {g}, which nano_core defines too"));
+        }
+    }
+    for raw in static_check::legacy_symbols(&syms) {
+        problems.push(format!("nano_core has a legacy-mangled symbol {raw} (not built with the kernel's flags)"));
+    }
+    // nano_core's dependency graph.
+    let tree = std::process::Command::new("cargo")
+        .args(["tree", "-q", "-p", "nano_core", "-e", "normal", "--prefix", "none", "--offline"])
+        .current_dir(root)
+        .output()
+        .map_err(|e| Error::Kernel(format!("cargo tree: {e}")))?;
+    if !tree.status.success() {
+        return Err(Error::Kernel(format!("cargo tree: {}", String::from_utf8_lossy(&tree.stderr))));
+    }
+    let packages: Vec<String> =
+        String::from_utf8_lossy(&tree.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
+    for c in static_check::linked_packages(&packages, &crates) {
+        problems.push(format!("nano_core depends on manifest crate {c} (cargo tree)"));
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "[imgtool] static-link check: none of {} manifest crates is linked into nano_core ({} symbols named, {} objects' globals compared, {} packages in nano_core's graph, no legacy symbols)",
+            crates.len(),
+            syms.lines().filter(|l| l.starts_with("sym ")).count(),
+            objects,
+            packages.len()
+        );
         return Ok(());
     }
-    for (c, sym) in &hits {
-        eprintln!("[imgtool] crate {c} is statically linked into nano_core (e.g. {sym})");
+    for p in &problems {
+        eprintln!("[imgtool] {p}");
     }
-    Err(Error::Kernel(format!("{} loadable crate(s) statically linked into nano_core", hits.len())))
+    Err(Error::Kernel(format!("{} problem(s): loadable code statically linked into nano_core", problems.len())))
+}
+
+/// The crate name of an object file name (`foo-0123abcd.o` → `foo`).
+fn mod_name_of(file: &str) -> &str {
+    let stem = file.strip_suffix(".o").unwrap_or(file);
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        _ => stem,
+    }
 }
 
 fn run() -> Result<(), Error> {
