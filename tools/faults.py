@@ -22,9 +22,11 @@ healthy before a trial, reboots):
     died: the shell answers and every long-lived task (idle, shell, supervisor, scrubber, push)
     `ps` listed before the trial is still there with the same id and no new restart;
   - recovered (of the manifested): within 8 s and with no action by the harness, the beats
-    resume correct: 10 consecutive beats, the first of them the last correct beat before the
-    fault plus one or two (the beat in flight may be lost). A beat counter whose value the flip
-    changed therefore counts as manifested and not recovered: Delos cannot know the old value.
+    resume correct: 10 consecutive well-formed beats, the first numbered as an intact count
+    would be (the last correct beat before the fault, plus the beat lines printed since,
+    malformed ones included, plus one or two: the beat in flight may be lost). A beat counter
+    whose value the flip changed therefore counts as manifested and not recovered: Delos
+    cannot know the old value.
 
 Before each trial the system must be healthy (5 consecutive correct beats in the last 0.5 s);
 otherwise QEMU is restarted (counted as a reboot). Runs until --manifested faults manifested
@@ -47,6 +49,8 @@ IMAGE = os.environ.get("FAULTS_IMAGE", os.path.join(ROOT, "target", "image"))  #
 CRATES = ["heartbeat", "scheduler", "exceptions", "interrupts", "task", "unwind"]
 KINDS = {"Text": "code", "Rodata": "code", "Data": "data", "Bss": "data"}
 BEAT = re.compile(r"heartbeat v1: beat #(\d+)\r?$", re.M)
+# A line the workload printed, well-formed or not (a flip in its format string changes it).
+BEATISH = re.compile(r"^heart|^.{0,24}beat.?#\d")
 REPORT = re.compile(r"CPU EXCEPTION|panicked|killed by|fault outside any task|PANIC|double fault")
 # The tasks that live as long as the system: "contained" means none of them died or restarted
 # (short-lived ones — commands, the swap reaper — come and go by themselves).
@@ -179,6 +183,24 @@ def beats_in(text):
     return [int(n) for n in BEAT.findall(text)]
 
 
+def resumed(text, last):
+    """Whether, after a fault, the output shows 10 consecutive correct beats whose first number
+    is what an intact count would give: the last correct beat before the fault, plus one for
+    every beat line printed since (malformed ones included: their beats happened), plus one
+    (or two: the beat in flight may be lost). A count the flip changed never resumes."""
+    if last is None:
+        return False
+    seen = 0  # beat lines since the fault, well-formed or not
+    lines = text.splitlines()
+    nums = [(i, int(m.group(1))) for i, l in enumerate(lines) if (m := BEAT.fullmatch(l.rstrip("\r")))]
+    for k, (i, n) in enumerate(nums):
+        seen = sum(1 for l in lines[:i] if BEATISH.match(l))
+        run = [x for _, x in nums[k:k + 10]]
+        if len(run) == 10 and all(y == x + 1 for x, y in zip(run, run[1:])) and last + seen + 1 <= n <= last + seen + 2:
+            return True
+    return False
+
+
 def healthy(m, window=0.5):
     """5 consecutive correct beats within `window` seconds, and nothing reported."""
     mark = len(m.s.buf)
@@ -209,7 +231,10 @@ def main():
     p.add_argument("--targets", default=",".join(CRATES))
     p.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
     p.add_argument("--save", help="write the serial output of each manifested trial into this directory")
+    p.add_argument("--table-from", metavar="LOG", help="print the table of a (possibly stopped) -v run's output and exit")
     a = p.parse_args()
+    if a.table_from:
+        return table_from(a.table_from)
     rng = random.Random(a.seed)
     targets = [(c, k) for c in a.targets.split(",") for k in ("code", "data")]
     table = {t: {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0} for t in targets}
@@ -286,18 +311,12 @@ def main():
         row["manifested"] += 1
         what = ("kernel died" if not m.alive() else "exception" if "CPU EXCEPTION" in after else
                 "panic" if "panicked" in after else "wrong output" if wrong else "beats stopped")
-        # Recovered: correct beats resume from where they were, without the harness's help.
+        # Recovered: correct beats resume, without the harness's help, numbered as if nothing
+        # had happened to the count (see resumed()).
         deadline = time.monotonic() + 8.0
         recovered = False
         while m.alive() and time.monotonic() < deadline and not recovered:
-            text = m.s.text(mark)
-            bb = beats_in(text)
-            # The first beat after the last correct one, then a consecutive run of 10.
-            for i, n in enumerate(bb):
-                if last is not None and last + 1 <= n <= last + 2 and len(bb) >= i + 10 and \
-                        all(y == x + 1 for x, y in zip(bb[i:i + 10], bb[i + 1:i + 10])):
-                    recovered = True
-                    break
+            recovered = resumed(m.s.text(mark), last)
             if not recovered:
                 time.sleep(0.2)
         contained = False
@@ -343,6 +362,45 @@ def main():
     print(f"   {'all':<22} {sums['trials']:>7} {sums['manifested']:>11} {sums['contained']:>10} {sums['recovered']:>10}")
     print(f"faults: contained {100.0 * sums['contained'] / man:.1f}%, recovered {100.0 * sums['recovered'] / man:.1f}% of manifested "
           f"(Theseus, same definitions: 69.4% of 617 recovered; goals: recovered >= 90%, contained >= 99%)")
+    for what, (n, c, r) in sorted(kinds.items()):
+        print(f"   {what:<22} {n:>5} manifested, {c:>5} contained, {r:>5} recovered")
+
+
+def table_from(log):
+    """The table of a -v run's trial lines (for a campaign stopped before its end)."""
+    table, kinds = {}, {}
+    trial = re.compile(r"^trial (\d+): (\S+) (code|data) \S+ bit \d: (.*)$")
+    last = 0
+    for line in open(log, errors="replace"):
+        m = trial.match(line.strip())
+        if not m:
+            continue
+        last = int(m.group(1))
+        row = table.setdefault((m.group(2), m.group(3)), {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0})
+        row["trials"] += 1
+        rest = m.group(4)
+        if rest == "not manifested":
+            continue
+        what = rest.split(";")[0]
+        c = "NOT contained" not in rest
+        r = "NOT recovered" not in rest
+        row["manifested"] += 1
+        row["contained"] += c
+        row["recovered"] += r
+        k = kinds.setdefault(what, [0, 0, 0])
+        k[0] += 1
+        k[1] += c
+        k[2] += r
+    print(f"faults: table of {log} ({last} trials)")
+    print(f"   {'target':<22} {'trials':>7} {'manifested':>11} {'contained':>10} {'recovered':>10}")
+    sums = {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0}
+    for (crate, kind), r in sorted(table.items(), key=lambda t: (CRATES.index(t[0][0]) if t[0][0] in CRATES else 99, t[0][1])):
+        for key in sums:
+            sums[key] += r[key]
+        print(f"   {crate + ' ' + kind:<22} {r['trials']:>7} {r['manifested']:>11} {r['contained']:>10} {r['recovered']:>10}")
+    man = max(sums["manifested"], 1)
+    print(f"   {'all':<22} {sums['trials']:>7} {sums['manifested']:>11} {sums['contained']:>10} {sums['recovered']:>10}")
+    print(f"faults: contained {100.0 * sums['contained'] / man:.1f}%, recovered {100.0 * sums['recovered'] / man:.1f}% of manifested")
     for what, (n, c, r) in sorted(kinds.items()):
         print(f"   {what:<22} {n:>5} manifested, {c:>5} contained, {r:>5} recovered")
 
