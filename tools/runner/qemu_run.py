@@ -164,6 +164,9 @@ def run(args):
             break
         if line.startswith("@capture "):
             _, name, regex = line.split(" ", 2)
+            # Only a whole line counts: output arrives in pieces, and a match on a line still
+            # arriving would capture a prefix of the value (`0xffffe0` of `0xffffe0000000c250`).
+            regex = f"(?:{regex})(?=[^\n]*\n)"
             end = s.wait_for(regex, pos, deadline)
             m = re.search(regex, s.text(pos), re.M) if end is not None else None
             if not m:
