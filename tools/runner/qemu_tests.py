@@ -350,6 +350,13 @@ CASES = [
                  r"beat: job 0 resumes at beat \d+ of 12", r"verify: \d+ crates, \d+ KiB .* 0 corrupted, 0 repaired",
                  r"recovery: 0 scrub passes \(0 us hashing\), 1 crates repaired, 1 tasks restarted"],
          counts=[(r"killed by", 1)], check=beats_exactly_once(1, 12), reject=["fault outside any task", "given up"]),
+    # A restartable task that panics is restarted and its output resumes where it stopped.
+    dict(name="recovery_restarts_a_task_that_panicked", timeout=60, append="scrub_ms=0", script=[
+            "beat 10 50 --panic-at 4", "@expect beat: job 0 finished 10 beats", "beat 1 10 --panic-at", "beat x", "poweroff"],
+         expect=[r"task \d+ \(beat\) panicked at crates/beat/src/lib.rs:\d+:\d+: beat: job 0 panics before beat 4 \(--panic-at\)",
+                 r"recovery: task \d+ \(beat\) died \(beat: job 0 panics before beat 4 .*\); verified [a-z_ ]*\bbeat\b[a-z_ ]* and then every crate \(all intact\); restarted as task \d+ \(restart 1\)",
+                 r"beat: job 0 resumes at beat 4 of 10", r"usage: beat N \[MS\] \[--panic-at K\]"],
+         counts=[(r"usage: beat", 2), (r"panicked at", 1)], check=beats_exactly_once(1, 10), reject=["fault outside any task", "given up"]),
     # The shell itself dies in its own damaged code: repaired and started again.
     dict(name="recovery_restarts_the_shell", timeout=60, append="scrub_ms=0", script=[
             "echo before", "crash wild shell::run_command", "echo lost", "@expect shell: started again", "echo back", "ps", "verify", "poweroff"],
