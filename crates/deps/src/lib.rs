@@ -28,36 +28,43 @@ pub fn main(args: &[&str]) -> isize {
         nano_core::println!("usage: deps CRATE | ADDR");
         return 2;
     };
-    nano_core::kernel::with_loader(|l| {
+    // The answer is gathered with the loader held and printed after it is released (the loader
+    // is held with interrupts off: no serial output in there).
+    let (status, lines) = nano_core::kernel::with_loader(|l| {
+        let mut out: Vec<String> = Vec::new();
         let apps = l.namespace_by_name("applications").ok();
         if let Some(addr) = nano_core::kernel::parse_u64(what).filter(|_| what.starts_with("0x")) {
             let Some((sid, _)) = l.locate(addr) else {
-                nano_core::println!("deps: {addr:#x} is not in any loaded section");
-                return 1;
+                out.push(alloc::format!("deps: {addr:#x} is not in any loaded section"));
+                return (1, out);
             };
-            nano_core::println!("section {}", section_label(l, sid));
+            out.push(alloc::format!("section {}", section_label(l, sid)));
             let uses: Vec<_> = l.section_dependencies(sid);
             let used_by: Vec<_> = l.section_dependents(sid);
-            nano_core::println!("  uses ({}):", uses.len());
+            out.push(alloc::format!("  uses ({}):", uses.len()));
             for s in uses {
-                nano_core::println!("    {}", section_label(l, s));
+                out.push(alloc::format!("    {}", section_label(l, s)));
             }
-            nano_core::println!("  used by ({}):", used_by.len());
+            out.push(alloc::format!("  used by ({}):", used_by.len()));
             for s in used_by {
-                nano_core::println!("    {}", section_label(l, s));
+                out.push(alloc::format!("    {}", section_label(l, s)));
             }
-            return 0;
+            return (0, out);
         }
         let Some(id) = apps.and_then(|a| l.crate_by_name(a, what)) else {
-            nano_core::println!("deps: no crate {what} is loaded");
-            return 1;
+            out.push(alloc::format!("deps: no crate {what} is loaded"));
+            return (1, out);
         };
         let name = |c| l.krate(c).map(|k| k.name.clone()).unwrap_or_default();
         let uses: Vec<String> = l.crate_dependencies(id).into_iter().map(name).collect();
         let used_by: Vec<String> = l.crate_dependents(id).into_iter().map(name).collect();
-        nano_core::println!("crate {what}");
-        nano_core::println!("  uses: {}", uses.join(", "));
-        nano_core::println!("  used by: {}", if used_by.is_empty() { String::from("(nothing)") } else { used_by.join(", ") });
-        0
-    })
+        out.push(alloc::format!("crate {what}"));
+        out.push(alloc::format!("  uses: {}", uses.join(", ")));
+        out.push(alloc::format!("  used by: {}", if used_by.is_empty() { String::from("(nothing)") } else { used_by.join(", ") }));
+        (0, out)
+    });
+    for line in &lines {
+        nano_core::println!("{line}");
+    }
+    status
 }
