@@ -2,8 +2,9 @@
 //!
 //! Code and constants never change after a crate is linked — except where the loader itself
 //! rewrites them (a swap relinking the crate's references to another crate). So the loader
-//! records a hash when it links a crate and again after every rewrite, and [`Loader::verify`]
-//! tells whether the bytes in memory are still those: a bit flipped in a crate's code (by a
+//! records a hash of every page when it links a crate, and again for the pages a rewrite
+//! touched (a relink costs the pages it changed, not the crate's size), and
+//! [`Loader::verify`] tells whether the bytes in memory are still those: a bit flipped in a crate's code (by a
 //! fault, a stray write through a bad mapping, or a fault-injection campaign) is found before
 //! or after it runs, and the crate can be reloaded from its object.
 //!
@@ -30,22 +31,72 @@ use alloc::vec::Vec;
 pub struct Corruption {
     /// The crate.
     pub krate: CrateId,
-    /// The hash of its code and read-only data now.
+    /// The first 512-byte granule (its address) whose hash changed.
+    pub page: u64,
+    /// The hash of that page now.
     pub hash_now: u64,
-    /// The hash the loader recorded when it last linked or rewrote them.
+    /// The hash the loader recorded when it last linked or rewrote it.
     pub hash_then: u64,
 }
 
-/// A copy of a crate's code and read-only data as sealed: (address, bytes) per part.
+/// Granule of the hashes (a "page" here): small, so that a relink that touches a few words in
+/// many places rehashes little (a swap of a crate with 1,359 users' references into a 5 MiB
+/// crate rehashed 5 MiB with 4 KiB granules); 8 bytes of hash per 512 bytes of code.
+const PAGE: usize = 512;
+
+/// One part (code, or read-only data) of a sealed crate: its address, a copy of its bytes,
+/// and a hash per page of the copy.
+#[derive(Debug, Clone, Default)]
+struct SealedPart {
+    addr: u64,
+    bytes: Vec<u8>,
+    pages: Vec<u64>,
+}
+
+impl SealedPart {
+    fn page_range(&self, i: usize) -> core::ops::Range<usize> {
+        i * PAGE..((i + 1) * PAGE).min(self.bytes.len())
+    }
+
+    /// The hash of page `i` of the copy.
+    fn hash_of_copy(&self, i: usize) -> u64 {
+        let r = self.page_range(i);
+        hash_range(SEED, self.bytes[r.clone()].as_ptr() as u64, r.len() as u64)
+    }
+
+    /// The hash of page `i` as it is in memory.
+    fn hash_in_memory(&self, i: usize) -> u64 {
+        let r = self.page_range(i);
+        hash_range(SEED, self.addr + r.start as u64, r.len() as u64)
+    }
+}
+
+/// A copy of a crate's code and read-only data as sealed, with a hash per page.
 #[derive(Debug, Clone, Default)]
 pub struct Sealed {
-    parts: Vec<(u64, Vec<u8>)>,
+    parts: Vec<SealedPart>,
 }
 
 impl Sealed {
+    /// Copies and hashes `k`'s code and read-only parts as they are in memory now.
+    fn of(k: &LoadedCrate) -> Sealed {
+        let parts = k
+            .regions()
+            .filter(|r| r.2 != Perms::ReadWrite)
+            .map(|(addr, size, _)| {
+                // SAFETY: a part of a loaded crate's own region: mapped and readable.
+                let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, size) }.to_vec();
+                let mut part = SealedPart { addr, bytes, pages: Vec::new() };
+                part.pages = (0..size.div_ceil(PAGE)).map(|i| part.hash_of_copy(i)).collect();
+                part
+            })
+            .collect();
+        Sealed { parts }
+    }
+
     /// Bytes held.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.1.len()).sum()
+        self.parts.iter().map(|p| p.bytes.len()).sum()
     }
 
     /// Whether it holds nothing.
@@ -53,13 +104,14 @@ impl Sealed {
         self.len() == 0
     }
 
-    /// The hash of the copy, computed as [`hash_crate`] computes it over memory.
-    fn hash(&self) -> u64 {
-        let mut h = SEED;
-        for (_, bytes) in &self.parts {
-            h = hash_range(h, bytes.as_ptr() as u64, bytes.len() as u64);
-        }
-        h
+    /// One hash for the whole crate (of the page hashes): what `ns` and tests compare.
+    fn summary(&self) -> u64 {
+        self.parts.iter().flat_map(|p| p.pages.iter()).fold(SEED, |h, p| (h ^ p).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29))
+    }
+
+    /// Whether the copy still matches its own page hashes (a damaged copy must not be used).
+    fn intact(&self) -> bool {
+        self.parts.iter().all(|p| (0..p.pages.len()).all(|i| p.hash_of_copy(i) == p.pages[i]))
     }
 }
 
@@ -104,38 +156,39 @@ fn hash_range(mut h: u64, start: u64, len: u64) -> u64 {
     h ^ len
 }
 
-/// The hash of a crate's code and read-only parts as they are in memory now.
-pub(crate) fn hash_crate(k: &LoadedCrate) -> Option<u64> {
-    if k.prelinked {
-        return None;
-    }
-    let mut h = SEED;
-    for (addr, size, _) in k.regions().filter(|r| r.2 != Perms::ReadWrite) {
-        h = hash_range(h, addr, size as u64);
-    }
-    Some(h)
-}
-
 impl Loader {
-    /// Records the hash of `id`'s code and read-only data as it is now, and a copy of them.
+    /// Records a copy of `id`'s code and read-only data as they are now, and their hashes.
     pub(crate) fn seal(&mut self, id: CrateId) {
-        if let Some(k) = self.crates.get(&id) {
-            let h = hash_crate(k);
-            let sealed = h.map(|_| Sealed {
-                parts: k
-                    .regions()
-                    .filter(|r| r.2 != Perms::ReadWrite)
-                    .map(|(addr, size, _)| {
-                        // SAFETY: a part of a loaded crate's own region: mapped and readable.
-                        (addr, unsafe { core::slice::from_raw_parts(addr as *const u8, size) }.to_vec())
-                    })
-                    .collect(),
-            });
-            if let Some(k) = self.crates.get_mut(&id) {
-                k.integrity = h;
-                k.sealed = sealed;
+        let Some(k) = self.crates.get(&id) else { return };
+        let sealed = (!k.prelinked).then(|| Sealed::of(k));
+        if let Some(k) = self.crates.get_mut(&id) {
+            k.integrity = sealed.as_ref().map(Sealed::summary);
+            k.sealed = sealed;
+        }
+    }
+
+    /// After the loader rewrote the `(address, width)` places in `id` (a relink), takes those
+    /// bytes into the sealed copy and rehashes only the pages they lie on.
+    pub(crate) fn reseal_places(&mut self, id: CrateId, places: &[(u64, usize)]) {
+        let Some(k) = self.crates.get_mut(&id) else { return };
+        let Some(sealed) = k.sealed.as_mut() else { return };
+        for part in &mut sealed.parts {
+            let mut dirty: Vec<usize> = Vec::new();
+            for &(p, width) in places {
+                let Some(off) = p.checked_sub(part.addr).map(|o| o as usize).filter(|o| *o < part.bytes.len()) else { continue };
+                let end = (off + width.max(1)).min(part.bytes.len());
+                // SAFETY: `part.addr + off .. + end` lies in the crate's own mapped part.
+                let now = unsafe { core::slice::from_raw_parts((part.addr + off as u64) as *const u8, end - off) };
+                part.bytes[off..end].copy_from_slice(now);
+                dirty.extend([off / PAGE, (end - 1) / PAGE]);
+            }
+            dirty.sort_unstable();
+            dirty.dedup();
+            for i in dirty {
+                part.pages[i] = part.hash_of_copy(i);
             }
         }
+        k.integrity = Some(sealed.summary());
     }
 
     /// Bytes held by sealed copies of live crates.
@@ -149,14 +202,14 @@ impl Loader {
     pub fn restore_code(&mut self, id: CrateId) -> Result<Restored, RestoreError> {
         let k = self.crates.get(&id).filter(|k| !k.is_retired()).ok_or(RestoreError::NoCopy)?;
         let sealed = k.sealed.as_ref().ok_or(RestoreError::NoCopy)?;
-        if Some(sealed.hash()) != k.integrity {
+        if !sealed.intact() {
             return Err(RestoreError::CopyDamaged);
         }
         // Taken out for the writes (which need `&mut self`), put back after.
         let sealed = self.crates.get_mut(&id).and_then(|k| k.sealed.take()).ok_or(RestoreError::NoCopy)?;
         let mut done = Restored::default();
         let mut result = Ok(());
-        'parts: for (addr, bytes) in &sealed.parts {
+        'parts: for SealedPart { addr, bytes, .. } in &sealed.parts {
             let mut i = 0;
             while i < bytes.len() {
                 // SAFETY: `addr + i` lies in the crate's own mapped part (the copy has its size).
@@ -199,11 +252,16 @@ impl Loader {
 
     /// Whether `id`'s code and read-only data are what the loader linked (or last rewrote).
     pub fn verify(&self, id: CrateId) -> Result<(), Corruption> {
-        let Some(k) = self.crates.get(&id) else { return Ok(()) };
-        match (k.integrity, hash_crate(k)) {
-            (Some(then), Some(now)) if then != now => Err(Corruption { krate: id, hash_now: now, hash_then: then }),
-            _ => Ok(()),
+        let Some(sealed) = self.crates.get(&id).and_then(|k| k.sealed.as_ref()) else { return Ok(()) };
+        for part in &sealed.parts {
+            for (i, then) in part.pages.iter().enumerate() {
+                let now = part.hash_in_memory(i);
+                if now != *then {
+                    return Err(Corruption { krate: id, page: part.addr + (i * PAGE) as u64, hash_now: now, hash_then: *then });
+                }
+            }
         }
+        Ok(())
     }
 
     /// Every live (not retired) crate whose code or read-only data changed.
@@ -233,7 +291,7 @@ impl Loader {
             .as_mut()
             .and_then(|s| s.parts.first_mut())
             .ok_or_else(|| LoadError::NotCode(format!("crate {name}: no sealed copy")))?;
-        let b = part.1.get_mut(offset as usize).ok_or_else(|| LoadError::NotCode(format!("crate {name} at offset {offset:#x}")))?;
+        let b = part.bytes.get_mut(offset as usize).ok_or_else(|| LoadError::NotCode(format!("crate {name} at offset {offset:#x}")))?;
         *b ^= 1 << (bit % 8);
         Ok(())
     }

@@ -748,11 +748,17 @@ impl Loader {
             self.swap_abort(p);
             return Err(e);
         }
-        // The users' code changed where it was relinked: record their new hashes.
-        let users: alloc::collections::BTreeSet<CrateId> =
-            done.iter().filter_map(|(rec, _)| self.sections.get(&rec.user).map(|s| s.krate)).collect();
-        for u in users {
-            self.seal(u);
+        // The users' code changed where it was relinked: take those words into their sealed
+        // copies (rehashing only the pages touched, not whole crates).
+        let mut by_user: alloc::collections::BTreeMap<CrateId, Vec<(u64, usize)>> = alloc::collections::BTreeMap::new();
+        for (rec, _) in &done {
+            if let Some(sec) = self.sections.get(&rec.user) {
+                let width = RelocKind::from_type(rec.r_type).map_or(8, |k| k.width());
+                by_user.entry(sec.krate).or_default().push((sec.addr + rec.offset, width));
+            }
+        }
+        for (u, places) in by_user {
+            self.reseal_places(u, &places);
         }
         let t1 = self.now();
         for plan in &p.pairs {
