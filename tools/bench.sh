@@ -6,6 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
 IMG=target/image
+
+# session LOG APPEND LINE...: types the lines (then poweroff) in one QEMU session; log to LOG.
+session() {
+    local log=$1 append=$2
+    shift 2
+    printf '%s\n' "$@" poweroff > target/bench-session.txt
+    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --append "$append" \
+        --script target/bench-session.txt --quiet --timeout 120 --log "$log" >/dev/null
+}
 echo "== boot time to 'nano_core ready' (QEMU TCG, wall clock from QEMU start, $RUNS runs each)"
 ./target/release/imgtool iso --cmdline "poweroff" --out $IMG/delos-bench.iso >/dev/null 2>&1
 for route in kernel iso; do
@@ -85,26 +94,20 @@ cargo run -q --release -p wasm_runtime --features std --example wasmbench
 
 echo
 echo "== WASM in QEMU: compile time per function and registration in the symbol map"
-printf '%s\n' "wasm run kernels.wasm --invoke matmul 8" "wasm run kernels.wasm --invoke matmul 8" "wasm run rusty.wasm" \
-    "wasm run compute.wasm --invoke fib 10" poweroff > target/bench-session.txt
-python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-session.txt \
-    --quiet --timeout 120 --log target/bench-wasm.log >/dev/null
+session target/bench-wasm.log "" "wasm run kernels.wasm --invoke matmul 8" "wasm run kernels.wasm --invoke matmul 8" \
+    "wasm run rusty.wasm" "wasm run compute.wasm --invoke fib 10"
 grep -E '^wasm: compiled' target/bench-wasm.log | sed 's/^/   /'
 echo "   (the first compile after boot includes TCG translating Cranelift's own code)"
 
 echo
 echo "== signed objects in QEMU: manifest verified at boot, every loaded object's SHA-512 checked"
-printf '%s\n' "loadc hello.o" "wasm run hello.wasm" "mem" poweroff > target/bench-session.txt
-python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-session.txt \
-    --quiet --timeout 120 --log target/bench-trust.log >/dev/null
+session target/bench-trust.log "" "loadc hello.o" "wasm run hello.wasm" "mem"
 grep -aoE "trust: the boot image's manifest of [0-9]+ files is signed with this kernel's key \([0-9]+ us\)|^signatures: .*" target/bench-trust.log | sed 's/^/   /'
 echo "   (after loading the WASM engine: every object loaded since boot, cranelift_codegen included)"
 
 echo
 echo "== integrity scrubbing in QEMU: one verification pass, and the scrubber's cost to a workload"
-printf '%s\n' "verify" "wasm run kernels.wasm --invoke matmul 8" "verify" "verify" poweroff > target/bench-session.txt
-python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --append "log=warn scrub_ms=0" --script target/bench-session.txt \
-    --quiet --timeout 120 --log target/bench-scrub.log >/dev/null
+session target/bench-scrub.log "log=warn scrub_ms=0" "verify" "wasm run kernels.wasm --invoke matmul 8" "verify" "verify"
 grep -aE '^verify: [0-9]+ crates' target/bench-scrub.log | sed -n '1p;3p' | sed 's/^/   /'
 echo "   (first: the crates at boot; second: with the WASM engine loaded — cranelift_codegen and the rest)"
 python3 tools/scrubbench.py --rounds ${SCRUB_ROUNDS:-5}

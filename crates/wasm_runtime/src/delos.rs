@@ -17,7 +17,7 @@
 use crate::instance::{Func, store_of};
 use crate::vm::VMContext;
 use crate::wasi::{EFAULT, get, memory};
-use wasmparser::{FuncType, ValType};
+use wasmparser::ValType;
 
 /// The module name these imports use.
 pub const MODULE: &str = "delos";
@@ -47,12 +47,7 @@ unsafe extern "C" fn uptime_ms(vmctx: *mut VMContext) -> i64 {
 /// `uptime_ms`).
 pub fn resolve(name: &str) -> Option<Func> {
     use ValType::{I32, I64};
-    let f = |code: usize, p: &[ValType], r: &[ValType]| Func {
-        code: code as u64,
-        ty: FuncType::new(p.iter().copied(), r.iter().copied()),
-        vmctx: core::ptr::null_mut(),
-        owner: None,
-    };
+    let f = crate::wasi::host_func;
     Some(match name {
         "print" => f(print as *const () as usize, &[I32, I32], &[I32]),
         "uptime_ms" | "delos_wasm_uptime_ms" => f(uptime_ms as *const () as usize, &[], &[I64]),

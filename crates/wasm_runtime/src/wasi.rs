@@ -244,15 +244,16 @@ unsafe extern "C" fn sched_yield(_vmctx: *mut VMContext) -> i32 {
     ESUCCESS
 }
 
+/// A host function at `code` with parameters `p` and results `r` (it takes the caller's
+/// context as its first argument, like every host function here).
+pub(crate) fn host_func(code: usize, p: &[ValType], r: &[ValType]) -> Func {
+    Func { code: code as u64, ty: FuncType::new(p.iter().copied(), r.iter().copied()), vmctx: core::ptr::null_mut(), owner: None }
+}
+
 /// The WASI function `name` with its type, if this subset has it.
 pub fn resolve(name: &str) -> Option<Func> {
     use ValType::{I32, I64};
-    let f = |code: usize, p: &[ValType], r: &[ValType]| Func {
-        code: code as u64,
-        ty: FuncType::new(p.iter().copied(), r.iter().copied()),
-        vmctx: core::ptr::null_mut(),
-        owner: None,
-    };
+    let f = host_func;
     Some(match name {
         "fd_write" => f(fd_write as *const () as usize, &[I32; 4], &[I32]),
         "fd_read" => f(fd_read as *const () as usize, &[I32; 4], &[I32]),
