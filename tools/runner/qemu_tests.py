@@ -385,6 +385,22 @@ CASES = [
                  r"1 corrupted, 1 repaired.*0 corrupted, 0 repaired",
                  r"verify: unknown option --bogus; usage: verify \[--repair\]", r"recovery: 0 scrub passes"],
          check=beats_exactly_once(1, 3), reject=["killed by", "CPU EXCEPTION", "the scrubber found"]),
+    # Everything at once: damaged code repaired in place while a background WASM job compiles
+    # and runs, a swap of the crate a running task calls, a wild jump in the swapped-in version
+    # (the task restarts on v2), recovery swapping itself while it restarts that task, damage in
+    # the WASM engine hit by the next instantiation; then the beats are all there, once each,
+    # the WASM job finished, selftest passes and every crate verifies.
+    dict(name="recovery_combined_with_swaps_and_wasm", timeout=120, append="scrub_ms=0", script=[
+            "beat 40 25", "wasm run kernels.wasm --invoke matmul 96 --repeat 30 &", "sleep 200", "crash corrupt heartbeat::beat",
+            "swap heartbeat heartbeat_v2", "sleep 200", "crash wild heartbeat::beat", "swap recovery recovery",
+            "crash corrupt wasm_runtime::wasi::resolve", "wasm run hello.wasm after", "@expect beat: job 0 finished 40 beats",
+            "@expect wasm: 30 runs of kernels", "selftest", "verify", "poweroff"],
+         counts=[(r"the faulting instruction was the damage: running it again", 2), (r"killed by", 2)],
+         expect=[r"code of crate heartbeat was corrupted: 2 bytes", r"code of crate wasm_runtime was corrupted: 2 bytes",
+                 r"recovery: task \d+ \(beat\) died \(page fault at 0x0\); verified [a-z_ ]+ and then every crate \(repaired heartbeat\); restarted as task \d+ \(restart 1\)",
+                 r"(?s)heartbeat v1: beat #\d+.*heartbeat v2: beat #40\r?$", r"^after\r?$", r"wasm: 30 runs of kernels \(compile",
+                 r"selftest: 11 passed, 0 failed", r"0 corrupted, 0 repaired"],
+         check=beats_exactly_once(1, 40), reject=["fault outside any task", "given up", "the damage ran before"]),
     # Combinations: a swapped-in version whose sealed copy is damaged too is reloaded from its
     # own object (v2 stays v2); recovery and task swapped, then recovering with the new versions.
     dict(name="recovery_after_swap_reloads_the_swapped_in_version", timeout=90, append="scrub_ms=0", script=[
