@@ -277,16 +277,23 @@ fn show(v: &Val) -> String {
     }
 }
 
-/// Compiles and instantiates `bytes` as `name` and registers it.
-fn instantiate(
-    name: &str,
-    krate: &str,
-    bytes: &[u8],
+/// How [`instantiate`] sets a module up.
+struct Setup {
+    /// A fuel budget (compiled with fuel checks).
     fuel: Option<i64>,
+    /// WASI arguments (for a store of its own).
     argv: Vec<String>,
+    /// In the kernel's shared store (modules kept loaded), else a store of its own.
     shared: bool,
+    /// May import any exported kernel function.
     trusted: bool,
-) -> Result<Loaded, String> {
+    /// Say nothing about the compilation (the middle runs of `--repeat`).
+    quiet: bool,
+}
+
+/// Compiles and instantiates `bytes` as `name` and registers it.
+fn instantiate(name: &str, krate: &str, bytes: &[u8], setup: Setup) -> Result<Loaded, String> {
+    let Setup { fuel, argv, shared, trusted, quiet } = setup;
     let t0 = nano_core::time::micros_since_entry();
     let config = kernel_config(fuel.is_some(), EXPLICIT_CHECKS.load(core::sync::atomic::Ordering::Relaxed));
     let module = Module::new(bytes, config).map_err(|e| format!("{name}: {e}"))?;
@@ -330,13 +337,15 @@ fn instantiate(
     })?;
     let (krate, reg_us) = register(krate, &inst)?;
     let funcs = module.image.funcs.len();
-    println!(
-        "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {} us ({} us/function); registered in {reg_us} us",
-        module.image.code.len(),
-        module.image.ir_insts,
-        t1 - t0,
-        (t1 - t0) / funcs.max(1) as u64
-    );
+    if !quiet {
+        println!(
+            "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {} us ({} us/function); registered in {reg_us} us",
+            module.image.code.len(),
+            module.image.ir_insts,
+            t1 - t0,
+            (t1 - t0) / funcs.max(1) as u64
+        );
+    }
     Ok(Loaded { krate: Registration(krate), instance: inst, _store: own })
 }
 
@@ -454,7 +463,8 @@ fn usage() -> (u64, u64) {
 /// Compiles, instantiates and runs the module once (what `wasm run` does); the module and
 /// everything it held are gone when this returns.
 fn run_once(name: &str, bytes: &[u8], o: &Options, quiet: bool) -> isize {
-    let l = match instantiate(name, &format!("wasm:{name}"), bytes, o.fuel, o.rest.clone(), false, o.trusted) {
+    let setup = Setup { fuel: o.fuel, argv: o.rest.clone(), shared: false, trusted: o.trusted, quiet };
+    let l = match instantiate(name, &format!("wasm:{name}"), bytes, setup) {
         Ok(l) => l,
         Err(e) => {
             println!("wasm: {e}");
@@ -496,14 +506,21 @@ fn load(name: &str, file: &str, trusted: bool) -> isize {
         }
     };
     let name = name.to_string();
-    in_task("wasm", move || match instantiate(&name, &format!("wasm:{name}"), &bytes, None, alloc::vec![name.clone()], true, trusted) {
-        Ok(l) => {
-            LOADED.lock().insert(name, Arc::new(l));
-            0
-        }
-        Err(e) => {
-            println!("wasm: {e}");
-            1
+    in_task("wasm", move || {
+        match instantiate(
+            &name,
+            &format!("wasm:{name}"),
+            &bytes,
+            Setup { fuel: None, argv: alloc::vec![name.clone()], shared: true, trusted, quiet: false },
+        ) {
+            Ok(l) => {
+                LOADED.lock().insert(name, Arc::new(l));
+                0
+            }
+            Err(e) => {
+                println!("wasm: {e}");
+                1
+            }
         }
     })
 }
@@ -578,7 +595,8 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
     let t0 = nano_core::time::micros_since_entry();
     let old = LOADED.lock().get(name).cloned().ok_or_else(|| format!("{name} is not loaded"))?;
     let bytes = read_file(file)?;
-    let new = instantiate(name, &format!("wasm:{name}(next)"), &bytes, None, alloc::vec![name.to_string()], true, false)?;
+    let setup = Setup { fuel: None, argv: alloc::vec![name.to_string()], shared: true, trusted: false, quiet: false };
+    let new = instantiate(name, &format!("wasm:{name}(next)"), &bytes, setup)?;
     let refuse = |why: String, new: Loaded| -> Result<String, String> {
         kernel_store().release(&new.instance);
         drop(new);
