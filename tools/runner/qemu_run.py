@@ -16,6 +16,7 @@ Backspace). `{NAME}` or `{NAME+N}` stands for a number captured earlier (printed
 Directives:
   @send TEXT            send TEXT (escapes decoded) at once, without waiting and without Enter
   @expect REGEX         wait until REGEX appears in the output since the last line was sent
+  @await REGEX          wait until REGEX appears anywhere in the output (a background job's end)
   @capture NAME REGEX   wait for REGEX since the last line; its first group (a number, 0x-hex
                         or decimal) becomes NAME
   @push NS FILE NAME [corrupt|truncate=N|unsigned|badsig]
@@ -202,6 +203,13 @@ def run(args):
             continue
         if line.startswith("@send "):
             s.send(decode(line[len("@send "):]))
+            continue
+        if line.startswith("@await "):
+            # Like @expect, but anywhere in the output so far: for a background job whose end
+            # may come before or after the previous prompt.
+            if s.wait_for(line[len("@await "):], 0, deadline) is None:
+                problems.append(f"script: {line[len('@await '):]!r} did not appear")
+                break
             continue
         if line.startswith("@expect "):
             # Waiting does not consume output: a prompt printed before the awaited text still

@@ -391,14 +391,14 @@ CASES = [
     # the WASM engine hit by the next instantiation; then the beats are all there, once each,
     # the WASM job finished, selftest passes and every crate verifies.
     dict(name="recovery_combined_with_swaps_and_wasm", timeout=120, append="scrub_ms=0", script=[
-            "beat 40 25", "wasm run kernels.wasm --invoke matmul 96 --repeat 30 &", "sleep 200", "crash corrupt heartbeat::beat",
+            "beat 40 25", "wasm run kernels.wasm --invoke matmul 96 --repeat 100 &", "sleep 200", "crash corrupt heartbeat::beat",
             "swap heartbeat heartbeat_v2", "sleep 200", "crash wild heartbeat::beat", "swap recovery recovery",
             "crash corrupt wasm_runtime::wasi::resolve", "wasm run hello.wasm after", "@expect beat: job 0 finished 40 beats",
-            "@expect wasm: 30 runs of kernels", "selftest", "verify", "poweroff"],
+            "@await wasm: 100 runs of kernels", "selftest", "verify", "poweroff"],
          counts=[(r"the faulting instruction was the damage: running it again", 2), (r"killed by", 2)],
          expect=[r"code of crate heartbeat was corrupted: 2 bytes", r"code of crate wasm_runtime was corrupted: 2 bytes",
                  r"recovery: task \d+ \(beat\) died \(page fault at 0x0\); verified [a-z_ ]+ and then every crate \(repaired heartbeat\); restarted as task \d+ \(restart 1\)",
-                 r"(?s)heartbeat v1: beat #\d+.*heartbeat v2: beat #40\r?$", r"^after\r?$", r"wasm: 30 runs of kernels \(compile",
+                 r"(?s)heartbeat v1: beat #\d+.*heartbeat v2: beat #40\r?$", r"^after\r?$", r"wasm: 100 runs of kernels \(compile",
                  r"selftest: 11 passed, 0 failed", r"0 corrupted, 0 repaired"],
          check=beats_exactly_once(1, 40), reject=["fault outside any task", "given up", "the damage ran before"]),
     # Combinations: a swapped-in version whose sealed copy is damaged too is reloaded from its
@@ -416,6 +416,15 @@ CASES = [
     # Every loaded crate swapped with itself, then every subsystem exercised (see swap_matrix_script).
     dict(name="swap_matrix_every_crate_then_every_subsystem", matrix="self", timeout=900),
     dict(name="swap_matrix_alternative_versions", matrix="alternatives", timeout=300),
+    # Issue 15: compiled code is reused for the same bytes, options and engine; other options or
+    # a swapped engine compile again; the cache can be listed and emptied.
+    dict(name="wasm_code_cache_reuses_compiled_modules", timeout=180, script=[
+            "wasm run hello.wasm a", "wasm run hello.wasm b", "wasm run hello.wasm --bounds-checks c", "wasm cache",
+            "swap wasm_runtime wasm_runtime", "wasm run hello.wasm d", "wasm cache clear", "wasm run hello.wasm e", "wasm cache", "poweroff"],
+         expect=[r"(?s)wasm: compiled hello: .*\r?\n^a\r?$.*wasm: hello: compiled code reused from the cache \(3 functions, \d+ bytes of code; compiling took \d+ us\).*\r?\n^b\r?$"
+                 r".*wasm: compiled hello: .*\r?\n^c\r?$.*reused 1 times.*wasm: 2 compiled modules kept for reuse"
+                 r".*swap: done.*wasm: compiled hello: .*\r?\n^d\r?$.*wasm: forgot 1 compiled modules.*wasm: compiled hello: .*\r?\n^e\r?$.*wasm: 1 compiled modules kept for reuse"],
+         counts=[(r"reused from the cache", 1)], reject=["CPU EXCEPTION", "fault outside any task"]),
     # Issue 20: imports are capabilities; memory is limited and always returned.
     dict(name="wasm_imports_are_capabilities", timeout=120, script=[
             "wasm run memset.wasm --invoke smash", "wasm run trusted.wasm --invoke up", "wasm run trusted.wasm --trusted --invoke up",

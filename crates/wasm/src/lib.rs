@@ -36,6 +36,7 @@
 
 extern crate alloc;
 
+mod cache;
 mod platform;
 mod spec;
 
@@ -46,11 +47,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use nano_core::println;
 use wasm_runtime::instance::InstantiateError;
-use wasm_runtime::{Config, Error, Extern, Func, Instance, Module, Store, TrapKind, Val};
+use wasm_runtime::{Config, Error, Extern, Func, Instance, Store, TrapKind, Val};
 use wasmparser::ValType;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "WebAssembly (--bounds-checks: explicit checks, not guard regions): wasm run FILE [--invoke F] [--fuel N] [--repeat N] [--trusted] [ARGS] | load NAME FILE [--trusted] | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | spec [FILTER]";
+pub static DESCRIPTION: &str = "WebAssembly (--bounds-checks: explicit checks, not guard regions): wasm run FILE [--invoke F] [--fuel N] [--repeat N] [--trusted] [ARGS] | load NAME FILE [--trusted] | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | cache [clear] | spec [FILTER]";
 
 /// Compiled code in the kernel omits bounds checks: every linear memory is a reservation whose
 /// unmapped pages fault (guard regions), and a fault at a memory access becomes an
@@ -294,10 +295,8 @@ struct Setup {
 /// Compiles and instantiates `bytes` as `name` and registers it.
 fn instantiate(name: &str, krate: &str, bytes: &[u8], setup: Setup) -> Result<Loaded, String> {
     let Setup { fuel, argv, shared, trusted, quiet } = setup;
-    let t0 = nano_core::time::micros_since_entry();
     let config = kernel_config(fuel.is_some(), EXPLICIT_CHECKS.load(core::sync::atomic::Ordering::Relaxed));
-    let module = Module::new(bytes, config).map_err(|e| format!("{name}: {e}"))?;
-    let t1 = nano_core::time::micros_since_entry();
+    let cache::Compiled { module, cached, compile_us } = cache::compiled(bytes, config).map_err(|e| format!("{name}: {e}"))?;
     let own = (!shared).then(|| Store::new(&platform::PLATFORM));
     let store = own.as_ref().unwrap_or_else(|| kernel_store());
     if let Some(f) = fuel {
@@ -337,13 +336,17 @@ fn instantiate(name: &str, krate: &str, bytes: &[u8], setup: Setup) -> Result<Lo
     })?;
     let (krate, reg_us) = register(krate, &inst)?;
     let funcs = module.image.funcs.len();
-    if !quiet {
+    if !quiet && cached {
         println!(
-            "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {} us ({} us/function); registered in {reg_us} us",
+            "wasm: {name}: compiled code reused from the cache ({funcs} functions, {} bytes of code; compiling took {compile_us} us); registered in {reg_us} us",
+            module.image.code.len(),
+        );
+    } else if !quiet {
+        println!(
+            "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {compile_us} us ({} us/function); registered in {reg_us} us",
             module.image.code.len(),
             module.image.ir_insts,
-            t1 - t0,
-            (t1 - t0) / funcs.max(1) as u64
+            compile_us / funcs.max(1) as u64
         );
     }
     Ok(Loaded { krate: Registration(krate), instance: inst, _store: own })
@@ -698,6 +701,18 @@ pub fn main(args: &[&str]) -> isize {
             })
         }
         Some("list") => list(),
+        Some("cache") if args.len() == 2 => {
+            let kept = cache::list();
+            for (i, (bytes, code, us, hits)) in kept.iter().enumerate() {
+                println!("  #{i}: {bytes} bytes of WASM, {code} bytes of code, compiled in {us} us, reused {hits} times");
+            }
+            println!("wasm: {} compiled modules kept for reuse", kept.len());
+            0
+        }
+        Some("cache") if args.get(2) == Some(&"clear") => {
+            println!("wasm: forgot {} compiled modules", cache::clear());
+            0
+        }
         Some("spec") => {
             let filter = args.get(2).map(|s| String::from(*s));
             in_task("wasm", move || spec::run(filter.as_deref()))

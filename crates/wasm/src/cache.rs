@@ -1,0 +1,100 @@
+//! Compiled modules kept for reuse: a `wasm run` or `wasm load` of bytes compiled before, with
+//! the same compile options and by the same engine, instantiates the kept code instead of
+//! compiling again (Cranelift under TCG costs milliseconds per function).
+//!
+//! The key is the bytes themselves, compared in full (not a hash: a module is untrusted input,
+//! and a crafted collision must not run someone else's code), plus the options that change the
+//! code (fuel checks, explicit bounds checks) and the engine: the address of the running
+//! `wasm_runtime`'s compiler, so a swap of the engine empties the cache instead of mixing code
+//! from two compilers. Bounded by entries and bytes; the least recently used goes first.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use wasm_runtime::{Config, Error, Module};
+
+/// Most modules kept.
+const MAX_ENTRIES: usize = 16;
+/// Most bytes kept (the modules' bytes plus their compiled code).
+const MAX_BYTES: usize = 16 << 20;
+
+struct Entry {
+    bytes: Vec<u8>,
+    fuel: bool,
+    bounds_checks: bool,
+    engine: u64,
+    module: Arc<Module>,
+    /// Microseconds its compilation took.
+    compile_us: u64,
+    hits: u64,
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        self.bytes.len() + self.module.image.code.len()
+    }
+}
+
+/// Kept modules, least recently used first.
+static CACHE: spin::Mutex<Vec<Entry>> = spin::Mutex::new(Vec::new());
+
+/// The running engine's identity: where its compiler is.
+fn engine() -> u64 {
+    Module::new as fn(&[u8], Config) -> Result<Module, Error> as usize as u64
+}
+
+/// How a module was obtained.
+pub struct Compiled {
+    /// The module (shared with the cache).
+    pub module: Arc<Module>,
+    /// Whether it came from the cache.
+    pub cached: bool,
+    /// Microseconds its compilation took (then, for a cached one).
+    pub compile_us: u64,
+}
+
+/// The module for `bytes` compiled with `config`: from the cache, or compiled now and kept.
+pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
+    let engine = engine();
+    {
+        let mut cache = CACHE.lock();
+        cache.retain(|e| e.engine == engine);
+        if let Some(i) = cache.iter().position(|e| e.fuel == config.fuel && e.bounds_checks == config.bounds_checks && e.bytes == bytes) {
+            let mut e = cache.remove(i);
+            e.hits += 1;
+            let hit = Compiled { module: e.module.clone(), cached: true, compile_us: e.compile_us };
+            cache.push(e);
+            return Ok(hit);
+        }
+    }
+    let t0 = nano_core::time::micros_since_entry();
+    let module = Arc::new(Module::new(bytes, config)?);
+    let compile_us = nano_core::time::micros_since_entry() - t0;
+    let entry = Entry {
+        bytes: bytes.to_vec(),
+        fuel: config.fuel,
+        bounds_checks: config.bounds_checks,
+        engine,
+        module: module.clone(),
+        compile_us,
+        hits: 0,
+    };
+    let mut cache = CACHE.lock();
+    cache.push(entry);
+    while cache.len() > MAX_ENTRIES || (cache.len() > 1 && cache.iter().map(Entry::size).sum::<usize>() > MAX_BYTES) {
+        cache.remove(0);
+    }
+    Ok(Compiled { module, cached: false, compile_us })
+}
+
+/// One line per kept module: (bytes, compiled code bytes, compile microseconds, hits).
+pub fn list() -> Vec<(usize, usize, u64, u64)> {
+    CACHE.lock().iter().map(|e| (e.bytes.len(), e.module.image.code.len(), e.compile_us, e.hits)).collect()
+}
+
+/// Forgets every kept module.
+pub fn clear() -> usize {
+    let mut cache = CACHE.lock();
+    let n = cache.len();
+    cache.clear();
+    n
+}
