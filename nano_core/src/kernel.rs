@@ -322,11 +322,21 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
     let syms = modules.iter().find(|m| m.name == "nano_core.syms").ok_or_else(|| HandoverError::Missing("nano_core.syms".into()))?;
     // The addresses every crate will be linked against: signed like the objects.
     crate::trust::check(syms.data)?;
+    let t_check = crate::time::micros_since_entry();
     let text = core::str::from_utf8(syms.data).map_err(|_| HandoverError::Missing("a UTF-8 nano_core.syms".into()))?;
     let (sections, symbols) = mod_mgmt::symfile::parse(text)?;
+    let t_parse = crate::time::micros_since_entry();
     l.add_prelinked(kernel, "nano_core", &sections, &symbols)?;
     let import_us = crate::time::micros_since_entry() - t0;
-    log::info!("imported {} nano_core symbols ({} sections) in {} us", symbols.len(), sections.len(), import_us);
+    log::info!(
+        "imported {} nano_core symbols ({} sections) in {} us (hash check {} us, parse {} us, register {} us)",
+        symbols.len(),
+        sections.len(),
+        import_us,
+        t_check - t0,
+        t_parse - t_check,
+        import_us - (t_parse - t0)
+    );
 
     let captain = l.namespace(kernel).and_then(|n| n.files().map(|(f, _)| f.clone()).find(|f| mod_mgmt::crate_name_of(f) == "captain"));
     let captain = captain.ok_or_else(|| HandoverError::Missing("the captain crate".into()))?;

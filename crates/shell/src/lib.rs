@@ -69,11 +69,30 @@ fn description(name: &str) -> String {
 fn help() {
     println!("builtins: help, history");
     println!("commands (crates in the applications namespace, loaded on first use):");
+    let table = command_table();
     for c in command_names() {
-        if resolve(&c).is_ok() {
-            println!("  {c:<10} {}", description(&c));
+        // A loaded command says what it does itself (it may be a newer version than the image's);
+        // the others are described by the image's table, without loading them.
+        let loaded = description(&c);
+        let known = table.iter().find(|(n, _)| *n == c).map(|(_, d)| *d);
+        match (loaded.is_empty(), known) {
+            (false, _) => println!("  {c:<10} {loaded}"),
+            (true, Some(d)) => println!("  {c:<10} {d}"),
+            (true, None) => {} // not a command (a library crate of the namespace)
         }
     }
+}
+
+/// The image's `namespaces/applications.commands`: `name<TAB>description` per command crate,
+/// written by imgtool from the sources, checked against the signed manifest like any object.
+fn command_table() -> Vec<(&'static str, &'static str)> {
+    let modules = &nano_core::kernel::boot_state().modules;
+    let Some(m) = modules.iter().find(|m| m.name == "namespaces/applications.commands") else { return Vec::new() };
+    if nano_core::trust::check(m.data).is_err() {
+        println!("shell: the command table is not the signed one; ignoring it");
+        return Vec::new();
+    }
+    core::str::from_utf8(m.data).map(|t| t.lines().filter_map(|l| l.split_once('\t')).collect()).unwrap_or_default()
 }
 
 /// Runs a command crate as a task; Ctrl-C kills it. In the background (a trailing `&`) the

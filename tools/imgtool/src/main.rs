@@ -346,6 +346,12 @@ fn build(root: &Path) -> Result<(), Error> {
                 files.insert(format!("debug/{}/{}", m.name, obj.file_name()), d);
             }
         }
+        // The commands of the namespace and their one-line descriptions, read from the sources
+        // here so that `help` need not load every command crate (the WASM engine among them).
+        let table = command_table(root, &m.crates);
+        if !table.is_empty() {
+            files.insert(format!("namespaces/{}.commands", m.name), table.into_bytes());
+        }
         progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
     }
     for (_, m) in &manifests {
@@ -538,6 +544,37 @@ fn check_static(root: &Path) -> Result<(), Error> {
         eprintln!("[imgtool] {p}");
     }
     Err(Error::Kernel(format!("{} problem(s): loadable code statically linked into nano_core", problems.len())))
+}
+
+/// `name<TAB>description` lines for the crates of `crates` that are commands: their source has
+/// `pub static DESCRIPTION: &str = "...";` (the contract with the shell, beside `main`).
+fn command_table(root: &Path, crates: &[String]) -> String {
+    let mut out = String::new();
+    for c in crates {
+        let Ok(src) = std::fs::read_to_string(root.join("crates").join(c).join("src/lib.rs")) else { continue };
+        if let Some(d) = static_description(&src) {
+            out += &format!("{c}\t{d}\n");
+        }
+    }
+    out
+}
+
+/// The string literal of `pub static DESCRIPTION: &str = "...";` in `src` (rustfmt may put it on
+/// the next line; escapes `\"` and `\\` undone), if any.
+fn static_description(src: &str) -> Option<String> {
+    const DECL: &str = "pub static DESCRIPTION: &str =";
+    let after = &src[src.find(DECL)? + DECL.len()..];
+    let mut chars = after.trim_start().strip_prefix('"')?.chars();
+    let mut out = String::new();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '"' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            '\n' | '\t' => return None,
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// The crate name of an object file name (`foo-0123abcd.o` → `foo`).
