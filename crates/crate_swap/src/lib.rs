@@ -16,6 +16,11 @@
 //!   function are rewritten to NEW's entry.
 //! - **Conventional re-registration.** If NEW exports `<crate>::swap_init` (`fn()`), it runs
 //!   right after the commit, for registrations no facility moves.
+//! - **Caches that hold old code.** After every committed swap, each live crate that exports
+//!   `<crate>::after_swap` (`fn()`) is called, with the loader released: a crate that keeps
+//!   things made by other crates' code (the WASM code cache keeps modules compiled by the
+//!   engine, which hold the engine's vtables) drops them there, or they would keep retired
+//!   versions alive forever.
 //! - **Reclaiming.** A retired crate's memory is freed only when nothing refers to it: a
 //!   stop-the-world scan ([`reclaim`]) reads every live crate's writable data, nano_core's
 //!   data, the general heap, every task's stack (the scanning task's own return addresses
@@ -292,6 +297,9 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
         match attempt {
             Attempt::Done(mut o) => {
                 o.waited = waited;
+                if !o.dry_run {
+                    after_swap();
+                }
                 if !o.dry_run && !opts.no_reaper {
                     start_reaper();
                 }
@@ -315,6 +323,22 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
                 })?;
             }
         }
+    }
+}
+
+/// Calls every live crate's `<crate>::after_swap` (looked up after the commit, so a swapped
+/// crate's new version is the one called), outside the loader lock: what they drop may go back
+/// to the loader.
+fn after_swap() {
+    let calls: Vec<u64> = nano_core::kernel::with_loader(|l| {
+        let Ok(ns) = applications(l) else { return Vec::new() };
+        let names: Vec<String> = l.crates().map(|k| format!("{}::after_swap", k.name)).collect();
+        names.iter().filter_map(|n| l.lookup(ns, n).ok()).map(|s| s.addr).collect()
+    });
+    for addr in calls {
+        // SAFETY: `<crate>::after_swap` is, by convention, a `fn()` its crate exports.
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(addr as usize) };
+        f();
     }
 }
 

@@ -69,24 +69,29 @@ pub struct Verified {
 /// the whole pass, so a pass never stalls a swap or a load for long); with `repair`, reloads
 /// the corrupted ones.
 pub fn verify_all(repair: bool) -> Verified {
-    let ids: Vec<(mod_mgmt::CrateId, String)> = nano_core::kernel::with_loader(|l| {
-        l.crates().filter(|k| !k.prelinked && !k.is_retired() && k.integrity.is_some()).map(|k| (k.id, k.name.clone())).collect()
-    });
     let mut v = Verified::default();
     let mut bad_ids = Vec::new();
-    for (id, name) in ids {
+    // A cursor over crate ids, not a list made up front: between two loader holds the pass
+    // keeps nothing on the heap, so it never shows up in another task's memory figures (the
+    // swap and WASM leak checks compare the whole heap before and after).
+    let mut after: Option<mod_mgmt::CrateId> = None;
+    loop {
         let t0 = nano_core::time::micros_since_entry();
-        let Some((bytes, bad)) = nano_core::kernel::with_loader(|l| {
-            let k = l.krate(id).filter(|k| !k.is_retired())?;
+        let step = nano_core::kernel::with_loader(|l| {
+            let k = l
+                .crates()
+                .filter(|k| !k.prelinked && !k.is_retired() && k.integrity.is_some() && after.is_none_or(|a| k.id > a))
+                .min_by_key(|k| k.id)?;
             let bytes: u64 = k.regions().filter(|r| r.2 != mod_mgmt::Perms::ReadWrite).map(|r| r.1 as u64).sum();
-            Some((bytes, l.verify(id).is_err()))
-        }) else {
-            continue; // swapped or unloaded meanwhile
-        };
+            let bad = l.verify(k.id).is_err();
+            Some((k.id, bytes, bad.then(|| k.name.clone())))
+        });
+        let Some((id, bytes, bad)) = step else { break };
+        after = Some(id);
         v.us += nano_core::time::micros_since_entry() - t0;
         v.crates += 1;
         v.bytes += bytes;
-        if bad {
+        if let Some(name) = bad {
             v.corrupted.push(name);
             bad_ids.push(id);
         }

@@ -4,12 +4,15 @@
 //!
 //! The key is the bytes themselves, compared in full (not a hash: a module is untrusted input,
 //! and a crafted collision must not run someone else's code), plus the options that change the
-//! code (fuel checks, explicit bounds checks) and the engine: the address of the running
-//! `wasm_runtime`'s compiler, so a swap of the engine empties the cache instead of mixing code
-//! from two compilers. Bounded by entries and bytes; the least recently used goes first.
+//! code (fuel checks, explicit bounds checks). Every committed swap empties it
+//! (`wasm::after_swap`): the kept modules hold the engine's code (vtables, runtime functions)
+//! and would keep a retired version of any engine crate alive, and code from two compilers is
+//! never mixed. A compile that a swap overlapped is used once and not kept (it may hold the
+//! old engine). Bounded by entries and bytes; the least recently used goes first.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use wasm_runtime::{Config, Error, Module};
 
 /// Most modules kept.
@@ -21,7 +24,6 @@ struct Entry {
     bytes: Vec<u8>,
     fuel: bool,
     bounds_checks: bool,
-    engine: u64,
     module: Arc<Module>,
     /// Microseconds its compilation took.
     compile_us: u64,
@@ -37,10 +39,9 @@ impl Entry {
 /// Kept modules, least recently used first.
 static CACHE: spin::Mutex<Vec<Entry>> = spin::Mutex::new(Vec::new());
 
-/// The running engine's identity: where its compiler is.
-fn engine() -> u64 {
-    Module::new as fn(&[u8], Config) -> Result<Module, Error> as usize as u64
-}
+/// Committed swaps seen (by [`swapped`]); the cache holds only modules compiled wholly within
+/// the current generation.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// How a module was obtained.
 pub struct Compiled {
@@ -54,10 +55,9 @@ pub struct Compiled {
 
 /// The module for `bytes` compiled with `config`: from the cache, or compiled now and kept.
 pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
-    let engine = engine();
+    let generation = GENERATION.load(Ordering::Acquire);
     {
         let mut cache = CACHE.lock();
-        cache.retain(|e| e.engine == engine);
         if let Some(i) = cache.iter().position(|e| e.fuel == config.fuel && e.bounds_checks == config.bounds_checks && e.bytes == bytes) {
             let mut e = cache.remove(i);
             e.hits += 1;
@@ -73,12 +73,15 @@ pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
         bytes: bytes.to_vec(),
         fuel: config.fuel,
         bounds_checks: config.bounds_checks,
-        engine,
         module: module.clone(),
         compile_us,
         hits: 0,
     };
     let mut cache = CACHE.lock();
+    if GENERATION.load(Ordering::Acquire) != generation {
+        // A swap committed while this compiled: the module may hold a retired engine's code.
+        return Ok(Compiled { module, cached: false, compile_us });
+    }
     cache.push(entry);
     while cache.len() > MAX_ENTRIES || (cache.len() > 1 && cache.iter().map(Entry::size).sum::<usize>() > MAX_BYTES) {
         cache.remove(0);
@@ -89,6 +92,12 @@ pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
 /// One line per kept module: (bytes, compiled code bytes, compile microseconds, hits).
 pub fn list() -> Vec<(usize, usize, u64, u64)> {
     CACHE.lock().iter().map(|e| (e.bytes.len(), e.module.image.code.len(), e.compile_us, e.hits)).collect()
+}
+
+/// A swap committed: forget every kept module, and keep none whose compile overlapped it.
+pub fn swapped() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    clear();
 }
 
 /// Forgets every kept module.

@@ -667,6 +667,14 @@ fn swap(name: &str, file: &str) -> Result<String, String> {
     ))
 }
 
+/// Called by `crate_swap` after every committed swap: the cache's modules hold the engine's
+/// code (ISA vtables, runtime functions), and any of the engine's crates may just have been
+/// replaced; dropping them lets the retired versions be reclaimed (a later run compiles again).
+#[inline(never)]
+pub fn after_swap() {
+    cache::swapped();
+}
+
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
     EXPLICIT_CHECKS.store(args.contains(&"--bounds-checks"), core::sync::atomic::Ordering::Relaxed);
