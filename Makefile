@@ -12,7 +12,8 @@ export EXTRA_WASM
 #   make faults         fault-injection campaign (bit flips in a running task; not in CI)
 #   make swapstorm [MINUTES=N]   random swaps of every crate under load for N minutes (default 10)
 #   make push CRATE=DIR [NS=applications]   build DIR's crate like the image and send it to the running kernel
-#   make cobj SRC=prog.c   compile a C program for loadc into target/c/prog.o
+#   make push C=prog.o | WASM=f.wasm | FILE=any   send that file (signed) to the running kernel's updates
+#   make cobj SRC="a.c [b.c ...]"   compile (and ld -r) a C program for loadc into target/c/a.o
 .PHONY: setup tools image run iso test check bench session fuzz gdb push cobj faults swapstorm clean
 
 CMDLINE ?=
@@ -61,12 +62,13 @@ fuzz: tools
 
 push: tools
 	@if [ -n "$(WASM)" ]; then python3 tools/push.py "$(WASM)" --namespace applications --name "$$(basename "$(WASM)")"; exit $$?; fi
-	@test -n "$(CRATE)" || { echo "usage: make push CRATE=path/to/crate [NS=applications] | make push WASM=file.wasm"; exit 2; }
+	@f="$(or $(C),$(FILE))"; if [ -n "$$f" ]; then python3 tools/push.py "$$f" --namespace "$(NS)" --name "$$(basename "$$f")"; exit $$?; fi
+	@test -n "$(CRATE)" || { echo "usage: make push CRATE=path/to/crate [NS=applications] | make push C=prog.o | make push WASM=file.wasm | make push FILE=file"; exit 2; }
 	@obj=$$(./target/release/imgtool object "$(CRATE)") && python3 tools/push.py "$$obj" --namespace "$(NS)" --name "$$(basename "$(CRATE)").o"
 
 cobj: tools
-	@test -n "$(SRC)" || { echo "usage: make cobj SRC=prog.c"; exit 2; }
-	@./target/release/imgtool cobj "$(SRC)"
+	@test -n "$(SRC)" || { echo "usage: make cobj SRC=\"prog.c [more.c ...]\""; exit 2; }
+	@./target/release/imgtool cobj $(SRC)
 
 faults: image
 	@python3 tools/faults.py --manifested $(or $(FAULTS),300)

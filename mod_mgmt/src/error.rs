@@ -102,12 +102,14 @@ pub enum LoadError {
     },
     /// Undefined symbols that no crate in the namespace, its parents, or their object
     /// directories defines.
-    #[error("crate {needed_by}: unresolved symbol{} {}", if symbols.len() > 1 { "s" } else { "" }, list(symbols))]
+    #[error("crate {needed_by}: {} unresolved symbol{}: {}{}", symbols.len() + unlisted, if symbols.len() + unlisted > 1 { "s" } else { "" }, list(symbols), if *unlisted > 0 { alloc::format!(" and {unlisted} more") } else { alloc::string::String::new() })]
     Unresolved {
         /// The crate that needs them.
         needed_by: String,
-        /// The symbols (demangled, hash-agnostic form), up to 32.
+        /// The symbols (demangled, hash-agnostic form), in name order, up to 32.
         symbols: Vec<String>,
+        /// How many more there are beyond those listed.
+        unlisted: usize,
     },
     /// A hash-agnostic lookup found several different definitions.
     #[error("symbol {symbol} is ambiguous: {} definitions ({})", candidates.len(), list(candidates))]
@@ -134,6 +136,14 @@ pub enum LoadError {
     /// No object file of that name in the namespace's directory.
     #[error("no object file {file} in the directory of namespace {namespace}")]
     NoSuchFile {
+        /// The file asked for.
+        file: String,
+        /// Namespace searched.
+        namespace: String,
+    },
+    /// No object file of that name among the namespace's updates or in its directory.
+    #[error("no object file {file} among the updates or in the directory of namespace {namespace}")]
+    NoSuchProgram {
         /// The file asked for.
         file: String,
         /// Namespace searched.

@@ -308,6 +308,20 @@ impl Loader {
         self.load(ns, file, bytes)
     }
 
+    /// Loads a program's object `file`: from the namespace's updates (an object pushed to the
+    /// running kernel) if it is there, else from its directory — the order `swap` uses too.
+    /// Its own undefined symbols still resolve only against loaded crates and the directories.
+    pub fn load_program(&mut self, ns: NamespaceId, file: &str) -> Result<CrateId, LoadError> {
+        let n = self.ns(ns)?;
+        let bytes = n
+            .updates
+            .get(file)
+            .or_else(|| n.dir.get(file))
+            .cloned()
+            .ok_or_else(|| LoadError::NoSuchProgram { file: file.to_string(), namespace: n.name.clone() })?;
+        self.load(ns, file, bytes)
+    }
+
     /// Loads and links one object into `ns` (loading others on demand from the directories of
     /// `ns` and its parents). On error nothing changes.
     pub fn load(&mut self, ns: NamespaceId, file: &str, bytes: ObjectBytes) -> Result<CrateId, LoadError> {
@@ -670,15 +684,14 @@ impl Loader {
                         resolved.insert(r.sym, Target { value, tls: s.tls, section: Some(s.section) });
                     }
                     None => {
-                        if missing.len() < MAX_LISTED {
-                            missing.insert(agnostic_key(sym.name));
-                        }
+                        missing.insert(agnostic_key(sym.name));
                     }
                 }
             }
         }
         if !missing.is_empty() {
-            return Err(LoadError::Unresolved { needed_by: name, symbols: missing.into_iter().collect() });
+            let unlisted = missing.len().saturating_sub(MAX_LISTED);
+            return Err(LoadError::Unresolved { needed_by: name, symbols: missing.into_iter().take(MAX_LISTED).collect(), unlisted });
         }
 
         // Phase 5: relocate (recording cross-crate dependencies), protect, and split the

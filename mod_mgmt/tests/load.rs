@@ -200,11 +200,14 @@ fn unresolved_symbol_names_symbol_and_crate_and_changes_nothing() {
     let before = l.totals();
     let (f, b) = obj("fx_a");
     match l.load(ns, &f, b.into()) {
-        Err(LoadError::Unresolved { needed_by, symbols }) => {
+        Err(LoadError::Unresolved { needed_by, symbols, unlisted }) => {
             assert_eq!(needed_by, "fx_a");
+            assert_eq!(unlisted, 0);
             assert!(symbols.iter().any(|s| s == "fx_b::chain"), "{symbols:?}");
-            let msg = LoadError::Unresolved { needed_by: needed_by.clone(), symbols: symbols.clone() }.to_string();
-            assert!(msg.contains("crate fx_a: unresolved symbols") && msg.contains("`fx_b::chain`"), "{msg}");
+            let msg = LoadError::Unresolved { needed_by: needed_by.clone(), symbols: symbols.clone(), unlisted }.to_string();
+            assert!(msg.contains(&format!("crate fx_a: {} unresolved symbols", symbols.len())) && msg.contains("`fx_b::chain`"), "{msg}");
+            let more = LoadError::Unresolved { needed_by, symbols, unlisted: 3 }.to_string();
+            assert!(more.ends_with(" and 3 more"), "{more}");
         }
         other => panic!("expected Unresolved, got {other:?}"),
     }

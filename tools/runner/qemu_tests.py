@@ -217,11 +217,28 @@ CASES = [
                  r"mmap: 0x[0-9a-f]+ holds \"written to an mmap page\"", r"mmap rwx: refused \(Invalid argument\)",
                  r"setjmp/longjmp: came back with 7", r"(?s)hello.c: all checks passed.*loadc: hello.o exited with status 0.*argc=2 argv\[1\]=again.*hello.c: all checks passed",
                  "^shell ok"], reject=["FAILED:"]),
-    dict(name="loadc_fault_and_exit_kill_only_the_program", script=["loadc faulty.o", "loadc exits.o", "loadc nosuch.o", "echo shell ok", "poweroff"],
+    dict(name="loadc_fault_and_exit_kill_only_the_program", script=["loadc faulty.o", "loadc exits.o", "loadc nosuch.o", "loadc asserts.o",
+                                                                    "loadc asserts.o abort", "echo shell ok", "poweroff"],
          expect=[r"rip: 0x[0-9a-f]+ in main \+ 0x[0-9a-f]+ \(crate faulty, namespace applications\)", r"task \d+ \(faulty.o\) killed by page fault",
                  r"loadc: faulty.o died: page fault", r"exits.c: calling exit\(3\)", r"loadc: exits.o exited with status 3",
-                 r"loadc: no object file nosuch.o in the directory of namespace applications", "^shell ok"],
+                 r"loadc: no object file nosuch.o among the updates or in the directory of namespace applications",
+                 r"(?s)asserts.c: mode assert\r?\n[^\n]*crates/loadc/programs/asserts.c:15: main: Assertion `!asked && \"asked to fail\"' failed.\r?\nabort\(\) called\r?\nloadc: asserts.o exited with status 134",
+                 r"(?s)asserts.c: mode abort\r?\nabort\(\) called\r?\nloadc: asserts.o exited with status 134", "^shell ok"],
          reject=["not reached"]),
+    # A third-party C library (LZ4, vendored unmodified), compiled by make cobj from three files,
+    # pushed to the running kernel (not in the image) and run by loadc from the updates; its
+    # output must equal, line for line, the same sources built for the host in this run.
+    dict(name="loadc_third_party_c_library_matches_host", push=True,
+         c_host=dict(srcs=["crates/loadc/programs/lz4demo.c", "crates/loadc/programs/third_party/lz4/lz4.c", "crates/loadc/programs/third_party/lz4/lz4hc.c"],
+                     runs=[["65536", "50"], ["3000", "7"], ["200000", "500"]]),
+         script=["echo ready", "@push applications {COBJ} lz4demo.o", "@expect push: received lz4demo.o", "loadc lz4demo.o 65536 50", "loadc lz4demo.o 3000 7",
+                 "loadc lz4demo.o 200000 500", "@push applications {MISSING} missing.o", "@expect push: received missing.o", "loadc missing.o",
+                 "loadc missing.o", "loadc hello.o after", "poweroff"],
+         expect=[r"push: received lz4demo.o \(\d+ bytes, crc [0-9a-f]{8}, signature verified\) into the updates of namespace applications",
+                 r"loadc: crate missing: 3 unresolved symbols: `fseeko_nosuch`, `lgamma_nosuch`, `qsort_r_nosuch`\r?$",
+                 r"hello from C: argc=2 argv\[1\]=after"],
+         counts=[(r"^loadc: crate missing: 3 unresolved symbols", 2), (r"^loadc: lz4demo.o exited with status 0", 3)],
+         reject=["not reached", "already loaded"]),
     dict(name="ls_and_cat_over_paths", script=["ls", "ls /namespaces", "ls /namespaces/kernel/updates", "cat /boot/namespaces/kernel.toml",
                                                 "ls /namespaces/applications/../kernel/./crates", "cat /boot/nope", "cat /namespaces/kernel", "poweroff"],
          expect=["^boot/", "^namespaces/", "^kernel/", "^applications/", r"^scheduler_v2.o +\d+", r'^name = "kernel"', r"^task +\d+",
@@ -549,6 +566,54 @@ def tampered_archive(case, prefix):
     return out
 
 
+def c_host_build(c):
+    """For a c_host case: the Delos objects (the program, and missing.c), and a check that each
+    `loadc` run printed exactly what the host build of the same sources prints."""
+    spec = c["c_host"]
+    srcs = [os.path.join(ROOT, s) for s in spec["srcs"]]
+    imgtool = os.path.join(ROOT, "target/release/imgtool")
+    objects = []
+    for group in (srcs, [os.path.join(ROOT, "crates/loadc/programs/missing.c")]):
+        r = subprocess.run([imgtool, "cobj"] + group, capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"make cobj of {group} failed: {r.stderr.strip()[-500:]}"
+        objects.append(r.stdout.strip())
+    host = os.path.join(LOGS, c["name"] + ".host")
+    r = subprocess.run(["gcc", "-O2", "-o", host] + srcs, capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"host build failed: {r.stderr.strip()[-500:]}"
+    prog = os.path.basename(srcs[0])[:-2] + ".o"
+    wanted = []
+    for args in spec["runs"]:
+        out = subprocess.run([host] + args, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            return f"host run {args} exited with {out.returncode}"
+        wanted.append((args, out.stdout.splitlines()))
+
+    def check(text):
+        problems = []
+        lines = [l.rstrip("\r") for l in text.split("\n")]
+        for args, want in wanted:
+            cmd = "loadc " + " ".join([prog] + args)
+            # The typed line; the prompt may have come before a push's message instead.
+            at = [k for k, l in enumerate(lines) if l in (cmd, "delos> " + cmd)]
+            if not at:
+                problems.append(f"no {cmd!r} in the log")
+                continue
+            i = at[0] + 1
+            got = []
+            while i < len(lines) and not lines[i].startswith("loadc: " + prog):
+                if not lines[i].startswith("["):  # kernel log lines (timestamped) are not the program's
+                    got.append(lines[i])
+                i += 1
+            if got != want:
+                diff = next((k for k in range(max(len(got), len(want))) if k >= len(got) or k >= len(want) or got[k] != want[k]), 0)
+                problems.append(f"{cmd}: line {diff + 1} differs from the host's: "
+                                f"{got[diff] if diff < len(got) else '(missing)'!r} vs {want[diff] if diff < len(want) else '(missing)'!r}")
+        return problems
+    return objects, check
+
+
 def run_case(c):
     log = os.path.join(LOGS, c["name"] + ".log")
     cmd = [sys.executable, RUNNER, "--log", log, "--timeout", str(c.get("timeout", 30)), "--quiet",
@@ -575,6 +640,12 @@ def run_case(c):
             if r.returncode != 0:
                 return [f"building {c['needs_object']} failed: {r.stderr.strip()[-500:]}"], log
             lines = [l.replace("{OBJECT}", r.stdout.strip()) for l in lines]
+        if "c_host" in c:
+            built = c_host_build(c)
+            if isinstance(built, str):
+                return [built], log
+            objects, c["check"] = built
+            lines = [l.replace("{COBJ}", objects[0]).replace("{MISSING}", objects[1]) for l in lines]
         if "push_wasm" in c:
             # A WASM file from the image, sent again over the push port under another name.
             import tarfile

@@ -1,7 +1,10 @@
 //! `loadc FILE.o [ARGS...]`: runs a C program.
 //!
-//! FILE.o is a relocatable object compiled by gcc for the kernel (`make cobj SRC=prog.c`;
+//! FILE.o is a relocatable object compiled by gcc for the kernel (`make cobj SRC="a.c b.c"`;
 //! the image carries the programs under crates/loadc/programs in the applications namespace).
+//! An object pushed to the running kernel (`make push C=prog.o`) lands among the namespace's
+//! updates and is found there first, so a program is edited, compiled, pushed and run without
+//! rebuilding the image.
 //! It is loaded into the applications namespace like any crate — its libc calls resolve to
 //! `tlibc`, which is loaded on demand — and its `main(argc, argv)` runs as a task of its own,
 //! so a fault in it kills only that task. The exit status is printed and the program is
@@ -28,7 +31,7 @@ fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
         if l.crate_by_name(apps, name).is_some() {
             return Err(format!("{name} is already loaded (still running?)"));
         }
-        let id = l.load_from_dir(apps, file).map_err(|e| format!("{e}"))?;
+        let id = l.load_program(apps, file).map_err(|e| format!("{e}"))?;
         let k = l.krate(id).ok_or("crate vanished")?;
         let main = k.sections.iter().filter_map(|s| l.section(*s)).find_map(|sec| {
             (sec.kind == mod_mgmt::SectionKind::Text)

@@ -3,12 +3,11 @@
 //! Every function here is `extern "C"` with its C name; C objects loaded by `loadc` resolve
 //! their undefined symbols to them (tlibc is loaded on demand from the applications namespace).
 
-use crate::format::{Args, Length};
 use crate::{conv, sort, string};
 use alloc::alloc::Layout;
 use alloc::collections::BTreeMap;
 use core::cell::Cell;
-use core::ffi::{VaList, c_char, c_int, c_long, c_void};
+use core::ffi::{c_char, c_int, c_long, c_void};
 use nano_core::paging::{self, PAGE, Perms};
 use spin::Mutex;
 
@@ -305,135 +304,10 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
     unsafe { alloc_aligned(size, align, false) }
 }
 
-// --- stdio ---------------------------------------------------------------------------------
+// --- stdio: in stdio.rs -----------------------------------------------------------------
 
-struct VaArgs<'a, 'b>(&'a mut VaList<'b>);
-
-impl Args for VaArgs<'_, '_> {
-    fn int(&mut self, len: Length) -> i64 {
-        // SAFETY: printf's contract: the argument has the type the conversion names.
-        unsafe {
-            match len {
-                Length::Long => self.0.next_arg::<i64>(),
-                Length::Int => i64::from(self.0.next_arg::<i32>()),
-                Length::Short => i64::from(self.0.next_arg::<i32>() as i16),
-                Length::Char => i64::from(self.0.next_arg::<i32>() as i8),
-            }
-        }
-    }
-    fn uint(&mut self, len: Length) -> u64 {
-        // SAFETY: as above.
-        unsafe {
-            match len {
-                Length::Long => self.0.next_arg::<u64>(),
-                Length::Int => u64::from(self.0.next_arg::<u32>()),
-                Length::Short => u64::from(self.0.next_arg::<u32>() as u16),
-                Length::Char => u64::from(self.0.next_arg::<u32>() as u8),
-            }
-        }
-    }
-    fn ptr(&mut self) -> usize {
-        // SAFETY: as above.
-        unsafe { self.0.next_arg::<usize>() }
-    }
-}
-
-fn console(b: &[u8]) {
-    match core::str::from_utf8(b) {
-        Ok(s) => nano_core::print!("{s}"),
-        Err(_) => {
-            for &c in b {
-                nano_core::print!("{}", c as char);
-            }
-        }
-    }
-}
-
-unsafe fn fmt_bytes<'a>(fmt: *const c_char) -> &'a [u8] {
-    // SAFETY: `fmt` is a C string (printf's contract).
-    unsafe { core::slice::from_raw_parts(fmt as *const u8, string::strlen(fmt)) }
-}
-
-/// # Safety
-/// C semantics.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vprintf(fmt: *const c_char, mut ap: VaList<'_>) -> c_int {
-    // Collect first: one console write per call keeps lines of concurrent tasks whole.
-    let mut out = alloc::vec::Vec::new();
-    // SAFETY: printf's contract.
-    let n = unsafe { crate::format::format(fmt_bytes(fmt), &mut VaArgs(&mut ap), &mut |b| out.extend_from_slice(b)) };
-    console(&out);
-    n as c_int
-}
-
-/// # Safety
-/// C semantics.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn printf(fmt: *const c_char, mut args: ...) -> c_int {
-    let mut out = alloc::vec::Vec::new();
-    // SAFETY: printf's contract.
-    let n = unsafe { crate::format::format(fmt_bytes(fmt), &mut VaArgs(&mut args), &mut |b| out.extend_from_slice(b)) };
-    console(&out);
-    n as c_int
-}
-
-/// # Safety
-/// C semantics.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn vsnprintf(buf: *mut c_char, size: usize, fmt: *const c_char, mut ap: VaList<'_>) -> c_int {
-    let mut written = 0usize;
-    let mut sink = |b: &[u8]| {
-        for &c in b {
-            if written + 1 < size {
-                // SAFETY: written < size - 1: inside the caller's buffer.
-                unsafe { *buf.add(written) = c as c_char };
-                written += 1;
-            }
-        }
-    };
-    // SAFETY: printf's contract.
-    let n = unsafe { crate::format::format(fmt_bytes(fmt), &mut VaArgs(&mut ap), &mut sink) };
-    if size > 0 {
-        // SAFETY: written < size.
-        unsafe { *buf.add(written) = 0 };
-    }
-    n as c_int
-}
-
-/// # Safety
-/// C semantics.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn snprintf(buf: *mut c_char, size: usize, fmt: *const c_char, args: ...) -> c_int {
-    // SAFETY: forwarded.
-    unsafe { vsnprintf(buf, size, fmt, args) }
-}
-
-/// # Safety
-/// C semantics (the buffer must be big enough; prefer snprintf).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sprintf(buf: *mut c_char, fmt: *const c_char, args: ...) -> c_int {
-    // SAFETY: forwarded.
-    unsafe { vsnprintf(buf, usize::MAX, fmt, args) }
-}
-
-/// # Safety
-/// C semantics.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn puts(s: *const c_char) -> c_int {
-    // SAFETY: `s` is a C string.
-    let b = unsafe { fmt_bytes(s) };
-    let mut line = alloc::vec::Vec::from(b);
-    line.push(b'\n');
-    console(&line);
-    0
-}
-
-/// Writes one character.
-#[unsafe(no_mangle)]
-pub extern "C" fn putchar(c: c_int) -> c_int {
-    console(&[c as u8]);
-    c
-}
+mod stdio;
+pub(crate) use stdio::fmt_bytes;
 
 // --- process -------------------------------------------------------------------------------
 
@@ -541,6 +415,205 @@ pub extern "C" fn abs(v: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn labs(v: c_long) -> c_long {
     v.wrapping_abs()
+}
+
+/// Absolute value.
+#[unsafe(no_mangle)]
+pub extern "C" fn llabs(v: i64) -> i64 {
+    v.wrapping_abs()
+}
+
+// The float-returning functions: C callers (built with SSE) expect the result in `xmm0`, but
+// this crate is soft-float and returns it in `rax`; a small entry moves it across.
+macro_rules! float_return_entry {
+    ($name:literal, $mov:literal, $target:path) => {
+        core::arch::global_asm!(
+            concat!(".global ", $name),
+            concat!(".type ", $name, ", @function"),
+            concat!($name, ":"),
+            ".cfi_startproc",
+            "push rbp",
+            ".cfi_def_cfa_offset 16",
+            ".cfi_offset rbp, -16",
+            "mov rbp, rsp",
+            ".cfi_def_cfa_register rbp",
+            "movabs rax, offset {target}",
+            "call rax",
+            $mov,
+            "pop rbp",
+            ".cfi_def_cfa rsp, 8",
+            "ret",
+            ".cfi_endproc",
+            concat!(".size ", $name, ", . - ", $name),
+            target = sym $target,
+        );
+    };
+}
+
+float_return_entry!("strtod", "movq xmm0, rax", strtod_bits);
+float_return_entry!("strtof", "movd xmm0, eax", strtof_bits);
+float_return_entry!("atof", "movq xmm0, rax", atof_bits);
+
+/// `strtod`, the result's bits in an integer register (see `float_return_entry`).
+///
+/// # Safety
+/// C semantics.
+unsafe extern "C" fn strtod_bits(s: *const c_char, end: *mut *mut c_char) -> u64 {
+    // SAFETY: `s` is a C string.
+    let p = crate::float::strtod(unsafe { c_bytes(s) });
+    if !end.is_null() {
+        // SAFETY: `end` is writable (C contract); len <= strlen(s).
+        unsafe { end.write(s.add(p.len) as *mut c_char) };
+    }
+    if p.range_error {
+        set_errno(conv::ERANGE);
+    }
+    p.value.to_bits()
+}
+
+/// `strtof`: read as a `double`, then rounded to `float`.
+///
+/// # Safety
+/// C semantics.
+unsafe extern "C" fn strtof_bits(s: *const c_char, end: *mut *mut c_char) -> u32 {
+    // SAFETY: forwarded.
+    let v = f64::from_bits(unsafe { strtod_bits(s, end) });
+    (v as f32).to_bits()
+}
+
+/// `atof`.
+///
+/// # Safety
+/// `s` is a C string.
+unsafe extern "C" fn atof_bits(s: *const c_char) -> u64 {
+    // SAFETY: `s` is a C string.
+    crate::float::strtod(unsafe { c_bytes(s) }).value.to_bits()
+}
+
+/// The empty environment: every name is unset.
+#[unsafe(no_mangle)]
+pub extern "C" fn getenv(_name: *const c_char) -> *mut c_char {
+    core::ptr::null_mut()
+}
+
+#[thread_local]
+static RAND_STATE: Cell<u64> = Cell::new(1);
+
+/// Seeds [`rand`] for the calling task.
+#[unsafe(no_mangle)]
+pub extern "C" fn srand(seed: u32) {
+    RAND_STATE.set(u64::from(seed));
+}
+
+/// A pseudo-random number in `0..=RAND_MAX` (2^31 - 1), per task (not glibc's sequence).
+#[unsafe(no_mangle)]
+pub extern "C" fn rand() -> c_int {
+    // Knuth's MMIX linear congruential generator; the high bits are the good ones.
+    let next = RAND_STATE.get().wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    RAND_STATE.set(next);
+    (next >> 33) as c_int
+}
+
+/// # Safety
+/// C semantics.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn strcasecmp(a: *const c_char, b: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { strncasecmp(a, b, usize::MAX) }
+}
+
+/// # Safety
+/// C semantics.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn strncasecmp(a: *const c_char, b: *const c_char, n: usize) -> c_int {
+    for i in 0..n {
+        // SAFETY: both are C strings; we stop at the first NUL.
+        let (x, y) = unsafe { ((*a.add(i) as u8).to_ascii_lowercase(), (*b.add(i) as u8).to_ascii_lowercase()) };
+        if x != y || x == 0 {
+            return c_int::from(x) - c_int::from(y);
+        }
+    }
+    0
+}
+
+// --- assert, time, process ids -------------------------------------------------------------
+
+/// What `assert` calls when its condition is false (glibc's name, so objects built against
+/// either header link): prints where, and ends the program as `abort` does.
+///
+/// # Safety
+/// The strings are C strings (the macro passes literals).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __assert_fail(expr: *const c_char, file: *const c_char, line: u32, func: *const c_char) -> ! {
+    let s = |p: *const c_char| {
+        // SAFETY: C strings from the assert macro.
+        if p.is_null() { "?" } else { core::str::from_utf8(unsafe { c_bytes(p) }).unwrap_or("?") }
+    };
+    nano_core::println!("{}:{line}: {}: Assertion `{}' failed.", s(file), s(func), s(expr));
+    abort()
+}
+
+/// Seconds since boot (Delos has no wall clock); also stored at `t` if it is not null.
+///
+/// # Safety
+/// `t` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn time(t: *mut i64) -> i64 {
+    let now = (nano_core::time::micros_since_entry() / 1_000_000) as i64;
+    if !t.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { t.write(now) };
+    }
+    now
+}
+
+/// Microseconds since boot (`CLOCKS_PER_SEC` is 1,000,000): differences time a computation.
+#[unsafe(no_mangle)]
+pub extern "C" fn clock() -> c_long {
+    nano_core::time::micros_since_entry() as c_long
+}
+
+/// C's `struct timespec`.
+#[repr(C)]
+pub struct Timespec {
+    tv_sec: i64,
+    tv_nsec: c_long,
+}
+
+/// Every clock is the time since boot.
+///
+/// # Safety
+/// `ts` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clock_gettime(_clock: c_int, ts: *mut Timespec) -> c_int {
+    let us = nano_core::time::micros_since_entry();
+    if ts.is_null() {
+        set_errno(conv::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { ts.write(Timespec { tv_sec: (us / 1_000_000) as i64, tv_nsec: ((us % 1_000_000) * 1000) as c_long }) };
+    0
+}
+
+/// Sleeps the calling task.
+#[unsafe(no_mangle)]
+pub extern "C" fn sleep(seconds: u32) -> u32 {
+    task::sleep_ms(u64::from(seconds) * 1000);
+    0
+}
+
+/// Sleeps the calling task (to the scheduler's millisecond resolution, at least 1 ms).
+#[unsafe(no_mangle)]
+pub extern "C" fn usleep(us: u32) -> c_int {
+    task::sleep_ms(u64::from(us).div_ceil(1000));
+    0
+}
+
+/// The calling task's id.
+#[unsafe(no_mangle)]
+pub extern "C" fn getpid() -> c_int {
+    task::current() as c_int
 }
 
 type CCompare = unsafe extern "C" fn(*const c_void, *const c_void) -> c_int;

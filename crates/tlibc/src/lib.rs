@@ -17,12 +17,13 @@
 //! The pure functions (strings, conversions, formatting) are plain Rust underneath and are
 //! tested on the host against the host's libc; the `kernel` feature adds the C ABI exports.
 #![cfg_attr(not(test), no_std)]
-#![cfg_attr(feature = "kernel", feature(c_variadic, thread_local))]
+#![cfg_attr(feature = "kernel", feature(thread_local))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
 pub mod conv;
+pub mod float;
 pub mod format;
 pub mod sort;
 pub mod string;

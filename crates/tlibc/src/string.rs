@@ -151,6 +151,7 @@ pub fn strerror(e: i32) -> &'static [u8] {
         0 => b"Success\0",
         1 => b"Operation not permitted\0",
         2 => b"No such file or directory\0",
+        9 => b"Bad file descriptor\0",
         12 => b"Cannot allocate memory\0",
         14 => b"Bad address\0",
         19 => b"No such device\0",

@@ -37,7 +37,7 @@ enum Error {
     #[error("nano_core: {0}")]
     Kernel(String),
     #[error(
-        "usage: imgtool build | imgtool check-static | imgtool object CRATE_DIR | imgtool cobj SRC.c | imgtool iso --out FILE [--cmdline STR] | imgtool sign FILE --namespace NS --name NAME"
+        "usage: imgtool build | imgtool check-static | imgtool object CRATE_DIR | imgtool cobj SRC.c [SRC.c ...] | imgtool iso --out FILE [--cmdline STR] | imgtool sign FILE --namespace NS --name NAME"
     )]
     Usage,
     #[error("grub-mkrescue failed: {0}")]
@@ -60,7 +60,9 @@ struct Manifest {
     /// Packages under crates/alt: other versions of crates, shipped as updates for `swap`.
     #[serde(default)]
     updates: Vec<String>,
-    /// C sources compiled with [`C_FLAGS`] into objects of this namespace (for `loadc`).
+    /// C programs compiled with [`C_FLAGS`] into objects of this namespace (for `loadc`): each
+    /// entry one source, or several separated by spaces, linked into one object named after
+    /// the first.
     #[serde(default)]
     c_programs: Vec<String>,
 }
@@ -95,24 +97,65 @@ fn image_object(path: &Path, ours: bool, scratch: &Path) -> Result<(Vec<u8>, Opt
     Ok((stripped, Some(io(&dbg, std::fs::read(&dbg))?)))
 }
 
-/// Compiles one C source into `target/c/<stem>.o`; returns its path.
-fn compile_c(root: &Path, src: &Path) -> Result<PathBuf, Error> {
+/// gcc's own freestanding headers (`stddef.h`, `stdarg.h`, `stdint.h`, `stdbool.h`, `float.h`):
+/// the only headers besides tlibc's a Delos C program sees.
+fn gcc_freestanding_include() -> Result<PathBuf, Error> {
+    let out = Command::new("gcc").arg("-print-file-name=include").output().map_err(|e| Error::Kernel(format!("cannot run gcc: {e}")))?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !dir.join("stddef.h").is_file() {
+        return Err(Error::Kernel(format!("gcc's freestanding headers are not in {}", dir.display())));
+    }
+    Ok(dir)
+}
+
+/// Compiles C sources into one relocatable object `target/c/<stem of the first>.o` (several
+/// sources are linked with `ld -r`); returns its path. `-nostdinc`: tlibc's headers, then gcc's
+/// freestanding ones — never the host's libc headers, whose declarations tlibc does not match.
+fn compile_c(root: &Path, srcs: &[PathBuf]) -> Result<PathBuf, Error> {
+    let first = srcs.first().ok_or(Error::Usage)?;
     let out_dir = root.join("target/c");
     io(&out_dir, std::fs::create_dir_all(&out_dir))?;
-    let stem = src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = first.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let out = out_dir.join(format!("{stem}.o"));
-    let status = Command::new("gcc")
-        .args(C_FLAGS)
-        .arg("-I")
-        .arg(root.join("crates/tlibc/include"))
-        .arg("-c")
-        .arg(src)
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .map_err(|e| Error::Kernel(format!("cannot run gcc: {e}")))?;
-    if !status.success() {
-        return Err(Error::Kernel(format!("gcc failed on {}", src.display())));
+    let freestanding = gcc_freestanding_include()?;
+    let mut parts = Vec::new();
+    for (i, src) in srcs.iter().enumerate() {
+        let part = if srcs.len() == 1 { out.clone() } else { out_dir.join(format!("{stem}.part{i}.o")) };
+        let status = Command::new("gcc")
+            .args(C_FLAGS)
+            .arg("-nostdinc")
+            .arg("-I")
+            .arg(root.join("crates/tlibc/include"))
+            .arg("-isystem")
+            .arg(&freestanding)
+            .arg("-c")
+            .arg(src)
+            .arg("-o")
+            .arg(&part)
+            .status()
+            .map_err(|e| Error::Kernel(format!("cannot run gcc: {e}")))?;
+        if !status.success() {
+            return Err(Error::Kernel(format!("gcc failed on {}", src.display())));
+        }
+        parts.push(part);
+    }
+    if parts.len() > 1 {
+        let status = Command::new("ld")
+            .arg("-r")
+            .arg("-o")
+            .arg(&out)
+            .args(&parts)
+            .status()
+            .map_err(|e| Error::Kernel(format!("cannot run ld: {e}")))?;
+        for p in &parts {
+            let _ = std::fs::remove_file(p);
+        }
+        if !status.success() {
+            return Err(Error::Kernel(format!(
+                "ld -r failed linking {}",
+                srcs.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(" ")
+            )));
+        }
     }
     Ok(out)
 }
@@ -355,8 +398,10 @@ fn build(root: &Path) -> Result<(), Error> {
         progress(t0, format_args!("namespace {}: {} crates", m.name, m.crates.len()));
     }
     for (_, m) in &manifests {
-        for src in &m.c_programs {
-            let obj = compile_c(root, &root.join(src))?;
+        for entry in &m.c_programs {
+            // An entry is one source, or several separated by spaces (linked into one object).
+            let srcs: Vec<PathBuf> = entry.split_whitespace().map(|s| root.join(s)).collect();
+            let obj = compile_c(root, &srcs)?;
             let name = obj.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             files.insert(format!("namespaces/{}/{name}", m.name), io(&obj, std::fs::read(&obj))?);
         }
@@ -592,10 +637,10 @@ fn run() -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("build") => build(&root),
         Some("check-static") => check_static(&root),
-        Some("cobj") => match args.get(1) {
-            Some(src) => compile_c(&root, Path::new(src)).map(|p| println!("{}", p.display())),
-            None => Err(Error::Usage),
-        },
+        Some("cobj") if args.len() > 1 => {
+            let srcs: Vec<PathBuf> = args[1..].iter().flat_map(|a| a.split_whitespace()).map(PathBuf::from).collect();
+            compile_c(&root, &srcs).map(|p| println!("{}", p.display()))
+        }
         Some("object") => match args.get(1) {
             Some(dir) => object(&root, Path::new(dir)),
             None => Err(Error::Usage),
