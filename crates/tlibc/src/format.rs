@@ -386,7 +386,7 @@ mod tests {
             "%10.3f|", "%-10.3f|", "%010.3f", "%+f", "% f", "%+.2e", "%08.2e", "%-12g|", "%012g", "%+g", "%#x %g", "%5.1f", "[%*.*f]",
             "%F", "%010f", "%.3Lf",
         ];
-        let values = [0.0, -0.0, 1.5, -1.5, 3.14159, -271.828, 1e-10, 6.02e23, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+        let values = [0.0, -0.0, 1.5, -1.5, 3.25159, -271.828, 1e-10, 6.02e23, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
         let mut count = 0;
         for f in fmts {
             for v in values {
