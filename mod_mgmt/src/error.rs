@@ -141,6 +141,20 @@ pub enum LoadError {
         /// Namespace searched.
         namespace: String,
     },
+    /// A namespace name must be 1 to 32 letters, digits, `_` or `-`.
+    #[error("bad namespace name {0:?}: use 1 to 32 letters, digits, _ or -")]
+    BadNamespaceName(String),
+    /// A live namespace already has that name.
+    #[error("a namespace named {0} already exists")]
+    NamespaceExists(String),
+    /// The namespace cannot be dropped, and why.
+    #[error("namespace {name} cannot be dropped: {reason}")]
+    NamespaceInUse {
+        /// The namespace.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// No object file of that name among the namespace's updates or in its directory.
     #[error("no object file {file} among the updates or in the directory of namespace {namespace}")]
     NoSuchProgram {

@@ -282,6 +282,8 @@ impl Loader {
             dir: BTreeMap::new(),
             updates: BTreeMap::new(),
             dir_index: None,
+            private: false,
+            dropped: false,
         });
         Ok(id)
     }
@@ -308,17 +310,20 @@ impl Loader {
         self.load(ns, file, bytes)
     }
 
-    /// Loads a program's object `file`: from the namespace's updates (an object pushed to the
-    /// running kernel) if it is there, else from its directory — the order `swap` uses too.
-    /// Its own undefined symbols still resolve only against loaded crates and the directories.
+    /// Loads a program's object `file` into `ns`: from the namespace's updates (an object pushed
+    /// to the running kernel) if it is there, else from its directory — the order `swap` uses
+    /// too — then its parents' likewise. Its own undefined symbols still resolve only against
+    /// loaded crates and the directories.
     pub fn load_program(&mut self, ns: NamespaceId, file: &str) -> Result<CrateId, LoadError> {
-        let n = self.ns(ns)?;
-        let bytes = n
-            .updates
-            .get(file)
-            .or_else(|| n.dir.get(file))
-            .cloned()
-            .ok_or_else(|| LoadError::NoSuchProgram { file: file.to_string(), namespace: n.name.clone() })?;
+        let name = self.ns(ns)?.name.clone();
+        let bytes = self
+            .chain(ns)
+            .into_iter()
+            .find_map(|n| {
+                let n = &self.namespaces[n.0 as usize];
+                n.updates.get(file).or_else(|| n.dir.get(file)).cloned()
+            })
+            .ok_or(LoadError::NoSuchProgram { file: file.to_string(), namespace: name })?;
         self.load(ns, file, bytes)
     }
 
@@ -387,11 +392,11 @@ impl Loader {
     }
 
     pub(crate) fn ns(&self, ns: NamespaceId) -> Result<&CrateNamespace, LoadError> {
-        self.namespaces.get(ns.0 as usize).ok_or_else(|| LoadError::NoSuchNamespace(format!("#{}", ns.0)))
+        self.namespaces.get(ns.0 as usize).filter(|n| !n.dropped).ok_or_else(|| LoadError::NoSuchNamespace(format!("#{}", ns.0)))
     }
 
     pub(crate) fn ns_mut(&mut self, ns: NamespaceId) -> Result<&mut CrateNamespace, LoadError> {
-        self.namespaces.get_mut(ns.0 as usize).ok_or_else(|| LoadError::NoSuchNamespace(format!("#{}", ns.0)))
+        self.namespaces.get_mut(ns.0 as usize).filter(|n| !n.dropped).ok_or_else(|| LoadError::NoSuchNamespace(format!("#{}", ns.0)))
     }
 
     /// `ns` and its ancestors, nearest first.
@@ -891,10 +896,25 @@ impl Loader {
     /// hash-agnostic, then by loading the defining object from a directory in the chain.
     fn resolve(&mut self, ns: NamespaceId, raw: &str, txn: &mut Vec<CrateId>) -> Result<Option<SymbolRef>, LoadError> {
         let exact = exact_key(raw);
+        let ag = agnostic_of_exact(&exact);
+        // Private namespaces (made at run time), nearest first: their own crates, then their own
+        // directory — so a version in a child's directory shadows the parent's, loaded or not.
+        for n in self.chain(ns) {
+            if !self.namespaces[n.0 as usize].private {
+                break;
+            }
+            if let Some(s) = self.find_in(n, &exact, &ag)? {
+                return Ok(Some(s));
+            }
+            if let Some(file) = self.dir_lookup(n, raw, &ag) {
+                let bytes = self.namespaces[n.0 as usize].dir[&file].clone();
+                self.load_inner(n, &file, bytes, txn, None)?;
+                return self.find(ns, &exact);
+            }
+        }
         if let Some(s) = self.find(ns, &exact)? {
             return Ok(Some(s));
         }
-        let ag = agnostic_of_exact(&exact);
         for n in self.chain(ns) {
             let Some(file) = self.dir_lookup(n, raw, &ag) else { continue };
             let bytes = self.namespaces[n.0 as usize].dir[&file].clone();
@@ -902,6 +922,19 @@ impl Loader {
             return self.find(ns, &exact);
         }
         Ok(None)
+    }
+
+    /// Exact, then hash-agnostic lookup in namespace `n` alone.
+    fn find_in(&self, n: NamespaceId, exact: &str, ag: &str) -> Result<Option<SymbolRef>, LoadError> {
+        let map = &self.namespaces[n.0 as usize].symbols;
+        if let Some(s) = map.get_exact(exact) {
+            return Ok(Some(s));
+        }
+        match map.get_agnostic(ag) {
+            Lookup::Found(s) => Ok(Some(s)),
+            Lookup::Ambiguous(candidates) => Err(LoadError::Ambiguous { symbol: ag.to_string(), candidates }),
+            Lookup::Missing => Ok(None),
+        }
     }
 
     /// Exact, then hash-agnostic lookup through the chain.

@@ -61,6 +61,13 @@ pub struct CrateNamespace {
     pub(crate) updates: BTreeMap<String, ObjectBytes>,
     /// Built on the first miss; dropped when the directory changes.
     pub(crate) dir_index: Option<DirIndex>,
+    /// Made at run time ([`crate::Loader::create_namespace`]): resolves against its own crates
+    /// and directory *before* its parents' (a private version shadows a shared one), and can
+    /// be dropped. The boot namespaces resolve parent-first... no: nearest loaded symbol first,
+    /// then directories, as they always did.
+    pub private: bool,
+    /// Dropped: the slot waits to be reused by the next namespace created.
+    pub(crate) dropped: bool,
 }
 
 impl CrateNamespace {

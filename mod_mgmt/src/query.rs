@@ -172,17 +172,17 @@ impl Loader {
 
     /// All namespaces.
     pub fn namespaces(&self) -> impl Iterator<Item = &CrateNamespace> {
-        self.namespaces.iter()
+        self.namespaces.iter().filter(|n| !n.dropped)
     }
 
     /// A namespace by name.
     pub fn namespace_by_name(&self, name: &str) -> Result<NamespaceId, LoadError> {
-        self.namespaces.iter().find(|n| n.name == name).map(|n| n.id).ok_or_else(|| LoadError::NoSuchNamespace(name.to_string()))
+        self.namespaces().find(|n| n.name == name).map(|n| n.id).ok_or_else(|| LoadError::NoSuchNamespace(name.to_string()))
     }
 
     /// A namespace.
     pub fn namespace(&self, ns: NamespaceId) -> Option<&CrateNamespace> {
-        self.namespaces.get(ns.0 as usize)
+        self.namespaces.get(ns.0 as usize).filter(|n| !n.dropped)
     }
 
     /// The TLS layout.

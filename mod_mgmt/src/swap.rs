@@ -427,7 +427,7 @@ impl Loader {
 
     fn scratch_namespace(&mut self, parent: NamespaceId) -> Result<NamespaceId, LoadError> {
         let name = format!("swap:{}", self.ns(parent)?.name);
-        if let Some(n) = self.namespaces.iter().find(|n| n.name == name && n.parent == Some(parent)) {
+        if let Some(n) = self.namespaces.iter().find(|n| !n.dropped && n.name == name && n.parent == Some(parent)) {
             return Ok(n.id);
         }
         self.add_namespace(&name, Some(parent))
