@@ -939,7 +939,20 @@ impl Loader {
 
     /// Exact, then hash-agnostic lookup through the chain.
     pub(crate) fn find(&self, ns: NamespaceId, exact: &str) -> Result<Option<SymbolRef>, LoadError> {
-        let chain = self.chain(ns);
+        let mut chain = self.chain(ns);
+        // Private namespaces (made at run time) answer for themselves, nearest first, before any
+        // parent: a child's own version (another build: another hash, matched hash-agnostically)
+        // wins over an exact match further up.
+        let private = chain.iter().take_while(|n| self.namespaces[n.0 as usize].private).count();
+        if private > 0 {
+            let ag = agnostic_of_exact(exact);
+            for &n in &chain[..private] {
+                if let Some(s) = self.find_in(n, exact, &ag)? {
+                    return Ok(Some(s));
+                }
+            }
+            chain.drain(..private);
+        }
         for &n in &chain {
             if let Some(s) = self.namespaces[n.0 as usize].symbols.get_exact(exact) {
                 return Ok(Some(s));

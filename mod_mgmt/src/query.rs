@@ -175,6 +175,14 @@ impl Loader {
         self.namespaces.iter().filter(|n| !n.dropped)
     }
 
+    /// The namespace of the crate whose section holds `addr` (a function of a loaded crate
+    /// asks where it runs: a command loaded into a namespace made at run time works there).
+    pub fn namespace_of_addr(&self, addr: u64) -> Option<NamespaceId> {
+        let (sec, _) = self.locate(addr)?;
+        let k = self.section(sec)?.krate;
+        self.krate(k).map(|k| k.namespace)
+    }
+
     /// A namespace by name.
     pub fn namespace_by_name(&self, name: &str) -> Result<NamespaceId, LoadError> {
         self.namespaces().find(|n| n.name == name).map(|n| n.id).ok_or_else(|| LoadError::NoSuchNamespace(name.to_string()))

@@ -208,8 +208,18 @@ impl Stack {
 
 /// Maps a new stack of `pages` pages with a guard page below it.
 pub fn alloc_stack(pages: u64) -> Result<Stack, PagingError> {
-    let guard = NEXT_STACK.fetch_add((pages + 1) * PAGE, Ordering::Relaxed);
-    let bottom = guard + PAGE;
+    // A freed stack's range of the same size first: its page tables are still there, so a
+    // kernel that starts tasks forever does not grow page tables forever (fresh address space
+    // needs a new page-table page every 2 MiB).
+    let reused = x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut free = FREE_STACKS.lock();
+        let i = free.iter().position(|s| s.is_some_and(|(_, p)| p == pages))?;
+        free[i].take().map(|(bottom, _)| bottom)
+    });
+    let bottom = match reused {
+        Some(b) => b,
+        None => NEXT_STACK.fetch_add((pages + 1) * PAGE, Ordering::Relaxed) + PAGE,
+    };
     for i in 0..pages {
         map_new(bottom + i * PAGE, Perms::ReadWrite)?;
     }
@@ -228,8 +238,18 @@ pub unsafe fn free_stack(stack: Stack) {
                 unsafe { FRAMES.lock().free(frame) };
             }
         }
+        // Keep the address range for the next stack of this size (if there is room to note it;
+        // otherwise the range is simply not used again, as before).
+        let mut free = FREE_STACKS.lock();
+        if let Some(slot) = free.iter_mut().find(|s| s.is_none()) {
+            *slot = Some((stack.bottom, (stack.top - stack.bottom) / PAGE));
+        }
     })
 }
+
+/// Address ranges of freed stacks, as (bottom, pages), for reuse by [`alloc_stack`]. Fixed-size
+/// so that freeing a stack never allocates.
+static FREE_STACKS: Mutex<[Option<(u64, u64)>; 64]> = Mutex::new([None; 64]);
 
 /// Reserves `pages` pages of address space in the general region (not mapped yet), followed by
 /// an unmapped guard page.

@@ -225,6 +225,41 @@ CASES = [
                  r"(?s)asserts.c: mode assert\r?\n[^\n]*crates/loadc/programs/asserts.c:15: main: Assertion `!asked && \"asked to fail\"' failed.\r?\nabort\(\) called\r?\nloadc: asserts.o exited with status 134",
                  r"(?s)asserts.c: mode abort\r?\nabort\(\) called\r?\nloadc: asserts.o exited with status 134", "^shell ok"],
          reject=["not reached"]),
+    # Namespaces made at run time: two versions of heartbeat side by side (a: the shared v1 of
+    # applications; b: its own v2 from its directory), each with its own count; a swap scoped
+    # to b; a drop refused while b's job runs; everything freed on drop.
+    dict(name="namespaces_two_versions_side_by_side_and_scoped_swap", script=[
+            "ns new a", "ns new b --file heartbeat_v2.o", "run --ns a beat 2 20 &", "@expect job 0 finished 2 beats",
+            "run --ns b beat 3 20 &", "@expect job 0 finished 3 beats", "ns", "sym2addr heartbeat::beat",
+            "swap --ns b heartbeat_v2 heartbeat", "swap --ns b nosuch heartbeat", "run --ns b beat 1 10", "@expect job 1 finished 1 beats",
+            "beat 1 10", "@expect job 0 finished 1 beats", "run --ns b beat 3 300 &", "ns drop b", "@expect job 2 finished 3 beats",
+            "ns drop b", "ns drop a", "ns drop applications", "ns drop b", "ns new a --parent nowhere", 'ns new "bad name"', "ns new kernel",
+            "ns new x --dir nowhere/updates", "ns -n", "poweroff"],
+         expect=[r"ns: namespace b created \(parent applications, 1 object files\)",
+                 r"(?s)heartbeat v1: beat #1.*heartbeat v1: beat #2.*heartbeat v2: beat #1.*heartbeat v2: beat #2.*heartbeat v2: beat #3",
+                 r"^    namespace a \(parent applications, made at run time\): 1 crates",
+                 r"^    namespace b \(parent applications, made at run time\): 2 crates",
+                 r"^      heartbeat_v2 +\d+ bytes",
+                 r"swap: done: ", r"swap: crate nosuch is not loaded in namespace b \(a scoped swap replaces only that namespace's own crates\); nothing was changed",
+                 # b's new version continues b's count (3); applications' v1 continues its own (2).
+                 r"(?s)swap: done: .*heartbeat v1: beat #4\r?\n.*beat: job 1 finished 1 beats.*heartbeat v1: beat #3\r?\n",
+                 r"ns: namespace b cannot be dropped: task \d+ \(beat\) runs in it",
+                 r"ns: namespace b dropped: 2 crates unloaded \(\d+ bytes\): beat heartbeat_v2",
+                 r"ns: namespace a dropped: 1 crates unloaded \(\d+ bytes\): beat",
+                 r"ns: namespace applications cannot be dropped: it is one of the boot namespaces", r"ns: no namespace b",
+                 r"ns: no namespace nowhere", r'ns: bad namespace name "bad name"', r"ns: a namespace named kernel already exists",
+                 r"ns: --dir nowhere/updates: no namespace nowhere"],
+         reject=[r"^crates of (a|b):", "heartbeat v2: beat #4"]),
+    dict(name="namespaces_fresh_runs_and_200_cycles_leak_nothing", script=[
+            "run --fresh loadc hello.o fresh", "run --fresh wasm run hello.wasm fresh", "run --fresh --cycles 200 echo cycling",
+            "run --fresh nosuchcmd", "run --ns nowhere echo x", "run --fresh", "run --fresh echo bg &", "ns -n", "poweroff"],
+         expect=[r"(?s)shell: running loadc in the new namespace fresh1\r?\n.*hello.c: all checks passed.*shell: ns: namespace fresh1 dropped: 1 crates unloaded \(\d+ bytes\): loadc",
+                 r"(?s)shell: running wasm in the new namespace fresh2\r?\n.*hello from WASM, argc=2.*shell: ns: namespace fresh2 dropped: 1 crates unloaded \(\d+ bytes\): wasm",
+                 r"run: 200 fresh namespaces made, used and dropped", r"^run: leak: none",
+                 r"shell: unknown command: nosuchcmd \(not in namespace fresh203 or its parents\)", r"shell: no namespace nowhere",
+                 r"usage: run --ns NAME CMD \[ARGS\] \| run --fresh", r"shell: run --fresh waits for its command"],
+         counts=[(r"^cycling\r?$", 200)],
+         reject=[r"^crates of fresh"]),
     # A third-party C library (LZ4, vendored unmodified), compiled by make cobj from three files,
     # pushed to the running kernel (not in the image) and run by loadc from the updates; its
     # output must equal, line for line, the same sources built for the host in this run.

@@ -52,6 +52,9 @@ pub struct Options {
     pub attempts: u32,
     /// Do not start the reaper (a caller that reclaims itself, like the leak check).
     pub no_reaper: bool,
+    /// The namespace whose crates are swapped (default `applications`, which sees the kernel's
+    /// crates too); a namespace made at run time swaps only its own crates and dependents.
+    pub namespace: Option<String>,
 }
 
 /// What a swap did.
@@ -96,6 +99,13 @@ pub enum Error {
     },
     /// `--state` names a hook no NEW exports.
     NoStateHook(String),
+    /// A swap scoped to a namespace names a crate that is not loaded in it.
+    NotInNamespace {
+        /// The crate.
+        krate: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// The swap copies state and a task stayed inside OLD.
     Busy {
         /// How often it was tried.
@@ -122,6 +132,12 @@ impl core::fmt::Display for Error {
                 symbol.as_deref().unwrap_or("no symbol")
             ),
             Error::NoStateHook(h) => write!(f, "no new version exports the state hook {h}"),
+            Error::NotInNamespace { krate, namespace } => {
+                write!(
+                    f,
+                    "crate {krate} is not loaded in namespace {namespace} (a scoped swap replaces only that namespace's own crates); nothing was changed"
+                )
+            }
             Error::Busy { attempts, task, name, addr, at } => write!(
                 f,
                 "this swap copies state, and after {attempts} attempts task {task} ({name}) is still inside the old code at {addr:#x} ({at}); nothing was changed"
@@ -258,7 +274,16 @@ fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>, recheck: bool) -
 pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
     let hook_wanted = opts.state_hook.is_some();
     let first = nano_core::kernel::with_loader(|l| -> Result<Attempt, Error> {
-        let ns = applications(l)?;
+        let ns = match &opts.namespace {
+            Some(n) => {
+                let ns = l.namespace_by_name(n).map_err(|e| Error::Swap(SwapError::Load { file: n.clone(), source: e }))?;
+                if let Some(p) = pairs.iter().find(|p| l.namespace(ns).is_none_or(|n| !n.crates.contains_key(&p.old))) {
+                    return Err(Error::NotInNamespace { krate: p.old.clone(), namespace: n.clone() });
+                }
+                ns
+            }
+            None => applications(l)?,
+        };
         let p = l.swap_prepare(ns, pairs, hook_wanted)?;
         if let Err(e) = check_registrations(l, &p) {
             l.swap_abort(p);

@@ -1,5 +1,8 @@
 //! `loadc FILE.o [ARGS...]`: runs a C program.
 //!
+//! The program is loaded into the namespace `loadc` itself runs in (`applications`, or the one
+//! `run --ns NAME loadc ...` chose, so a program can run with private copies of its crates).
+//!
 //! FILE.o is a relocatable object compiled by gcc for the kernel (`make cobj SRC="a.c b.c"`;
 //! the image carries the programs under crates/loadc/programs in the applications namespace).
 //! An object pushed to the running kernel (`make push C=prog.o`) lands among the namespace's
@@ -26,12 +29,17 @@ type CMain = extern "C" fn(c_int, *const *const c_char) -> c_int;
 
 fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
     nano_core::kernel::with_loader(|l| {
-        let apps = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
+        // The namespace this command runs in: `applications`, or one `run --ns` chose.
+        let me = main as fn(&[&str]) -> isize as usize as u64;
+        let ns = match l.namespace_of_addr(me) {
+            Some(ns) => ns,
+            None => l.namespace_by_name("applications").map_err(|e| format!("{e}"))?,
+        };
         let name = mod_mgmt::crate_name_of(file);
-        if l.crate_by_name(apps, name).is_some() {
+        if l.crate_by_name(ns, name).is_some() {
             return Err(format!("{name} is already loaded (still running?)"));
         }
-        let id = l.load_program(apps, file).map_err(|e| format!("{e}"))?;
+        let id = l.load_program(ns, file).map_err(|e| format!("{e}"))?;
         let k = l.krate(id).ok_or("crate vanished")?;
         let main = k.sections.iter().filter_map(|s| l.section(*s)).find_map(|sec| {
             (sec.kind == mod_mgmt::SectionKind::Text)

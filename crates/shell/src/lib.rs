@@ -43,6 +43,22 @@ fn command_names() -> Vec<String> {
     })
 }
 
+/// Loads command crate `name` into namespace `ns` (its own copy, its dependencies resolved
+/// there first) if needed; returns the address of its `main`.
+fn resolve_in(ns: &str, name: &str) -> Result<u64, String> {
+    nano_core::kernel::with_loader(|l| {
+        let id = l.namespace_by_name(ns).map_err(|e| format!("{e}"))?;
+        match l.load_crate_into(id, name) {
+            Ok(_) => {}
+            Err(mod_mgmt::LoadError::NoSuchProgram { .. }) => {
+                return Err(format!("unknown command: {name} (not in namespace {ns} or its parents)"));
+            }
+            Err(e) => return Err(format!("cannot load command {name} into namespace {ns}: {e}")),
+        }
+        l.lookup(id, &format!("{name}::main")).map(|s| s.addr).map_err(|_| format!("{name} is not a command (no {name}::main)"))
+    })
+}
+
 /// Loads command crate `name` if needed; returns the address of its `main`.
 fn resolve(name: &str) -> Result<u64, String> {
     let apps = applications()?;
@@ -67,7 +83,7 @@ fn description(name: &str) -> String {
 }
 
 fn help() {
-    println!("builtins: help, history");
+    println!("builtins: help, history, run --ns NAME CMD [ARGS] | run --fresh [--cycles N] CMD [ARGS] (in a namespace; see ns new)");
     println!("commands (crates in the applications namespace, loaded on first use):");
     let table = command_table();
     for c in command_names() {
@@ -101,11 +117,17 @@ fn command_table() -> Vec<(&'static str, &'static str)> {
 /// tests damage it to make the shell itself fault).
 #[inline(never)]
 pub fn run_command(words: Vec<String>, background: bool) {
-    let main = match resolve(&words[0]) {
+    run_in(None, words, background);
+}
+
+/// [`run_command`] in namespace `ns` (`None`: the applications namespace); returns whether
+/// the command ran and exited with status 0.
+fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
+    let main = match ns.map_or_else(|| resolve(&words[0]), |n| resolve_in(n, &words[0])) {
         Ok(a) => a,
         Err(e) => {
             println!("shell: {e}");
-            return;
+            return false;
         }
     };
     let entry = nano_core::kernel::command_entry(main);
@@ -117,13 +139,13 @@ pub fn run_command(words: Vec<String>, background: bool) {
         Ok(id) => id,
         Err(e) => {
             println!("shell: cannot start {name}: {e}");
-            return;
+            return false;
         }
     };
     if background {
         task::detach(id);
         println!("[{id}] {name} runs in the background");
-        return;
+        return true;
     }
     while !task::has_exited(id) {
         if nano_core::serial::try_read_byte() == Some(0x03) {
@@ -134,12 +156,114 @@ pub fn run_command(words: Vec<String>, background: bool) {
         task::yield_now();
     }
     match task::join(id) {
-        Ok(task::Exit::Returned(0)) => {}
+        Ok(task::Exit::Returned(0)) => return true,
         Ok(task::Exit::Returned(code)) => println!("shell: {name} exited with status {code}"),
         Ok(task::Exit::Killed) => println!("shell: {name} was killed"),
         Ok(task::Exit::Faulted(why)) => println!("shell: {name} died: {why}"),
         Ok(task::Exit::Panicked(why)) => println!("shell: {name} panicked: {why}"),
         Err(e) => println!("shell: {name}: {e}"),
+    }
+    false
+}
+
+/// One `run --fresh` cycle: make a namespace, run the command in it, drop it; whether all
+/// of that succeeded. Everything it allocates is gone when it returns (the leak check
+/// measures between cycles).
+fn fresh_cycle(words: &[String], talk: bool) -> bool {
+    let name = format!("fresh{}", FRESH.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1);
+    if let Err(e) = ns::create(&name, "applications", &[], &[]) {
+        println!("shell: {e}");
+        return false;
+    }
+    if talk {
+        println!("shell: running {} in the new namespace {name}", words[0]);
+    }
+    let ok = run_in(Some(&name), words.to_vec(), false);
+    match ns::drop_namespace(&name) {
+        Ok(msg) => {
+            if talk {
+                println!("shell: {msg}");
+            }
+            ok || talk
+        }
+        Err(e) => {
+            println!("shell: {e}; it stays (ns drop {name} later)");
+            false
+        }
+    }
+}
+
+/// Throwaway namespaces made so far (their names: `fresh1`, `fresh2`, ...).
+static FRESH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Frames and heap bytes in use.
+fn memory() -> (u64, u64) {
+    (nano_core::frames::stats().used, nano_core::heap::stats().used)
+}
+
+/// `run --ns NAME CMD [ARGS]`: CMD in namespace NAME (made with `ns new`).
+/// `run --fresh [--cycles N] CMD [ARGS]`: CMD in a namespace made for it and dropped when it
+/// exits; with `--cycles`, N times, then frames and heap after the first and the last cycle
+/// are compared (the leak check).
+fn run_builtin(mut words: Vec<String>, background: bool) {
+    let usage = || println!("usage: run --ns NAME CMD [ARGS] | run --fresh [--cycles N] CMD [ARGS]");
+    if words.len() < 3 {
+        return usage();
+    }
+    match words[1].as_str() {
+        "--ns" => {
+            let ns = words[2].clone();
+            if words.len() < 4 {
+                return usage();
+            }
+            run_in(Some(&ns), words.split_off(3), background);
+        }
+        "--fresh" => {
+            if background {
+                println!(
+                    "shell: run --fresh waits for its command (the namespace is dropped when it exits); use ns new and run --ns for a background job"
+                );
+                return;
+            }
+            let mut cycles = 1;
+            let mut rest = words.split_off(2);
+            if rest.first().is_some_and(|w| w == "--cycles") {
+                match rest.get(1).and_then(|n| nano_core::kernel::parse_u64(n)).filter(|n| *n > 0) {
+                    Some(n) => cycles = n,
+                    None => return usage(),
+                }
+                rest.drain(..2);
+            }
+            if rest.is_empty() {
+                return usage();
+            }
+            let mut first = (0, 0);
+            for i in 0..cycles {
+                if !fresh_cycle(&rest, cycles == 1) {
+                    if cycles > 1 {
+                        println!("shell: run --fresh: cycle {} failed", i + 1);
+                    }
+                    return;
+                }
+                if i == 0 {
+                    first = memory();
+                }
+            }
+            if cycles > 1 {
+                let last = memory();
+                println!("run: {cycles} fresh namespaces made, used and dropped");
+                println!(
+                    "run: after cycle 1: {} frames, {} heap bytes in use; after cycle {cycles}: {} frames, {} heap bytes",
+                    first.0, first.1, last.0, last.1
+                );
+                if last == first {
+                    println!("run: leak: none");
+                } else {
+                    println!("run: leak: {} frames, {} heap bytes", last.0 as i64 - first.0 as i64, last.1 as i64 - first.1 as i64);
+                }
+            }
+        }
+        _ => usage(),
     }
 }
 
@@ -200,6 +324,13 @@ pub fn run(_: u64) -> isize {
         let Some(first) = words.first() else { continue };
         match first.as_str() {
             "help" => help(),
+            "run" => {
+                let background = words.len() > 1 && words.last().is_some_and(|w| w == "&") && input.trim_end().ends_with('&');
+                if background {
+                    words.pop();
+                }
+                run_builtin(words, background)
+            }
             "history" => {
                 for (i, h) in editor.history().iter().enumerate() {
                     println!("{:4}  {h}", i + 1);

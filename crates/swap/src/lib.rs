@@ -7,6 +7,8 @@
 //! swaps OLD→NEW→OLD N times, reclaims, and reports frames and heap in use after the first and
 //! the last cycle (the leak check). `--storm N [--seed S] [OLD=NEW ...]` makes N random swaps
 //! among every live crate (each with itself) and the given alternatives, then reclaims.
+//! `--ns NAME` swaps OLD in that namespace only (one made with `ns new`): its dependents
+//! there are relinked, and other namespaces' versions keep running.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -19,7 +21,8 @@ use mod_mgmt::swap::SwapPair;
 use nano_core::println;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "replace running crates: swap OLD NEW [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim";
+pub static DESCRIPTION: &str =
+    "replace running crates: swap OLD NEW [--ns NAME] [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim";
 
 fn print_outcome(o: &Outcome, verbose: bool) {
     if verbose || o.dry_run {
@@ -144,7 +147,7 @@ fn reclaim_now() {
 
 fn usage() -> isize {
     println!(
-        "usage: swap OLD NEW [OLD NEW ...] [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim | swap --storm N [--seed S] [OLD=NEW ...]"
+        "usage: swap OLD NEW [OLD NEW ...] [--ns NAME] [--state HOOK] [--dry-run] [-v] [--cycles N] | swap --reclaim | swap --storm N [--seed S] [OLD=NEW ...]"
     );
     2
 }
@@ -187,6 +190,10 @@ pub fn main(args: &[&str]) -> isize {
             "-v" => verbose = true,
             "--state" => match it.next() {
                 Some(h) => opts.state_hook = Some(h.to_string()),
+                None => return usage(),
+            },
+            "--ns" => match it.next() {
+                Some(n) => opts.namespace = Some(n.to_string()),
                 None => return usage(),
             },
             "--cycles" => match it.next().and_then(|n| nano_core::kernel::parse_u64(n)) {

@@ -675,6 +675,13 @@ pub fn after_swap() {
     cache::swapped();
 }
 
+/// Called before this crate is unloaded (`ns drop` of a namespace holding a private copy of
+/// it): the cache's modules live on the heap, and unloading frees only the crate's own memory.
+#[inline(never)]
+pub fn before_unload() {
+    cache::clear();
+}
+
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
     EXPLICIT_CHECKS.store(args.contains(&"--bounds-checks"), core::sync::atomic::Ordering::Relaxed);
