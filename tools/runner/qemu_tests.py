@@ -99,7 +99,7 @@ CASES = [
     # `help` describes every command from the image's table, loading none of them (it used to
     # load every command crate, the WASM engine and Cranelift among them).
     dict(name="shell_help_lists_commands", script=["help", "poweroff"],
-         expect=[r"^  addr2sym +name addresses", r"^  ns +namespaces, crates and retired versions", r"^  poweroff +power off", r"^  sym2addr +find symbols",
+         expect=[r"^  addr2sym +name addresses", r"^  ns +namespaces as a tree, crates, retired versions", r"^  poweroff +power off", r"^  sym2addr +find symbols",
                  r"^  wasm +WebAssembly"],
          reject=[r"crate (addr2sym|wasm|wasm_runtime|cranelift_codegen|ns|sym2addr) loaded into", r"^  (heartbeat|tlibc|path|vfs|wasm_runtime) "]),
     dict(name="sym2addr_then_addr2sym_plus_5", script=[
@@ -253,8 +253,8 @@ CASES = [
     dict(name="namespaces_fresh_runs_and_200_cycles_leak_nothing", script=[
             "run --fresh loadc hello.o fresh", "run --fresh wasm run hello.wasm fresh", "run --fresh --cycles 200 echo cycling",
             "run --fresh nosuchcmd", "run --ns nowhere echo x", "run --fresh", "run --fresh echo bg &", "ns -n", "poweroff"],
-         expect=[r"(?s)shell: running loadc in the new namespace fresh1\r?\n.*hello.c: all checks passed.*shell: ns: namespace fresh1 dropped: 1 crates unloaded \(\d+ bytes\): loadc",
-                 r"(?s)shell: running wasm in the new namespace fresh2\r?\n.*hello from WASM, argc=2.*shell: ns: namespace fresh2 dropped: 1 crates unloaded \(\d+ bytes\): wasm",
+         expect=[r"(?s)shell: running loadc in the new namespace fresh1\r?\n.*hello.c: all checks passed.*ns: namespace fresh1 dropped: 1 crates unloaded \(\d+ bytes\): loadc",
+                 r"(?s)shell: running wasm in the new namespace fresh2\r?\n.*hello from WASM, argc=2.*ns: namespace fresh2 dropped: 1 crates unloaded \(\d+ bytes\): wasm",
                  r"run: 200 fresh namespaces made, used and dropped", r"^run: leak: none",
                  r"shell: unknown command: nosuchcmd \(not in namespace fresh203 or its parents\)", r"shell: no namespace nowhere",
                  r"usage: run --ns NAME CMD \[ARGS\] \| run --fresh", r"shell: run --fresh waits for its command"],

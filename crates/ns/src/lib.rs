@@ -145,12 +145,19 @@ pub fn drop_namespace(name: &str) -> Result<String, String> {
 }
 
 fn usage() -> isize {
-    nano_core::println!("usage: ns [-v|-n] | ns new NAME [--parent P] [--dir NS|NS/updates] [--file F]... | ns drop NAME");
+    nano_core::println!(
+        "usage: ns [-v|-n] | ns new NAME [--parent P] [--dir NS|NS/updates] [--file F]... [--quiet] | ns drop NAME [--quiet]"
+    );
     2
 }
 
 /// `ns new ...` and `ns drop ...`.
 fn manage(args: &[&str]) -> isize {
+    // `--quiet` (last): say nothing on success (the shell's `run --fresh --cycles`).
+    let (args, quiet) = match args.split_last() {
+        Some((&"--quiet", rest)) => (rest, true),
+        _ => (args, false),
+    };
     let result = match args {
         ["drop", name] => drop_namespace(name),
         ["new", name, rest @ ..] => {
@@ -170,7 +177,9 @@ fn manage(args: &[&str]) -> isize {
     };
     match result {
         Ok(msg) => {
-            nano_core::println!("{msg}");
+            if !quiet {
+                nano_core::println!("{msg}");
+            }
             0
         }
         Err(e) => {

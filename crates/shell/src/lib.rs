@@ -171,26 +171,26 @@ fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
 /// measures between cycles).
 fn fresh_cycle(words: &[String], talk: bool) -> bool {
     let name = format!("fresh{}", FRESH.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1);
-    if let Err(e) = ns::create(&name, "applications", &[], &[]) {
-        println!("shell: {e}");
+    // The `ns` command makes and drops it (loaded on first use, like any command).
+    let ns = |verb: &str| {
+        let mut w: Vec<String> = ["ns", verb, name.as_str()].iter().map(|s| String::from(*s)).collect();
+        if !talk {
+            w.push(String::from("--quiet"));
+        }
+        run_in(None, w, false)
+    };
+    if !ns("new") {
         return false;
     }
     if talk {
         println!("shell: running {} in the new namespace {name}", words[0]);
     }
     let ok = run_in(Some(&name), words.to_vec(), false);
-    match ns::drop_namespace(&name) {
-        Ok(msg) => {
-            if talk {
-                println!("shell: {msg}");
-            }
-            ok || talk
-        }
-        Err(e) => {
-            println!("shell: {e}; it stays (ns drop {name} later)");
-            false
-        }
+    if !ns("drop") {
+        println!("shell: namespace {name} stays (ns drop {name} later)");
+        return false;
     }
+    ok || talk
 }
 
 /// Throwaway namespaces made so far (their names: `fresh1`, `fresh2`, ...).
