@@ -28,6 +28,7 @@ pub mod interrupts;
 pub mod kernel;
 pub mod kmem;
 pub mod ktests;
+pub mod leakcheck;
 pub mod logger;
 pub mod modules;
 pub mod paging;

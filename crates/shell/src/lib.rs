@@ -196,11 +196,6 @@ fn fresh_cycle(words: &[String], talk: bool) -> bool {
 /// Throwaway namespaces made so far (their names: `fresh1`, `fresh2`, ...).
 static FRESH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Frames and heap bytes in use.
-fn memory() -> (u64, u64) {
-    (nano_core::frames::stats().used, nano_core::heap::stats().used)
-}
-
 /// `run --ns NAME CMD [ARGS]`: CMD in namespace NAME (made with `ns new`).
 /// `run --fresh [--cycles N] CMD [ARGS]`: CMD in a namespace made for it and dropped when it
 /// exits; with `--cycles`, N times, then frames and heap after the first and the last cycle
@@ -237,7 +232,7 @@ fn run_builtin(mut words: Vec<String>, background: bool) {
             if rest.is_empty() {
                 return usage();
             }
-            let mut first = (0, 0);
+            let mut check = nano_core::leakcheck::LeakCheck::new(cycles);
             for i in 0..cycles {
                 if !fresh_cycle(&rest, cycles == 1) {
                     if cycles > 1 {
@@ -245,22 +240,11 @@ fn run_builtin(mut words: Vec<String>, background: bool) {
                     }
                     return;
                 }
-                if i == 0 {
-                    first = memory();
-                }
+                check.record(i, nano_core::leakcheck::usage());
             }
             if cycles > 1 {
-                let last = memory();
                 println!("run: {cycles} fresh namespaces made, used and dropped");
-                println!(
-                    "run: after cycle 1: {} frames, {} heap bytes in use; after cycle {cycles}: {} frames, {} heap bytes",
-                    first.0, first.1, last.0, last.1
-                );
-                if last == first {
-                    println!("run: leak: none");
-                } else {
-                    println!("run: leak: {} frames, {} heap bytes", last.0 as i64 - first.0 as i64, last.1 as i64 - first.1 as i64);
-                }
+                println!("{}", check.report("run:"));
             }
         }
         _ => usage(),

@@ -5,7 +5,7 @@
 //! each phase. The old version is retired and reclaimed by the reaper once nothing refers to
 //! it; `--reclaim` runs that now and says what still holds each retired crate. `--cycles N`
 //! swaps OLD→NEW→OLD N times, reclaims, and reports frames and heap in use after the first and
-//! the last cycle (the leak check). `--storm N [--seed S] [OLD=NEW ...]` makes N random swaps
+//! the last cycles (the leak check: `nano_core::leakcheck`). `--storm N [--seed S] [OLD=NEW ...]` makes N random swaps
 //! among every live crate (each with itself) and the given alternatives, then reclaims.
 //! `--ns NAME` swaps OLD in that namespace only (one made with `ns new`): its dependents
 //! there are relinked, and other namespaces' versions keep running.
@@ -152,10 +152,6 @@ fn usage() -> isize {
     2
 }
 
-fn memory() -> (u64, u64) {
-    (nano_core::frames::stats().used, nano_core::heap::stats().used)
-}
-
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
     let mut opts = Options { attempts: 250, ..Default::default() };
@@ -232,7 +228,7 @@ pub fn main(args: &[&str]) -> isize {
             .collect()
     });
     let back: Vec<SwapPair> = pairs.iter().zip(&originals).map(|(p, f)| SwapPair { old: p.old.clone(), new_file: f.clone() }).collect();
-    let mut first = (0, 0);
+    let mut check = nano_core::leakcheck::LeakCheck::new(cycles);
     let mut total_us = 0;
     let opts = Options { no_reaper: true, ..opts };
     for i in 0..cycles {
@@ -245,30 +241,13 @@ pub fn main(args: &[&str]) -> isize {
                 }
             }
         }
-        crate_swap::reclaim(); // what a reaper would do after each swap
-
-        if i == 0 {
-            let r = crate_swap::reclaim();
-            if !r.kept.is_empty() {
-                println!("swap: after cycle 1, {} retired versions are still referenced ({})", r.kept.len(), r.kept[0].holder);
-            }
-            first = memory();
+        let r = crate_swap::reclaim(); // what a reaper would do after each swap
+        if (i == 0 || i + 1 == cycles) && !r.kept.is_empty() {
+            println!("swap: after cycle {}, {} retired versions are still referenced ({})", i + 1, r.kept.len(), r.kept[0].holder);
         }
+        check.record(i, nano_core::leakcheck::usage());
     }
-    let r = crate_swap::reclaim();
-    if !r.kept.is_empty() {
-        println!("swap: after the last cycle, {} retired versions are still referenced ({})", r.kept.len(), r.kept[0].holder);
-    }
-    let last = memory();
     println!("swap: {cycles} cycles ({} swaps), {} us per swap on average", cycles * 2, total_us / (cycles * 2));
-    println!(
-        "swap: after cycle 1: {} frames, {} heap bytes in use; after cycle {cycles}: {} frames, {} heap bytes",
-        first.0, first.1, last.0, last.1
-    );
-    if last == first {
-        println!("swap: leak: none");
-    } else {
-        println!("swap: leak: {} frames, {} heap bytes", last.0 as i64 - first.0 as i64, last.1 as i64 - first.1 as i64);
-    }
+    println!("{}", check.report("swap:"));
     0
 }

@@ -21,7 +21,8 @@
 //! other loaded modules' exports; anything else is refused before instantiation, naming the
 //! import. Only a module run `--trusted` may import exported kernel symbols by name (called
 //! as `extern "C" fn(vmctx, args...)`), and the command says so. `--repeat N` runs a module N
-//! times and compares memory after the first and the last run (the leak check).
+//! times and compares the peaks of memory in use over the first and the last runs (the leak
+//! check: `nano_core::leakcheck`).
 //! Compilation and the call run in a task of their own with a 1 MiB stack, so a trap or a
 //! fault ends only that call.
 //!
@@ -428,39 +429,22 @@ fn run(args: &[&str]) -> isize {
     };
     in_task("wasm", move || {
         let name = stem(&file);
-        let mut first = None;
+        let mut check = nano_core::leakcheck::LeakCheck::new(o.repeat);
         let mut status = 0;
         let t0 = nano_core::time::micros_since_entry();
         for k in 0..o.repeat {
             // With --repeat, only the first and the last run speak.
             let quiet = k > 0 && k + 1 < o.repeat;
             status = run_once(&name, &bytes, &o, quiet);
-            if k == 0 {
-                first = Some(usage());
-            }
+            check.record(k, nano_core::leakcheck::usage());
         }
         if o.repeat > 1 {
             let us = nano_core::time::micros_since_entry() - t0;
-            let (f0, h0) = first.unwrap_or_default();
-            let (f1, h1) = usage();
             println!("wasm: {} runs of {name} (compile, instantiate, run, release each) in {us} us", o.repeat);
-            println!(
-                "wasm: {} runs of {name}; after run 1: {f0} frames, {h0} heap bytes in use; after run {}: {f1} frames, {h1} heap bytes",
-                o.repeat, o.repeat
-            );
-            if (f0, h0) == (f1, h1) {
-                println!("wasm: leak: none");
-            } else {
-                println!("wasm: leak: {} frames, {} heap bytes", f1 as i64 - f0 as i64, h1 as i64 - h0 as i64);
-            }
+            println!("{}", check.report("wasm:"));
         }
         status
     })
-}
-
-/// Frames and heap bytes in use.
-fn usage() -> (u64, u64) {
-    (nano_core::frames::stats().used, nano_core::heap::stats().used)
 }
 
 /// Compiles, instantiates and runs the module once (what `wasm run` does); the module and
