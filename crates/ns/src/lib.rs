@@ -117,16 +117,24 @@ pub fn drop_namespace(name: &str) -> Result<String, String> {
         if l.namespace(id).is_some_and(|n| !n.private) {
             return Err(format!("namespace {name} cannot be dropped: it is one of the boot namespaces"));
         }
+        // A task runs in the namespace if its stack holds a return address into the namespace's
+        // code. Function entries (a task's restart entry left in a supervisor's frame) and
+        // data pointers are not counted: stacks hold stale words, and those would refuse a
+        // drop that is safe.
         let ranges: Vec<(u64, u64)> = l
             .crates_of(id)
             .iter()
             .filter_map(|c| l.krate(*c))
-            .flat_map(|k| k.regions().map(|r| (r.0, r.0 + r.1 as u64)).collect::<Vec<_>>())
+            .flat_map(|k| k.regions().filter(|r| r.2 == mod_mgmt::Perms::ReadExec).map(|r| (r.0, r.0 + r.1 as u64)).collect::<Vec<_>>())
             .collect();
         let me = task::current();
         let mut running = None;
         task::for_each_stack_word(&mut |tid, tname, w| {
-            if running.is_none() && tid != me && ranges.iter().any(|&(s, e)| *w >= s && *w < e) {
+            if running.is_none()
+                && tid != me
+                && ranges.iter().any(|&(s, e)| *w >= s && *w < e)
+                && !l.symbol_at(*w).is_some_and(|(_, _, sym)| sym.is_some_and(|(_, off)| off == 0))
+            {
                 running = Some(format!("task {tid} ({tname}) runs in it"));
             }
         });
