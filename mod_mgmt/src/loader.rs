@@ -273,18 +273,7 @@ impl Loader {
             self.ns(p)?;
         }
         let id = NamespaceId(self.namespaces.len() as u32);
-        self.namespaces.push(CrateNamespace {
-            id,
-            name: name.to_string(),
-            parent,
-            symbols: Default::default(),
-            crates: BTreeMap::new(),
-            dir: BTreeMap::new(),
-            updates: BTreeMap::new(),
-            dir_index: None,
-            private: false,
-            dropped: false,
-        });
+        self.namespaces.push(CrateNamespace::empty(id, name, parent, BTreeMap::new(), false));
         Ok(id)
     }
 

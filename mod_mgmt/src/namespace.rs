@@ -71,6 +71,28 @@ pub struct CrateNamespace {
 }
 
 impl CrateNamespace {
+    /// A namespace with no crates and no updates.
+    pub(crate) fn empty(
+        id: NamespaceId,
+        name: &str,
+        parent: Option<NamespaceId>,
+        dir: BTreeMap<String, ObjectBytes>,
+        private: bool,
+    ) -> CrateNamespace {
+        CrateNamespace {
+            id,
+            name: String::from(name),
+            parent,
+            symbols: Default::default(),
+            crates: BTreeMap::new(),
+            dir,
+            updates: BTreeMap::new(),
+            dir_index: None,
+            private,
+            dropped: false,
+        }
+    }
+
     /// File names in the object directory.
     pub fn files(&self) -> impl Iterator<Item = (&String, usize)> {
         self.dir.iter().map(|(n, b)| (n, b.len()))

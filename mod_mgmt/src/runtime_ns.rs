@@ -43,18 +43,7 @@ impl Loader {
             return Err(LoadError::NamespaceExists(name.to_string()));
         }
         self.ns(parent)?;
-        let fresh = |id| CrateNamespace {
-            id,
-            name: name.to_string(),
-            parent: Some(parent),
-            symbols: Default::default(),
-            crates: BTreeMap::new(),
-            dir,
-            updates: BTreeMap::new(),
-            dir_index: None,
-            private: true,
-            dropped: false,
-        };
+        let fresh = |id| CrateNamespace::empty(id, name, Some(parent), dir, true);
         // Reuse a dropped slot: create/drop cycles leave nothing behind.
         if let Some(slot) = self.namespaces.iter().position(|n| n.dropped) {
             let id = NamespaceId(slot as u32);
@@ -124,18 +113,7 @@ impl Loader {
         dropped.crates.sort();
         for c in scratch.into_iter().chain([ns]) {
             let slot = &mut self.namespaces[c.0 as usize];
-            *slot = CrateNamespace {
-                id: c,
-                name: String::new(),
-                parent: None,
-                symbols: Default::default(),
-                crates: BTreeMap::new(),
-                dir: BTreeMap::new(),
-                updates: BTreeMap::new(),
-                dir_index: None,
-                private: false,
-                dropped: true,
-            };
+            *slot = CrateNamespace { dropped: true, ..CrateNamespace::empty(c, "", None, BTreeMap::new(), false) };
         }
         self.generation += 1;
         Ok(dropped)

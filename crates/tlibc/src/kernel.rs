@@ -423,10 +423,11 @@ pub extern "C" fn llabs(v: i64) -> i64 {
     v.wrapping_abs()
 }
 
-// The float-returning functions: C callers (built with SSE) expect the result in `xmm0`, but
-// this crate is soft-float and returns it in `rax`; a small entry moves it across.
-macro_rules! float_return_entry {
-    ($name:literal, $mov:literal, $target:path) => {
+/// An assembly entry `$name` for C callers: a frame (with CFI, so unwinding and backtraces
+/// pass through it), the `$body` lines, which call `{target}` = `$target`, and a return.
+/// Used where gcc's calling convention and this soft-float crate's differ in SSE registers.
+macro_rules! sse_entry {
+    ($name:literal, $target:path, [$($body:expr),* $(,)?]) => {
         core::arch::global_asm!(
             concat!(".global ", $name),
             concat!(".type ", $name, ", @function"),
@@ -437,10 +438,8 @@ macro_rules! float_return_entry {
             ".cfi_offset rbp, -16",
             "mov rbp, rsp",
             ".cfi_def_cfa_register rbp",
-            "movabs rax, offset {target}",
-            "call rax",
-            $mov,
-            "pop rbp",
+            $($body,)*
+            "leave",
             ".cfi_def_cfa rsp, 8",
             "ret",
             ".cfi_endproc",
@@ -449,10 +448,13 @@ macro_rules! float_return_entry {
         );
     };
 }
+pub(crate) use sse_entry;
 
-float_return_entry!("strtod", "movq xmm0, rax", strtod_bits);
-float_return_entry!("strtof", "movd xmm0, eax", strtof_bits);
-float_return_entry!("atof", "movq xmm0, rax", atof_bits);
+// The float-returning functions: C callers (built with SSE) expect the result in `xmm0`, but
+// this crate is soft-float and returns it in `rax`; the entry moves it across.
+sse_entry!("strtod", strtod_bits, ["movabs rax, offset {target}", "call rax", "movq xmm0, rax"]);
+sse_entry!("strtof", strtof_bits, ["movabs rax, offset {target}", "call rax", "movd xmm0, eax"]);
+sse_entry!("atof", atof_bits, ["movabs rax, offset {target}", "call rax", "movq xmm0, rax"]);
 
 /// `strtod`, the result's bits in an integer register (see `float_return_entry`).
 ///

@@ -96,54 +96,44 @@ impl Args for CArgs {
     }
 }
 
-/// The variadic entries: `name` with `named` fixed arguments builds a `va_list` and tail-calls
-/// `target` with it as the argument after the fixed ones (in register `ap`).
+/// The variadic entries: `name` builds a `va_list` whose first integer argument is at
+/// `gp_offset` (8 per fixed argument) and calls `target` with it in register `ap`, the one
+/// after the fixed arguments.
 macro_rules! variadic_entry {
     ($name:literal, $gp_offset:literal, $ap:literal, $target:path) => {
-        core::arch::global_asm!(
-            concat!(".global ", $name),
-            concat!(".type ", $name, ", @function"),
-            concat!($name, ":"),
-            ".cfi_startproc",
-            "push rbp",
-            ".cfi_def_cfa_offset 16",
-            ".cfi_offset rbp, -16",
-            "mov rbp, rsp",
-            ".cfi_def_cfa_register rbp",
-            // [rsp, rsp+24): the va_list; [rsp+32, rsp+208): the register save area.
-            "sub rsp, 208",
-            "mov [rsp + 32], rdi",
-            "mov [rsp + 40], rsi",
-            "mov [rsp + 48], rdx",
-            "mov [rsp + 56], rcx",
-            "mov [rsp + 64], r8",
-            "mov [rsp + 72], r9",
-            "test al, al",
-            "je 2f",
-            "movups [rsp + 80], xmm0",
-            "movups [rsp + 96], xmm1",
-            "movups [rsp + 112], xmm2",
-            "movups [rsp + 128], xmm3",
-            "movups [rsp + 144], xmm4",
-            "movups [rsp + 160], xmm5",
-            "movups [rsp + 176], xmm6",
-            "movups [rsp + 192], xmm7",
-            "2:",
-            concat!("mov dword ptr [rsp], ", $gp_offset),
-            "mov dword ptr [rsp + 4], 48",
-            "lea rax, [rbp + 16]",
-            "mov [rsp + 8], rax",
-            "lea rax, [rsp + 32]",
-            "mov [rsp + 16], rax",
-            concat!("mov ", $ap, ", rsp"),
-            "movabs rax, offset {target}",
-            "call rax",
-            "leave",
-            ".cfi_def_cfa rsp, 8",
-            "ret",
-            ".cfi_endproc",
-            concat!(".size ", $name, ", . - ", $name),
-            target = sym $target,
+        super::sse_entry!(
+            $name,
+            $target,
+            [
+                // [rsp, rsp+24): the va_list; [rsp+32, rsp+208): the register save area.
+                "sub rsp, 208",
+                "mov [rsp + 32], rdi",
+                "mov [rsp + 40], rsi",
+                "mov [rsp + 48], rdx",
+                "mov [rsp + 56], rcx",
+                "mov [rsp + 64], r8",
+                "mov [rsp + 72], r9",
+                "test al, al",
+                "je 2f",
+                "movups [rsp + 80], xmm0",
+                "movups [rsp + 96], xmm1",
+                "movups [rsp + 112], xmm2",
+                "movups [rsp + 128], xmm3",
+                "movups [rsp + 144], xmm4",
+                "movups [rsp + 160], xmm5",
+                "movups [rsp + 176], xmm6",
+                "movups [rsp + 192], xmm7",
+                "2:",
+                concat!("mov dword ptr [rsp], ", $gp_offset),
+                "mov dword ptr [rsp + 4], 48",
+                "lea rax, [rbp + 16]",
+                "mov [rsp + 8], rax",
+                "lea rax, [rsp + 32]",
+                "mov [rsp + 16], rax",
+                concat!("mov ", $ap, ", rsp"),
+                "movabs rax, offset {target}",
+                "call rax",
+            ]
         );
     };
 }
