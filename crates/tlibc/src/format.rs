@@ -69,6 +69,19 @@ fn emit(out: &mut dyn FnMut(&[u8]), spec: &Spec, prefix: &[u8], zeros: usize, bo
     n
 }
 
+/// What goes before a signed number: `-`, or `+`/space as the flags ask.
+fn sign_of(negative: bool, spec: &Spec) -> &'static [u8] {
+    if negative {
+        b"-"
+    } else if spec.plus {
+        b"+"
+    } else if spec.space {
+        b" "
+    } else {
+        b""
+    }
+}
+
 fn digits(mut v: u64, base: u64, upper: bool, buf: &mut [u8; 24]) -> usize {
     let table = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
     let mut i = buf.len();
@@ -168,15 +181,7 @@ pub unsafe fn format(fmt: &[u8], args: &mut dyn Args, out: &mut dyn FnMut(&[u8])
             b'd' | b'i' => {
                 let v = args.int(len);
                 let start = digits(v.unsigned_abs(), 10, false, &mut buf);
-                let sign: &[u8] = if v < 0 {
-                    b"-"
-                } else if spec.plus {
-                    b"+"
-                } else if spec.space {
-                    b" "
-                } else {
-                    b""
-                };
+                let sign = sign_of(v < 0, &spec);
                 let body: &[u8] = if spec.precision == Some(0) && v == 0 { b"" } else { &buf[start..] };
                 let zeros = spec.precision.map_or(0, |p| p.saturating_sub(body.len()));
                 n += emit(out, &spec, sign, zeros, body);
@@ -220,15 +225,7 @@ pub unsafe fn format(fmt: &[u8], args: &mut dyn Args, out: &mut dyn FnMut(&[u8])
             }
             b'f' | b'F' | b'e' | b'E' | b'g' | b'G' | b'a' | b'A' => {
                 let f = crate::float::format(args.float(), conv, spec.precision, spec.alt);
-                let sign: &[u8] = if f.negative {
-                    b"-"
-                } else if spec.plus {
-                    b"+"
-                } else if spec.space {
-                    b" "
-                } else {
-                    b""
-                };
+                let sign = sign_of(f.negative, &spec);
                 // A precision does not turn `0` off for floats; infinity and NaN are never
                 // zero-padded.
                 let spec = Spec { precision: None, zero: spec.zero && f.finite, ..spec };
