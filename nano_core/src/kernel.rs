@@ -156,6 +156,43 @@ pub fn command_entry(addr: u64) -> fn(&[&str]) -> isize {
     unsafe { core::mem::transmute::<usize, fn(&[&str]) -> isize>(addr as usize) }
 }
 
+/// `CMD --ns NAME ARGS...`: if `args` (a command's arguments, `args[0]` its name) start with
+/// `--ns NAME` (only there: later arguments belong to the program), runs command crate `args[0]` as loaded into namespace NAME (its own copy there,
+/// loaded if needed) with the other arguments, in this task, and returns its status; `None`
+/// when there is no `--ns`. A command that asks the loader where it runs (`namespace_of_addr`
+/// of its own code) then works in NAME: this is how `loadc --ns` and `wasm run --ns` work.
+pub fn run_in_namespace_option(args: &[&str]) -> Option<isize> {
+    let i = 1;
+    if args.get(i) != Some(&"--ns") {
+        return None;
+    }
+    let Some(ns) = args.get(i + 1) else {
+        crate::println!("{}: --ns needs a namespace name", args[0]);
+        return Some(2);
+    };
+    let main = with_loader(|l| -> Result<u64, alloc::string::String> {
+        let id = l.namespace_by_name(ns).map_err(|e| alloc::format!("{e}"))?;
+        l.load_crate_into(id, args[0]).map_err(|e| alloc::format!("cannot load {} into namespace {ns}: {e}", args[0]))?;
+        l.lookup(id, &alloc::format!("{}::main", args[0])).map(|s| s.addr).map_err(|e| alloc::format!("{e}"))
+    });
+    match main {
+        Ok(addr) => {
+            let rest: alloc::vec::Vec<&str> = args.iter().enumerate().filter(|(k, _)| *k != i && *k != i + 1).map(|(_, a)| *a).collect();
+            Some(command_entry(addr)(&rest))
+        }
+        Err(e) => {
+            crate::println!("{}: {e}", args[0]);
+            Some(1)
+        }
+    }
+}
+
+/// The namespace of the loaded crate whose code holds `addr` (a command passes its own
+/// `main`), or `applications`.
+pub fn home_namespace(l: &Loader, addr: u64) -> Option<mod_mgmt::NamespaceId> {
+    l.namespace_of_addr(addr).or_else(|| l.namespace_by_name("applications").ok())
+}
+
 /// Reads a `&'static str` stored at `addr` (a `pub static NAME: &str` of a loaded crate, found
 /// by symbol lookup), checking that the address is a mapped, readable static.
 pub fn read_static_str(addr: u64) -> Option<&'static str> {

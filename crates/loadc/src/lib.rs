@@ -1,7 +1,8 @@
 //! `loadc FILE.o [ARGS...]`: runs a C program.
 //!
-//! The program is loaded into the namespace `loadc` itself runs in (`applications`, or the one
-//! `run --ns NAME loadc ...` chose, so a program can run with private copies of its crates).
+//! The program is loaded into the namespace `loadc` itself runs in: `applications`, or NAME with
+//! `loadc --ns NAME ...` (or `run --ns NAME loadc ...`), so a program can run with private copies
+//! of its crates.
 //!
 //! FILE.o is a relocatable object compiled by gcc for the kernel (`make cobj SRC="a.c b.c"`;
 //! the image carries the programs under crates/loadc/programs in the applications namespace).
@@ -23,7 +24,7 @@ use alloc::vec::Vec;
 use core::ffi::{c_char, c_int};
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "run a C object linked against tlibc: loadc FILE.o [ARGS]";
+pub static DESCRIPTION: &str = "run a C object linked against tlibc: loadc [--ns NAME] FILE.o [ARGS]";
 
 type CMain = extern "C" fn(c_int, *const *const c_char) -> c_int;
 
@@ -31,10 +32,7 @@ fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
     nano_core::kernel::with_loader(|l| {
         // The namespace this command runs in: `applications`, or one `run --ns` chose.
         let me = main as fn(&[&str]) -> isize as usize as u64;
-        let ns = match l.namespace_of_addr(me) {
-            Some(ns) => ns,
-            None => l.namespace_by_name("applications").map_err(|e| format!("{e}"))?,
-        };
+        let ns = nano_core::kernel::home_namespace(l, me).ok_or("no applications namespace")?;
         let name = mod_mgmt::crate_name_of(file);
         if l.crate_by_name(ns, name).is_some() {
             return Err(format!("{name} is already loaded (still running?)"));
@@ -58,8 +56,11 @@ fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
+    if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
+        return status;
+    }
     let Some(file) = args.get(1) else {
-        nano_core::println!("usage: loadc FILE.o [ARGS...]");
+        nano_core::println!("usage: loadc [--ns NAME] FILE.o [ARGS...]");
         return 2;
     };
     let (id, main) = match load(file) {

@@ -52,7 +52,7 @@ use wasm_runtime::{Config, Error, Extern, Func, Instance, Store, TrapKind, Val};
 use wasmparser::ValType;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "WebAssembly (--bounds-checks: explicit checks, not guard regions): wasm run FILE [--invoke F] [--fuel N] [--repeat N] [--trusted] [ARGS] | load NAME FILE [--trusted] | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | cache [clear] | spec [FILTER]";
+pub static DESCRIPTION: &str = "WebAssembly (--bounds-checks: explicit checks, not guard regions; --ns NAME: in that namespace): wasm run FILE [--invoke F] [--fuel N] [--repeat N] [--trusted] [ARGS] | load NAME FILE [--trusted] | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | cache [clear] | spec [FILTER]";
 
 /// Compiled code in the kernel omits bounds checks: every linear memory is a reservation whose
 /// unmapped pages fault (guard regions), and a fault at a memory access becomes an
@@ -196,10 +196,16 @@ fn refusal(i: &wasm_runtime::module::Import) -> Option<String> {
 /// exported kernel symbol of the import's name, called as `extern "C" fn(vmctx, args...)`.
 fn resolve_kernel(i: &wasm_runtime::module::Import, ty: &wasmparser::FuncType) -> Option<Extern> {
     let addr = nano_core::kernel::with_loader(|l| {
-        let ns = l.namespace_by_name("applications").ok()?;
+        let ns = home(l)?;
         l.lookup(ns, &i.name).ok().map(|s| s.addr)
     })?;
     Some(Extern::Func(Func { code: addr, ty: ty.clone(), vmctx: core::ptr::null_mut(), owner: None }))
+}
+
+/// The namespace this crate runs in: `applications`, or NAME with `wasm --ns NAME ...` (or
+/// `run --ns NAME wasm ...`). Modules are registered there and `--trusted` imports resolve there.
+fn home(l: &mod_mgmt::Loader) -> Option<mod_mgmt::NamespaceId> {
+    nano_core::kernel::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64)
 }
 
 /// Registers an instance's functions as crate `krate` (`wasm:NAME`); returns it and the cost.
@@ -222,7 +228,7 @@ fn register(krate: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), St
         });
     }
     let id = nano_core::kernel::with_loader(|l| {
-        let ns = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
+        let ns = home(l).ok_or("no applications namespace")?;
         l.add_prelinked(ns, krate, &sections, &symbols).map_err(|e| format!("{e}"))
     })?;
     Ok((id, nano_core::time::micros_since_entry() - t0))
@@ -668,6 +674,9 @@ pub fn before_unload() {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
+    if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
+        return status;
+    }
     EXPLICIT_CHECKS.store(args.contains(&"--bounds-checks"), core::sync::atomic::Ordering::Relaxed);
     let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--bounds-checks").collect();
     let args = args.as_slice();
