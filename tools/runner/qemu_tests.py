@@ -230,7 +230,8 @@ CASES = [
     # to b; a drop refused while b's job runs; everything freed on drop.
     dict(name="namespaces_two_versions_side_by_side_and_scoped_swap", script=[
             "ns new a", "ns new b --file heartbeat_v2.o", "run --ns a beat 2 20 &", "@expect job 0 finished 2 beats",
-            "run --ns b beat 3 20 &", "@expect job 0 finished 3 beats", "ns", "sym2addr heartbeat::beat",
+            "run --ns b beat 3 20 &", "@expect job 0 finished 3 beats", "ns", "sym2addr heartbeat::beat", "sym2addr --ns b heartbeat::beat",
+            "deps --ns b beat",
             "swap --ns b heartbeat_v2 heartbeat", "swap --ns b nosuch heartbeat", "run --ns b beat 1 10", "@expect job 1 finished 1 beats",
             "beat 1 10", "@expect job 0 finished 1 beats", "run --ns b beat 3 300 &", "ns drop b", "@expect job 2 finished 3 beats",
             "ns drop b", "ns drop a", "ns drop applications", "ns drop b", "ns new a --parent nowhere", 'ns new "bad name"', "ns new kernel",
@@ -240,11 +241,13 @@ CASES = [
                  r"^    namespace a \(parent applications, made at run time\): 1 crates",
                  r"^    namespace b \(parent applications, made at run time\): 2 crates",
                  r"^      heartbeat_v2 +\d+ bytes",
+                 r"^0x[0-9a-f]+ +\d+ heartbeat::beat \[applications/heartbeat\]", r"^0x[0-9a-f]+ +\d+ heartbeat::beat \[b/heartbeat_v2\]",
                  r"swap: done: ", r"swap: crate nosuch is not loaded in namespace b \(a scoped swap replaces only that namespace's own crates\); nothing was changed",
                  # b's new version continues b's count (3); applications' v1 continues its own (2).
                  r"(?s)swap: done: .*heartbeat v1: beat #4\r?\n.*beat: job 1 finished 1 beats.*heartbeat v1: beat #3\r?\n",
                  r"ns: namespace b cannot be dropped: task \d+ \(beat\) runs in it",
-                 r"ns: namespace b dropped: 2 crates unloaded \(\d+ bytes\): beat heartbeat_v2",
+                 r"ns: namespace b dropped: 4 crates unloaded \(\d+ bytes\): beat deps heartbeat_v2 sym2addr",
+                 r"crate beat\r?\n  uses: nano_core, task, heartbeat_v2\r?\n",
                  r"ns: namespace a dropped: 1 crates unloaded \(\d+ bytes\): beat",
                  r"ns: namespace applications cannot be dropped: it is one of the boot namespaces", r"ns: no namespace b",
                  r"ns: no namespace nowhere", r'ns: bad namespace name "bad name"', r"ns: a namespace named kernel already exists",

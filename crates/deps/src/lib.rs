@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "dependencies of a crate or of the section at an address";
+pub static DESCRIPTION: &str = "dependencies of a crate or of the section at an address (--ns NAME: a crate of that namespace)";
 
 fn section_label(l: &mod_mgmt::Loader, s: mod_mgmt::SectionId) -> String {
     match l.section(s) {
@@ -24,15 +24,19 @@ fn section_label(l: &mod_mgmt::Loader, s: mod_mgmt::SectionId) -> String {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
+    if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
+        return status;
+    }
     let Some(what) = args.get(1) else {
-        nano_core::println!("usage: deps CRATE | ADDR");
+        nano_core::println!("usage: deps [--ns NAME] CRATE | ADDR");
         return 2;
     };
     // The answer is gathered with the loader held and printed after it is released (the loader
     // is held with interrupts off: no serial output in there).
     let (status, lines) = nano_core::kernel::with_loader(|l| {
         let mut out: Vec<String> = Vec::new();
-        let apps = l.namespace_by_name("applications").ok();
+        // The crate as seen from the namespace this runs in (`deps --ns NAME`).
+        let apps = nano_core::kernel::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64);
         if let Some(addr) = nano_core::kernel::parse_u64(what).filter(|_| what.starts_with("0x")) {
             let Some((sid, _)) = l.locate(addr) else {
                 out.push(alloc::format!("deps: {addr:#x} is not in any loaded section"));
