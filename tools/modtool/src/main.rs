@@ -3,7 +3,7 @@
 //! kernel's exact flags; fuzzes and benchmarks the loader.
 //!
 //! ```text
-//! modtool load A.o B.o ... [--dir DIR] [--call SYMBOL [--arg N]...]
+//! modtool load A.o B.o ... [--dir DIR] [--ns NAME [--ns-dir DIR] [--ns-load CRATE]...] [--call SYMBOL [--arg N]...]
 //! modtool symbols A.o ... [--dir DIR] [--prefix P]
 //! modtool deps A.o ... [--dir DIR]
 //! modtool addr2sym A.o ... [--dir DIR] ADDR...
@@ -12,6 +12,9 @@
 //! modtool bench [--dir DIR] [--kernel-deps DIR]
 //! modtool swap A.o ... [--dir DIR] --crate NAME [--iters N]
 //! ```
+//! `load --ns NAME` then makes namespace NAME at run time (a child of `main`, its directory the
+//! objects of `--ns-dir`), loads each `--ns-load` crate into it, and `--call` looks there: the
+//! kernel's `ns new` / `run --ns` on the host.
 //! `swap` loads the files, then replaces crate NAME with a fresh load of its own object N times
 //! (default 3), printing each phase's time: the loader's swap on the host, for profiling.
 //! Loaded code gets the symbols a kernel would give it (allocator entry points, `delos_log`,
@@ -39,6 +42,9 @@ struct LoadOpts {
     kernel_deps: Option<PathBuf>,
     target_dir: Option<PathBuf>,
     krate: Option<String>,
+    ns: Option<String>,
+    ns_dir: Option<PathBuf>,
+    ns_load: Vec<String>,
 }
 
 fn parse_num(s: &str) -> Result<u64, String> {
@@ -65,6 +71,9 @@ fn parse_opts(args: &[String], positional_addrs: bool) -> Result<LoadOpts, Strin
             "--kernel-deps" => o.kernel_deps = Some(need(it.next(), a)?.into()),
             "--target-dir" => o.target_dir = Some(need(it.next(), a)?.into()),
             "--crate" => o.krate = Some(need(it.next(), a)?),
+            "--ns" => o.ns = Some(need(it.next(), a)?),
+            "--ns-dir" => o.ns_dir = Some(need(it.next(), a)?.into()),
+            "--ns-load" => o.ns_load.push(need(it.next(), a)?),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             s if positional_addrs && !s.ends_with(".o") => o.addrs.push(parse_num(s)?),
             s => o.files.push(s.into()),
@@ -109,9 +118,24 @@ fn read_dir_objects(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 }
 
 fn cmd_load(o: &LoadOpts) -> Result<(), String> {
-    let (loader, ns) = load_all(o)?;
+    let (mut loader, mut ns) = load_all(o)?;
     let (crates, sections, symbols, edges, _) = loader.totals();
     eprintln!("loaded: {crates} crates, {sections} sections, {symbols} symbols, {edges} dependency edges");
+    if let Some(name) = &o.ns {
+        let mut dir = std::collections::BTreeMap::new();
+        if let Some(d) = &o.ns_dir {
+            for (f, bytes) in read_dir_objects(d)? {
+                dir.insert(f, ObjectBytes::from(bytes));
+            }
+        }
+        let child = loader.create_namespace(name, ns, dir).map_err(|e| e.to_string())?;
+        for c in &o.ns_load {
+            loader.load_crate_into(child, c).map_err(|e| format!("loading {c} into {name}: {e}"))?;
+        }
+        let names: Vec<String> = loader.crates_of(child).iter().filter_map(|c| loader.krate(*c)).map(|k| k.name.clone()).collect();
+        eprintln!("namespace {name}: {} crates: {}", names.len(), names.join(" "));
+        ns = child;
+    }
     if let Some(sym) = &o.call {
         if o.args.len() > 6 {
             return Err("at most 6 arguments".into());
