@@ -1026,7 +1026,8 @@ impl Loader {
         }
         secs.sort_by_key(|s| s.addr);
         let mut extra = Vec::new();
-        let mut keys: BTreeMap<String, String> = BTreeMap::new();
+        // Exported symbols as (index into `secs`, symbol): their map keys are made below.
+        let mut exports: Vec<(usize, &PrelinkedSymbol)> = Vec::new();
         for sym in symbols {
             let i = secs.partition_point(|s| s.addr <= sym.addr);
             let inside = i.checked_sub(1).filter(|&j| sym.addr < secs[j].addr + secs[j].size.max(1));
@@ -1034,8 +1035,8 @@ impl Loader {
                 Some(j) => {
                     let offset = sym.addr - secs[j].addr;
                     secs[j].symbols.push(SectionSymbol::new(offset, sym.size, sym.raw.clone(), sym.global));
-                    if let Some(k) = &sym.key {
-                        keys.insert(sym.raw.clone(), k.clone());
+                    if sym.global {
+                        exports.push((j, sym));
                     }
                 }
                 None => extra.push(sym),
@@ -1048,8 +1049,11 @@ impl Loader {
             {
                 new("<symbol>", sym.addr, sym.size.max(1), SectionKind::Text, &mut secs, &mut self.next_section);
             }
-            if let Some(s) = secs.iter_mut().find(|s| s.addr == sym.addr && s.name == "<symbol>") {
-                s.symbols.push(SectionSymbol::new(0, sym.size, sym.raw.clone(), sym.global));
+            if let Some(j) = secs.iter().position(|s| s.addr == sym.addr && s.name == "<symbol>") {
+                secs[j].symbols.push(SectionSymbol::new(0, sym.size, sym.raw.clone(), sym.global));
+                if sym.global {
+                    exports.push((j, sym));
+                }
             }
         }
         for s in &mut secs {
@@ -1067,16 +1071,22 @@ impl Loader {
             });
         }
         let n = &mut self.namespaces[ns.0 as usize];
-        for s in &secs {
-            krate.sections.push(s.id);
-            for sym in s.symbols.iter().filter(|y| y.global) {
-                let key = keys.remove(&sym.raw).unwrap_or_else(|| exact_key(&sym.raw));
-                let r = SymbolRef { addr: s.addr + sym.offset, size: sym.size, section: s.id, krate: crate_id, tls: false };
-                if n.symbols.insert(key.clone(), r) {
-                    krate.exported.push(key);
-                } else {
-                    krate.shadowed += 1;
-                }
+        krate.sections.extend(secs.iter().map(|s| s.id));
+        // In section order, as one batch (the symbol file's precomputed keys spare demangling).
+        exports.sort_by_key(|(j, sym)| (secs[*j].addr, sym.addr));
+        let entries: Vec<(String, SymbolRef)> = exports
+            .iter()
+            .map(|(j, sym)| {
+                let key = sym.key.clone().unwrap_or_else(|| exact_key(&sym.raw));
+                (key, SymbolRef { addr: sym.addr, size: sym.size, section: secs[*j].id, krate: crate_id, tls: false })
+            })
+            .collect();
+        let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+        for (key, added) in keys.into_iter().zip(n.symbols.insert_many(entries)) {
+            if added {
+                krate.exported.push(key);
+            } else {
+                krate.shadowed += 1;
             }
         }
         n.crates.insert(name.to_string(), crate_id);

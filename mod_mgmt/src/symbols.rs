@@ -91,6 +91,43 @@ pub struct SymbolMap {
 }
 
 impl SymbolMap {
+    /// Adds many definitions at once (a prelinked crate's thousands of symbols at boot); the
+    /// same result as [`SymbolMap::insert`] in order — the first definition of a key wins — and
+    /// returns, per entry, whether it was added. Into an empty map the trees are built from
+    /// sorted runs instead of one insertion at a time.
+    pub fn insert_many(&mut self, entries: Vec<(String, SymbolRef)>) -> Vec<bool> {
+        if !self.exact.is_empty() {
+            return entries.into_iter().map(|(k, r)| self.insert(k, r)).collect();
+        }
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        // Stable: among equal keys the first entry comes first and wins.
+        order.sort_by(|&a, &b| entries[a].0.cmp(&entries[b].0));
+        let mut added = alloc::vec![false; entries.len()];
+        let mut exact: Vec<(String, SymbolRef)> = Vec::with_capacity(entries.len());
+        for &i in &order {
+            if exact.last().is_some_and(|(k, _)| *k == entries[i].0) {
+                continue;
+            }
+            added[i] = true;
+            exact.push((entries[i].0.clone(), entries[i].1));
+        }
+        let mut agnostic: Vec<(String, String)> = exact.iter().map(|(k, _)| (agnostic_of_exact(k), k.clone())).collect();
+        agnostic.sort();
+        let mut grouped: Vec<(String, BTreeSet<String>)> = Vec::new();
+        for (ag, k) in agnostic {
+            match grouped.last_mut() {
+                Some((g, set)) if *g == ag => {
+                    set.insert(k);
+                }
+                _ => grouped.push((ag, BTreeSet::from([k]))),
+            }
+        }
+        // Sorted and unique: collecting builds each tree in one pass.
+        self.exact = exact.into_iter().collect();
+        self.agnostic = grouped.into_iter().collect();
+        added
+    }
+
     /// Adds a definition under its exact key. Returns `false` (and changes nothing) if the key
     /// is already defined: the first definition wins.
     pub fn insert(&mut self, exact: String, sym: SymbolRef) -> bool {
@@ -187,6 +224,34 @@ mod tests {
 
     fn r(addr: u64) -> SymbolRef {
         SymbolRef { addr, size: 1, section: SectionId(0), krate: CrateId(0), tls: false }
+    }
+
+    #[test]
+    fn insert_many_is_insert_in_order() {
+        let keys = [
+            "a::f::h0123456789abcdef",
+            "a::f::hfedcba9876543210",
+            "b[1234]::g",
+            "b[abcd]::g",
+            "memcpy",
+            "a::f::h0123456789abcdef",
+            "c",
+            "memcpy",
+            "b[1234]::g",
+        ];
+        let entries: Vec<(String, SymbolRef)> = keys.iter().enumerate().map(|(i, k)| (k.to_string(), r(i as u64))).collect();
+        let mut one = SymbolMap::default();
+        let flags_one: Vec<bool> = entries.iter().map(|(k, v)| one.insert(k.clone(), *v)).collect();
+        let mut many = SymbolMap::default();
+        let flags_many = many.insert_many(entries.clone());
+        assert_eq!(flags_one, flags_many);
+        assert_eq!(flags_many, [true, true, true, true, true, false, true, false, false]);
+        assert_eq!(one.exact, many.exact);
+        assert_eq!(one.agnostic, many.agnostic);
+        // Into a map that is not empty, one at a time (same answers).
+        let more = alloc::vec![("c".to_string(), r(99)), ("d".to_string(), r(100))];
+        assert_eq!(many.insert_many(more), [false, true]);
+        assert_eq!(many.get_exact("c"), Some(r(6)));
     }
 
     #[test]

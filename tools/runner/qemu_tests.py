@@ -369,7 +369,7 @@ CASES = [
                  r"wasm: user returned 4\r?\n", r"wasm: counter is imported by user; unload those first",
                  r"wasm: swapped counter for counter_v2.wasm: 1 imports relinked in 1 modules, 65536 bytes of memory and 1 globals carried over",
                  r"wasm: user returned 24\r?\n", r"wasm: counter returned 6\r?\n",
-                 r"0x[0-9a-f]+ +\d+ wasm::counter::bump \[wasm:counter\]", "shell alive"],
+                 r"0x[0-9a-f]+ +\d+ wasm::counter::bump \[applications/wasm:counter\]", "shell alive"],
          reject=["fault outside any task"]),
     dict(name="wasm_push_then_run_and_swap", push=True, timeout=120, script=[
             "wasm load counter counter_v1.wasm", "wasm load user counter_user.wasm", "wasm call user twice",
