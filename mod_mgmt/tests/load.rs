@@ -13,14 +13,10 @@ fn fixtures_dir() -> PathBuf {
     dir
 }
 
+mod common;
+
 fn objects() -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(fixtures_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "o"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    v.sort();
+    let v = common::read_objects(&fixtures_dir());
     assert!(v.len() >= 6, "expected fx_a, fx_b, fx_c, core, alloc, compiler_builtins objects");
     v
 }

@@ -3,23 +3,11 @@
 
 use mod_mgmt::{LoadError, Loader, NamespaceId, ObjectBytes};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-fn dir(sub: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target").join(sub);
-    assert!(d.is_dir(), "fixture objects missing in {}: run tools/fixtures.sh (make test does)", d.display());
-    d
-}
+mod common;
 
 fn objects(sub: &str) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir(sub))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "o"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    v.sort();
-    v
+    common::read_objects(&common::fixture_dir(sub))
 }
 
 /// host ← main (every fixture in its directory, fx_a loaded, so fx_b and fx_c are too).
