@@ -59,7 +59,14 @@ pub fn main(args: &[&str]) -> isize {
             out.push(alloc::format!("deps: no crate {what} is loaded"));
             return (1, out);
         };
-        let name = |c| l.krate(c).map(|k| k.name.clone()).unwrap_or_default();
+        // A crate of another namespace than the one asked about says which.
+        let name = |c| match l.krate(c) {
+            Some(k) if Some(k.namespace) != apps => {
+                alloc::format!("{} [{}]", k.name, l.namespace(k.namespace).map_or("?", |n| n.name.as_str()))
+            }
+            Some(k) => k.name.clone(),
+            None => String::new(),
+        };
         let uses: Vec<String> = l.crate_dependencies(id).into_iter().map(name).collect();
         let used_by: Vec<String> = l.crate_dependents(id).into_iter().map(name).collect();
         out.push(alloc::format!("crate {what}"));

@@ -674,6 +674,14 @@ pub fn before_unload() {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
+    // `wasm run --ns NAME ...` means `wasm --ns NAME run ...`.
+    if args.get(1) == Some(&"run") && args.get(2) == Some(&"--ns") {
+        let mut moved: Vec<&str> = alloc::vec![args[0], "--ns"];
+        moved.extend(args.get(3).copied());
+        moved.push("run");
+        moved.extend(args.iter().skip(4).copied());
+        return main(&moved);
+    }
     if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
         return status;
     }
