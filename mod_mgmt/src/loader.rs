@@ -305,15 +305,19 @@ impl Loader {
     /// loaded crates and the directories.
     pub fn load_program(&mut self, ns: NamespaceId, file: &str) -> Result<CrateId, LoadError> {
         let name = self.ns(ns)?.name.clone();
-        let bytes = self
-            .chain(ns)
-            .into_iter()
-            .find_map(|n| {
-                let n = &self.namespaces[n.0 as usize];
-                n.updates.get(file).or_else(|| n.dir.get(file)).cloned()
-            })
-            .ok_or(LoadError::NoSuchProgram { file: file.to_string(), namespace: name })?;
+        let (_, bytes) =
+            self.nearest_object(ns, |f| f == file).ok_or(LoadError::NoSuchProgram { file: file.to_string(), namespace: name })?;
         self.load(ns, file, bytes)
+    }
+
+    /// The nearest object file in `ns`'s chain whose name satisfies `matches`: in each
+    /// namespace, nearest first, its updates (objects pushed to the running kernel) before its
+    /// directory.
+    pub fn nearest_object(&self, ns: NamespaceId, matches: impl Fn(&str) -> bool) -> Option<(String, ObjectBytes)> {
+        self.chain(ns).into_iter().find_map(|n| {
+            let n = &self.namespaces[n.0 as usize];
+            [&n.updates, &n.dir].into_iter().find_map(|m| m.iter().find(|(f, _)| matches(f)).map(|(f, b)| (f.clone(), b.clone())))
+        })
     }
 
     /// Loads and links one object into `ns` (loading others on demand from the directories of
@@ -885,26 +889,28 @@ impl Loader {
     /// hash-agnostic, then by loading the defining object from a directory in the chain.
     fn resolve(&mut self, ns: NamespaceId, raw: &str, txn: &mut Vec<CrateId>) -> Result<Option<SymbolRef>, LoadError> {
         let exact = exact_key(raw);
-        let ag = agnostic_of_exact(&exact);
+        let chain = self.chain(ns);
+        let (private, shared) = chain.split_at(self.private_prefix(&chain));
+        // The hash-agnostic key costs a string: made only where an exact match is not enough.
+        let ag = (!private.is_empty()).then(|| agnostic_of_exact(&exact));
         // Private namespaces (made at run time), nearest first: their own crates, then their own
         // directory — so a version in a child's directory shadows the parent's, loaded or not.
-        for n in self.chain(ns) {
-            if !self.namespaces[n.0 as usize].private {
-                break;
-            }
-            if let Some(s) = self.find_in(n, &exact, &ag)? {
+        for &n in private {
+            let ag = ag.as_deref().unwrap_or_default();
+            if let Some(s) = self.find_in(n, &exact, ag)? {
                 return Ok(Some(s));
             }
-            if let Some(file) = self.dir_lookup(n, raw, &ag) {
+            if let Some(file) = self.dir_lookup(n, raw, ag) {
                 let bytes = self.namespaces[n.0 as usize].dir[&file].clone();
                 self.load_inner(n, &file, bytes, txn, None)?;
                 return self.find(ns, &exact);
             }
         }
-        if let Some(s) = self.find(ns, &exact)? {
+        if let Some(s) = self.find_shared(shared, &exact)? {
             return Ok(Some(s));
         }
-        for n in self.chain(ns) {
+        let ag = ag.unwrap_or_else(|| agnostic_of_exact(&exact));
+        for &n in shared {
             let Some(file) = self.dir_lookup(n, raw, &ag) else { continue };
             let bytes = self.namespaces[n.0 as usize].dir[&file].clone();
             self.load_inner(n, &file, bytes, txn, None)?;
@@ -926,29 +932,39 @@ impl Loader {
         }
     }
 
-    /// Exact, then hash-agnostic lookup through the chain.
+    /// How many namespaces at the start of `chain` are private (made at run time).
+    fn private_prefix(&self, chain: &[NamespaceId]) -> usize {
+        chain.iter().take_while(|n| self.namespaces[n.0 as usize].private).count()
+    }
+
+    /// Exact, then hash-agnostic lookup through the chain. Private namespaces (made at run
+    /// time) answer for themselves, nearest first, before any parent: a child's own version
+    /// (another build: another hash, matched hash-agnostically) wins over an exact match
+    /// further up.
     pub(crate) fn find(&self, ns: NamespaceId, exact: &str) -> Result<Option<SymbolRef>, LoadError> {
-        let mut chain = self.chain(ns);
-        // Private namespaces (made at run time) answer for themselves, nearest first, before any
-        // parent: a child's own version (another build: another hash, matched hash-agnostically)
-        // wins over an exact match further up.
-        let private = chain.iter().take_while(|n| self.namespaces[n.0 as usize].private).count();
-        if private > 0 {
+        let chain = self.chain(ns);
+        let (private, shared) = chain.split_at(self.private_prefix(&chain));
+        if !private.is_empty() {
             let ag = agnostic_of_exact(exact);
-            for &n in &chain[..private] {
+            for &n in private {
                 if let Some(s) = self.find_in(n, exact, &ag)? {
                     return Ok(Some(s));
                 }
             }
-            chain.drain(..private);
         }
-        for &n in &chain {
+        self.find_shared(shared, exact)
+    }
+
+    /// Lookup among the boot namespaces of a chain: an exact match anywhere, then a
+    /// hash-agnostic one.
+    fn find_shared(&self, chain: &[NamespaceId], exact: &str) -> Result<Option<SymbolRef>, LoadError> {
+        for &n in chain {
             if let Some(s) = self.namespaces[n.0 as usize].symbols.get_exact(exact) {
                 return Ok(Some(s));
             }
         }
         let ag = agnostic_of_exact(exact);
-        for &n in &chain {
+        for &n in chain {
             match self.namespaces[n.0 as usize].symbols.get_agnostic(&ag) {
                 Lookup::Found(s) => return Ok(Some(s)),
                 Lookup::Ambiguous(candidates) => return Err(LoadError::Ambiguous { symbol: ag, candidates }),

@@ -65,12 +65,9 @@ impl Loader {
         self.namespaces().filter(|n| n.parent == Some(ns)).map(|n| n.id).collect()
     }
 
-    /// Drops private namespace `ns`: unloads every crate it loaded and frees the slot. Refused
-    /// (nothing changes), with the reason, for a boot namespace, one with child namespaces
-    /// (other than its empty swap scratch space), one whose crates a crate of another namespace
-    /// uses, or one holding retired versions not yet reclaimed. Whether a task still runs in
-    /// it is the caller's to check (the loader does not know tasks).
-    pub fn drop_namespace(&mut self, ns: NamespaceId) -> Result<Dropped, LoadError> {
+    /// Whether [`Loader::drop_namespace`] would drop `ns`, and why not; on success, the empty
+    /// swap scratch namespaces that go with it.
+    pub fn check_drop(&self, ns: NamespaceId) -> Result<Vec<NamespaceId>, LoadError> {
         let n = self.ns(ns)?;
         let name = n.name.clone();
         let refuse = |reason: String| Err(LoadError::NamespaceInUse { name: name.clone(), reason });
@@ -102,6 +99,17 @@ impl Loader {
                 }
             }
         }
+        Ok(scratch)
+    }
+
+    /// Drops private namespace `ns`: unloads every crate it loaded and frees the slot. Refused
+    /// (nothing changes), with the reason, for a boot namespace, one with child namespaces
+    /// (other than its empty swap scratch space), one whose crates a crate of another namespace
+    /// uses, or one holding retired versions not yet reclaimed. Whether a task still runs in
+    /// it is the caller's to check (the loader does not know tasks).
+    pub fn drop_namespace(&mut self, ns: NamespaceId) -> Result<Dropped, LoadError> {
+        let scratch = self.check_drop(ns)?;
+        let mine = self.crates_of(ns);
         let mut dropped = Dropped { crates: Vec::new(), bytes: 0 };
         for id in mine {
             if let Some(k) = self.crates.get(&id) {
@@ -128,13 +136,7 @@ impl Loader {
         if let Some(&id) = self.namespaces[ns.0 as usize].crates.get(name) {
             return Ok(id);
         }
-        let found = self.chain(ns).into_iter().find_map(|n| {
-            let n = &self.namespaces[n.0 as usize];
-            [&n.updates, &n.dir]
-                .into_iter()
-                .find_map(|m| m.iter().find(|(f, _)| crate::namespace::crate_name_of(f) == name).map(|(f, b)| (f.clone(), b.clone())))
-        });
-        let Some((file, bytes)) = found else {
+        let Some((file, bytes)) = self.nearest_object(ns, |f| crate::namespace::crate_name_of(f) == name) else {
             return Err(LoadError::NoSuchProgram { file: format!("{name}.o"), namespace: self.namespaces[ns.0 as usize].name.clone() });
         };
         self.load(ns, &file, bytes)

@@ -170,12 +170,7 @@ pub fn run_in_namespace_option(args: &[&str]) -> Option<isize> {
         crate::println!("{}: --ns needs a namespace name", args[0]);
         return Some(2);
     };
-    let main = with_loader(|l| -> Result<u64, alloc::string::String> {
-        let id = l.namespace_by_name(ns).map_err(|e| alloc::format!("{e}"))?;
-        l.load_crate_into(id, args[0]).map_err(|e| alloc::format!("cannot load {} into namespace {ns}: {e}", args[0]))?;
-        l.lookup(id, &alloc::format!("{}::main", args[0])).map(|s| s.addr).map_err(|e| alloc::format!("{e}"))
-    });
-    match main {
+    match command_main_in(ns, args[0]) {
         Ok(addr) => {
             let rest: alloc::vec::Vec<&str> = args.iter().enumerate().filter(|(k, _)| *k != i && *k != i + 1).map(|(_, a)| *a).collect();
             Some(command_entry(addr)(&rest))
@@ -185,6 +180,45 @@ pub fn run_in_namespace_option(args: &[&str]) -> Option<isize> {
             Some(1)
         }
     }
+}
+
+/// The `main` of command crate `name` as loaded into namespace `ns` (its own copy there, loaded
+/// if needed, its dependencies resolved in `ns` first); the error says what is missing.
+pub fn command_main_in(ns: &str, name: &str) -> Result<u64, alloc::string::String> {
+    with_loader(|l| {
+        let id = l.namespace_by_name(ns).map_err(|e| alloc::format!("{e}"))?;
+        match l.load_crate_into(id, name) {
+            Ok(_) => {}
+            Err(mod_mgmt::LoadError::NoSuchProgram { .. }) => {
+                return Err(alloc::format!("unknown command: {name} (not in namespace {ns} or its parents)"));
+            }
+            Err(e) => return Err(alloc::format!("cannot load command {name} into namespace {ns}: {e}")),
+        }
+        l.lookup(id, &alloc::format!("{name}::main"))
+            .map(|s| s.addr)
+            .map_err(|_| alloc::format!("{name} is not a command (no {name}::main)"))
+    })
+}
+
+/// Calls `<crate>::HOOK` — by convention a `fn()` the crate exports — of every live crate
+/// `which` selects that has one, each looked up in its own namespace (a private copy's hook,
+/// not its parent's). Called with the loader released: what a hook drops may go back to the
+/// loader. Returns how many ran. (`after_swap` after every swap, `before_unload` before a
+/// namespace is dropped.)
+pub fn call_crate_hooks(hook: &str, which: &dyn Fn(&mod_mgmt::LoadedCrate) -> bool) -> usize {
+    let calls: alloc::vec::Vec<u64> = with_loader(|l| {
+        l.crates()
+            .filter(|k| which(k))
+            .filter_map(|k| l.lookup(k.namespace, &alloc::format!("{}::{hook}", k.name)).ok().filter(|s| s.krate == k.id).map(|s| s.addr))
+            .collect()
+    });
+    for &addr in &calls {
+        // SAFETY: `<crate>::HOOK` is, by the hook's convention, a `fn()` its crate exports; same
+        // build as this kernel.
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(addr as usize) };
+        f();
+    }
+    calls.len()
 }
 
 /// The namespace of the loaded crate whose code holds `addr` (a command passes its own

@@ -323,7 +323,8 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
             Attempt::Done(mut o) => {
                 o.waited = waited;
                 if !o.dry_run {
-                    after_swap();
+                    // Looked up after the commit: a swapped crate's new version is the one called.
+                    nano_core::kernel::call_crate_hooks("after_swap", &|_| true);
                 }
                 if !o.dry_run && !opts.no_reaper {
                     start_reaper();
@@ -348,22 +349,6 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
                 })?;
             }
         }
-    }
-}
-
-/// Calls every live crate's `<crate>::after_swap` (looked up after the commit, so a swapped
-/// crate's new version is the one called), outside the loader lock: what they drop may go back
-/// to the loader.
-fn after_swap() {
-    let calls: Vec<u64> = nano_core::kernel::with_loader(|l| {
-        let Ok(ns) = applications(l) else { return Vec::new() };
-        let names: Vec<String> = l.crates().map(|k| format!("{}::after_swap", k.name)).collect();
-        names.iter().filter_map(|n| l.lookup(ns, n).ok()).map(|s| s.addr).collect()
-    });
-    for addr in calls {
-        // SAFETY: `<crate>::after_swap` is, by convention, a `fn()` its crate exports.
-        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(addr as usize) };
-        f();
     }
 }
 

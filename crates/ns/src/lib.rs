@@ -10,7 +10,7 @@
 //! reason, while a task runs in it or another namespace uses it. `run --ns NAME CMD` (a shell
 //! builtin) runs a command inside one.
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -61,9 +61,9 @@ pub fn create(name: &str, parent: &str, sources: &[&str], files: &[&str]) -> Res
                     }
                 }
                 Source::File(f) => {
-                    let chain = ancestry(l, p);
-                    let b = chain.iter().filter_map(|id| l.namespace(*id)).find_map(|n| n.file_bytes(f));
-                    let Some(b) = b else { return Err(format!("--file {f}: no such object file in namespace {parent} or its parents")) };
+                    let Some((_, b)) = l.nearest_object(p, |name| name == *f) else {
+                        return Err(format!("--file {f}: no such object file in namespace {parent} or its parents"));
+                    };
                     dir.insert(String::from(*f), b);
                 }
             }
@@ -74,20 +74,9 @@ pub fn create(name: &str, parent: &str, sources: &[&str], files: &[&str]) -> Res
     })
 }
 
-/// `ns` and its ancestors, nearest first.
-fn ancestry(l: &mod_mgmt::Loader, ns: mod_mgmt::NamespaceId) -> Vec<mod_mgmt::NamespaceId> {
-    let mut out = Vec::new();
-    let mut cur = Some(ns);
-    while let Some(c) = cur.filter(|c| !out.contains(c)) {
-        out.push(c);
-        cur = l.namespace(c).and_then(|n| n.parent);
-    }
-    out
-}
-
 /// Drops namespace `name` (see [`mod_mgmt::Loader::drop_namespace`]), first reclaiming retired
-/// versions of its crates if a swap inside it left any; refused while a task's stack holds an
-/// address inside its crates.
+/// versions of its crates if a swap inside it left any and calling their `before_unload`;
+/// refused, changing nothing, for the loader's reasons or while a task runs in it.
 pub fn drop_namespace(name: &str) -> Result<String, String> {
     let has_retired = nano_core::kernel::with_loader(|l| {
         let id = l.namespace_by_name(name).map_err(|e| format!("{e}"))?;
@@ -96,49 +85,18 @@ pub fn drop_namespace(name: &str) -> Result<String, String> {
     if has_retired {
         crate_swap::reclaim();
     }
-    // Crates whose statics own heap memory (caches) let go of it first: unloading frees a
-    // crate's own memory, not what its statics point to. Convention: `<crate>::before_unload`.
-    let hooks: Vec<u64> = nano_core::kernel::with_loader(|l| {
-        let Ok(id) = l.namespace_by_name(name) else { return Vec::new() };
-        l.crates_of(id)
-            .iter()
-            .filter_map(|c| l.krate(*c))
-            .filter(|k| !k.is_retired())
-            .filter_map(|k| l.find_in_crate(k.id, &format!("{}::before_unload", k.name)))
-            .collect()
-    });
-    for addr in hooks {
-        // SAFETY: `<crate>::before_unload` is, by convention, a `fn()` its crate exports.
-        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(addr as usize) };
-        f();
-    }
-    nano_core::kernel::with_loader(|l| {
+    // Everything that could refuse the drop is checked before anything changes.
+    let id = nano_core::kernel::with_loader(|l| {
         let id = l.namespace_by_name(name).map_err(|e| format!("{e}"))?;
-        if l.namespace(id).is_some_and(|n| !n.private) {
-            return Err(format!("namespace {name} cannot be dropped: it is one of the boot namespaces"));
-        }
-        // A task runs in the namespace if its stack holds a return address into the namespace's
-        // code. Function entries (a task's restart entry left in a supervisor's frame) and
-        // data pointers are not counted: stacks hold stale words, and those would refuse a
-        // drop that is safe.
-        let ranges: Vec<(u64, u64)> = l
-            .crates_of(id)
-            .iter()
-            .filter_map(|c| l.krate(*c))
-            .flat_map(|k| k.regions().filter(|r| r.2 == mod_mgmt::Perms::ReadExec).map(|r| (r.0, r.0 + r.1 as u64)).collect::<Vec<_>>())
-            .collect();
-        let me = task::current();
-        let mut running = None;
-        task::for_each_stack_word(&mut |tid, tname, w| {
-            if running.is_none()
-                && tid != me
-                && ranges.iter().any(|&(s, e)| *w >= s && *w < e)
-                && !l.symbol_at(*w).is_some_and(|(_, _, sym)| sym.is_some_and(|(_, off)| off == 0))
-            {
-                running = Some(format!("task {tid} ({tname}) runs in it"));
-            }
-        });
-        if let Some(why) = running {
+        l.check_drop(id).map_err(|e| format!("{e}"))?;
+        task_inside(l, id).map_or(Ok(id), |why| Err(format!("namespace {name} cannot be dropped: {why}")))
+    })?;
+    // Crates whose statics own heap memory (caches) let go of it: unloading frees a crate's own
+    // memory, not what its statics point to.
+    nano_core::kernel::call_crate_hooks("before_unload", &|k| k.namespace == id);
+    nano_core::kernel::with_loader(|l| {
+        // Checked again: the hooks ran with the loader released.
+        if let Some(why) = task_inside(l, id) {
             return Err(format!("namespace {name} cannot be dropped: {why}"));
         }
         let d = l.drop_namespace(id).map_err(|e| format!("{e}"))?;
@@ -150,6 +108,31 @@ pub fn drop_namespace(name: &str) -> Result<String, String> {
             d.crates.join(" ")
         ))
     })
+}
+
+/// The first task (other than this one) running in namespace `id`: a return address into the
+/// namespace's code on its stack. Function entries (a task's restart entry left in a
+/// supervisor's frame) and data pointers are not counted: stacks hold stale words, and those
+/// would refuse a drop that is safe. Call with the loader held (interrupts off).
+fn task_inside(l: &mod_mgmt::Loader, id: mod_mgmt::NamespaceId) -> Option<String> {
+    let ranges: Vec<(u64, u64)> = l
+        .crates_of(id)
+        .iter()
+        .filter_map(|c| l.krate(*c))
+        .flat_map(|k| k.regions().filter(|r| r.2 == mod_mgmt::Perms::ReadExec).map(|r| (r.0, r.0 + r.1 as u64)).collect::<Vec<_>>())
+        .collect();
+    let me = task::current();
+    let mut running = None;
+    task::for_each_stack_word(&mut |tid, tname, w| {
+        if running.is_none()
+            && tid != me
+            && ranges.iter().any(|&(s, e)| *w >= s && *w < e)
+            && !l.symbol_at(*w).is_some_and(|(_, _, sym)| sym.is_some_and(|(_, off)| off == 0))
+        {
+            running = Some(format!("task {tid} ({tname}) runs in it"));
+        }
+    });
+    running
 }
 
 fn usage() -> isize {

@@ -43,22 +43,6 @@ fn command_names() -> Vec<String> {
     })
 }
 
-/// Loads command crate `name` into namespace `ns` (its own copy, its dependencies resolved
-/// there first) if needed; returns the address of its `main`.
-fn resolve_in(ns: &str, name: &str) -> Result<u64, String> {
-    nano_core::kernel::with_loader(|l| {
-        let id = l.namespace_by_name(ns).map_err(|e| format!("{e}"))?;
-        match l.load_crate_into(id, name) {
-            Ok(_) => {}
-            Err(mod_mgmt::LoadError::NoSuchProgram { .. }) => {
-                return Err(format!("unknown command: {name} (not in namespace {ns} or its parents)"));
-            }
-            Err(e) => return Err(format!("cannot load command {name} into namespace {ns}: {e}")),
-        }
-        l.lookup(id, &format!("{name}::main")).map(|s| s.addr).map_err(|_| format!("{name} is not a command (no {name}::main)"))
-    })
-}
-
 /// Loads command crate `name` if needed; returns the address of its `main`.
 fn resolve(name: &str) -> Result<u64, String> {
     let apps = applications()?;
@@ -123,7 +107,7 @@ pub fn run_command(words: Vec<String>, background: bool) {
 /// [`run_command`] in namespace `ns` (`None`: the applications namespace); returns whether
 /// the command ran and exited with status 0.
 fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
-    let main = match ns.map_or_else(|| resolve(&words[0]), |n| resolve_in(n, &words[0])) {
+    let main = match ns.map_or_else(|| resolve(&words[0]), |n| nano_core::kernel::command_main_in(n, &words[0])) {
         Ok(a) => a,
         Err(e) => {
             println!("shell: {e}");
@@ -198,8 +182,8 @@ static FRESH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new
 
 /// `run --ns NAME CMD [ARGS]`: CMD in namespace NAME (made with `ns new`).
 /// `run --fresh [--cycles N] CMD [ARGS]`: CMD in a namespace made for it and dropped when it
-/// exits; with `--cycles`, N times, then frames and heap after the first and the last cycle
-/// are compared (the leak check).
+/// exits; with `--cycles`, N times, then the peak frames and heap of the first and the last
+/// cycles are compared (the leak check, `nano_core::leakcheck`).
 fn run_builtin(mut words: Vec<String>, background: bool) {
     let usage = || println!("usage: run --ns NAME CMD [ARGS] | run --fresh [--cycles N] CMD [ARGS]");
     if words.len() < 3 {
@@ -305,29 +289,23 @@ pub fn run(_: u64) -> isize {
                 continue;
             }
         };
-        let Some(first) = words.first() else { continue };
-        match first.as_str() {
+        if words.is_empty() {
+            continue;
+        }
+        // A trailing unquoted `&` runs the command in the background.
+        let background = words.len() > 1 && words.last().is_some_and(|w| w == "&") && input.trim_end().ends_with('&');
+        if background {
+            words.pop();
+        }
+        match words[0].as_str() {
             "help" => help(),
-            "run" => {
-                let background = words.len() > 1 && words.last().is_some_and(|w| w == "&") && input.trim_end().ends_with('&');
-                if background {
-                    words.pop();
-                }
-                run_builtin(words, background)
-            }
+            "run" => run_builtin(words, background),
             "history" => {
                 for (i, h) in editor.history().iter().enumerate() {
                     println!("{:4}  {h}", i + 1);
                 }
             }
-            _ => {
-                // A trailing unquoted `&` runs the command in the background.
-                let background = words.len() > 1 && words.last().is_some_and(|w| w == "&") && input.trim_end().ends_with('&');
-                if background {
-                    words.pop();
-                }
-                run_command(words, background)
-            }
+            _ => run_command(words, background),
         }
     }
 }

@@ -33,15 +33,18 @@ pub struct RawVaList {
 struct CArgs(*mut RawVaList);
 
 impl CArgs {
-    /// The next 8-byte integer-class argument.
-    fn gp(&mut self) -> u64 {
+    /// The next 8-byte argument of one class: from the register save area while that class's
+    /// registers last (`offset` below `end`, `step` bytes each), then from the stack.
+    fn next(&mut self, class: fn(&mut RawVaList) -> &mut u32, end: u32, step: u32) -> u64 {
         // SAFETY: the `va_list` was built by a variadic entry (ours or gcc's) for a call whose
         // arguments match the format (printf's contract): the offsets and pointers are valid.
         unsafe {
             let ap = &mut *self.0;
-            if ap.gp_offset < 48 {
-                let v = (ap.reg_save.add(ap.gp_offset as usize) as *const u64).read();
-                ap.gp_offset += 8;
+            let reg_save = ap.reg_save;
+            let offset = class(ap);
+            if *offset < end {
+                let v = (reg_save.add(*offset as usize) as *const u64).read();
+                *offset += step;
                 v
             } else {
                 let v = ap.overflow.read();
@@ -51,21 +54,14 @@ impl CArgs {
         }
     }
 
-    /// The next `double` argument's bits.
+    /// The next 8-byte integer-class argument (six registers of 8 bytes).
+    fn gp(&mut self) -> u64 {
+        self.next(|ap| &mut ap.gp_offset, 48, 8)
+    }
+
+    /// The next `double` argument's bits (eight SSE registers of 16 bytes, after the six).
     fn fp(&mut self) -> u64 {
-        // SAFETY: as in `gp`.
-        unsafe {
-            let ap = &mut *self.0;
-            if ap.fp_offset < 176 {
-                let v = (ap.reg_save.add(ap.fp_offset as usize) as *const u64).read();
-                ap.fp_offset += 16;
-                v
-            } else {
-                let v = ap.overflow.read();
-                ap.overflow = ap.overflow.add(1);
-                v
-            }
-        }
+        self.next(|ap| &mut ap.fp_offset, 176, 16)
     }
 }
 
