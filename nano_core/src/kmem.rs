@@ -12,7 +12,7 @@ use mod_mgmt::{MemoryError, MemoryProvider, Perms, Region};
 
 /// The kernel's memory provider for loaded crates.
 pub struct KernelMemory {
-    /// Freed ranges: (start, pages), guard pages included; sorted, never adjacent.
+    /// Freed ranges: (start, pages).
     free: spin::Mutex<alloc::vec::Vec<(u64, u64)>>,
 }
 
@@ -20,21 +20,17 @@ pub struct KernelMemory {
 pub static KERNEL_MEMORY: KernelMemory = KernelMemory { free: spin::Mutex::new(alloc::vec::Vec::new()) };
 
 impl KernelMemory {
-    /// `pages` pages of address space followed by an unmapped guard page: the best-fitting
-    /// freed range, or fresh address space.
     fn take_range(&self, pages: u64) -> Result<u64, paging::PagingError> {
-        let want = pages + 1; // the region and its guard page
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut free = self.free.lock();
-            let best = free.iter().enumerate().filter(|(_, r)| r.1 >= want).min_by_key(|(_, r)| r.1).map(|(i, _)| i);
+            let best = free.iter().enumerate().filter(|(_, r)| r.1 >= pages).min_by_key(|(_, r)| r.1).map(|(i, _)| i);
             match best {
                 Some(i) => {
                     let (start, n) = free[i];
-                    if n == want {
-                        free.remove(i);
+                    if n == pages {
+                        free.swap_remove(i);
                     } else {
-                        // The rest stays free, after this region's guard page.
-                        free[i] = (start + want * PAGE, n - want);
+                        free[i] = (start + pages * PAGE, n - pages);
                     }
                     Ok(start)
                 }
@@ -43,26 +39,8 @@ impl KernelMemory {
         })
     }
 
-    /// Returns a region of `pages` pages and its guard page to the free list, merged with the
-    /// free ranges around it: without merging, mixed sizes would leave ever more fragments
-    /// (a freed 8 GiB WASM reservation nibbled by crate loads could not be reused, and every
-    /// run took fresh address space and page tables).
     fn give_back(&self, start: u64, pages: u64) {
-        let (s, mut n) = (start, pages + 1);
-        x86_64::instructions::interrupts::without_interrupts(|| {
-            // Sorted by start, no two ranges adjacent.
-            let mut free = self.free.lock();
-            let i = free.partition_point(|r| r.0 < s);
-            if i < free.len() && s + n * PAGE == free[i].0 {
-                n += free[i].1;
-                free.remove(i);
-            }
-            if i > 0 && free[i - 1].0 + free[i - 1].1 * PAGE == s {
-                free[i - 1].1 += n;
-            } else {
-                free.insert(i, (s, n));
-            }
-        })
+        x86_64::instructions::interrupts::without_interrupts(|| self.free.lock().push((start, pages)));
     }
 
     /// Freed ranges kept for reuse, and the pages they span (`mem` reports them).

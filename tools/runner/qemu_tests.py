@@ -124,7 +124,7 @@ CASES = [
                  r"^  nano_core +0 bytes .*\(prelinked\)", r"^  task +\d+ bytes", r"region 0x[0-9a-f]+ \+0x[0-9a-f]+ r-x",
                  r"region 0x[0-9a-f]+ \+0x[0-9a-f]+ rw-", r"Text \.ltext\."]),
     dict(name="ps_kill_mem_uptime", script=["ps", "kill 999", "kill x", "mem", "uptime", "poweroff"],
-         expect=[r"^address space: \d+ freed ranges \(\d+ KiB, guard pages included\) kept for reuse", r"^ +0  idle ", r"^ +1  shell ", r"policy: round-robin", "kill: no task 999", "kill: not a task id: x",
+         expect=[r"^address space: \d+ freed ranges \(\d+ KiB\) kept for reuse", r"^ +0  idle ", r"^ +1  shell ", r"policy: round-robin", "kill: no task 999", "kill: not a task id: x",
                  r"^frames: \d+ used of \d+", r"^heap: +\d+ KiB used", r"^up \d+\.\d{6} s; \d+ timer ticks at 100 Hz"]),
     # The line editor: each case's output line is what the command printed (the echo of the
     # edited line is checked by the history case, whose command runs twice).
