@@ -19,18 +19,42 @@ pub struct SectionSymbol {
     pub global: bool,
     /// The demangled (hash-agnostic) name, computed on first use: backtraces name the same
     /// functions again and again, and demangling is their main cost.
-    pub(crate) demangled: core::cell::OnceCell<String>,
+    pub(crate) demangled: DemangleCache,
 }
+
+/// A lazily computed demangled name. A `spin::Once` rather than a `OnceCell` so that the loader
+/// is `Sync`: read-only queries share it (nano_core's `with_loader_ref`), and one of them may
+/// fill the cache. Ignored by comparisons (it is derived from `raw`).
+#[derive(Debug, Default)]
+pub struct DemangleCache(spin::Once<String>);
+
+impl Clone for DemangleCache {
+    fn clone(&self) -> Self {
+        let c = spin::Once::new();
+        if let Some(v) = self.0.get() {
+            c.call_once(|| v.clone());
+        }
+        DemangleCache(c)
+    }
+}
+
+impl PartialEq for DemangleCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DemangleCache {}
 
 impl SectionSymbol {
     /// A symbol at `offset`.
     pub fn new(offset: u64, size: u64, raw: String, global: bool) -> SectionSymbol {
-        SectionSymbol { offset, size, raw, global, demangled: core::cell::OnceCell::new() }
+        SectionSymbol { offset, size, raw, global, demangled: DemangleCache::default() }
     }
 
     /// The demangled name without crate hashes (cached).
     pub fn demangled(&self) -> &str {
-        self.demangled.get_or_init(|| alloc::format!("{:#}", rustc_demangle::demangle(&self.raw)))
+        self.demangled.0.call_once(|| alloc::format!("{:#}", rustc_demangle::demangle(&self.raw)))
     }
 }
 

@@ -198,9 +198,38 @@ impl Loader {
         &self.tls
     }
 
-    /// Totals: (crates, sections, symbols in all maps, dependency edges, index ranges).
-    pub fn totals(&self) -> (usize, usize, usize, usize, usize) {
-        let syms = self.namespaces.iter().map(|n| n.symbols.len()).sum();
-        (self.crates.len(), self.sections.len(), syms, self.deps.edge_count(), self.index.len())
+    /// How much the loader holds.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            crates: self.crates.len(),
+            sections: self.sections.len(),
+            symbols: self.namespaces.iter().map(|n| n.symbols.len()).sum(),
+            dependency_edges: self.deps.edge_count(),
+            index_ranges: self.index.len(),
+        }
     }
+
+    /// The address of `name` as crate `id` exports it: looked up in the crate's namespace map
+    /// (no demangling), and only if that crate defines it — not a parent's or a sibling's
+    /// symbol of the same name. How conventional per-crate entry points (`<crate>::swap_init`,
+    /// `<crate>::after_swap`, `<crate>::main`) are found.
+    pub fn export_of(&self, id: CrateId, name: &str) -> Option<u64> {
+        let k = self.crates.get(&id)?;
+        self.lookup(k.namespace, name).ok().filter(|s| s.krate == id).map(|s| s.addr)
+    }
+}
+
+/// What [`Loader::totals`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Loaded crates (retired versions included).
+    pub crates: usize,
+    /// Their sections.
+    pub sections: usize,
+    /// Symbols in all namespaces' maps.
+    pub symbols: usize,
+    /// Section-to-section dependency edges.
+    pub dependency_edges: usize,
+    /// Ranges in the address index.
+    pub index_ranges: usize,
 }

@@ -141,4 +141,19 @@ impl Loader {
         };
         self.load(ns, &file, bytes)
     }
+
+    /// The crate `name` as `ns` sees it (loaded in `ns` or a parent), or else loaded into `ns`
+    /// from `ns`'s own directory (not its updates: those are for swaps and explicit loads).
+    /// How the shell finds a command and captain the shell.
+    pub fn load_crate(&mut self, ns: NamespaceId, name: &str) -> Result<CrateId, LoadError> {
+        self.ns(ns)?;
+        if let Some(id) = self.crate_by_name(ns, name) {
+            return Ok(id);
+        }
+        let n = &self.namespaces[ns.0 as usize];
+        let Some(file) = n.files().map(|(f, _)| f).find(|f| crate::namespace::crate_name_of(f) == name).cloned() else {
+            return Err(LoadError::NoSuchProgram { file: format!("{name}.o"), namespace: n.name.clone() });
+        };
+        self.load_from_dir(ns, &file)
+    }
 }

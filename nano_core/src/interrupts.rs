@@ -13,7 +13,7 @@ use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
-use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
 use x86_64::structures::tss::TaskStateSegment;
 
 /// IST slot used by the double fault handler.
@@ -27,7 +27,8 @@ static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<(GlobalDescriptorTable, SegmentSelector, SegmentSelector, SegmentSelector)> = Once::new();
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
-fn report(name: &str, vector: u8, error: Option<u64>, frame: &InterruptStackFrame) -> ! {
+/// The early handler of every exception: report, then end the machine.
+fn report(name: &str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame) -> ! {
     emergency_write(format_args!("\n!!! CPU EXCEPTION in nano_core: {name} (vector {vector})\n"));
     if let Some(e) = error {
         emergency_write(format_args!("    error code: {e:#x}\n"));
@@ -47,50 +48,11 @@ fn report(name: &str, vector: u8, error: Option<u64>, frame: &InterruptStackFram
     exit(ExitCode::Failure)
 }
 
-macro_rules! handler {
-    ($fn:ident, $name:expr, $vec:expr) => {
-        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
-            report($name, $vec, None, &frame)
-        }
-    };
-    ($fn:ident, $name:expr, $vec:expr, code) => {
-        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
-            report($name, $vec, Some(code), &frame)
-        }
-    };
-}
+crate::exception_table!(handle = report, fatal = report);
 
-handler!(divide_error, "divide error", 0);
-handler!(debug, "debug", 1);
-handler!(nmi, "non-maskable interrupt", 2);
-handler!(breakpoint, "breakpoint", 3);
-handler!(overflow, "overflow", 4);
-handler!(bound_range, "bound range exceeded", 5);
-handler!(invalid_opcode, "invalid opcode", 6);
-handler!(device_not_available, "device not available", 7);
-handler!(invalid_tss, "invalid TSS", 10, code);
-handler!(segment_not_present, "segment not present", 11, code);
-handler!(stack_segment, "stack-segment fault", 12, code);
-handler!(general_protection, "general protection fault", 13, code);
-handler!(x87_fp, "x87 floating-point exception", 16);
-handler!(alignment_check, "alignment check", 17, code);
-handler!(simd_fp, "SIMD floating-point exception", 19);
-handler!(virtualization, "virtualization exception", 20);
-handler!(control_protection, "control protection exception", 21, code);
-handler!(hv_injection, "hypervisor injection exception", 28);
-handler!(vmm_communication, "VMM communication exception", 29, code);
-handler!(security, "security exception", 30, code);
-
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
-    report("page fault", 14, Some(code.bits()), &frame)
-}
-
-extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
-    report("double fault", 8, Some(code), &frame)
-}
-
-extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
-    report("machine check", 18, None, &frame)
+/// The types the [`crate::exception_table!`] macro names, for crates that use it.
+pub mod x86 {
+    pub use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
 }
 
 /// Why the early tables could not be set up.
@@ -127,32 +89,107 @@ pub fn init() -> Result<(), InterruptInitError> {
     }
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
-        idt.divide_error.set_handler_fn(divide_error);
-        idt.debug.set_handler_fn(debug);
-        idt.non_maskable_interrupt.set_handler_fn(nmi);
-        idt.breakpoint.set_handler_fn(breakpoint);
-        idt.overflow.set_handler_fn(overflow);
-        idt.bound_range_exceeded.set_handler_fn(bound_range);
-        idt.invalid_opcode.set_handler_fn(invalid_opcode);
-        idt.device_not_available.set_handler_fn(device_not_available);
-        // SAFETY: the IST index refers to the stack installed in the TSS above.
-        unsafe { idt.double_fault.set_handler_fn(double_fault).set_stack_index(DOUBLE_FAULT_IST) };
-        idt.invalid_tss.set_handler_fn(invalid_tss);
-        idt.segment_not_present.set_handler_fn(segment_not_present);
-        idt.stack_segment_fault.set_handler_fn(stack_segment);
-        idt.general_protection_fault.set_handler_fn(general_protection);
-        idt.page_fault.set_handler_fn(page_fault);
-        idt.x87_floating_point.set_handler_fn(x87_fp);
-        idt.alignment_check.set_handler_fn(alignment_check);
-        idt.machine_check.set_handler_fn(machine_check);
-        idt.simd_floating_point.set_handler_fn(simd_fp);
-        idt.virtualization.set_handler_fn(virtualization);
-        idt.cp_protection_exception.set_handler_fn(control_protection);
-        idt.hv_injection_exception.set_handler_fn(hv_injection);
-        idt.vmm_communication_exception.set_handler_fn(vmm_communication);
-        idt.security_exception.set_handler_fn(security);
+        install_exception_gates(&mut idt, false);
         idt
     });
     idt.load();
     Ok(())
+}
+
+/// The one table of CPU exceptions (vector, name, whether the CPU pushes an error code), and
+/// the gates that go with it.
+///
+/// The `x86-interrupt` ABI does not tell a handler which vector it serves, so there must be one
+/// function per vector. This macro writes them all from one list, for nano_core's early IDT and
+/// for the loaded `exceptions` crate alike, so the two can never again disagree on which
+/// vectors exist. It defines `fn install_exception_gates(idt: &mut InterruptDescriptorTable)`
+/// in the calling module, which fills vectors 0–31 (all the architecture defines: reserved ones
+/// stay absent). Every handler calls
+/// `$handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame)`;
+/// the double fault and machine check, which cannot return, call `$fatal` with the same
+/// arguments (it returns `!`). The double fault runs on [`DOUBLE_FAULT_IST`]; the page fault on
+/// [`PAGE_FAULT_IST`] if asked (so that a task's stack overflow into its guard page can still be
+/// handled; the early IDT does not, so that overflowing the boot stack shows as a double fault).
+#[macro_export]
+macro_rules! exception_table {
+    (handle = $handle:path, fatal = $fatal:path) => {
+        $crate::exception_table!(@gates $handle, $fatal;
+            divide_error(0, "divide error"),
+            debug(1, "debug"),
+            non_maskable_interrupt(2, "non-maskable interrupt"),
+            breakpoint(3, "breakpoint"),
+            overflow(4, "overflow"),
+            bound_range_exceeded(5, "bound range exceeded"),
+            invalid_opcode(6, "invalid opcode"),
+            device_not_available(7, "device not available"),
+            x87_floating_point(16, "x87 floating-point exception"),
+            simd_floating_point(19, "SIMD floating-point exception"),
+            virtualization(20, "virtualization exception"),
+            hv_injection_exception(28, "hypervisor injection exception");
+            invalid_tss(10, "invalid TSS"),
+            segment_not_present(11, "segment not present"),
+            stack_segment_fault(12, "stack-segment fault"),
+            general_protection_fault(13, "general protection fault"),
+            alignment_check(17, "alignment check"),
+            cp_protection_exception(21, "control protection exception"),
+            vmm_communication_exception(29, "VMM communication exception"),
+            security_exception(30, "security exception")
+        );
+    };
+    (@gates $handle:path, $fatal:path;
+        $($plain:ident($pv:expr, $pn:expr)),*;
+        $($coded:ident($cv:expr, $cn:expr)),*) => {
+        /// Handlers for the exceptions that push no error code.
+        mod plain_gates {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::interrupts::x86::InterruptStackFrame;
+            $(
+                pub(super) extern "x86-interrupt" fn $plain(mut frame: InterruptStackFrame) {
+                    $handle($pn, $pv, None, &mut frame)
+                }
+            )*
+        }
+        /// Handlers for the exceptions that push an error code.
+        mod coded_gates {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::interrupts::x86::InterruptStackFrame;
+            $(
+                pub(super) extern "x86-interrupt" fn $coded(mut frame: InterruptStackFrame, code: u64) {
+                    $handle($cn, $cv, Some(code), &mut frame)
+                }
+            )*
+            pub(super) extern "x86-interrupt" fn page_fault(
+                mut frame: InterruptStackFrame,
+                code: $crate::interrupts::x86::PageFaultErrorCode,
+            ) {
+                $handle("page fault", 14, Some(code.bits()), &mut frame)
+            }
+            pub(super) extern "x86-interrupt" fn double_fault(mut frame: InterruptStackFrame, code: u64) -> ! {
+                $fatal("double fault", 8, Some(code), &mut frame)
+            }
+            pub(super) extern "x86-interrupt" fn machine_check(mut frame: InterruptStackFrame) -> ! {
+                $fatal("machine check", 18, None, &mut frame)
+            }
+        }
+        /// Fills vectors 0–31 of `idt` with this module's handlers (see
+        /// `nano_core::exception_table!`).
+        ///
+        /// With `page_fault_on_ist`, page faults run on nano_core's page-fault IST stack.
+        fn install_exception_gates(idt: &mut $crate::interrupts::x86::InterruptDescriptorTable, page_fault_on_ist: bool) {
+            $( idt.$plain.set_handler_fn(plain_gates::$plain); )*
+            $( idt.$coded.set_handler_fn(coded_gates::$coded); )*
+            idt.machine_check.set_handler_fn(coded_gates::machine_check);
+            let page_fault = idt.page_fault.set_handler_fn(coded_gates::page_fault);
+            // SAFETY: nano_core's TSS (loaded at boot, never replaced) has a guarded stack in
+            // each of these IST slots.
+            unsafe {
+                idt.double_fault.set_handler_fn(coded_gates::double_fault).set_stack_index($crate::interrupts::DOUBLE_FAULT_IST);
+                if page_fault_on_ist {
+                    page_fault.set_stack_index($crate::interrupts::PAGE_FAULT_IST);
+                }
+            }
+        }
+    };
 }

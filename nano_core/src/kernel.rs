@@ -4,16 +4,18 @@
 //! the manifest says), puts each namespace's objects in its directory, imports its own symbols
 //! from `nano_core.syms` into the kernel namespace as the prelinked crate `nano_core`, loads
 //! `captain` and calls `captain::init`, found by symbol lookup. Loaded crates reach the loader
-//! through [`with_loader`].
+//! through [`with_loader_ref`] and [`with_loader_mut`].
 
 use crate::modules::BootModule;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use mod_mgmt::{Loader, NamespaceId, ObjectBytes};
-use spin::{Mutex, Once};
+use spin::{Once, RwLock};
 
-/// The loader with every namespace. Loaded crates use it through [`with_loader`].
-static LOADER: Mutex<Option<Loader>> = Mutex::new(None);
+/// The loader with every namespace. Loaded crates use it through [`with_loader_ref`] (read-only
+/// queries, shared) and [`with_loader_mut`] (loading, unloading, swapping: exclusive).
+static LOADER: RwLock<Option<Loader>> = RwLock::new(None);
 
 /// What nano_core knows from boot, for loaded crates.
 #[derive(Debug)]
@@ -37,44 +39,85 @@ pub fn boot_state() -> &'static BootState {
     BOOT.get().expect("boot state is set before any crate is loaded")
 }
 
-/// Runs `f` with the loader locked (interrupts off while it is held, so a timer-driven task
-/// switch can never leave it locked by a descheduled task). What `f` allocates comes from the
-/// metadata heap (see [`crate::heap`]): the loader's bookkeeping, and results derived from it.
-pub fn with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
+/// Runs `f` with shared, read-only access to the loader.
+///
+/// Readers share the lock, so a fault or a backtrace inside a query can still symbolize (its
+/// handler reads too); a mutation waits for all of them. Like every loader access it runs with
+/// interrupts off (a timer-driven switch could otherwise leave the lock held by a descheduled
+/// task) and allocates from the metadata heap (see [`crate::heap`]: lazily demangled names are
+/// loader bookkeeping). Keep `f` short, and print its results after it returns.
+pub fn with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> T {
     crate::heap::metadata(|| {
-        let mut g = LOADER.lock();
-        let _holder = Holder::mark();
+        let g = LOADER.read();
+        let _holder = Holder::reader();
+        f(g.as_ref().expect("loader is set up before any crate runs"))
+    })
+}
+
+/// Runs `f` with the loader locked exclusively, for changes (see [`with_loader_ref`] for the
+/// rules both follow). What `f` allocates comes from the metadata heap: the loader's
+/// bookkeeping, and results derived from it.
+pub fn with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
+    crate::heap::metadata(|| {
+        let mut g = LOADER.write();
+        let _holder = Holder::writer();
         f(g.as_mut().expect("loader is set up before any crate runs"))
     })
 }
 
-/// Like [`with_loader`], but returns `None` instead of waiting if the loader is locked (for fault
-/// handlers and backtraces, which may interrupt code holding it).
-pub fn try_with_loader<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
+/// Like [`with_loader_ref`], but returns `None` instead of waiting if a change holds the loader
+/// (for fault handlers and backtraces, which may interrupt code changing it).
+pub fn try_with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> Option<T> {
     crate::heap::metadata(|| {
-        let mut g = LOADER.try_lock()?;
-        let _holder = Holder::mark();
+        let g = LOADER.try_read()?;
+        let _holder = Holder::reader();
+        g.as_ref().map(f)
+    })
+}
+
+/// Like [`with_loader_mut`], but returns `None` instead of waiting if anyone holds the loader
+/// (for a fault handler repairing code in place).
+pub fn try_with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
+    crate::heap::metadata(|| {
+        let mut g = LOADER.try_write()?;
+        let _holder = Holder::writer();
         g.as_mut().map(f)
     })
 }
 
-/// The stack pointer of the code holding the loader (0 when free): who to blame, and whose
-/// death releases it.
-static LOADER_HOLDER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// The stack pointer of the code holding the loader exclusively (0 when free): who to blame,
+/// and whose death releases it.
+static WRITER: AtomicU64 = AtomicU64::new(0);
+/// The stack pointers of the readers holding it (0: free slot). Nesting is shallow (a fault
+/// inside a query reads again), so a few slots suffice; a reader that finds none still reads,
+/// only its death without unwinding could not be repaired.
+static READERS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 /// Marks the loader as held by the current stack for as long as it lives.
-struct Holder;
+enum Holder {
+    Writer,
+    Reader(Option<usize>),
+}
 
 impl Holder {
-    fn mark() -> Holder {
-        LOADER_HOLDER.store(current_stack_pointer(), core::sync::atomic::Ordering::Relaxed);
-        Holder
+    fn writer() -> Holder {
+        WRITER.store(current_stack_pointer(), Ordering::Relaxed);
+        Holder::Writer
+    }
+
+    fn reader() -> Holder {
+        let sp = current_stack_pointer();
+        Holder::Reader(READERS.iter().position(|r| r.compare_exchange(0, sp, Ordering::Relaxed, Ordering::Relaxed).is_ok()))
     }
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        LOADER_HOLDER.store(0, core::sync::atomic::Ordering::Relaxed);
+        match self {
+            Holder::Writer => WRITER.store(0, Ordering::Relaxed),
+            Holder::Reader(Some(i)) => READERS[*i].store(0, Ordering::Relaxed),
+            Holder::Reader(None) => {}
+        }
     }
 }
 
@@ -90,15 +133,25 @@ fn current_stack_pointer() -> u64 {
 /// the loader to find frames), the lock is released so that the rest of the system does not
 /// hang on it. The loader's state may be half-changed then; this is reported loudly.
 pub fn release_loader_held_by(lo: u64, hi: u64) {
-    let sp = LOADER_HOLDER.load(core::sync::atomic::Ordering::Relaxed);
-    if sp >= lo && sp < hi && LOADER.is_locked() {
-        LOADER_HOLDER.store(0, core::sync::atomic::Ordering::Relaxed);
-        // SAFETY: the lock's holder is the ending task (its stack holds the marked frame); it
-        // never runs again, so no guard of it will be used or dropped.
-        unsafe { LOADER.force_unlock() };
+    let sp = WRITER.load(Ordering::Relaxed);
+    if sp >= lo && sp < hi && LOADER.writer_count() > 0 {
+        WRITER.store(0, Ordering::Relaxed);
+        // SAFETY: the write lock's holder is the ending task (its stack holds the marked frame);
+        // it never runs again, so no guard of it will be used or dropped.
+        unsafe { LOADER.force_write_unlock() };
         crate::serial::emergency_write(format_args!(
             "    (the task died holding the loader lock; released it — the loader may be in a half-changed state)\n"
         ));
+    }
+    for slot in &READERS {
+        let sp = slot.load(Ordering::Relaxed);
+        if sp != 0 && sp >= lo && sp < hi && LOADER.reader_count() > 0 {
+            slot.store(0, Ordering::Relaxed);
+            // SAFETY: this read guard belongs to the ending task (marked from its stack), which
+            // never runs again: its guard will never be dropped, so its count is given back here.
+            unsafe { LOADER.force_read_decrement() };
+            crate::serial::emergency_write(format_args!("    (the task died reading the loader; released its read lock)\n"));
+        }
     }
     if crate::heap::leave_metadata_if_dead() {
         crate::serial::emergency_write(format_args!("    (the task died allocating loader metadata; back to the general heap)\n"));
@@ -125,7 +178,7 @@ pub fn idle_loop() -> ! {
 /// the loop hands over to the new version (like an Erlang process making a fully qualified
 /// call) instead of keeping the old version's code alive forever.
 pub fn current_version(namespace: &str, symbol: &str) -> Option<u64> {
-    with_loader(|l| {
+    with_loader_ref(|l| {
         let ns = l.namespace_by_name(namespace).ok()?;
         l.lookup(ns, symbol).ok().map(|s| s.addr)
     })
@@ -185,7 +238,7 @@ pub fn run_in_namespace_option(args: &[&str]) -> Option<isize> {
 /// The `main` of command crate `name` as loaded into namespace `ns` (its own copy there, loaded
 /// if needed, its dependencies resolved in `ns` first); the error says what is missing.
 pub fn command_main_in(ns: &str, name: &str) -> Result<u64, alloc::string::String> {
-    with_loader(|l| {
+    with_loader_mut(|l| {
         let id = l.namespace_by_name(ns).map_err(|e| alloc::format!("{e}"))?;
         match l.load_crate_into(id, name) {
             Ok(_) => {}
@@ -206,11 +259,8 @@ pub fn command_main_in(ns: &str, name: &str) -> Result<u64, alloc::string::Strin
 /// loader. Returns how many ran. (`after_swap` after every swap, `before_unload` before a
 /// namespace is dropped.)
 pub fn call_crate_hooks(hook: &str, which: &dyn Fn(&mod_mgmt::LoadedCrate) -> bool) -> usize {
-    let calls: alloc::vec::Vec<u64> = with_loader(|l| {
-        l.crates()
-            .filter(|k| which(k))
-            .filter_map(|k| l.lookup(k.namespace, &alloc::format!("{}::{hook}", k.name)).ok().filter(|s| s.krate == k.id).map(|s| s.addr))
-            .collect()
+    let calls: alloc::vec::Vec<u64> = with_loader_ref(|l| {
+        l.crates().filter(|k| which(k)).filter_map(|k| l.export_of(k.id, &alloc::format!("{}::{hook}", k.name))).collect()
     });
     for &addr in &calls {
         // SAFETY: `<crate>::HOOK` is, by the hook's convention, a `fn()` its crate exports; same
@@ -409,21 +459,20 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
         import_us - (t_parse - t0)
     );
 
-    let captain = l.namespace(kernel).and_then(|n| n.files().map(|(f, _)| f.clone()).find(|f| mod_mgmt::crate_name_of(f) == "captain"));
-    let captain = captain.ok_or_else(|| HandoverError::Missing("the captain crate".into()))?;
     let t1 = crate::time::micros_since_entry();
-    l.load_from_dir(kernel, &captain)?;
+    let captain = l.load_crate(kernel, "captain")?;
     let st = l.last_load_stats();
     log::info!(
-        "loaded {captain}: {} crates, {} sections, {} symbols, {} relocations in {} us",
+        "loaded {}: {} crates, {} sections, {} symbols, {} relocations in {} us",
+        l.krate(captain).map_or("captain", |k| k.file.as_str()),
         st.crates,
         st.sections,
         st.symbols,
         st.relocations,
         crate::time::micros_since_entry() - t1
     );
-    let init = l.lookup(kernel, "captain::init")?;
-    *LOADER.lock() = Some(l);
+    let init = l.export_of(captain, "captain::init").ok_or_else(|| HandoverError::Missing("captain::init".into()))?;
+    *LOADER.write() = Some(l);
     BOOT.call_once(|| BootState {
         cmdline: cmdline.to_string(),
         modules,
@@ -433,5 +482,5 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
     });
     // SAFETY: `captain::init` is a loaded, relocated function in an executable section with the
     // signature `fn()` (captain's contract with nano_core, checked by the QEMU tests).
-    Ok(unsafe { core::mem::transmute::<usize, fn()>(init.addr as usize) })
+    Ok(unsafe { core::mem::transmute::<usize, fn()>(init as usize) })
 }

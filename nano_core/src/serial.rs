@@ -8,7 +8,66 @@ use core::fmt;
 use spin::Mutex;
 use x86_64::instructions::port::Port;
 
-const COM1: u16 = 0x3F8;
+/// A 16550 UART at an I/O port base. nano_core owns COM1 (the console); `push` uses COM2.
+#[derive(Debug, Clone, Copy)]
+pub struct Uart {
+    base: u16,
+}
+
+/// The console.
+pub const COM1: Uart = Uart::new(0x3F8);
+/// The second port (signed pushes of new objects).
+pub const COM2: Uart = Uart::new(0x2F8);
+
+impl Uart {
+    /// The UART whose registers start at `base`.
+    pub const fn new(base: u16) -> Uart {
+        Uart { base }
+    }
+
+    fn outb(self, reg: u16, v: u8) {
+        // SAFETY: a UART's registers are plain I/O ports with no memory side effects; each port
+        // has one owner (COM1 nano_core, COM2 the push receiver).
+        unsafe { Port::new(self.base + reg).write(v) }
+    }
+
+    fn inb(self, reg: u16) -> u8 {
+        // SAFETY: as in `outb`; reading a UART register has no memory side effects.
+        unsafe { Port::new(self.base + reg).read() }
+    }
+
+    /// Programs the port for 115200 8N1 with FIFOs, interrupts off.
+    pub fn init(self) {
+        self.outb(1, 0x00); // no interrupts
+        self.outb(3, 0x80); // DLAB
+        self.outb(0, 0x01); // divisor 1: 115200 baud
+        self.outb(1, 0x00);
+        self.outb(3, 0x03); // 8N1
+        self.outb(2, 0xC7); // FIFO on, cleared, 14-byte threshold
+        self.outb(4, 0x0B); // DTR, RTS, OUT2
+    }
+
+    /// Whether a UART answers here (its scratch register keeps what is written).
+    pub fn present(self) -> bool {
+        self.outb(7, 0x5A);
+        let a = self.inb(7);
+        self.outb(7, 0xA5);
+        a == 0x5A && self.inb(7) == 0xA5
+    }
+
+    /// Reads one byte if one is waiting.
+    pub fn try_read(self) -> Option<u8> {
+        (self.inb(5) & 1 != 0).then(|| self.inb(0))
+    }
+
+    /// Writes one byte, waiting for room in the transmitter.
+    pub fn write_byte(self, b: u8) {
+        while self.inb(5) & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+        self.outb(0, b);
+    }
+}
 
 /// The serial port as a `fmt::Write` sink.
 pub struct Serial {
@@ -17,32 +76,13 @@ pub struct Serial {
 
 static SERIAL: Mutex<Serial> = Mutex::new(Serial { _private: () });
 
-fn outb(port: u16, v: u8) {
-    // SAFETY: COM1's registers are plain I/O ports with no memory side effects; nano_core owns them.
-    unsafe { Port::new(port).write(v) }
-}
-
-fn inb(port: u16) -> u8 {
-    // SAFETY: as in `outb`; reading a UART register has no memory side effects.
-    unsafe { Port::new(port).read() }
-}
-
 /// Programs COM1 for 115200 8N1 with FIFOs.
 pub fn init() {
-    outb(COM1 + 1, 0x00); // no interrupts yet
-    outb(COM1 + 3, 0x80); // DLAB
-    outb(COM1, 0x01); // divisor 1: 115200 baud
-    outb(COM1 + 1, 0x00);
-    outb(COM1 + 3, 0x03); // 8N1
-    outb(COM1 + 2, 0xC7); // FIFO on, cleared, 14-byte threshold
-    outb(COM1 + 4, 0x0B); // DTR, RTS, OUT2
+    COM1.init();
 }
 
 fn put_byte(b: u8) {
-    while inb(COM1 + 5) & 0x20 == 0 {
-        core::hint::spin_loop();
-    }
-    outb(COM1, b);
+    COM1.write_byte(b);
 }
 
 fn put_str(s: &str) {
@@ -63,7 +103,7 @@ impl fmt::Write for Serial {
 
 /// Reads one byte if one is waiting.
 pub fn try_read_byte() -> Option<u8> {
-    (inb(COM1 + 5) & 1 != 0).then(|| inb(COM1))
+    COM1.try_read()
 }
 
 /// Whether the heap is up (formatting can then happen outside the lock).

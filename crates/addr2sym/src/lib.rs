@@ -28,7 +28,7 @@ pub fn main(args: &[&str]) -> isize {
             status = 2;
             continue;
         };
-        match nano_core::kernel::with_loader(|l| l.addr2sym(addr)) {
+        match nano_core::kernel::with_loader_ref(|l| l.addr2sym(addr)) {
             Some(i) => {
                 nano_core::println!(
                     "{addr:#x}: {} + {:#x} [crate {} in {}, section {} + {:#x}]",

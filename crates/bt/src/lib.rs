@@ -33,7 +33,7 @@ pub fn main(args: &[&str]) -> isize {
         for (i, a) in addrs.iter().enumerate() {
             // Looked up one byte back: inside the call instruction (see exceptions::print_backtrace).
             if short {
-                let sym = nano_core::kernel::with_loader(|l| l.addr2sym(a - 1));
+                let sym = nano_core::kernel::with_loader_ref(|l| l.addr2sym(a - 1));
                 match sym {
                     Some(s) => nano_core::println!(
                         "  #{i:<2} {a:#018x} {} + {:#x} ({})",

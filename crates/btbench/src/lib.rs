@@ -29,7 +29,7 @@ fn fp_walk() -> Vec<u64> {
 /// What a backtrace line needs: the symbol's demangled name and the offset, without
 /// allocating (the loader caches demangled names).
 fn name(pc: u64) -> usize {
-    nano_core::kernel::with_loader(|l| l.symbol_at(pc).and_then(|(_, _, s)| s).map_or(0, |(y, off)| y.demangled().len() + off as usize))
+    nano_core::kernel::with_loader_ref(|l| l.symbol_at(pc).and_then(|(_, _, s)| s).map_or(0, |(y, off)| y.demangled().len() + off as usize))
 }
 
 #[inline(never)]

@@ -20,17 +20,13 @@ fn fatal(what: &str, e: &dyn core::fmt::Display) -> ! {
 
 /// Loads the shell into the applications namespace and returns its entry point.
 fn load_shell() -> Result<fn(u64) -> isize, String> {
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_mut(|l| {
         let apps = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
-        if l.crate_by_name(apps, "shell").is_none() {
-            let file = l.namespace(apps).and_then(|n| n.files().map(|(f, _)| f.clone()).find(|f| mod_mgmt::crate_name_of(f) == "shell"));
-            let file = file.ok_or("no shell object in the applications namespace")?;
-            l.load_from_dir(apps, &file).map_err(|e| format!("{e}"))?;
-        }
-        let run = l.lookup(apps, "shell::run").map_err(|e| format!("{e}"))?;
+        let shell = l.load_crate(apps, "shell").map_err(|e| format!("{e}"))?;
+        let run = l.export_of(shell, "shell::run").ok_or("the shell crate exports no shell::run")?;
         // The shell's entry point has the signature `fn(u64) -> isize` (its contract with
         // captain: a restartable task's entry).
-        Ok(nano_core::kernel::restartable_entry(run.addr))
+        Ok(nano_core::kernel::restartable_entry(run))
     })
 }
 
@@ -50,8 +46,7 @@ pub fn init() {
         Ok(f) => f,
         Err(e) => fatal("shell", &e),
     };
-    let (crates, sections, symbols, _, _) = nano_core::kernel::with_loader(|l| l.totals());
-    let relocs: usize = nano_core::kernel::with_loader(|l| l.crates().map(|k| k.relocations).sum());
+    let (totals, relocs) = nano_core::kernel::with_loader_ref(|l| (l.totals(), l.crates().map(|k| k.relocations).sum::<usize>()));
     // Restartable: if the shell dies by a fault or a panic, recovery checks the crates it ran,
     // reloads a corrupted one and starts the shell again.
     if let Err(e) = task::spawn_restartable("shell", task::Restartable { entry: shell, arg: 0, restarts: 0 }) {
@@ -61,9 +56,9 @@ pub fn init() {
     log::info!(
         "boot to shell: {} us from nano_core entry; {} crates loaded, {} sections, {} symbols, {} relocations applied",
         nano_core::time::micros_since_entry(),
-        crates,
-        sections,
-        symbols,
+        totals.crates,
+        totals.sections,
+        totals.symbols,
         relocs
     );
 }

@@ -37,7 +37,7 @@ enum Damage {
 /// Damages the code of the loaded function `symbol` (looked up from the applications
 /// namespace, which sees the kernel's crates too), or at an address (`0x…`).
 fn damage(symbol: &str, how: Damage) -> isize {
-    let r = nano_core::kernel::with_loader(|l| {
+    let r = nano_core::kernel::with_loader_mut(|l| {
         let addr = match symbol.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()) {
             Some(a) => a,
             None => {

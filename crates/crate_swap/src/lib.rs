@@ -273,7 +273,7 @@ fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>, recheck: bool) -
 /// too) for NEW. On error nothing changed.
 pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
     let hook_wanted = opts.state_hook.is_some();
-    let first = nano_core::kernel::with_loader(|l| -> Result<Attempt, Error> {
+    let first = nano_core::kernel::with_loader_mut(|l| -> Result<Attempt, Error> {
         let ns = match &opts.namespace {
             Some(n) => {
                 let ns = l.namespace_by_name(n).map_err(|e| Error::Swap(SwapError::Load { file: n.clone(), source: e }))?;
@@ -334,7 +334,7 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
             Attempt::Busy(p, id, name, addr) => {
                 waited += 1;
                 if waited >= opts.attempts.max(1) {
-                    let at = nano_core::kernel::with_loader(|l| {
+                    let at = nano_core::kernel::with_loader_mut(|l| {
                         let at = l.addr2sym(addr).and_then(|i| i.symbol).unwrap_or_default();
                         l.swap_abort(p);
                         at
@@ -343,7 +343,7 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
                 }
                 task::sleep_ms(2);
                 let hook = opts.state_hook.clone();
-                attempt = nano_core::kernel::with_loader(|l| {
+                attempt = nano_core::kernel::with_loader_mut(|l| {
                     let state_hook = hook.as_deref().and_then(|h| p.new_export(h));
                     commit(l, p, state_hook, true)
                 })?;
@@ -443,7 +443,7 @@ impl Scan<'_> {
 
 /// Finds what refers to each retired crate; with `free`, reclaims those nothing refers to.
 fn scan(free: bool) -> ReclaimReport {
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_mut(|l| {
         let t0 = nano_core::time::micros_since_entry();
         let retired = l.retired();
         if retired.is_empty() {

@@ -33,7 +33,7 @@ pub fn main(args: &[&str]) -> isize {
     };
     // The answer is gathered with the loader held and printed after it is released (the loader
     // is held with interrupts off: no serial output in there).
-    let (status, lines) = nano_core::kernel::with_loader(|l| {
+    let (status, lines) = nano_core::kernel::with_loader_ref(|l| {
         let mut out: Vec<String> = Vec::new();
         // The crate as seen from the namespace this runs in (`deps --ns NAME`).
         let apps = nano_core::kernel::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64);

@@ -23,7 +23,7 @@ use nano_core::hooks::Hook;
 use nano_core::serial::emergency_write;
 use spin::Once;
 use x86_64::registers::control::Cr2;
-use x86_64::structures::idt::{HandlerFunc, InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+use x86_64::structures::idt::{HandlerFunc, InterruptDescriptorTable, InterruptStackFrame};
 
 /// What a fault hook is told.
 #[derive(Debug, Clone, Copy)]
@@ -278,7 +278,7 @@ pub fn describe(addr: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
 pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
     // No allocation: names are borrowed from the loader (which caches demangled names), and
     // printed while it is held.
-    let found = nano_core::kernel::try_with_loader(|l| match l.symbol_at(addr) {
+    let found = nano_core::kernel::try_with_loader_ref(|l| match l.symbol_at(addr) {
         Some((sec, off, sym)) => {
             let k = l.krate(sec.krate);
             let krate = k.map_or("?", |k| k.name.as_str());
@@ -349,7 +349,7 @@ fn repair_in_place(info: &FaultInfo) -> Option<u64> {
     }
     // `int3` (a bit flip can make one) traps after the instruction: it starts one byte back.
     let at = if info.vector == 3 { info.rip.wrapping_sub(1) } else { info.rip };
-    let r = nano_core::kernel::try_with_loader(|l| {
+    let r = nano_core::kernel::try_with_loader_mut(|l| {
         let (id, r) = l.restore_at(at)?;
         let name = l.krate(id).map_or("?", |k| k.name.as_str());
         emergency_write(format_args!(
@@ -386,52 +386,22 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
     unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
 }
 
-macro_rules! handler {
-    ($fn:ident, $name:expr, $vec:expr) => {
-        extern "x86-interrupt" fn $fn(mut frame: InterruptStackFrame) {
-            dispatch(info($name, $vec, None, &frame), &mut frame)
-        }
-    };
-    ($fn:ident, $name:expr, $vec:expr, code) => {
-        extern "x86-interrupt" fn $fn(mut frame: InterruptStackFrame, code: u64) {
-            dispatch(info($name, $vec, Some(code), &frame), &mut frame)
-        }
-    };
+/// Every exception's handler: lets the task's handler resume it, or reports the fault.
+fn handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame) {
+    dispatch(info(name, vector, error, frame), frame)
 }
 
-handler!(divide_error, "divide error", 0);
-handler!(debug, "debug", 1);
-handler!(nmi, "non-maskable interrupt", 2);
-handler!(breakpoint, "breakpoint", 3);
-handler!(overflow, "overflow", 4);
-handler!(bound_range, "bound range exceeded", 5);
-handler!(invalid_opcode, "invalid opcode", 6);
-handler!(device_not_available, "device not available", 7);
-handler!(invalid_tss, "invalid TSS", 10, code);
-handler!(segment_not_present, "segment not present", 11, code);
-handler!(stack_segment, "stack-segment fault", 12, code);
-handler!(general_protection, "general protection fault", 13, code);
-handler!(x87_fp, "x87 floating-point exception", 16);
-handler!(alignment_check, "alignment check", 17, code);
-handler!(simd_fp, "SIMD floating-point exception", 19);
-handler!(virtualization, "virtualization exception", 20);
-handler!(control_protection, "control protection exception", 21, code);
-
-extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
-    dispatch(info("page fault", 14, Some(code.bits()), &frame), &mut frame)
-}
-
-extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
-    // A double fault usually means a kernel stack overflow: nothing to return to.
-    HOOK.clear();
-    report(info("double fault", 8, Some(code), &frame));
+/// The double fault (usually a kernel stack overflow: nothing to return to) and the machine
+/// check end the machine after the report.
+fn fatal(name: &'static str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame) -> ! {
+    if vector == 8 {
+        HOOK.clear();
+    }
+    report(info(name, vector, error, frame));
     nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
 }
 
-extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
-    report(info("machine check", 18, None, &frame));
-    nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
-}
+nano_core::exception_table!(handle = handle, fatal = fatal);
 
 extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
 
@@ -439,28 +409,7 @@ extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
 pub fn init() {
     let idt = IDT.call_once(|| {
         let idt = alloc::boxed::Box::leak(alloc::boxed::Box::new(InterruptDescriptorTable::new()));
-        idt.divide_error.set_handler_fn(divide_error);
-        idt.debug.set_handler_fn(debug);
-        idt.non_maskable_interrupt.set_handler_fn(nmi);
-        idt.breakpoint.set_handler_fn(breakpoint);
-        idt.overflow.set_handler_fn(overflow);
-        idt.bound_range_exceeded.set_handler_fn(bound_range);
-        idt.invalid_opcode.set_handler_fn(invalid_opcode);
-        idt.device_not_available.set_handler_fn(device_not_available);
-        // SAFETY: nano_core's TSS has a guarded double-fault stack in this IST slot.
-        unsafe { idt.double_fault.set_handler_fn(double_fault).set_stack_index(nano_core::interrupts::DOUBLE_FAULT_IST) };
-        idt.invalid_tss.set_handler_fn(invalid_tss);
-        idt.segment_not_present.set_handler_fn(segment_not_present);
-        idt.stack_segment_fault.set_handler_fn(stack_segment);
-        idt.general_protection_fault.set_handler_fn(general_protection);
-        // SAFETY: nano_core's TSS has a guarded page-fault stack in this IST slot.
-        unsafe { idt.page_fault.set_handler_fn(page_fault).set_stack_index(nano_core::interrupts::PAGE_FAULT_IST) };
-        idt.x87_floating_point.set_handler_fn(x87_fp);
-        idt.alignment_check.set_handler_fn(alignment_check);
-        idt.machine_check.set_handler_fn(machine_check);
-        idt.simd_floating_point.set_handler_fn(simd_fp);
-        idt.virtualization.set_handler_fn(virtualization);
-        idt.cp_protection_exception.set_handler_fn(control_protection);
+        install_exception_gates(idt, true);
         for v in 32..=255u8 {
             idt[v].set_handler_fn(spurious);
         }
@@ -471,7 +420,7 @@ pub fn init() {
     // SAFETY: the table was leaked, so it lives for the rest of the kernel's life and is never
     // moved; entries are only changed through `set_interrupt_handler` under the lock.
     unsafe { table.load_unsafe() };
-    log::info!("exceptions: IDT with all 32 CPU exceptions loaded (replaces nano_core's early IDT)");
+    log::info!("exceptions: IDT with every CPU exception (vectors 0-21, 28-30) loaded (replaces nano_core's early IDT)");
 }
 
 /// Installs the handler for an interrupt vector (32..=255).

@@ -29,7 +29,7 @@ pub static DESCRIPTION: &str = "run a C object linked against tlibc: loadc [--ns
 type CMain = extern "C" fn(c_int, *const *const c_char) -> c_int;
 
 fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_mut(|l| {
         // The namespace this command runs in: `applications`, or one `run --ns` chose.
         let me = main as fn(&[&str]) -> isize as usize as u64;
         let ns = nano_core::kernel::home_namespace(l, me).ok_or("no applications namespace")?;
@@ -108,7 +108,7 @@ pub fn main(args: &[&str]) -> isize {
             -1
         }
     };
-    if let Err(e) = nano_core::kernel::with_loader(|l| l.unload(id)) {
+    if let Err(e) = nano_core::kernel::with_loader_mut(|l| l.unload(id)) {
         nano_core::println!("loadc: {program} stays loaded: {e}");
     }
     if status == 0 { 0 } else { 1 }

@@ -9,7 +9,7 @@ pub static DESCRIPTION: &str = "physical frames, heap, and memory of retired cra
 pub fn main(_args: &[&str]) -> isize {
     let f = nano_core::frames::stats();
     let h = nano_core::heap::stats();
-    let (retired, bytes, loaded) = nano_core::kernel::with_loader(|l| {
+    let (retired, bytes, loaded) = nano_core::kernel::with_loader_ref(|l| {
         let r = l.retired();
         let retired_bytes = r.iter().map(|r| r.bytes).sum::<u64>();
         (r.len(), retired_bytes, l.region_bytes() as u64 - retired_bytes)

@@ -41,7 +41,7 @@ pub fn create(name: &str, parent: &str, sources: &[&str], files: &[&str]) -> Res
         }
     }
     src.extend(files.iter().map(|f| Source::File(f)));
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_mut(|l| {
         let p = l.namespace_by_name(parent).map_err(|e| format!("{e}"))?;
         let mut dir = BTreeMap::new();
         for s in &src {
@@ -78,7 +78,7 @@ pub fn create(name: &str, parent: &str, sources: &[&str], files: &[&str]) -> Res
 /// versions of its crates if a swap inside it left any and calling their `before_unload`;
 /// refused, changing nothing, for the loader's reasons or while a task runs in it.
 pub fn drop_namespace(name: &str) -> Result<String, String> {
-    let has_retired = nano_core::kernel::with_loader(|l| {
+    let has_retired = nano_core::kernel::with_loader_ref(|l| {
         let id = l.namespace_by_name(name).map_err(|e| format!("{e}"))?;
         Ok::<bool, String>(l.crates_of(id).iter().filter_map(|c| l.krate(*c)).any(|k| k.is_retired()))
     })?;
@@ -86,7 +86,7 @@ pub fn drop_namespace(name: &str) -> Result<String, String> {
         crate_swap::reclaim();
     }
     // Everything that could refuse the drop is checked before anything changes.
-    let id = nano_core::kernel::with_loader(|l| {
+    let id = nano_core::kernel::with_loader_ref(|l| {
         let id = l.namespace_by_name(name).map_err(|e| format!("{e}"))?;
         l.check_drop(id).map_err(|e| format!("{e}"))?;
         task_inside(l, id).map_or(Ok(id), |why| Err(format!("namespace {name} cannot be dropped: {why}")))
@@ -94,7 +94,7 @@ pub fn drop_namespace(name: &str) -> Result<String, String> {
     // Crates whose statics own heap memory (caches) let go of it: unloading frees a crate's own
     // memory, not what its statics point to.
     nano_core::kernel::call_crate_hooks("before_unload", &|k| k.namespace == id);
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_mut(|l| {
         // Checked again: the hooks ran with the loader released.
         if let Some(why) = task_inside(l, id) {
             return Err(format!("namespace {name} cannot be dropped: {why}"));
@@ -192,7 +192,7 @@ pub fn main(args: &[&str]) -> isize {
     let verbose = args.iter().any(|a| *a == "-v");
     let names_only = args.iter().any(|a| *a == "-n");
     // Collected under the loader, printed after it is released.
-    let lines: Vec<String> = nano_core::kernel::with_loader(|l| {
+    let lines: Vec<String> = nano_core::kernel::with_loader_ref(|l| {
         let mut out = Vec::new();
         // Depth-first from the roots: a child follows its parent, indented under it.
         let mut order = Vec::new();

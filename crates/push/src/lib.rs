@@ -22,45 +22,12 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use x86_64::instructions::port::Port;
 
-const COM2: u16 = 0x2F8;
+use nano_core::serial::COM2;
 /// Largest object accepted.
 pub const MAX_LEN: usize = 16 << 20;
 /// A transfer that stalls this long is dropped.
 pub const STALL_MS: u64 = 3000;
-
-fn inb(p: u16) -> u8 {
-    // SAFETY: COM2's registers are I/O ports owned by this crate; reading has no memory effects.
-    unsafe { Port::new(p).read() }
-}
-
-fn outb(p: u16, v: u8) {
-    // SAFETY: as in `inb`, for writes to COM2's registers.
-    unsafe { Port::new(p).write(v) }
-}
-
-/// Whether a UART answers at COM2 (its scratch register keeps what is written).
-fn present() -> bool {
-    outb(COM2 + 7, 0x5A);
-    let a = inb(COM2 + 7);
-    outb(COM2 + 7, 0xA5);
-    a == 0x5A && inb(COM2 + 7) == 0xA5
-}
-
-fn init() {
-    outb(COM2 + 1, 0x00);
-    outb(COM2 + 3, 0x80);
-    outb(COM2, 0x01);
-    outb(COM2 + 1, 0x00);
-    outb(COM2 + 3, 0x03);
-    outb(COM2 + 2, 0xC7);
-    outb(COM2 + 4, 0x0B);
-}
-
-fn try_read() -> Option<u8> {
-    (inb(COM2 + 5) & 1 != 0).then(|| inb(COM2))
-}
 
 /// Reads one byte, yielding while none is there; `None` after `STALL_MS` of silence if
 /// `stall` is set, or after `IDLE_MS` otherwise (the receiver then checks for a new version).
@@ -72,7 +39,7 @@ fn read_byte(stall: bool) -> Option<u8> {
     let start = nano_core::time::micros_since_entry();
     let limit = if stall { STALL_MS } else { IDLE_MS };
     loop {
-        if let Some(b) = try_read() {
+        if let Some(b) = COM2.try_read() {
             return Some(b);
         }
         let waited = nano_core::time::micros_since_entry() - start;
@@ -191,7 +158,7 @@ fn receive_one() -> Result<Option<String>, String> {
         }
         (None, false) => false,
     };
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_mut(|l| {
         let ns = l.namespace_by_name(&h.namespace).map_err(|e| format!("{e}"))?;
         l.add_update_file(ns, &h.file, mod_mgmt::ObjectBytes::from(data)).map_err(|e| format!("{e}"))
     })?;
@@ -231,11 +198,11 @@ fn spawn(entry: fn(u64) -> isize) -> Result<task::TaskId, task::TaskError> {
 
 /// Starts the receiver task if a second serial port exists.
 pub fn start() {
-    if !present() {
+    if !COM2.present() {
         log::info!("push: no second serial port; `make push` is unavailable");
         return;
     }
-    init();
+    COM2.init();
     let r = spawn(receiver);
     match r {
         Ok(id) => log::info!("push: receiving objects on COM2 (task {id})"),

@@ -77,7 +77,7 @@ pub fn verify_all(repair: bool) -> Verified {
     let mut after: Option<mod_mgmt::CrateId> = None;
     loop {
         let t0 = nano_core::time::micros_since_entry();
-        let step = nano_core::kernel::with_loader(|l| {
+        let step = nano_core::kernel::with_loader_ref(|l| {
             let k = l
                 .crates()
                 .filter(|k| !k.prelinked && !k.is_retired() && k.integrity.is_some() && after.is_none_or(|a| k.id > a))
@@ -110,7 +110,7 @@ pub fn verify_all(repair: bool) -> Verified {
 /// Repairs corrupted crate `id`: in place from its sealed copy (same addresses, nothing to
 /// relink), or, if that copy is damaged too, by reloading it from its object.
 fn repair_crate(id: mod_mgmt::CrateId) -> Result<Repaired, String> {
-    let restored = nano_core::kernel::with_loader(|l| {
+    let restored = nano_core::kernel::with_loader_mut(|l| {
         let name = l.krate(id).map(|k| k.name.clone())?;
         Some((name, l.restore_code(id)))
     });
@@ -128,7 +128,7 @@ fn repair_crate(id: mod_mgmt::CrateId) -> Result<Repaired, String> {
 /// dependents relinked, statics kept, the corrupted copy retired).
 fn reload(id: mod_mgmt::CrateId) -> Result<Repaired, String> {
     let (name, file) =
-        nano_core::kernel::with_loader(|l| l.krate(id).filter(|k| !k.is_retired()).map(|k| (k.name.clone(), k.file.clone())))
+        nano_core::kernel::with_loader_ref(|l| l.krate(id).filter(|k| !k.is_retired()).map(|k| (k.name.clone(), k.file.clone())))
             .ok_or_else(|| String::from("it was swapped or unloaded meanwhile"))?;
     let opts = crate_swap::Options { attempts: 250, ..Default::default() };
     crate_swap::swap(&[SwapPair { old: name.clone(), new_file: file.clone() }], &opts).map_err(|e| format!("{name}: {e}"))?;
@@ -139,7 +139,7 @@ fn reload(id: mod_mgmt::CrateId) -> Result<Repaired, String> {
 
 /// Names of the loaded crates (not nano_core, not JIT code) that contain any of `pcs`.
 fn crates_of(pcs: &[u64]) -> Vec<(String, mod_mgmt::CrateId)> {
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_ref(|l| {
         let mut out: Vec<(String, mod_mgmt::CrateId)> = Vec::new();
         for pc in pcs {
             // A return address belongs to the call one byte back; a faulting instruction is at
@@ -160,7 +160,7 @@ fn crates_of(pcs: &[u64]) -> Vec<(String, mod_mgmt::CrateId)> {
 /// crate may have been reloaded since the task was started).
 fn current_entry(entry: fn(u64) -> isize) -> fn(u64) -> isize {
     let addr = entry as usize as u64;
-    let now = nano_core::kernel::with_loader(|l| {
+    let now = nano_core::kernel::with_loader_ref(|l| {
         let info = l.addr2sym(addr).filter(|i| i.symbol_offset == 0)?;
         let raw = info.raw?;
         let ns = l.namespace_by_name(&info.namespace).ok()?;
@@ -178,7 +178,7 @@ fn recover(d: task::Death) {
     let crates = crates_of(&d.pcs);
     let mut repaired = Vec::new();
     for (name, id) in &crates {
-        let bad = nano_core::kernel::with_loader(|l| l.verify(*id).is_err());
+        let bad = nano_core::kernel::with_loader_ref(|l| l.verify(*id).is_err());
         if bad {
             match repair_crate(*id) {
                 Ok(r) => repaired.push(r.name),

@@ -26,13 +26,13 @@ use nano_core::{print, println};
 pub const PROMPT: &str = "delos> ";
 
 fn applications() -> Result<mod_mgmt::NamespaceId, String> {
-    nano_core::kernel::with_loader(|l| l.namespace_by_name("applications")).map_err(|e| format!("{e}"))
+    nano_core::kernel::with_loader_ref(|l| l.namespace_by_name("applications")).map_err(|e| format!("{e}"))
 }
 
 /// Command crates available in the applications namespace (directory files), sorted.
 fn command_names() -> Vec<String> {
     let Ok(apps) = applications() else { return Vec::new() };
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_ref(|l| {
         let mut v: Vec<String> = l
             .namespace(apps)
             .map(|n| n.files().map(|(f, _)| mod_mgmt::crate_name_of(f).to_string()).filter(|c| c != "shell").collect())
@@ -45,21 +45,21 @@ fn command_names() -> Vec<String> {
 
 /// Loads command crate `name` if needed; returns the address of its `main`.
 fn resolve(name: &str) -> Result<u64, String> {
-    let apps = applications()?;
-    nano_core::kernel::with_loader(|l| {
-        if l.crate_by_name(apps, name).is_none() {
-            let file = l.namespace(apps).and_then(|n| n.files().map(|(f, _)| f.clone()).find(|f| mod_mgmt::crate_name_of(f) == name));
-            let Some(file) = file else { return Err(format!("unknown command: {name} (try `help`)")) };
-            l.load_from_dir(apps, &file).map_err(|e| format!("cannot load command {name}: {e}"))?;
-        }
-        l.lookup(apps, &format!("{name}::main")).map(|s| s.addr).map_err(|_| format!("{name} is not a command (no {name}::main)"))
+    nano_core::kernel::with_loader_mut(|l| {
+        let apps = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
+        let id = match l.load_crate(apps, name) {
+            Ok(id) => id,
+            Err(mod_mgmt::LoadError::NoSuchProgram { .. }) => return Err(format!("unknown command: {name} (try `help`)")),
+            Err(e) => return Err(format!("cannot load command {name}: {e}")),
+        };
+        l.export_of(id, &format!("{name}::main")).ok_or_else(|| format!("{name} is not a command (no {name}::main)"))
     })
 }
 
 /// The `DESCRIPTION` a command crate exports, if loaded.
 fn description(name: &str) -> String {
     let Ok(apps) = applications() else { return String::new() };
-    let addr = nano_core::kernel::with_loader(|l| l.lookup(apps, &format!("{name}::DESCRIPTION")).ok().map(|s| s.addr));
+    let addr = nano_core::kernel::with_loader_ref(|l| l.lookup(apps, &format!("{name}::DESCRIPTION")).ok().map(|s| s.addr));
     match addr {
         Some(a) => nano_core::kernel::read_static_str(a).unwrap_or("").to_string(),
         None => String::new(),

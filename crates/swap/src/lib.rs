@@ -72,7 +72,8 @@ fn storm(n: u64, seed: u64, alternatives: &[SwapPair]) -> bool {
     let mut swapped_in: Vec<&SwapPair> = Vec::new();
     let opts = Options { attempts: 250, no_reaper: true, ..Default::default() };
     for i in 0..n {
-        let crates: Vec<String> = nano_core::kernel::with_loader(|l| l.crates().filter(|k| !k.prelinked).map(|k| k.name.clone()).collect());
+        let crates: Vec<String> =
+            nano_core::kernel::with_loader_ref(|l| l.crates().filter(|k| !k.prelinked).map(|k| k.name.clone()).collect());
         // One draw in four takes an alternative (or brings one back).
         let pair = if !alternatives.is_empty() && next() % 4 == 0 {
             let a = &alternatives[(next() % alternatives.len() as u64) as usize];
@@ -220,7 +221,7 @@ pub fn main(args: &[&str]) -> isize {
         };
     }
     // Leak check: OLD -> NEW -> OLD, `cycles` times; the way back uses OLD's original file.
-    let originals: Vec<String> = nano_core::kernel::with_loader(|l| {
+    let originals: Vec<String> = nano_core::kernel::with_loader_ref(|l| {
         let apps = l.namespace_by_name("applications").ok();
         pairs
             .iter()

@@ -23,7 +23,7 @@ pub fn main(args: &[&str]) -> isize {
     }
     let mut status = 0;
     for pat in &args[1..] {
-        let found = nano_core::kernel::with_loader(|l| {
+        let found = nano_core::kernel::with_loader_ref(|l| {
             let ns = nano_core::kernel::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64)?;
             let mut out = alloc::vec::Vec::new();
             if let Some(prefix) = pat.strip_suffix('*') {

@@ -310,7 +310,7 @@ fn set_fs_base(tp: u64) {
 /// Builds a TLS block from the loader's current TLS image: `[tp - reserve, tp)` holds the
 /// variables (the image at its top), `*tp = tp` (the x86_64 TCB self-pointer).
 fn make_tls() -> Result<(Box<[u8]>, u64), TaskError> {
-    let (image, align) = nano_core::kernel::with_loader(|l| (l.tls().image(), l.tls().align().max(16) as usize));
+    let (image, align) = nano_core::kernel::with_loader_ref(|l| (l.tls().image(), l.tls().align().max(16) as usize));
     if image.len() > TLS_RESERVE {
         return Err(TaskError::TlsTooLarge(image.len() as u64));
     }

@@ -33,7 +33,7 @@ pub struct Finder;
 // their crate is loaded (a crate whose code is on a stack being unwound cannot be unloaded).
 unsafe impl EhFrameFinder for Finder {
     fn find(&self, pc: usize) -> Option<FrameInfo> {
-        nano_core::kernel::try_with_loader(|l| {
+        nano_core::kernel::try_with_loader_ref(|l| {
             let (sid, _) = l.locate(pc as u64)?;
             let sec = l.section(sid)?;
             let k = l.krate(sec.krate)?;
@@ -276,7 +276,7 @@ fn begin_for_task(msg: String) {
 /// The address of `_Unwind_Resume` inside the unwinding crate (nano_core's own symbol of that
 /// name shadows it in the namespace).
 fn unwinding_resume() -> Option<u64> {
-    nano_core::kernel::with_loader(|l| {
+    nano_core::kernel::with_loader_ref(|l| {
         let k = l.crates().find(|k| k.name == "unwinding")?;
         k.sections
             .iter()

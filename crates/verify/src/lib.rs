@@ -46,7 +46,7 @@ pub fn main(args: &[&str]) -> isize {
         s.repairs,
         s.restarts,
         exceptions::repairs_in_place(),
-        nano_core::kernel::with_loader(|l| l.sealed_bytes()) / 1024
+        nano_core::kernel::with_loader_ref(|l| l.sealed_bytes()) / 1024
     );
     if v.corrupted.len() == v.repaired.len() { 0 } else { 1 }
 }

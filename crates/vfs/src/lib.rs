@@ -87,7 +87,7 @@ pub fn lookup(p: &Path) -> Result<Node, String> {
             }
             if entries.is_empty() { Err(format!("{}: no such file or directory", p.display())) } else { Ok(Node::Dir(entries)) }
         }
-        ["namespaces", rest @ ..] => nano_core::kernel::with_loader(|l| {
+        ["namespaces", rest @ ..] => nano_core::kernel::with_loader_ref(|l| {
             let names: Vec<String> = l.namespaces().filter(|n| !n.name.starts_with("swap:")).map(|n| n.name.clone()).collect();
             let missing = || format!("{}: no such file or directory", p.display());
             match rest {

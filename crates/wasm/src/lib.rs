@@ -122,7 +122,7 @@ fn read_file(file: &str) -> Result<Vec<u8>, String> {
     if let Some(m) = nano_core::kernel::boot_state().modules.iter().find(|m| m.name == name) {
         return Ok(m.data.to_vec());
     }
-    let pushed = nano_core::kernel::with_loader(|l| {
+    let pushed = nano_core::kernel::with_loader_ref(|l| {
         let ns = l.namespace_by_name("applications").ok()?;
         l.namespace(ns)?.file_bytes(file).filter(|_| file.ends_with(".wasm")).map(|b| b.to_vec())
     });
@@ -195,7 +195,7 @@ fn refusal(i: &wasm_runtime::module::Import) -> Option<String> {
 /// For a module run `--trusted` only: an import of any other module name resolves to the
 /// exported kernel symbol of the import's name, called as `extern "C" fn(vmctx, args...)`.
 fn resolve_kernel(i: &wasm_runtime::module::Import, ty: &wasmparser::FuncType) -> Option<Extern> {
-    let addr = nano_core::kernel::with_loader(|l| {
+    let addr = nano_core::kernel::with_loader_ref(|l| {
         let ns = home(l)?;
         l.lookup(ns, &i.name).ok().map(|s| s.addr)
     })?;
@@ -214,7 +214,7 @@ fn register(krate: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), St
     let t0 = nano_core::time::micros_since_entry();
     let mut sections = Vec::new();
     let mut symbols = Vec::new();
-    for (_, sym, addr, size) in inst.functions() {
+    for wasm_runtime::CodeSymbol { symbol: sym, addr, size, .. } in inst.functions() {
         sections.push(PrelinkedSection { name: format!(".text.{sym}"), addr, size: size.max(1), kind: SectionKind::Text });
         symbols.push(PrelinkedSymbol { raw: sym, addr, size, global: true, key: None });
     }
@@ -227,7 +227,7 @@ fn register(krate: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), St
             kind: SectionKind::Rodata,
         });
     }
-    let id = nano_core::kernel::with_loader(|l| {
+    let id = nano_core::kernel::with_loader_mut(|l| {
         let ns = home(l).ok_or("no applications namespace")?;
         l.add_prelinked(ns, krate, &sections, &symbols).map_err(|e| format!("{e}"))
     })?;
@@ -235,7 +235,7 @@ fn register(krate: &str, inst: &Instance) -> Result<(mod_mgmt::CrateId, u64), St
 }
 
 fn unregister(id: mod_mgmt::CrateId) {
-    let _ = nano_core::kernel::with_loader(|l| l.unload(id));
+    let _ = nano_core::kernel::with_loader_mut(|l| l.unload(id));
 }
 
 struct Options {
@@ -576,7 +576,7 @@ fn list() -> isize {
         let (addr, len) = l.instance.code_range();
         let mem = l.instance.memory().map_or(0, |m| m.len());
         println!("{name}: {len} bytes of code at {addr:#x}, {} KiB of linear memory", mem / 1024);
-        for (_, sym, a, size) in l.instance.functions() {
+        for wasm_runtime::CodeSymbol { symbol: sym, addr: a, size, .. } in l.instance.functions() {
             println!("  {a:#x} {size:>6}  {sym}");
         }
     }

@@ -799,20 +799,25 @@ impl Instance {
         &self.inner.eh_frame
     }
 
-    /// (function index, symbol `wasm::<name>::<function>`, address, size) of every defined
-    /// function, then the host-to-WASM trampolines (index `u32::MAX`, symbol
-    /// `wasm::<name>::<trampoline N>`), so every byte of the code has a name.
-    pub fn functions(&self) -> Vec<(u32, String, u64, u64)> {
+    /// Every defined function (symbol `wasm::<name>::<function>`), then the host-to-WASM
+    /// trampolines (index `None`, symbol `wasm::<name>::<trampoline N>`), so every byte of the
+    /// code has a name.
+    pub fn functions(&self) -> Vec<CodeSymbol> {
         let info = &self.inner.module;
         let base = self.inner.code as u64;
-        let mut v: Vec<(u32, String, u64, u64)> = self
+        let mut v: Vec<CodeSymbol> = self
             .inner
             .func_ranges
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 let f = info.imported_funcs + i as u32;
-                (f, format!("wasm::{}::{}", self.inner.name, info.func_name(f)), base + r.start as u64, (r.end - r.start) as u64)
+                CodeSymbol {
+                    index: Some(f),
+                    symbol: format!("wasm::{}::{}", self.inner.name, info.func_name(f)),
+                    addr: base + r.start as u64,
+                    size: (r.end - r.start) as u64,
+                }
             })
             .collect();
         let mut starts: Vec<u32> = self.inner.trampolines.clone();
@@ -820,7 +825,12 @@ impl Instance {
         starts.dedup();
         for (n, s) in starts.iter().enumerate() {
             let end = starts.get(n + 1).copied().unwrap_or(self.inner.code_len as u32);
-            v.push((u32::MAX, format!("wasm::{}::<trampoline {n}>", self.inner.name), base + *s as u64, (end - s) as u64));
+            v.push(CodeSymbol {
+                index: None,
+                symbol: format!("wasm::{}::<trampoline {n}>", self.inner.name),
+                addr: base + *s as u64,
+                size: (end - s) as u64,
+            });
         }
         v
     }
@@ -1116,4 +1126,17 @@ mod builtins {
 /// Whether a reference type is funcref.
 pub fn is_funcref(r: RefType) -> bool {
     r.is_func_ref()
+}
+
+/// A named piece of an instance's compiled code (see [`Instance::functions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeSymbol {
+    /// The WASM function index, or `None` for a host-to-WASM trampoline.
+    pub index: Option<u32>,
+    /// Its symbol name, `wasm::<module>::<function>`.
+    pub symbol: String,
+    /// Where its code starts.
+    pub addr: u64,
+    /// Code bytes.
+    pub size: u64,
 }

@@ -38,7 +38,7 @@ use alloc::string::String;
 use core::fmt;
 
 pub use compile::Config;
-pub use instance::{Extern, Func, Instance, InstantiateError, Linker, Module, Store, Val};
+pub use instance::{CodeSymbol, Extern, Func, Instance, InstantiateError, Linker, Module, Store, Val};
 pub use module::ModuleInfo;
 pub use trap::{Trap, TrapKind};
 

@@ -119,8 +119,8 @@ fn read_dir_objects(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 
 fn cmd_load(o: &LoadOpts) -> Result<(), String> {
     let (mut loader, mut ns) = load_all(o)?;
-    let (crates, sections, symbols, edges, _) = loader.totals();
-    eprintln!("loaded: {crates} crates, {sections} sections, {symbols} symbols, {edges} dependency edges");
+    let t = loader.totals();
+    eprintln!("loaded: {} crates, {} sections, {} symbols, {} dependency edges", t.crates, t.sections, t.symbols, t.dependency_edges);
     if let Some(name) = &o.ns {
         let mut dir = std::collections::BTreeMap::new();
         if let Some(d) = &o.ns_dir {
