@@ -202,57 +202,6 @@ pub fn restartable_entry(addr: u64) -> fn(u64) -> isize {
     unsafe { core::mem::transmute::<usize, fn(u64) -> isize>(addr as usize) }
 }
 
-/// Turns the address of a loaded command entry `fn(&[&str]) -> isize` into a callable pointer
-/// (same contract as [`entry_point`]).
-pub fn command_entry(addr: u64) -> fn(&[&str]) -> isize {
-    // SAFETY: as in `entry_point`, for the command signature.
-    unsafe { core::mem::transmute::<usize, fn(&[&str]) -> isize>(addr as usize) }
-}
-
-/// `CMD --ns NAME ARGS...`: if `args` (a command's arguments, `args[0]` its name) start with
-/// `--ns NAME` (only there: later arguments belong to the program), runs command crate `args[0]` as loaded into namespace NAME (its own copy there,
-/// loaded if needed) with the other arguments, in this task, and returns its status; `None`
-/// when there is no `--ns`. A command that asks the loader where it runs (`namespace_of_addr`
-/// of its own code) then works in NAME: this is how `loadc --ns` and `wasm run --ns` work.
-pub fn run_in_namespace_option(args: &[&str]) -> Option<isize> {
-    let i = 1;
-    if args.get(i) != Some(&"--ns") {
-        return None;
-    }
-    let Some(ns) = args.get(i + 1) else {
-        crate::println!("{}: --ns needs a namespace name", args[0]);
-        return Some(2);
-    };
-    match command_main_in(ns, args[0]) {
-        Ok(addr) => {
-            let rest: alloc::vec::Vec<&str> = args.iter().enumerate().filter(|(k, _)| *k != i && *k != i + 1).map(|(_, a)| *a).collect();
-            Some(command_entry(addr)(&rest))
-        }
-        Err(e) => {
-            crate::println!("{}: {e}", args[0]);
-            Some(1)
-        }
-    }
-}
-
-/// The `main` of command crate `name` as loaded into namespace `ns` (its own copy there, loaded
-/// if needed, its dependencies resolved in `ns` first); the error says what is missing.
-pub fn command_main_in(ns: &str, name: &str) -> Result<u64, alloc::string::String> {
-    with_loader_mut(|l| {
-        let id = l.namespace_by_name(ns).map_err(|e| alloc::format!("{e}"))?;
-        match l.load_crate_into(id, name) {
-            Ok(_) => {}
-            Err(mod_mgmt::LoadError::NoSuchProgram { .. }) => {
-                return Err(alloc::format!("unknown command: {name} (not in namespace {ns} or its parents)"));
-            }
-            Err(e) => return Err(alloc::format!("cannot load command {name} into namespace {ns}: {e}")),
-        }
-        l.lookup(id, &alloc::format!("{name}::main"))
-            .map(|s| s.addr)
-            .map_err(|_| alloc::format!("{name} is not a command (no {name}::main)"))
-    })
-}
-
 /// Calls `<crate>::HOOK` — by convention a `fn()` the crate exports — of every live crate
 /// `which` selects that has one, each looked up in its own namespace (a private copy's hook,
 /// not its parent's). Called with the loader released: what a hook drops may go back to the
@@ -269,29 +218,6 @@ pub fn call_crate_hooks(hook: &str, which: &dyn Fn(&mod_mgmt::LoadedCrate) -> bo
         f();
     }
     calls.len()
-}
-
-/// The namespace of the loaded crate whose code holds `addr` (a command passes its own
-/// `main`), or `applications`.
-pub fn home_namespace(l: &Loader, addr: u64) -> Option<mod_mgmt::NamespaceId> {
-    l.namespace_of_addr(addr).or_else(|| l.namespace_by_name("applications").ok())
-}
-
-/// Reads a `&'static str` stored at `addr` (a `pub static NAME: &str` of a loaded crate, found
-/// by symbol lookup), checking that the address is a mapped, readable static.
-pub fn read_static_str(addr: u64) -> Option<&'static str> {
-    crate::paging::translate(addr)?;
-    crate::paging::translate(addr + 15)?;
-    // SAFETY: the 16 bytes at `addr` are mapped (checked above) and hold a `&'static str`
-    // (the symbol's type, by the caller's contract); its bytes are checked to be mapped too.
-    let (ptr, len) = unsafe { ((addr as *const u64).read(), ((addr + 8) as *const u64).read()) };
-    if len > 4096 || crate::paging::translate(ptr).is_none() || (len > 0 && crate::paging::translate(ptr + len - 1).is_none()) {
-        return None;
-    }
-    // SAFETY: the range was checked to be mapped; the loaded crate's rodata is never freed
-    // while the crate is loaded.
-    let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, len as usize) };
-    core::str::from_utf8(bytes).ok()
 }
 
 /// The caller's frame pointer (the frame-pointer ABI keeps `rbp` pointing at the current
@@ -313,14 +239,6 @@ pub fn read_frame_record(rbp: u64) -> Option<(u64, u64)> {
     crate::paging::translate(rbp + 8)?;
     // SAFETY: both words are mapped (checked above) and aligned.
     Some(unsafe { ((rbp as *const u64).read(), ((rbp + 8) as *const u64).read()) })
-}
-
-/// Parses a number as typed in the shell: `0x`-prefixed hex, or decimal.
-pub fn parse_u64(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16).ok(),
-        None => s.parse().ok(),
-    }
 }
 
 /// Why the hand-over failed.

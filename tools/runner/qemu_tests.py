@@ -247,7 +247,7 @@ CASES = [
                  r"(?s)swap: done: .*heartbeat v1: beat #4\r?\n.*beat: job 1 finished 1 beats.*heartbeat v1: beat #3\r?\n",
                  r"ns: namespace b cannot be dropped: task \d+ \(beat\) runs in it",
                  r"ns: namespace b dropped: 4 crates unloaded \(\d+ bytes\): beat deps heartbeat_v2 sym2addr",
-                 r"crate beat\r?\n  uses: nano_core \[kernel\], task \[kernel\], heartbeat_v2\r?\n",
+                 r"crate beat\r?\n  uses: nano_core \[kernel\], task \[kernel\], command \[kernel\], heartbeat_v2\r?\n",
                  r"ns: namespace a dropped: 1 crates unloaded \(\d+ bytes\): beat",
                  r"ns: namespace applications cannot be dropped: it is one of the boot namespaces", r"ns: no namespace b",
                  r"ns: no namespace nowhere", r'ns: bad namespace name "bad name"', r"ns: a namespace named kernel already exists",

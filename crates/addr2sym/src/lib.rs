@@ -23,7 +23,7 @@ pub fn main(args: &[&str]) -> isize {
     }
     let mut status = 0;
     for a in &args[1..] {
-        let Some(addr) = nano_core::kernel::parse_u64(a) else {
+        let Some(addr) = command::parse_u64(a) else {
             nano_core::println!("addr2sym: not an address: {a}");
             status = 2;
             continue;

@@ -59,8 +59,8 @@ pub fn main(args: &[&str]) -> isize {
     };
     let (mut nums, mut panic_at, mut it) = (alloc::vec::Vec::new(), None, args[1..].iter());
     while let Some(a) = it.next() {
-        match (*a, nano_core::kernel::parse_u64(a)) {
-            ("--panic-at", _) => match it.next().and_then(|k| nano_core::kernel::parse_u64(k)) {
+        match (*a, command::parse_u64(a)) {
+            ("--panic-at", _) => match it.next().and_then(|k| command::parse_u64(k)) {
                 Some(k) => panic_at = Some(k),
                 None => return usage(),
             },

@@ -16,7 +16,7 @@ pub static DESCRIPTION: &str = "backtrace of tasks with source lines: bt [-s] [I
 pub fn main(args: &[&str]) -> isize {
     let short = args[1..].contains(&"-s");
     let rest: Vec<&str> = args[1..].iter().copied().filter(|a| *a != "-s").collect();
-    let wanted: Vec<u64> = rest.iter().filter_map(|a| nano_core::kernel::parse_u64(a)).collect();
+    let wanted: Vec<u64> = rest.iter().filter_map(|a| command::parse_u64(a)).collect();
     if wanted.len() != rest.len() {
         nano_core::println!("usage: bt [-s] [ID...]");
         return 2;

@@ -152,7 +152,7 @@ fn start_doomed() -> isize {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
-    let num = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| nano_core::kernel::parse_u64(a));
+    let num = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| command::parse_u64(a));
     match (args.get(1).copied(), args.get(2)) {
         (Some("corrupt"), Some(sym)) if args.get(3) == Some(&"--with-copy") => return damage(sym, Damage::Ud2WithCopy),
         (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),

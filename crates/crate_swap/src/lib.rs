@@ -529,7 +529,7 @@ fn scan(free: bool) -> ReclaimReport {
         // Name what each holding value points at (a function, a vtable, a string...).
         for t in s.targets.iter_mut() {
             if let Some(h) = &mut t.holder
-                && let Some(v) = h.rsplit("value ").next().and_then(|v| v.strip_suffix(')')).and_then(nano_core::kernel::parse_u64)
+                && let Some(v) = h.rsplit("value ").next().and_then(|v| v.strip_suffix(')')).and_then(command::parse_u64)
                 && let Some(info) = l.addr2sym(v)
             {
                 h.push_str(&format!(

@@ -24,7 +24,7 @@ fn section_label(l: &mod_mgmt::Loader, s: mod_mgmt::SectionId) -> String {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
-    if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
+    if let Some(status) = command::run_in_namespace_option(args) {
         return status;
     }
     let Some(what) = args.get(1) else {
@@ -36,8 +36,8 @@ pub fn main(args: &[&str]) -> isize {
     let (status, lines) = nano_core::kernel::with_loader_ref(|l| {
         let mut out: Vec<String> = Vec::new();
         // The crate as seen from the namespace this runs in (`deps --ns NAME`).
-        let apps = nano_core::kernel::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64);
-        if let Some(addr) = nano_core::kernel::parse_u64(what).filter(|_| what.starts_with("0x")) {
+        let apps = command::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64);
+        if let Some(addr) = command::parse_u64(what).filter(|_| what.starts_with("0x")) {
             let Some((sid, _)) = l.locate(addr) else {
                 out.push(alloc::format!("deps: {addr:#x} is not in any loaded section"));
                 return (1, out);

@@ -32,7 +32,7 @@ fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
     nano_core::kernel::with_loader_mut(|l| {
         // The namespace this command runs in: `applications`, or one `run --ns` chose.
         let me = main as fn(&[&str]) -> isize as usize as u64;
-        let ns = nano_core::kernel::home_namespace(l, me).ok_or("no applications namespace")?;
+        let ns = command::home_namespace(l, me).ok_or("no applications namespace")?;
         let name = mod_mgmt::crate_name_of(file);
         if l.crate_by_name(ns, name).is_some() {
             return Err(format!("{name} is already loaded (still running?)"));
@@ -56,7 +56,7 @@ fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
-    if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
+    if let Some(status) = command::run_in_namespace_option(args) {
         return status;
     }
     let Some(file) = args.get(1) else {

@@ -316,7 +316,7 @@ pub fn stats() -> Stats {
 
 /// The scrubber's period: the `scrub_ms=N` kernel option, default 1000 ms, 0 for none.
 pub fn scrub_period_ms() -> u64 {
-    boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "scrub_ms").and_then(nano_core::kernel::parse_u64).unwrap_or(1000)
+    boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "scrub_ms").and_then(command::parse_u64).unwrap_or(1000)
 }
 
 /// Starts the supervisor and the scrubber (captain calls this once).

@@ -61,7 +61,7 @@ fn description(name: &str) -> String {
     let Ok(apps) = applications() else { return String::new() };
     let addr = nano_core::kernel::with_loader_ref(|l| l.lookup(apps, &format!("{name}::DESCRIPTION")).ok().map(|s| s.addr));
     match addr {
-        Some(a) => nano_core::kernel::read_static_str(a).unwrap_or("").to_string(),
+        Some(a) => command::read_static_str(a).unwrap_or("").to_string(),
         None => String::new(),
     }
 }
@@ -107,14 +107,14 @@ pub fn run_command(words: Vec<String>, background: bool) {
 /// [`run_command`] in namespace `ns` (`None`: the applications namespace); returns whether
 /// the command ran and exited with status 0.
 fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
-    let main = match ns.map_or_else(|| resolve(&words[0]), |n| nano_core::kernel::command_main_in(n, &words[0])) {
+    let main = match ns.map_or_else(|| resolve(&words[0]), |n| command::main_in(n, &words[0])) {
         Ok(a) => a,
         Err(e) => {
             println!("shell: {e}");
             return false;
         }
     };
-    let entry = nano_core::kernel::command_entry(main);
+    let entry = command::main_at(main);
     let name = words[0].clone();
     let id = match task::spawn(&name, move || {
         let args: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -207,7 +207,7 @@ fn run_builtin(mut words: Vec<String>, background: bool) {
             let mut cycles = 1;
             let mut rest = words.split_off(2);
             if rest.first().is_some_and(|w| w == "--cycles") {
-                match rest.get(1).and_then(|n| nano_core::kernel::parse_u64(n)).filter(|n| *n > 0) {
+                match rest.get(1).and_then(|n| command::parse_u64(n)).filter(|n| *n > 0) {
                     Some(n) => cycles = n,
                     None => return usage(),
                 }

@@ -7,7 +7,7 @@ pub static DESCRIPTION: &str = "wait MS milliseconds";
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
-    let Some(ms) = args.get(1).and_then(|a| nano_core::kernel::parse_u64(a)) else {
+    let Some(ms) = args.get(1).and_then(|a| command::parse_u64(a)) else {
         nano_core::println!("usage: sleep MS");
         return 2;
     };

@@ -167,12 +167,12 @@ pub fn main(args: &[&str]) -> isize {
                 return 0;
             }
             "--storm" => {
-                let Some(n) = it.next().and_then(|n| nano_core::kernel::parse_u64(n)) else { return usage() };
+                let Some(n) = it.next().and_then(|n| command::parse_u64(n)) else { return usage() };
                 let mut seed = 1;
                 let mut alts = Vec::new();
                 while let Some(a) = it.next() {
                     match (*a, a.split_once('=')) {
-                        ("--seed", _) => match it.next().and_then(|n| nano_core::kernel::parse_u64(n)) {
+                        ("--seed", _) => match it.next().and_then(|n| command::parse_u64(n)) {
                             Some(s) => seed = s,
                             None => return usage(),
                         },
@@ -193,7 +193,7 @@ pub fn main(args: &[&str]) -> isize {
                 Some(n) => opts.namespace = Some(n.to_string()),
                 None => return usage(),
             },
-            "--cycles" => match it.next().and_then(|n| nano_core::kernel::parse_u64(n)) {
+            "--cycles" => match it.next().and_then(|n| command::parse_u64(n)) {
                 Some(n) => cycles = n,
                 None => return usage(),
             },

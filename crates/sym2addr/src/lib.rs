@@ -14,7 +14,7 @@ const MAX_SHOWN: usize = 50;
 
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
-    if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
+    if let Some(status) = command::run_in_namespace_option(args) {
         return status;
     }
     if args.len() < 2 {
@@ -24,7 +24,7 @@ pub fn main(args: &[&str]) -> isize {
     let mut status = 0;
     for pat in &args[1..] {
         let found = nano_core::kernel::with_loader_ref(|l| {
-            let ns = nano_core::kernel::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64)?;
+            let ns = command::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64)?;
             let mut out = alloc::vec::Vec::new();
             if let Some(prefix) = pat.strip_suffix('*') {
                 for (n, key, r) in l.search(ns, prefix) {

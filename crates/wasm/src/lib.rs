@@ -205,7 +205,7 @@ fn resolve_kernel(i: &wasm_runtime::module::Import, ty: &wasmparser::FuncType) -
 /// The namespace this crate runs in: `applications`, or NAME with `wasm --ns NAME ...` (or
 /// `run --ns NAME wasm ...`). Modules are registered there and `--trusted` imports resolve there.
 fn home(l: &mod_mgmt::Loader) -> Option<mod_mgmt::NamespaceId> {
-    nano_core::kernel::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64)
+    command::home_namespace(l, main as fn(&[&str]) -> isize as usize as u64)
 }
 
 /// Registers an instance's functions as crate `krate` (`wasm:NAME`); returns it and the cost.
@@ -252,12 +252,10 @@ fn options(args: &[&str]) -> Result<Options, String> {
     while let Some(a) = it.next() {
         match *a {
             "--trusted" => o.trusted = true,
-            "--repeat" => {
-                o.repeat = it.next().and_then(|n| nano_core::kernel::parse_u64(n)).filter(|n| *n > 0).ok_or("--repeat needs a count")?
-            }
+            "--repeat" => o.repeat = it.next().and_then(|n| command::parse_u64(n)).filter(|n| *n > 0).ok_or("--repeat needs a count")?,
             "--invoke" => o.invoke = Some(it.next().ok_or("--invoke needs a function name")?.to_string()),
             "--fuel" => {
-                let n = it.next().and_then(|n| nano_core::kernel::parse_u64(n)).ok_or("--fuel needs a number")?;
+                let n = it.next().and_then(|n| command::parse_u64(n)).ok_or("--fuel needs a number")?;
                 o.fuel = Some(n as i64);
             }
             other => o.rest.push(other.to_string()),
@@ -682,7 +680,7 @@ pub fn main(args: &[&str]) -> isize {
         moved.extend(args.iter().skip(4).copied());
         return main(&moved);
     }
-    if let Some(status) = nano_core::kernel::run_in_namespace_option(args) {
+    if let Some(status) = command::run_in_namespace_option(args) {
         return status;
     }
     EXPLICIT_CHECKS.store(args.contains(&"--bounds-checks"), core::sync::atomic::Ordering::Relaxed);

@@ -51,7 +51,7 @@ pub fn instance_limit() -> u64 {
 }
 
 fn option_mib(name: &str) -> Option<u64> {
-    boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, name).and_then(nano_core::kernel::parse_u64).map(|m| m << 20)
+    boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, name).and_then(command::parse_u64).map(|m| m << 20)
 }
 
 /// (in use, peak, budget, refused growths), for `wasm list`.
