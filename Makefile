@@ -52,6 +52,7 @@ check: setup
 	@cargo fmt --all --check
 	@cargo clippy -q -p boot_info -p leakcheck -p signing -p mod_mgmt -p path -p line_edit -p imgtool -p modtool -p objbuild --all-targets -- -D warnings
 	@cargo clippy -q -p tlibc --no-default-features --all-targets -- -D warnings
+	@bash tools/clippy-kernel.sh
 	@bash tools/test.sh --host-only
 
 bench: image

@@ -232,7 +232,7 @@ pub fn current_frame_pointer() -> u64 {
 
 /// The frame record at `rbp` — (saved `rbp`, return address) — if both words are mapped.
 pub fn read_frame_record(rbp: u64) -> Option<(u64, u64)> {
-    if rbp % 8 != 0 {
+    if !rbp.is_multiple_of(8) {
         return None;
     }
     crate::paging::translate(rbp)?;

@@ -122,7 +122,7 @@ impl MemoryProvider for KernelMemory {
 
     fn protect(&self, region: &Region, offset: usize, len: usize, perms: Perms) -> Result<(), MemoryError> {
         let err = MemoryError::Protect { addr: region.addr() + offset as u64, size: len, perms };
-        if offset % PAGE as usize != 0 || offset.checked_add(len).is_none_or(|e| e > region.size()) {
+        if !offset.is_multiple_of(PAGE as usize) || offset.checked_add(len).is_none_or(|e| e > region.size()) {
             return Err(err);
         }
         for p in (0..len as u64).step_by(PAGE as usize) {

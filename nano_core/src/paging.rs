@@ -339,7 +339,6 @@ pub fn init(phys_end: u64) -> Result<(), PagingError> {
             .map_err(|_| PagingError::OutOfFrames)?
             .ignore();
     }
-    drop(m);
     // SAFETY: the new tables map everything the kernel touches from here on (its image, stack,
     // and physical memory); the identity map of low memory is dropped on purpose.
     unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(p4)), Cr3Flags::empty()) };

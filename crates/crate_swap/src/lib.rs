@@ -84,8 +84,9 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The loader refused it.
-    Swap(SwapError),
+    /// The loader refused it (boxed: a swap error carries a whole load error, and `Result`s of
+    /// this type are passed around on every swap path).
+    Swap(alloc::boxed::Box<SwapError>),
     /// A registration points into OLD where NEW has no equivalent.
     Dangling {
         /// What holds the address.
@@ -124,7 +125,9 @@ pub enum Error {
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Error::Swap(SwapError::Stale) => write!(f, "the loaded crates changed during the swap; nothing was changed, try again"),
+            Error::Swap(e) if matches!(**e, SwapError::Stale) => {
+                write!(f, "the loaded crates changed during the swap; nothing was changed, try again")
+            }
             Error::Swap(e) => write!(f, "{e}"),
             Error::Dangling { holder, addr, symbol, reason } => write!(
                 f,
@@ -150,12 +153,12 @@ impl core::error::Error for Error {}
 
 impl From<SwapError> for Error {
     fn from(e: SwapError) -> Error {
-        Error::Swap(e)
+        Error::Swap(alloc::boxed::Box::new(e))
     }
 }
 
 fn applications(l: &Loader) -> Result<mod_mgmt::NamespaceId, Error> {
-    l.namespace_by_name("applications").map_err(|e| Error::Swap(SwapError::Load { file: "applications".into(), source: e }))
+    l.namespace_by_name("applications").map_err(|e| Error::from(SwapError::Load { file: "applications".into(), source: e }))
 }
 
 /// Every registration that points into an OLD crate must have an equivalent in NEW.
@@ -276,7 +279,7 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
     let first = nano_core::kernel::with_loader_mut(|l| -> Result<Attempt, Error> {
         let ns = match &opts.namespace {
             Some(n) => {
-                let ns = l.namespace_by_name(n).map_err(|e| Error::Swap(SwapError::Load { file: n.clone(), source: e }))?;
+                let ns = l.namespace_by_name(n).map_err(|e| Error::from(SwapError::Load { file: n.clone(), source: e }))?;
                 if let Some(p) = pairs.iter().find(|p| l.namespace(ns).is_none_or(|n| !n.crates.contains_key(&p.old))) {
                     return Err(Error::NotInNamespace { krate: p.old.clone(), namespace: n.clone() });
                 }

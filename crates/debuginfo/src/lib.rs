@@ -168,16 +168,22 @@ fn build_for(addr: u64) -> Option<(u32, Option<Ctx>)> {
     Some((key, built))
 }
 
+/// A source location: file, line, column.
+pub type SourcePos<'a> = (&'a str, u32, u32);
+
+/// What [`with_location`] calls with the innermost and the outermost location of an address.
+pub type LocationSink<'s> = dyn for<'a> FnMut(SourcePos<'a>, SourcePos<'a>) + 's;
+
 /// Calls `f(innermost, outermost)` with the source locations of `addr` — the innermost inlined
 /// frame and the frame of the function that contains it (the same if nothing was inlined) —
 /// without allocating once the crate's context exists. Returns `false` if nothing is known.
-pub fn with_location(addr: u64, f: &mut dyn FnMut((&str, u32, u32), (&str, u32, u32))) -> bool {
+pub fn with_location(addr: u64, f: &mut LocationSink<'_>) -> bool {
     // addr2line builds its tables lazily, full of code addresses: bookkeeping, kept in the
     // metadata heap so that a swap's reference scan does not take them for references.
     nano_core::heap::metadata(|| with_location_inner(addr, f))
 }
 
-fn with_location_inner(addr: u64, f: &mut dyn FnMut((&str, u32, u32), (&str, u32, u32))) -> bool {
+fn with_location_inner(addr: u64, f: &mut LocationSink<'_>) -> bool {
     let Some((key, built)) = build_for(addr) else { return false };
     let mut cache = CACHE.lock();
     if built.is_some() || !cache.contains_key(&key) {

@@ -64,7 +64,7 @@ impl Category {
     /// The category of an exception vector, if it has one.
     pub fn of_vector(v: u8) -> Option<Category> {
         Some(match v {
-            13 | 14 | 12 => Category::InvalidAddress,
+            12..=14 => Category::InvalidAddress,
             6 => Category::IllegalInstruction,
             17 | 11 => Category::BusError,
             0 | 16 | 19 => Category::ArithmeticError,
@@ -203,7 +203,7 @@ pub fn print_backtrace(rbp: u64, fault: Option<(u64, u64)>) {
     for _ in 0..64 {
         if depth >= 32
             || rbp == 0
-            || rbp % 8 != 0
+            || !rbp.is_multiple_of(8)
             || nano_core::paging::translate(rbp).is_none()
             || nano_core::paging::translate(rbp + 8).is_none()
         {
@@ -369,7 +369,7 @@ fn repair_in_place(info: &FaultInfo) -> Option<u64> {
 }
 
 fn info(name: &'static str, vector: u8, error: Option<u64>, frame: &InterruptStackFrame) -> FaultInfo {
-    let address = (vector == 14).then(|| Cr2::read_raw());
+    let address = (vector == 14).then(Cr2::read_raw);
     FaultInfo { name, vector, error, address, rip: frame.instruction_pointer.as_u64(), rsp: frame.stack_pointer.as_u64() }
 }
 

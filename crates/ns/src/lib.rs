@@ -189,8 +189,8 @@ pub fn main(args: &[&str]) -> isize {
         nano_core::println!("ns: unknown argument {bad}");
         return usage();
     }
-    let verbose = args.iter().any(|a| *a == "-v");
-    let names_only = args.iter().any(|a| *a == "-n");
+    let verbose = args.contains(&"-v");
+    let names_only = args.contains(&"-n");
     // Collected under the loader, printed after it is released.
     let lines: Vec<String> = nano_core::kernel::with_loader_ref(|l| {
         let mut out = Vec::new();

@@ -82,7 +82,7 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
     }
     t.panicking = true;
     t.fault = Some((String::from(what), info.rip));
-    let entry = if rsp % 16 == 0 { delos_fault_entry_even as *const () } else { delos_fault_entry_odd as *const () };
+    let entry = if rsp.is_multiple_of(16) { delos_fault_entry_even as *const () } else { delos_fault_entry_odd as *const () };
     Some(entry as u64)
 }
 

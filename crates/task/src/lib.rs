@@ -399,7 +399,7 @@ pub fn spawn_detached(name: &str, f: impl FnOnce() -> isize + Send + 'static) ->
 /// version that starts its successor (a shell, a receiver) can be reclaimed once it ends.
 pub fn spawn_fn(name: &str, f: fn() -> isize) -> Result<TaskId, TaskError> {
     scrub_stack();
-    let id = spawn_boxed(name, STACK_PAGES, Box::new(Entry(Box::new(move || f()))))?;
+    let id = spawn_boxed(name, STACK_PAGES, Box::new(Entry(Box::new(f))))?;
     detach(id);
     Ok(id)
 }
@@ -448,7 +448,7 @@ fn note_death_site(fault: Option<(u64, u64)>) {
     let mut rbp = nano_core::kernel::current_frame_pointer();
     for _ in 0..16 {
         if (lo..hi).contains(&rbp)
-            || rbp % 8 != 0
+            || !rbp.is_multiple_of(8)
             || nano_core::paging::translate(rbp).is_none()
             || nano_core::paging::translate(rbp + 8).is_none()
         {
@@ -884,7 +884,7 @@ pub fn list() -> Vec<TaskInfo> {
 /// addresses (innermost first).
 fn walk(mut rbp: u64, lo: u64, hi: u64, out: &mut Vec<u64>) {
     for _ in 0..256 {
-        if rbp < lo || rbp.checked_add(16).is_none_or(|e| e > hi) || rbp % 8 != 0 {
+        if rbp < lo || rbp.checked_add(16).is_none_or(|e| e > hi) || !rbp.is_multiple_of(8) {
             break;
         }
         // SAFETY: `rbp..rbp+16` lies inside the task's mapped stack (checked above); the task

@@ -279,7 +279,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 /// `out` is writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return conv::EINVAL;
     }
     // SAFETY: C semantics.
@@ -779,7 +779,11 @@ pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) ->
     };
     let pages = (len as u64).div_ceil(PAGE);
     let inside = x86_64::instructions::interrupts::without_interrupts(|| {
-        MAPPINGS.lock().range(..=start).next_back().is_some_and(|(&s, &n)| start % PAGE == 0 && start + pages * PAGE <= s + n * PAGE)
+        MAPPINGS
+            .lock()
+            .range(..=start)
+            .next_back()
+            .is_some_and(|(&s, &n)| start.is_multiple_of(PAGE) && start + pages * PAGE <= s + n * PAGE)
     });
     if !inside {
         set_errno(conv::EINVAL);

@@ -101,8 +101,7 @@ pub fn run(filter: Option<&str>) -> isize {
             total.skipped += t.skipped;
         }
     };
-    loop {
-        let Some(tag) = r.u8() else { break };
+    while let Some(tag) = r.u8() {
         let ok = (|| -> Option<()> {
             if tag == b'F' {
                 finish(&mut cur, &mut total);

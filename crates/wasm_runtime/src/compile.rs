@@ -236,7 +236,7 @@ pub fn compile(module: &ModuleInfo, wasm: &[u8], config: &Config) -> Result<Imag
     let mut fctx = FunctionBuilderContext::new();
     let mut ctx = Context::new();
     let append = |image: &mut Image, out: Output| -> Range<u32> {
-        while image.code.len() % 16 != 0 {
+        while !image.code.len().is_multiple_of(16) {
             image.code.push(0xcc);
         }
         let start = image.code.len() as u32;
