@@ -195,6 +195,16 @@ struct Target {
 }
 
 /// Frees the region unless it was taken.
+/// Where a crate being loaded was put: its layout, the allocation's start, each part's base
+/// (text, rodata, data) and the allocation's size.
+#[derive(Clone, Copy)]
+struct Placed<'l> {
+    layout: &'l Layout,
+    base: u64,
+    bases: [u64; 3],
+    total: u64,
+}
+
 struct RegionGuard<'m> {
     memory: &'m dyn MemoryProvider,
     region: Option<Region>,
@@ -503,6 +513,10 @@ impl Loader {
         Ok(layout)
     }
 
+    /// Loads one object: check, parse, [`Loader::plan_layout`], then the phases below, each a
+    /// method of its own. Until the crate is registered an error frees its memory through the
+    /// [`RegionGuard`]; after that, through the caller's transaction (`txn`), which removes every
+    /// crate this load added.
     fn load_timed(
         &mut self,
         ns: NamespaceId,
@@ -517,9 +531,28 @@ impl Loader {
         let obj = elf::parse(file, &bytes)?;
         let name = self.crate_name_for(ns, file)?;
         let layout = self.plan_layout(&obj, file, adopt.as_deref_mut())?;
+        let guard = self.allocate_and_fill(&obj, &layout)?;
+        let base = guard.region.as_ref().map_or(0, |r| r.addr());
         let (part_off, total) = layout.part_offsets();
+        let bases: [u64; 3] = core::array::from_fn(|p| base + part_off[p]);
+        let placed = Placed { layout: &layout, base, bases, total };
+        let (crate_id, sec_ids, mut stats) = self.register(ns, file, &name, &obj, &placed, guard)?;
+        txn.push(crate_id);
+        let resolved = self.resolve_undefined(ns, &name, &obj, &sec_ids, txn)?;
+        let ctx = RelocCtx { obj: &obj, crate_id, layout: &layout, sec_ids: &sec_ids, bases: &bases, base, resolved: &resolved };
+        self.relocate_and_protect(&ctx, &placed, adopt, &mut stats)?;
+        self.last.crates += stats.crates;
+        self.last.sections += stats.sections;
+        self.last.symbols += stats.symbols;
+        self.last.relocations += stats.relocations;
+        self.last.bytes += stats.bytes;
+        Ok(crate_id)
+    }
 
-        // Phase 2: allocate and fill (adopted sections keep the bytes they have: live state).
+    /// Allocates the crate's memory and copies its sections in (adopted sections keep the bytes
+    /// they have: live state).
+    fn allocate_and_fill(&self, obj: &ObjectFile<'_>, layout: &Layout) -> Result<RegionGuard<'static>, LoadError> {
+        let (part_off, total) = layout.part_offsets();
         let mut guard =
             RegionGuard { memory: self.memory, region: if total == 0 { None } else { Some(self.memory.allocate(total as usize)?) } };
         if let Some(r) = guard.region.as_mut() {
@@ -534,15 +567,26 @@ impl Loader {
                 }
             }
         }
-        let base = guard.region.as_ref().map_or(0, |r| r.addr());
-        let bases: [u64; 3] = core::array::from_fn(|p| base + part_off[p]);
+        Ok(guard)
+    }
 
-        // Phase 3: register the crate, its sections and symbols before relocating (see module
-        // docs), and its memory (so that a failed load frees it through `remove_crate`).
+    /// Registers the crate, its sections and symbols before relocating (see module docs), and
+    /// its memory (so that a failed load frees it through `remove_crate`). Returns its id, the
+    /// section id of each ELF section it placed, and its counts so far.
+    fn register(
+        &mut self,
+        ns: NamespaceId,
+        file: &str,
+        name: &str,
+        obj: &ObjectFile<'_>,
+        placed: &Placed<'_>,
+        mut guard: RegionGuard<'static>,
+    ) -> Result<(CrateId, Vec<Option<SectionId>>, LoadStats), LoadError> {
+        let Placed { layout, base, bases, total } = *placed;
         let crate_id = CrateId(self.next_crate);
         self.next_crate += 1;
         let mut sec_ids: Vec<Option<SectionId>> = alloc::vec![None; obj.sections.len()];
-        let mut krate = LoadedCrate::empty(crate_id, &name, file, ns, false);
+        let mut krate = LoadedCrate::empty(crate_id, name, file, ns, false);
         let mut new_sections = Vec::new();
         // Position in `new_sections` of each ELF section.
         let mut pos = alloc::vec![usize::MAX; obj.sections.len()];
@@ -630,7 +674,7 @@ impl Loader {
                     krate.shadowed += 1;
                 }
             }
-            n.crates.insert(name.clone(), crate_id);
+            n.crates.insert(name.to_string(), crate_id);
         }
         let own_parts: Vec<Part> = (0..3)
             .filter(|&p| layout.sizes[p] > 0)
@@ -659,9 +703,20 @@ impl Loader {
             }
         }
         self.crates.insert(crate_id, krate);
-        txn.push(crate_id);
 
-        // Phase 4: resolve every undefined symbol that a loaded section's relocation uses.
+        Ok((crate_id, sec_ids, stats))
+    }
+
+    /// Resolves every undefined symbol that a loaded section's relocation uses (loading other
+    /// crates on demand, into `txn`); all missing names are reported at once.
+    fn resolve_undefined(
+        &mut self,
+        ns: NamespaceId,
+        name: &str,
+        obj: &ObjectFile<'_>,
+        sec_ids: &[Option<SectionId>],
+        txn: &mut Vec<CrateId>,
+    ) -> Result<BTreeMap<usize, Target>, LoadError> {
         let mut resolved: BTreeMap<usize, Target> = BTreeMap::new();
         let mut missing = BTreeSet::new();
         for (t, rels) in obj.relocs.iter().enumerate() {
@@ -674,7 +729,7 @@ impl Loader {
                     continue;
                 }
                 if sym.name.is_empty() {
-                    return Err(bad_reloc(&obj, t, r.offset, "relocation against the null symbol"));
+                    return Err(bad_reloc(obj, t, r.offset, "relocation against the null symbol"));
                 }
                 match self.resolve(ns, sym.name, txn)? {
                     Some(s) => {
@@ -689,19 +744,34 @@ impl Loader {
         }
         if !missing.is_empty() {
             let unlisted = missing.len().saturating_sub(MAX_LISTED);
-            return Err(LoadError::Unresolved { needed_by: name, symbols: missing.into_iter().take(MAX_LISTED).collect(), unlisted });
+            return Err(LoadError::Unresolved {
+                needed_by: name.to_string(),
+                symbols: missing.into_iter().take(MAX_LISTED).collect(),
+                unlisted,
+            });
         }
 
-        // Phase 5: relocate (recording cross-crate dependencies), protect, and split the
-        // allocation into its code and data regions.
+        Ok(resolved)
+    }
+
+    /// Relocates (recording cross-crate dependencies), protects, splits the allocation into its
+    /// code and data regions, and seals the crate's code for integrity checks.
+    fn relocate_and_protect(
+        &mut self,
+        ctx: &RelocCtx<'_, '_>,
+        placed: &Placed<'_>,
+        mut adopt: Option<&mut AdoptPlan>,
+        stats: &mut LoadStats,
+    ) -> Result<(), LoadError> {
+        let Placed { layout, base, bases, total } = *placed;
+        let crate_id = ctx.crate_id;
         let held = if total == 0 { None } else { self.regions.remove(&base) };
         let mut held_region = held.map(|h| h.region);
-        let ctx = RelocCtx { obj: &obj, crate_id, layout: &layout, sec_ids: &sec_ids, bases: &bases, base, resolved: &resolved };
         let result = match held_region.as_mut() {
             // SAFETY: the region is still read-write (protected only below) and this is the
             // only reference to its bytes.
-            Some(r) => self.relocate(&ctx, unsafe { r.bytes_mut() }, adopt.as_deref_mut(), &mut stats),
-            None => self.relocate(&ctx, &mut [], adopt, &mut stats),
+            Some(r) => self.relocate(ctx, unsafe { r.bytes_mut() }, adopt.as_deref_mut(), stats),
+            None => self.relocate(ctx, &mut [], adopt, stats),
         };
         let protect = result.and_then(|fixups| {
             if let Some(r) = &held_region {
@@ -736,12 +806,7 @@ impl Loader {
         let k = self.crates.get_mut(&crate_id).expect("just inserted");
         k.relocations = stats.relocations;
         k.fixups = fixups;
-        self.last.crates += stats.crates;
-        self.last.sections += stats.sections;
-        self.last.symbols += stats.symbols;
-        self.last.relocations += stats.relocations;
-        self.last.bytes += stats.bytes;
-        Ok(crate_id)
+        Ok(())
     }
 
     /// Applies every relocation of the object, records cross-crate dependencies, and returns
