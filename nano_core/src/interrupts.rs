@@ -62,12 +62,13 @@ pub struct InterruptInitError(#[from] crate::paging::PagingError);
 
 /// Loads the GDT (with a TSS whose IST holds a guarded double-fault stack) and the early IDT.
 pub fn init() -> Result<(), InterruptInitError> {
-    let df_stack = crate::paging::alloc_stack(4)?;
-    let pf_stack = crate::paging::alloc_stack(8)?;
+    // The CPU is given these stacks for good.
+    let df_stack_top = crate::paging::alloc_stack(4)?.leak();
+    let pf_stack_top = crate::paging::alloc_stack(8)?.leak();
     let tss = TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = VirtAddr::new(df_stack.top);
-        tss.interrupt_stack_table[PAGE_FAULT_IST as usize] = VirtAddr::new(pf_stack.top);
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize] = VirtAddr::new(df_stack_top);
+        tss.interrupt_stack_table[PAGE_FAULT_IST as usize] = VirtAddr::new(pf_stack_top);
         tss
     });
     let (gdt, code, data, tss_sel) = GDT.call_once(|| {

@@ -40,7 +40,10 @@ impl KernelMemory {
     }
 
     fn give_back(&self, start: u64, pages: u64) {
-        x86_64::instructions::interrupts::without_interrupts(|| self.free.lock().push((start, pages)));
+        // The list lives in the metadata heap, which the swap's reference scan skips: its
+        // entries (and the stale copies a `swap_remove` leaves in its spare capacity) are
+        // starts of ranges that crates are loaded into later, not references to them.
+        crate::heap::metadata(|| self.free.lock().push((start, pages)));
     }
 
     /// Freed ranges kept for reuse, and the pages they span (`mem` reports them).
@@ -136,5 +139,46 @@ impl MemoryProvider for KernelMemory {
         crate::hooks::forget_range(region.addr(), region.addr() + region.size() as u64);
         unmap_and_free(region.addr(), pages);
         self.give_back(region.addr(), pages);
+    }
+}
+
+/// A region of [`KERNEL_MEMORY`] that goes back to it when dropped: for code outside the loader
+/// (the WASM JIT's code), which would otherwise have to remember to hand each `Region` back.
+/// (The loader keeps explicit ownership of its regions: its bookkeeping decides when a retired
+/// crate's memory may go.)
+#[derive(Debug)]
+pub struct OwnedRegion(Option<Region>);
+
+impl OwnedRegion {
+    /// At least `size` bytes, page aligned, mapped read-write and zeroed.
+    pub fn new(size: usize) -> Result<OwnedRegion, MemoryError> {
+        KERNEL_MEMORY.allocate(size).map(|r| OwnedRegion(Some(r)))
+    }
+
+    fn region(&self) -> &Region {
+        self.0.as_ref().expect("an OwnedRegion holds its region until dropped")
+    }
+
+    /// Start address.
+    pub fn addr(&self) -> u64 {
+        self.region().addr()
+    }
+
+    /// Size in bytes (whole pages).
+    pub fn size(&self) -> usize {
+        self.region().size()
+    }
+
+    /// Sets the permissions of `len` bytes at `offset` (both page aligned).
+    pub fn protect(&self, offset: usize, len: usize, perms: Perms) -> Result<(), MemoryError> {
+        KERNEL_MEMORY.protect(self.region(), offset, len, perms)
+    }
+}
+
+impl Drop for OwnedRegion {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            KERNEL_MEMORY.free(r);
+        }
     }
 }

@@ -25,6 +25,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("frames_alloc_free", frames_alloc_free),
     ("paging_wx", paging_wx),
     ("paging_guard_pages", paging_guard_pages),
+    ("owned_mappings_unmap_on_drop", owned_mappings_unmap_on_drop),
     ("kernel_sections_wx", kernel_sections_wx),
     ("heap_grows", heap_grows),
     ("sse_enabled", sse_enabled),
@@ -86,6 +87,29 @@ fn paging_guard_pages(_: &Ctx) -> Result<(), String> {
     let s = paging::alloc_stack(2).map_err(|e| format!("{e}"))?;
     ensure(paging::translate(s.guard()).is_none(), || "new stack's guard page is mapped".into())?;
     ensure(paging::translate(0).is_none(), || "null page is mapped".into())
+}
+
+/// A `Mapping` and a `Stack` give back their pages and frames when dropped; `protect` stays
+/// inside the mapping.
+fn owned_mappings_unmap_on_drop(_: &Ctx) -> Result<(), String> {
+    let m = paging::Mapping::new(3, Perms::ReadWrite).map_err(|e| format!("{e}"))?;
+    let (start, end) = (m.start(), m.end());
+    ensure(end - start == 3 * PAGE && m.pages() == 3, || format!("mapping [{start:#x}, {end:#x}) is not 3 pages"))?;
+    ensure(paging::translate(end).is_none(), || "the guard page after a mapping is mapped".into())?;
+    m.protect(1, 2, Perms::Read).map_err(|e| format!("{e}"))?;
+    ensure(paging::translate(start + PAGE).map(|t| t.1) == Some(Perms::Read), || "protect did not change page 1".into())?;
+    ensure(m.protect(2, 2, Perms::Read).is_err(), || "protect beyond the mapping was accepted".into())?;
+    let s = paging::alloc_stack(2).map_err(|e| format!("{e}"))?;
+    let (bottom, top) = s.range();
+    // Page-table pages made for new address space stay; the 5 data frames must come back.
+    let used_mapped = FRAMES.lock().stats().used;
+    drop(m);
+    drop(s);
+    for a in (start..end).chain(bottom..top).step_by(PAGE as usize) {
+        ensure(paging::translate(a).is_none(), || format!("{a:#x} still mapped after drop"))?;
+    }
+    let used_after = FRAMES.lock().stats().used;
+    ensure(used_mapped - used_after == 5, || format!("{} frames given back on drop, want 5", used_mapped as i64 - used_after as i64))
 }
 
 fn kernel_sections_wx(_: &Ctx) -> Result<(), String> {

@@ -190,19 +190,128 @@ pub fn translate(addr: u64) -> Option<(u64, Perms)> {
     .flatten()
 }
 
-/// A stack: `[bottom, top)` is mapped RW; the page below `bottom` is an unmapped guard.
+/// Pages of kernel address space, each mapped to a zeroed frame of its own, and owned:
+/// dropping a `Mapping` unmaps its pages and frees their frames. The one way for code outside
+/// the loader to get page-granular memory (task and interrupt stacks, tlibc's `mmap`), so that
+/// no caller maps or frees frames itself.
+#[derive(Debug)]
+pub struct Mapping {
+    start: u64,
+    /// Pages mapped so far (all of `reserved` once construction succeeded).
+    mapped: u64,
+    /// Pages of address space it was given.
+    reserved: u64,
+    kind: MappingKind,
+}
+
+/// Where a mapping's address space came from, and where it goes back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MappingKind {
+    /// The general region (bump-allocated, not reused).
+    Region,
+    /// The stack region: the range is noted for the next stack of this size.
+    Stack,
+}
+
+impl Mapping {
+    /// `pages` fresh zeroed pages with `perms` in the general region, followed by an unmapped
+    /// guard page.
+    pub fn new(pages: u64, perms: Perms) -> Result<Mapping, PagingError> {
+        Mapping::map_fresh(alloc_region(pages)?, pages, perms, MappingKind::Region)
+    }
+
+    fn map_fresh(start: u64, pages: u64, perms: Perms, kind: MappingKind) -> Result<Mapping, PagingError> {
+        // On an error, dropping `m` unmaps what was mapped.
+        let mut m = Mapping { start, mapped: 0, reserved: pages, kind };
+        for i in 0..pages {
+            map_new(start + i * PAGE, perms)?;
+            m.mapped = i + 1;
+        }
+        Ok(m)
+    }
+
+    /// First address.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// One past the last address.
+    pub fn end(&self) -> u64 {
+        self.start + self.mapped * PAGE
+    }
+
+    /// Number of pages.
+    pub fn pages(&self) -> u64 {
+        self.mapped
+    }
+
+    /// Changes the permissions of `pages` pages starting at page `first` of the mapping.
+    pub fn protect(&self, first: u64, pages: u64, perms: Perms) -> Result<(), PagingError> {
+        let end = first.checked_add(pages).filter(|&e| e <= self.mapped).ok_or(PagingError::NotMapped(self.start + first * PAGE))?;
+        for i in first..end {
+            protect(self.start + i * PAGE, perms)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the pages mapped for the rest of the kernel's life (stacks the CPU is given, such
+    /// as the interrupt stacks of the TSS); returns `[start, end)`.
+    pub fn leak(self) -> (u64, u64) {
+        let range = (self.start, self.end());
+        core::mem::forget(self);
+        range
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Interrupts off throughout: a task switch while FRAMES is locked would deadlock the
+        // next task that needs a frame.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            for a in (0..self.mapped).map(|i| self.start + i * PAGE) {
+                if let Ok(frame) = unmap(a) {
+                    // SAFETY: the page was this mapping's own and is unmapped now; whoever owned
+                    // the mapping gave it up by dropping it, so nothing uses the frame.
+                    unsafe { FRAMES.lock().free(frame) };
+                }
+            }
+            if self.kind == MappingKind::Stack {
+                // Keep the address range for the next stack of this size (if there is room to
+                // note it; otherwise the range is simply not used again).
+                let mut free = FREE_STACKS.lock();
+                if let Some(slot) = free.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some((self.start, self.reserved));
+                }
+            }
+        })
+    }
+}
+
+/// A stack: `[bottom, top)` is mapped RW; the page below `bottom` is an unmapped guard. Owned:
+/// dropping it unmaps it (see [`Mapping`]), so nothing may run on it or point into it then.
+#[derive(Debug)]
 pub struct Stack {
     /// Lowest mapped address.
     pub bottom: u64,
     /// One past the highest mapped address (the initial stack pointer).
     pub top: u64,
+    mapping: Mapping,
 }
 
 impl Stack {
     /// The guard page's address.
     pub fn guard(&self) -> u64 {
         self.bottom - PAGE
+    }
+
+    /// `[bottom, top)`.
+    pub fn range(&self) -> (u64, u64) {
+        (self.bottom, self.top)
+    }
+
+    /// Keeps the stack for the rest of the kernel's life (an interrupt stack); returns its top.
+    pub fn leak(self) -> u64 {
+        self.mapping.leak().1
     }
 }
 
@@ -220,31 +329,8 @@ pub fn alloc_stack(pages: u64) -> Result<Stack, PagingError> {
         Some(b) => b,
         None => NEXT_STACK.fetch_add((pages + 1) * PAGE, Ordering::Relaxed) + PAGE,
     };
-    for i in 0..pages {
-        map_new(bottom + i * PAGE, Perms::ReadWrite)?;
-    }
-    Ok(Stack { bottom, top: bottom + pages * PAGE })
-}
-
-/// Unmaps a stack made by [`alloc_stack`] and frees its frames.
-///
-/// # Safety
-/// Nothing may run on, or point into, the stack any more.
-pub unsafe fn free_stack(stack: Stack) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        for a in (stack.bottom..stack.top).step_by(PAGE as usize) {
-            if let Ok(frame) = unmap(a) {
-                // SAFETY: the page is unmapped and the caller guarantees nothing uses it.
-                unsafe { FRAMES.lock().free(frame) };
-            }
-        }
-        // Keep the address range for the next stack of this size (if there is room to note it;
-        // otherwise the range is simply not used again, as before).
-        let mut free = FREE_STACKS.lock();
-        if let Some(slot) = free.iter_mut().find(|s| s.is_none()) {
-            *slot = Some((stack.bottom, (stack.top - stack.bottom) / PAGE));
-        }
-    })
+    let mapping = Mapping::map_fresh(bottom, pages, Perms::ReadWrite, MappingKind::Stack)?;
+    Ok(Stack { bottom, top: bottom + pages * PAGE, mapping })
 }
 
 /// Address ranges of freed stacks, as (bottom, pages), for reuse by [`alloc_stack`]. Fixed-size

@@ -485,8 +485,7 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
     let (tls, tp) = match make_tls() {
         Ok(v) => v,
         Err(e) => {
-            // SAFETY: the stack was never used.
-            unsafe { paging::free_stack(stack) };
+            drop(stack); // never used
             return Err(e);
         }
     };
@@ -559,7 +558,7 @@ extern "C" fn task_main() -> ! {
 pub fn exit(how: Exit) -> ! {
     x86_64::instructions::interrupts::disable();
     let id = current();
-    let stack = TASKS.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.map(|s| (s.bottom, s.top))));
+    let stack = TASKS.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
     if let Some((lo, hi)) = stack {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
@@ -600,10 +599,9 @@ fn reap_locked() {
         }
         tasks.retain(|id, t| *id == cur || !(t.detached && matches!(t.state, State::Exited(_))));
     }
-    for s in dead {
-        // SAFETY: the task exited and is not running; nothing runs on its stack any more.
-        unsafe { paging::free_stack(s) };
-    }
+    // The tasks exited and are not running: nothing runs on their stacks any more. Dropped
+    // here, outside the task table's lock.
+    drop(dead);
 }
 
 /// Picks the next task and switches to it. Returns when the caller is scheduled again (or
@@ -873,7 +871,7 @@ pub fn list() -> Vec<TaskInfo> {
                 name: t.name.clone(),
                 state: t.state.clone(),
                 ticks: t.ticks,
-                stack: t.stack.map(|s| (s.bottom, s.top)),
+                stack: t.stack.as_ref().map(Stack::range),
                 restarts: t.restart.map(|r| r.restarts),
             })
             .collect()
@@ -913,7 +911,7 @@ pub fn stack_return_addresses() -> Vec<(TaskId, String, Vec<u64>)> {
         if matches!(t.state, State::Exited(_)) {
             continue;
         }
-        let (lo, hi) = t.stack.map_or(boot, |s| (s.bottom, s.top));
+        let (lo, hi) = t.stack.as_ref().map_or(boot, Stack::range);
         let mut addrs = Vec::new();
         if t.id == cur {
             let rbp: u64;
@@ -943,7 +941,7 @@ pub fn for_each_stack_word(f: &mut dyn FnMut(TaskId, &str, &mut u64)) {
         if matches!(t.state, State::Exited(_)) {
             continue;
         }
-        let (lo, hi) = t.stack.map_or(boot, |s| (s.bottom, s.top));
+        let (lo, hi) = t.stack.as_ref().map_or(boot, Stack::range);
         let sp = if t.id == cur {
             let rsp: u64;
             // SAFETY: reads the stack pointer register; no memory is touched.

@@ -8,7 +8,7 @@ use alloc::alloc::Layout;
 use alloc::collections::BTreeMap;
 use core::cell::Cell;
 use core::ffi::{c_char, c_int, c_long, c_void};
-use nano_core::paging::{self, PAGE, Perms};
+use nano_core::paging::{Mapping, PAGE, Perms};
 use spin::Mutex;
 
 #[thread_local]
@@ -682,8 +682,8 @@ const MAP_PRIVATE: c_int = 0x02;
 const MAP_ANONYMOUS: c_int = 0x20;
 const MAP_FAILED: *mut c_void = usize::MAX as *mut c_void;
 
-/// Mappings made by mmap: start → pages.
-static MAPPINGS: Mutex<BTreeMap<u64, u64>> = Mutex::new(BTreeMap::new());
+/// Mappings made by mmap, by start address (owned: removing one unmaps it and frees its frames).
+static MAPPINGS: Mutex<BTreeMap<u64, Mapping>> = Mutex::new(BTreeMap::new());
 
 fn perms(prot: c_int) -> Result<Perms, c_int> {
     if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
@@ -695,17 +695,6 @@ fn perms(prot: c_int) -> Result<Perms, c_int> {
         (false, true) => Ok(Perms::ReadExec),
         (false, false) => Ok(Perms::Read), // PROT_NONE is mapped read-only (no no-access pages)
     }
-}
-
-fn unmap_pages(start: u64, pages: u64) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        for i in 0..pages {
-            if let Ok(f) = paging::unmap(start + i * PAGE) {
-                // SAFETY: the frame backed an mmap page that is now unmapped.
-                unsafe { nano_core::frames::FRAMES.lock().free(f) };
-            }
-        }
-    })
 }
 
 /// Anonymous private mappings only (`fd` -1); writable+executable is refused (W^X).
@@ -725,15 +714,9 @@ pub unsafe extern "C" fn mmap(_addr: *mut c_void, len: usize, prot: c_int, flags
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let pages = (len as u64).div_ceil(PAGE);
-    let Ok(start) = paging::alloc_region(pages) else { return fail(conv::ENOMEM) };
-    for i in 0..pages {
-        if paging::map_new(start + i * PAGE, p).is_err() {
-            unmap_pages(start, i);
-            return fail(conv::ENOMEM);
-        }
-    }
-    x86_64::instructions::interrupts::without_interrupts(|| MAPPINGS.lock().insert(start, pages));
+    let Ok(m) = Mapping::new((len as u64).div_ceil(PAGE), p) else { return fail(conv::ENOMEM) };
+    let start = m.start();
+    x86_64::instructions::interrupts::without_interrupts(|| MAPPINGS.lock().insert(start, m));
     start as *mut c_void
 }
 
@@ -744,16 +727,16 @@ pub unsafe extern "C" fn mmap(_addr: *mut c_void, len: usize, prot: c_int, flags
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
     let start = addr as u64;
-    let pages = x86_64::instructions::interrupts::without_interrupts(|| {
+    let removed = x86_64::instructions::interrupts::without_interrupts(|| {
         let mut m = MAPPINGS.lock();
         match m.get(&start) {
-            Some(&p) if (len as u64).div_ceil(PAGE) == p => m.remove(&start),
+            Some(mapping) if (len as u64).div_ceil(PAGE) == mapping.pages() => m.remove(&start),
             _ => None,
         }
     });
-    match pages {
-        Some(p) => {
-            unmap_pages(start, p);
+    match removed {
+        Some(mapping) => {
+            drop(mapping); // unmaps, frees the frames
             0
         }
         None => {
@@ -778,22 +761,15 @@ pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) ->
         }
     };
     let pages = (len as u64).div_ceil(PAGE);
-    let inside = x86_64::instructions::interrupts::without_interrupts(|| {
-        MAPPINGS
-            .lock()
-            .range(..=start)
-            .next_back()
-            .is_some_and(|(&s, &n)| start.is_multiple_of(PAGE) && start + pages * PAGE <= s + n * PAGE)
+    let done = x86_64::instructions::interrupts::without_interrupts(|| {
+        let maps = MAPPINGS.lock();
+        let (_, m) = maps.range(..=start).next_back().filter(|_| start.is_multiple_of(PAGE))?;
+        let first = (start - m.start()) / PAGE;
+        Some(m.protect(first, pages, p).is_ok())
     });
-    if !inside {
+    if done != Some(true) {
         set_errno(conv::EINVAL);
         return -1;
-    }
-    for i in 0..pages {
-        if paging::protect(start + i * PAGE, p).is_err() {
-            set_errno(conv::EINVAL);
-            return -1;
-        }
     }
     0
 }

@@ -13,7 +13,8 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use core::sync::atomic::{AtomicU64, Ordering};
 use exceptions::{Action, Category, FaultInfo, HandlerError};
-use mod_mgmt::{MemoryProvider, Perms, Region};
+use mod_mgmt::Perms;
+use nano_core::kmem::OwnedRegion;
 use wasm_runtime::{Error, Platform};
 
 /// Bytes of stack kept free below the limit: room for the trap landing and host functions.
@@ -21,8 +22,8 @@ const STACK_RESERVE: u64 = 24 * 1024;
 
 /// The kernel platform.
 pub struct KernelPlatform {
-    /// Regions handed out, by address (the provider wants its `Region` back to free it).
-    regions: spin::Mutex<BTreeMap<u64, Region>>,
+    /// Code regions handed out, by address (removing one frees it).
+    regions: spin::Mutex<BTreeMap<u64, OwnedRegion>>,
     /// Linear-memory reservations by base address: bytes committed in each.
     reservations: spin::Mutex<BTreeMap<u64, u64>>,
 }
@@ -84,9 +85,11 @@ fn on_fault(info: &FaultInfo, _c: Category) -> Action {
 
 impl Platform for KernelPlatform {
     fn alloc_code(&self, len: usize) -> Result<*mut u8, Error> {
-        let r = nano_core::kmem::KERNEL_MEMORY.allocate(len).map_err(|e| Error::Memory(format!("{e}")))?;
+        let r = OwnedRegion::new(len).map_err(|e| Error::Memory(format!("{e}")))?;
         let addr = r.addr();
-        task::without_preemption(|| self.regions.lock().insert(addr, r));
+        // Bookkeeping in the metadata heap (skipped by the swap's reference scan): the map's
+        // nodes keep stale keys, starts of ranges that crates may be loaded into later.
+        nano_core::heap::metadata(|| self.regions.lock().insert(addr, r));
         Ok(addr as *mut u8)
     }
 
@@ -94,14 +97,13 @@ impl Platform for KernelPlatform {
         task::without_preemption(|| {
             let regions = self.regions.lock();
             let r = regions.get(&(ptr as u64)).ok_or_else(|| Error::Memory(format!("{ptr:p} is no code region")))?;
-            nano_core::kmem::KERNEL_MEMORY.protect(r, 0, len.min(r.size()), Perms::ReadExec).map_err(|e| Error::Memory(format!("{e}")))
+            r.protect(0, len.min(r.size()), Perms::ReadExec).map_err(|e| Error::Memory(format!("{e}")))
         })
     }
 
     fn free_code(&self, ptr: *mut u8, _len: usize) {
-        if let Some(r) = task::without_preemption(|| self.regions.lock().remove(&(ptr as u64))) {
-            nano_core::kmem::KERNEL_MEMORY.free(r);
-        }
+        // Dropped (freed) outside the lock.
+        drop(task::without_preemption(|| self.regions.lock().remove(&(ptr as u64))));
     }
 
     fn stack_limit(&self, sp: u64) -> u64 {
@@ -113,7 +115,7 @@ impl Platform for KernelPlatform {
 
     fn reserve(&self, len: usize) -> Option<*mut u8> {
         let base = nano_core::kmem::KERNEL_MEMORY.reserve(len)?;
-        task::without_preemption(|| self.reservations.lock().insert(base, 0));
+        nano_core::heap::metadata(|| self.reservations.lock().insert(base, 0));
         Some(base as *mut u8)
     }
 
@@ -137,7 +139,7 @@ impl Platform for KernelPlatform {
             REFUSED.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        task::without_preemption(|| self.reservations.lock().insert(base, len));
+        nano_core::heap::metadata(|| self.reservations.lock().insert(base, len));
         true
     }
 
