@@ -24,7 +24,9 @@ FUZZ_ITERS ?= 20000
 RUNNER := python3 tools/runner/qemu_run.py
 IMAGE := target/image
 NS ?= applications
-RUN_ARGS := $(if $(KVM),--kvm,) $(if $(ISO),--iso $(IMAGE)/delos.iso,--kernel $(IMAGE)/nano_core --modules $(IMAGE)/modules.tar --append "$(CMDLINE)") --push-socket target/push.sock
+# CPUs for `make run` (default: the host's). The APs are started and parked; tasks run on CPU 0.
+SMP ?= $(shell nproc)
+RUN_ARGS := $(if $(KVM),--kvm,) $(if $(ISO),--iso $(IMAGE)/delos.iso,--kernel $(IMAGE)/nano_core --modules $(IMAGE)/modules.tar --append "$(CMDLINE)") --push-socket target/push.sock --qemu-arg=-smp --qemu-arg=$(SMP)
 
 setup:
 	@bash tools/setup.sh

@@ -173,6 +173,16 @@ pub fn idle_loop() -> ! {
     }
 }
 
+/// Where a CPU that runs no tasks waits for good: interrupts off, halted (an NMI wakes it; it
+/// halts again). In nano_core, so that a parked CPU never runs a loaded crate's code, which a
+/// swap could retire.
+pub fn park_cpu() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
 /// The address `symbol` resolves to in `namespace` now. A long-running loop compares it with
 /// its own function's address at a quiet point: once a swap replaced its crate they differ, and
 /// the loop hands over to the new version (like an Erlang process making a fully qualified

@@ -6,7 +6,6 @@
 //! ranges are reused (best fit), so load/unload and swap cycles do not keep consuming address
 //! space and page-table frames.
 
-use crate::frames::FRAMES;
 use crate::paging::{self, PAGE};
 use mod_mgmt::{MemoryError, MemoryProvider, Perms, Region};
 
@@ -16,8 +15,17 @@ pub struct KernelMemory {
     free: spin::Mutex<alloc::vec::Vec<(u64, u64)>>,
 }
 
-/// The one instance.
+/// Memory for loaded crates (the loader's provider).
 pub static KERNEL_MEMORY: KernelMemory = KernelMemory { free: spin::Mutex::new(alloc::vec::Vec::new()) };
+
+/// Memory for what programs make at run time: the WASM JIT's code and linear memories.
+///
+/// A pool of its own, so that an address range once used by a program is never reused for a
+/// crate: programs' structures in the general heap (and the spare capacity of their vectors)
+/// keep stale copies of their ranges' addresses, and the swap's conservative reference scan
+/// would take such a copy for a reference to whichever crate was loaded there next, keeping a
+/// retired version alive.
+pub static PROGRAM_MEMORY: KernelMemory = KernelMemory { free: spin::Mutex::new(alloc::vec::Vec::new()) };
 
 impl KernelMemory {
     fn take_range(&self, pages: u64) -> Result<u64, paging::PagingError> {
@@ -55,26 +63,6 @@ impl KernelMemory {
     }
 }
 
-fn to_paging(p: Perms) -> paging::Perms {
-    match p {
-        Perms::ReadExec => paging::Perms::ReadExec,
-        Perms::Read => paging::Perms::Read,
-        Perms::ReadWrite => paging::Perms::ReadWrite,
-    }
-}
-
-fn unmap_and_free(start: u64, pages: u64) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        for i in 0..pages {
-            if let Ok(frame) = paging::unmap(start + i * PAGE) {
-                // SAFETY: the frame backed a page of a region being freed; it is unmapped now
-                // and nothing else refers to it.
-                unsafe { FRAMES.lock().free(frame) };
-            }
-        }
-    })
-}
-
 /// Address space reserved without memory behind it (a WASM linear memory's guard region):
 /// pages are mapped on demand ([`KernelMemory::commit`]) and all returned at once
 /// ([`KernelMemory::release`]).
@@ -92,7 +80,7 @@ impl KernelMemory {
         let pages = len.div_ceil(PAGE);
         for i in 0..pages {
             if paging::map_new(start + i * PAGE, paging::Perms::ReadWrite).is_err() {
-                unmap_and_free(start, i);
+                paging::unmap_and_free(start, i);
                 return Err(MemoryError::OutOfMemory(len as usize));
             }
         }
@@ -102,7 +90,7 @@ impl KernelMemory {
     /// Unmaps the first `committed` bytes of a reservation of `len` bytes at `start`, frees
     /// their frames and gives the address space back.
     pub fn release(&self, start: u64, committed: u64, len: usize) {
-        unmap_and_free(start, committed.div_ceil(PAGE));
+        paging::unmap_and_free(start, committed.div_ceil(PAGE));
         self.give_back(start, (len as u64).div_ceil(PAGE).max(1));
     }
 }
@@ -113,7 +101,7 @@ impl MemoryProvider for KernelMemory {
         let start = self.take_range(pages).map_err(|_| MemoryError::OutOfMemory(size))?;
         for i in 0..pages {
             if paging::map_new(start + i * PAGE, paging::Perms::ReadWrite).is_err() {
-                unmap_and_free(start, i);
+                paging::unmap_and_free(start, i);
                 self.give_back(start, pages);
                 return Err(MemoryError::OutOfMemory(size));
             }
@@ -129,7 +117,7 @@ impl MemoryProvider for KernelMemory {
             return Err(err);
         }
         for p in (0..len as u64).step_by(PAGE as usize) {
-            paging::protect(region.addr() + offset as u64 + p, to_paging(perms)).map_err(|_| err.clone())?;
+            paging::protect(region.addr() + offset as u64 + p, perms).map_err(|_| err.clone())?;
         }
         Ok(())
     }
@@ -137,12 +125,12 @@ impl MemoryProvider for KernelMemory {
     fn free(&self, region: Region) {
         let pages = region.size() as u64 / PAGE;
         crate::hooks::forget_range(region.addr(), region.addr() + region.size() as u64);
-        unmap_and_free(region.addr(), pages);
+        paging::unmap_and_free(region.addr(), pages);
         self.give_back(region.addr(), pages);
     }
 }
 
-/// A region of [`KERNEL_MEMORY`] that goes back to it when dropped: for code outside the loader
+/// A region of [`PROGRAM_MEMORY`] that goes back to it when dropped: for code outside the loader
 /// (the WASM JIT's code), which would otherwise have to remember to hand each `Region` back.
 /// (The loader keeps explicit ownership of its regions: its bookkeeping decides when a retired
 /// crate's memory may go.)
@@ -152,7 +140,7 @@ pub struct OwnedRegion(Option<Region>);
 impl OwnedRegion {
     /// At least `size` bytes, page aligned, mapped read-write and zeroed.
     pub fn new(size: usize) -> Result<OwnedRegion, MemoryError> {
-        KERNEL_MEMORY.allocate(size).map(|r| OwnedRegion(Some(r)))
+        PROGRAM_MEMORY.allocate(size).map(|r| OwnedRegion(Some(r)))
     }
 
     fn region(&self) -> &Region {
@@ -171,14 +159,14 @@ impl OwnedRegion {
 
     /// Sets the permissions of `len` bytes at `offset` (both page aligned).
     pub fn protect(&self, offset: usize, len: usize, perms: Perms) -> Result<(), MemoryError> {
-        KERNEL_MEMORY.protect(self.region(), offset, len, perms)
+        PROGRAM_MEMORY.protect(self.region(), offset, len, perms)
     }
 }
 
 impl Drop for OwnedRegion {
     fn drop(&mut self) {
         if let Some(r) = self.0.take() {
-            KERNEL_MEMORY.free(r);
+            PROGRAM_MEMORY.free(r);
         }
     }
 }

@@ -39,34 +39,27 @@ static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
 static NEXT_STACK: AtomicU64 = AtomicU64::new(STACK_BASE);
 static NEXT_REGION: AtomicU64 = AtomicU64::new(REGION_BASE);
 
-/// Page permissions. W^X by construction: nothing is both writable and executable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Perms {
-    /// Code.
-    ReadExec,
-    /// Constants.
-    Read,
-    /// Data, stacks, heap.
-    ReadWrite,
+/// Page permissions: the loader's type (one enum for the whole kernel). W^X by construction:
+/// nothing is both writable and executable.
+pub use mod_mgmt::Perms;
+
+/// The page-table flags for `p`.
+fn flags_of(p: Perms) -> F {
+    match p {
+        Perms::ReadExec => F::PRESENT | F::GLOBAL,
+        Perms::Read => F::PRESENT | F::GLOBAL | F::NO_EXECUTE,
+        Perms::ReadWrite => F::PRESENT | F::GLOBAL | F::WRITABLE | F::NO_EXECUTE,
+    }
 }
 
-impl Perms {
-    fn flags(self) -> F {
-        match self {
-            Perms::ReadExec => F::PRESENT | F::GLOBAL,
-            Perms::Read => F::PRESENT | F::GLOBAL | F::NO_EXECUTE,
-            Perms::ReadWrite => F::PRESENT | F::GLOBAL | F::WRITABLE | F::NO_EXECUTE,
-        }
-    }
-
-    fn from_flags(f: F) -> Perms {
-        if f.contains(F::WRITABLE) {
-            Perms::ReadWrite
-        } else if f.contains(F::NO_EXECUTE) {
-            Perms::Read
-        } else {
-            Perms::ReadExec
-        }
+/// The permissions page-table flags `f` give.
+fn perms_of(f: F) -> Perms {
+    if f.contains(F::WRITABLE) {
+        Perms::ReadWrite
+    } else if f.contains(F::NO_EXECUTE) {
+        Perms::Read
+    } else {
+        Perms::ReadExec
     }
 }
 
@@ -111,7 +104,7 @@ fn map_in(m: &mut OffsetPageTable<'static>, addr: u64, frame: u64, perms: Perms,
     let frame = PhysFrame::<Size4KiB>::from_start_address(PhysAddr::new(frame)).map_err(|_| PagingError::Unaligned(frame))?;
     // SAFETY: the frame is owned by the caller and not mapped elsewhere writable; the page is
     // in a kernel region reserved for this mapping.
-    let r = unsafe { m.map_to(page(addr)?, frame, perms.flags(), &mut GlobalFrames) };
+    let r = unsafe { m.map_to(page(addr)?, frame, flags_of(perms), &mut GlobalFrames) };
     match r {
         Ok(f) if flush => f.flush(),
         Ok(f) => f.ignore(),
@@ -168,7 +161,7 @@ pub fn protect(addr: u64, perms: Perms) -> Result<(), PagingError> {
     use x86_64::structures::paging::mapper::FlagUpdateError;
     with_mapper(|m| {
         // SAFETY: changing the flags of a kernel page the caller owns; W^X holds by `Perms`.
-        match unsafe { m.update_flags(page(addr)?, perms.flags()) } {
+        match unsafe { m.update_flags(page(addr)?, flags_of(perms)) } {
             Ok(f) => {
                 f.flush();
                 Ok(())
@@ -183,7 +176,7 @@ pub fn protect(addr: u64, perms: Perms) -> Result<(), PagingError> {
 pub fn translate(addr: u64) -> Option<(u64, Perms)> {
     let addr = VirtAddr::try_new(addr).ok()?;
     with_mapper(|m| match m.translate(addr) {
-        TranslateResult::Mapped { frame, offset, flags } => Ok(Some((frame.start_address().as_u64() + offset, Perms::from_flags(flags)))),
+        TranslateResult::Mapped { frame, offset, flags } => Ok(Some((frame.start_address().as_u64() + offset, perms_of(flags)))),
         _ => Ok(None),
     })
     .ok()
@@ -268,13 +261,8 @@ impl Drop for Mapping {
         // Interrupts off throughout: a task switch while FRAMES is locked would deadlock the
         // next task that needs a frame.
         x86_64::instructions::interrupts::without_interrupts(|| {
-            for a in (0..self.mapped).map(|i| self.start + i * PAGE) {
-                if let Ok(frame) = unmap(a) {
-                    // SAFETY: the page was this mapping's own and is unmapped now; whoever owned
-                    // the mapping gave it up by dropping it, so nothing uses the frame.
-                    unsafe { FRAMES.lock().free(frame) };
-                }
-            }
+            // The pages were this mapping's own; whoever owned it gave it up by dropping it.
+            unmap_and_free(self.start, self.mapped);
             if self.kind == MappingKind::Stack {
                 // Keep the address range for the next stack of this size (if there is room to
                 // note it; otherwise the range is simply not used again).
@@ -285,6 +273,23 @@ impl Drop for Mapping {
             }
         })
     }
+}
+
+/// Unmaps `pages` pages from `start` and frees the frames behind them (pages not mapped are
+/// skipped). For owners of memory that nobody uses any more: a dropped [`Mapping`], a region
+/// the loader or the JIT gave back.
+pub(crate) fn unmap_and_free(start: u64, pages: u64) {
+    // Interrupts off throughout: a task switch while FRAMES is locked would deadlock the next
+    // task that needs a frame.
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        for i in 0..pages {
+            if let Ok(frame) = unmap(start + i * PAGE) {
+                // SAFETY: the caller owned the page and gives it up; it is unmapped now, so
+                // nothing refers to its frame.
+                unsafe { FRAMES.lock().free(frame) };
+            }
+        }
+    })
 }
 
 /// A stack: `[bottom, top)` is mapped RW; the page below `bottom` is an unmapped guard. Owned:

@@ -124,7 +124,7 @@ CASES = [
                  r"^  nano_core +0 bytes .*\(prelinked\)", r"^  task +\d+ bytes", r"region 0x[0-9a-f]+ \+0x[0-9a-f]+ r-x",
                  r"region 0x[0-9a-f]+ \+0x[0-9a-f]+ rw-", r"Text \.ltext\."]),
     dict(name="ps_kill_mem_uptime", script=["ps", "kill 999", "kill x", "mem", "uptime", "poweroff"],
-         expect=[r"^address space: \d+ freed ranges \(\d+ KiB\) kept for reuse", r"^ +0  idle ", r"^ +1  shell ", r"policy: round-robin", "kill: no task 999", "kill: not a task id: x",
+         expect=[r"^address space: \d+ freed ranges \(\d+ KiB\) kept for reuse by crates, \d+ \(\d+ KiB\) by programs", r"^ +0  idle ", r"^ +1  shell ", r"policy: round-robin", "kill: no task 999", "kill: not a task id: x",
                  r"^frames: \d+ used of \d+", r"^heap: +\d+ KiB used", r"^up \d+\.\d{6} s; \d+ timer ticks at 100 Hz"]),
     # The line editor: each case's output line is what the command printed (the echo of the
     # edited line is checked by the history case, whose command runs twice).
@@ -529,6 +529,24 @@ CASES = [
                  r"wasm: memories and tables use 0 KiB of a 16384 KiB budget",
                  r"(?s)trap: out of bounds memory access in wasm::traps::oob.*trap: out of bounds memory access in wasm::traps::oob"],
          reject=["CPU EXCEPTION", "fault outside any task", "wasm: leak: [1-9-]"]),
+    # Multicore, first step (issue 14): every CPU in the MADT is started and parked; tasks,
+    # swaps, faults and WASM keep working beside them; a CPU that does not come up is reported.
+    dict(name="smp_four_cpus_come_up_and_park", timeout=120, qemu_args=["-smp", "4"], script=[
+            "cpus", "selftest", "swap smp smp", "swap task task", "crash ud", "wasm run hello.wasm a", "cpus", "poweroff"],
+         expect=[r"smp: 4 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 3 APs parked, 0 failed",
+                 r"^ +1 +1  started, parked \(runs no tasks yet\) \(came up in \d+ us\)",
+                 r"^ +3 +3  started, parked", r"(?s)4 CPUs: 1 runs tasks, 3 parked, 0 failed.*4 CPUs: 1 runs tasks, 3 parked, 0 failed",
+                 r"selftest: 11 passed, 0 failed", r"(?s)swap: done.*swap: done", r"killed by invalid opcode",
+                 r"hello from WASM, argc=2"],
+         reject=[r"fault outside any task", r"system halted", r"PANIC"]),
+    dict(name="smp_a_cpu_that_does_not_start_is_reported", timeout=60, qemu_args=["-smp", "3"], append="smp_withhold=1",
+         script=["cpus", "selftest", "poweroff"],
+         expect=[r"smp: CPU 1 \(APIC 1\) did not arrive within 500 ms of its start-up IPIs; going on without it",
+                 r"^ +1 +1  failed to start: did not arrive", r"^ +2 +2  started, parked",
+                 r"3 CPUs: 1 runs tasks, 1 parked, 1 failed", r"selftest: 11 passed, 0 failed"]),
+    dict(name="smp_one_cpu", script=["cpus", "poweroff"],
+         expect=[r"smp: 1 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 0 APs parked, 0 failed",
+                 r"1 CPUs: 1 runs tasks, 0 parked, 0 failed"]),
     # The runner's own tests: each of these must make qemu_run.py fail.
     # Each asserts the runner's reason, so failing for another reason (a hang where a triple
     # fault was meant) does not count.
@@ -730,6 +748,8 @@ def run_case(c):
         cmd += ["--kernel", os.path.join(IMAGE, "nano_core"), "--modules", modules, "--append", c.get("append", "")]
     for e in c.get("runner_expect", []):
         cmd += ["--expect", e]
+    for a in c.get("qemu_args", []):
+        cmd += ["--qemu-arg=" + a]
     r = subprocess.run(cmd, capture_output=True, text=True)
     import re
     verdict = "pass" if r.returncode == 0 else "fail"

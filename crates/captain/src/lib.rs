@@ -42,6 +42,7 @@ pub fn init() {
     unwind::init();
     debuginfo::init();
     push::start();
+    smp::init();
     let shell = match load_shell() {
         Ok(f) => f,
         Err(e) => fatal("shell", &e),

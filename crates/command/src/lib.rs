@@ -70,19 +70,74 @@ pub fn read_static_str(addr: u64) -> Option<&'static str> {
     core::str::from_utf8(bytes).ok()
 }
 
-/// The `main` of command crate `name` as loaded into namespace `ns` (its own copy there, loaded
-/// if needed, its dependencies resolved in `ns` first); the error says what is missing.
-pub fn main_in(ns: &str, name: &str) -> Result<u64, String> {
-    nano_core::kernel::with_loader_mut(|l| {
-        let id = l.namespace_by_name(ns).map_err(|e| format!("{e}"))?;
-        let krate = match l.load_crate_into(id, name) {
-            Ok(k) => k,
-            Err(mod_mgmt::LoadError::NoSuchProgram { .. }) => {
-                return Err(format!("unknown command: {name} (not in namespace {ns} or its parents)"));
+/// Why a command's `main` could not be found. The shell prints it; its kind tells a caller
+/// whether the name was wrong or the crate failed to load.
+#[derive(Debug)]
+pub enum CommandError {
+    /// The namespace asked for does not exist.
+    NoNamespace(alloc::boxed::Box<mod_mgmt::LoadError>),
+    /// No crate of that name (in the applications namespace, or in `namespace` and its parents).
+    Unknown {
+        /// The command typed.
+        name: String,
+        /// The namespace searched (`None`: applications).
+        namespace: Option<String>,
+    },
+    /// The crate exists but the loader refused it.
+    Load {
+        /// The command typed.
+        name: String,
+        /// The namespace it was loaded into (`None`: applications).
+        namespace: Option<String>,
+        /// The loader's reason (boxed: a load error is large and this one is rare).
+        source: alloc::boxed::Box<mod_mgmt::LoadError>,
+    },
+    /// The crate exports no `main`.
+    NotACommand(String),
+}
+
+impl core::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CommandError::NoNamespace(e) => write!(f, "{e}"),
+            CommandError::Unknown { name, namespace: None } => write!(f, "unknown command: {name} (try `help`)"),
+            CommandError::Unknown { name, namespace: Some(ns) } => {
+                write!(f, "unknown command: {name} (not in namespace {ns} or its parents)")
             }
-            Err(e) => return Err(format!("cannot load command {name} into namespace {ns}: {e}")),
-        };
-        l.export_of(krate, &format!("{name}::main")).ok_or_else(|| format!("{name} is not a command (no {name}::main)"))
+            CommandError::Load { name, namespace: None, source } => write!(f, "cannot load command {name}: {source}"),
+            CommandError::Load { name, namespace: Some(ns), source } => {
+                write!(f, "cannot load command {name} into namespace {ns}: {source}")
+            }
+            CommandError::NotACommand(name) => write!(f, "{name} is not a command (no {name}::main)"),
+        }
+    }
+}
+
+impl core::error::Error for CommandError {}
+
+/// The `main` of command crate `name`, loaded into the applications namespace on first use
+/// (one copy shared by every run).
+pub fn main_of(name: &str) -> Result<u64, CommandError> {
+    nano_core::kernel::with_loader_mut(|l| {
+        let apps = l.namespace_by_name("applications").map_err(|e| CommandError::NoNamespace(e.into()))?;
+        let krate = l.load_crate(apps, name).map_err(|e| match e {
+            mod_mgmt::LoadError::NoSuchProgram { .. } => CommandError::Unknown { name: name.into(), namespace: None },
+            source => CommandError::Load { name: name.into(), namespace: None, source: source.into() },
+        })?;
+        l.export_of(krate, &format!("{name}::main")).ok_or_else(|| CommandError::NotACommand(name.into()))
+    })
+}
+
+/// The `main` of command crate `name` as loaded into namespace `ns` (its own copy there, loaded
+/// if needed, its dependencies resolved in `ns` first).
+pub fn main_in(ns: &str, name: &str) -> Result<u64, CommandError> {
+    nano_core::kernel::with_loader_mut(|l| {
+        let id = l.namespace_by_name(ns).map_err(|e| CommandError::NoNamespace(e.into()))?;
+        let krate = l.load_crate_into(id, name).map_err(|e| match e {
+            mod_mgmt::LoadError::NoSuchProgram { .. } => CommandError::Unknown { name: name.into(), namespace: Some(ns.into()) },
+            source => CommandError::Load { name: name.into(), namespace: Some(ns.into()), source: source.into() },
+        })?;
+        l.export_of(krate, &format!("{name}::main")).ok_or_else(|| CommandError::NotACommand(name.into()))
     })
 }
 

@@ -579,6 +579,30 @@ pub fn holders() -> ReclaimReport {
 }
 
 static REAPER: AtomicBool = AtomicBool::new(false);
+/// How often a sleeping reaper looks for new versions of itself and of the task crate.
+const REAPER_SLICE_MS: u64 = 20;
+/// The loader generation at which the running reaper last found itself current (its own
+/// crate and the task crate under it); `u64::MAX` before its first look. See [`settle_reaper`].
+static REAPER_CURRENT_AT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+fn loader_generation() -> u64 {
+    nano_core::kernel::with_loader_ref(|l| l.generation())
+}
+
+/// Before an explicit reclaim: waits (at most 10 reaper slices) until the running reaper, if
+/// any, is one of the current versions of this crate and of the task crate, and is the only
+/// reaper left — a reaper of older versions hands over within a slice and ends — so that a
+/// reaper's own stack does not keep a version the caller just replaced.
+pub fn settle_reaper() {
+    let end = nano_core::time::micros_since_entry() + 10 * REAPER_SLICE_MS * 1000;
+    while nano_core::time::micros_since_entry() < end {
+        let reapers = task::list().iter().filter(|t| t.name == "reaper" && !matches!(t.state, task::State::Exited(_))).count();
+        if reapers == 0 || (reapers == 1 && REAPER_CURRENT_AT.load(Ordering::Acquire) == loader_generation()) {
+            return;
+        }
+        task::sleep_ms(1);
+    }
+}
 
 /// Starts the reaper task unless one runs: it reclaims after a short delay, then with back-off
 /// while retired crates remain (up to about 10 s), then ends; the next swap starts it again.
@@ -588,13 +612,29 @@ pub fn start_reaper() {
     }
     let spawned = task::spawn_detached("reaper", || {
         let me = start_reaper as fn() as usize as u64;
+        // The task crate's version that started this task: its `task_main` is this stack's
+        // bottom frame, so while this task runs, that version cannot be reclaimed.
+        let my_task_crate = task::current as fn() -> task::TaskId as usize as u64;
+        let replaced = |symbol: &str, mine: u64| nano_core::kernel::current_version("kernel", symbol).is_some_and(|cur| cur != mine);
+        let stale = || {
+            let generation = loader_generation();
+            let stale = replaced("crate_swap::start_reaper", me) || replaced("task::current", my_task_crate);
+            REAPER_CURRENT_AT.store(if stale { u64::MAX } else { generation }, Ordering::Release);
+            stale
+        };
         let mut delay = 20;
         for _ in 0..10 {
-            task::sleep_ms(delay);
-            if let Some(cur) = nano_core::kernel::current_version("kernel", "crate_swap::start_reaper")
-                && cur != me
-            {
-                // This crate was replaced: the new version's reaper takes over.
+            // Sleep in short slices, looking for a new version each time: a sleeping reaper of
+            // old versions would keep them alive for up to its whole back-off.
+            let mut slept = 0;
+            while slept < delay && !stale() {
+                task::sleep_ms(REAPER_SLICE_MS.min(delay - slept));
+                slept += REAPER_SLICE_MS;
+            }
+            if stale() {
+                // This crate, or the task crate under this task, was replaced: a reaper of the
+                // current versions takes over.
+                let cur = nano_core::kernel::current_version("kernel", "crate_swap::start_reaper").unwrap_or(me);
                 REAPER.store(false, Ordering::Release);
                 // SAFETY: `crate_swap::start_reaper` is a `fn()` in every version of this crate.
                 let start: fn() = unsafe { core::mem::transmute::<usize, fn()>(cur as usize) };

@@ -23,7 +23,12 @@ pub fn main(_args: &[&str]) -> isize {
     );
     nano_core::println!("crates: {} KiB mapped for loaded crates; {retired} retired versions keep {} KiB", loaded / 1024, bytes / 1024);
     let (ranges, pages) = nano_core::kmem::KERNEL_MEMORY.free_ranges();
-    nano_core::println!("address space: {ranges} freed ranges ({} KiB) kept for reuse", pages * 4);
+    let (p_ranges, p_pages) = nano_core::kmem::PROGRAM_MEMORY.free_ranges();
+    nano_core::println!(
+        "address space: {ranges} freed ranges ({} KiB) kept for reuse by crates, {p_ranges} ({} KiB) by programs",
+        pages * 4,
+        p_pages * 4
+    );
     let (objects, hashed, us) = nano_core::trust::stats();
     nano_core::println!("signatures: {objects} objects ({} KiB) checked against the signed manifest in {us} us", hashed / 1024);
     0

@@ -43,19 +43,6 @@ fn command_names() -> Vec<String> {
     })
 }
 
-/// Loads command crate `name` if needed; returns the address of its `main`.
-fn resolve(name: &str) -> Result<u64, String> {
-    nano_core::kernel::with_loader_mut(|l| {
-        let apps = l.namespace_by_name("applications").map_err(|e| format!("{e}"))?;
-        let id = match l.load_crate(apps, name) {
-            Ok(id) => id,
-            Err(mod_mgmt::LoadError::NoSuchProgram { .. }) => return Err(format!("unknown command: {name} (try `help`)")),
-            Err(e) => return Err(format!("cannot load command {name}: {e}")),
-        };
-        l.export_of(id, &format!("{name}::main")).ok_or_else(|| format!("{name} is not a command (no {name}::main)"))
-    })
-}
-
 /// The `DESCRIPTION` a command crate exports, if loaded.
 fn description(name: &str) -> String {
     let Ok(apps) = applications() else { return String::new() };
@@ -107,7 +94,7 @@ pub fn run_command(words: Vec<String>, background: bool) {
 /// [`run_command`] in namespace `ns` (`None`: the applications namespace); returns whether
 /// the command ran and exited with status 0.
 fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
-    let main = match ns.map_or_else(|| resolve(&words[0]), |n| command::main_in(n, &words[0])) {
+    let main = match ns.map_or_else(|| command::main_of(&words[0]), |n| command::main_in(n, &words[0])) {
         Ok(a) => a,
         Err(e) => {
             println!("shell: {e}");

@@ -130,6 +130,7 @@ fn storm(n: u64, seed: u64, alternatives: &[SwapPair]) -> bool {
 
 /// Runs a reclaim pass and prints it.
 fn reclaim_now() {
+    crate_swap::settle_reaper();
     let r = crate_swap::reclaim_thorough();
     for (name, bytes) in &r.freed {
         println!("swap: reclaimed the retired {name} ({bytes} bytes)");

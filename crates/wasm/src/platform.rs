@@ -114,7 +114,7 @@ impl Platform for KernelPlatform {
     }
 
     fn reserve(&self, len: usize) -> Option<*mut u8> {
-        let base = nano_core::kmem::KERNEL_MEMORY.reserve(len)?;
+        let base = nano_core::kmem::PROGRAM_MEMORY.reserve(len)?;
         nano_core::heap::metadata(|| self.reservations.lock().insert(base, 0));
         Some(base as *mut u8)
     }
@@ -134,7 +134,7 @@ impl Platform for KernelPlatform {
         if !take(more) {
             return false;
         }
-        if nano_core::kmem::KERNEL_MEMORY.commit(base + done, more).is_err() {
+        if nano_core::kmem::PROGRAM_MEMORY.commit(base + done, more).is_err() {
             give(more);
             REFUSED.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -146,7 +146,7 @@ impl Platform for KernelPlatform {
     fn release(&self, base: *mut u8, len: usize) {
         let base = base as u64;
         if let Some(done) = task::without_preemption(|| self.reservations.lock().remove(&base)) {
-            nano_core::kmem::KERNEL_MEMORY.release(base, done, len);
+            nano_core::kmem::PROGRAM_MEMORY.release(base, done, len);
             give(done);
         }
     }

@@ -1,0 +1,385 @@
+//! smp: finds the machine's CPUs and brings the application processors (APs) up.
+//!
+//! The CPUs come from ACPI's MADT (read with the `acpi` crate). Each AP is started with the
+//! INIT–SIPI–SIPI sequence through the boot CPU's local APIC; it begins in real mode at a
+//! trampoline copied to physical page [`TRAMPOLINE`], which switches to protected mode, turns
+//! on long mode with the kernel's page tables and calls [`ap_entry`] on a stack of its own.
+//! There each AP loads its own GDT and TSS (with its own interrupt stacks) and the kernel's IDT,
+//! says it has arrived, and parks in nano_core (`park_cpu`: interrupts off, halted).
+//!
+//! That is the whole of multicore today: **tasks still run on the boot CPU only.** Running tasks
+//! on the APs needs per-CPU run queues, the LAPIC timer, TLB shootdown and a review of every
+//! lock that now assumes one CPU (see the README). An AP that does not answer is reported and
+//! left alone; the system runs on the others. Everything an AP needs is allocated by the boot
+//! CPU before it starts: an AP never allocates.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+mod acpi_tables;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use nano_core::paging::{self, Perms};
+use spin::Mutex;
+use x86_64::VirtAddr;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+
+pub use acpi_tables::{Topology, TopologyError, topology};
+
+/// Physical (and, while APs start, virtual) address of the real-mode trampoline: below 1 MiB,
+/// page aligned, in the first MiB that the frame allocator never hands out.
+pub const TRAMPOLINE: u64 = 0x8000;
+/// Pages of each AP's kernel stack.
+const AP_STACK_PAGES: u64 = 16;
+/// How long an AP has to arrive after its second start-up IPI.
+const ARRIVAL_TIMEOUT_US: u64 = 500_000;
+
+// The trampoline, position-dependent at TRAMPOLINE: every absolute address in it is
+// TRAMPOLINE + (label - start), a constant the assembler computes. The slots at its end are
+// filled by the boot CPU before each start.
+core::arch::global_asm!(
+    r#"
+.section .text.delos_smp_trampoline, "ax"
+.global delos_smp_trampoline_start
+.global delos_smp_trampoline_end
+.global delos_smp_slot_cr3
+.global delos_smp_slot_stack
+.global delos_smp_slot_entry
+.global delos_smp_slot_arg
+.code16
+delos_smp_trampoline_start:
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl ({t} + delos_smp_gdt_ptr - delos_smp_trampoline_start)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $({t} + 1f - delos_smp_trampoline_start)
+.code32
+1:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
+    movl %eax, %cr4
+    movl ({t} + delos_smp_slot_cr3 - delos_smp_trampoline_start), %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 8) | (1 << 11)), %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $~(1 << 2), %eax
+    orl $((1 << 31) | (1 << 16) | (1 << 1) | 1), %eax
+    movl %eax, %cr0
+    ljmp $0x18, $({t} + 2f - delos_smp_trampoline_start)
+.code64
+2:
+    xorl %eax, %eax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+    movq ({t} + delos_smp_slot_stack - delos_smp_trampoline_start), %rsp
+    xorl %ebp, %ebp
+    movq ({t} + delos_smp_slot_arg - delos_smp_trampoline_start), %rdi
+    movq ({t} + delos_smp_slot_entry - delos_smp_trampoline_start), %rax
+    callq *%rax
+3:
+    cli
+    hlt
+    jmp 3b
+.balign 8
+delos_smp_gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+    .quad 0x00209A0000000000
+delos_smp_gdt_ptr:
+    .short delos_smp_gdt_ptr - delos_smp_gdt - 1
+    .long {t} + delos_smp_gdt - delos_smp_trampoline_start
+.balign 8
+delos_smp_slot_cr3: .quad 0
+delos_smp_slot_stack: .quad 0
+delos_smp_slot_entry: .quad 0
+delos_smp_slot_arg: .quad 0
+delos_smp_trampoline_end:
+.code64
+"#,
+    t = const TRAMPOLINE,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static delos_smp_trampoline_start: u8;
+    static delos_smp_trampoline_end: u8;
+    static delos_smp_slot_cr3: u8;
+    static delos_smp_slot_stack: u8;
+    static delos_smp_slot_entry: u8;
+    static delos_smp_slot_arg: u8;
+}
+
+/// What a CPU is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuState {
+    /// The boot CPU: runs every task.
+    Boot,
+    /// Came up and is parked (interrupts off, halted).
+    Parked,
+    /// Did not come up; the reason.
+    Failed(String),
+}
+
+/// One CPU of the machine.
+#[derive(Debug, Clone)]
+pub struct Cpu {
+    /// Index (0 is the boot CPU).
+    pub index: usize,
+    /// Its local APIC id.
+    pub apic_id: u32,
+    /// Its state.
+    pub state: CpuState,
+    /// Microseconds from its first start-up IPI to its arrival in `ap_entry`.
+    pub start_us: Option<u64>,
+}
+
+static CPUS: Mutex<Vec<Cpu>> = Mutex::new(Vec::new());
+/// The index of the last AP that arrived (handshake with the boot CPU).
+static ARRIVED: AtomicU64 = AtomicU64::new(0);
+
+/// The CPUs found at boot, the boot CPU first (empty until [`init`] ran).
+pub fn cpus() -> Vec<Cpu> {
+    x86_64::instructions::interrupts::without_interrupts(|| CPUS.lock().clone())
+}
+
+/// What an AP loads on arrival; made by the boot CPU, leaked (the AP keeps it for good).
+struct PerCpu {
+    index: u64,
+    gdt: GlobalDescriptorTable,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+    idt: DescriptorTablePointer,
+}
+
+/// Busy-waits (interrupts keep working).
+pub(crate) fn spin_us(us: u64) {
+    let end = nano_core::time::micros_since_entry() + us;
+    while nano_core::time::micros_since_entry() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// The boot CPU's local APIC, mapped.
+struct LocalApic {
+    base: u64,
+}
+
+impl LocalApic {
+    const ID: u64 = 0x20;
+    const SVR: u64 = 0xF0;
+    const ICR_LOW: u64 = 0x300;
+    const ICR_HIGH: u64 = 0x310;
+
+    fn map(phys: u64) -> Result<LocalApic, String> {
+        let va = paging::alloc_region(1).map_err(|e| format!("address space for the local APIC: {e}"))?;
+        paging::map(va, phys, Perms::ReadWrite).map_err(|e| format!("mapping the local APIC: {e}"))?;
+        Ok(LocalApic { base: va })
+    }
+
+    fn read(&self, reg: u64) -> u32 {
+        // SAFETY: `base` maps the local APIC's register page; registers are 32-bit, aligned.
+        unsafe { ((self.base + reg) as *const u32).read_volatile() }
+    }
+
+    fn write(&self, reg: u64, v: u32) {
+        // SAFETY: as in `read`.
+        unsafe { ((self.base + reg) as *mut u32).write_volatile(v) }
+    }
+
+    /// Sends an IPI (`low`: vector, delivery mode, level) to APIC `dest` and waits until the
+    /// APIC has sent it.
+    fn ipi(&self, dest: u32, low: u32) -> Result<(), String> {
+        self.write(Self::ICR_HIGH, dest << 24);
+        self.write(Self::ICR_LOW, low);
+        let end = nano_core::time::micros_since_entry() + 10_000;
+        while self.read(Self::ICR_LOW) & (1 << 12) != 0 {
+            if nano_core::time::micros_since_entry() > end {
+                return Err(format!("IPI {low:#x} to APIC {dest} stayed pending"));
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+}
+
+/// Where an AP arrives in long mode, on its own stack, with the address of its [`PerCpu`].
+extern "C" fn ap_entry(per_cpu: u64) -> ! {
+    // SAFETY: the boot CPU passed a leaked, fully built `PerCpu` that only this AP uses.
+    let p: &'static PerCpu = unsafe { &*(per_cpu as *const PerCpu) };
+    // SAFETY: the GDT is leaked ('static) and its selectors index valid 64-bit descriptors and a
+    // TSS that lives for good; the IDT pointer is the kernel's IDT (loaded on the boot CPU).
+    unsafe {
+        use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+        p.gdt.load_unsafe();
+        CS::set_reg(p.code);
+        DS::set_reg(p.data);
+        ES::set_reg(p.data);
+        SS::set_reg(p.data);
+        x86_64::instructions::tables::load_tss(p.tss);
+        x86_64::instructions::tables::lidt(&p.idt);
+    }
+    ARRIVED.store(p.index, Ordering::Release);
+    nano_core::kernel::park_cpu()
+}
+
+/// Builds what AP `index` loads on arrival: its GDT and TSS (interrupt stacks of its own).
+fn per_cpu(index: u64) -> Result<&'static PerCpu, String> {
+    let df = paging::alloc_stack(4).map_err(|e| format!("double-fault stack: {e}"))?.leak();
+    let pf = paging::alloc_stack(8).map_err(|e| format!("page-fault stack: {e}"))?.leak();
+    let mut tss = TaskStateSegment::new();
+    tss.interrupt_stack_table[nano_core::interrupts::DOUBLE_FAULT_IST as usize] = VirtAddr::new(df);
+    tss.interrupt_stack_table[nano_core::interrupts::PAGE_FAULT_IST as usize] = VirtAddr::new(pf);
+    let tss: &'static TaskStateSegment = Box::leak(Box::new(tss));
+    let mut gdt = GlobalDescriptorTable::new();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    let idt = x86_64::instructions::tables::sidt();
+    Ok(Box::leak(Box::new(PerCpu { index, gdt, code, data, tss: tss_sel, idt })))
+}
+
+/// The trampoline's bytes and the offsets of its slots.
+fn trampoline() -> (&'static [u8], [u64; 4]) {
+    // SAFETY: linker symbols of this crate's own trampoline section; only addresses are taken,
+    // and the bytes between start and end are this crate's code (mapped, readable).
+    unsafe {
+        let start = &raw const delos_smp_trampoline_start as u64;
+        let end = &raw const delos_smp_trampoline_end as u64;
+        let off = |s: *const u8| s as u64 - start;
+        let slots = [
+            off(&raw const delos_smp_slot_cr3),
+            off(&raw const delos_smp_slot_stack),
+            off(&raw const delos_smp_slot_entry),
+            off(&raw const delos_smp_slot_arg),
+        ];
+        (core::slice::from_raw_parts(start as *const u8, (end - start) as usize), slots)
+    }
+}
+
+/// Starts AP `index` (APIC `apic_id`); returns the microseconds it took to arrive.
+fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64, String> {
+    let p = per_cpu(index)?;
+    let stack_top = paging::alloc_stack(AP_STACK_PAGES).map_err(|e| format!("stack: {e}"))?.leak();
+    let (code, slots) = trampoline();
+    let page = paging::phys_to_virt(TRAMPOLINE).as_u64();
+    // SAFETY: the trampoline page is in the first MiB, which nothing else uses after boot; it is
+    // written through the physical map before the AP is told to run it.
+    unsafe {
+        core::ptr::copy_nonoverlapping(code.as_ptr(), page as *mut u8, code.len());
+        for (slot, value) in slots.iter().zip([cr3, stack_top, ap_entry as *const () as u64, p as *const PerCpu as u64]) {
+            ((page + slot) as *mut u64).write_volatile(value);
+        }
+    }
+    ARRIVED.store(0, Ordering::Release);
+    let t0 = nano_core::time::micros_since_entry();
+    lapic.ipi(apic_id, 0x0000_4500)?; // INIT, assert
+    spin_us(10_000);
+    // `smp_withhold=N` (a test option): CPU N gets no start-up IPI, so it never arrives, as if
+    // it were broken.
+    let withheld = boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "smp_withhold")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n == index);
+    if !withheld {
+        let sipi = 0x0000_4600 | (TRAMPOLINE >> 12) as u32;
+        lapic.ipi(apic_id, sipi)?;
+        spin_us(200);
+        if ARRIVED.load(Ordering::Acquire) != index {
+            lapic.ipi(apic_id, sipi)?;
+        }
+    }
+    let end = nano_core::time::micros_since_entry() + ARRIVAL_TIMEOUT_US;
+    while ARRIVED.load(Ordering::Acquire) != index {
+        if nano_core::time::micros_since_entry() > end {
+            return Err(format!("did not arrive within {} ms of its start-up IPIs", ARRIVAL_TIMEOUT_US / 1000));
+        }
+        core::hint::spin_loop();
+    }
+    Ok(nano_core::time::micros_since_entry() - t0)
+}
+
+/// Finds the CPUs and starts every AP (once; called by captain). Logs what happened; a CPU that
+/// does not come up is recorded as failed and the others go on.
+pub fn init() {
+    let t0 = nano_core::time::micros_since_entry();
+    let topo = match topology() {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("smp: {e}; running on the boot CPU only");
+            return;
+        }
+    };
+    // The boot CPU's APIC id, from CPUID leaf 1 (EBX bits 24..31).
+    let bsp_id = core::arch::x86_64::__cpuid(1).ebx >> 24;
+    let mut cpus = alloc::vec![Cpu { index: 0, apic_id: bsp_id, state: CpuState::Boot, start_us: None }];
+    let aps: Vec<u32> = topo.apic_ids.iter().copied().filter(|&id| id != bsp_id).collect();
+    if !aps.is_empty() {
+        match start_all(&topo, &aps) {
+            Ok(started) => cpus.extend(started),
+            Err(e) => log::warn!("smp: {e}; running on the boot CPU only"),
+        }
+    }
+    let parked = cpus.iter().filter(|c| c.state == CpuState::Parked).count();
+    log::info!(
+        "smp: {} CPUs in the MADT: the boot CPU (APIC {bsp_id}) runs tasks, {parked} APs parked, {} failed ({} us)",
+        cpus.len(),
+        cpus.len() - 1 - parked,
+        nano_core::time::micros_since_entry() - t0
+    );
+    x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
+}
+
+fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
+    let lapic = LocalApic::map(topo.lapic_phys)?;
+    let svr = lapic.read(LocalApic::SVR);
+    if svr & (1 << 8) == 0 {
+        // Software-enable the boot CPU's APIC (spurious vector 0xFF) so that it sends IPIs.
+        lapic.write(LocalApic::SVR, svr | (1 << 8) | 0xFF);
+    }
+    let me = lapic.read(LocalApic::ID) >> 24;
+    let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
+    let cr3 = cr3.start_address().as_u64();
+    if cr3 >= 1 << 32 {
+        return Err(format!("the kernel's page tables at {cr3:#x} are above 4 GiB (the trampoline loads CR3 in 32-bit mode)"));
+    }
+    // The trampoline runs at its physical address with paging on: map it there while APs start.
+    paging::map(TRAMPOLINE, TRAMPOLINE, Perms::ReadExec).map_err(|e| format!("mapping the trampoline: {e}"))?;
+    let mut out = Vec::new();
+    for (i, &apic_id) in aps.iter().enumerate() {
+        let index = i as u64 + 1;
+        let (state, start_us) = match start_ap(&lapic, index, apic_id, cr3) {
+            Ok(us) => (CpuState::Parked, Some(us)),
+            Err(e) => {
+                log::warn!("smp: CPU {index} (APIC {apic_id}) {e}; going on without it");
+                (CpuState::Failed(e), None)
+            }
+        };
+        out.push(Cpu { index: index as usize, apic_id, state, start_us });
+    }
+    // Nothing runs at low addresses any more (the frame is low memory, not a frame of ours).
+    let _ = paging::unmap(TRAMPOLINE);
+    log::debug!("smp: sent IPIs from APIC {me}");
+    Ok(out)
+}
