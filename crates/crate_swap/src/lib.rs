@@ -589,12 +589,12 @@ fn loader_generation() -> u64 {
     nano_core::kernel::with_loader_ref(|l| l.generation())
 }
 
-/// Before an explicit reclaim: waits (at most 10 reaper slices) until the running reaper, if
+/// Before an explicit reclaim: waits (at most 100 reaper slices, 2 s) until the running reaper, if
 /// any, is one of the current versions of this crate and of the task crate, and is the only
 /// reaper left — a reaper of older versions hands over within a slice and ends — so that a
 /// reaper's own stack does not keep a version the caller just replaced.
 pub fn settle_reaper() {
-    let end = nano_core::time::micros_since_entry() + 10 * REAPER_SLICE_MS * 1000;
+    let end = nano_core::time::micros_since_entry() + 100 * REAPER_SLICE_MS * 1000;
     while nano_core::time::micros_since_entry() < end {
         let reapers = task::list().iter().filter(|t| t.name == "reaper" && !matches!(t.state, task::State::Exited(_))).count();
         if reapers == 0 || (reapers == 1 && REAPER_CURRENT_AT.load(Ordering::Acquire) == loader_generation()) {
@@ -610,11 +610,22 @@ pub fn start_reaper() {
     if REAPER.swap(true, Ordering::AcqRel) {
         return;
     }
-    let spawned = task::spawn_detached("reaper", || {
-        let me = start_reaper as fn() as usize as u64;
-        // The task crate's version that started this task: its `task_main` is this stack's
-        // bottom frame, so while this task runs, that version cannot be reclaimed.
+    // The task crate's version that starts the reaper: its `task_main` is the reaper's bottom
+    // frame, so while the reaper runs, that version cannot be reclaimed. Taken without
+    // preemption together with the spawn, so that no swap comes between them.
+    let spawned = task::without_preemption(|| {
         let my_task_crate = task::current as fn() -> task::TaskId as usize as u64;
+        task::spawn_detached("reaper", move || reaper(my_task_crate))
+    });
+    if spawned.is_err() {
+        REAPER.store(false, Ordering::Release);
+    }
+}
+
+/// The reaper's body (see [`start_reaper`]).
+fn reaper(my_task_crate: u64) -> isize {
+    {
+        let me = start_reaper as fn() as usize as u64;
         let replaced = |symbol: &str, mine: u64| nano_core::kernel::current_version("kernel", symbol).is_some_and(|cur| cur != mine);
         let stale = || {
             let generation = loader_generation();
@@ -652,8 +663,5 @@ pub fn start_reaper() {
         }
         REAPER.store(false, Ordering::Release);
         0
-    });
-    if spawned.is_err() {
-        REAPER.store(false, Ordering::Release);
     }
 }
