@@ -50,6 +50,6 @@ pub use ids::{CrateId, NamespaceId, SectionId};
 pub use loader::{LoadStats, Loader, PrelinkedSection, PrelinkedSymbol};
 pub use memory::{MemoryError, MemoryProvider, Perms, Region};
 pub use namespace::{CrateNamespace, ObjectBytes, crate_name_of};
-pub use query::{AddrInfo, Totals};
+pub use query::{AddrInfo, SymbolFilter, Totals};
 pub use runtime_ns::Dropped;
 pub use symbols::{SymbolRef, agnostic_key, exact_key};

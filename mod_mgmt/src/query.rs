@@ -104,14 +104,21 @@ impl Loader {
     }
 
     /// The address of symbol `name` (raw, or demangled without hash) defined in crate `id`,
-    /// local symbols included: what the namespace's map does not hold (a crate's private
-    /// functions), for tools that name them (fault injection, debugging).
-    pub fn find_in_crate(&self, id: CrateId, name: &str) -> Option<u64> {
+    /// local symbols included unless `filter` says otherwise: what the namespace's map does not
+    /// hold (a crate's private functions, a name another crate shadows), for tools that name
+    /// them (fault injection, a C program's `main`, the unwinder's own `_Unwind_Resume`).
+    pub fn find_symbol(&self, id: CrateId, name: &str, filter: SymbolFilter) -> Option<u64> {
         let k = self.crates.get(&id)?;
         k.sections
             .iter()
             .filter_map(|s| self.sections.get(s))
-            .find_map(|sec| sec.symbols.iter().find(|y| y.raw == name || y.demangled() == name).map(|y| sec.addr + y.offset))
+            .filter(|sec| filter == SymbolFilter::Any || sec.kind == crate::SectionKind::Text)
+            .find_map(|sec| {
+                sec.symbols
+                    .iter()
+                    .find(|y| (filter != SymbolFilter::ExportedCode || y.global) && (y.raw == name || y.demangled() == name))
+                    .map(|y| sec.addr + y.offset)
+            })
     }
 
     /// Crates whose sections `id`'s sections use.
@@ -232,4 +239,15 @@ pub struct Totals {
     pub dependency_edges: usize,
     /// Ranges in the address index.
     pub index_ranges: usize,
+}
+
+/// Which symbols [`Loader::find_symbol`] considers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolFilter {
+    /// Any symbol of any section.
+    Any,
+    /// Symbols in code.
+    Code,
+    /// Exported (global) symbols in code.
+    ExportedCode,
 }

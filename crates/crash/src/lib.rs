@@ -52,7 +52,7 @@ fn damage(symbol: &str, how: Damage) -> isize {
                             .map(|k| k.id)
                             .collect::<alloc::vec::Vec<_>>()
                             .into_iter()
-                            .find_map(|id| l.find_in_crate(id, symbol))
+                            .find_map(|id| l.find_symbol(id, symbol, mod_mgmt::SymbolFilter::Any))
                             .ok_or_else(|| alloc::format!("{e}"))?
                     }
                 }

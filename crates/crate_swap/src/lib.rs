@@ -37,7 +37,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use mod_mgmt::swap::{OldState, Prepared, StateHook, SwapError, SwapPair, SwapTimes, Translation};
-use mod_mgmt::{Loader, Perms};
+use mod_mgmt::{CrateId, Loader, Perms};
 use nano_core::hooks::Holder;
 
 /// How to swap.
@@ -614,7 +614,9 @@ pub fn start_reaper() {
     // frame, so while the reaper runs, that version cannot be reclaimed. Taken without
     // preemption together with the spawn, so that no swap comes between them.
     let spawned = task::without_preemption(|| {
-        let my_task_crate = task::current as fn() -> task::TaskId as usize as u64;
+        // Its crate id, not an address: a copy of an address in the heap (the task's entry
+        // closure) would itself look like a reference to that version.
+        let my_task_crate = task_crate_now();
         task::spawn_detached("reaper", move || reaper(my_task_crate))
     });
     if spawned.is_err() {
@@ -622,14 +624,22 @@ pub fn start_reaper() {
     }
 }
 
+/// The task crate's version that `task::current` resolves to now.
+fn task_crate_now() -> Option<CrateId> {
+    nano_core::kernel::with_loader_ref(|l| {
+        let kernel = l.namespace_by_name("kernel").ok()?;
+        l.lookup(kernel, "task::current").ok().map(|s| s.krate)
+    })
+}
+
 /// The reaper's body (see [`start_reaper`]).
-fn reaper(my_task_crate: u64) -> isize {
+fn reaper(my_task_crate: Option<CrateId>) -> isize {
     {
         let me = start_reaper as fn() as usize as u64;
         let replaced = |symbol: &str, mine: u64| nano_core::kernel::current_version("kernel", symbol).is_some_and(|cur| cur != mine);
         let stale = || {
             let generation = loader_generation();
-            let stale = replaced("crate_swap::start_reaper", me) || replaced("task::current", my_task_crate);
+            let stale = replaced("crate_swap::start_reaper", me) || task_crate_now() != my_task_crate;
             REAPER_CURRENT_AT.store(if stale { u64::MAX } else { generation }, Ordering::Release);
             stale
         };

@@ -38,13 +38,7 @@ fn load(file: &str) -> Result<(mod_mgmt::CrateId, u64), String> {
             return Err(format!("{name} is already loaded (still running?)"));
         }
         let id = l.load_program(ns, file).map_err(|e| format!("{e}"))?;
-        let k = l.krate(id).ok_or("crate vanished")?;
-        let main = k.sections.iter().filter_map(|s| l.section(*s)).find_map(|sec| {
-            (sec.kind == mod_mgmt::SectionKind::Text)
-                .then(|| sec.symbols.iter().find(|y| y.global && y.raw == "main").map(|y| sec.addr + y.offset))
-                .flatten()
-        });
-        match main {
+        match l.find_symbol(id, "main", mod_mgmt::SymbolFilter::ExportedCode) {
             Some(addr) => Ok((id, addr)),
             None => {
                 let _ = l.unload(id);

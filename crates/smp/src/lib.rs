@@ -5,7 +5,9 @@
 //! trampoline copied to physical page [`TRAMPOLINE`], which switches to protected mode, turns
 //! on long mode with the kernel's page tables and calls [`ap_entry`] on a stack of its own.
 //! There each AP loads its own GDT and TSS (with its own interrupt stacks) and the kernel's IDT,
-//! says it has arrived, and parks in nano_core (`park_cpu`: interrupts off, halted).
+//! says it has arrived, and parks in nano_core (`park_cpu`: interrupts off, halted). captain
+//! runs [`start`] as a background task once the shell runs, so boot to the prompt does not
+//! wait for it.
 //!
 //! That is the whole of multicore today: **tasks still run on the boot CPU only.** Running tasks
 //! on the APs needs per-CPU run queues, the LAPIC timer, TLB shootdown and a review of every
@@ -159,8 +161,13 @@ static CPUS: Mutex<Vec<Cpu>> = Mutex::new(Vec::new());
 /// The index of the last AP that arrived (handshake with the boot CPU).
 static ARRIVED: AtomicU64 = AtomicU64::new(0);
 
-/// The CPUs found at boot, the boot CPU first (empty until [`init`] ran).
+/// The CPUs found at boot, the boot CPU first. Waits (up to 5 s) for [`init`], which captain
+/// runs in the background after the shell starts; empty if it has not finished by then.
 pub fn cpus() -> Vec<Cpu> {
+    let end = nano_core::time::micros_since_entry() + 5_000_000;
+    while !READY.load(Ordering::Acquire) && nano_core::time::micros_since_entry() < end {
+        task::sleep_ms(1);
+    }
     x86_64::instructions::interrupts::without_interrupts(|| CPUS.lock().clone())
 }
 
@@ -320,20 +327,34 @@ fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64
     Ok(nano_core::time::micros_since_entry() - t0)
 }
 
-/// Finds the CPUs and starts every AP (once; called by captain). Logs what happened; a CPU that
-/// does not come up is recorded as failed and the others go on.
+/// Set once [`init`] has recorded the CPUs.
+static READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// captain's entry (a task started after the shell, found by name): [`init`].
+pub fn start(_: u64) -> isize {
+    init();
+    0
+}
+
+/// Finds the CPUs and starts every AP (once). Logs what happened; a CPU that does not come up
+/// is recorded as failed and the others go on.
 pub fn init() {
+    if READY.load(Ordering::Acquire) {
+        return;
+    }
     let t0 = nano_core::time::micros_since_entry();
+    // The boot CPU's APIC id, from CPUID leaf 1 (EBX bits 24..31).
+    let bsp_id = core::arch::x86_64::__cpuid(1).ebx >> 24;
+    let mut cpus = alloc::vec![Cpu { index: 0, apic_id: bsp_id, state: CpuState::Boot, start_us: None }];
     let topo = match topology() {
         Ok(t) => t,
         Err(e) => {
             log::warn!("smp: {e}; running on the boot CPU only");
+            x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
+            READY.store(true, Ordering::Release);
             return;
         }
     };
-    // The boot CPU's APIC id, from CPUID leaf 1 (EBX bits 24..31).
-    let bsp_id = core::arch::x86_64::__cpuid(1).ebx >> 24;
-    let mut cpus = alloc::vec![Cpu { index: 0, apic_id: bsp_id, state: CpuState::Boot, start_us: None }];
     let aps: Vec<u32> = topo.apic_ids.iter().copied().filter(|&id| id != bsp_id).collect();
     if !aps.is_empty() {
         match start_all(&topo, &aps) {
@@ -349,6 +370,7 @@ pub fn init() {
         nano_core::time::micros_since_entry() - t0
     );
     x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
+    READY.store(true, Ordering::Release);
 }
 
 fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {

@@ -278,10 +278,7 @@ fn begin_for_task(msg: String) {
 fn unwinding_resume() -> Option<u64> {
     nano_core::kernel::with_loader_ref(|l| {
         let k = l.crates().find(|k| k.name == "unwinding")?;
-        k.sections
-            .iter()
-            .filter_map(|s| l.section(*s))
-            .find_map(|sec| sec.symbols.iter().find(|y| y.raw == "_Unwind_Resume").map(|y| sec.addr + y.offset))
+        l.find_symbol(k.id, "_Unwind_Resume", mod_mgmt::SymbolFilter::Code)
     })
 }
 
