@@ -37,6 +37,17 @@ impl core::fmt::Display for TopologyError {
     }
 }
 
+/// Handler methods the `acpi` crate requires but reading the MADT never calls.
+macro_rules! not_needed {
+    ($($name:ident($($arg:ty),*) $(-> $ret:ty)?;)*) => {
+        $(
+            fn $name(&self, $(_: $arg),*) $(-> $ret)? {
+                unimplemented!(concat!("ACPI ", stringify!($name), ": not needed to read the MADT"))
+            }
+        )*
+    };
+}
+
 /// Maps physical memory read-only into fresh kernel address space for the `acpi` crate (the
 /// tables may lie outside the physical map, in firmware-reserved memory).
 #[derive(Debug, Clone, Copy)]
@@ -71,67 +82,16 @@ impl Handler for Mapper {
         }
     }
 
-    // The MADT needs none of what follows (no AML is run).
-    fn read_u8(&self, _: usize) -> u8 {
-        unimplemented!("ACPI memory access")
+    // The MADT needs none of these (no AML is run).
+    not_needed! {
+        read_u8(usize) -> u8; read_u16(usize) -> u16; read_u32(usize) -> u32; read_u64(usize) -> u64;
+        write_u8(usize, u8); write_u16(usize, u16); write_u32(usize, u32); write_u64(usize, u64);
+        read_io_u8(u16) -> u8; read_io_u16(u16) -> u16; read_io_u32(u16) -> u32;
+        write_io_u8(u16, u8); write_io_u16(u16, u16); write_io_u32(u16, u32);
+        read_pci_u8(PciAddress, u16) -> u8; read_pci_u16(PciAddress, u16) -> u16; read_pci_u32(PciAddress, u16) -> u32;
+        write_pci_u8(PciAddress, u16, u8); write_pci_u16(PciAddress, u16, u16); write_pci_u32(PciAddress, u16, u32);
     }
-    fn read_u16(&self, _: usize) -> u16 {
-        unimplemented!("ACPI memory access")
-    }
-    fn read_u32(&self, _: usize) -> u32 {
-        unimplemented!("ACPI memory access")
-    }
-    fn read_u64(&self, _: usize) -> u64 {
-        unimplemented!("ACPI memory access")
-    }
-    fn write_u8(&self, _: usize, _: u8) {
-        unimplemented!("ACPI memory access")
-    }
-    fn write_u16(&self, _: usize, _: u16) {
-        unimplemented!("ACPI memory access")
-    }
-    fn write_u32(&self, _: usize, _: u32) {
-        unimplemented!("ACPI memory access")
-    }
-    fn write_u64(&self, _: usize, _: u64) {
-        unimplemented!("ACPI memory access")
-    }
-    fn read_io_u8(&self, _: u16) -> u8 {
-        unimplemented!("ACPI port access")
-    }
-    fn read_io_u16(&self, _: u16) -> u16 {
-        unimplemented!("ACPI port access")
-    }
-    fn read_io_u32(&self, _: u16) -> u32 {
-        unimplemented!("ACPI port access")
-    }
-    fn write_io_u8(&self, _: u16, _: u8) {
-        unimplemented!("ACPI port access")
-    }
-    fn write_io_u16(&self, _: u16, _: u16) {
-        unimplemented!("ACPI port access")
-    }
-    fn write_io_u32(&self, _: u16, _: u32) {
-        unimplemented!("ACPI port access")
-    }
-    fn read_pci_u8(&self, _: PciAddress, _: u16) -> u8 {
-        unimplemented!("ACPI PCI access")
-    }
-    fn read_pci_u16(&self, _: PciAddress, _: u16) -> u16 {
-        unimplemented!("ACPI PCI access")
-    }
-    fn read_pci_u32(&self, _: PciAddress, _: u16) -> u32 {
-        unimplemented!("ACPI PCI access")
-    }
-    fn write_pci_u8(&self, _: PciAddress, _: u16, _: u8) {
-        unimplemented!("ACPI PCI access")
-    }
-    fn write_pci_u16(&self, _: PciAddress, _: u16, _: u16) {
-        unimplemented!("ACPI PCI access")
-    }
-    fn write_pci_u32(&self, _: PciAddress, _: u16, _: u32) {
-        unimplemented!("ACPI PCI access")
-    }
+
     fn nanos_since_boot(&self) -> u64 {
         nano_core::time::micros_since_entry() * 1000
     }
