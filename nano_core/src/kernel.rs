@@ -173,13 +173,13 @@ pub fn idle_loop() -> ! {
     }
 }
 
-/// Where a CPU that runs no tasks waits for good: interrupts off, halted (an NMI wakes it; it
-/// halts again). In nano_core, so that a parked CPU never runs a loaded crate's code, which a
-/// swap could retire.
+/// Where a CPU that runs no tasks waits for good: halted with interrupts on, so that IPIs reach
+/// it (their handlers run, then it halts again). In nano_core, so that between interrupts a
+/// parked CPU runs no loaded crate's code, which a swap could retire. Only IPIs arrive: the
+/// legacy PIC's interrupts go to the boot CPU alone.
 pub fn park_cpu() -> ! {
     loop {
-        x86_64::instructions::interrupts::disable();
-        x86_64::instructions::hlt();
+        x86_64::instructions::interrupts::enable_and_hlt();
     }
 }
 

@@ -532,13 +532,16 @@ CASES = [
     # Multicore, first step (issue 14): every CPU in the MADT is started and parked; tasks,
     # swaps, faults and WASM keep working beside them; a CPU that does not come up is reported.
     dict(name="smp_four_cpus_come_up_and_park", timeout=120, qemu_args=["-smp", "4"], script=[
-            "cpus", "selftest", "swap smp smp", "swap task task", "crash ud", "wasm run hello.wasm a", "cpus", "poweroff"],
+            "cpus", "cpus --ping 50", "selftest", "swap smp smp", "cpus --ping 50", "swap task task", "crash ud", "wasm run hello.wasm a", "cpus",
+            "cpus --bogus", "poweroff"],
          expect=[r"smp: 4 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 3 APs parked, 0 failed",
                  r"^ +1 +1  started, parked \(runs no tasks yet\) \(came up in \d+ us\)",
                  r"^ +3 +3  started, parked", r"(?s)4 CPUs: 1 runs tasks, 3 parked, 0 failed.*4 CPUs: 1 runs tasks, 3 parked, 0 failed",
                  r"selftest: 11 passed, 0 failed", r"(?s)swap: done.*swap: done", r"killed by invalid opcode",
-                 r"hello from WASM, argc=2"],
-         reject=[r"fault outside any task", r"system halted", r"PANIC"]),
+                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N\]\)"],
+         # Pings reach every parked CPU, before and after a swap of smp (whose handler the IDT names).
+         counts=[(r"^cpu [123]: 50 of 50 pings answered, median round trip \d+ ns", 6)],
+         reject=[r"fault outside any task", r"system halted", r"PANIC", r"pings answered.*\b0 of"]),
     dict(name="smp_a_cpu_that_does_not_start_is_reported", timeout=60, qemu_args=["-smp", "3"], append="smp_withhold=1",
          script=["cpus", "selftest", "poweroff"],
          expect=[r"smp: CPU 1 \(APIC 1\) did not arrive within 500 ms of its start-up IPIs; going on without it",

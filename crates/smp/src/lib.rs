@@ -5,7 +5,8 @@
 //! trampoline copied to physical page [`TRAMPOLINE`], which switches to protected mode, turns
 //! on long mode with the kernel's page tables and calls [`ap_entry`] on a stack of its own.
 //! There each AP loads its own GDT and TSS (with its own interrupt stacks) and the kernel's IDT,
-//! says it has arrived, and parks in nano_core (`park_cpu`: interrupts off, halted). captain
+//! says it has arrived, and parks in nano_core (`park_cpu`: halted, woken only by IPIs —
+//! [`ping`] measures their round trip). captain
 //! runs [`start`] as a background task once the shell runs, so boot to the prompt does not
 //! wait for it.
 //!
@@ -15,6 +16,7 @@
 //! left alone; the system runs on the others. Everything an AP needs is allocated by the boot
 //! CPU before it starts: an AP never allocates.
 #![no_std]
+#![feature(abi_x86_interrupt)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
@@ -158,6 +160,47 @@ pub struct Cpu {
 }
 
 static CPUS: Mutex<Vec<Cpu>> = Mutex::new(Vec::new());
+/// Where the local APIC's registers are mapped (each CPU sees its own APIC there); 0 before
+/// [`init`] mapped them.
+static LAPIC_VA: AtomicU64 = AtomicU64::new(0);
+/// The interrupt vector of a ping (see [`ping`]).
+pub const PING_VECTOR: u8 = 0xF0;
+/// Pings answered, by any CPU.
+static PONGS: AtomicU64 = AtomicU64::new(0);
+
+/// A ping's handler, on the CPU pinged: counts it and signals end of interrupt.
+extern "x86-interrupt" fn pong(_frame: x86_64::structures::idt::InterruptStackFrame) {
+    PONGS.fetch_add(1, Ordering::AcqRel);
+    let base = LAPIC_VA.load(Ordering::Acquire);
+    if base != 0 {
+        LocalApic { base }.write(LocalApic::EOI, 0);
+    }
+}
+
+/// Sends a ping (a fixed IPI, vector [`PING_VECTOR`]) to parked CPU `index` and waits for its
+/// handler to run there: the IPI round trip, in TSC cycles. `None` if the CPU is not parked or
+/// did not answer within 100 ms.
+pub fn ping(index: usize) -> Option<u64> {
+    let cpu = cpus().into_iter().find(|c| c.index == index && c.state == CpuState::Parked)?;
+    let base = LAPIC_VA.load(Ordering::Acquire);
+    if base == 0 {
+        return None;
+    }
+    let lapic = LocalApic { base };
+    let before = PONGS.load(Ordering::Acquire);
+    let t0 = nano_core::time::rdtsc();
+    // Interrupts off while the ICR is written: a task switch between its two halves would let
+    // another sender's destination through.
+    x86_64::instructions::interrupts::without_interrupts(|| lapic.ipi(cpu.apic_id, u32::from(PING_VECTOR) | 0x4000)).ok()?;
+    let limit = 100 * nano_core::time::tsc_per_ms().max(1);
+    while PONGS.load(Ordering::Acquire) == before {
+        if nano_core::time::rdtsc() - t0 > limit {
+            return None;
+        }
+        core::hint::spin_loop();
+    }
+    Some(nano_core::time::rdtsc() - t0)
+}
 /// The index of the last AP that arrived (handshake with the boot CPU).
 static ARRIVED: AtomicU64 = AtomicU64::new(0);
 
@@ -196,6 +239,7 @@ struct LocalApic {
 
 impl LocalApic {
     const ID: u64 = 0x20;
+    const EOI: u64 = 0xB0;
     const SVR: u64 = 0xF0;
     const ICR_LOW: u64 = 0x300;
     const ICR_HIGH: u64 = 0x310;
@@ -248,6 +292,9 @@ extern "C" fn ap_entry(per_cpu: u64) -> ! {
         x86_64::instructions::tables::load_tss(p.tss);
         x86_64::instructions::tables::lidt(&p.idt);
     }
+    // Software-enable this CPU's local APIC (spurious vector 0xFF) so that IPIs reach it.
+    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
+    lapic.write(LocalApic::SVR, lapic.read(LocalApic::SVR) | (1 << 8) | 0xFF);
     ARRIVED.store(p.index, Ordering::Release);
     nano_core::kernel::park_cpu()
 }
@@ -375,6 +422,8 @@ pub fn init() {
 
 fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
     let lapic = LocalApic::map(topo.lapic_phys)?;
+    LAPIC_VA.store(lapic.base, Ordering::Release);
+    exceptions::set_interrupt_handler(PING_VECTOR, pong);
     let svr = lapic.read(LocalApic::SVR);
     if svr & (1 << 8) == 0 {
         // Software-enable the boot CPU's APIC (spurious vector 0xFF) so that it sends IPIs.
