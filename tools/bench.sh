@@ -63,6 +63,14 @@ python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.
     --qemu-arg=-smp --qemu-arg=4 --quiet --timeout 60 --log target/bench-ping.log >/dev/null
 echo "   IPI round trip (a fixed IPI to a parked CPU until its handler ran; 1000 pings per CPU, -smp 4):"
 grep -E '^cpu [0-9]+: ' target/bench-ping.log | sed -E 's/^/     /'
+echo "   parallel speed-up of a CPU-bound job (cpus --speedup 20: 20 M hash rounds on each CPU at once vs the boot CPU alone;"
+echo "   3 interleaved rounds inside each boot, medians; MTTCG; host has $(nproc) cores):"
+printf 'cpus --speedup 20\npoweroff\n' > target/bench-speedup.txt
+for n in 1 2 4; do
+    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-speedup.txt \
+        --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log target/bench-speedup.log >/dev/null
+    grep -E '^cpus: ' target/bench-speedup.log | sed -E "s/^/     -smp $n: /"
+done
 echo "   parts (kernel log of the last run):"
 grep -E 'imported .* nano_core symbols|crate .* loaded into|boot to shell' target/bench-shell.log | sed -E 's/^\[[ 0-9.]+\] INFO  /     /'
 

@@ -173,12 +173,73 @@ pub fn idle_loop() -> ! {
     }
 }
 
+/// Most CPUs nano_core keeps a mailbox for.
+pub const MAX_CPUS: usize = 64;
+
+/// Work for a parked CPU: a function, its argument, and the result once it ran there. The
+/// poster keeps the function's crate referenced while it waits (its own code names the
+/// function), which is what keeps a swap from retiring code a parked CPU is running.
+#[derive(Debug)]
+pub struct Mailbox {
+    job: AtomicU64,
+    arg: AtomicU64,
+    result: AtomicU64,
+    done: core::sync::atomic::AtomicBool,
+}
+
+impl Mailbox {
+    const fn new() -> Mailbox {
+        Mailbox {
+            job: AtomicU64::new(0),
+            arg: AtomicU64::new(0),
+            result: AtomicU64::new(0),
+            done: core::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Posts `f(arg)`; the poster then wakes the CPU (an IPI) and waits for [`Mailbox::result`].
+    /// `false` if a job is still pending.
+    pub fn post(&self, f: fn(u64) -> u64, arg: u64) -> bool {
+        if self.job.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        self.done.store(false, Ordering::Release);
+        self.arg.store(arg, Ordering::Release);
+        self.job.store(f as usize as u64, Ordering::Release);
+        true
+    }
+
+    /// The result of the last job, once it ran.
+    pub fn result(&self) -> Option<u64> {
+        self.done.load(Ordering::Acquire).then(|| self.result.load(Ordering::Acquire))
+    }
+}
+
+/// One mailbox per CPU index (0, the boot CPU, never parks).
+pub static MAILBOXES: [Mailbox; MAX_CPUS] = [const { Mailbox::new() }; MAX_CPUS];
+
 /// Where a CPU that runs no tasks waits for good: halted with interrupts on, so that IPIs reach
-/// it (their handlers run, then it halts again). In nano_core, so that between interrupts a
-/// parked CPU runs no loaded crate's code, which a swap could retire. Only IPIs arrive: the
-/// legacy PIC's interrupts go to the boot CPU alone.
-pub fn park_cpu() -> ! {
+/// it; after each wake-up it runs the job in its [`Mailbox`], if any. In nano_core, so that
+/// between jobs and interrupts a parked CPU runs no loaded crate's code, which a swap could
+/// retire. Only IPIs arrive: the legacy PIC's interrupts go to the boot CPU alone.
+pub fn park_cpu(index: usize) -> ! {
     loop {
+        // Interrupts off while the mailbox is looked at: an IPI that arrives after the look
+        // stays pending until `sti; hlt`, which it then ends at once.
+        x86_64::instructions::interrupts::disable();
+        if let Some(b) = MAILBOXES.get(index) {
+            let job = b.job.load(Ordering::Acquire);
+            if job != 0 {
+                // SAFETY: only `Mailbox::post` stores a job, and it stores a `fn(u64) -> u64`.
+                let f = unsafe { core::mem::transmute::<usize, fn(u64) -> u64>(job as usize) };
+                x86_64::instructions::interrupts::enable();
+                let r = f(b.arg.load(Ordering::Acquire));
+                b.result.store(r, Ordering::Release);
+                b.job.store(0, Ordering::Release);
+                b.done.store(true, Ordering::Release);
+                continue;
+            }
+        }
         x86_64::instructions::interrupts::enable_and_hlt();
     }
 }

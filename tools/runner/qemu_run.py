@@ -44,7 +44,7 @@ def qemu_command(args):
     if args.kvm:
         cmd += ["-enable-kvm"]
     else:
-        cmd += ["-accel", "tcg"]
+        cmd += ["-accel", "tcg,thread=multi"]
     if args.iso:
         cmd += ["-cdrom", args.iso, "-boot", "d"]
     else:

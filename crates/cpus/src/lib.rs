@@ -8,6 +8,51 @@ extern crate alloc;
 /// One line for `help`.
 pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU";
 
+/// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
+/// allocation: fit for a parked CPU).
+fn work(units: u64) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ units;
+    for i in 0..units * 1_000_000 {
+        x = (x.rotate_left(5) ^ i).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    core::hint::black_box(x)
+}
+
+fn median(mut v: alloc::vec::Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// `cpus --speedup UNITS`: throughput of [`work`] on the boot CPU alone against the boot CPU and
+/// every parked CPU at once (each doing UNITS), 3 interleaved rounds, medians. Every CPU's
+/// result must equal the boot CPU's.
+fn speedup(units: u64) -> isize {
+    let parked: alloc::vec::Vec<usize> = smp::cpus().iter().filter(|c| c.state == smp::CpuState::Parked).map(|c| c.index).collect();
+    let n = parked.len() as u64 + 1;
+    let now = nano_core::time::micros_since_entry;
+    let (mut alone, mut together) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
+    let mut agree = true;
+    for _ in 0..3 {
+        let t0 = now();
+        let want = work(units);
+        alone.push(now() - t0);
+        let t0 = now();
+        let jobs: alloc::vec::Vec<_> = parked.iter().filter_map(|&i| smp::post(i, work, units).ok()).collect();
+        let posted = jobs.len();
+        let mine = work(units);
+        let got: alloc::vec::Vec<u64> = jobs.into_iter().map(smp::Pending::wait).collect();
+        together.push(now() - t0);
+        agree &= mine == want && posted == parked.len() && got.iter().all(|&r| r == want);
+    }
+    let (a, t) = (median(alone), median(together).max(1));
+    nano_core::println!(
+        "cpus: {units} units alone {a} us, on {n} CPUs at once {t} us: throughput {:.2}x of one CPU (ideal {n}x); results {}",
+        (n * a) as f64 / t as f64,
+        if agree { "agree" } else { "DIFFER" }
+    );
+    if agree { command::status::SUCCESS } else { command::status::FAILURE }
+}
+
 /// `cpus --ping N`: N pings to each parked CPU; the median round trip.
 fn ping(n: u64) -> isize {
     let tsc_per_us = (nano_core::time::tsc_per_ms() / 1000).max(1);
@@ -33,8 +78,9 @@ pub fn main(args: &[&str]) -> isize {
     match args.get(1).copied() {
         None => {}
         Some("--ping") => return ping(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
+        Some("--speedup") => return speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
         Some(other) => {
-            nano_core::println!("cpus: unknown argument {other} (usage: cpus [--ping N])");
+            nano_core::println!("cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS])");
             return command::status::USAGE;
         }
     }

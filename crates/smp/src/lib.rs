@@ -10,7 +10,9 @@
 //! runs [`start`] as a background task once the shell runs, so boot to the prompt does not
 //! wait for it.
 //!
-//! That is the whole of multicore today: **tasks still run on the boot CPU only.** Running tasks
+//! A parked CPU also runs plain jobs posted to its mailbox ([`run_on`], [`post`]), which is
+//! how `cpus --speedup` measures parallel throughput. Otherwise **tasks still run on the boot
+//! CPU only.** Running tasks
 //! on the APs needs per-CPU run queues, the LAPIC timer, TLB shootdown and a review of every
 //! lock that now assumes one CPU (see the README). An AP that does not answer is reported and
 //! left alone; the system runs on the others. Everything an AP needs is allocated by the boot
@@ -177,6 +179,48 @@ extern "x86-interrupt" fn pong(_frame: x86_64::structures::idt::InterruptStackFr
     }
 }
 
+/// Runs `f(arg)` on parked CPU `index` and waits (yielding) for its result. `f` must be plain
+/// computation: on a parked CPU there is no current task, no TLS, no allocation and no unwinding.
+pub fn run_on(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<u64, String> {
+    let pending = post(index, f, arg)?;
+    Ok(pending.wait())
+}
+
+/// A job posted to a parked CPU (see [`post`]).
+#[derive(Debug)]
+pub struct Pending {
+    index: usize,
+}
+
+impl Pending {
+    /// Waits (yielding) for the job's result.
+    pub fn wait(self) -> u64 {
+        let b = &nano_core::kernel::MAILBOXES[self.index];
+        loop {
+            if let Some(r) = b.result() {
+                return r;
+            }
+            task::yield_now();
+        }
+    }
+}
+
+/// Posts `f(arg)` to parked CPU `index` and wakes it; the caller collects the result with
+/// [`Pending::wait`] (and keeps `f`'s crate referenced until then, by naming it).
+pub fn post(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Pending, String> {
+    let cpu = cpus().into_iter().find(|c| c.index == index).ok_or_else(|| format!("no CPU {index}"))?;
+    if cpu.state != CpuState::Parked {
+        return Err(format!("CPU {index} is not a parked CPU"));
+    }
+    let b = nano_core::kernel::MAILBOXES.get(index).ok_or_else(|| format!("CPU {index} has no mailbox"))?;
+    if !b.post(f, arg) {
+        return Err(format!("CPU {index} is still busy"));
+    }
+    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
+    x86_64::instructions::interrupts::without_interrupts(|| lapic.ipi(cpu.apic_id, u32::from(PING_VECTOR) | 0x4000))?;
+    Ok(Pending { index })
+}
+
 /// Sends a ping (a fixed IPI, vector [`PING_VECTOR`]) to parked CPU `index` and waits for its
 /// handler to run there: the IPI round trip, in TSC cycles. `None` if the CPU is not parked or
 /// did not answer within 100 ms.
@@ -296,7 +340,7 @@ extern "C" fn ap_entry(per_cpu: u64) -> ! {
     let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
     lapic.write(LocalApic::SVR, lapic.read(LocalApic::SVR) | (1 << 8) | 0xFF);
     ARRIVED.store(p.index, Ordering::Release);
-    nano_core::kernel::park_cpu()
+    nano_core::kernel::park_cpu(p.index as usize)
 }
 
 /// Builds what AP `index` loads on arrival: its GDT and TSS (interrupt stacks of its own).
@@ -438,7 +482,10 @@ fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
     // The trampoline runs at its physical address with paging on: map it there while APs start.
     paging::map(TRAMPOLINE, TRAMPOLINE, Perms::ReadExec).map_err(|e| format!("mapping the trampoline: {e}"))?;
     let mut out = Vec::new();
-    for (i, &apic_id) in aps.iter().enumerate() {
+    if aps.len() >= nano_core::kernel::MAX_CPUS {
+        log::warn!("smp: {} CPUs; using the first {}", aps.len() + 1, nano_core::kernel::MAX_CPUS);
+    }
+    for (i, &apic_id) in aps.iter().enumerate().take(nano_core::kernel::MAX_CPUS - 1) {
         let index = i as u64 + 1;
         let (state, start_us) = match start_ap(&lapic, index, apic_id, cr3) {
             Ok(us) => (CpuState::Parked, Some(us)),
