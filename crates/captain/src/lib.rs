@@ -42,6 +42,7 @@ pub fn init() {
     unwind::init();
     debuginfo::init();
     push::start();
+    start_cpus();
     let shell = match load_shell() {
         Ok(f) => f,
         Err(e) => fatal("shell", &e),
@@ -53,7 +54,6 @@ pub fn init() {
         fatal("spawning the shell", &e);
     }
     recovery::start();
-    start_cpus();
     log::info!(
         "boot to shell: {} us from nano_core entry; {} crates loaded, {} sections, {} symbols, {} relocations applied",
         nano_core::time::micros_since_entry(),
@@ -64,22 +64,21 @@ pub fn init() {
     );
 }
 
-/// Starts the other CPUs in a background task once the shell runs: the `smp` crate (with ACPI's)
-/// is loaded then, by name, so that boot to the prompt waits neither for loading it nor for the
-/// APs' start-up IPIs (10 ms each). `smp::cpus()` waits for this to finish.
+/// Starts the other CPUs (before the shell, so that its first command sees a settled system:
+/// memory checks in particular). The `smp` crate (with ACPI's) is loaded by name, so captain does
+/// not depend on it and it stays replaceable like any crate.
 fn start_cpus() {
     let entry = nano_core::kernel::with_loader_mut(|l| {
         let kernel = l.namespace_by_name("kernel").map_err(|e| format!("{e}"))?;
         let smp = l.load_crate(kernel, "smp").map_err(|e| format!("{e}"))?;
         l.export_of(smp, "smp::start").ok_or_else(|| String::from("the smp crate exports no smp::start"))
     });
-    // `smp::start` has a restartable task's signature, `fn(u64) -> isize` (its contract with
-    // captain).
-    let spawned = entry.and_then(|addr| {
-        let start = nano_core::kernel::restartable_entry(addr);
-        task::spawn_detached("smp-init", move || start(0)).map_err(|e| format!("{e}"))
-    });
-    if let Err(e) = spawned {
-        log::warn!("captain: cannot start the other CPUs: {e}");
+    match entry {
+        // `smp::start` has a restartable task's signature, `fn(u64) -> isize` (its contract
+        // with captain).
+        Ok(addr) => {
+            nano_core::kernel::restartable_entry(addr)(0);
+        }
+        Err(e) => log::warn!("captain: cannot start the other CPUs: {e}"),
     }
 }

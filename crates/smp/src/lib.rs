@@ -7,8 +7,8 @@
 //! There each AP loads its own GDT and TSS (with its own interrupt stacks) and the kernel's IDT,
 //! says it has arrived, and parks in nano_core (`park_cpu`: halted, woken only by IPIs —
 //! [`ping`] measures their round trip). captain
-//! runs [`start`] as a background task once the shell runs, so boot to the prompt does not
-//! wait for it.
+//! runs [`start`] during boot, before the shell (INIT goes to every AP at once, so the
+//! architecture's 10 ms wait is paid once).
 //!
 //! A parked CPU also runs plain jobs posted to its mailbox ([`run_on`], [`post`]), which is
 //! how `cpus --speedup` measures parallel throughput. Otherwise **tasks still run on the boot
@@ -248,8 +248,8 @@ pub fn ping(index: usize) -> Option<u64> {
 /// The index of the last AP that arrived (handshake with the boot CPU).
 static ARRIVED: AtomicU64 = AtomicU64::new(0);
 
-/// The CPUs found at boot, the boot CPU first. Waits (up to 5 s) for [`init`], which captain
-/// runs in the background after the shell starts; empty if it has not finished by then.
+/// The CPUs found at boot, the boot CPU first. Waits (up to 5 s) for [`init`] if it has not
+/// finished (captain runs it during boot); empty if it never ran.
 pub fn cpus() -> Vec<Cpu> {
     let end = nano_core::time::micros_since_entry() + 5_000_000;
     while !READY.load(Ordering::Acquire) && nano_core::time::micros_since_entry() < end {
@@ -377,7 +377,8 @@ fn trampoline() -> (&'static [u8], [u64; 4]) {
     }
 }
 
-/// Starts AP `index` (APIC `apic_id`); returns the microseconds it took to arrive.
+/// Starts AP `index` (APIC `apic_id`), already reset by INIT; returns the microseconds from its
+/// first start-up IPI to its arrival.
 fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64, String> {
     let p = per_cpu(index)?;
     let stack_top = paging::alloc_stack(AP_STACK_PAGES).map_err(|e| format!("stack: {e}"))?.leak();
@@ -393,8 +394,6 @@ fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64
     }
     ARRIVED.store(0, Ordering::Release);
     let t0 = nano_core::time::micros_since_entry();
-    lapic.ipi(apic_id, 0x0000_4500)?; // INIT, assert
-    spin_us(10_000);
     // `smp_withhold=N` (a test option): CPU N gets no start-up IPI, so it never arrives, as if
     // it were broken.
     let withheld = boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "smp_withhold")
@@ -421,7 +420,7 @@ fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64
 /// Set once [`init`] has recorded the CPUs.
 static READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// captain's entry (a task started after the shell, found by name): [`init`].
+/// captain's entry (found by name, called during boot): [`init`].
 pub fn start(_: u64) -> isize {
     init();
     0
@@ -485,9 +484,13 @@ fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
     if aps.len() >= nano_core::kernel::MAX_CPUS {
         log::warn!("smp: {} CPUs; using the first {}", aps.len() + 1, nano_core::kernel::MAX_CPUS);
     }
-    for (i, &apic_id) in aps.iter().enumerate().take(nano_core::kernel::MAX_CPUS - 1) {
+    let aps = &aps[..aps.len().min(nano_core::kernel::MAX_CPUS - 1)];
+    // INIT every AP, then wait the 10 ms the architecture asks for once, not once per AP.
+    let reset: Vec<Result<(), String>> = aps.iter().map(|&apic_id| lapic.ipi(apic_id, 0x0000_4500)).collect();
+    spin_us(10_000);
+    for (i, (&apic_id, reset)) in aps.iter().zip(reset).enumerate() {
         let index = i as u64 + 1;
-        let (state, start_us) = match start_ap(&lapic, index, apic_id, cr3) {
+        let (state, start_us) = match reset.and_then(|()| start_ap(&lapic, index, apic_id, cr3)) {
             Ok(us) => (CpuState::Parked, Some(us)),
             Err(e) => {
                 log::warn!("smp: CPU {index} (APIC {apic_id}) {e}; going on without it");
