@@ -235,8 +235,10 @@ pub fn park_cpu(index: usize) -> ! {
                 x86_64::instructions::interrupts::enable();
                 let r = f(b.arg.load(Ordering::Acquire));
                 b.result.store(r, Ordering::Release);
-                b.job.store(0, Ordering::Release);
+                // `done` before the slot is freed: a next `post` (possible once `job` is 0)
+                // clears `done`, and must not have it set again by this job.
                 b.done.store(true, Ordering::Release);
+                b.job.store(0, Ordering::Release);
                 continue;
             }
         }

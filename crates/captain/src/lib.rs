@@ -42,7 +42,9 @@ pub fn init() {
     unwind::init();
     debuginfo::init();
     push::start();
-    start_cpus();
+    // Before the shell, so that its first command sees a settled system (memory checks in
+    // particular).
+    smp::init();
     let shell = match load_shell() {
         Ok(f) => f,
         Err(e) => fatal("shell", &e),
@@ -62,23 +64,4 @@ pub fn init() {
         totals.symbols,
         relocs
     );
-}
-
-/// Starts the other CPUs (before the shell, so that its first command sees a settled system:
-/// memory checks in particular). The `smp` crate (with ACPI's) is loaded by name, so captain does
-/// not depend on it and it stays replaceable like any crate.
-fn start_cpus() {
-    let entry = nano_core::kernel::with_loader_mut(|l| {
-        let kernel = l.namespace_by_name("kernel").map_err(|e| format!("{e}"))?;
-        let smp = l.load_crate(kernel, "smp").map_err(|e| format!("{e}"))?;
-        l.export_of(smp, "smp::start").ok_or_else(|| String::from("the smp crate exports no smp::start"))
-    });
-    match entry {
-        // `smp::start` has a restartable task's signature, `fn(u64) -> isize` (its contract
-        // with captain).
-        Ok(addr) => {
-            nano_core::kernel::restartable_entry(addr)(0);
-        }
-        Err(e) => log::warn!("captain: cannot start the other CPUs: {e}"),
-    }
 }

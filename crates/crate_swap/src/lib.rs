@@ -634,44 +634,48 @@ fn task_crate_now() -> Option<CrateId> {
 
 /// The reaper's body (see [`start_reaper`]).
 fn reaper(my_task_crate: Option<CrateId>) -> isize {
-    {
-        let me = start_reaper as fn() as usize as u64;
-        let replaced = |symbol: &str, mine: u64| nano_core::kernel::current_version("kernel", symbol).is_some_and(|cur| cur != mine);
-        let stale = || {
-            let generation = loader_generation();
-            let stale = replaced("crate_swap::start_reaper", me) || task_crate_now() != my_task_crate;
-            REAPER_CURRENT_AT.store(if stale { u64::MAX } else { generation }, Ordering::Release);
-            stale
-        };
-        let mut delay = 20;
-        for _ in 0..10 {
-            // Sleep in short slices, looking for a new version each time: a sleeping reaper of
-            // old versions would keep them alive for up to its whole back-off.
-            let mut slept = 0;
-            while slept < delay && !stale() {
-                task::sleep_ms(REAPER_SLICE_MS.min(delay - slept));
-                slept += REAPER_SLICE_MS;
-            }
+    let me = start_reaper as fn() as usize as u64;
+    let replaced = |symbol: &str, mine: u64| nano_core::kernel::current_version("kernel", symbol).is_some_and(|cur| cur != mine);
+    let stale = || {
+        let generation = loader_generation();
+        let stale = replaced("crate_swap::start_reaper", me) || task_crate_now() != my_task_crate;
+        REAPER_CURRENT_AT.store(if stale { u64::MAX } else { generation }, Ordering::Release);
+        stale
+    };
+    let mut delay = 20;
+    for _ in 0..10 {
+        // Sleep in short slices, looking for a new version each time: a sleeping reaper of old
+        // versions would keep them alive for up to its whole back-off.
+        let mut slept = 0;
+        let handover = loop {
             if stale() {
-                // This crate, or the task crate under this task, was replaced: a reaper of the
-                // current versions takes over.
-                let cur = nano_core::kernel::current_version("kernel", "crate_swap::start_reaper").unwrap_or(me);
-                REAPER.store(false, Ordering::Release);
-                // SAFETY: `crate_swap::start_reaper` is a `fn()` in every version of this crate.
-                let start: fn() = unsafe { core::mem::transmute::<usize, fn()>(cur as usize) };
-                start();
-                return 0;
+                break true;
             }
-            let r = reclaim_thorough();
-            for (name, bytes) in &r.freed {
-                log::debug!("reaper: reclaimed the retired {name} ({bytes} bytes) after a {} us scan", r.scan_us);
+            if slept >= delay {
+                break false;
             }
-            if r.kept.is_empty() {
-                break;
-            }
-            delay = (delay * 2).min(2000);
+            task::sleep_ms(REAPER_SLICE_MS.min(delay - slept));
+            slept += REAPER_SLICE_MS;
+        };
+        if handover {
+            // This crate, or the task crate under this task, was replaced: a reaper of the
+            // current versions takes over.
+            let cur = nano_core::kernel::current_version("kernel", "crate_swap::start_reaper").unwrap_or(me);
+            REAPER.store(false, Ordering::Release);
+            // SAFETY: `crate_swap::start_reaper` is a `fn()` in every version of this crate.
+            let start: fn() = unsafe { core::mem::transmute::<usize, fn()>(cur as usize) };
+            start();
+            return 0;
         }
-        REAPER.store(false, Ordering::Release);
-        0
+        let r = reclaim_thorough();
+        for (name, bytes) in &r.freed {
+            log::debug!("reaper: reclaimed the retired {name} ({bytes} bytes) after a {} us scan", r.scan_us);
+        }
+        if r.kept.is_empty() {
+            break;
+        }
+        delay = (delay * 2).min(2000);
     }
+    REAPER.store(false, Ordering::Release);
+    0
 }

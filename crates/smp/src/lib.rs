@@ -7,7 +7,7 @@
 //! There each AP loads its own GDT and TSS (with its own interrupt stacks) and the kernel's IDT,
 //! says it has arrived, and parks in nano_core (`park_cpu`: halted, woken only by IPIs —
 //! [`ping`] measures their round trip). captain
-//! runs [`start`] during boot, before the shell (INIT goes to every AP at once, so the
+//! calls [`init`] during boot, before the shell (INIT goes to every AP at once, so the
 //! architecture's 10 ms wait is paid once).
 //!
 //! A parked CPU also runs plain jobs posted to its mailbox ([`run_on`], [`post`]), which is
@@ -142,7 +142,7 @@ unsafe extern "C" {
 pub enum CpuState {
     /// The boot CPU: runs every task.
     Boot,
-    /// Came up and is parked (interrupts off, halted).
+    /// Came up and is parked: halted, woken by IPIs, runs posted jobs.
     Parked,
     /// Did not come up; the reason.
     Failed(String),
@@ -208,34 +208,40 @@ impl Pending {
 /// Posts `f(arg)` to parked CPU `index` and wakes it; the caller collects the result with
 /// [`Pending::wait`] (and keeps `f`'s crate referenced until then, by naming it).
 pub fn post(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Pending, String> {
-    let cpu = cpus().into_iter().find(|c| c.index == index).ok_or_else(|| format!("no CPU {index}"))?;
-    if cpu.state != CpuState::Parked {
-        return Err(format!("CPU {index} is not a parked CPU"));
-    }
+    let apic_id = parked_apic_id(index)?;
     let b = nano_core::kernel::MAILBOXES.get(index).ok_or_else(|| format!("CPU {index} has no mailbox"))?;
     if !b.post(f, arg) {
         return Err(format!("CPU {index} is still busy"));
     }
-    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
-    x86_64::instructions::interrupts::without_interrupts(|| lapic.ipi(cpu.apic_id, u32::from(PING_VECTOR) | 0x4000))?;
+    send_ping(apic_id)?;
     Ok(Pending { index })
+}
+
+/// The APIC id of parked CPU `index`.
+fn parked_apic_id(index: usize) -> Result<u32, String> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let cpus = CPUS.lock();
+        let cpu = cpus.iter().find(|c| c.index == index).ok_or_else(|| format!("no CPU {index}"))?;
+        (cpu.state == CpuState::Parked).then_some(cpu.apic_id).ok_or_else(|| format!("CPU {index} is not a parked CPU"))
+    })
+}
+
+/// Sends a fixed IPI of vector [`PING_VECTOR`] to APIC `apic_id` (a parked CPU: it runs [`pong`],
+/// then its mailbox). Interrupts are off while the ICR is written: a task switch between its
+/// two halves would let another sender's destination through.
+fn send_ping(apic_id: u32) -> Result<(), String> {
+    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
+    x86_64::instructions::interrupts::without_interrupts(|| lapic.ipi(apic_id, u32::from(PING_VECTOR) | 0x4000))
 }
 
 /// Sends a ping (a fixed IPI, vector [`PING_VECTOR`]) to parked CPU `index` and waits for its
 /// handler to run there: the IPI round trip, in TSC cycles. `None` if the CPU is not parked or
 /// did not answer within 100 ms.
 pub fn ping(index: usize) -> Option<u64> {
-    let cpu = cpus().into_iter().find(|c| c.index == index && c.state == CpuState::Parked)?;
-    let base = LAPIC_VA.load(Ordering::Acquire);
-    if base == 0 {
-        return None;
-    }
-    let lapic = LocalApic { base };
+    let apic_id = parked_apic_id(index).ok()?;
     let before = PONGS.load(Ordering::Acquire);
     let t0 = nano_core::time::rdtsc();
-    // Interrupts off while the ICR is written: a task switch between its two halves would let
-    // another sender's destination through.
-    x86_64::instructions::interrupts::without_interrupts(|| lapic.ipi(cpu.apic_id, u32::from(PING_VECTOR) | 0x4000)).ok()?;
+    send_ping(apic_id).ok()?;
     let limit = 100 * nano_core::time::tsc_per_ms().max(1);
     while PONGS.load(Ordering::Acquire) == before {
         if nano_core::time::rdtsc() - t0 > limit {
@@ -245,16 +251,12 @@ pub fn ping(index: usize) -> Option<u64> {
     }
     Some(nano_core::time::rdtsc() - t0)
 }
+
 /// The index of the last AP that arrived (handshake with the boot CPU).
 static ARRIVED: AtomicU64 = AtomicU64::new(0);
 
-/// The CPUs found at boot, the boot CPU first. Waits (up to 5 s) for [`init`] if it has not
-/// finished (captain runs it during boot); empty if it never ran.
+/// The CPUs found at boot, the boot CPU first (empty before [`init`]).
 pub fn cpus() -> Vec<Cpu> {
-    let end = nano_core::time::micros_since_entry() + 5_000_000;
-    while !READY.load(Ordering::Acquire) && nano_core::time::micros_since_entry() < end {
-        task::sleep_ms(1);
-    }
     x86_64::instructions::interrupts::without_interrupts(|| CPUS.lock().clone())
 }
 
@@ -276,13 +278,12 @@ pub(crate) fn spin_us(us: u64) {
     }
 }
 
-/// The boot CPU's local APIC, mapped.
+/// The local APIC, mapped (at the same address every CPU sees its own).
 struct LocalApic {
     base: u64,
 }
 
 impl LocalApic {
-    const ID: u64 = 0x20;
     const EOI: u64 = 0xB0;
     const SVR: u64 = 0xF0;
     const ICR_LOW: u64 = 0x300;
@@ -417,19 +418,14 @@ fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64
     Ok(nano_core::time::micros_since_entry() - t0)
 }
 
-/// Set once [`init`] has recorded the CPUs.
-static READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Set by the first [`init`].
+static STARTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// captain's entry (found by name, called during boot): [`init`].
-pub fn start(_: u64) -> isize {
-    init();
-    0
-}
-
-/// Finds the CPUs and starts every AP (once). Logs what happened; a CPU that does not come up
-/// is recorded as failed and the others go on.
+/// Finds the CPUs and starts every AP (once: captain calls it during boot; later calls do
+/// nothing). Logs what happened; a CPU that does not come up is recorded as failed and the
+/// others go on.
 pub fn init() {
-    if READY.load(Ordering::Acquire) {
+    if STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
     let t0 = nano_core::time::micros_since_entry();
@@ -441,7 +437,6 @@ pub fn init() {
         Err(e) => {
             log::warn!("smp: {e}; running on the boot CPU only");
             x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
-            READY.store(true, Ordering::Release);
             return;
         }
     };
@@ -460,7 +455,6 @@ pub fn init() {
         nano_core::time::micros_since_entry() - t0
     );
     x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
-    READY.store(true, Ordering::Release);
 }
 
 fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
@@ -472,7 +466,6 @@ fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
         // Software-enable the boot CPU's APIC (spurious vector 0xFF) so that it sends IPIs.
         lapic.write(LocalApic::SVR, svr | (1 << 8) | 0xFF);
     }
-    let me = lapic.read(LocalApic::ID) >> 24;
     let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
     let cr3 = cr3.start_address().as_u64();
     if cr3 >= 1 << 32 {
@@ -501,6 +494,5 @@ fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
     }
     // Nothing runs at low addresses any more (the frame is low memory, not a frame of ours).
     let _ = paging::unmap(TRAMPOLINE);
-    log::debug!("smp: sent IPIs from APIC {me}");
     Ok(out)
 }
