@@ -16,7 +16,7 @@
 //! - **Prefix search** runs over hash-agnostic keys, which is what a person types.
 
 use crate::ids::{CrateId, SectionId};
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -83,11 +83,41 @@ pub enum Lookup {
     Missing,
 }
 
+/// The exact keys sharing one hash-agnostic key, sorted: almost always one (a `Vec`, not a
+/// `BTreeSet`, whose first node alone allocates ten slots; the boot's import builds 3,000).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct KeySet(Vec<String>);
+
+impl KeySet {
+    fn one(k: String) -> KeySet {
+        KeySet(alloc::vec![k])
+    }
+    fn insert(&mut self, k: String) {
+        if let Err(i) = self.0.binary_search(&k) {
+            self.0.insert(i, k);
+        }
+    }
+    fn remove(&mut self, k: &str) {
+        if let Ok(i) = self.0.binary_search_by(|x| x.as_str().cmp(k)) {
+            self.0.remove(i);
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn iter(&self) -> core::slice::Iter<'_, String> {
+        self.0.iter()
+    }
+}
+
 /// One namespace's symbols.
 #[derive(Debug, Default)]
 pub struct SymbolMap {
     exact: BTreeMap<String, SymbolRef>,
-    agnostic: BTreeMap<String, BTreeSet<String>>,
+    agnostic: BTreeMap<String, KeySet>,
 }
 
 impl SymbolMap {
@@ -99,27 +129,28 @@ impl SymbolMap {
         if !self.exact.is_empty() {
             return entries.into_iter().map(|(k, r)| self.insert(k, r)).collect();
         }
-        let mut order: Vec<usize> = (0..entries.len()).collect();
+        let n = entries.len();
         // Stable: among equal keys the first entry comes first and wins.
-        order.sort_by(|&a, &b| entries[a].0.cmp(&entries[b].0));
-        let mut added = alloc::vec![false; entries.len()];
-        let mut exact: Vec<(String, SymbolRef)> = Vec::with_capacity(entries.len());
-        for &i in &order {
-            if exact.last().is_some_and(|(k, _)| *k == entries[i].0) {
+        let mut order: Vec<(String, SymbolRef, usize)> = entries.into_iter().enumerate().map(|(i, (k, r))| (k, r, i)).collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut added = alloc::vec![false; n];
+        let mut exact: Vec<(String, SymbolRef)> = Vec::with_capacity(n);
+        for (k, r, i) in order {
+            if exact.last().is_some_and(|(last, _)| *last == k) {
                 continue;
             }
             added[i] = true;
-            exact.push((entries[i].0.clone(), entries[i].1));
+            exact.push((k, r));
         }
-        let mut agnostic: Vec<(String, String)> = exact.iter().map(|(k, _)| (agnostic_of_exact(k), k.clone())).collect();
-        agnostic.sort();
-        let mut grouped: Vec<(String, BTreeSet<String>)> = Vec::new();
+        // Sorted by (agnostic key, exact key): exact keys are already in order, so a stable
+        // sort by the agnostic key alone keeps each group's keys sorted.
+        let mut agnostic: Vec<(String, &String)> = exact.iter().map(|(k, _)| (agnostic_of_exact(k), k)).collect();
+        agnostic.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut grouped: Vec<(String, KeySet)> = Vec::with_capacity(agnostic.len());
         for (ag, k) in agnostic {
             match grouped.last_mut() {
-                Some((g, set)) if *g == ag => {
-                    set.insert(k);
-                }
-                _ => grouped.push((ag, BTreeSet::from([k]))),
+                Some((g, set)) if *g == ag => set.0.push(k.clone()),
+                _ => grouped.push((ag, KeySet::one(k.clone()))),
             }
         }
         // Sorted and unique: collecting builds each tree in one pass.
@@ -193,7 +224,7 @@ impl SymbolMap {
             if !ag.starts_with(prefix) {
                 break;
             }
-            for k in set {
+            for k in set.iter() {
                 if let Some(s) = self.exact.get(k) {
                     out.push((k.clone(), *s));
                 }

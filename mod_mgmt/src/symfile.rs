@@ -24,7 +24,8 @@ pub fn parse(text: &str) -> Result<(Vec<PrelinkedSection>, Vec<PrelinkedSymbol>)
     let mut symbols = Vec::new();
     for (i, l) in lines {
         let line = i + 1;
-        let mut f = l.split(' ');
+        // Seven fields at most: a key (the last) may itself contain spaces.
+        let mut f = l.splitn(7, ' ');
         match f.next() {
             Some("section") => {
                 let name = f.next().ok_or(LoadError::SymbolFile { line, detail: "missing section name" })?;
@@ -48,8 +49,7 @@ pub fn parse(text: &str) -> Result<(Vec<PrelinkedSection>, Vec<PrelinkedSymbol>)
                 };
                 let _kind = f.next().ok_or(LoadError::SymbolFile { line, detail: "missing kind" })?;
                 let raw = f.next().filter(|n| !n.is_empty()).ok_or(LoadError::SymbolFile { line, detail: "missing name" })?;
-                let rest: alloc::vec::Vec<&str> = f.collect();
-                let key = (!rest.is_empty()).then(|| rest.join(" "));
+                let key = f.next().map(|k| k.to_string());
                 symbols.push(PrelinkedSymbol { raw: raw.to_string(), addr, size, global, key });
             }
             Some("") | None => {}

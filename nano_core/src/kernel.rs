@@ -275,6 +275,41 @@ pub fn restartable_entry(addr: u64) -> fn(u64) -> isize {
     unsafe { core::mem::transmute::<usize, fn(u64) -> isize>(addr as usize) }
 }
 
+/// What [`try_load_and_init`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LazyStart {
+    /// The crate is loaded and its `init` ran.
+    Started,
+    /// Someone holds the loader (a fault inside a loader query, a load in progress): nothing
+    /// was done; try again later.
+    Busy,
+    /// The crate could not be loaded or exports no `init` (the reason).
+    Failed(alloc::string::String),
+}
+
+/// Loads crate `name` into namespace `namespace` unless it is loaded, and calls its
+/// `<name>::init` (`fn()`, by convention), with the loader released: how a subsystem that the
+/// boot does not need (source locations: `debuginfo`, `gimli`, `addr2line`) comes in on first
+/// use. Never waits for the loader, so fault handlers may call it.
+pub fn try_load_and_init(namespace: &str, name: &str) -> LazyStart {
+    let found = try_with_loader_mut(|l| {
+        let ns = l.namespace_by_name(namespace).map_err(|e| alloc::format!("{e}"))?;
+        let k = l.load_crate(ns, name).map_err(|e| alloc::format!("{e}"))?;
+        l.export_of(k, &alloc::format!("{name}::init")).ok_or_else(|| alloc::format!("{name} exports no {name}::init"))
+    });
+    match found {
+        None => LazyStart::Busy,
+        Some(Err(e)) => LazyStart::Failed(e),
+        Some(Ok(addr)) => {
+            // SAFETY: `<crate>::init` is, by convention, a `fn()` its crate exports; same build
+            // as this kernel.
+            let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(addr as usize) };
+            f();
+            LazyStart::Started
+        }
+    }
+}
+
 /// Calls `<crate>::HOOK` — by convention a `fn()` the crate exports — of every live crate
 /// `which` selects that has one, each looked up in its own namespace (a private copy's hook,
 /// not its parent's). Called with the loader released: what a hook drops may go back to the

@@ -176,6 +176,12 @@ def run(args):
             captured[name] = int(m.group(1), 0)
             continue
         if line.startswith("@push "):
+            # Only once the last typed command has finished (its prompt is back): an object
+            # arriving while a program still prints would put the receiver's line inside the
+            # program's output. The prompt is not consumed; the next typed line waits for it too.
+            if pos and s.wait_for(args.prompt, pos, deadline) is None:
+                problems.append(f"prompt {args.prompt!r} did not appear before {line!r}")
+                break
             sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             import push as pusher
             parts = line.split()

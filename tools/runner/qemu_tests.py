@@ -473,7 +473,7 @@ CASES = [
     # the WASM job finished, selftest passes and every crate verifies.
     dict(name="recovery_combined_with_swaps_and_wasm", timeout=120, append="scrub_ms=0", script=[
             "beat 40 25", "wasm run kernels.wasm --invoke matmul 96 --repeat 100 &", "sleep 200", "crash corrupt heartbeat::beat",
-            "swap heartbeat heartbeat_v2", "sleep 200", "crash wild heartbeat::beat", "swap recovery recovery",
+            "sleep 100", "swap heartbeat heartbeat_v2", "sleep 200", "crash wild heartbeat::beat", "swap recovery recovery",
             "crash corrupt wasm_runtime::wasi::resolve", "wasm run hello.wasm after", "@expect beat: job 0 finished 40 beats",
             "@await wasm: 100 runs of kernels", "selftest", "verify", "poweroff"],
          counts=[(r"the faulting instruction was the damage: running it again", 2), (r"killed by", 2)],

@@ -40,7 +40,6 @@ pub fn init() {
         fatal("tasks", &e);
     }
     unwind::init();
-    debuginfo::init();
     push::start();
     // Before the shell, so that its first command sees a settled system (memory checks in
     // particular).

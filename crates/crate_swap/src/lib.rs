@@ -477,7 +477,18 @@ fn scan(free: bool) -> ReclaimReport {
         let layout = nano_core::paging::kernel_layout();
         s.words(layout.data.0, layout.data.1, &|at| format!("nano_core's data at {at:#x}"));
         let (h0, h1) = nano_core::heap::general_range();
-        s.words(h0, h1, &|at| format!("the heap at {at:#x}"));
+        // A heap holder is named with the words around it: the heap has no types, and its
+        // neighbours (a length, a capacity, other addresses) tell what kind of object it is.
+        s.words(h0, h1, &|at| {
+            let mut around = String::new();
+            for a in (at.saturating_sub(32)..at + 40).step_by(8).filter(|&a| a >= h0 && a + 8 <= h1) {
+                // SAFETY: `a` lies in the general heap's mapped range, which the scan reads
+                // anyway (interrupts off, nothing unmaps it).
+                let w = unsafe { (a as *const u64).read() };
+                around.push_str(&format!(" {w:#x}"));
+            }
+            format!("the heap at {at:#x} [words from {:#x}:{around}]", at.saturating_sub(32).max(h0))
+        });
         // Stacks: every word of other tasks' live stacks; of this task, only its return
         // addresses (its frames hold the scan's own values).
         let me = task::current();

@@ -190,6 +190,7 @@ fn handled(info: &FaultInfo) -> Option<u64> {
 /// a function (to a `-> !` callee) returns to the first byte after it, which may belong to the
 /// next function or to no section at all.
 pub fn print_backtrace(rbp: u64, fault: Option<(u64, u64)>) {
+    ensure_locations();
     emergency_write(format_args!("    backtrace:\n"));
     let mut rbp = rbp;
     let mut depth = 0;
@@ -250,9 +251,34 @@ pub fn set_location_hook(f: fn(u64) -> Option<alloc::string::String>) {
     LOCATION_HOOK.set(f);
 }
 
+/// Whether loading the location provider was tried and failed for good (not merely found the
+/// loader busy): then reports go on without source locations instead of trying every time.
+static LOCATIONS_UNAVAILABLE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// The source location of `addr`, if a location hook is registered and knows it.
+///
+/// The provider (the `debuginfo` crate, with `gimli` and `addr2line`: 25 ms of loading on TCG)
+/// is not loaded at boot; the first lookup loads it from the kernel namespace. If the loader is
+/// busy at that moment (a fault inside a loader query), this lookup has no location and a later
+/// one tries again.
 pub fn location(addr: u64) -> Option<alloc::string::String> {
+    ensure_locations();
     LOCATION_HOOK.get().and_then(|f| f(addr))
+}
+
+/// Loads the location provider now if it is not loaded (see [`location`]). Reports and
+/// backtraces call it before they print, so that the loader's log lines come before them
+/// rather than inside one of their lines.
+pub fn ensure_locations() {
+    if LOCATION_HOOK.get().is_none() && !LOCATIONS_UNAVAILABLE.load(Ordering::Relaxed) {
+        match nano_core::kernel::try_load_and_init("kernel", "debuginfo") {
+            nano_core::kernel::LazyStart::Started | nano_core::kernel::LazyStart::Busy => {}
+            nano_core::kernel::LazyStart::Failed(why) => {
+                LOCATIONS_UNAVAILABLE.store(true, Ordering::Relaxed);
+                log::warn!("exceptions: no source locations: {why}");
+            }
+        }
+    }
 }
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 static IDT: Once<spin::Mutex<&'static mut InterruptDescriptorTable>> = Once::new();
@@ -303,6 +329,7 @@ pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Argument
 
 fn report(info: FaultInfo) -> u64 {
     FAULTS.fetch_add(1, Ordering::Relaxed);
+    ensure_locations();
     emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {})\n", info.name, info.vector));
     if let Some(e) = info.error {
         emergency_write(format_args!("    error code: {e:#x}\n"));

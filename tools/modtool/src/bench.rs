@@ -84,7 +84,7 @@ fn bench_dlopen(objects: &[(String, Vec<u8>)], dylib: &std::path::Path) -> Resul
         return Ok(());
     }
     let (mut l, ns) = base_loader(objects, &["compiler_builtins", "core", "alloc"])?;
-    let rounds = 200;
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(200);
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let path = std::ffi::CString::new(dylib.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
@@ -129,6 +129,33 @@ fn bench_dlopen(objects: &[(String, Vec<u8>)], dylib: &std::path::Path) -> Resul
     }
     let (a, b) = (median(ours), median(theirs));
     println!("   mod_mgmt {:.1} us, dlopen {:.1} us, ratio {:.2}x (goal <= 1.0x)", a * 1e6, b * 1e6, a / b);
+    Ok(())
+}
+
+/// nano_core's symbol import as the kernel does it at boot (parse `nano_core.syms`, register
+/// it as a prelinked crate in an empty namespace), on the host: where the boot's import time goes.
+fn bench_symfile(path: &std::path::Path) -> Result<(), String> {
+    println!("== nano_core symbol import (host; the boot's step): {}", path.display());
+    let Ok(bytes) = std::fs::read(path) else {
+        println!("   skipped: no image built");
+        return Ok(());
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(30);
+    let (mut parse, mut register) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let (sections, symbols) = mod_mgmt::symfile::parse(text).map_err(|e| e.to_string())?;
+        let t1 = Instant::now();
+        let mut l = Loader::new(&mod_mgmt::host::HOST_MEMORY);
+        let ns = l.add_namespace("kernel", None).map_err(|e| e.to_string())?;
+        l.add_prelinked(ns, "nano_core", &sections, &symbols).map_err(|e| e.to_string())?;
+        register.push(t1.elapsed().as_secs_f64());
+        parse.push((t1 - t).as_secs_f64());
+        n = symbols.len();
+    }
+    println!("   {n} symbols: parse {:.0} us, register {:.0} us (medians of {rounds})", median(parse) * 1e6, median(register) * 1e6);
     Ok(())
 }
 
@@ -213,6 +240,9 @@ pub fn run(o: &LoadOpts) -> Result<(), String> {
     }
     if only.is_empty() || only == "dlopen" {
         bench_dlopen(&objects, &objbuild::repo_root().join("target/fx_dylib/release/libfx_dylib.so"))?;
+    }
+    if only.is_empty() || only == "symfile" {
+        bench_symfile(&objbuild::repo_root().join("target/image/nano_core.syms"))?;
     }
     if only.is_empty() || only == "index" {
         bench_index()?;
