@@ -25,6 +25,7 @@ extern crate alloc;
 mod adopt;
 pub mod crates;
 pub mod deps;
+pub mod dirindex;
 pub mod elf;
 pub mod error;
 #[cfg(feature = "std")]

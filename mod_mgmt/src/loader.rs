@@ -11,6 +11,7 @@
 use crate::adopt::{AdoptPlan, SymShape, identity};
 use crate::crates::{FieldFixup, LoadedCrate, LoadedSection, Part, SectionSymbol, SectionTable};
 use crate::deps::{DepGraph, RelocRecord};
+use crate::dirindex::{PrebuiltIndex, RawIndex};
 use crate::elf::{self, ObjectFile, SectionKind, SymDef, SymKind};
 use crate::error::LoadError;
 use crate::ids::{CrateId, NamespaceId, SectionId};
@@ -293,6 +294,36 @@ impl Loader {
         n.dir.insert(file.to_string(), bytes);
         n.dir_index = None;
         Ok(())
+    }
+
+    /// Installs a load-on-demand index prepared at build time for `ns`'s directory (see
+    /// [`crate::dirindex`]); it must list exactly the directory's files. A later change of the
+    /// directory drops it (the index is then built from the objects when next needed).
+    pub fn set_dir_index(&mut self, ns: NamespaceId, name: &str, bytes: ObjectBytes) -> Result<usize, LoadError> {
+        let ix = PrebuiltIndex::new(name, bytes)?;
+        let n = self.ns_mut(ns)?;
+        let mut files = 0;
+        for i in 0.. {
+            match ix.file_name(i) {
+                Some(f) if n.dir.contains_key(f) => files += 1,
+                Some(f) => {
+                    return Err(LoadError::Malformed {
+                        file: name.to_string(),
+                        detail: format!("it lists {f}, which is not in the directory"),
+                    });
+                }
+                None => break,
+            }
+        }
+        if files != n.dir.len() {
+            return Err(LoadError::Malformed {
+                file: name.to_string(),
+                detail: format!("it lists {files} files; the directory has {}", n.dir.len()),
+            });
+        }
+        let count = ix.len();
+        n.dir_index = Some(DirIndex { raw: RawIndex::Prebuilt(ix), agnostic: None });
+        Ok(count)
     }
 
     /// Adds (or replaces) an object file in a namespace's updates: new versions of crates, used
@@ -1046,27 +1077,27 @@ impl Loader {
             return None;
         }
         if n.dir_index.is_none() {
-            let mut ix = DirIndex::default();
+            let mut raw = BTreeMap::new();
             for (file, bytes) in &n.dir {
                 // Unparseable files simply define nothing; loading them by name reports why.
                 let Ok(globals) = elf::defined_globals(file, bytes) else { continue };
                 for g in globals {
-                    ix.raw.entry(g.to_string()).or_insert_with(|| file.clone());
+                    raw.entry(g.to_string()).or_insert_with(|| file.clone());
                 }
             }
-            n.dir_index = Some(ix);
+            n.dir_index = Some(DirIndex { raw: RawIndex::Built(raw), agnostic: None });
         }
         let ix = n.dir_index.as_mut()?;
         let file = match ix.raw.get(raw) {
-            Some(f) => f.clone(),
+            Some(f) => f,
             None => {
                 // Objects of one build match by raw name; the hash-agnostic index (which needs
                 // every name demangled) is built only when that fails.
                 if ix.agnostic.is_none() {
                     let mut ag = BTreeMap::new();
-                    for (g, f) in &ix.raw {
-                        ag.entry(agnostic_key(g)).or_insert_with(|| f.clone());
-                    }
+                    ix.raw.for_each(&n.dir, &mut |g, f| {
+                        ag.entry(agnostic_key(g)).or_insert_with(|| f.to_string());
+                    });
                     ix.agnostic = Some(ag);
                 }
                 ix.agnostic.as_ref()?.get(agnostic)?.clone()

@@ -34,10 +34,10 @@ impl From<alloc::vec::Vec<u8>> for ObjectBytes {
 }
 
 /// Where the load-on-demand index says a symbol is defined.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct DirIndex {
     /// Raw name → file.
-    pub raw: BTreeMap<String, String>,
+    pub raw: crate::dirindex::RawIndex,
     /// Hash-agnostic key → file (first file wins); built on first need.
     pub agnostic: Option<BTreeMap<String, String>>,
 }

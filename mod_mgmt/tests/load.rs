@@ -101,6 +101,28 @@ fn load_on_demand_pulls_in_everything_needed() {
     let _ = ns;
 }
 
+/// The same loads with the directory's index prepared as imgtool prepares it (hashes, used in
+/// place): the same crates come in, and the index must list exactly the directory's files.
+#[test]
+fn load_on_demand_with_a_prebuilt_index() {
+    let (mut l, ns) = setup(ALL);
+    let mut dir: Vec<(String, Vec<u8>)> = objects().into_iter().filter(|(f, _)| ALL.contains(&mod_mgmt::crate_name_of(f))).collect();
+    dir.sort();
+    let index = mod_mgmt::dirindex::build(dir.iter().map(|(f, b)| (f.as_str(), mod_mgmt::elf::defined_globals(f, b).unwrap_or_default())));
+    let n = l.set_dir_index(ns, "dirindex/main", index.clone().into()).unwrap();
+    assert!(n > 100, "{n} globals indexed");
+    let (f, b) = obj("fx_a");
+    l.load(ns, &f, b.into()).unwrap();
+    assert_eq!(crate_names(&l), ["alloc", "compiler_builtins", "core", "fx_a", "fx_b", "fx_c", "host"]);
+    assert_eq!(call(&l, ns, "fx_chain", 1, 0), 4);
+
+    // An index of another directory is refused, naming the file it lists and the directory lacks.
+    let (mut l2, ns2) = setup(&["fx_b"]);
+    let e = l2.set_dir_index(ns2, "dirindex/main", index.into()).unwrap_err().to_string();
+    assert!(e.contains("dirindex/main") && e.contains("not in the directory"), "{e}");
+    assert!(l2.set_dir_index(ns2, "dirindex/main", b"DLIX".to_vec().into()).is_err());
+}
+
 #[test]
 fn generics_monomorphized_across_crates() {
     let (l, ns, a) = load_a(ALL);

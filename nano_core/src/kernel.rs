@@ -465,6 +465,20 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
         }
     }
 
+    // The directories' load-on-demand indexes, prepared at build time (mod_mgmt::dirindex). One
+    // that does not verify or does not match its directory is not used: the loader then builds
+    // the index from the objects, as for a namespace made at run time.
+    for (ns, id) in &ids {
+        let name = alloc::format!("dirindex/{ns}");
+        let Some(m) = modules.iter().find(|m| m.name == name) else { continue };
+        let installed = crate::trust::check(m.data)
+            .map_err(|e| alloc::format!("{e}"))
+            .and_then(|()| l.set_dir_index(*id, &name, ObjectBytes::Static(m.data)).map_err(|e| alloc::format!("{e}")));
+        if let Err(e) = installed {
+            log::warn!("{name} not used: {e}");
+        }
+    }
+
     let t0 = crate::time::micros_since_entry();
     let syms = modules.iter().find(|m| m.name == "nano_core.syms").ok_or_else(|| HandoverError::Missing("nano_core.syms".into()))?;
     // The addresses every crate will be linked against: signed like the objects.

@@ -436,6 +436,19 @@ fn build(root: &Path) -> Result<(), Error> {
     if !extra.is_empty() {
         progress(t0, format_args!("kernel namespace: dependencies not in nano_core added for loading on demand: {}", extra.join(" ")));
     }
+    // Each namespace directory's load-on-demand index, prepared here so that the kernel does
+    // not parse every object's symbol table at boot (mod_mgmt::dirindex); signed like the rest.
+    for (_, m) in &manifests {
+        let prefix = format!("namespaces/{}/", m.name);
+        let dir: Vec<(&str, Vec<&str>)> = files
+            .iter()
+            .filter_map(|(p, b)| p.strip_prefix(&prefix).filter(|f| !f.starts_with("updates/")).map(|f| (f, b)))
+            .map(|(f, b)| (f, mod_mgmt::elf::defined_globals(f, b).unwrap_or_default()))
+            .collect();
+        let (n, index) = (dir.len(), mod_mgmt::dirindex::build(dir));
+        progress(t0, format_args!("namespace {}: load-on-demand index of {n} files, {} bytes", m.name, index.len()));
+        files.insert(format!("dirindex/{}", m.name), index);
+    }
     // The signed manifest: what this kernel may load (nano_core checks it with the key it was
     // built with, and every object's hash against it).
     let manifest = signing::manifest(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
