@@ -15,7 +15,10 @@ bytes (as `ns -v` lists them) and a bit, flips it, and watches for 1.5 s.
 Classes (the harness never repairs anything; it only observes and, when the system is not
 healthy before a trial, reboots):
   - not manifested: beats go on, consecutive and correctly formatted, nothing is reported. The
-    flip stays in place (the scrubber may repair code later; data stays flipped);
+    flip stays in place (the scrubber may repair code later; data stays flipped).
+    Of these, "masked" counts the trials where Delos reported a repair meanwhile (a voted-back
+    copy of a three-copy word, code restored by the scrubber before it ran): the flip was
+    found and undone before anything could see it;
   - manifested: a fault or panic is reported, the beats stop, or they come out wrong (a
     malformed line or a number that is not the last one plus one);
   - contained (of the manifested): the kernel survives and no task other than the workload
@@ -51,6 +54,9 @@ KINDS = {"Text": "code", "Rodata": "code", "Data": "data", "Bss": "data"}
 BEAT = re.compile(r"heartbeat v1: beat #(\d+)\r?$", re.M)
 # A line the workload printed, well-formed or not (a flip in its format string changes it).
 BEATISH = re.compile(r"^heart|^.{0,24}beat.?#\d")
+# Not manifested, but Delos said it repaired something: a word of a `Triple` voted back, code
+# restored from its sealed copy (by the scrubber, before it ran).
+MASKED = re.compile(r"^triple: copy \d|restored from its sealed copy|repaired", re.M)
 REPORT = re.compile(r"CPU EXCEPTION|panicked|killed by|fault outside any task|PANIC|double fault")
 # The tasks that live as long as the system: "contained" means none of them died or restarted
 # (short-lived ones — commands, the swap reaper — come and go by themselves).
@@ -152,7 +158,7 @@ class Machine:
         found = {}
         cur = None
         for line in out.splitlines():
-            m = re.match(r"^  (\S+) +\d+ bytes", line)
+            m = re.match(r"^ +(\S+) +\d+ bytes", line)  # crates of child namespaces are indented deeper
             if m:
                 cur = m.group(1) if m.group(1) in CRATES else None
                 continue
@@ -229,6 +235,7 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=12345)
     p.add_argument("--targets", default=",".join(CRATES))
+    p.add_argument("--kinds", default="code,data", help="code, data or both (comma-separated)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
     p.add_argument("--save", help="write the serial output of each manifested trial into this directory")
     p.add_argument("--table-from", metavar="LOG", help="print the table of a (possibly stopped) -v run's output and exit")
@@ -236,8 +243,8 @@ def main():
     if a.table_from:
         return table_from(a.table_from)
     rng = random.Random(a.seed)
-    targets = [(c, k) for c in a.targets.split(",") for k in ("code", "data")]
-    table = {t: {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0} for t in targets}
+    targets = [(c, k) for c in a.targets.split(",") for k in a.kinds.split(",")]
+    table = {t: {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0, "masked": 0} for t in targets}
     totals = {"trials": 0, "manifested": 0, "reboots": 0}
     kinds = {}
     m = None
@@ -304,8 +311,11 @@ def main():
         wrong = any(y != x + 1 for x, y in zip(seq, seq[1:])) or re.search(r"heartbeat(?! v1: beat #\d+\r?$)", after, re.M)
         stopped = len(beats_in(m.s.text(len(m.s.buf) - min(len(after), 400)))) == 0
         if not (reported or wrong or stopped or not m.alive()):
+            masked = bool(MASKED.search(after))
+            row["masked"] += masked
             if a.verbose:
-                print(f"trial {totals['trials']}: {crate} {kind} {addr:#x} bit {bit}: not manifested", flush=True)
+                print(f"trial {totals['trials']}: {crate} {kind} {addr:#x} bit {bit}: not manifested"
+                      f"{' (masked: Delos reported a repair)' if masked else ''}", flush=True)
             continue
         totals["manifested"] += 1
         row["manifested"] += 1
@@ -352,14 +362,14 @@ def main():
         m.stop()
     print(f"faults: {totals['trials']} single-bit flips, {totals['manifested']} manifested, {totals['reboots']} reboots, "
           f"{time.monotonic() - t0:.0f} s (seed {a.seed})")
-    print(f"   {'target':<22} {'trials':>7} {'manifested':>11} {'contained':>10} {'recovered':>10}")
-    sums = {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0}
+    print(f"   {'target':<22} {'trials':>7} {'manifested':>11} {'contained':>10} {'recovered':>10} {'masked':>7}")
+    sums = {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0, "masked": 0}
     for (crate, kind), r in table.items():
         for key in sums:
             sums[key] += r[key]
-        print(f"   {crate + ' ' + kind:<22} {r['trials']:>7} {r['manifested']:>11} {r['contained']:>10} {r['recovered']:>10}")
+        print(f"   {crate + ' ' + kind:<22} {r['trials']:>7} {r['manifested']:>11} {r['contained']:>10} {r['recovered']:>10} {r['masked']:>7}")
     man = max(sums["manifested"], 1)
-    print(f"   {'all':<22} {sums['trials']:>7} {sums['manifested']:>11} {sums['contained']:>10} {sums['recovered']:>10}")
+    print(f"   {'all':<22} {sums['trials']:>7} {sums['manifested']:>11} {sums['contained']:>10} {sums['recovered']:>10} {sums['masked']:>7}")
     print(f"faults: contained {100.0 * sums['contained'] / man:.1f}%, recovered {100.0 * sums['recovered'] / man:.1f}% of manifested "
           f"(Theseus, same definitions: 69.4% of 617 recovered; goals: recovered >= 90%, contained >= 99%)")
     for what, (n, c, r) in sorted(kinds.items()):
@@ -376,10 +386,11 @@ def table_from(log):
         if not m:
             continue
         last = int(m.group(1))
-        row = table.setdefault((m.group(2), m.group(3)), {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0})
+        row = table.setdefault((m.group(2), m.group(3)), {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0, "masked": 0})
         row["trials"] += 1
         rest = m.group(4)
-        if rest == "not manifested":
+        if rest.startswith("not manifested"):
+            row["masked"] += "masked" in rest
             continue
         what = rest.split(";")[0]
         c = "NOT contained" not in rest
@@ -392,14 +403,14 @@ def table_from(log):
         k[1] += c
         k[2] += r
     print(f"faults: table of {log} ({last} trials)")
-    print(f"   {'target':<22} {'trials':>7} {'manifested':>11} {'contained':>10} {'recovered':>10}")
-    sums = {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0}
+    print(f"   {'target':<22} {'trials':>7} {'manifested':>11} {'contained':>10} {'recovered':>10} {'masked':>7}")
+    sums = {"trials": 0, "manifested": 0, "contained": 0, "recovered": 0, "masked": 0}
     for (crate, kind), r in sorted(table.items(), key=lambda t: (CRATES.index(t[0][0]) if t[0][0] in CRATES else 99, t[0][1])):
         for key in sums:
             sums[key] += r[key]
-        print(f"   {crate + ' ' + kind:<22} {r['trials']:>7} {r['manifested']:>11} {r['contained']:>10} {r['recovered']:>10}")
+        print(f"   {crate + ' ' + kind:<22} {r['trials']:>7} {r['manifested']:>11} {r['contained']:>10} {r['recovered']:>10} {r['masked']:>7}")
     man = max(sums["manifested"], 1)
-    print(f"   {'all':<22} {sums['trials']:>7} {sums['manifested']:>11} {sums['contained']:>10} {sums['recovered']:>10}")
+    print(f"   {'all':<22} {sums['trials']:>7} {sums['manifested']:>11} {sums['contained']:>10} {sums['recovered']:>10} {sums['masked']:>7}")
     print(f"faults: contained {100.0 * sums['contained'] / man:.1f}%, recovered {100.0 * sums['recovered'] / man:.1f}% of manifested")
     for what, (n, c, r) in sorted(kinds.items()):
         print(f"   {what:<22} {n:>5} manifested, {c:>5} contained, {r:>5} recovered")

@@ -320,14 +320,35 @@ impl Prepared {
         }
     }
 
-    /// The code and read-only data of the OLD crates, as `[start, end)` ranges (a task with a
-    /// word pointing there is running in, or holding a pointer into, an old version).
-    pub fn old_code_ranges(&self, l: &Loader) -> Vec<(u64, u64)> {
-        self.pairs
+    /// The parts of the OLD crates a running task can depend on: code, and read-only data that
+    /// may hold pointers (vtables, jump tables, `.eh_frame`). Constant pools (`.rodata.str*`,
+    /// `.rodata.cst*` and their `.lrodata` forms) are left out: a stale `&'static str` left in
+    /// an unused stack slot does not mean a task is inside the old code, and the reclaimer,
+    /// which scans the whole of OLD, keeps that memory mapped while the word exists anyway.
+    /// Sorted, merged `[start, end)` ranges, for [`in_ranges`].
+    pub fn old_busy_ranges(&self, l: &Loader) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = self
+            .pairs
             .iter()
             .filter_map(|p| l.krate(p.old))
-            .flat_map(|k| k.regions().filter(|r| r.2 != Perms::ReadWrite).map(|(a, s, _)| (a, a + s as u64)).collect::<Vec<_>>())
-            .collect()
+            .flat_map(|k| k.sections.iter().filter_map(|id| l.section(*id)))
+            .filter(|s| match s.kind {
+                SectionKind::Text => true,
+                SectionKind::Rodata => !is_constant_pool(&s.name),
+                _ => false,
+            })
+            .filter(|s| s.size > 0)
+            .map(|s| (s.addr, s.addr + s.size))
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        merged
     }
 
     /// The address of a function or static NEW exports under the hash-agnostic `name`.
@@ -934,4 +955,18 @@ impl From<&str> for SwapPair {
         let (old, new) = s.split_once('=').unwrap_or((s, s));
         SwapPair { old: old.to_string(), new_file: new.to_string() }
     }
+}
+
+/// Whether a read-only section is a pool of constants (strings, literals) that holds no
+/// pointers, judged by the names compilers give such sections.
+fn is_constant_pool(name: &str) -> bool {
+    let rest = name.strip_prefix(".l").map_or(name, |r| r);
+    let rest = rest.strip_prefix(".rodata").or_else(|| rest.strip_prefix("rodata")).unwrap_or("");
+    rest.starts_with(".str") || rest.starts_with(".cst")
+}
+
+/// Whether `addr` lies in one of `ranges` (sorted, non-overlapping `[start, end)`).
+pub fn in_ranges(ranges: &[(u64, u64)], addr: u64) -> bool {
+    let i = ranges.partition_point(|r| r.0 <= addr);
+    i > 0 && addr < ranges[i - 1].1
 }

@@ -328,3 +328,30 @@ fn a_corrupted_crate_is_restored_in_place_from_its_sealed_copy() {
         assert_eq!(l.restore_code(k).map(|r| r.bytes), Ok(0), "copies match after the relink");
     }
 }
+
+#[test]
+fn busy_ranges_cover_old_code_but_not_its_string_pools() {
+    let (mut l, ns) = setup();
+    let c = l.crate_by_name(ns, "fx_c").unwrap();
+    let sections: Vec<(String, mod_mgmt::SectionKind, u64, u64)> =
+        l.krate(c).unwrap().sections.iter().filter_map(|id| l.section(*id)).map(|s| (s.name.clone(), s.kind, s.addr, s.size)).collect();
+    let p = l.swap_prepare(ns, &[pair("fx_c", "fx_c_v2")], false).unwrap();
+    let ranges = p.old_busy_ranges(&l);
+    assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "sorted and merged: {ranges:x?}");
+    let bump = l.lookup(ns, "fx_c::bump").unwrap().addr;
+    assert!(mod_mgmt::swap::in_ranges(&ranges, bump), "a function of OLD is busy");
+    let pools: Vec<_> = sections.iter().filter(|s| s.0.contains("rodata.str") && s.3 > 0).collect();
+    assert!(!pools.is_empty(), "fx_c has string constants: {sections:?}");
+    for (name, _, addr, size) in pools {
+        assert!(!(*addr..addr + size).any(|a| mod_mgmt::swap::in_ranges(&ranges, a)), "{name} is a constant pool");
+    }
+    l.swap_abort(p);
+}
+
+#[test]
+fn in_ranges_is_half_open() {
+    let r = [(10, 20), (30, 31)];
+    let hits: Vec<u64> = (0..40).filter(|a| mod_mgmt::swap::in_ranges(&r, *a)).collect();
+    assert_eq!(hits, (10..20).chain([30]).collect::<Vec<_>>());
+    assert!(!mod_mgmt::swap::in_ranges(&[], 5));
+}

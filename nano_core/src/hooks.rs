@@ -11,15 +11,19 @@
 //! [`relink`]s them to the new version by symbol name.
 //!
 //! A slot lives where its hook is declared (a static of the offering crate); when that memory
-//! is freed its slots are forgotten ([`forget_range`]).
+//! is freed its slots are forgotten ([`forget_range`]). A slot is a [`Triple`]: a bit flipped in
+//! the address a hook holds would send, say, every timer interrupt to a wild address, and
+//! nothing else knows the right value; three copies, voted on at every call, repair it.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::marker::{FnPtr, PhantomData};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 
-/// One registered slot: the address of its `AtomicUsize`, and the hook's name.
+use crate::triple::Triple;
+
+/// One registered slot: the address of its [`Triple`], and the hook's name.
 struct Slot {
     addr: usize,
     name: String,
@@ -42,8 +46,9 @@ fn register(addr: usize, name: &str) {
 ///
 /// Declare it as a `static` in the crate that calls it; the crate that implements it calls
 /// [`Hook::set`].
+#[repr(C)] // the slot first: fault-injection tests flip bits at known offsets
 pub struct Hook<F> {
-    value: AtomicUsize,
+    value: Triple,
     registered: AtomicBool,
     name: &'static str,
     _f: PhantomData<F>,
@@ -52,20 +57,20 @@ pub struct Hook<F> {
 impl<F: FnPtr> Hook<F> {
     /// An empty hook; `name` says what it is in `ns` and swap reports (e.g. `interrupts::tick`).
     pub const fn new(name: &'static str) -> Hook<F> {
-        Hook { value: AtomicUsize::new(0), registered: AtomicBool::new(false), name, _f: PhantomData }
+        Hook { value: Triple::new(0), registered: AtomicBool::new(false), name, _f: PhantomData }
     }
 
     /// Installs `f` (replacing what was there).
     pub fn set(&'static self, f: F) {
         if !self.registered.swap(true, Ordering::AcqRel) {
-            register(&self.value as *const AtomicUsize as usize, self.name);
+            register(&self.value as *const Triple as usize, self.name);
         }
-        self.value.store(f.addr() as usize, Ordering::Release);
+        set_slot(&self.value, f.addr() as u64);
     }
 
     /// The installed function.
     pub fn get(&self) -> Option<F> {
-        let v = self.value.load(Ordering::Acquire);
+        let v = self.value.load().unwrap_or(0) as usize;
         if v == 0 {
             return None;
         }
@@ -78,13 +83,14 @@ impl<F: FnPtr> Hook<F> {
 
     /// Removes the installed function.
     pub fn clear(&self) {
-        self.value.store(0, Ordering::Release);
+        set_slot(&self.value, 0);
     }
 }
 
 /// A hook holding a `&'static T` (a table of functions such as a scheduling policy).
+#[repr(C)] // as `Hook`
 pub struct DataHook<T: 'static> {
-    value: AtomicUsize,
+    value: Triple,
     registered: AtomicBool,
     name: &'static str,
     _t: PhantomData<&'static T>,
@@ -93,24 +99,30 @@ pub struct DataHook<T: 'static> {
 impl<T: 'static + Sync> DataHook<T> {
     /// An empty hook.
     pub const fn new(name: &'static str) -> DataHook<T> {
-        DataHook { value: AtomicUsize::new(0), registered: AtomicBool::new(false), name, _t: PhantomData }
+        DataHook { value: Triple::new(0), registered: AtomicBool::new(false), name, _t: PhantomData }
     }
 
     /// Installs `v`.
     pub fn set(&'static self, v: &'static T) {
         if !self.registered.swap(true, Ordering::AcqRel) {
-            register(&self.value as *const AtomicUsize as usize, self.name);
+            register(&self.value as *const Triple as usize, self.name);
         }
-        self.value.store(v as *const T as usize, Ordering::Release);
+        set_slot(&self.value, v as *const T as u64);
     }
 
     /// The installed value.
     pub fn get(&self) -> Option<&'static T> {
-        let v = self.value.load(Ordering::Acquire);
+        let v = self.value.load().unwrap_or(0) as usize;
         // SAFETY: the slot holds null, a `&'static T` stored by `set`, or the same-named static
         // of a new version of its crate, put there by a swap (which keeps the static's type).
         unsafe { (v as *const T).as_ref() }
     }
+}
+
+/// Writes a slot's three copies with interrupts off, so that a hook called from an interrupt on
+/// this CPU never sees a half-written slot (and "repairs" it back to the old value).
+fn set_slot(slot: &Triple, v: u64) {
+    x86_64::instructions::interrupts::without_interrupts(|| slot.store(v));
 }
 
 /// What holds a registered address.
@@ -181,11 +193,11 @@ pub fn references(f: &mut dyn FnMut(Holder, u64)) {
         crate::heap::metadata(|| SLOTS.lock().iter().map(|s| (s.addr, s.name.clone())).collect())
     });
     for (addr, name) in slots {
-        // SAFETY: registered slots are the `AtomicUsize` of a live hook static (forgotten when
+        // SAFETY: registered slots are the `Triple` of a live hook static (forgotten when
         // their memory is freed).
-        let v = unsafe { &*(addr as *const AtomicUsize) }.load(Ordering::Acquire);
+        let v = unsafe { &*(addr as *const Triple) }.load().unwrap_or(0);
         if v != 0 {
-            f(Holder::Hook(name), v as u64);
+            f(Holder::Hook(name), v);
         }
     }
     for (v, addr) in idt::gates() {
@@ -200,12 +212,12 @@ pub fn relink(translate: &mut dyn FnMut(u64) -> Option<u64>) -> usize {
     let slots = SLOTS.lock();
     for s in slots.iter() {
         // SAFETY: as in `references`.
-        let slot = unsafe { &*(s.addr as *const AtomicUsize) };
-        let v = slot.load(Ordering::Acquire);
+        let slot = unsafe { &*(s.addr as *const Triple) };
+        let v = slot.load().unwrap_or(0);
         if v != 0
-            && let Some(new) = translate(v as u64)
+            && let Some(new) = translate(v)
         {
-            slot.store(new as usize, Ordering::Release);
+            slot.store(new);
             moved += 1;
         }
     }

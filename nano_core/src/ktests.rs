@@ -31,6 +31,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("sse_enabled", sse_enabled),
     ("boot_modules", boot_modules),
     ("cmdline_options", cmdline_options),
+    ("triple_repairs_one_changed_copy", triple_repairs_one_changed_copy),
 ];
 
 fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
@@ -164,6 +165,22 @@ fn boot_modules(c: &Ctx) -> Result<(), String> {
 
 fn cmdline_options(c: &Ctx) -> Result<(), String> {
     ensure(boot_info::cmdline::get(c.cmdline, "test").is_some(), || format!("`test` not found in {:?}", c.cmdline))
+}
+
+fn triple_repairs_one_changed_copy(_: &Ctx) -> Result<(), String> {
+    use crate::triple::{Triple, corrupt_copy, repairs};
+    let t = Triple::new(41);
+    ensure(t.fetch_add(1) == Some(41) && t.load() == Some(42), || "fetch_add".into())?;
+    for i in 0..3 {
+        let before = repairs();
+        corrupt_copy(&t, i, 42 ^ (1 << (7 * i)));
+        ensure(t.load() == Some(42), || alloc::format!("copy {i} changed: the vote lost the value"))?;
+        ensure(repairs() == before + 1, || alloc::format!("copy {i} changed: no repair counted"))?;
+        ensure(t.load() == Some(42) && repairs() == before + 1, || alloc::format!("copy {i} was not written back"))?;
+    }
+    corrupt_copy(&t, 0, 1);
+    corrupt_copy(&t, 1, 2);
+    ensure(t.load().is_none() && t.fetch_add(1).is_none(), || "three different copies gave a value".into())
 }
 
 fn always_fails(_: &Ctx) -> Result<(), String> {

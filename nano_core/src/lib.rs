@@ -36,6 +36,7 @@ pub mod panic;
 pub mod qemu;
 pub mod serial;
 pub mod time;
+pub mod triple;
 pub mod trust;
 
 use boot_info::{BootInfo, PhysMemory, RegionKind};

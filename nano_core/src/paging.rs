@@ -37,7 +37,10 @@ pub const PAGE: u64 = 4096;
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(KERNEL_VMA);
 static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
 static NEXT_STACK: AtomicU64 = AtomicU64::new(STACK_BASE);
-static NEXT_REGION: AtomicU64 = AtomicU64::new(REGION_BASE);
+/// The first page of the region area is never handed out: [`REGION_BASE`] itself is a value
+/// bookkeeping keeps (a range's start), and the swap's conservative reference scan would take
+/// it for a pointer into whichever crate was placed there first.
+static NEXT_REGION: AtomicU64 = AtomicU64::new(REGION_BASE + PAGE);
 
 /// Page permissions: the loader's type (one enum for the whole kernel). W^X by construction:
 /// nothing is both writable and executable.

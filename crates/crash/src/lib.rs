@@ -9,7 +9,8 @@
 //!   the code too, so that only a reload from the object repairs it;
 //! - `crash wild SYMBOL` makes the function jump to address 0: the fault then shows no frame of
 //!   the damaged function;
-//! - `crash flip SYMBOL [OFFSET [BIT]]` flips one bit, with whatever effect that has;
+//! - `crash flip SYMBOL [OFFSET [BIT]]` flips one bit, with whatever effect that has — in code,
+//!   or in a static (a data or bss symbol of a live crate);
 //! - `crash restartable` starts a restartable task that panics every time it runs (recovery
 //!   gives it up after a few tries).
 #![no_std]
@@ -58,7 +59,12 @@ fn damage(symbol: &str, how: Damage) -> isize {
                 }
             }
         };
-        let (id, base) = l.code_offset(addr).ok_or_else(|| alloc::format!("{symbol} is not in the code of a loaded crate"))?;
+        if let Damage::Flip { offset, bit } = how
+            && l.code_offset(addr).is_none()
+        {
+            return flip_data_bit(l, addr + offset, bit).map(|(krate, at)| (krate, at, "data"));
+        }
+        let (id, base) = l.code_offset(addr).ok_or_else(|| alloc::format!("{symbol} is not in the code or data of a loaded crate"))?;
         let name = l.krate(id).map(|k| k.name.clone()).unwrap_or_default();
         let place = match how {
             Damage::Ud2 => l.overwrite_code(id, base, &[0x0f, 0x0b]),
@@ -67,11 +73,11 @@ fn damage(symbol: &str, how: Damage) -> isize {
             Damage::Flip { offset, bit } => l.flip_code_bit(id, base + offset, bit),
         }
         .map_err(|e| alloc::format!("{e}"))?;
-        Ok::<_, alloc::string::String>((name, place))
+        Ok::<_, alloc::string::String>((name, place, "code"))
     });
     match r {
-        Ok((krate, place)) => {
-            nano_core::println!("crash: damaged {symbol} in crate {krate} at {place:#x}");
+        Ok((krate, place, what)) => {
+            nano_core::println!("crash: damaged {symbol} in crate {krate} at {place:#x} ({what})");
             0
         }
         Err(e) => {
@@ -148,6 +154,25 @@ fn start_doomed() -> isize {
             1
         }
     }
+}
+
+/// Flips bit `bit` of the byte at `at`, which must lie in the writable data (data or bss) of a
+/// live crate: what a flipped bit in a static does, for the data-fault tests.
+fn flip_data_bit(l: &mod_mgmt::Loader, at: u64, bit: u8) -> Result<(alloc::string::String, u64), alloc::string::String> {
+    let (sec, _, _) = l.symbol_at(at).ok_or_else(|| alloc::format!("{at:#x} is not in the code or data of a loaded crate"))?;
+    if !matches!(sec.kind, mod_mgmt::SectionKind::Data | mod_mgmt::SectionKind::Bss) {
+        return Err(alloc::format!("{at:#x} is in {} of a crate, neither code nor writable data", sec.name));
+    }
+    let krate = l.krate(sec.krate).filter(|k| !k.is_retired()).map(|k| k.name.clone()).ok_or("a retired crate's data")?;
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // SAFETY: `at` lies in a writable data section of a live crate (checked above), mapped
+        // read-write while the crate is loaded, which the loader lock we hold guarantees.
+        unsafe {
+            let p = at as *mut u8;
+            p.write_volatile(p.read_volatile() ^ (1 << (bit % 8)));
+        }
+    });
+    Ok((krate, at))
 }
 
 /// Entry point.

@@ -180,7 +180,7 @@ fn stack_functions(l: &Loader, p: &Prepared, ranges: &[(u64, u64)]) -> BTreeMap<
     let mut words = alloc::collections::BTreeSet::new();
     let me = task::current();
     task::for_each_stack_word(&mut |id, _, w| {
-        if id != me && ranges.iter().any(|&(s, e)| *w >= s && *w < e) {
+        if id != me && mod_mgmt::swap::in_ranges(ranges, *w) {
             words.insert(*w);
         }
     });
@@ -201,7 +201,7 @@ fn busy(ranges: &[(u64, u64)], moved: &BTreeMap<u64, u64>) -> Option<(task::Task
     let mut found = None;
     let me = task::current();
     task::for_each_stack_word(&mut |id, name, w| {
-        if found.is_none() && id != me && ranges.iter().any(|&(s, e)| *w >= s && *w < e) && !moved.contains_key(w) {
+        if found.is_none() && id != me && mod_mgmt::swap::in_ranges(ranges, *w) && !moved.contains_key(w) {
             found = Some((id, String::from(name), *w));
         }
     });
@@ -231,7 +231,7 @@ enum Attempt {
 
 /// Commits `p` now, with interrupts off (the caller holds the loader).
 fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>, recheck: bool) -> Result<Attempt, Error> {
-    let ranges = p.old_code_ranges(l);
+    let ranges = p.old_busy_ranges(l);
     let moved = stack_functions(l, &p, &ranges);
     if p.needs_quiescence
         && let Some((id, name, addr)) = busy(&ranges, &moved)

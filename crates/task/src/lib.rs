@@ -92,6 +92,11 @@ impl core::fmt::Display for TaskError {
 impl core::error::Error for TaskError {}
 
 /// A scheduling policy: the run queue. The running task is never in it.
+///
+/// The task crate's table is the truth; the queue is a view of it. `enqueue` of a task the
+/// queue already holds must change nothing, because every runnable task is enqueued again a
+/// few times a second (so a queue that lost one — a fault in its memory — loses it only
+/// briefly), and an id from `pick_next` that is not a runnable task is skipped.
 pub struct Policy {
     /// Name for `ps`.
     pub name: &'static str,
@@ -267,12 +272,7 @@ fn policy() -> Option<&'static Policy> {
 pub fn set_policy(p: &'static Policy) {
     cpu::without_interrupts(|| {
         POLICY.set(p);
-        let cur = current();
-        for t in TASKS.lock().values() {
-            if t.state == State::Runnable && t.id != cur && t.id != 0 {
-                (p.enqueue)(t.id);
-            }
-        }
+        requeue_runnable(&TASKS.lock(), p, current());
     });
 }
 
@@ -703,6 +703,33 @@ pub fn sleep_ms(ms: u64) {
     }
 }
 
+/// Ticks between two [`requeue_runnable`] passes (at 100 Hz: 4 a second).
+const REQUEUE_TICKS: u64 = 25;
+/// Timer ticks seen by [`on_tick`] (only to pace [`requeue_runnable`]).
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Enqueues every runnable task but the current one and the idle task again. The task table is
+/// the truth and the policy's run queue only a view of it, which a fault in the policy's
+/// memory (or a full queue) can make lose a task; policies ignore a task they already hold, so
+/// this puts back exactly the lost ones, within [`REQUEUE_TICKS`].
+fn requeue_runnable(tasks: &BTreeMap<TaskId, Box<Task>>, p: &Policy, cur: TaskId) {
+    for t in tasks.values() {
+        if t.state == State::Runnable && t.id != cur && t.id != 0 {
+            (p.enqueue)(t.id);
+        }
+    }
+}
+
+/// [`requeue_runnable`] with the registered policy, in a frame of its own: `on_tick` goes on to
+/// switch tasks, and a policy address left in its frame would make a swap of the policy's
+/// crate see the interrupted task as still using the old version.
+#[inline(never)]
+fn requeue_with_policy(tasks: &BTreeMap<TaskId, Box<Task>>, cur: TaskId) {
+    if let Some(p) = policy() {
+        requeue_runnable(tasks, p, cur);
+    }
+}
+
 /// The timer's hook (interrupts off). Every other user of the task table holds it with
 /// interrupts off too, so it is free whenever a tick arrives; should that ever not hold, this
 /// tick is skipped rather than spun on (spinning here, with interrupts off, on a lock the
@@ -711,6 +738,9 @@ fn on_tick() {
     let cur = current();
     let preempt = {
         let Some(mut tasks) = TASKS.try_lock() else { return };
+        if TICKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(REQUEUE_TICKS) {
+            requeue_with_policy(&tasks, cur);
+        }
         match tasks.get_mut(&cur) {
             Some(t) => {
                 t.ticks += 1;

@@ -53,6 +53,63 @@ unsafe impl EhFrameFinder for Finder {
 
 static FINDER: Finder = Finder;
 
+/// What the `unwinding` crate keeps the registered finder in (version 0.2.8's private
+/// `CUSTOM_EH_FRAME_FINDER`, an `Option<&'static (dyn EhFrameFinder + Sync)>`). Registering
+/// stores `&FINDER` there — a pointer to this crate's vtable that no relocation records and no
+/// hook holds, so a swap of this crate would leave `unwinding` calling the old version, keeping
+/// it alive for ever; and `unwinding` has no call to replace a finder. So [`init`] looks the
+/// static up and [`swap_init`] writes the new version's finder into it.
+const FINDER_STATIC: &str = "unwinding::unwinder::find_fde::custom::CUSTOM_EH_FRAME_FINDER";
+
+/// Where the two words of [`FINDER_STATIC`] are (0: not found): the compiler may keep the fat
+/// pointer as one 16-byte static or split it into `.0` (the data pointer) and `.1` (the vtable).
+/// Statics of this crate, so a new version adopts them and finds the slot without the loader
+/// (which a swap holds while it runs `swap_init`).
+static FINDER_DATA_WORD: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static FINDER_VTABLE_WORD: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// After a swap of this crate: points `unwinding`'s finder at this version's (see
+/// [`FINDER_STATIC`]). Called by crate_swap, by convention, right after the commit.
+pub fn swap_init() {
+    use core::sync::atomic::Ordering;
+    let (data_at, vtable_at) = (FINDER_DATA_WORD.load(Ordering::Acquire), FINDER_VTABLE_WORD.load(Ordering::Acquire));
+    if data_at == 0 || vtable_at == 0 {
+        return;
+    }
+    let finder: &'static (dyn EhFrameFinder + Sync) = &FINDER;
+    // SAFETY: a shared reference to a trait object is two words, the data pointer then the
+    // vtable (the layout rustc uses, and the one whose `.0`/`.1` split we found).
+    let [data, vtable] = unsafe { core::mem::transmute::<&'static (dyn EhFrameFinder + Sync), [u64; 2]>(finder) };
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // SAFETY: the two addresses are the words of unwinding's registered finder (found by
+        // name and size by `init`), which unwinding only reads after initialising them. Tasks
+        // run on one CPU and interrupts are off, so no unwind reads them while both change.
+        unsafe {
+            (data_at as *mut u64).write_volatile(data);
+            (vtable_at as *mut u64).write_volatile(vtable);
+        }
+    });
+}
+
+/// The two words of [`FINDER_STATIC`] in the loaded `unwinding` crate, by name and size.
+fn find_finder_words() -> Option<(u64, u64)> {
+    nano_core::kernel::with_loader_ref(|l| {
+        let k = l.crates().find(|k| k.name == "unwinding")?;
+        let mut words = (0, 0);
+        for sec in k.sections.iter().filter_map(|s| l.section(*s)) {
+            for y in &sec.symbols {
+                match (y.demangled().strip_prefix(FINDER_STATIC), y.size) {
+                    (Some(""), 16) => words = (sec.addr + y.offset, sec.addr + y.offset + 8),
+                    (Some(".0"), 8) => words.0 = sec.addr + y.offset,
+                    (Some(".1"), 8) => words.1 = sec.addr + y.offset,
+                    _ => {}
+                }
+            }
+        }
+        (words.0 != 0 && words.1 != 0).then_some(words)
+    })
+}
+
 /// A cursor over LSDA bytes in loaded memory.
 struct Reader {
     p: usize,
@@ -286,6 +343,13 @@ fn unwinding_resume() -> Option<u64> {
 pub fn init() {
     if unwinding::custom_eh_frame_finder::set_custom_eh_frame_finder(&FINDER).is_err() {
         return;
+    }
+    match find_finder_words() {
+        Some((data, vtable)) => {
+            FINDER_DATA_WORD.store(data, core::sync::atomic::Ordering::Release);
+            FINDER_VTABLE_WORD.store(vtable, core::sync::atomic::Ordering::Release);
+        }
+        None => log::warn!("unwind: {FINDER_STATIC} not found: a swap of unwind will keep the old version alive"),
     }
     let Some(resume) = unwinding_resume() else {
         log::warn!("unwind: _Unwind_Resume of the unwinding crate not found; panics will not unwind");

@@ -2,7 +2,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::AtomicU64;
+use nano_core::triple::Triple;
 
 /// Beats so far.
-pub static BEATS: AtomicU64 = AtomicU64::new(0);
+pub static BEATS: Triple = Triple::new(0);
