@@ -466,18 +466,18 @@ CASES = [
          expect=[r"recovery: the scrubber found crate heartbeat corrupted: restored 1 bytes in place", r"0 corrupted, 0 repaired",
                  r"recovery: [1-9]\d* scrub passes \(\d+ us hashing\), 1 crates repaired, 0 tasks restarted"],
          check=beats_exactly_once(1, 4), reject=["killed by", "CPU EXCEPTION"]),
-    # Flipped bits in the data of the beat count, the scheduler's run queue, the timer's hook and
-    # the task layer's policy hook, mixed with swaps of each crate that owns them and a selftest:
+    # Flipped bits in the data of the beat count, the scheduler's run queue, the timer's hook,
+    # the task layer's policy hook, task table address and id counter, mixed with swaps of each crate that owns them and a selftest:
     # three-copy words (nano_core::triple) are voted back, the run queue tolerates any value
     # (lost entries re-enqueued from the task table); the beats go on, none lost or repeated.
     dict(name="recovery_data_flips_in_kernel_state_are_repaired", timeout=90, script=[
             "beat 80 20", "sleep 200", "crash flip heartbeat::BEATS 0 3", "sleep 100", "swap heartbeat heartbeat_v2",
             "crash flip heartbeat::BEATS 16 6", "sleep 100", "crash flip scheduler::QUEUE 2056 7", "crash flip scheduler::QUEUE 2048 5",
             "sleep 100", "swap scheduler scheduler_v2 --state scheduler::swap_hook", "crash flip interrupts::TICK_HOOK 8 5", "sleep 100",
-            "swap interrupts interrupts", "crash flip interrupts::TICK_HOOK 16 2", "crash flip task::POLICY 0 4", "sleep 100",
+            "swap interrupts interrupts", "crash flip interrupts::TICK_HOOK 16 2", "crash flip task::POLICY 0 4", "crash flip task::TABLES 16 1", "crash flip task::NEXT_ID 8 2", "sleep 100",
             "swap heartbeat heartbeat", "selftest", "@await job 0 finished 80 beats", "ps", "poweroff"],
-         counts=[(r"triple: copy \d of the word at 0x[0-9a-f]+ was 0x[0-9a-f]+, the other two 0x[0-9a-f]+: repaired", 5),
-                 (r"crash: damaged \S+ in crate \S+ at 0x[0-9a-f]+ \(data\)", 7)],
+         counts=[(r"triple: copy \d of the word at 0x[0-9a-f]+ was 0x[0-9a-f]+, the other two 0x[0-9a-f]+: repaired", 7),
+                 (r"crash: damaged \S+ in crate \S+ at 0x[0-9a-f]+ \(data\)", 9)],
          expect=[r"selftest: 11 passed, 0 failed", r"policy: round-robin-v2"],
          check=beats_consecutive(80), reject=[r"\((beat|shell|supervisor|scrubber|push)\) (killed|died|panicked)", "value lost", "fault outside any task", "selftest .* FAILED"]),
     # Without a scrubber, `verify` finds the damage and `verify --repair` repairs it.

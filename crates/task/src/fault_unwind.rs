@@ -15,7 +15,7 @@
 //! entry for it: the unwind crate's personality lets that one frame pass (see
 //! [`super::unwinding_fault_ip`]) — its own locals are not dropped; every caller's are.
 
-use super::{BEGIN, Exit, TASKS, TaskId, current, exit};
+use super::{BEGIN, Exit, TaskId, current, exit, tables};
 use alloc::string::String;
 use x86_64::instructions::interrupts as cpu;
 
@@ -73,7 +73,7 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
     if rsp & 7 != 0 {
         return None;
     }
-    let mut tasks = TASKS.try_lock()?;
+    let mut tasks = tables().tasks.try_lock()?;
     let t = tasks.get_mut(&cur)?;
     let stack = t.stack.as_ref()?;
     // `panicking` is also set while a fault unwinds: a fault during that unwind ends the task.
@@ -94,7 +94,7 @@ extern "C" fn fault_return_address() -> u64 {
 /// Starts the unwind of a fault (called by the entry stubs, "from" the faulting instruction).
 extern "C-unwind" fn fault_start() -> ! {
     let cur = current();
-    let what = cpu::without_interrupts(|| TASKS.lock().get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.0.clone())));
+    let what = cpu::without_interrupts(|| tables().tasks.lock().get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.0.clone())));
     let what = what.unwrap_or_else(|| String::from("CPU exception"));
     if let Some(begin) = BEGIN.get() {
         begin(what.clone());

@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use nano_core::hooks::{DataHook, Hook};
 use nano_core::paging::{self, Stack};
+use nano_core::triple::Triple;
 use spin::Mutex;
 use x86_64::instructions::interrupts as cpu;
 
@@ -189,9 +190,24 @@ struct Task {
     caught_fault: Option<String>,
 }
 
-static TASKS: Mutex<BTreeMap<TaskId, Box<Task>>> = Mutex::new(BTreeMap::new());
-static CURRENT: AtomicU64 = AtomicU64::new(0);
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// The task table and the deaths the supervisor has not taken yet.
+struct Tables {
+    tasks: Mutex<BTreeMap<TaskId, Box<Task>>>,
+    deaths: Mutex<Vec<Death>>,
+}
+
+/// The address of the [`Tables`] (made once, at [`init`], never freed), in three copies.
+///
+/// Why not a plain static: a bit flipped in a `Mutex<BTreeMap>` static (its root pointer, its
+/// lock word) takes every task down, and writable data has no reference copy to repair it from.
+/// Three copies of one address are voted back (`nano_core::triple`); the tables themselves lie in
+/// the heap (which the fault campaign does not target: see README, Fault injection).
+static TABLES: Triple = Triple::new(0);
+/// The running task's id, in three copies (a flipped bit would make every switch save the
+/// running task's registers into another task).
+static CURRENT: Triple = Triple::new(0);
+/// The next task id, in three copies (a flipped bit could hand out an id in use).
+static NEXT_ID: Triple = Triple::new(1);
 static POLICY: DataHook<Policy> = DataHook::new("task::policy");
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// Set when the boot context enters [`idle`]: until then it is still bringing the system up
@@ -214,7 +230,7 @@ static BEGIN: Hook<BeginFn> = Hook::new("task::begin_unwind");
 pub fn panic_caught() {
     let cur = current();
     cpu::without_interrupts(|| {
-        if let Some(t) = TASKS.lock().get_mut(&cur) {
+        if let Some(t) = tables().tasks.lock().get_mut(&cur) {
             t.panicking = false;
             t.caught_fault = t.fault.take().map(|f| f.0);
         }
@@ -272,7 +288,7 @@ fn policy() -> Option<&'static Policy> {
 pub fn set_policy(p: &'static Policy) {
     cpu::without_interrupts(|| {
         POLICY.set(p);
-        requeue_runnable(&TASKS.lock(), p, current());
+        requeue_runnable(&tables().tasks.lock(), p, current());
     });
 }
 
@@ -281,9 +297,51 @@ pub fn policy_name() -> &'static str {
     policy().map_or("none", |p| p.name)
 }
 
+/// The task tables; made on first use (at [`init`], on the boot CPU, before any task exists).
+fn tables() -> &'static Tables {
+    let addr = match TABLES.load() {
+        Some(0) => cpu::without_interrupts(|| {
+            // Re-read with interrupts off: no other task exists yet, but be exact anyway.
+            match TABLES.load() {
+                Some(0) => {
+                    let t: &'static Tables =
+                        Box::leak(Box::new(Tables { tasks: Mutex::new(BTreeMap::new()), deaths: Mutex::new(Vec::new()) }));
+                    TABLES.store(t as *const Tables as u64);
+                    t as *const Tables as u64
+                }
+                other => other.unwrap_or(0),
+            }
+        }),
+        Some(a) => a,
+        None => 0,
+    };
+    if addr == 0 {
+        // Two of three copies of the address changed at once: the tables cannot be found, and
+        // nothing can run without them.
+        panic!("task: the task table's address is lost (two of its three copies changed)");
+    }
+    // SAFETY: a non-zero value is the address of the leaked `Tables` made above (never freed);
+    // the vote keeps a flipped copy from being taken for it.
+    unsafe { &*(addr as *const Tables) }
+}
+
+/// A fresh task id. If two copies of the counter changed at once, counting resumes above the
+/// largest id in the table.
+fn next_id() -> TaskId {
+    cpu::without_interrupts(|| {
+        NEXT_ID.fetch_add(1).unwrap_or_else(|| {
+            let id = tables().tasks.lock().keys().max().map_or(1, |m| m + 1);
+            NEXT_ID.store(id + 1);
+            id
+        })
+    })
+}
+
 /// The running task.
 pub fn current() -> TaskId {
-    CURRENT.load(Ordering::Relaxed)
+    // Two of three copies changed at once (the read reported it): the idle task is the one
+    // id that always exists.
+    CURRENT.load().unwrap_or(0)
 }
 
 /// Context switches since boot.
@@ -355,7 +413,7 @@ fn init_tasking() -> Result<(), TaskError> {
         fault: None,
         caught_fault: None,
     };
-    TASKS.lock().insert(0, Box::new(idle));
+    tables().tasks.lock().insert(0, Box::new(idle));
     set_fs_base(tp);
     ::interrupts::set_tick_hook(on_tick);
     exceptions::set_fault_hook(on_fault);
@@ -376,7 +434,7 @@ pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<T
 /// The running task's stack: (lowest mapped address, top). `None` for the boot context.
 pub fn current_stack() -> Option<(u64, u64)> {
     let cur = current();
-    without_preemption(|| TASKS.lock().get(&cur).and_then(|t| t.stack.as_ref().map(|s| (s.bottom, s.top))))
+    without_preemption(|| tables().tasks.lock().get(&cur).and_then(|t| t.stack.as_ref().map(|s| (s.bottom, s.top))))
 }
 
 /// Like [`spawn`], with a stack of `stack_pages` pages (a JIT compiler or deep recursion
@@ -412,7 +470,7 @@ pub fn spawn_restartable(name: &str, r: Restartable) -> Result<TaskId, TaskError
     scrub_stack();
     let id = spawn_boxed(name, STACK_PAGES, Box::new(Entry(Box::new(move || entry(arg)))))?;
     cpu::without_interrupts(|| {
-        if let Some(t) = TASKS.lock().get_mut(&id) {
+        if let Some(t) = tables().tasks.lock().get_mut(&id) {
             t.detached = true;
             t.restart = Some(r);
         }
@@ -422,10 +480,8 @@ pub fn spawn_restartable(name: &str, r: Restartable) -> Result<TaskId, TaskError
 
 /// Restartable tasks that died since the last call (the recovery policy restarts them).
 pub fn take_deaths() -> Vec<Death> {
-    cpu::without_interrupts(|| core::mem::take(&mut *DEATHS.lock()))
+    cpu::without_interrupts(|| core::mem::take(&mut *tables().deaths.lock()))
 }
-
-static DEATHS: Mutex<Vec<Death>> = Mutex::new(Vec::new());
 
 /// Notes where the running task is (the faulting instruction, then its return addresses), for
 /// a restartable task's death report. Called before unwinding destroys the frames.
@@ -459,7 +515,7 @@ fn note_death_site(fault: Option<(u64, u64)>) {
     }
     walk(rbp, lo, hi, &mut pcs);
     cpu::without_interrupts(|| {
-        if let Some(mut tasks) = TASKS.try_lock()
+        if let Some(mut tasks) = tables().tasks.try_lock()
             && let Some(t) = tasks.get_mut(&cur)
             && t.restart.is_some()
             && t.death_pcs.is_empty()
@@ -472,7 +528,7 @@ fn note_death_site(fault: Option<(u64, u64)>) {
 /// Marks a task as one nobody will join: its record goes away as soon as it exits.
 pub fn detach(id: TaskId) {
     cpu::without_interrupts(|| {
-        if let Some(t) = TASKS.lock().get_mut(&id) {
+        if let Some(t) = tables().tasks.lock().get_mut(&id) {
             t.detached = true;
         }
     });
@@ -499,7 +555,7 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
         // SAFETY: the addresses lie in the freshly mapped, unused stack.
         unsafe { ((rsp + i as u64 * 8) as *mut u64).write(*v) };
     }
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = next_id();
     let t = Task {
         id,
         name: name.to_string(),
@@ -520,7 +576,7 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
         caught_fault: None,
     };
     cpu::without_interrupts(|| {
-        TASKS.lock().insert(id, Box::new(t));
+        tables().tasks.lock().insert(id, Box::new(t));
         (p.enqueue)(id);
     });
     Ok(id)
@@ -528,7 +584,7 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
 
 extern "C" fn task_main() -> ! {
     let id = current();
-    let entry = cpu::without_interrupts(|| TASKS.lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0));
+    let entry = cpu::without_interrupts(|| tables().tasks.lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0));
     reap();
     x86_64::instructions::interrupts::enable();
     let r = match (entry, CATCH.get()) {
@@ -558,16 +614,16 @@ extern "C" fn task_main() -> ! {
 pub fn exit(how: Exit) -> ! {
     x86_64::instructions::interrupts::disable();
     let id = current();
-    let stack = TASKS.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
+    let stack = tables().tasks.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
     if let Some((lo, hi)) = stack {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
-    if let Some(t) = TASKS.lock().get_mut(&id) {
+    if let Some(t) = tables().tasks.lock().get_mut(&id) {
         if let Some(r) = t.restart
             && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
         {
             let death = Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs) };
-            DEATHS.lock().push(death);
+            tables().deaths.lock().push(death);
         }
         t.state = State::Exited(how);
     }
@@ -588,7 +644,7 @@ fn reap_locked() {
     let cur = current();
     let mut dead = Vec::new();
     {
-        let mut tasks = TASKS.lock();
+        let mut tasks = tables().tasks.lock();
         for t in tasks.values_mut() {
             if t.id != cur && matches!(t.state, State::Exited(_)) {
                 if let Some(s) = t.stack.take() {
@@ -614,7 +670,7 @@ pub fn schedule() {
         let Some(p) = policy() else { return };
         let cur = current();
         let (cur_runnable, next) = {
-            let mut tasks = TASKS.lock();
+            let mut tasks = tables().tasks.lock();
             let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
             if cur_runnable && (cur != 0 || !IDLING.load(Ordering::Relaxed)) {
                 if let Some(t) = tasks.get_mut(&cur) {
@@ -640,7 +696,7 @@ pub fn schedule() {
         let from_queue = next.is_some();
         let next = next.unwrap_or(0);
         if next == cur {
-            if let Some(t) = TASKS.lock().get_mut(&cur) {
+            if let Some(t) = tables().tasks.lock().get_mut(&cur) {
                 t.state = State::Running;
                 t.slice = 0;
             }
@@ -649,14 +705,14 @@ pub fn schedule() {
         if !from_queue && cur_runnable && cur != 0 {
             // Only the idle task besides us: keep running.
             (p.remove)(cur);
-            if let Some(t) = TASKS.lock().get_mut(&cur) {
+            if let Some(t) = tables().tasks.lock().get_mut(&cur) {
                 t.state = State::Running;
                 t.slice = 0;
             }
             return;
         }
         let (save, next_rsp, prev_fx, next_fx, tp) = {
-            let mut tasks = TASKS.lock();
+            let mut tasks = tables().tasks.lock();
             let Some(n) = tasks.get_mut(&next) else { return };
             n.state = State::Running;
             n.slice = 0;
@@ -665,7 +721,7 @@ pub fn schedule() {
             (&mut c.rsp as *mut u64, next_rsp, &mut *c.fx as *mut FxArea, next_fx, tp)
         };
         SWITCHES.fetch_add(1, Ordering::Relaxed);
-        CURRENT.store(next, Ordering::Relaxed);
+        CURRENT.store(next);
         fxsave(prev_fx);
         fxrstor(next_fx);
         set_fs_base(tp);
@@ -737,7 +793,7 @@ fn requeue_with_policy(tasks: &BTreeMap<TaskId, Box<Task>>, cur: TaskId) {
 fn on_tick() {
     let cur = current();
     let preempt = {
-        let Some(mut tasks) = TASKS.try_lock() else { return };
+        let Some(mut tasks) = tables().tasks.try_lock() else { return };
         if TICKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(REQUEUE_TICKS) {
             requeue_with_policy(&tasks, cur);
         }
@@ -760,7 +816,7 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     if cur == 0 {
         return None; // the idle/boot context: fatal
     }
-    if TASKS.is_locked() {
+    if tables().tasks.is_locked() {
         // The fault hit code holding the task table (a switch, the scheduler policy, a spawn):
         // ending the task needs the table, and its state may be half-changed. Fatal, said so
         // (rather than waiting forever for the lock).
@@ -782,13 +838,13 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
 
 /// The name of task `id` (empty if the table is busy), taken with interrupts off.
 fn task_name(id: TaskId) -> String {
-    cpu::without_interrupts(|| TASKS.try_lock().and_then(|t| t.get(&id).map(|t| t.name.clone())).unwrap_or_default())
+    cpu::without_interrupts(|| tables().tasks.try_lock().and_then(|t| t.get(&id).map(|t| t.name.clone())).unwrap_or_default())
 }
 
 /// The kill reason of the CPU exception whose unwind the running task's last `catch` caught.
 fn take_fault() -> Option<String> {
     let cur = current();
-    cpu::without_interrupts(|| TASKS.lock().get_mut(&cur).and_then(|t| t.caught_fault.take()))
+    cpu::without_interrupts(|| tables().tasks.lock().get_mut(&cur).and_then(|t| t.caught_fault.take()))
 }
 
 /// The faulting instruction of the CPU exception the running task is unwinding, if any: the
@@ -796,7 +852,7 @@ fn take_fault() -> Option<String> {
 /// function's cleanup table has no entry for it and its own locals are not dropped).
 pub fn unwinding_fault_ip() -> Option<u64> {
     let cur = current();
-    cpu::without_interrupts(|| TASKS.try_lock().and_then(|t| t.get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.1))))
+    cpu::without_interrupts(|| tables().tasks.try_lock().and_then(|t| t.get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.1))))
 }
 
 /// A panic in a task ends only that task: message, location and a symbolized backtrace are
@@ -820,7 +876,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     // Interrupts off while the table is held: the timer takes it too (a tick arriving inside
     // this window used to deadlock the machine, about one panic in a hundred).
     let first = cpu::without_interrupts(|| {
-        TASKS.try_lock().and_then(|mut t| t.get_mut(&cur).map(|t| !core::mem::replace(&mut t.panicking, true))).unwrap_or(false)
+        tables().tasks.try_lock().and_then(|mut t| t.get_mut(&cur).map(|t| !core::mem::replace(&mut t.panicking, true))).unwrap_or(false)
     });
     if !first {
         nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
@@ -844,7 +900,7 @@ pub fn kill(id: TaskId) -> Result<(), TaskError> {
         exit(Exit::Killed);
     }
     cpu::without_interrupts(|| {
-        let mut tasks = TASKS.lock();
+        let mut tasks = tables().tasks.lock();
         let t = tasks.get_mut(&id).ok_or(TaskError::NoSuchTask(id))?;
         if !matches!(t.state, State::Exited(_)) {
             t.state = State::Exited(Exit::Killed);
@@ -863,7 +919,7 @@ pub fn join(id: TaskId) -> Result<Exit, TaskError> {
     }
     loop {
         let done = cpu::without_interrupts(|| {
-            let mut tasks = TASKS.lock();
+            let mut tasks = tables().tasks.lock();
             match tasks.get(&id).map(|t| t.state.clone()) {
                 None => Some(Err(TaskError::NoSuchTask(id))),
                 Some(State::Exited(e)) => {
@@ -887,13 +943,14 @@ pub fn join(id: TaskId) -> Result<Exit, TaskError> {
 
 /// Whether a task has ended (or does not exist).
 pub fn has_exited(id: TaskId) -> bool {
-    cpu::without_interrupts(|| TASKS.lock().get(&id).is_none_or(|t| matches!(t.state, State::Exited(_))))
+    cpu::without_interrupts(|| tables().tasks.lock().get(&id).is_none_or(|t| matches!(t.state, State::Exited(_))))
 }
 
 /// All tasks.
 pub fn list() -> Vec<TaskInfo> {
     cpu::without_interrupts(|| {
-        TASKS
+        tables()
+            .tasks
             .lock()
             .values()
             .map(|t| TaskInfo {
@@ -935,7 +992,7 @@ fn walk(mut rbp: u64, lo: u64, hi: u64, out: &mut Vec<u64>) {
 pub fn stack_return_addresses() -> Vec<(TaskId, String, Vec<u64>)> {
     let cur = current();
     let boot = nano_core::paging::kernel_layout().stack;
-    let tasks = TASKS.lock();
+    let tasks = tables().tasks.lock();
     let mut out = Vec::new();
     for t in tasks.values() {
         if matches!(t.state, State::Exited(_)) {
@@ -966,7 +1023,7 @@ pub fn stack_return_addresses() -> Vec<(TaskId, String, Vec<u64>)> {
 pub fn for_each_stack_word(f: &mut dyn FnMut(TaskId, &str, &mut u64)) {
     let cur = current();
     let boot = nano_core::paging::kernel_layout().stack;
-    let tasks = TASKS.lock();
+    let tasks = tables().tasks.lock();
     for t in tasks.values() {
         if matches!(t.state, State::Exited(_)) {
             continue;
