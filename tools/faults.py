@@ -53,7 +53,9 @@ CRATES = ["heartbeat", "scheduler", "exceptions", "interrupts", "task", "unwind"
 KINDS = {"Text": "code", "Rodata": "code", "Data": "data", "Bss": "data"}
 BEAT = re.compile(r"heartbeat v1: beat #(\d+)\r?$", re.M)
 # A line the workload printed, well-formed or not (a flip in its format string changes it).
-BEATISH = re.compile(r"^heart|^.{0,24}beat.?#\d")
+# A beat line, well-formed or not: a flip in the format's read-only data can garble the text
+# around the number (NUL bytes before the line, no digits after the '#').
+BEATISH = re.compile(r"^[\x00\s]*heart|^.{0,24}beat.?#")
 # Not manifested, but Delos said it repaired something: a word of a `Triple` voted back, code
 # restored from its sealed copy (by the scrubber, before it ran).
 MASKED = re.compile(r"^triple: copy \d|restored from its sealed copy|repaired", re.M)
