@@ -217,7 +217,7 @@ pub fn relink(translate: &mut dyn FnMut(u64) -> Option<u64>) -> usize {
         if v != 0
             && let Some(new) = translate(v)
         {
-            slot.store(new);
+            set_slot(slot, new);
             moved += 1;
         }
     }

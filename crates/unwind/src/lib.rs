@@ -91,22 +91,16 @@ pub fn swap_init() {
     });
 }
 
-/// The two words of [`FINDER_STATIC`] in the loaded `unwinding` crate, by name and size.
+/// The two words of [`FINDER_STATIC`] in the loaded `unwinding` crate, by name: the `.0`/`.1`
+/// halves if the compiler split the static, else the whole static's two words.
 fn find_finder_words() -> Option<(u64, u64)> {
     nano_core::kernel::with_loader_ref(|l| {
         let k = l.crates().find(|k| k.name == "unwinding")?;
-        let mut words = (0, 0);
-        for sec in k.sections.iter().filter_map(|s| l.section(*s)) {
-            for y in &sec.symbols {
-                match (y.demangled().strip_prefix(FINDER_STATIC), y.size) {
-                    (Some(""), 16) => words = (sec.addr + y.offset, sec.addr + y.offset + 8),
-                    (Some(".0"), 8) => words.0 = sec.addr + y.offset,
-                    (Some(".1"), 8) => words.1 = sec.addr + y.offset,
-                    _ => {}
-                }
-            }
+        let at = |suffix: &str| l.find_symbol(k.id, &alloc::format!("{FINDER_STATIC}{suffix}"), mod_mgmt::SymbolFilter::Any);
+        match (at(".0"), at(".1")) {
+            (Some(data), Some(vtable)) => Some((data, vtable)),
+            _ => at("").map(|whole| (whole, whole + 8)),
         }
-        (words.0 != 0 && words.1 != 0).then_some(words)
     })
 }
 
