@@ -660,6 +660,46 @@ fn reap_locked() {
     drop(dead);
 }
 
+/// The scheduling decision of [`schedule`]: puts the current task back in the run queue if it
+/// can go on, and picks the next runnable one; `None` without a policy. Returns whether the
+/// current task is runnable, and the task picked. Its own frame, like
+/// [`requeue_with_policy`]: the policy's address must not stay in `schedule`'s frame, where a
+/// task switched out would keep it and a state-copying swap of the policy's crate would wait
+/// for that task for ever (seen with a busy CPU beside QEMU).
+#[inline(never)]
+fn choose_next(cur: TaskId) -> Option<(bool, Option<TaskId>)> {
+    let p = policy()?;
+    let mut tasks = tables().tasks.lock();
+    let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
+    if cur_runnable && (cur != 0 || !IDLING.load(Ordering::Relaxed)) {
+        if let Some(t) = tasks.get_mut(&cur) {
+            t.state = State::Runnable;
+        }
+        (p.enqueue)(cur);
+    }
+    let mut next = None;
+    if cur != 0 && FORCE_IDLE.swap(false, Ordering::Relaxed) {
+        next = Some(0);
+    }
+    while next.is_none()
+        && let Some(id) = (p.pick_next)()
+    {
+        if tasks.get(&id).is_some_and(|t| t.state == State::Runnable) {
+            next = Some(id);
+            break;
+        }
+    }
+    Some((cur_runnable, next))
+}
+
+/// Takes `id` out of the policy's run queue (in a frame of its own, as [`choose_next`]).
+#[inline(never)]
+fn remove_from_policy(id: TaskId) {
+    if let Some(p) = policy() {
+        (p.remove)(id);
+    }
+}
+
 /// Picks the next task and switches to it. Returns when the caller is scheduled again (or
 /// immediately if nothing else is runnable).
 pub fn schedule() {
@@ -667,31 +707,8 @@ pub fn schedule() {
         return;
     }
     cpu::without_interrupts(|| {
-        let Some(p) = policy() else { return };
         let cur = current();
-        let (cur_runnable, next) = {
-            let mut tasks = tables().tasks.lock();
-            let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
-            if cur_runnable && (cur != 0 || !IDLING.load(Ordering::Relaxed)) {
-                if let Some(t) = tasks.get_mut(&cur) {
-                    t.state = State::Runnable;
-                }
-                (p.enqueue)(cur);
-            }
-            let mut next = None;
-            if cur != 0 && FORCE_IDLE.swap(false, Ordering::Relaxed) {
-                next = Some(0);
-            }
-            while next.is_none()
-                && let Some(id) = (p.pick_next)()
-            {
-                if tasks.get(&id).is_some_and(|t| t.state == State::Runnable) {
-                    next = Some(id);
-                    break;
-                }
-            }
-            (cur_runnable, next)
-        };
+        let Some((cur_runnable, next)) = choose_next(cur) else { return };
         // Nothing queued: the idle task, unless the current task can go on.
         let from_queue = next.is_some();
         let next = next.unwrap_or(0);
@@ -704,7 +721,7 @@ pub fn schedule() {
         }
         if !from_queue && cur_runnable && cur != 0 {
             // Only the idle task besides us: keep running.
-            (p.remove)(cur);
+            remove_from_policy(cur);
             if let Some(t) = tables().tasks.lock().get_mut(&cur) {
                 t.state = State::Running;
                 t.slice = 0;
