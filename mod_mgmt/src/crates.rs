@@ -3,6 +3,7 @@
 use crate::elf::SectionKind;
 use crate::ids::{CrateId, NamespaceId, SectionId};
 use crate::memory::Perms;
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -13,8 +14,9 @@ pub struct SectionSymbol {
     pub offset: u64,
     /// Size (0 if unknown).
     pub size: u64,
-    /// Raw (mangled) name; demangled when shown.
-    pub raw: String,
+    /// Raw (mangled) name; demangled when shown. Borrowed for nano_core's symbols, whose names
+    /// lie in its prepared table ([`crate::symtab`]).
+    pub raw: Cow<'static, str>,
     /// Whether it is exported to the namespace.
     pub global: bool,
     /// The demangled (hash-agnostic) name, computed on first use: backtraces name the same
@@ -48,8 +50,8 @@ impl Eq for DemangleCache {}
 
 impl SectionSymbol {
     /// A symbol at `offset`.
-    pub fn new(offset: u64, size: u64, raw: String, global: bool) -> SectionSymbol {
-        SectionSymbol { offset, size, raw, global, demangled: DemangleCache::default() }
+    pub fn new(offset: u64, size: u64, raw: impl Into<Cow<'static, str>>, global: bool) -> SectionSymbol {
+        SectionSymbol { offset, size, raw: raw.into(), global, demangled: DemangleCache::default() }
     }
 
     /// The demangled name without crate hashes (cached).

@@ -42,6 +42,7 @@ pub mod runtime_ns;
 pub mod swap;
 pub mod symbols;
 pub mod symfile;
+pub mod symtab;
 pub mod tls;
 
 pub use crates::{LoadedCrate, LoadedSection, SectionSymbol};

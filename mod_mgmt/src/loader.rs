@@ -20,6 +20,7 @@ use crate::memory::{MemoryProvider, Perms, Region};
 use crate::namespace::{CrateNamespace, DirIndex, ObjectBytes, crate_name_of};
 use crate::reloc::{self, RelocKind, WriteError};
 use crate::symbols::{Lookup, SymbolRef, agnostic_key, agnostic_of_exact, exact_key};
+use crate::symtab::SymbolTable;
 use crate::tls::TlsImage;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -1209,6 +1210,66 @@ impl Loader {
         Ok(crate_id)
     }
 
+    /// Registers a crate whose code is already in memory from its prepared table
+    /// ([`crate::symtab`]: nano_core, at boot). Into an empty namespace the table itself answers
+    /// the crate's lookups (no key is copied); otherwise its exports are inserted one by one.
+    pub fn add_prelinked_table(&mut self, ns: NamespaceId, name: &str, table: SymbolTable) -> Result<CrateId, LoadError> {
+        let nsr = self.ns(ns)?;
+        if nsr.crates.contains_key(name) {
+            return Err(LoadError::AlreadyLoaded { name: name.to_string(), namespace: nsr.name.clone() });
+        }
+        let damaged =
+            |what: &str| LoadError::Malformed { file: name.to_string(), detail: format!("its symbol table has a damaged {what}") };
+        let crate_id = CrateId(self.next_crate);
+        let first = SectionId(self.next_section);
+        let mut krate = LoadedCrate::empty(crate_id, name, &format!("<{name}>"), ns, true);
+        let mut secs: Vec<LoadedSection> = Vec::with_capacity(table.section_count());
+        for i in 0..table.section_count() {
+            let t = table.section(i).ok_or_else(|| damaged("section"))?;
+            let mut symbols = Vec::with_capacity(t.count as usize);
+            for j in t.first..t.first.saturating_add(t.count) {
+                let y =
+                    table.symbol(j as usize).filter(|y| y.section as usize == i && y.addr >= t.addr).ok_or_else(|| damaged("symbol"))?;
+                symbols.push(SectionSymbol::new(y.addr - t.addr, y.size, y.raw, y.global));
+            }
+            let id = SectionId(first.0 + i as u32);
+            secs.push(LoadedSection { id, krate: crate_id, name: t.name.to_string(), kind: t.kind, addr: t.addr, size: t.size, symbols });
+            if t.name == ".eh_frame" {
+                krate.eh_frame.push(id);
+            } else if t.name.starts_with(".gcc_except_table") {
+                krate.gcc_except_table.push(id);
+            }
+        }
+        if !self.index.insert_batch(secs.iter().map(|s| (s.addr, s.size, s.id)).collect()) {
+            return Err(LoadError::Malformed {
+                file: name.to_string(),
+                detail: "its sections overlap each other or a loaded section".into(),
+            });
+        }
+        self.next_crate += 1;
+        self.next_section += secs.len() as u32;
+        krate.sections.extend(secs.iter().map(|s| s.id));
+        krate.shadowed = table.shadowed();
+        let n = &mut self.namespaces[ns.0 as usize];
+        if !n.symbols.set_base(table, crate_id, first) {
+            for i in 0..table.export_count() {
+                let Some((key, y)) = table.export(i).and_then(|(k, y)| Some((k, table.symbol(y as usize)?))) else { continue };
+                let r = SymbolRef { addr: y.addr, size: y.size, section: SectionId(first.0 + y.section), krate: crate_id, tls: false };
+                if n.symbols.insert(key.to_string(), r) {
+                    krate.exported.push(key.to_string());
+                } else {
+                    krate.shadowed += 1;
+                }
+            }
+        }
+        n.crates.insert(name.to_string(), crate_id);
+        for s in secs {
+            self.sections.insert(s.id, s);
+        }
+        self.crates.insert(crate_id, krate);
+        Ok(crate_id)
+    }
+
     /// Unloads a crate; refused while another crate depends on it.
     pub fn unload(&mut self, id: CrateId) -> Result<(), LoadError> {
         let k = self.crates.get(&id).ok_or_else(|| LoadError::NoSuchCrate(format!("{id}")))?;
@@ -1230,6 +1291,7 @@ impl Loader {
         for key in &k.exported {
             n.symbols.remove_if_owned(key, id);
         }
+        n.symbols.remove_base_if_owned(id);
         if n.crates.get(&k.name) == Some(&id) {
             n.crates.remove(&k.name);
         }

@@ -88,7 +88,7 @@ impl Loader {
         let k = self.crates.get(&sec.krate)?;
         let off = addr - start;
         let (symbol, raw, symbol_offset) = match sec.symbol_at(off) {
-            Some((s, o)) => (Some(String::from(s.demangled())), Some(s.raw.clone()), o),
+            Some((s, o)) => (Some(String::from(s.demangled())), Some(s.raw.to_string()), o),
             None => (None, None, off),
         };
         Some(AddrInfo {

@@ -14,11 +14,16 @@
 //!   the same key keeps its own copy for its own references (ELF resolves those inside the
 //!   object) but does not replace the map entry; the loader counts such shadowed symbols.
 //! - **Prefix search** runs over hash-agnostic keys, which is what a person types.
+//! - **The base layer**: a namespace whose first crate is a prelinked one with a prepared table
+//!   (nano_core, [`crate::symtab`]) answers that crate's keys from the table in place; the trees
+//!   hold only what was added after it. The table came first, so its keys win; it is permanent
+//!   (nano_core is never unloaded or swapped) until its crate is removed as a whole.
 
 use crate::ids::{CrateId, SectionId};
+use crate::symtab::{SymbolTable, TableSymbol};
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 /// The exact key of a raw symbol name.
@@ -102,9 +107,6 @@ impl KeySet {
             self.0.remove(i);
         }
     }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -113,20 +115,62 @@ impl KeySet {
     }
 }
 
+/// A prepared table answering for one crate's exports (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    table: SymbolTable,
+    krate: CrateId,
+    /// The id of the table's section 0; the others follow in table order.
+    first_section: u32,
+}
+
+impl Base {
+    fn symbol_ref(&self, s: TableSymbol) -> SymbolRef {
+        SymbolRef { addr: s.addr, size: s.size, section: SectionId(self.first_section + s.section), krate: self.krate, tls: false }
+    }
+
+    fn get(&self, exact: &str) -> Option<SymbolRef> {
+        self.table.find_export(exact).map(|s| self.symbol_ref(s))
+    }
+
+    fn matches(self, agnostic: &str, prefix: bool) -> impl Iterator<Item = (&'static str, SymbolRef)> + '_ {
+        self.table.agnostic_matches(agnostic, prefix).map(move |(k, s)| (k, self.symbol_ref(s)))
+    }
+}
+
 /// One namespace's symbols.
 #[derive(Debug, Default)]
 pub struct SymbolMap {
+    base: Option<Base>,
     exact: BTreeMap<String, SymbolRef>,
     agnostic: BTreeMap<String, KeySet>,
 }
 
 impl SymbolMap {
+    /// Makes `table` the map's base layer, answering for `krate`'s exports whose sections are
+    /// numbered from `first_section` in table order. Only into an empty map (its keys must win):
+    /// returns `false` otherwise, and the caller inserts them one by one.
+    pub fn set_base(&mut self, table: SymbolTable, krate: CrateId, first_section: SectionId) -> bool {
+        if self.base.is_some() || !self.exact.is_empty() {
+            return false;
+        }
+        self.base = Some(Base { table, krate, first_section: first_section.0 });
+        true
+    }
+
+    /// Removes the base layer if `krate` owns it (its crate is being removed).
+    pub fn remove_base_if_owned(&mut self, krate: CrateId) {
+        if self.base.is_some_and(|b| b.krate == krate) {
+            self.base = None;
+        }
+    }
+
     /// Adds many definitions at once (a prelinked crate's thousands of symbols at boot); the
     /// same result as [`SymbolMap::insert`] in order — the first definition of a key wins — and
     /// returns, per entry, whether it was added. Into an empty map the trees are built from
     /// sorted runs instead of one insertion at a time.
     pub fn insert_many(&mut self, entries: Vec<(String, SymbolRef)>) -> Vec<bool> {
-        if !self.exact.is_empty() {
+        if !self.is_empty() {
             return entries.into_iter().map(|(k, r)| self.insert(k, r)).collect();
         }
         let n = entries.len();
@@ -162,7 +206,7 @@ impl SymbolMap {
     /// Adds a definition under its exact key. Returns `false` (and changes nothing) if the key
     /// is already defined: the first definition wins.
     pub fn insert(&mut self, exact: String, sym: SymbolRef) -> bool {
-        if self.exact.contains_key(&exact) {
+        if self.exact.contains_key(&exact) || self.base.is_some_and(|b| b.get(&exact).is_some()) {
             return false;
         }
         self.agnostic.entry(agnostic_of_exact(&exact)).or_default().insert(exact.clone());
@@ -170,7 +214,7 @@ impl SymbolMap {
         true
     }
 
-    /// Removes a definition if it belongs to `krate`.
+    /// Removes a definition if it belongs to `krate` (never one of the base layer's).
     pub fn remove_if_owned(&mut self, exact: &str, krate: CrateId) -> bool {
         if self.exact.get(exact).is_none_or(|s| s.krate != krate) {
             return false;
@@ -200,21 +244,38 @@ impl SymbolMap {
 
     /// Exact lookup.
     pub fn get_exact(&self, exact: &str) -> Option<SymbolRef> {
-        self.exact.get(exact).copied()
+        self.exact.get(exact).copied().or_else(|| self.base.and_then(|b| b.get(exact)))
+    }
+
+    /// The definitions whose hash-agnostic key is `agnostic`, sorted by exact key.
+    fn agnostic_defs(&self, agnostic: &str) -> Vec<(String, SymbolRef)> {
+        let mut out: Vec<(String, SymbolRef)> = self
+            .agnostic
+            .get(agnostic)
+            .into_iter()
+            .flat_map(|set| set.iter())
+            .filter_map(|k| Some((k.clone(), *self.exact.get(k)?)))
+            .collect();
+        if let Some(b) = self.base {
+            out.extend(b.matches(agnostic, false).map(|(k, r)| (k.to_string(), r)));
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        out
     }
 
     /// Hash-agnostic lookup.
     pub fn get_agnostic(&self, agnostic: &str) -> Lookup {
-        match self.agnostic.get(agnostic) {
-            None => Lookup::Missing,
-            Some(set) if set.len() == 1 => set.iter().next().and_then(|k| self.exact.get(k)).map_or(Lookup::Missing, |s| Lookup::Found(*s)),
-            Some(set) => Lookup::Ambiguous(set.iter().cloned().collect()),
+        let mut defs = self.agnostic_defs(agnostic);
+        match defs.len() {
+            0 => Lookup::Missing,
+            1 => Lookup::Found(defs.remove(0).1),
+            _ => Lookup::Ambiguous(defs.into_iter().map(|(k, _)| k).collect()),
         }
     }
 
     /// Exact keys whose hash-agnostic form is `agnostic`.
     pub fn exact_keys_for(&self, agnostic: &str) -> Vec<String> {
-        self.agnostic.get(agnostic).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.agnostic_defs(agnostic).into_iter().map(|(k, _)| k).collect()
     }
 
     /// Symbols whose hash-agnostic key starts with `prefix`, as (exact key, ref), in key order.
@@ -226,26 +287,25 @@ impl SymbolMap {
             }
             for k in set.iter() {
                 if let Some(s) = self.exact.get(k) {
-                    out.push((k.clone(), *s));
+                    out.push((agnostic_of_exact(k), k.clone(), *s));
                 }
             }
         }
-        out
+        if let Some(b) = self.base {
+            out.extend(b.matches(prefix, true).map(|(k, r)| (agnostic_of_exact(k), k.to_string(), r)));
+            out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        }
+        out.into_iter().map(|(_, k, r)| (k, r)).collect()
     }
 
     /// Number of symbols.
     pub fn len(&self) -> usize {
-        self.exact.len()
+        self.exact.len() + self.base.map_or(0, |b| b.table.export_count())
     }
 
     /// Whether the map is empty.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty()
-    }
-
-    /// All entries in exact-key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &SymbolRef)> {
-        self.exact.iter()
+        self.len() == 0
     }
 }
 
@@ -311,5 +371,36 @@ mod tests {
         assert!(m.remove_if_owned("a[22]::f", CrateId(0)));
         assert_eq!(m.get_agnostic("a::f"), Lookup::Found(r(1)));
         assert!(!m.remove_if_owned("a[11]::f", CrateId(9)));
+    }
+
+    #[test]
+    fn base_layer_comes_first_and_stays() {
+        use crate::loader::{PrelinkedSection, PrelinkedSymbol};
+        let secs = alloc::vec![PrelinkedSection { name: ".text".into(), addr: 0x1000, size: 0x100, kind: crate::SectionKind::Text }];
+        let sym = |raw: &str, addr: u64, key: &str| PrelinkedSymbol { raw: raw.into(), addr, size: 8, global: true, key: Some(key.into()) };
+        let bytes = crate::symtab::build(&secs, &[sym("_RNvCs11_1a1f", 0x1000, "a[11]::f"), sym("_RNvCs11_1a1g", 0x1010, "a[11]::g")]);
+        let table = SymbolTable::new("t", alloc::vec::Vec::leak(bytes)).unwrap();
+        let mut m = SymbolMap::default();
+        assert!(m.set_base(table, CrateId(7), SectionId(40)));
+        assert!(!m.set_base(table, CrateId(8), SectionId(50)), "a second base would shadow the first");
+        assert_eq!(m.len(), 2);
+        let f = m.get_exact("a[11]::f").unwrap();
+        assert_eq!((f.addr, f.section, f.krate), (0x1000, SectionId(40), CrateId(7)));
+        // The base's keys win over later definitions and are not removed by another crate.
+        assert!(!m.insert("a[11]::f".into(), r(5)));
+        assert!(!m.remove_if_owned("a[11]::f", CrateId(0)));
+        assert!(m.insert("a[22]::f".into(), r(6)));
+        assert!(matches!(m.get_agnostic("a::f"), Lookup::Ambiguous(v) if v == ["a[11]::f", "a[22]::f"]));
+        assert_eq!(m.get_agnostic("a::g"), Lookup::Found(m.get_exact("a[11]::g").unwrap()));
+        let keys: Vec<String> = m.prefix("a::").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a[11]::f", "a[22]::f", "a[11]::g"]);
+        assert_eq!(m.len(), 3);
+        // Into a map that already has symbols, the base is refused (the caller inserts instead).
+        let mut other = SymbolMap::default();
+        other.insert("x".into(), r(1));
+        assert!(!other.set_base(table, CrateId(7), SectionId(40)));
+        m.remove_base_if_owned(CrateId(7));
+        assert_eq!(m.get_exact("a[11]::f"), None);
+        assert_eq!(m.len(), 1);
     }
 }

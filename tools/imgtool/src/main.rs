@@ -3,12 +3,13 @@
 //! `imgtool build` runs the one kernel build (through `objbuild`, so the flags are the kernel's),
 //! then writes into `target/image/`:
 //! - `nano_core`: the kernel ELF, after checking that its file offsets follow its physical
-//!   addresses (the multiboot1 a.out kludge used by `qemu -kernel` depends on it);
+//!   addresses (the multiboot1 a.out kludge used by `qemu -kernel` depends on it), with its
+//!   symbol table (`mod_mgmt::symtab`) written into the array reserved for it;
 //! - `modules.tar`: one archive holding `nano_core.syms` and, for each namespace manifest in
 //!   `namespaces/`, the objects of its crates under `namespaces/<name>/<crate>-<hash>.o`, plus
 //!   the manifests themselves;
-//! - `nano_core.syms`: nano_core's symbols and sections as text (written at build time because
-//!   reading the ELF symbol table at boot is slow).
+//! - `nano_core.syms`: nano_core's symbols and sections as text, for people and tools (the
+//!   kernel registers its symbols from the table inside its own image).
 //!
 //! `imgtool iso --cmdline "..." --out FILE` wraps the same files in a GRUB multiboot2 ISO.
 //! Files are rewritten only when their contents change, so a second build is quick.
@@ -347,12 +348,22 @@ fn build(root: &Path) -> Result<(), Error> {
     io(&out, std::fs::create_dir_all(&out))?;
     let kernel_path =
         built.executables.get("nano_core").ok_or_else(|| Error::Kernel("cargo did not report the nano_core binary".into()))?;
-    let kernel = io(kernel_path, std::fs::read(kernel_path))?;
+    let mut kernel = io(kernel_path, std::fs::read(kernel_path))?;
     check_kernel_layout(&kernel)?;
     let syms = syms::symbol_file(&kernel).map_err(Error::Kernel)?;
+    // The table the kernel registers its own symbols from goes into the kernel itself: the
+    // addresses and the symbols stay as linked, only the reserved array's bytes change.
+    let (table, capacity) = syms::fill_table(&mut kernel, &syms.text).map_err(Error::Kernel)?;
     progress(
         t0,
-        format_args!("nano_core: {} KiB, symbol file {} KiB ({} symbols)", kernel.len() / 1024, syms.text.len() / 1024, syms.count),
+        format_args!(
+            "nano_core: {} KiB, symbol file {} KiB ({} symbols), symbol table {} of {} KiB",
+            kernel.len() / 1024,
+            syms.text.len() / 1024,
+            syms.count,
+            table / 1024,
+            capacity / 1024
+        ),
     );
 
     let stripped_dir = out.join("stripped");

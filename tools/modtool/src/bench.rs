@@ -132,8 +132,9 @@ fn bench_dlopen(objects: &[(String, Vec<u8>)], dylib: &std::path::Path) -> Resul
     Ok(())
 }
 
-/// nano_core's symbol import as the kernel does it at boot (parse `nano_core.syms`, register
-/// it as a prelinked crate in an empty namespace), on the host: where the boot's import time goes.
+/// nano_core's symbol import, on the host: the text file parsed and registered key by key (how
+/// the boot did it until 2026-12-06) against the table imgtool writes into the kernel, opened
+/// and registered in place (how it does now); then every export looked up in each.
 fn bench_symfile(path: &std::path::Path) -> Result<(), String> {
     println!("== nano_core symbol import (host; the boot's step): {}", path.display());
     let Ok(bytes) = std::fs::read(path) else {
@@ -142,20 +143,55 @@ fn bench_symfile(path: &std::path::Path) -> Result<(), String> {
     };
     let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(30);
-    let (mut parse, mut register) = (Vec::new(), Vec::new());
-    let mut n = 0;
+    let (sections, symbols) = mod_mgmt::symfile::parse(text).map_err(|e| e.to_string())?;
+    let table_bytes: &'static [u8] = Vec::leak(mod_mgmt::symtab::build(&sections, &symbols));
+    let (mut from_text, mut from_table) = (Vec::new(), Vec::new());
+    let mut loaders = None;
     for _ in 0..rounds {
+        // Interleaved: one of each per round.
         let t = Instant::now();
         let (sections, symbols) = mod_mgmt::symfile::parse(text).map_err(|e| e.to_string())?;
-        let t1 = Instant::now();
-        let mut l = Loader::new(&mod_mgmt::host::HOST_MEMORY);
-        let ns = l.add_namespace("kernel", None).map_err(|e| e.to_string())?;
-        l.add_prelinked(ns, "nano_core", &sections, &symbols).map_err(|e| e.to_string())?;
-        register.push(t1.elapsed().as_secs_f64());
-        parse.push((t1 - t).as_secs_f64());
-        n = symbols.len();
+        let mut a = Loader::new(&mod_mgmt::host::HOST_MEMORY);
+        let ans = a.add_namespace("kernel", None).map_err(|e| e.to_string())?;
+        a.add_prelinked(ans, "nano_core", &sections, &symbols).map_err(|e| e.to_string())?;
+        from_text.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let table = mod_mgmt::symtab::SymbolTable::new("nano_core", table_bytes).map_err(|e| e.to_string())?;
+        let mut b = Loader::new(&mod_mgmt::host::HOST_MEMORY);
+        let bns = b.add_namespace("kernel", None).map_err(|e| e.to_string())?;
+        b.add_prelinked_table(bns, "nano_core", table).map_err(|e| e.to_string())?;
+        from_table.push(t.elapsed().as_secs_f64());
+        loaders = Some((a, ans, b, bns, table));
     }
-    println!("   {n} symbols: parse {:.0} us, register {:.0} us (medians of {rounds})", median(parse) * 1e6, median(register) * 1e6);
+    let (a, ans, b, bns, table) = loaders.ok_or("BENCH_ROUNDS is 0")?;
+    let (x, y) = (median(from_text), median(from_table));
+    println!(
+        "   {} symbols: text file parsed and registered {:.0} us, table in place {:.0} us ({:.1}x faster; medians of {rounds})",
+        symbols.len(),
+        x * 1e6,
+        y * 1e6,
+        x / y
+    );
+    let keys: Vec<&str> = (0..table.export_count()).filter_map(|i| table.export(i).map(|(k, _)| k)).collect();
+    let (mut tree, mut in_place) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let found = keys.iter().filter(|k| a.namespace(ans).is_some_and(|n| n.symbols.get_exact(k).is_some())).count();
+        tree.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let found2 = keys.iter().filter(|k| b.namespace(bns).is_some_and(|n| n.symbols.get_exact(k).is_some())).count();
+        in_place.push(t.elapsed().as_secs_f64());
+        if found != keys.len() || found2 != keys.len() {
+            return Err(format!("lookups found {found} and {found2} of {} exports", keys.len()));
+        }
+    }
+    let n = keys.len() as f64;
+    println!(
+        "   lookup of each of {} exports by exact key: tree {:.0} ns, table {:.0} ns (medians of {rounds})",
+        keys.len(),
+        median(tree) / n * 1e9,
+        median(in_place) / n * 1e9
+    );
     Ok(())
 }
 
