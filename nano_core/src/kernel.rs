@@ -46,7 +46,7 @@ const KERNEL_SYMBOLS_CAPACITY: usize = 768 * 1024;
 /// file before.
 #[unsafe(no_mangle)]
 #[used]
-#[unsafe(link_section = ".kernel_symbols")]
+#[unsafe(link_section = ".imgtool")]
 static DELOS_KERNEL_SYMBOLS: [u8; KERNEL_SYMBOLS_CAPACITY] = {
     let mut a = [0u8; KERNEL_SYMBOLS_CAPACITY];
     let marker = b"unfilled: boot the image imgtool writes";
@@ -451,11 +451,12 @@ pub fn start(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), HandoverEr
 
 fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), HandoverError> {
     let t = crate::time::micros_since_entry();
-    let files = crate::trust::init(&modules)?;
-    log::info!(
-        "trust: the boot image's manifest of {files} files is signed with this kernel's key ({} us)",
-        crate::time::micros_since_entry() - t
-    );
+    let (files, how) = crate::trust::init(&modules)?;
+    let how = match how {
+        signing::ManifestTrust::BuiltIn => "is the one this kernel was built with (SHA-512)",
+        signing::ManifestTrust::Signed => "is signed with this kernel's key",
+    };
+    log::info!("trust: the boot image's manifest of {files} files {how} ({} us)", crate::time::micros_since_entry() - t);
     let mut l = Loader::new(&crate::kmem::KERNEL_MEMORY);
     l.set_object_check(|_file, bytes| crate::trust::check(bytes).map_err(|e| alloc::format!("{e}")));
     l.set_clock(crate::time::micros_since_entry);

@@ -1,8 +1,9 @@
 //! What the kernel trusts to run in ring 0: objects signed with the key compiled into this
 //! binary (see the `signing` crate).
 //!
-//! At boot the image's manifest (`manifest`, `manifest.sig`) is verified; the digest of every
-//! file it lists becomes trusted. The loader asks [`check`] before it parses any object, so an
+//! At boot the image's manifest (`manifest`, `manifest.sig`) is checked — against the digest
+//! imgtool built into this kernel, or else by its signature; the digest of every file it lists
+//! becomes trusted. The loader asks [`check`] before it parses any object, so an
 //! object whose bytes are not exactly what was signed is refused by name. `make push` objects
 //! become trusted when their signature verifies ([`accept_push`]).
 
@@ -37,18 +38,35 @@ pub enum TrustError {
     Unknown,
 }
 
-/// Verifies the boot image's manifest; returns how many files it lists.
-pub fn init(modules: &[BootModule]) -> Result<usize, TrustError> {
+/// The SHA-512 of the boot image's manifest, written here by imgtool when it builds the image
+/// with this kernel (all zeros in a kernel imgtool did not write). Part of the kernel binary, it
+/// is trusted as [`PUBLIC_KEY`] is.
+#[unsafe(no_mangle)]
+#[used]
+#[unsafe(link_section = ".imgtool")]
+static DELOS_MANIFEST_DIGEST: Digest = [0; 64];
+
+/// The digest as it is in memory, if imgtool wrote one.
+fn built_in_digest() -> Option<Digest> {
+    // The compiler knows the initializer (zeros); read through a pointer it cannot see through.
+    let p = core::hint::black_box(&raw const DELOS_MANIFEST_DIGEST);
+    // SAFETY: `p` points to an immutable, aligned, initialized static that nothing writes.
+    let d = unsafe { p.read_volatile() };
+    (d != [0; 64]).then_some(d)
+}
+
+/// Accepts the boot image's manifest (see [`signing::check_manifest`]); returns how many files
+/// it lists and why it was accepted.
+pub fn init(modules: &[BootModule]) -> Result<(usize, signing::ManifestTrust), TrustError> {
     let find = |name: &'static str| modules.iter().find(|m| m.name == name).map(|m| m.data).ok_or(TrustError::Missing(name));
     let text = find("manifest")?;
-    let sig = core::str::from_utf8(find("manifest.sig")?).map_err(|_| signing::Error::BadHex { what: "manifest.sig", bytes: 64 })?;
-    let sig = signing::unhex::<{ signing::SIGNATURE_BYTES }>(sig, "manifest.sig")?;
-    signing::verify(&PUBLIC_KEY, text, &sig)?;
+    let sig = find("manifest.sig").ok().and_then(|s| core::str::from_utf8(s).ok());
+    let how = signing::check_manifest(&PUBLIC_KEY, built_in_digest().as_ref(), text, sig)?;
     let text = core::str::from_utf8(text).map_err(|_| signing::Error::BadManifest { line: 0 })?;
     let files = signing::parse_manifest(text)?;
     let n = files.len();
     x86_64::instructions::interrupts::without_interrupts(|| TRUSTED.lock().extend(files.into_values()));
-    Ok(n)
+    Ok((n, how))
 }
 
 /// Whether `bytes` are exactly a signed object (the loader calls this before parsing one).

@@ -213,12 +213,24 @@ CASES = [
                  r"swap: no object evil among the updates", r"swap: no object evil2 among the updates", "^echo v3: signed"]),
     dict(name="tampered_object_in_the_image_is_refused", tamper="namespaces/applications/echo-", script=[
             "echo nope", "loadc hello.o still", "poweroff"],
-         expect=[r"trust: the boot image's manifest of \d+ files is signed with this kernel's key",
+         expect=[r"trust: the boot image's manifest of \d+ files is the one this kernel was built with \(SHA-512\)",
                  r"shell: cannot load command echo: echo-[0-9a-f]+\.o: untrusted object: its SHA-512 is in no signed manifest or verified push \(altered or unsigned\)",
                  r"hello from C: argc=2 argv\[1\]=still"],
          reject=["^nope"]),
     dict(name="tampered_manifest_refuses_to_boot", tamper="manifest", exit="failure",
          expect=[r"hand-over to captain: the boot image is not trusted: the signature does not match the key the kernel was built with"]),
+    # A kernel that does not carry its image's manifest digest (an image assembled for a kernel
+    # built earlier) checks the manifest's signature instead; the built-in digest makes the
+    # signature unnecessary, so a damaged one does not matter to the kernel built with the image.
+    dict(name="manifest_signature_checked_without_a_built_in_digest", kernel_without_digest=True,
+         script=["echo signed image", "poweroff"],
+         expect=[r"trust: the boot image's manifest of \d+ files is signed with this kernel's key", r"^signed image"]),
+    dict(name="manifest_bad_signature_refused_without_a_built_in_digest", kernel_without_digest=True, tamper="manifest.sig",
+         exit="failure",
+         expect=[r"hand-over to captain: the boot image is not trusted: (the signature does not match the key the kernel was built with|manifest\.sig is not 64 bytes of hex)"]),
+    dict(name="manifest_signature_not_needed_with_the_built_in_digest", tamper="manifest.sig",
+         script=["echo built-in digest", "poweroff"],
+         expect=[r"trust: the boot image's manifest of \d+ files is the one this kernel was built with", r"^built-in digest"]),
     # C programs and the path-based file view.
     dict(name="loadc_runs_c_with_malloc_printf_mmap", script=['loadc hello.o alpha "beta gamma"', "loadc hello.o again", "echo shell ok", "poweroff"],
          expect=[r"hello from C: argc=3 argv\[1\]=alpha argv\[2\]=beta gamma", r"string: Delos runs C \(12 bytes\)",
@@ -673,6 +685,25 @@ def tampered_archive(case, prefix):
     return out
 
 
+def kernel_without_digest(case):
+    """A copy of the image's kernel with the manifest digest imgtool wrote into it zeroed, as in
+    a kernel built before its image."""
+    src = os.path.join(IMAGE, "nano_core")
+    syms = subprocess.run(["nm", src], capture_output=True, text=True, check=True).stdout
+    addr = next(int(l.split()[0], 16) for l in syms.splitlines() if l.endswith(" DELOS_MANIFEST_DIGEST"))
+    hdrs = subprocess.run(["readelf", "-SW", src], capture_output=True, text=True, check=True).stdout
+    sec = next(l for l in hdrs.splitlines() if " .imgtool " in l).split("]")[1].split()
+    sh_addr, sh_off = int(sec[2], 16), int(sec[3], 16)
+    data = bytearray(open(src, "rb").read())
+    at = sh_off + addr - sh_addr
+    assert any(data[at:at + 64]), "the image's kernel has no manifest digest to zero"
+    data[at:at + 64] = bytes(64)
+    out = os.path.join(LOGS, case + ".nano_core")
+    with open(out, "wb") as f:
+        f.write(data)
+    return out
+
+
 def c_host_build(c):
     """For a c_host case: the Delos objects (the program, and missing.c), and a check that each
     `loadc` run printed exactly what the host build of the same sources prints."""
@@ -774,7 +805,8 @@ def run_case(c):
     if "iso" in c:
         cmd += ["--iso", os.path.join(IMAGE, c["iso"])]
     else:
-        cmd += ["--kernel", os.path.join(IMAGE, "nano_core"), "--modules", modules, "--append", c.get("append", "")]
+        kernel = kernel_without_digest(c["name"]) if c.get("kernel_without_digest") else os.path.join(IMAGE, "nano_core")
+        cmd += ["--kernel", kernel, "--modules", modules, "--append", c.get("append", "")]
     for e in c.get("runner_expect", []):
         cmd += ["--expect", e]
     for a in c.get("qemu_args", []):

@@ -95,31 +95,35 @@ pub fn defined_globals(obj: &[u8]) -> Result<Vec<String>, String> {
 /// The name of the array in nano_core that holds its symbol table (nano_core/src/kernel.rs).
 pub const TABLE_SYMBOL: &str = "DELOS_KERNEL_SYMBOLS";
 
+/// The array in nano_core that holds the boot manifest's SHA-512 (nano_core/src/trust.rs).
+pub const DIGEST_SYMBOL: &str = "DELOS_MANIFEST_DIGEST";
+
+/// Writes `bytes` over the start of the array `symbol` of the linked kernel `elf`, in place (its
+/// addresses and symbols do not change). Returns the array's size.
+pub fn fill_array(elf: &mut [u8], symbol: &str, bytes: &[u8]) -> Result<usize, String> {
+    let (offset, capacity) = {
+        let file = object::File::parse(&*elf).map_err(|e| e.to_string())?;
+        let sym = file.symbols().find(|s| s.name() == Ok(symbol)).ok_or_else(|| format!("nano_core has no array `{symbol}`"))?;
+        let index = sym.section_index().ok_or_else(|| format!("`{symbol}` is in no section"))?;
+        let section = file.section_by_index(index).map_err(|e| e.to_string())?;
+        let (file_start, file_size) = section.file_range().ok_or_else(|| format!("`{symbol}` has no bytes in the file"))?;
+        let at = sym.address().checked_sub(section.address()).filter(|at| at + sym.size() <= file_size);
+        let at = at.ok_or_else(|| format!("`{symbol}` lies outside its section's bytes"))?;
+        ((file_start + at) as usize, sym.size() as usize)
+    };
+    if bytes.len() > capacity {
+        return Err(format!("{} bytes do not fit the array `{symbol}` of {capacity} bytes", bytes.len()));
+    }
+    elf[offset..offset + bytes.len()].copy_from_slice(bytes);
+    Ok(capacity)
+}
+
 /// Writes nano_core's prepared symbol table ([`mod_mgmt::symtab`], built from the symbol file's
-/// text) into the reserved array of the linked kernel `elf`, in place. Returns the table's size
-/// and the array's.
+/// text) into its reserved array. Returns the table's size and the array's.
 pub fn fill_table(elf: &mut [u8], text: &str) -> Result<(usize, usize), String> {
     let (sections, symbols) = mod_mgmt::symfile::parse(text).map_err(|e| format!("nano_core.syms: {e}"))?;
     let table = mod_mgmt::symtab::build(&sections, &symbols);
-    let (offset, capacity) = {
-        let file = object::File::parse(&*elf).map_err(|e| e.to_string())?;
-        let sym = file
-            .symbols()
-            .find(|s| s.name() == Ok(TABLE_SYMBOL))
-            .ok_or_else(|| format!("no `{TABLE_SYMBOL}` array to hold the symbol table"))?;
-        let index = sym.section_index().ok_or_else(|| format!("`{TABLE_SYMBOL}` is in no section"))?;
-        let section = file.section_by_index(index).map_err(|e| e.to_string())?;
-        let (file_start, file_size) = section.file_range().ok_or_else(|| format!("`{TABLE_SYMBOL}` has no bytes in the file"))?;
-        let at = sym.address().checked_sub(section.address()).filter(|at| at + sym.size() <= file_size);
-        let at = at.ok_or_else(|| format!("`{TABLE_SYMBOL}` lies outside its section's bytes"))?;
-        ((file_start + at) as usize, sym.size() as usize)
-    };
-    if table.len() > capacity {
-        return Err(format!(
-            "the symbol table needs {} bytes but `{TABLE_SYMBOL}` has {capacity}: raise KERNEL_SYMBOLS_CAPACITY in nano_core/src/kernel.rs",
-            table.len()
-        ));
-    }
-    elf[offset..offset + table.len()].copy_from_slice(&table);
+    let capacity = fill_array(elf, TABLE_SYMBOL, &table)
+        .map_err(|e| format!("the symbol table: {e}: raise KERNEL_SYMBOLS_CAPACITY in nano_core/src/kernel.rs"))?;
     Ok((table.len(), capacity))
 }
