@@ -1183,7 +1183,6 @@ impl Loader {
                 detail: "its sections overlap each other or a loaded section".into(),
             });
         }
-        let n = &mut self.namespaces[ns.0 as usize];
         krate.sections.extend(secs.iter().map(|s| s.id));
         // In section order, as one batch (the symbol file's precomputed keys spare demangling).
         exports.sort_by_key(|(j, sym)| (secs[*j].addr, sym.addr));
@@ -1194,6 +1193,21 @@ impl Loader {
                 (key, SymbolRef { addr: sym.addr, size: sym.size, section: secs[*j].id, krate: crate_id, tls: false })
             })
             .collect();
+        Ok(self.register_prelinked(ns, name, krate, secs, entries))
+    }
+
+    /// The end of registering a prelinked crate: exports `entries` into `ns` for it (the first
+    /// definition of a key wins; the others are counted as shadowed), then records the crate
+    /// and its sections.
+    fn register_prelinked(
+        &mut self,
+        ns: NamespaceId,
+        name: &str,
+        mut krate: LoadedCrate,
+        secs: Vec<LoadedSection>,
+        entries: Vec<(String, SymbolRef)>,
+    ) -> CrateId {
+        let n = &mut self.namespaces[ns.0 as usize];
         let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
         for (key, added) in keys.into_iter().zip(n.symbols.insert_many(entries)) {
             if added {
@@ -1202,12 +1216,13 @@ impl Loader {
                 krate.shadowed += 1;
             }
         }
-        n.crates.insert(name.to_string(), crate_id);
+        n.crates.insert(name.to_string(), krate.id);
         for s in secs {
             self.sections.insert(s.id, s);
         }
-        self.crates.insert(crate_id, krate);
-        Ok(crate_id)
+        let id = krate.id;
+        self.crates.insert(id, krate);
+        id
     }
 
     /// Registers a crate whose code is already in memory from its prepared table
@@ -1250,24 +1265,15 @@ impl Loader {
         self.next_section += secs.len() as u32;
         krate.sections.extend(secs.iter().map(|s| s.id));
         krate.shadowed = table.shadowed();
-        let n = &mut self.namespaces[ns.0 as usize];
-        if !n.symbols.set_base(table, crate_id, first) {
+        let mut entries = Vec::new();
+        if !self.namespaces[ns.0 as usize].symbols.set_base(table, crate_id, first) {
             for i in 0..table.export_count() {
                 let Some((key, y)) = table.export(i).and_then(|(k, y)| Some((k, table.symbol(y as usize)?))) else { continue };
                 let r = SymbolRef { addr: y.addr, size: y.size, section: SectionId(first.0 + y.section), krate: crate_id, tls: false };
-                if n.symbols.insert(key.to_string(), r) {
-                    krate.exported.push(key.to_string());
-                } else {
-                    krate.shadowed += 1;
-                }
+                entries.push((key.to_string(), r));
             }
         }
-        n.crates.insert(name.to_string(), crate_id);
-        for s in secs {
-            self.sections.insert(s.id, s);
-        }
-        self.crates.insert(crate_id, krate);
-        Ok(crate_id)
+        Ok(self.register_prelinked(ns, name, krate, secs, entries))
     }
 
     /// Unloads a crate; refused while another crate depends on it.
