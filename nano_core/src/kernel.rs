@@ -49,14 +49,16 @@ const KERNEL_SYMBOLS_CAPACITY: usize = 768 * 1024;
 #[unsafe(link_section = ".imgtool")]
 static DELOS_KERNEL_SYMBOLS: [u8; KERNEL_SYMBOLS_CAPACITY] = {
     let mut a = [0u8; KERNEL_SYMBOLS_CAPACITY];
-    let marker = b"unfilled: boot the image imgtool writes";
     let mut i = 0;
-    while i < marker.len() {
-        a[i] = marker[i];
+    while i < UNFILLED.len() {
+        a[i] = UNFILLED[i];
         i += 1;
     }
     a
 };
+
+/// What [`DELOS_KERNEL_SYMBOLS`] starts with until imgtool writes the table.
+const UNFILLED: &[u8] = b"unfilled: boot the image imgtool writes";
 
 /// The bytes of [`DELOS_KERNEL_SYMBOLS`] as they are in memory.
 fn kernel_symbols() -> &'static [u8] {
@@ -396,6 +398,9 @@ pub enum HandoverError {
     /// The boot image is not signed with this kernel's key.
     #[error("the boot image is not trusted: {0}")]
     Untrusted(#[from] crate::trust::TrustError),
+    /// This binary is the linker's output, without the symbol table imgtool writes into it.
+    #[error("nano_core's symbol table was never written into this binary: boot target/image/nano_core, which imgtool makes")]
+    NoSymbolTable,
 }
 
 /// `parent = "..."` from a namespace manifest (the only key nano_core needs).
@@ -515,7 +520,11 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
     }
 
     let t0 = crate::time::micros_since_entry();
-    let table = mod_mgmt::symtab::SymbolTable::new("nano_core's symbol table", kernel_symbols())?;
+    let bytes = kernel_symbols();
+    if bytes.starts_with(UNFILLED) {
+        return Err(HandoverError::NoSymbolTable);
+    }
+    let table = mod_mgmt::symtab::SymbolTable::new("nano_core's symbol table", bytes)?;
     let t_open = crate::time::micros_since_entry();
     l.add_prelinked_table(kernel, "nano_core", table)?;
     let import_us = crate::time::micros_since_entry() - t0;

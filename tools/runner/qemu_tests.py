@@ -228,6 +228,11 @@ CASES = [
     dict(name="manifest_bad_signature_refused_without_a_built_in_digest", kernel_without_digest=True, tamper="manifest.sig",
          exit="failure",
          expect=[r"hand-over to captain: the boot image is not trusted: (the signature does not match the key the kernel was built with|manifest\.sig is not 64 bytes of hex)"]),
+    # The linker's nano_core, booted without imgtool's table written into it: refused by name.
+    dict(name="kernel_without_its_symbol_table_is_refused_by_name", kernel_file="target/kernel/x86_64-delos/release/nano_core",
+         exit="failure",
+         expect=[r"trust: the boot image's manifest of \d+ files is signed with this kernel's key",
+                 r"hand-over to captain: nano_core's symbol table was never written into this binary: boot target/image/nano_core"]),
     dict(name="manifest_signature_not_needed_with_the_built_in_digest", tamper="manifest.sig",
          script=["echo built-in digest", "poweroff"],
          expect=[r"trust: the boot image's manifest of \d+ files is the one this kernel was built with", r"^built-in digest"]),
@@ -806,6 +811,8 @@ def run_case(c):
         cmd += ["--iso", os.path.join(IMAGE, c["iso"])]
     else:
         kernel = kernel_without_digest(c["name"]) if c.get("kernel_without_digest") else os.path.join(IMAGE, "nano_core")
+        if "kernel_file" in c:
+            kernel = os.path.join(ROOT, c["kernel_file"])
         cmd += ["--kernel", kernel, "--modules", modules, "--append", c.get("append", "")]
     for e in c.get("runner_expect", []):
         cmd += ["--expect", e]
