@@ -487,6 +487,25 @@ CASES = [
     # the task layer's policy hook, task table address and id counter, mixed with swaps of each crate that owns them and a selftest:
     # three-copy words (nano_core::triple) are voted back, the run queue tolerates any value
     # (lost entries re-enqueued from the task table); the beats go on, none lost or repeated.
+    # A fault or panic in the timer tick's own code (as damaged timer or scheduler code would
+    # make) is the kernel's: the tick is unwound and abandoned, and the task it interrupted —
+    # the idle task included — goes on. Also after swapping the crates involved (the guard is a
+    # registration that moves with them).
+    dict(name="recovery_a_fault_in_the_timer_tick_ends_the_tick_not_the_task", timeout=90, script=[
+            "crash tick", "crash tick --panic", "crash tick --idle", "crash tick --idle --panic",
+            "swap interrupts interrupts", "crash tick", "swap task task", "crash tick --idle",
+            "swap unwind unwind", "crash tick --panic", "swap scheduler scheduler_v2 --state scheduler::swap_hook",
+            "crash tick --idle --panic", "selftest", "ps", "echo still here", "poweroff"],
+         expect=[r"^crash: the tick's fault was contained; this task went on",
+                 r"^crash: the tick's panic was contained; this task went on",
+                 r"^crash: the tick's fault was contained; the idle task went on",
+                 r"^crash: the tick's panic was contained; the idle task went on",
+                 r"page fault in the timer tick's code while task 0 \(idle\) ran; unwinding the tick",
+                 r"the tick is abandoned and task 0 \(idle\) goes on",
+                 r"^swap: done: ", r"selftest: 11 passed, 0 failed",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s", r"^still here"],
+         reject=[r"task \d+ \((idle|shell|supervisor|scrubber|crash)\) killed by", r"system halted", r"no tick was abandoned",
+                 r"^usage: swap", r"^swap: (?!done)"]),
     dict(name="recovery_data_flips_in_kernel_state_are_repaired", timeout=90, script=[
             "beat 80 20", "sleep 200", "crash flip heartbeat::BEATS 0 3", "sleep 100", "swap heartbeat heartbeat_v2",
             "crash flip heartbeat::BEATS 16 6", "sleep 100", "crash flip scheduler::QUEUE 2056 7", "crash flip scheduler::QUEUE 2048 5",

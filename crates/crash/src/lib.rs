@@ -12,7 +12,10 @@
 //! - `crash flip SYMBOL [OFFSET [BIT]]` flips one bit, with whatever effect that has — in code,
 //!   or in a static (a data or bss symbol of a live crate);
 //! - `crash restartable` starts a restartable task that panics every time it runs (recovery
-//!   gives it up after a few tries).
+//!   gives it up after a few tries);
+//! - `crash tick [--panic] [--idle]` makes the next timer tick fault (or panic) in the tick's
+//!   own code, as damaged timer or scheduler code would, while this command's task (or the idle
+//!   task) runs: the tick is abandoned and the task goes on (`task::guard_tick`).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -175,6 +178,29 @@ fn flip_data_bit(l: &mod_mgmt::Loader, at: u64, bit: u8) -> Result<(alloc::strin
     Ok((krate, at))
 }
 
+/// Makes the next timer tick that interrupts this task (it spins), or with `idle` the idle
+/// task (this task lets it run), fault or panic in the tick's own code, and reports whether the
+/// interrupted task went on.
+fn tick_fault(panic: bool, idle: bool) -> isize {
+    let before = task::ticks_abandoned();
+    task::inject_tick_fault(panic, if idle { 0 } else { task::current() });
+    let deadline = nano_core::time::micros_since_entry() + 2_000_000;
+    while task::ticks_abandoned() == before && nano_core::time::micros_since_entry() < deadline {
+        if idle {
+            task::run_idle();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+    if task::ticks_abandoned() == before {
+        nano_core::println!("crash: no tick was abandoned within 2 s");
+        return 1;
+    }
+    let who = if idle { "the idle task" } else { "this task" };
+    nano_core::println!("crash: the tick's {} was contained; {who} went on", if panic { "panic" } else { "fault" });
+    0
+}
+
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
     let num = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| command::parse_u64(a));
@@ -192,6 +218,10 @@ pub fn main(args: &[&str]) -> isize {
             };
         }
         (Some("restartable"), _) => return start_doomed(),
+        (Some("tick"), _) => {
+            let opts = args.get(2..).unwrap_or(&[]);
+            return tick_fault(opts.contains(&"--panic"), opts.contains(&"--idle"));
+        }
         (Some("corrupt" | "wild" | "flip"), None) => {
             nano_core::println!("usage: crash corrupt SYMBOL | crash wild SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
             return 2;
@@ -209,7 +239,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|restartable|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic] [--idle]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

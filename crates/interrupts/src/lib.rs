@@ -11,7 +11,7 @@ include!("pic.rs");
 
 /// The timer's interrupt entry (vector 32).
 extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
-    on_timer()
+    timer_tick()
 }
 
 /// What `init` installs for the timer.

@@ -16,6 +16,18 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 /// Called on every tick (the task layer's preemption).
 static TICK_HOOK: Hook<fn()> = Hook::new("interrupts::tick");
 
+/// Runs one tick (the function it is given), catching a fault or panic in it; returns whether
+/// the tick ran to its end. The task layer, which owns unwinding, registers it: damage in the
+/// tick's code (this crate's, the scheduler policy's, the task table's bookkeeping) is the
+/// kernel's, not the interrupted task's, so it abandons the tick instead of ending the task.
+pub type TickGuard = fn(fn()) -> bool;
+static TICK_GUARD: Hook<TickGuard> = Hook::new("interrupts::tick_guard");
+
+/// Registers the [`TickGuard`].
+pub fn set_tick_guard(guard: TickGuard) {
+    TICK_GUARD.set(guard);
+}
+
 fn outb(port: u16, v: u8) {
     // SAFETY: PIC and PIT registers are legacy I/O ports owned by this crate; no memory effects.
     unsafe { Port::new(port).write(v) }
@@ -39,7 +51,21 @@ fn eoi(irq: u8) {
     outb(0x20, 0x20);
 }
 
-/// What the timer's interrupt entry does.
+/// What the timer's interrupt entry does: a tick, under the tick guard once there is one. An
+/// abandoned tick may not have reached its EOI; a second one is harmless (nothing else is in
+/// service while the timer's handler runs with interrupts off).
+fn timer_tick() {
+    match TICK_GUARD.get() {
+        Some(guard) => {
+            if !guard(on_timer) {
+                eoi(0);
+            }
+        }
+        None => on_timer(),
+    }
+}
+
+/// One tick.
 fn on_timer() {
     TICKS.fetch_add(1, Ordering::Relaxed);
     // EOI before the hook: the hook may switch to a task that runs for a long time, and the PIC

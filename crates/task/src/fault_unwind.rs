@@ -75,9 +75,14 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
     }
     let mut tasks = tables().tasks.try_lock()?;
     let t = tasks.get_mut(&cur)?;
-    let stack = t.stack.as_ref()?;
+    // The idle task runs on nano_core's boot stack (it unwinds only a tick, see `guard_tick`).
+    let (bottom, top) = match t.stack.as_ref() {
+        Some(s) => (s.bottom, s.top),
+        None if cur == 0 => nano_core::paging::kernel_layout().stack,
+        None => return None,
+    };
     // `panicking` is also set while a fault unwinds: a fault during that unwind ends the task.
-    if t.panicking || rsp > stack.top || rsp < stack.bottom + HEADROOM {
+    if t.panicking || rsp > top || rsp < bottom + HEADROOM {
         return None;
     }
     t.panicking = true;
@@ -98,6 +103,13 @@ extern "C-unwind" fn fault_start() -> ! {
     let what = what.unwrap_or_else(|| String::from("CPU exception"));
     if let Some(begin) = BEGIN.get() {
         begin(what.clone());
+    }
+    if cur == 0 {
+        // The idle task cannot end; without the unwind the fault is the kernel's.
+        nano_core::serial::emergency_write(format_args!(
+            "    (could not unwind the idle task's fault: system halted, exit code failure)\n"
+        ));
+        nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure);
     }
     nano_core::serial::emergency_write(format_args!("    (could not unwind the fault; ending the task without running destructors)\n"));
     exit(Exit::Faulted(what))

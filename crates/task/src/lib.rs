@@ -188,6 +188,8 @@ struct Task {
     fault: Option<(String, u64)>,
     /// The kill reason of the fault the last `catch` caught.
     caught_fault: Option<String>,
+    /// Ticks in progress on this task's stack (each inside [`guard_tick`]'s catch).
+    in_tick: u32,
 }
 
 /// The task table and the deaths the supervisor has not taken yet.
@@ -412,10 +414,12 @@ fn init_tasking() -> Result<(), TaskError> {
         panicking: false,
         fault: None,
         caught_fault: None,
+        in_tick: 0,
     };
     tables().tasks.lock().insert(0, Box::new(idle));
     set_fs_base(tp);
     ::interrupts::set_tick_hook(on_tick);
+    ::interrupts::set_tick_guard(guard_tick);
     exceptions::set_fault_hook(on_fault);
     exceptions::set_current_task_source(current);
     nano_core::panic::set_panic_hook(on_panic);
@@ -574,6 +578,7 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
         panicking: false,
         fault: None,
         caught_fault: None,
+        in_tick: 0,
     };
     cpu::without_interrupts(|| {
         tables().tasks.lock().insert(id, Box::new(t));
@@ -803,6 +808,82 @@ fn requeue_with_policy(tasks: &BTreeMap<TaskId, Box<Task>>, cur: TaskId) {
     }
 }
 
+/// Ticks abandoned because their code faulted or panicked (see [`guard_tick`]).
+static TICKS_ABANDONED: AtomicU64 = AtomicU64::new(0);
+
+/// Ticks abandoned because their code faulted or panicked: the interrupted tasks went on.
+pub fn ticks_abandoned() -> u64 {
+    TICKS_ABANDONED.load(Ordering::Relaxed)
+}
+
+/// A fault injected into a tick by [`inject_tick_fault`]: 0 none, 1 a page fault, 2 a panic;
+/// and the task whose tick it is for.
+static INJECTED: AtomicU64 = AtomicU64::new(0);
+static INJECTED_FOR: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the next timer tick that interrupts task `victim` fault (a read of address 8, in the
+/// unmapped first page) or panic inside the tick's own code, as damaged scheduler or timer code
+/// would: for `crash tick`, the test of [`guard_tick`].
+pub fn inject_tick_fault(panic: bool, victim: TaskId) {
+    INJECTED_FOR.store(victim, Ordering::Relaxed);
+    INJECTED.store(if panic { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+#[inline(never)]
+fn injected_tick_fault(kind: u64) {
+    if kind == 2 {
+        panic!("injected into the timer tick (crash tick --panic)");
+    }
+    // SAFETY: the read never completes: the first page is never mapped, so it faults, and the
+    // fault (what is being tested) is unwound by the tick guard.
+    let v = unsafe { core::ptr::read_volatile(core::hint::black_box(core::ptr::dangling::<u64>())) };
+    core::hint::black_box(v);
+}
+
+/// The timer's tick guard ([`::interrupts::TickGuard`]): runs the tick inside the unwinder's
+/// catch. A fault or a panic in the tick's code unwinds the interrupted task's stack only as far
+/// as here — the frames of the tick, whose locks are released by their destructors — and the
+/// tick is abandoned: the task it interrupted goes on, unharmed, and is not blamed. (Without it
+/// the unwind went on into the task, which was ended; the fault campaign counted that shell or
+/// supervisor as not contained.) A fault with the task table locked is still fatal (see
+/// [`on_fault`]), and so is one while the idle task runs: it has no stack the unwinder knows.
+fn guard_tick(tick: fn()) -> bool {
+    let Some(catch) = CATCH.get() else {
+        tick();
+        return true;
+    };
+    let cur = current();
+    let mark = |d: i32| {
+        if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
+            t.in_tick = t.in_tick.saturating_add_signed(d);
+        }
+    };
+    mark(1);
+    let mut run = || {
+        if INJECTED.load(Ordering::Relaxed) != 0 && INJECTED_FOR.load(Ordering::Relaxed) == cur {
+            injected_tick_fault(INJECTED.swap(0, Ordering::Relaxed));
+        }
+        tick()
+    };
+    let r = catch(&mut run);
+    mark(-1);
+    match r {
+        Ok(()) => true,
+        Err(msg) => {
+            // The unwind ran below this frame and left its words there (among them addresses
+            // of the code it passed, which a swap's quiescence check would take for references).
+            scrub_stack();
+            let what = take_fault().unwrap_or(msg);
+            TICKS_ABANDONED.fetch_add(1, Ordering::Relaxed);
+            nano_core::serial::emergency_write(format_args!(
+                "    {what} was in the timer tick's code, not task {cur}'s: the tick is abandoned and task {cur} ({}) goes on\n",
+                task_name(cur)
+            ));
+            false
+        }
+    }
+}
+
 /// The timer's hook (interrupts off). Every other user of the task table holds it with
 /// interrupts off too, so it is free whenever a tick arrives; should that ever not hold, this
 /// tick is skipped rather than spun on (spinning here, with interrupts off, on a lock the
@@ -830,8 +911,8 @@ fn on_tick() {
 
 fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     let cur = current();
-    if cur == 0 {
-        return None; // the idle/boot context: fatal
+    if cur == 0 && !in_tick(0) {
+        return None; // the idle/boot context, outside a tick: fatal
     }
     if tables().tasks.is_locked() {
         // The fault hit code holding the task table (a switch, the scheduler policy, a spawn):
@@ -843,14 +924,29 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
         return None;
     }
     let name = task_name(cur);
-    note_death_site(Some((info.rip, info.rsp)));
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
+    if in_tick(cur)
+        && let Some(at) = fault_unwind::prepare(cur, info, &what)
+    {
+        nano_core::serial::emergency_write(format_args!(
+            "    {} in the timer tick's code while task {cur} ({name}) ran; unwinding the tick\n",
+            info.name
+        ));
+        return Some(at);
+    }
+    note_death_site(Some((info.rip, info.rsp)));
     if let Some(at) = fault_unwind::prepare(cur, info, &what) {
         nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
         return Some(at);
     }
     nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {} (not unwound)\n", info.name));
     exit(Exit::Faulted(what))
+}
+
+/// Whether a tick is in progress on task `id`'s stack (its fault is the tick's, see
+/// [`guard_tick`]).
+fn in_tick(id: TaskId) -> bool {
+    cpu::without_interrupts(|| tables().tasks.try_lock().and_then(|t| t.get(&id).map(|t| t.in_tick > 0)).unwrap_or(false))
 }
 
 /// The name of task `id` (empty if the table is busy), taken with interrupts off.
@@ -877,7 +973,9 @@ pub fn unwinding_fault_ip() -> Option<u64> {
 /// exits with [`Exit::Panicked`]. A panic outside any task falls through to nano_core.
 fn on_panic(info: &core::panic::PanicInfo<'_>) {
     let cur = current();
-    if cur == 0 || !STARTED.load(Ordering::Acquire) {
+    // The idle task unwinds only a tick's panic (to the tick guard); anything else of its own is
+    // the kernel's end (nano_core's panic handler), as is a panic before tasking.
+    if !STARTED.load(Ordering::Acquire) || (cur == 0 && !in_tick(0)) {
         return;
     }
     let name = task_name(cur);
@@ -896,14 +994,23 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
         tables().tasks.try_lock().and_then(|mut t| t.get_mut(&cur).map(|t| !core::mem::replace(&mut t.panicking, true))).unwrap_or(false)
     });
     if !first {
+        if cur == 0 {
+            return;
+        }
         nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
         exit(Exit::Panicked(what));
     }
     if let Some(begin) = BEGIN.get() {
         // Unwinds to the catch around the task's entry (running destructors on the way), which
-        // ends the task; returns only if unwinding could not start.
+        // ends the task, or to the tick guard; returns only if unwinding could not start.
         begin(what.clone());
+        if cur == 0 {
+            return;
+        }
         nano_core::serial::emergency_write(format_args!("    (could not unwind; ending the task without running destructors)\n"));
+    }
+    if cur == 0 {
+        return;
     }
     exit(Exit::Panicked(what))
 }
@@ -1078,6 +1185,10 @@ pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
 pub fn idle_step() {
     IDLING.store(true, Ordering::Relaxed);
     yield_now();
+    // The idle task runs on the boot stack, where captain's start-up ran: the frames a tick
+    // builds below this one would otherwise sit on its words (the policy's address among
+    // them) and keep them live.
+    scrub_stack();
     x86_64::instructions::interrupts::enable_and_hlt();
 }
 

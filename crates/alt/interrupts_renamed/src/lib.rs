@@ -9,7 +9,7 @@ include!("../../../interrupts/src/pic.rs");
 
 /// The timer's interrupt entry, renamed.
 extern "x86-interrupt" fn timer_entry(_frame: InterruptStackFrame) {
-    on_timer()
+    timer_tick()
 }
 
 /// What `init` installs for the timer.
