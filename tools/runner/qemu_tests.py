@@ -506,6 +506,17 @@ CASES = [
                  r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s", r"^still here"],
          reject=[r"task \d+ \((idle|shell|supervisor|scrubber|crash)\) killed by", r"system halted", r"no tick was abandoned",
                  r"^usage: swap", r"^swap: (?!done)"]),
+    # A fault or panic in the scheduler while the task table is held (as a damaged policy would
+    # make: the policy is called under it) ends only the task that was scheduling: its frames
+    # release the table as it unwinds. It used to halt the kernel ("no task can be ended safely").
+    dict(name="recovery_a_fault_in_the_scheduler_with_the_task_table_held_ends_only_that_task", timeout=90, script=[
+            "crash schedule", "crash schedule --panic", "swap scheduler scheduler_v2 --state scheduler::swap_hook",
+            "crash schedule", "swap task task", "crash schedule --panic", "selftest", "ps", "echo still here", "poweroff"],
+         expect=[r"^shell: crash died: page fault at 0x[0-9a-f]+",
+                 r"^shell: crash panicked: injected into the scheduler, with the task table held \(crash --panic\)",
+                 r"^swap: done: ", r"selftest: 11 passed, 0 failed",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s", r"^still here"],
+         reject=[r"system halted", r"no task can be ended safely", r"crash: still alive", r"^usage: swap", r"^swap: (?!done)"]),
     dict(name="recovery_data_flips_in_kernel_state_are_repaired", timeout=90, script=[
             "beat 80 20", "sleep 200", "crash flip heartbeat::BEATS 0 3", "sleep 100", "swap heartbeat heartbeat_v2",
             "crash flip heartbeat::BEATS 16 6", "sleep 100", "crash flip scheduler::QUEUE 2056 7", "crash flip scheduler::QUEUE 2048 5",

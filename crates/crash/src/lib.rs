@@ -15,7 +15,10 @@
 //!   gives it up after a few tries);
 //! - `crash tick [--panic] [--idle]` makes the next timer tick fault (or panic) in the tick's
 //!   own code, as damaged timer or scheduler code would, while this command's task (or the idle
-//!   task) runs: the tick is abandoned and the task goes on (`task::guard_tick`).
+//!   task) runs: the tick is abandoned and the task goes on (`task::guard_tick`);
+//! - `crash schedule [--panic]` makes this task's next call into the scheduler fault (or panic)
+//!   while it holds the task table, as a damaged scheduler policy would: the task is unwound,
+//!   which releases the table, and ends; the rest of the system goes on.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -218,6 +221,14 @@ pub fn main(args: &[&str]) -> isize {
             };
         }
         (Some("restartable"), _) => return start_doomed(),
+        (Some("schedule"), _) => {
+            // Faults (or panics) in the scheduler with the task table held: this task ends,
+            // unwound, and the table is released on the way.
+            task::inject_schedule_fault(args.get(2) == Some(&"--panic"));
+            task::yield_now();
+            nano_core::println!("crash: still alive?");
+            return 1;
+        }
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
             return tick_fault(opts.contains(&"--panic"), opts.contains(&"--idle"));
@@ -239,7 +250,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic] [--idle]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic] [--idle]|schedule [--panic]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

@@ -15,7 +15,7 @@
 //! entry for it: the unwind crate's personality lets that one frame pass (see
 //! [`super::unwinding_fault_ip`]) — its own locals are not dropped; every caller's are.
 
-use super::{BEGIN, Exit, TaskId, current, exit, tables};
+use super::{BEGIN, Exit, TaskId, UNWINDING_FAULT, current, current_stack_bounds, exit, tables};
 use alloc::string::String;
 use x86_64::instructions::interrupts as cpu;
 
@@ -73,20 +73,21 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
     if rsp & 7 != 0 {
         return None;
     }
-    let mut tasks = tables().tasks.try_lock()?;
-    let t = tasks.get_mut(&cur)?;
-    // The idle task runs on nano_core's boot stack (it unwinds only a tick, see `guard_tick`).
-    let (bottom, top) = match t.stack.as_ref() {
-        Some(s) => (s.bottom, s.top),
-        None if cur == 0 => nano_core::paging::kernel_layout().stack,
-        None => return None,
-    };
-    // `panicking` is also set while a fault unwinds: a fault during that unwind ends the task.
-    if t.panicking || rsp > top || rsp < bottom + HEADROOM {
+    // The running task's stack (the idle task's is nano_core's boot stack), known without the
+    // task table, which the faulting code may hold.
+    let (bottom, top) = current_stack_bounds();
+    if rsp > top || rsp < bottom + HEADROOM {
         return None;
     }
-    t.panicking = true;
-    t.fault = Some((String::from(what), info.rip));
+    let mut slot = UNWINDING_FAULT.try_lock()?;
+    // A fault during a fault's unwind, or during a panic's: the task ends.
+    if slot.is_some() || tables().tasks.try_lock().is_some_and(|t| t.get(&cur).is_some_and(|t| t.panicking)) {
+        return None;
+    }
+    if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
+        t.panicking = true;
+    }
+    *slot = Some((cur, String::from(what), info.rip));
     let entry = if rsp.is_multiple_of(16) { delos_fault_entry_even as *const () } else { delos_fault_entry_odd as *const () };
     Some(entry as u64)
 }
@@ -99,7 +100,7 @@ extern "C" fn fault_return_address() -> u64 {
 /// Starts the unwind of a fault (called by the entry stubs, "from" the faulting instruction).
 extern "C-unwind" fn fault_start() -> ! {
     let cur = current();
-    let what = cpu::without_interrupts(|| tables().tasks.lock().get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.0.clone())));
+    let what = cpu::without_interrupts(|| UNWINDING_FAULT.lock().as_ref().filter(|f| f.0 == cur).map(|f| f.1.clone()));
     let what = what.unwrap_or_else(|| String::from("CPU exception"));
     if let Some(begin) = BEGIN.get() {
         begin(what.clone());
@@ -112,5 +113,7 @@ extern "C-unwind" fn fault_start() -> ! {
         nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure);
     }
     nano_core::serial::emergency_write(format_args!("    (could not unwind the fault; ending the task without running destructors)\n"));
+    *UNWINDING_FAULT.lock() = None;
+    super::halt_if_table_left_locked();
     exit(Exit::Faulted(what))
 }

@@ -184,8 +184,6 @@ struct Task {
     slice: u64,
     /// Set while a panic unwinds this task: a second panic then ends it at once.
     panicking: bool,
-    /// A CPU exception being unwound: the kill reason and the faulting instruction.
-    fault: Option<(String, u64)>,
     /// The kill reason of the fault the last `catch` caught.
     caught_fault: Option<String>,
     /// Ticks in progress on this task's stack (each inside [`guard_tick`]'s catch).
@@ -224,6 +222,26 @@ pub type CatchFn = fn(&mut dyn FnMut()) -> Result<(), String>;
 /// Starts unwinding the current task; returns only if that is impossible.
 pub type BeginFn = fn(String);
 
+/// The CPU exception being unwound — the task, the kill reason, the faulting instruction — kept
+/// outside the task table: the fault may hit code that holds the table (the scheduler policy is
+/// called under it), and the unwind is what releases it. One at a time: unwinding runs with
+/// interrupts off until its catch.
+static UNWINDING_FAULT: Mutex<Option<(TaskId, String, u64)>> = Mutex::new(None);
+
+/// The running task's stack (bottom, top), set with [`CURRENT`] at every switch, so that the
+/// fault handler can check a stack pointer without the task table.
+static CURRENT_STACK: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+fn set_current_stack((bottom, top): (u64, u64)) {
+    CURRENT_STACK[0].store(bottom, Ordering::Relaxed);
+    CURRENT_STACK[1].store(top, Ordering::Relaxed);
+}
+
+/// The running task's stack (bottom, top).
+pub(crate) fn current_stack_bounds() -> (u64, u64) {
+    (CURRENT_STACK[0].load(Ordering::Relaxed), CURRENT_STACK[1].load(Ordering::Relaxed))
+}
+
 static CATCH: Hook<CatchFn> = Hook::new("task::catch");
 static BEGIN: Hook<BeginFn> = Hook::new("task::begin_unwind");
 
@@ -232,11 +250,27 @@ static BEGIN: Hook<BeginFn> = Hook::new("task::begin_unwind");
 pub fn panic_caught() {
     let cur = current();
     cpu::without_interrupts(|| {
-        if let Some(t) = tables().tasks.lock().get_mut(&cur) {
+        let fault = UNWINDING_FAULT.lock().take().filter(|f| f.0 == cur).map(|f| f.1);
+        // The unwind released the table if a frame it passed held it; if the faulting frame
+        // itself held it, it is still locked (the caller of the catch checks, see
+        // `table_left_locked`).
+        if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
             t.panicking = false;
-            t.caught_fault = t.fault.take().map(|f| f.0);
+            t.caught_fault = fault;
         }
     });
+}
+
+/// After a catch: whether the task table is still locked — held by the very frame that faulted,
+/// whose locals an unwind from a fault does not drop. Nothing can be ended or scheduled then;
+/// says so and halts.
+pub(crate) fn halt_if_table_left_locked() {
+    if tables().tasks.is_locked() {
+        nano_core::serial::emergency_write(format_args!(
+            "    the faulting frame itself held the task table, which stays locked: system halted (exit code failure)\n"
+        ));
+        nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure);
+    }
 }
 
 /// Registers the unwinder: every task's entry then runs inside `catch`, and a panic in a task
@@ -412,7 +446,6 @@ fn init_tasking() -> Result<(), TaskError> {
         ticks: 0,
         slice: 0,
         panicking: false,
-        fault: None,
         caught_fault: None,
         in_tick: 0,
     };
@@ -424,6 +457,7 @@ fn init_tasking() -> Result<(), TaskError> {
     exceptions::set_current_task_source(current);
     nano_core::panic::set_panic_hook(on_panic);
     nano_core::kernel::IDLE_HOOK.set(idle_step);
+    set_current_stack(nano_core::paging::kernel_layout().stack);
     STARTED.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
     log::info!("task: tasking started; boot context is task 0 (idle)");
@@ -491,7 +525,8 @@ pub fn take_deaths() -> Vec<Death> {
 /// a restartable task's death report. Called before unwinding destroys the frames.
 fn note_death_site(fault: Option<(u64, u64)>) {
     let cur = current();
-    let Some((lo, hi)) = current_stack() else { return };
+    // Without the task table: the fault may have hit code that holds it.
+    let (lo, hi) = current_stack_bounds();
     let mut pcs = Vec::new();
     if let Some((rip, rsp)) = fault {
         pcs.push(rip);
@@ -576,7 +611,6 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
         ticks: 0,
         slice: 0,
         panicking: false,
-        fault: None,
         caught_fault: None,
         in_tick: 0,
     };
@@ -603,10 +637,13 @@ extern "C" fn task_main() -> ! {
             };
             match catch(&mut run) {
                 Ok(()) => ret,
-                Err(msg) => match take_fault() {
-                    Some(what) => exit(Exit::Faulted(what)),
-                    None => exit(Exit::Panicked(msg)),
-                },
+                Err(msg) => {
+                    halt_if_table_left_locked();
+                    match take_fault() {
+                        Some(what) => exit(Exit::Faulted(what)),
+                        None => exit(Exit::Panicked(msg)),
+                    }
+                }
             }
         }
         (Some(f), None) => f(),
@@ -675,6 +712,9 @@ fn reap_locked() {
 fn choose_next(cur: TaskId) -> Option<(bool, Option<TaskId>)> {
     let p = policy()?;
     let mut tasks = tables().tasks.lock();
+    if INJECTED_SCHEDULE.load(Ordering::Relaxed) != 0 && INJECTED_SCHEDULE_FOR.load(Ordering::Relaxed) == cur {
+        injected_fault(INJECTED_SCHEDULE.swap(0, Ordering::Relaxed), "the scheduler, with the task table held");
+    }
     let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
     if cur_runnable && (cur != 0 || !IDLING.load(Ordering::Relaxed)) {
         if let Some(t) = tasks.get_mut(&cur) {
@@ -739,11 +779,14 @@ pub fn schedule() {
             n.state = State::Running;
             n.slice = 0;
             let (next_rsp, next_fx, tp) = (n.rsp, &*n.fx as *const FxArea, n.tp);
+            let next_stack = n.stack.as_ref().map_or(nano_core::paging::kernel_layout().stack, Stack::range);
             let Some(c) = tasks.get_mut(&cur) else { return };
-            (&mut c.rsp as *mut u64, next_rsp, &mut *c.fx as *mut FxArea, next_fx, tp)
+            (&mut c.rsp as *mut u64, next_rsp, &mut *c.fx as *mut FxArea, next_fx, (tp, next_stack))
         };
+        let (tp, next_stack) = tp;
         SWITCHES.fetch_add(1, Ordering::Relaxed);
         CURRENT.store(next);
+        set_current_stack(next_stack);
         fxsave(prev_fx);
         fxrstor(next_fx);
         set_fs_base(tp);
@@ -829,10 +872,25 @@ pub fn inject_tick_fault(panic: bool, victim: TaskId) {
     INJECTED.store(if panic { 2 } else { 1 }, Ordering::Relaxed);
 }
 
+/// A fault (1) or panic (2) injected by [`inject_schedule_fault`] into the next scheduling of
+/// the task that asked, while it holds the task table.
+static INJECTED_SCHEDULE: AtomicU64 = AtomicU64::new(0);
+static INJECTED_SCHEDULE_FOR: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the calling task's next call into the scheduler fault (or panic) inside the task
+/// table's critical section, in a function it calls, as a damaged scheduler policy would: for
+/// `crash schedule`. The task is unwound — its frames release the table — and ends.
+pub fn inject_schedule_fault(panic: bool) {
+    INJECTED_SCHEDULE_FOR.store(current(), Ordering::Relaxed);
+    INJECTED_SCHEDULE.store(if panic { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// What `crash tick` and `crash schedule` inject: a page fault (`kind` 1) or a panic (2), in a
+/// frame of its own (a fault's own frame keeps its locals; its callers' are dropped).
 #[inline(never)]
-fn injected_tick_fault(kind: u64) {
+fn injected_fault(kind: u64, site: &'static str) {
     if kind == 2 {
-        panic!("injected into the timer tick (crash tick --panic)");
+        panic!("injected into {site} (crash --panic)");
     }
     // SAFETY: the read never completes: the first page is never mapped, so it faults, and the
     // fault (what is being tested) is unwound by the tick guard.
@@ -861,7 +919,7 @@ fn guard_tick(tick: fn()) -> bool {
     mark(1);
     let mut run = || {
         if INJECTED.load(Ordering::Relaxed) != 0 && INJECTED_FOR.load(Ordering::Relaxed) == cur {
-            injected_tick_fault(INJECTED.swap(0, Ordering::Relaxed));
+            injected_fault(INJECTED.swap(0, Ordering::Relaxed), "the timer tick");
         }
         tick()
     };
@@ -870,6 +928,7 @@ fn guard_tick(tick: fn()) -> bool {
     match r {
         Ok(()) => true,
         Err(msg) => {
+            halt_if_table_left_locked();
             // The unwind ran below this frame and left its words there (among them addresses
             // of the code it passed, which a swap's quiescence check would take for references).
             scrub_stack();
@@ -914,15 +973,9 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     if cur == 0 && !in_tick(0) {
         return None; // the idle/boot context, outside a tick: fatal
     }
-    if tables().tasks.is_locked() {
-        // The fault hit code holding the task table (a switch, the scheduler policy, a spawn):
-        // ending the task needs the table, and its state may be half-changed. Fatal, said so
-        // (rather than waiting forever for the lock).
-        nano_core::serial::emergency_write(format_args!(
-            "    the fault is inside the task table's critical section (scheduling): no task can be ended safely\n"
-        ));
-        return None;
-    }
+    // With the task table locked (the fault hit the scheduler policy, called under it), the
+    // task is still unwound: the frames that hold the table release it on the way, and the
+    // catch checks that none was left holding it (see `halt_if_table_left_locked`).
     let name = task_name(cur);
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
     if in_tick(cur)
@@ -965,7 +1018,7 @@ fn take_fault() -> Option<String> {
 /// function's cleanup table has no entry for it and its own locals are not dropped).
 pub fn unwinding_fault_ip() -> Option<u64> {
     let cur = current();
-    cpu::without_interrupts(|| tables().tasks.try_lock().and_then(|t| t.get(&cur).and_then(|t| t.fault.as_ref().map(|f| f.1))))
+    cpu::without_interrupts(|| UNWINDING_FAULT.try_lock().and_then(|f| f.as_ref().filter(|f| f.0 == cur).map(|f| f.2)))
 }
 
 /// A panic in a task ends only that task: message, location and a symbolized backtrace are
@@ -991,7 +1044,12 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     // Interrupts off while the table is held: the timer takes it too (a tick arriving inside
     // this window used to deadlock the machine, about one panic in a hundred).
     let first = cpu::without_interrupts(|| {
-        tables().tasks.try_lock().and_then(|mut t| t.get_mut(&cur).map(|t| !core::mem::replace(&mut t.panicking, true))).unwrap_or(false)
+        // With the table held by the panicking code (the policy, called under it), the panic
+        // cannot be recorded: it unwinds anyway, and the catch checks the table was released.
+        match tables().tasks.try_lock() {
+            Some(mut t) => t.get_mut(&cur).is_some_and(|t| !core::mem::replace(&mut t.panicking, true)),
+            None => true,
+        }
     });
     if !first {
         if cur == 0 {
