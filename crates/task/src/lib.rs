@@ -261,13 +261,14 @@ pub fn panic_caught() {
     });
 }
 
-/// After a catch: whether the task table is still locked — held by the very frame that faulted,
-/// whose locals an unwind from a fault does not drop. Nothing can be ended or scheduled then;
-/// says so and halts.
+/// Before a task is ended after a fault or panic: whether the task table is still locked — held
+/// by the very frame that faulted (whose locals an unwind from a fault does not drop), or by
+/// code that could not be unwound at all. Nothing can be ended or scheduled then (waiting for
+/// the table would hang with interrupts off): says so and halts.
 pub(crate) fn halt_if_table_left_locked() {
     if tables().tasks.is_locked() {
         nano_core::serial::emergency_write(format_args!(
-            "    the faulting frame itself held the task table, which stays locked: system halted (exit code failure)\n"
+            "    the task table stays locked (held by the faulting frame itself, or by code that was not unwound): no task can be ended; system halted (exit code failure)\n"
         ));
         nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure);
     }
@@ -993,6 +994,8 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
         return Some(at);
     }
     nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {} (not unwound)\n", info.name));
+    // Ending the task needs the table; if the faulting code holds it, nothing can (said so).
+    halt_if_table_left_locked();
     exit(Exit::Faulted(what))
 }
 
@@ -1056,6 +1059,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
             return;
         }
         nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
+        halt_if_table_left_locked();
         exit(Exit::Panicked(what));
     }
     if let Some(begin) = BEGIN.get() {
@@ -1070,6 +1074,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     if cur == 0 {
         return;
     }
+    halt_if_table_left_locked();
     exit(Exit::Panicked(what))
 }
 
