@@ -181,6 +181,16 @@ pub struct LoadedCrate {
 }
 
 impl LoadedCrate {
+    /// Notes section `id` named `name` if the unwinder needs it (`.eh_frame` for CFI,
+    /// `.gcc_except_table*` for landing pads).
+    pub(crate) fn note_unwind_section(&mut self, name: &str, id: SectionId) {
+        if name == ".eh_frame" {
+            self.eh_frame.push(id);
+        } else if name.starts_with(".gcc_except_table") {
+            self.gcc_except_table.push(id);
+        }
+    }
+
     /// A crate record with nothing placed yet.
     pub(crate) fn empty(id: CrateId, name: &str, file: &str, namespace: NamespaceId, prelinked: bool) -> LoadedCrate {
         LoadedCrate {

@@ -633,11 +633,7 @@ impl Loader {
             if let Some(old) = place.adopted_from() {
                 krate.adopted.push((id, old));
             }
-            if s.name == ".eh_frame" {
-                krate.eh_frame.push(id);
-            } else if s.name.starts_with(".gcc_except_table") {
-                krate.gcc_except_table.push(id);
-            }
+            krate.note_unwind_section(s.name, id);
             new_sections.push(LoadedSection {
                 id,
                 krate: crate_id,
@@ -1171,11 +1167,7 @@ impl Loader {
         }
         for s in &mut secs {
             s.symbols.sort_by(|a, b| a.offset.cmp(&b.offset).then(b.size.cmp(&a.size)));
-            if s.name == ".eh_frame" {
-                krate.eh_frame.push(s.id);
-            } else if s.name.starts_with(".gcc_except_table") {
-                krate.gcc_except_table.push(s.id);
-            }
+            krate.note_unwind_section(&s.name, s.id);
         }
         if !self.index.insert_batch(secs.iter().map(|s| (s.addr, s.size, s.id)).collect()) {
             return Err(LoadError::Malformed {
@@ -1249,11 +1241,7 @@ impl Loader {
             }
             let id = SectionId(first.0 + i as u32);
             secs.push(LoadedSection { id, krate: crate_id, name: t.name.to_string(), kind: t.kind, addr: t.addr, size: t.size, symbols });
-            if t.name == ".eh_frame" {
-                krate.eh_frame.push(id);
-            } else if t.name.starts_with(".gcc_except_table") {
-                krate.gcc_except_table.push(id);
-            }
+            krate.note_unwind_section(t.name, id);
         }
         if !self.index.insert_batch(secs.iter().map(|s| (s.addr, s.size, s.id)).collect()) {
             return Err(LoadError::Malformed {
