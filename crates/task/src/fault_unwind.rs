@@ -80,11 +80,14 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
         return None;
     }
     let mut slot = UNWINDING_FAULT.try_lock()?;
+    // The table, if the faulting code does not hold it, to mark the task as unwinding.
+    let mut tasks = tables().tasks.try_lock();
+    let task = tasks.as_mut().and_then(|t| t.get_mut(&cur));
     // A fault during a fault's unwind, or during a panic's: the task ends.
-    if slot.is_some() || tables().tasks.try_lock().is_some_and(|t| t.get(&cur).is_some_and(|t| t.panicking)) {
+    if slot.is_some() || task.as_ref().is_some_and(|t| t.panicking) {
         return None;
     }
-    if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
+    if let Some(t) = task {
         t.panicking = true;
     }
     *slot = Some((cur, String::from(what), info.rip));

@@ -253,7 +253,7 @@ pub fn panic_caught() {
         let fault = UNWINDING_FAULT.lock().take().filter(|f| f.0 == cur).map(|f| f.1);
         // The unwind released the table if a frame it passed held it; if the faulting frame
         // itself held it, it is still locked (the caller of the catch checks, see
-        // `table_left_locked`).
+        // `halt_if_table_left_locked`).
         if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
             t.panicking = false;
             t.caught_fault = fault;
@@ -472,8 +472,7 @@ pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<T
 
 /// The running task's stack: (lowest mapped address, top). `None` for the boot context.
 pub fn current_stack() -> Option<(u64, u64)> {
-    let cur = current();
-    without_preemption(|| tables().tasks.lock().get(&cur).and_then(|t| t.stack.as_ref().map(|s| (s.bottom, s.top))))
+    (current() != 0).then(current_stack_bounds)
 }
 
 /// Like [`spawn`], with a stack of `stack_pages` pages (a JIT compiler or deep recursion
@@ -713,9 +712,7 @@ fn reap_locked() {
 fn choose_next(cur: TaskId) -> Option<(bool, Option<TaskId>)> {
     let p = policy()?;
     let mut tasks = tables().tasks.lock();
-    if INJECTED_SCHEDULE.load(Ordering::Relaxed) != 0 && INJECTED_SCHEDULE_FOR.load(Ordering::Relaxed) == cur {
-        injected_fault(INJECTED_SCHEDULE.swap(0, Ordering::Relaxed), "the scheduler, with the task table held");
-    }
+    SCHEDULE_INJECTION.fire_for(cur, "the scheduler, with the task table held");
     let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
     if cur_runnable && (cur != 0 || !IDLING.load(Ordering::Relaxed)) {
         if let Some(t) = tasks.get_mut(&cur) {
@@ -860,30 +857,48 @@ pub fn ticks_abandoned() -> u64 {
     TICKS_ABANDONED.load(Ordering::Relaxed)
 }
 
-/// A fault injected into a tick by [`inject_tick_fault`]: 0 none, 1 a page fault, 2 a panic;
-/// and the task whose tick it is for.
-static INJECTED: AtomicU64 = AtomicU64::new(0);
-static INJECTED_FOR: AtomicU64 = AtomicU64::new(0);
+/// A fault armed by `crash tick` or `crash schedule` for one task: `kind` 0 none, 1 a page
+/// fault, 2 a panic.
+struct Injection {
+    kind: AtomicU64,
+    victim: AtomicU64,
+}
+
+impl Injection {
+    const fn new() -> Injection {
+        Injection { kind: AtomicU64::new(0), victim: AtomicU64::new(0) }
+    }
+
+    fn arm(&self, panic: bool, victim: TaskId) {
+        self.victim.store(victim, Ordering::Relaxed);
+        self.kind.store(if panic { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    /// Faults (or panics) here if armed for task `cur`, once; `site` says where, in a panic.
+    fn fire_for(&self, cur: TaskId, site: &'static str) {
+        if self.kind.load(Ordering::Relaxed) != 0 && self.victim.load(Ordering::Relaxed) == cur {
+            injected_fault(self.kind.swap(0, Ordering::Relaxed), site);
+        }
+    }
+}
+
+/// Armed by [`inject_tick_fault`]; fired in [`guard_tick`].
+static TICK_INJECTION: Injection = Injection::new();
+/// Armed by [`inject_schedule_fault`]; fired in [`choose_next`], with the task table held.
+static SCHEDULE_INJECTION: Injection = Injection::new();
 
 /// Makes the next timer tick that interrupts task `victim` fault (a read of address 8, in the
 /// unmapped first page) or panic inside the tick's own code, as damaged scheduler or timer code
 /// would: for `crash tick`, the test of [`guard_tick`].
 pub fn inject_tick_fault(panic: bool, victim: TaskId) {
-    INJECTED_FOR.store(victim, Ordering::Relaxed);
-    INJECTED.store(if panic { 2 } else { 1 }, Ordering::Relaxed);
+    TICK_INJECTION.arm(panic, victim);
 }
-
-/// A fault (1) or panic (2) injected by [`inject_schedule_fault`] into the next scheduling of
-/// the task that asked, while it holds the task table.
-static INJECTED_SCHEDULE: AtomicU64 = AtomicU64::new(0);
-static INJECTED_SCHEDULE_FOR: AtomicU64 = AtomicU64::new(0);
 
 /// Makes the calling task's next call into the scheduler fault (or panic) inside the task
 /// table's critical section, in a function it calls, as a damaged scheduler policy would: for
 /// `crash schedule`. The task is unwound — its frames release the table — and ends.
 pub fn inject_schedule_fault(panic: bool) {
-    INJECTED_SCHEDULE_FOR.store(current(), Ordering::Relaxed);
-    INJECTED_SCHEDULE.store(if panic { 2 } else { 1 }, Ordering::Relaxed);
+    SCHEDULE_INJECTION.arm(panic, current());
 }
 
 /// What `crash tick` and `crash schedule` inject: a page fault (`kind` 1) or a panic (2), in a
@@ -904,8 +919,9 @@ fn injected_fault(kind: u64, site: &'static str) {
 /// as here — the frames of the tick, whose locks are released by their destructors — and the
 /// tick is abandoned: the task it interrupted goes on, unharmed, and is not blamed. (Without it
 /// the unwind went on into the task, which was ended; the fault campaign counted that shell or
-/// supervisor as not contained.) A fault with the task table locked is still fatal (see
-/// [`on_fault`]), and so is one while the idle task runs: it has no stack the unwinder knows.
+/// supervisor as not contained.) The idle task's ticks are guarded too: it unwinds on
+/// nano_core's boot stack. A tick whose faulting frame itself held the task table cannot go on
+/// (see [`halt_if_table_left_locked`]).
 fn guard_tick(tick: fn()) -> bool {
     let Some(catch) = CATCH.get() else {
         tick();
@@ -919,9 +935,7 @@ fn guard_tick(tick: fn()) -> bool {
     };
     mark(1);
     let mut run = || {
-        if INJECTED.load(Ordering::Relaxed) != 0 && INJECTED_FOR.load(Ordering::Relaxed) == cur {
-            injected_fault(INJECTED.swap(0, Ordering::Relaxed), "the timer tick");
-        }
+        TICK_INJECTION.fire_for(cur, "the timer tick");
         tick()
     };
     let r = catch(&mut run);
@@ -971,7 +985,8 @@ fn on_tick() {
 
 fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     let cur = current();
-    if cur == 0 && !in_tick(0) {
+    let tick = in_tick(cur);
+    if cur == 0 && !tick {
         return None; // the idle/boot context, outside a tick: fatal
     }
     // With the task table locked (the fault hit the scheduler policy, called under it), the
@@ -979,19 +994,22 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     // catch checks that none was left holding it (see `halt_if_table_left_locked`).
     let name = task_name(cur);
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
-    if in_tick(cur)
-        && let Some(at) = fault_unwind::prepare(cur, info, &what)
-    {
-        nano_core::serial::emergency_write(format_args!(
-            "    {} in the timer tick's code while task {cur} ({name}) ran; unwinding the tick\n",
-            info.name
-        ));
+    if !tick {
+        note_death_site(Some((info.rip, info.rsp)));
+    }
+    if let Some(at) = fault_unwind::prepare(cur, info, &what) {
+        if tick {
+            nano_core::serial::emergency_write(format_args!(
+                "    {} in the timer tick's code while task {cur} ({name}) ran; unwinding the tick\n",
+                info.name
+            ));
+        } else {
+            nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
+        }
         return Some(at);
     }
-    note_death_site(Some((info.rip, info.rsp)));
-    if let Some(at) = fault_unwind::prepare(cur, info, &what) {
-        nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
-        return Some(at);
+    if tick {
+        note_death_site(Some((info.rip, info.rsp)));
     }
     nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {} (not unwound)\n", info.name));
     // Ending the task needs the table; if the faulting code holds it, nothing can (said so).
@@ -1266,7 +1284,7 @@ fn scrub_stack() {
     let rsp: u64;
     // SAFETY: reads the stack pointer; no memory is touched.
     unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
-    let floor = current_stack().map_or(nano_core::paging::kernel_layout().stack.0, |s| s.0);
+    let floor = current_stack_bounds().0;
     let top = rsp & !7;
     let start = top.saturating_sub(SCRUB).max(floor);
     if start >= top {
