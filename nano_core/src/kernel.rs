@@ -60,14 +60,15 @@ static DELOS_KERNEL_SYMBOLS: [u8; KERNEL_SYMBOLS_CAPACITY] = {
 /// What [`DELOS_KERNEL_SYMBOLS`] starts with until imgtool writes the table.
 const UNFILLED: &[u8] = b"unfilled: boot the image imgtool writes";
 
-/// The bytes of [`DELOS_KERNEL_SYMBOLS`] as they are in memory.
-fn kernel_symbols() -> &'static [u8] {
-    // The compiler knows the array's initializer; read through a pointer it cannot see through,
-    // so that it reads the bytes imgtool wrote instead of folding them to the marker.
-    let p = core::hint::black_box(DELOS_KERNEL_SYMBOLS.as_ptr());
-    // SAFETY: `p` is the start of an immutable static of KERNEL_SYMBOLS_CAPACITY bytes, mapped
-    // read-only for the kernel's lifetime; nothing writes it after the image is built.
-    unsafe { core::slice::from_raw_parts(p, KERNEL_SYMBOLS_CAPACITY) }
+/// A static of the `.imgtool` section as it is in memory: imgtool writes these after the link
+/// ([`DELOS_KERNEL_SYMBOLS`], the trust module's manifest digest). The compiler knows their
+/// initializers, so they are read through a pointer it cannot see through; otherwise it could
+/// fold a read to the initializer instead of the bytes imgtool wrote.
+pub(crate) fn written_by_imgtool<T>(s: &'static T) -> &'static T {
+    let p = core::hint::black_box(s as *const T);
+    // SAFETY: `p` is `s`: an immutable static, mapped read-only for the kernel's lifetime, that
+    // nothing writes after the image is built.
+    unsafe { &*p }
 }
 
 /// Boot information (available once captain runs).
@@ -520,7 +521,7 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
     }
 
     let t0 = crate::time::micros_since_entry();
-    let bytes = kernel_symbols();
+    let bytes: &'static [u8] = written_by_imgtool(&DELOS_KERNEL_SYMBOLS).as_slice();
     if bytes.starts_with(UNFILLED) {
         return Err(HandoverError::NoSymbolTable);
     }
