@@ -20,7 +20,7 @@ use crate::memory::{MemoryProvider, Perms, Region};
 use crate::namespace::{CrateNamespace, DirIndex, ObjectBytes, crate_name_of};
 use crate::reloc::{self, RelocKind, WriteError};
 use crate::symbols::{Lookup, SymbolRef, agnostic_key, agnostic_of_exact, exact_key};
-use crate::symtab::SymbolTable;
+use crate::symtab::{self, SymbolTable};
 use crate::tls::TlsImage;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -1124,50 +1124,26 @@ impl Loader {
         let crate_id = CrateId(self.next_crate);
         self.next_crate += 1;
         let mut krate = LoadedCrate::empty(crate_id, name, &format!("<{name}>"), ns, true);
-        let mut secs: Vec<LoadedSection> = Vec::new();
-        let new = |name: &str, addr: u64, size: u64, kind: SectionKind, secs: &mut Vec<LoadedSection>, next: &mut u32| {
-            let id = SectionId(*next);
-            *next += 1;
-            secs.push(LoadedSection { id, krate: crate_id, name: name.to_string(), kind, addr, size, symbols: Vec::new() });
-        };
-        for s in sections {
-            new(&s.name, s.addr, s.size, s.kind, &mut secs, &mut self.next_section);
-        }
-        secs.sort_by_key(|s| s.addr);
-        let mut extra = Vec::new();
-        // Exported symbols as (index into `secs`, symbol): their map keys are made below.
-        let mut exports: Vec<(usize, &PrelinkedSymbol)> = Vec::new();
-        for sym in symbols {
-            let i = secs.partition_point(|s| s.addr <= sym.addr);
-            let inside = i.checked_sub(1).filter(|&j| sym.addr < secs[j].addr + secs[j].size.max(1));
-            match inside {
-                Some(j) => {
-                    let offset = sym.addr - secs[j].addr;
-                    secs[j].symbols.push(SectionSymbol::new(offset, sym.size, sym.raw.clone(), sym.global));
-                    if sym.global {
-                        exports.push((j, sym));
-                    }
-                }
-                None => extra.push(sym),
-            }
-        }
-        for sym in extra {
-            // Aliases (several names at one address, like memcpy/memmove) share one section.
-            if !secs.last().is_some_and(|s| s.addr == sym.addr && s.name == "<symbol>")
-                && !secs.iter().any(|s| s.addr == sym.addr && s.name == "<symbol>")
-            {
-                new("<symbol>", sym.addr, sym.size.max(1), SectionKind::Text, &mut secs, &mut self.next_section);
-            }
-            if let Some(j) = secs.iter().position(|s| s.addr == sym.addr && s.name == "<symbol>") {
-                secs[j].symbols.push(SectionSymbol::new(0, sym.size, sym.raw.clone(), sym.global));
-                if sym.global {
-                    exports.push((j, sym));
-                }
-            }
-        }
-        for s in &mut secs {
-            s.symbols.sort_by(|a, b| a.offset.cmp(&b.offset).then(b.size.cmp(&a.size)));
-            krate.note_unwind_section(&s.name, s.id);
+        // Placed as the symbol tables imgtool prepares are (`symtab::place`).
+        let placed = symtab::place(sections, symbols);
+        let mut secs: Vec<LoadedSection> = Vec::with_capacity(placed.len());
+        for p in &placed {
+            let id = SectionId(self.next_section);
+            self.next_section += 1;
+            let mut listed = p.syms.clone();
+            symtab::listing_order(&mut listed, symbols);
+            let syms =
+                listed.iter().map(|&n| &symbols[n]).map(|y| SectionSymbol::new(y.addr - p.addr, y.size, y.raw.clone(), y.global)).collect();
+            secs.push(LoadedSection {
+                id,
+                krate: crate_id,
+                name: p.name.to_string(),
+                kind: p.kind,
+                addr: p.addr,
+                size: p.size,
+                symbols: syms,
+            });
+            krate.note_unwind_section(p.name, id);
         }
         if !self.index.insert_batch(secs.iter().map(|s| (s.addr, s.size, s.id)).collect()) {
             return Err(LoadError::Malformed {
@@ -1176,13 +1152,13 @@ impl Loader {
             });
         }
         krate.sections.extend(secs.iter().map(|s| s.id));
-        // In section order, as one batch (the symbol file's precomputed keys spare demangling).
-        exports.sort_by_key(|(j, sym)| (secs[*j].addr, sym.addr));
-        let entries: Vec<(String, SymbolRef)> = exports
-            .iter()
-            .map(|(j, sym)| {
+        // As one batch (the symbol file's precomputed keys spare demangling).
+        let entries: Vec<(String, SymbolRef)> = symtab::exports_in_claim_order(&placed, symbols)
+            .into_iter()
+            .map(|(j, n)| {
+                let sym = &symbols[n];
                 let key = sym.key.clone().unwrap_or_else(|| exact_key(&sym.raw));
-                (key, SymbolRef { addr: sym.addr, size: sym.size, section: secs[*j].id, krate: crate_id, tls: false })
+                (key, SymbolRef { addr: sym.addr, size: sym.size, section: secs[j].id, krate: crate_id, tls: false })
             })
             .collect();
         Ok(self.register_prelinked(ns, name, krate, secs, entries))

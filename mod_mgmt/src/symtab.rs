@@ -95,57 +95,94 @@ impl Strings {
     }
 }
 
-/// Builds the table of a prelinked crate (nano_core) from its sections and symbols, as
-/// [`crate::Loader::add_prelinked`] would register them (see the module docs).
-pub fn build(sections: &[PrelinkedSection], symbols: &[PrelinkedSymbol]) -> Vec<u8> {
-    struct Sec<'a> {
-        name: &'a str,
-        addr: u64,
-        size: u64,
-        kind: SectionKind,
-        syms: Vec<&'a PrelinkedSymbol>,
-    }
-    let mut secs: Vec<Sec<'_>> =
-        sections.iter().map(|s| Sec { name: &s.name, addr: s.addr, size: s.size, kind: s.kind, syms: Vec::new() }).collect();
+/// A section of a prelinked crate with the symbols that lie in it: indexes into the crate's
+/// symbols, in input order.
+pub(crate) struct Placed<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) addr: u64,
+    pub(crate) size: u64,
+    pub(crate) kind: SectionKind,
+    pub(crate) syms: Vec<usize>,
+}
+
+/// Places a prelinked crate's symbols in its sections, sorted by address. A symbol outside every
+/// section gets a `<symbol>` section of its own, which aliases (several names at one address,
+/// like memcpy/memmove) share. Both [`build`] and [`crate::Loader::add_prelinked`] register a
+/// crate this way.
+pub(crate) fn place<'a>(sections: &'a [PrelinkedSection], symbols: &[PrelinkedSymbol]) -> Vec<Placed<'a>> {
+    let mut secs: Vec<Placed<'a>> =
+        sections.iter().map(|s| Placed { name: &s.name, addr: s.addr, size: s.size, kind: s.kind, syms: Vec::new() }).collect();
     secs.sort_by_key(|s| s.addr);
     let mut extra = Vec::new();
-    for sym in symbols {
+    for (n, sym) in symbols.iter().enumerate() {
         let i = secs.partition_point(|s| s.addr <= sym.addr);
         match i.checked_sub(1).filter(|&j| sym.addr < secs[j].addr + secs[j].size.max(1)) {
-            Some(j) => secs[j].syms.push(sym),
-            None => extra.push(sym),
+            Some(j) => secs[j].syms.push(n),
+            None => extra.push(n),
         }
     }
     let real = secs.len();
-    for sym in extra {
-        // Aliases (several names at one address, like memcpy/memmove) share one section.
+    for n in extra {
+        let sym = &symbols[n];
         match secs[real..].iter_mut().find(|s| s.addr == sym.addr) {
-            Some(s) => s.syms.push(sym),
+            Some(s) => s.syms.push(n),
             None => {
-                secs.push(Sec { name: "<symbol>", addr: sym.addr, size: sym.size.max(1), kind: SectionKind::Text, syms: alloc::vec![sym] })
+                secs.push(Placed { name: "<symbol>", addr: sym.addr, size: sym.size.max(1), kind: SectionKind::Text, syms: alloc::vec![n] })
             }
         }
     }
     secs.sort_by_key(|s| s.addr);
-    for s in &mut secs {
-        s.syms.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
+    secs
+}
+
+/// The exports of placed sections in the order their keys are claimed — by section address,
+/// then symbol address, then input order; the first of one key wins — as (section index in
+/// `secs`, symbol index).
+pub(crate) fn exports_in_claim_order(secs: &[Placed<'_>], symbols: &[PrelinkedSymbol]) -> Vec<(usize, usize)> {
+    let mut exports: Vec<(usize, usize)> =
+        secs.iter().enumerate().flat_map(|(j, s)| s.syms.iter().filter(|&&n| symbols[n].global).map(move |&n| (j, n))).collect();
+    exports.sort_by_key(|&(j, n)| (secs[j].addr, symbols[n].addr));
+    exports
+}
+
+/// A section's symbols in the order it lists them (what `symbol_at` relies on): by address, the
+/// larger first at one address.
+pub(crate) fn listing_order(syms: &mut [usize], symbols: &[PrelinkedSymbol]) {
+    syms.sort_by(|&a, &b| symbols[a].addr.cmp(&symbols[b].addr).then(symbols[b].size.cmp(&symbols[a].size)));
+}
+
+/// Builds the table of a prelinked crate (nano_core) from its sections and symbols, as
+/// [`crate::Loader::add_prelinked`] would register them (see the module docs).
+pub fn build(sections: &[PrelinkedSection], symbols: &[PrelinkedSymbol]) -> Vec<u8> {
+    let secs = place(sections, symbols);
+    // Each symbol's index in the table, which lists each section's symbols in listing order.
+    let mut index = alloc::vec![0u32; symbols.len()];
+    let mut listed: Vec<Vec<usize>> = Vec::with_capacity(secs.len());
+    let mut next = 0u32;
+    for s in &secs {
+        let mut syms = s.syms.clone();
+        listing_order(&mut syms, symbols);
+        for &n in &syms {
+            index[n] = next;
+            next += 1;
+        }
+        listed.push(syms);
     }
 
     let mut strings = Strings::default();
     let mut out_secs = Vec::with_capacity(secs.len() * SECTION);
     let mut out_syms = Vec::with_capacity(symbols.len() * SYMBOL);
-    // Exports as (section address, symbol address, key, symbol index), in input order.
-    let mut exports: Vec<(u64, u64, String, u32)> = Vec::new();
-    let mut next = 0u32;
-    for (si, s) in secs.iter().enumerate() {
+    let mut first_symbol = 0u32;
+    for (si, (s, syms)) in secs.iter().zip(&listed).enumerate() {
         let (no, nl) = strings.add(s.name);
         for v in [s.addr, s.size] {
             out_secs.extend_from_slice(&v.to_le_bytes());
         }
-        for v in [no, nl, next, s.syms.len() as u32, kind_code(s.kind), 0] {
+        for v in [no, nl, first_symbol, syms.len() as u32, kind_code(s.kind), 0] {
             out_secs.extend_from_slice(&v.to_le_bytes());
         }
-        for y in &s.syms {
+        first_symbol += syms.len() as u32;
+        for y in syms.iter().map(|&n| &symbols[n]) {
             let (ro, rl) = strings.add(&y.raw);
             for v in [y.addr, y.size] {
                 out_syms.extend_from_slice(&v.to_le_bytes());
@@ -153,20 +190,16 @@ pub fn build(sections: &[PrelinkedSection], symbols: &[PrelinkedSymbol]) -> Vec<
             for v in [ro, rl, si as u32, u32::from(y.global)] {
                 out_syms.extend_from_slice(&v.to_le_bytes());
             }
-            if y.global {
-                exports.push((s.addr, y.addr, y.key.clone().unwrap_or_else(|| exact_key(&y.raw)), next));
-            }
-            next += 1;
         }
     }
-    // The first definition of a key, in address order, wins (stable: ties keep input order).
-    exports.sort_by_key(|e| (e.0, e.1));
+    // The first definition of a key wins; the others are counted as shadowed.
     let mut first: BTreeMap<String, u32> = BTreeMap::new();
     let mut shadowed = 0u32;
-    for (_, _, key, sym) in exports {
-        match first.entry(key) {
+    for (_, n) in exports_in_claim_order(&secs, symbols) {
+        let y = &symbols[n];
+        match first.entry(y.key.clone().unwrap_or_else(|| exact_key(&y.raw))) {
             alloc::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(sym);
+                v.insert(index[n]);
             }
             alloc::collections::btree_map::Entry::Occupied(_) => shadowed += 1,
         }
