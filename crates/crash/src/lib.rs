@@ -13,12 +13,13 @@
 //!   or in a static (a data or bss symbol of a live crate);
 //! - `crash restartable` starts a restartable task that panics every time it runs (recovery
 //!   gives it up after a few tries);
-//! - `crash tick [--panic] [--idle]` makes the next timer tick fault (or panic) in the tick's
-//!   own code, as damaged timer or scheduler code would, while this command's task (or the idle
-//!   task) runs: the tick is abandoned and the task goes on (`task::guard_tick`);
-//! - `crash schedule [--panic]` makes this task's next call into the scheduler fault (or panic)
-//!   while it holds the task table, as a damaged scheduler policy would: the task is unwound,
-//!   which releases the table, and ends; the rest of the system goes on.
+//! - `crash tick [--panic|--wild] [--idle]` makes the next timer tick fault (or panic, or jump
+//!   to where there is no code) in the tick's own code, as damaged timer or scheduler code
+//!   would, while this command's task (or the idle task) runs: the tick is abandoned and the
+//!   task goes on (the task crate's guarded steps);
+//! - `crash schedule [--panic|--wild]` does the same to this task's next scheduling decision,
+//!   made with the task table held, as a damaged scheduler policy would: the decision is
+//!   abandoned, the table released, and this task goes on.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -184,9 +185,9 @@ fn flip_data_bit(l: &mod_mgmt::Loader, at: u64, bit: u8) -> Result<(alloc::strin
 /// Makes the next timer tick that interrupts this task (it spins), or with `idle` the idle
 /// task (this task lets it run), fault or panic in the tick's own code, and reports whether the
 /// interrupted task went on.
-fn tick_fault(panic: bool, idle: bool) -> isize {
+fn tick_fault(fault: task::Fault, idle: bool) -> isize {
     let before = task::ticks_abandoned();
-    task::inject_tick_fault(panic, if idle { 0 } else { task::current() });
+    task::inject_tick_fault(fault, if idle { 0 } else { task::current() });
     let deadline = nano_core::time::micros_since_entry() + 2_000_000;
     while task::ticks_abandoned() == before && nano_core::time::micros_since_entry() < deadline {
         if idle {
@@ -200,7 +201,40 @@ fn tick_fault(panic: bool, idle: bool) -> isize {
         return 1;
     }
     let who = if idle { "the idle task" } else { "this task" };
-    nano_core::println!("crash: the tick's {} was contained; {who} went on", if panic { "panic" } else { "fault" });
+    nano_core::println!("crash: the tick's {} was contained; {who} went on", fault_name(fault));
+    0
+}
+
+/// The fault `crash tick` or `crash schedule` injects: `--panic`, `--wild` or a page fault.
+fn injected(opts: &[&str]) -> task::Fault {
+    if opts.contains(&"--panic") {
+        task::Fault::Panic
+    } else if opts.contains(&"--wild") {
+        task::Fault::WildJump
+    } else {
+        task::Fault::PageFault
+    }
+}
+
+fn fault_name(fault: task::Fault) -> &'static str {
+    match fault {
+        task::Fault::PageFault => "fault",
+        task::Fault::Panic => "panic",
+        task::Fault::WildJump => "wild jump",
+    }
+}
+
+/// Makes this task's next scheduling decision fail with `fault`, with the task table held, and
+/// reports whether this task went on.
+fn schedule_fault(fault: task::Fault) -> isize {
+    let before = task::steps_abandoned();
+    task::inject_schedule_fault(fault);
+    task::yield_now();
+    if task::steps_abandoned() == before {
+        nano_core::println!("crash: the scheduler's decision was not abandoned");
+        return 1;
+    }
+    nano_core::println!("crash: the scheduler's {} was contained; this task went on", fault_name(fault));
     0
 }
 
@@ -221,17 +255,10 @@ pub fn main(args: &[&str]) -> isize {
             };
         }
         (Some("restartable"), _) => return start_doomed(),
-        (Some("schedule"), _) => {
-            // Faults (or panics) in the scheduler with the task table held: this task ends,
-            // unwound, and the table is released on the way.
-            task::inject_schedule_fault(args.get(2) == Some(&"--panic"));
-            task::yield_now();
-            nano_core::println!("crash: still alive?");
-            return 1;
-        }
+        (Some("schedule"), _) => return schedule_fault(injected(args.get(2..).unwrap_or(&[]))),
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
-            return tick_fault(opts.contains(&"--panic"), opts.contains(&"--idle"));
+            return tick_fault(injected(opts), opts.contains(&"--idle"));
         }
         (Some("corrupt" | "wild" | "flip"), None) => {
             nano_core::println!("usage: crash corrupt SYMBOL | crash wild SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
@@ -250,7 +277,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic] [--idle]|schedule [--panic]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic|--wild] [--idle]|schedule [--panic|--wild]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

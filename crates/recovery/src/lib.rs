@@ -10,7 +10,8 @@
 //!   data corruption, and the state is what the restarted task continues from), and starts the
 //!   task again with the same entry and argument — the current version of the entry, if its
 //!   crate was reloaded. A task that dies [`GIVE_UP_AFTER`] times within [`WINDOW_MS`] is given
-//!   up, with a message;
+//!   up, with a message; after the kernel abandoned a timer tick or a scheduling decision
+//!   (damage in their code, see the task crate's `step`), it verifies and repairs every crate;
 //! - a **scrubber** task verifies every crate's code and read-only data periodically (the
 //!   `scrub_ms=N` kernel option, default 1000; 0 turns it off) and reloads what changed —
 //!   corruption in code that has not run yet is repaired before it runs.
@@ -257,11 +258,31 @@ fn handed_over(name: &str, me: fn(u64) -> isize, symbol: &str, arg: u64) -> bool
     }
 }
 
+/// After the kernel abandoned a timer tick or a scheduling decision (a fault or a panic in its
+/// code, which no task is blamed for and no restart follows): verifies every crate — the damage
+/// may lie in any of the scheduler's, the timer's or the task layer's — and repairs what
+/// changed, so the next tick or decision runs intact code.
+fn after_abandoned_steps() {
+    let v = verify_all(true);
+    for r in &v.repaired {
+        nano_core::println!("recovery: after an abandoned kernel step, crate {} was corrupted: {}", r.name, r.how);
+    }
+    for f in &v.failed {
+        nano_core::println!("recovery: after an abandoned kernel step, a corrupted crate could not be reloaded: {f}");
+    }
+}
+
 /// The supervisor's body (a task): forever takes deaths and recovers from them.
 pub fn supervise(_: u64) -> isize {
+    let mut steps_seen = task::steps_abandoned();
     for round in 0u64.. {
         for d in task::take_deaths() {
             recover(d);
+        }
+        let steps = task::steps_abandoned();
+        if steps != steps_seen {
+            steps_seen = steps;
+            after_abandoned_steps();
         }
         // Every 100 ms: has a swap replaced this crate?
         if round % 20 == 0 && handed_over("supervisor", supervise, "recovery::supervise", 0) {

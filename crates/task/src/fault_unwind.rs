@@ -108,6 +108,9 @@ extern "C-unwind" fn fault_start() -> ! {
     if let Some(begin) = BEGIN.get() {
         begin(what.clone());
     }
+    // No unwind could start (no unwind information for the code that faulted: a jump to where
+    // there is none): a step is escaped instead.
+    super::step::escape();
     if cur == 0 {
         // The idle task cannot end; without the unwind the fault is the kernel's.
         nano_core::serial::emergency_write(format_args!(

@@ -29,6 +29,9 @@ use spin::Mutex;
 use x86_64::instructions::interrupts as cpu;
 
 mod fault_unwind;
+mod step;
+
+pub use step::{abandoned as steps_abandoned, escaped as steps_escaped, ticks_abandoned};
 
 /// A task's id. The boot task (which becomes the idle task) is 0.
 pub type TaskId = u64;
@@ -186,8 +189,9 @@ struct Task {
     panicking: bool,
     /// The kill reason of the fault the last `catch` caught.
     caught_fault: Option<String>,
-    /// Ticks in progress on this task's stack (each inside [`guard_tick`]'s catch).
-    in_tick: u32,
+    /// The innermost guarded step in progress on this task's stack, kept while it is switched
+    /// out (see [`step`]).
+    step: u64,
 }
 
 /// The task table and the deaths the supervisor has not taken yet.
@@ -448,7 +452,7 @@ fn init_tasking() -> Result<(), TaskError> {
         slice: 0,
         panicking: false,
         caught_fault: None,
-        in_tick: 0,
+        step: 0,
     };
     tables().tasks.lock().insert(0, Box::new(idle));
     set_fs_base(tp);
@@ -612,7 +616,7 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
         slice: 0,
         panicking: false,
         caught_fault: None,
-        in_tick: 0,
+        step: 0,
     };
     cpu::without_interrupts(|| {
         tables().tasks.lock().insert(id, Box::new(t));
@@ -743,6 +747,21 @@ fn remove_from_policy(id: TaskId) {
     }
 }
 
+/// The scheduling decision when the policy's was abandoned (its code faulted or panicked):
+/// round robin over the task table by id, which is the truth the policy's run queue only
+/// mirrors. Keeps tasks running — the supervisor among them, which verifies and repairs the
+/// policy's crate — while the policy is damaged.
+fn fallback_choice(cur: TaskId) -> (bool, Option<TaskId>) {
+    let mut tasks = tables().tasks.lock();
+    let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
+    if let Some(t) = tasks.get_mut(&cur).filter(|_| cur_runnable) {
+        t.state = State::Runnable;
+    }
+    let runnable = |t: &&Box<Task>| t.id != 0 && t.id != cur && t.state == State::Runnable;
+    let next = tasks.range(cur + 1..).map(|(_, t)| t).find(runnable).or_else(|| tasks.range(..cur).map(|(_, t)| t).find(runnable));
+    (cur_runnable, next.map(|t| t.id))
+}
+
 /// Picks the next task and switches to it. Returns when the caller is scheduled again (or
 /// immediately if nothing else is runnable).
 pub fn schedule() {
@@ -751,7 +770,16 @@ pub fn schedule() {
     }
     cpu::without_interrupts(|| {
         let cur = current();
-        let Some((cur_runnable, next)) = choose_next(cur) else { return };
+        // The policy's decision, as a guarded step: damage in the policy (or in the table's
+        // bookkeeping around it) abandons the decision, not the task that asked for it.
+        let mut decision = None;
+        let (cur_runnable, next) = match step::run(step::Step::Schedule, &mut || decision = choose_next(cur)) {
+            Ok(()) => match decision {
+                Some(d) => d,
+                None => return,
+            },
+            Err(_) => fallback_choice(cur),
+        };
         // Nothing queued: the idle task, unless the current task can go on.
         let from_queue = next.is_some();
         let next = next.unwrap_or(0);
@@ -771,20 +799,22 @@ pub fn schedule() {
             }
             return;
         }
-        let (save, next_rsp, prev_fx, next_fx, tp) = {
+        let (save, next_rsp, prev_fx, next_fx, tp, next_step) = {
             let mut tasks = tables().tasks.lock();
             let Some(n) = tasks.get_mut(&next) else { return };
             n.state = State::Running;
             n.slice = 0;
-            let (next_rsp, next_fx, tp) = (n.rsp, &*n.fx as *const FxArea, n.tp);
+            let (next_rsp, next_fx, tp, next_step) = (n.rsp, &*n.fx as *const FxArea, n.tp, n.step);
             let next_stack = n.stack.as_ref().map_or(nano_core::paging::kernel_layout().stack, Stack::range);
             let Some(c) = tasks.get_mut(&cur) else { return };
-            (&mut c.rsp as *mut u64, next_rsp, &mut *c.fx as *mut FxArea, next_fx, (tp, next_stack))
+            c.step = step::save();
+            (&mut c.rsp as *mut u64, next_rsp, &mut *c.fx as *mut FxArea, next_fx, (tp, next_stack), next_step)
         };
         let (tp, next_stack) = tp;
         SWITCHES.fetch_add(1, Ordering::Relaxed);
         CURRENT.store(next);
         set_current_stack(next_stack);
+        step::restore(next_step);
         fxsave(prev_fx);
         fxrstor(next_fx);
         set_fs_base(tp);
@@ -849,16 +879,20 @@ fn requeue_with_policy(tasks: &BTreeMap<TaskId, Box<Task>>, cur: TaskId) {
     }
 }
 
-/// Ticks abandoned because their code faulted or panicked (see [`guard_tick`]).
-static TICKS_ABANDONED: AtomicU64 = AtomicU64::new(0);
-
-/// Ticks abandoned because their code faulted or panicked: the interrupted tasks went on.
-pub fn ticks_abandoned() -> u64 {
-    TICKS_ABANDONED.load(Ordering::Relaxed)
+/// What `crash tick` and `crash schedule` inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A page fault (a read of address 8, in the unmapped first page), which unwinds.
+    PageFault = 1,
+    /// A panic.
+    Panic = 2,
+    /// A call to address 8, where there is no code: no unwind can start there (no unwind
+    /// information covers it), as after a flipped bit sent a jump astray.
+    WildJump = 3,
 }
 
-/// A fault armed by `crash tick` or `crash schedule` for one task: `kind` 0 none, 1 a page
-/// fault, 2 a panic.
+/// A fault armed by `crash tick` or `crash schedule` for one task: `kind` 0 none, else a
+/// [`Fault`].
 struct Injection {
     kind: AtomicU64,
     victim: AtomicU64,
@@ -869,9 +903,9 @@ impl Injection {
         Injection { kind: AtomicU64::new(0), victim: AtomicU64::new(0) }
     }
 
-    fn arm(&self, panic: bool, victim: TaskId) {
+    fn arm(&self, fault: Fault, victim: TaskId) {
         self.victim.store(victim, Ordering::Relaxed);
-        self.kind.store(if panic { 2 } else { 1 }, Ordering::Relaxed);
+        self.kind.store(fault as u64, Ordering::Relaxed);
     }
 
     /// Faults (or panics) here if armed for task `cur`, once; `site` says where, in a panic.
@@ -887,75 +921,55 @@ static TICK_INJECTION: Injection = Injection::new();
 /// Armed by [`inject_schedule_fault`]; fired in [`choose_next`], with the task table held.
 static SCHEDULE_INJECTION: Injection = Injection::new();
 
-/// Makes the next timer tick that interrupts task `victim` fault (a read of address 8, in the
-/// unmapped first page) or panic inside the tick's own code, as damaged scheduler or timer code
-/// would: for `crash tick`, the test of [`guard_tick`].
-pub fn inject_tick_fault(panic: bool, victim: TaskId) {
-    TICK_INJECTION.arm(panic, victim);
+/// Makes the next timer tick that interrupts task `victim` fail with `fault` inside the tick's
+/// own code, as damaged scheduler or timer code would: for `crash tick`, the test of
+/// [`guard_tick`].
+pub fn inject_tick_fault(fault: Fault, victim: TaskId) {
+    TICK_INJECTION.arm(fault, victim);
 }
 
-/// Makes the calling task's next call into the scheduler fault (or panic) inside the task
+/// Makes the calling task's next call into the scheduler fail with `fault` inside the task
 /// table's critical section, in a function it calls, as a damaged scheduler policy would: for
-/// `crash schedule`. The task is unwound — its frames release the table — and ends.
-pub fn inject_schedule_fault(panic: bool) {
-    SCHEDULE_INJECTION.arm(panic, current());
+/// `crash schedule`. The decision is abandoned (the table released) and the task goes on.
+pub fn inject_schedule_fault(fault: Fault) {
+    SCHEDULE_INJECTION.arm(fault, current());
 }
 
-/// What `crash tick` and `crash schedule` inject: a page fault (`kind` 1) or a panic (2), in a
-/// frame of its own (a fault's own frame keeps its locals; its callers' are dropped).
+/// What `crash tick` and `crash schedule` inject (a [`Fault`] as a number), in a frame of its
+/// own (a fault's own frame keeps its locals; its callers' are dropped).
 #[inline(never)]
 fn injected_fault(kind: u64, site: &'static str) {
-    if kind == 2 {
+    if kind == Fault::Panic as u64 {
         panic!("injected into {site} (crash --panic)");
     }
+    if kind == Fault::WildJump as u64 {
+        // SAFETY: none needed for what happens: the call faults on fetching its first
+        // instruction (the first page is never mapped), and the fault (what is being tested) is
+        // escaped by the step guard, since no unwind information covers address 8.
+        let nowhere: extern "C" fn() = unsafe { core::mem::transmute::<usize, extern "C" fn()>(core::hint::black_box(8)) };
+        nowhere();
+        return;
+    }
     // SAFETY: the read never completes: the first page is never mapped, so it faults, and the
-    // fault (what is being tested) is unwound by the tick guard.
+    // fault (what is being tested) is unwound by the step guard.
     let v = unsafe { core::ptr::read_volatile(core::hint::black_box(core::ptr::dangling::<u64>())) };
     core::hint::black_box(v);
 }
 
-/// The timer's tick guard ([`::interrupts::TickGuard`]): runs the tick inside the unwinder's
-/// catch. A fault or a panic in the tick's code unwinds the interrupted task's stack only as far
-/// as here — the frames of the tick, whose locks are released by their destructors — and the
-/// tick is abandoned: the task it interrupted goes on, unharmed, and is not blamed. (Without it
-/// the unwind went on into the task, which was ended; the fault campaign counted that shell or
-/// supervisor as not contained.) The idle task's ticks are guarded too: it unwinds on
-/// nano_core's boot stack. A tick whose faulting frame itself held the task table cannot go on
-/// (see [`halt_if_table_left_locked`]).
+/// The timer's tick guard ([`::interrupts::TickGuard`]): runs the tick as a guarded step (see
+/// [`step`]). A fault or a panic in the tick's code unwinds the interrupted task's stack only as
+/// far as here — the frames of the tick, whose locks are released by their destructors — or,
+/// where no unwind can start, escapes back here; the tick is abandoned and the task it
+/// interrupted goes on, unharmed and not blamed. (Without it the unwind went on into the task,
+/// which was ended; the fault campaign counted that shell or supervisor as not contained.) The
+/// idle task's ticks are guarded too: it unwinds on nano_core's boot stack.
 fn guard_tick(tick: fn()) -> bool {
-    let Some(catch) = CATCH.get() else {
-        tick();
-        return true;
-    };
     let cur = current();
-    let mark = |d: i32| {
-        if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
-            t.in_tick = t.in_tick.saturating_add_signed(d);
-        }
-    };
-    mark(1);
     let mut run = || {
         TICK_INJECTION.fire_for(cur, "the timer tick");
         tick()
     };
-    let r = catch(&mut run);
-    mark(-1);
-    match r {
-        Ok(()) => true,
-        Err(msg) => {
-            halt_if_table_left_locked();
-            // The unwind ran below this frame and left its words there (among them addresses
-            // of the code it passed, which a swap's quiescence check would take for references).
-            scrub_stack();
-            let what = take_fault().unwrap_or(msg);
-            TICKS_ABANDONED.fetch_add(1, Ordering::Relaxed);
-            nano_core::serial::emergency_write(format_args!(
-                "    {what} was in the timer tick's code, not task {cur}'s: the tick is abandoned and task {cur} ({}) goes on\n",
-                task_name(cur)
-            ));
-            false
-        }
-    }
+    step::run(step::Step::Tick, &mut run).is_ok()
 }
 
 /// The timer's hook (interrupts off). Every other user of the task table holds it with
@@ -985,42 +999,48 @@ fn on_tick() {
 
 fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     let cur = current();
-    let tick = in_tick(cur);
-    if cur == 0 && !tick {
-        return None; // the idle/boot context, outside a tick: fatal
+    let in_step = step::in_step();
+    if cur == 0 && !in_step {
+        return None; // the idle/boot context, outside a step: fatal
     }
     // With the task table locked (the fault hit the scheduler policy, called under it), the
     // task is still unwound: the frames that hold the table release it on the way, and the
     // catch checks that none was left holding it (see `halt_if_table_left_locked`).
-    let name = task_name(cur);
+    let who = task_label(cur);
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
-    if !tick {
+    if !in_step {
         note_death_site(Some((info.rip, info.rsp)));
     }
     if let Some(at) = fault_unwind::prepare(cur, info, &what) {
-        if tick {
+        if in_step {
             nano_core::serial::emergency_write(format_args!(
-                "    {} in the timer tick's code while task {cur} ({name}) ran; unwinding the tick\n",
+                "    {} in the kernel's step (tick or scheduling) while {who} ran; unwinding the step\n",
                 info.name
             ));
         } else {
-            nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {}; unwinding its stack\n", info.name));
+            nano_core::serial::emergency_write(format_args!("    {who} killed by {}; unwinding its stack\n", info.name));
         }
         return Some(at);
     }
-    if tick {
-        note_death_site(Some((info.rip, info.rsp)));
+    if let Some(at) = step::escape_entry() {
+        nano_core::serial::emergency_write(format_args!(
+            "    {} in the kernel's step (tick or scheduling) while {who} ran, and it cannot be unwound: escaping the step\n",
+            info.name
+        ));
+        return Some(at);
     }
-    nano_core::serial::emergency_write(format_args!("    task {cur} ({name}) killed by {} (not unwound)\n", info.name));
+    nano_core::serial::emergency_write(format_args!("    {who} killed by {} (not unwound)\n", info.name));
     // Ending the task needs the table; if the faulting code holds it, nothing can (said so).
     halt_if_table_left_locked();
     exit(Exit::Faulted(what))
 }
 
-/// Whether a tick is in progress on task `id`'s stack (its fault is the tick's, see
-/// [`guard_tick`]).
-fn in_tick(id: TaskId) -> bool {
-    cpu::without_interrupts(|| tables().tasks.try_lock().and_then(|t| t.get(&id).map(|t| t.in_tick > 0)).unwrap_or(false))
+/// "task ID (NAME)", or "task ID" if the table is busy (held by the code that faulted).
+fn task_label(id: TaskId) -> String {
+    match task_name(id) {
+        n if n.is_empty() => alloc::format!("task {id}"),
+        n => alloc::format!("task {id} ({n})"),
+    }
 }
 
 /// The name of task `id` (empty if the table is busy), taken with interrupts off.
@@ -1049,7 +1069,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     let cur = current();
     // The idle task unwinds only a tick's panic (to the tick guard); anything else of its own is
     // the kernel's end (nano_core's panic handler), as is a panic before tasking.
-    if !STARTED.load(Ordering::Acquire) || (cur == 0 && !in_tick(0)) {
+    if !STARTED.load(Ordering::Acquire) || (cur == 0 && !step::in_step()) {
         return;
     }
     let name = task_name(cur);
@@ -1073,6 +1093,8 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
         }
     });
     if !first {
+        // A panic while a step unwinds: the step is escaped.
+        step::escape();
         if cur == 0 {
             return;
         }
@@ -1084,6 +1106,8 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
         // Unwinds to the catch around the task's entry (running destructors on the way), which
         // ends the task, or to the tick guard; returns only if unwinding could not start.
         begin(what.clone());
+        // Unwinding could not start: a step is escaped instead.
+        step::escape();
         if cur == 0 {
             return;
         }

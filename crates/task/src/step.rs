@@ -1,0 +1,255 @@
+//! Guarded kernel steps: a timer tick and a scheduling decision are the kernel's work, done on
+//! whatever task's stack happens to be running. Damage in their code (a flipped bit in the
+//! scheduler policy, the timer handler, the task table's bookkeeping) is not that task's fault,
+//! so a fault or a panic inside a step abandons the step, never the task.
+//!
+//! A step runs inside the unwinder's catch, so an unwind (from a panic, or from a CPU exception
+//! turned into one, see [`super::fault_unwind`]) stops at the step and the destructors of its
+//! frames release what it held. Where no unwind can start — a jump to where there is no code,
+//! a stack pointer sent off the stack, a fault while a fault unwinds — the step is *escaped*:
+//! the registers saved when it began are put back and the step returns as abandoned, skipping
+//! its frames (their destructors do not run). Either way, the task table, if the step took it,
+//! is released: a step's own writes to it are single fields, never the map's structure.
+//!
+//! The innermost step's context is kept per task (saved and restored at every switch, because a
+//! tick may switch tasks inside its step and resume later), in three copies: the fault handler
+//! reads it to decide whether a fault is a step's.
+
+use super::{CATCH, TaskId, UNWINDING_FAULT, current, scrub_stack, tables};
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
+use nano_core::triple::Triple;
+use x86_64::instructions::interrupts as cpu;
+
+/// What a guarded step is (for its report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A timer tick: the timer handler, the task layer's tick, a preemption's decision.
+    Tick,
+    /// A scheduling decision: the policy's enqueue and pick, called with the task table held.
+    Schedule,
+}
+
+impl Step {
+    fn what(self) -> &'static str {
+        match self {
+            Step::Tick => "the timer tick",
+            Step::Schedule => "the scheduler's decision",
+        }
+    }
+}
+
+/// Registers saved when a step begins (the callee-saved ones and the stack pointer: what a
+/// function call preserves), and the enclosing step. Read by `delos_step_escape`: the layout is
+/// the assembly's.
+#[repr(C)]
+struct StepContext {
+    rsp: u64,
+    rbp: u64,
+    rbx: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    /// The enclosing step's context (0: none).
+    outer: u64,
+}
+
+/// The running task's innermost step's [`StepContext`] (0: not in a step), in three copies (a
+/// flipped bit would make a fault escape to a wrong context). Swapped at every task switch.
+static INNERMOST: Triple = Triple::new(0);
+
+/// Steps abandoned since boot, by fault or panic (the supervisor verifies every crate after one).
+static ABANDONED: AtomicU64 = AtomicU64::new(0);
+/// Of [`ABANDONED`], the timer ticks.
+static TICKS_ABANDONED: AtomicU64 = AtomicU64::new(0);
+/// Of [`ABANDONED`], the steps that could not be unwound and were escaped.
+static ESCAPED: AtomicU64 = AtomicU64::new(0);
+
+core::arch::global_asm!(
+    ".pushsection .text.delos_step_run,\"ax\",@progbits",
+    ".globl delos_step_run",
+    ".type delos_step_run,@function",
+    // rdi = context, rsi = body, rdx = its argument. Returns 0 when the body returned, 1 when
+    // the step was escaped (delos_step_escape).
+    "delos_step_run:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "mov [rdi], rsp",
+    "mov [rdi + 8], rbp",
+    "mov [rdi + 16], rbx",
+    "mov [rdi + 24], r12",
+    "mov [rdi + 32], r13",
+    "mov [rdi + 40], r14",
+    "mov [rdi + 48], r15",
+    "mov rdi, rdx",
+    "call rsi",
+    "xor eax, eax",
+    "pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    "ret",
+    ".cfi_endproc",
+    ".size delos_step_run, . - delos_step_run",
+    ".popsection",
+    ".pushsection .text.delos_step_escape,\"ax\",@progbits",
+    ".globl delos_step_escape",
+    ".type delos_step_escape,@function",
+    // Entered from the exception handler (on a stack pointer that may be anywhere) or called:
+    // touches no stack until the saved one is back. Makes delos_step_run return 1.
+    "delos_step_escape:",
+    "movabs rax, offset {stack}",
+    "lea rsp, [rax + 4096]",
+    "call {load}",
+    "mov rdi, rax",
+    "mov rsp, [rdi]",
+    "mov rbp, [rdi + 8]",
+    "mov rbx, [rdi + 16]",
+    "mov r12, [rdi + 24]",
+    "mov r13, [rdi + 32]",
+    "mov r14, [rdi + 40]",
+    "mov r15, [rdi + 48]",
+    "mov eax, 1",
+    "pop rbp",
+    "ret",
+    ".size delos_step_escape, . - delos_step_escape",
+    ".popsection",
+    stack = sym ESCAPE_STACK,
+    load = sym escape_target,
+);
+
+unsafe extern "C" {
+    fn delos_step_run(ctx: *mut StepContext, body: extern "C" fn(*mut u8), arg: *mut u8) -> u64;
+    fn delos_step_escape() -> !;
+}
+
+/// A small stack for the one call `delos_step_escape` makes before it has the step's stack back
+/// (the faulting stack pointer may point anywhere). Interrupts are off from the fault to the
+/// escape, on the one CPU that runs tasks: one user at a time.
+#[repr(C, align(16))]
+struct EscapeStack([u8; 4096]);
+static mut ESCAPE_STACK: EscapeStack = EscapeStack([0; 4096]);
+
+/// Where `delos_step_escape` goes: the innermost step's context.
+extern "C" fn escape_target() -> u64 {
+    INNERMOST.load().unwrap_or(0)
+}
+
+extern "C" fn run_body(arg: *mut u8) {
+    // SAFETY: `arg` is the `&mut &mut dyn FnMut()` that `run` passed to `delos_step_run`, which
+    // calls this once, within `run`'s frame.
+    let body = unsafe { &mut *(arg as *mut &mut dyn FnMut()) };
+    body();
+}
+
+/// Whether the running task is inside a step (its fault is the step's).
+pub(crate) fn in_step() -> bool {
+    INNERMOST.load().is_some_and(|c| c != 0)
+}
+
+/// The running task's innermost step, to keep in its record across a switch.
+pub(crate) fn save() -> u64 {
+    INNERMOST.load().unwrap_or(0)
+}
+
+/// Restores the innermost step of the task switched to.
+pub(crate) fn restore(ctx: u64) {
+    INNERMOST.store(ctx);
+}
+
+/// The entry where the exception handler sends a fault that cannot be unwound, if it is a
+/// step's.
+pub(crate) fn escape_entry() -> Option<u64> {
+    in_step().then_some(delos_step_escape as *const () as u64)
+}
+
+/// Escapes the innermost step (a panic or a fault whose unwind could not start); returns only
+/// outside a step.
+pub(crate) fn escape() {
+    if in_step() {
+        // SAFETY: the innermost step's context was saved by its `delos_step_run`, whose frame is
+        // live on this stack (the context is unlinked before that frame returns); going back
+        // there abandons the frames above it, which is what escaping a step means.
+        unsafe { delos_step_escape() }
+    }
+}
+
+/// Runs `body` as a guarded step; `Err` with what happened if it was abandoned.
+pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
+    let Some(catch) = CATCH.get() else {
+        body();
+        return Ok(());
+    };
+    let cur = current();
+    let table_was_free = !tables().tasks.is_locked();
+    let mut ctx = StepContext { rsp: 0, rbp: 0, rbx: 0, r12: 0, r13: 0, r14: 0, r15: 0, outer: save() };
+    let mut outcome: Result<(), String> = Ok(());
+    let mut guarded = || outcome = catch(body);
+    let mut guarded: &mut dyn FnMut() = &mut guarded;
+    INNERMOST.store(&raw mut ctx as u64);
+    // SAFETY: `delos_step_run` saves the callee-saved registers into `ctx` (live until the end
+    // of this function) and calls `run_body` with a pointer to `guarded`, also live here.
+    let escaped = unsafe { delos_step_run(&raw mut ctx, run_body, (&raw mut guarded).cast()) } != 0;
+    // SAFETY: read through a volatile pointer: after an escape, `ctx` was written by code the
+    // compiler did not see return here.
+    INNERMOST.store(unsafe { core::ptr::read_volatile(&raw const ctx.outer) });
+    let result = if escaped {
+        ESCAPED.fetch_add(1, Ordering::Relaxed);
+        let what = forget_unwind(cur).unwrap_or_else(|| String::from("a fault"));
+        Err(alloc::format!("{what} (escaped: no unwind could start there)"))
+    } else {
+        core::mem::replace(&mut outcome, Ok(()))
+    };
+    let Err(msg) = result else { return Ok(()) };
+    if table_was_free && tables().tasks.is_locked() {
+        // SAFETY: the table was free when the step began and only the step's frames (now gone)
+        // can have taken it since: interrupts are off in a step on the one CPU that runs tasks,
+        // so no other context ran. What the step wrote under it are single fields.
+        unsafe { tables().tasks.force_unlock() };
+    }
+    // The unwind ran below this frame and left its words there (among them addresses of the
+    // code it passed, which a swap's quiescence check would take for references).
+    scrub_stack();
+    let what = super::take_fault().unwrap_or(msg);
+    ABANDONED.fetch_add(1, Ordering::Relaxed);
+    if step == Step::Tick {
+        TICKS_ABANDONED.fetch_add(1, Ordering::Relaxed);
+    }
+    nano_core::serial::emergency_write(format_args!(
+        "    {what} was in {}'s code, not task {cur}'s: the step is abandoned and {} goes on\n",
+        step.what(),
+        super::task_label(cur)
+    ));
+    Err(what)
+}
+
+/// After an escape: the fault or panic that could not be unwound is over. Returns the fault's
+/// kill reason, if it was a CPU exception.
+fn forget_unwind(cur: TaskId) -> Option<String> {
+    let what = cpu::without_interrupts(|| {
+        let mut f = UNWINDING_FAULT.try_lock()?;
+        f.take_if(|f| f.0 == cur).map(|f| f.1)
+    });
+    if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
+        t.panicking = false;
+    }
+    what
+}
+
+/// Steps abandoned since boot (ticks and scheduling decisions).
+pub fn abandoned() -> u64 {
+    ABANDONED.load(Ordering::Relaxed)
+}
+
+/// Timer ticks abandoned since boot.
+pub fn ticks_abandoned() -> u64 {
+    TICKS_ABANDONED.load(Ordering::Relaxed)
+}
+
+/// Steps escaped since boot (abandoned without an unwind).
+pub fn escaped() -> u64 {
+    ESCAPED.load(Ordering::Relaxed)
+}
