@@ -5,11 +5,12 @@
 //! imgtool built into this kernel, or else by its signature; the digest of every file it lists
 //! becomes trusted. The loader asks [`check`] before it parses any object, so an
 //! object whose bytes are not exactly what was signed is refused by name. `make push` objects
-//! become trusted when their signature verifies ([`accept_push`]).
+//! become trusted when their signature verifies ([`accept_push`]). Parked CPUs compute the
+//! digests of the large boot modules ahead of their first load ([`hash_ahead`]).
 
 use crate::modules::BootModule;
 use alloc::collections::BTreeSet;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use signing::Digest;
 use spin::Mutex;
 
@@ -51,6 +52,121 @@ fn built_in_digest() -> Option<&'static Digest> {
     Some(crate::kernel::written_by_imgtool(&DELOS_MANIFEST_DIGEST)).filter(|d| **d != [0; 64])
 }
 
+/// A boot module whose digest a parked CPU may compute before its first load (see
+/// [`hash_ahead`]).
+struct Ahead {
+    ptr: AtomicU64,
+    len: AtomicU64,
+    /// [`QUEUED`], [`HASHING`], [`TRUSTED_AHEAD`] or [`UNTRUSTED_AHEAD`].
+    state: AtomicU8,
+    /// Claimed by a parked CPU (not by the loader itself).
+    by_parked_cpu: AtomicBool,
+}
+
+const QUEUED: u8 = 0;
+const HASHING: u8 = 1;
+const TRUSTED_AHEAD: u8 = 2;
+const UNTRUSTED_AHEAD: u8 = 3;
+/// Modules smaller than this are not worth a slot (the boot loads most of them itself, first).
+const AHEAD_MIN_BYTES: usize = 64 * 1024;
+
+/// The boot modules worth hashing ahead, largest first; the first [`AHEAD_COUNT`] are in use.
+/// Fixed atomics, not a heap list: a parked CPU runs [`hash_ahead`] with no allocator.
+static AHEAD: [Ahead; 64] = [const {
+    Ahead { ptr: AtomicU64::new(0), len: AtomicU64::new(0), state: AtomicU8::new(QUEUED), by_parked_cpu: AtomicBool::new(false) }
+}; 64];
+static AHEAD_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Objects whose digest a parked CPU had computed (or was computing) when the loader asked.
+static AHEAD_USED: AtomicU64 = AtomicU64::new(0);
+/// Microseconds the loader waited for a parked CPU to finish a digest it had begun.
+static AHEAD_WAIT_US: AtomicU64 = AtomicU64::new(0);
+
+/// Lists the boot modules worth hashing ahead, for [`hash_ahead`]: the crate objects of the
+/// namespaces (not the debug modules, which only a backtrace's first file:line reads), the
+/// largest first, up to 64.
+fn plan_ahead(modules: &[BootModule]) {
+    let mut big: alloc::vec::Vec<&BootModule> =
+        modules.iter().filter(|m| m.name.starts_with("namespaces/") && m.name.ends_with(".o") && m.data.len() >= AHEAD_MIN_BYTES).collect();
+    big.sort_by_key(|m| core::cmp::Reverse(m.data.len()));
+    let n = big.len().min(AHEAD.len());
+    for (slot, m) in AHEAD.iter().zip(&big[..n]) {
+        slot.ptr.store(m.data.as_ptr() as u64, Ordering::Relaxed);
+        slot.len.store(m.data.len() as u64, Ordering::Relaxed);
+        slot.state.store(QUEUED, Ordering::Relaxed);
+    }
+    AHEAD_COUNT.store(n, Ordering::Release);
+}
+
+fn ahead_slots() -> &'static [Ahead] {
+    &AHEAD[..AHEAD_COUNT.load(Ordering::Acquire)]
+}
+
+/// Hashes `slot`'s module and records whether it is trusted (the slot was claimed: [`HASHING`]).
+fn hash_slot(slot: &Ahead) -> bool {
+    // SAFETY: the slot was filled by `plan_ahead` from a boot module's bytes, which stay mapped
+    // and unchanged for the kernel's lifetime.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(slot.ptr.load(Ordering::Relaxed) as *const u8, slot.len.load(Ordering::Relaxed) as usize) };
+    let ok = is_trusted(&signing::sha512(bytes));
+    slot.state.store(if ok { TRUSTED_AHEAD } else { UNTRUSTED_AHEAD }, Ordering::Release);
+    ok
+}
+
+fn is_trusted(d: &Digest) -> bool {
+    x86_64::instructions::interrupts::without_interrupts(|| TRUSTED.lock().contains(d))
+}
+
+/// A job for parked CPUs (`smp` posts it to each at boot): computes the digests of the boot
+/// modules the loader has not checked yet, largest first, so that the first load of a large
+/// crate (the WASM engine's, 14 MiB) finds its object already checked instead of spending
+/// most of its time in SHA-512. Several CPUs share the work: each claims a module before
+/// hashing it, and so does the loader (a module nobody has begun, it hashes itself). Plain
+/// computation, as a parked CPU's job must be: no allocation, no task, no unwinding. Returns
+/// how many modules this CPU hashed.
+pub fn hash_ahead(_: u64) -> u64 {
+    let mut n = 0;
+    for slot in ahead_slots() {
+        if slot.state.compare_exchange(QUEUED, HASHING, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            slot.by_parked_cpu.store(true, Ordering::Relaxed);
+            hash_slot(slot);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Whether `bytes` are a module hashed ahead: `Some(trusted)` once its digest is known (waiting
+/// for a CPU that has begun it; hashing it here if nobody has), `None` if it has no slot.
+fn check_ahead(bytes: &[u8]) -> Option<bool> {
+    let slot = ahead_slots()
+        .iter()
+        .find(|s| s.ptr.load(Ordering::Relaxed) == bytes.as_ptr() as u64 && s.len.load(Ordering::Relaxed) == bytes.len() as u64)?;
+    let t0 = crate::time::micros_since_entry();
+    loop {
+        match slot.state.load(Ordering::Acquire) {
+            TRUSTED_AHEAD => break,
+            UNTRUSTED_AHEAD => break,
+            QUEUED => {
+                if slot.state.compare_exchange(QUEUED, HASHING, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    return Some(hash_slot(slot));
+                }
+            }
+            _ => core::hint::spin_loop(),
+        }
+    }
+    if slot.by_parked_cpu.load(Ordering::Relaxed) {
+        AHEAD_USED.fetch_add(1, Ordering::Relaxed);
+        AHEAD_WAIT_US.fetch_add(crate::time::micros_since_entry() - t0, Ordering::Relaxed);
+    }
+    Some(slot.state.load(Ordering::Acquire) == TRUSTED_AHEAD)
+}
+
+/// (objects whose digest a parked CPU had computed, or was computing, when the loader asked;
+/// microseconds the loader waited for those), for `mem` and `make bench`.
+pub fn ahead_stats() -> (u64, u64) {
+    (AHEAD_USED.load(Ordering::Relaxed), AHEAD_WAIT_US.load(Ordering::Relaxed))
+}
+
 /// Accepts the boot image's manifest (see [`signing::check_manifest`]); returns how many files
 /// it lists and why it was accepted.
 pub fn init(modules: &[BootModule]) -> Result<(usize, signing::ManifestTrust), TrustError> {
@@ -62,17 +178,21 @@ pub fn init(modules: &[BootModule]) -> Result<(usize, signing::ManifestTrust), T
     let files = signing::parse_manifest(text)?;
     let n = files.len();
     x86_64::instructions::interrupts::without_interrupts(|| TRUSTED.lock().extend(files.into_values()));
+    plan_ahead(modules);
     Ok((n, how))
 }
 
 /// Whether `bytes` are exactly a signed object (the loader calls this before parsing one).
 pub fn check(bytes: &[u8]) -> Result<(), TrustError> {
     let t0 = crate::time::micros_since_entry();
-    let d = signing::sha512(bytes);
+    let ok = match check_ahead(bytes) {
+        Some(ok) => ok,
+        None => is_trusted(&signing::sha512(bytes)),
+    };
     CHECKED.fetch_add(1, Ordering::Relaxed);
     CHECKED_BYTES.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     CHECK_US.fetch_add(crate::time::micros_since_entry() - t0, Ordering::Relaxed);
-    if x86_64::instructions::interrupts::without_interrupts(|| TRUSTED.lock().contains(&d)) { Ok(()) } else { Err(TrustError::Unknown) }
+    if ok { Ok(()) } else { Err(TrustError::Unknown) }
 }
 
 /// Trusts a pushed object whose signature (hex) over its namespace, name and digest verifies.

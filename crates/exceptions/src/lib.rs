@@ -245,6 +245,15 @@ fn current_rbp() -> u64 {
 static HOOK: Hook<FaultHook> = Hook::new("exceptions::fault");
 static LOCATION_HOOK: Hook<fn(u64) -> Option<alloc::string::String>> = Hook::new("exceptions::location");
 
+/// Reads this crate's hook slots, which votes their three copies back into agreement (see
+/// `nano_core::triple`). They are read only when a fault arrives, so a flipped bit in one copy
+/// would otherwise wait there until a second flip in another copy of the same slot lost the
+/// value — at the very fault it was needed for (seen in the fault campaign). The task layer
+/// calls this a few times a second.
+pub fn vote_hooks() {
+    let _ = (HOOK.get(), LOCATION_HOOK.get(), CURRENT_TASK.get());
+}
+
 /// Registers a function that gives `file:line:column` for an address (the debuginfo crate);
 /// reports and backtraces then show source locations.
 pub fn set_location_hook(f: fn(u64) -> Option<alloc::string::String>) {

@@ -205,13 +205,24 @@ impl Pending {
     }
 }
 
+/// How long [`post`] waits for a parked CPU to finish the job it is running.
+const BUSY_WAIT_MS: u64 = 5_000;
+
 /// Posts `f(arg)` to parked CPU `index` and wakes it; the caller collects the result with
-/// [`Pending::wait`] (and keeps `f`'s crate referenced until then, by naming it).
+/// [`Pending::wait`] (and keeps `f`'s crate referenced until then, by naming it). If the CPU is
+/// still running an earlier job (the boot's [`hash_boot_modules_ahead`], or another caller's),
+/// waits for it, yielding, up to [`BUSY_WAIT_MS`].
 pub fn post(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Pending, String> {
     let apic_id = parked_apic_id(index)?;
     let b = nano_core::kernel::MAILBOXES.get(index).ok_or_else(|| format!("CPU {index} has no mailbox"))?;
-    if !b.post(f, arg) {
-        return Err(format!("CPU {index} is still busy"));
+    let deadline = nano_core::time::micros_since_entry() + BUSY_WAIT_MS * 1000;
+    // Interrupts off around the post: two tasks posting to one CPU must not interleave its
+    // check for a pending job with the other's stores.
+    while !x86_64::instructions::interrupts::without_interrupts(|| b.post(f, arg)) {
+        if nano_core::time::micros_since_entry() > deadline {
+            return Err(format!("CPU {index} is still busy after {BUSY_WAIT_MS} ms"));
+        }
+        task::yield_now();
     }
     send_ping(apic_id)?;
     Ok(Pending { index })
@@ -455,6 +466,19 @@ pub fn init() {
         nano_core::time::micros_since_entry() - t0
     );
     x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
+    hash_boot_modules_ahead();
+}
+
+/// Gives every parked CPU its first job: the digests of the large boot modules the loader has
+/// not checked yet (`nano_core::trust::hash_ahead`), so that the first load of the WASM engine
+/// does not spend most of its time in SHA-512 on the boot CPU. Nobody waits for these jobs; a
+/// later [`post`] to a CPU still at it waits for it to finish.
+fn hash_boot_modules_ahead() {
+    for cpu in cpus().iter().filter(|c| c.state == CpuState::Parked) {
+        if let Err(e) = post(cpu.index, nano_core::trust::hash_ahead, 0) {
+            log::warn!("smp: CPU {}: cannot hash boot modules ahead: {e}", cpu.index);
+        }
+    }
 }
 
 fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {

@@ -982,6 +982,10 @@ fn on_tick() {
         let Some(mut tasks) = tables().tasks.try_lock() else { return };
         if TICKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(REQUEUE_TICKS) {
             requeue_with_policy(&tasks, cur);
+            // Three-copy words read only on rare paths (a fault, a spawn): voted now, so that
+            // a flipped copy is repaired before a second flip in the same word loses it.
+            exceptions::vote_hooks();
+            let _ = NEXT_ID.load();
         }
         match tasks.get_mut(&cur) {
             Some(t) => {
