@@ -217,6 +217,14 @@ CASES = [
                  r"shell: cannot load command echo: echo-[0-9a-f]+\.o: untrusted object: its SHA-512 is in no signed manifest or verified push \(altered or unsigned\)",
                  r"hello from C: argc=2 argv\[1\]=still"],
          reject=["^nope"]),
+    # With a second CPU, the large objects are hashed ahead by the parked CPU (the loader takes
+    # its verdict): an altered one is refused all the same, the others load, nothing is lost.
+    dict(name="tampered_object_hashed_ahead_by_a_parked_cpu_is_refused", tamper="namespaces/kernel/wasmparser-", qemu_args=["-smp", "2"],
+         script=["sleep 1500", "wasm run hello.wasm a", "mem", "loadc hello.o still", "cpus --ping 5", "poweroff"],
+         expect=[r"wasmparser-[0-9a-f]+\.o: untrusted object: its SHA-512 is in no signed manifest or verified push \(altered or unsigned\)",
+                 r"signatures: \d+ objects \(\d+ KiB\) checked against the signed manifest in \d+ us; [1-9]\d* of them hashed ahead by parked CPUs",
+                 r"hello from C: argc=2 argv\[1\]=still", r"cpu 1: 5 of 5 pings answered"],
+         reject=[r"^a\r?$", "CPU EXCEPTION"]),
     dict(name="tampered_manifest_refuses_to_boot", tamper="manifest", exit="failure",
          expect=[r"hand-over to captain: the boot image is not trusted: the signature does not match the key the kernel was built with"]),
     # A kernel that does not carry its image's manifest digest (an image assembled for a kernel

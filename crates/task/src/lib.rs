@@ -757,9 +757,10 @@ fn fallback_choice(cur: TaskId) -> (bool, Option<TaskId>) {
     if let Some(t) = tasks.get_mut(&cur).filter(|_| cur_runnable) {
         t.state = State::Runnable;
     }
-    let runnable = |t: &&Box<Task>| t.id != 0 && t.id != cur && t.state == State::Runnable;
-    let next = tasks.range(cur + 1..).map(|(_, t)| t).find(runnable).or_else(|| tasks.range(..cur).map(|(_, t)| t).find(runnable));
-    (cur_runnable, next.map(|t| t.id))
+    #[allow(clippy::borrowed_box)] // the map's items; `find_map` hands them over as they are
+    let runnable = |(&id, t): (&TaskId, &Box<Task>)| (id != 0 && id != cur && t.state == State::Runnable).then_some(id);
+    let next = tasks.range(cur + 1..).find_map(runnable).or_else(|| tasks.range(..cur).find_map(runnable));
+    (cur_runnable, next)
 }
 
 /// Picks the next task and switches to it. Returns when the caller is scheduled again (or
