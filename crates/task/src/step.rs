@@ -185,6 +185,7 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
     };
     let cur = current();
     let table_was_free = !tables().tasks.is_locked();
+    let outer = outer_unwind(cur);
     let mut ctx = StepContext { rsp: 0, rbp: 0, rbx: 0, r12: 0, r13: 0, r14: 0, r15: 0, outer: save() };
     let mut outcome: Result<(), String> = Ok(());
     let mut guarded = || outcome = catch(body);
@@ -198,7 +199,7 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
     INNERMOST.store(unsafe { core::ptr::read_volatile(&raw const ctx.outer) });
     let result = if escaped {
         ESCAPED.fetch_add(1, Ordering::Relaxed);
-        let what = forget_unwind(cur).unwrap_or_else(|| String::from("a fault"));
+        let what = forget_unwind(cur, outer).unwrap_or_else(|| String::from("a fault"));
         Err(alloc::format!("{what} (escaped: no unwind could start there)"))
     } else {
         core::mem::replace(&mut outcome, Ok(()))
@@ -226,14 +227,38 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
     Err(what)
 }
 
-/// After an escape: the fault or panic that could not be unwound is over. Returns the fault's
-/// kill reason, if it was a CPU exception.
-fn forget_unwind(cur: TaskId) -> Option<String> {
+/// What the task was already unwinding when a step began (a tick can arrive while a task
+/// unwinds its own panic or fault): a failure inside the step then cannot unwind (one unwind
+/// at a time) and is escaped, and the escape must leave the task's own unwind as it was.
+#[derive(Debug, Clone, Copy)]
+struct OuterUnwind {
+    /// The task was panicking (or it could not be told: the table was busy).
+    panicking: bool,
+    /// A CPU exception of the task was being unwound (or it could not be told).
+    fault: bool,
+}
+
+fn outer_unwind(cur: TaskId) -> OuterUnwind {
+    OuterUnwind {
+        panicking: tables().tasks.try_lock().is_none_or(|t| t.get(&cur).is_some_and(|t| t.panicking)),
+        fault: UNWINDING_FAULT.try_lock().is_none_or(|f| f.as_ref().is_some_and(|f| f.0 == cur)),
+    }
+}
+
+/// After an escape: the fault or panic that could not be unwound is over; what the task was
+/// unwinding before the step began is left alone. Returns the fault's kill reason, if it was a
+/// CPU exception.
+fn forget_unwind(cur: TaskId, outer: OuterUnwind) -> Option<String> {
     let what = cpu::without_interrupts(|| {
+        if outer.fault {
+            return None;
+        }
         let mut f = UNWINDING_FAULT.try_lock()?;
         f.take_if(|f| f.0 == cur).map(|f| f.1)
     });
-    if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
+    if !outer.panicking
+        && let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur))
+    {
         t.panicking = false;
     }
     what

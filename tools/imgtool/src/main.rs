@@ -107,8 +107,11 @@ fn image_object(path: &Path, ours: bool, scratch: &Path) -> Result<(Vec<u8>, Opt
 /// the headers and their names hashed when the object's signature is checked (cranelift_codegen:
 /// 20,760 sections, 3.4 MB of its 12.8 MB). Merged, it has a few dozen. The symbols keep their
 /// own addresses and sizes, so lookups, `addr2sym`, backtraces and a swap's relinking (which
-/// matches by the symbol covering each place) see no difference. Our own crates stay unmerged:
-/// their debug info is split into a module of its own that names their sections.
+/// matches by the symbol covering each place) see no difference; what coarsens is the
+/// dependency graph, whose edges run between sections (`deps ADDR` on a merged crate's function
+/// shows its whole crate's code). Our own crates stay unmerged for that view — per function,
+/// what a swap or a fault report is about — and because their debug info, split into a module
+/// of its own, names their sections.
 fn merge_sections(object: &Path, scratch: &Path) -> Result<Option<Vec<u8>>, Error> {
     let script = scratch.join("merge.ld");
     if !script.exists() {
