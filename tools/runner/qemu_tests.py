@@ -498,11 +498,12 @@ CASES = [
     # A fault or panic in the timer tick's own code (as damaged timer or scheduler code would
     # make) is the kernel's: the tick is unwound and abandoned, and the task it interrupted —
     # the idle task included — goes on. A jump to where there is no code cannot be unwound: the
-    # tick is escaped (its saved registers put back). Also after swapping the crates involved
-    # (the guard is a registration that moves with them).
+    # tick is escaped (its saved registers put back). A fault in the timer's interrupt entry,
+    # before the guarded step begins, abandons the tick there. Also after swapping the crates
+    # involved (the guard is a registration that moves with them).
     dict(name="recovery_a_fault_in_the_timer_tick_ends_the_tick_not_the_task", timeout=90, script=[
-            "crash tick", "crash tick --panic", "crash tick --idle", "crash tick --idle --panic", "crash tick --wild",
-            "swap interrupts interrupts", "crash tick", "swap task task", "crash tick --idle", "crash tick --idle --wild",
+            "crash tick", "crash tick --panic", "crash tick --idle", "crash tick --idle --panic", "crash tick --wild", "crash tick --entry",
+            "swap interrupts interrupts", "crash tick", "crash tick --entry", "swap task task", "crash tick --idle", "crash tick --idle --wild",
             "swap unwind unwind", "crash tick --panic", "swap scheduler scheduler_v2 --state scheduler::swap_hook",
             "crash tick --idle --panic", "crash tick --wild", "selftest", "ps", "echo still here", "poweroff"],
          expect=[r"^crash: the tick's fault was contained; this task went on",
@@ -515,7 +516,9 @@ CASES = [
                  r"the step is abandoned and task 0 \(idle\) goes on",
                  r"^swap: done: ", r"selftest: 11 passed, 0 failed",
                  r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s", r"^still here"],
-         counts=[(r"^crash: the tick's wild jump was contained; this task went on", 2), (r"\(escaped: no unwind could start there\)", 3)],
+         counts=[(r"^crash: the tick's wild jump was contained; this task went on", 2), (r"\(escaped: no unwind could start there\)", 3),
+                 (r"^crash: the tick's entry fault was contained; the interrupted task went on", 2),
+                 (r"page fault at 0x[0-9a-f]+ was in the timer's interrupt entry, not task \d+ \(crash\)'s: the tick is abandoned and the task goes on", 2)],
          reject=[r"task \d+ \((idle|shell|supervisor|scrubber|crash)\) killed by", r"system halted", r"no tick was abandoned",
                  r"^usage: swap", r"^swap: (?!done)"]),
     # A fault, a panic or a wild jump in the scheduler's decision, made with the task table held

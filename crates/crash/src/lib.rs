@@ -16,7 +16,8 @@
 //! - `crash tick [--panic|--wild] [--idle]` makes the next timer tick fault (or panic, or jump
 //!   to where there is no code) in the tick's own code, as damaged timer or scheduler code
 //!   would, while this command's task (or the idle task) runs: the tick is abandoned and the
-//!   task goes on (the task crate's guarded steps);
+//!   task goes on (the task crate's guarded steps); `crash tick --entry` faults in the timer's
+//!   interrupt entry instead, before the guarded step begins (abandoned by the interrupts crate);
 //! - `crash schedule [--panic|--wild]` does the same to this task's next scheduling decision,
 //!   made with the task table held, as a damaged scheduler policy would: the decision is
 //!   abandoned, the table released, and this task goes on.
@@ -185,9 +186,13 @@ fn flip_data_bit(l: &mod_mgmt::Loader, at: u64, bit: u8) -> Result<(alloc::strin
 /// Makes the next timer tick that interrupts this task (it spins), or with `idle` the idle
 /// task (this task lets it run), fault or panic in the tick's own code, and reports whether the
 /// interrupted task went on.
-fn tick_fault(fault: task::Fault, idle: bool) -> isize {
+fn tick_fault(fault: task::Fault, idle: bool, entry: bool) -> isize {
     let before = task::ticks_abandoned();
-    task::inject_tick_fault(fault, if idle { 0 } else { task::current() });
+    if entry {
+        interrupts::inject_entry_fault();
+    } else {
+        task::inject_tick_fault(fault, if idle { 0 } else { task::current() });
+    }
     let deadline = nano_core::time::micros_since_entry() + 2_000_000;
     while task::ticks_abandoned() == before && nano_core::time::micros_since_entry() < deadline {
         if idle {
@@ -200,8 +205,15 @@ fn tick_fault(fault: task::Fault, idle: bool) -> isize {
         nano_core::println!("crash: no tick was abandoned within 2 s");
         return 1;
     }
-    let who = if idle { "the idle task" } else { "this task" };
-    nano_core::println!("crash: the tick's {} was contained; {who} went on", fault_name(fault));
+    let who = if idle {
+        "the idle task"
+    } else if entry {
+        "the interrupted task"
+    } else {
+        "this task"
+    };
+    let what = if entry { "entry fault" } else { fault_name(fault) };
+    nano_core::println!("crash: the tick's {what} was contained; {who} went on");
     0
 }
 
@@ -258,7 +270,7 @@ pub fn main(args: &[&str]) -> isize {
         (Some("schedule"), _) => return schedule_fault(injected(args.get(2..).unwrap_or(&[]))),
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
-            return tick_fault(injected(opts), opts.contains(&"--idle"));
+            return tick_fault(injected(opts), opts.contains(&"--idle"), opts.contains(&"--entry"));
         }
         (Some("corrupt" | "wild" | "flip"), None) => {
             nano_core::println!("usage: crash corrupt SYMBOL | crash wild SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
@@ -277,7 +289,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic|--wild] [--idle]|schedule [--panic|--wild]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic|--wild] [--idle] [--entry]|schedule [--panic|--wild]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

@@ -9,10 +9,14 @@
 
 include!("pic.rs");
 
-/// The timer's interrupt entry (vector 32).
-extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
-    timer_tick()
+/// The timer's interrupt entry (vector 32): see `timer_entry_asm!`.
+#[unsafe(naked)]
+extern "C" fn timer() {
+    timer_entry_asm!()
 }
 
 /// What `init` installs for the timer.
-const TIMER_ENTRY: x86_64::structures::idt::HandlerFunc = timer;
+// SAFETY: `timer` is an interrupt entry: it saves what it uses and ends in `iretq`, which is
+// what an `x86-interrupt` handler is to the IDT (only its address is used).
+const TIMER_ENTRY: x86_64::structures::idt::HandlerFunc =
+    unsafe { core::mem::transmute::<extern "C" fn(), x86_64::structures::idt::HandlerFunc>(timer) };

@@ -8,9 +8,12 @@
 include!("../../../interrupts/src/pic.rs");
 
 /// The timer's interrupt entry, renamed.
-extern "x86-interrupt" fn timer_entry(_frame: InterruptStackFrame) {
-    timer_tick()
+#[unsafe(naked)]
+extern "C" fn timer_entry() {
+    timer_entry_asm!()
 }
 
 /// What `init` installs for the timer.
-const TIMER_ENTRY: x86_64::structures::idt::HandlerFunc = timer_entry;
+// SAFETY: as in the interrupts crate: an interrupt entry, used only for its address.
+const TIMER_ENTRY: x86_64::structures::idt::HandlerFunc =
+    unsafe { core::mem::transmute::<extern "C" fn(), x86_64::structures::idt::HandlerFunc>(timer_entry) };
