@@ -472,6 +472,19 @@ CASES = [
                  r"recovery: task \d+ \(beat\) died \(beat: job 0 panics before beat 4 .*\); verified [a-z_ ]*\bbeat\b[a-z_ ]* and then every crate \(all intact\); restarted as task \d+ \(restart 1\)",
                  r"beat: job 0 resumes at beat 4 of 10", r"usage: beat N \[MS\] \[--panic-at K\]"],
          counts=[(r"usage: beat", 2), (r"panicked at", 1)], check=beats_exactly_once(1, 10), reject=["fault outside any task", "given up"]),
+    # A flipped bit in a function's own prologue ran before the fault (found in the fault
+    # campaign): the function's frame no longer matches its unwind information, and unwinding
+    # through it restored wrong registers into its callers, whose cleanup then wrote over code.
+    # Such a task is ended without unwinding, and restarted on the repaired code; every beat
+    # comes out once.
+    dict(name="recovery_a_fault_after_damage_in_its_own_function_is_not_unwound", timeout=60, append="scrub_ms=0", script=[
+            "beat 40 30", "sleep 300", "crash flip heartbeat::beat 2 5", "@expect beat: job 0 finished 40 beats", "echo alive", "verify", "poweroff"],
+         expect=[r"code of crate heartbeat was corrupted: 1 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy",
+                 r"the damage was in the faulting function itself: its frame cannot be trusted to unwind",
+                 r"task \d+ \(beat\) killed by \S+ fault \(not unwound\)",
+                 r"recovery: task \d+ \(beat\) died .*; restarted as task \d+ \(restart 1\)", r"beat: job 0 resumes at beat \d+ of 40",
+                 r"^alive\r?$", r"0 corrupted, 0 repaired"],
+         check=beats_exactly_once(1, 40), reject=["fault outside any task", "given up", "unwinding its stack"]),
     # The shell itself dies in its own damaged code: repaired and started again.
     dict(name="recovery_restarts_the_shell", timeout=60, append="scrub_ms=0", script=[
             "echo before", "crash wild shell::run_command", "echo lost", "@expect shell: started again", "echo back", "ps", "verify", "poweroff"],

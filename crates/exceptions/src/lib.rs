@@ -40,6 +40,12 @@ pub struct FaultInfo {
     pub rip: u64,
     /// Stack pointer at the fault.
     pub rsp: u64,
+    /// The faulting function's own code was found damaged before the faulting instruction (and
+    /// repaired): what ran may have left its frame unlike what its unwind information says (a
+    /// flipped prologue moves the stack pointer or skips a save), so unwinding through it would
+    /// restore wrong registers into its callers — it was seen to run a destructor's `memset`
+    /// on a code page. The task layer ends such a task without unwinding it.
+    pub frame_unreliable: bool,
 }
 
 /// Called after the report. It either ends the faulting task (and does not return), returns a
@@ -351,8 +357,14 @@ fn report(info: FaultInfo) -> u64 {
     emergency_write(format_args!("\n    rsp: {:#x}\n", info.rsp));
     // From here the frame-pointer chain leads through the handler to the faulting code.
     print_backtrace(current_rbp(), Some((info.rip, info.rsp)));
-    if let Some(at) = repair_in_place(&info) {
-        return at;
+    let mut info = info;
+    match repair_in_place(&info) {
+        Repair::RunAgain(at) => return at,
+        Repair::RanBefore { same_function: true } => {
+            info.frame_unreliable = true;
+            emergency_write(format_args!("    the damage was in the faulting function itself: its frame cannot be trusted to unwind\n"));
+        }
+        Repair::RanBefore { same_function: false } | Repair::Intact => {}
     }
     if let Some(hook) = HOOK.get()
         && let Some(at) = hook(&info)
@@ -378,35 +390,60 @@ pub fn repairs_in_place() -> u64 {
 /// whatever context it was in (a task, the scheduler, an interrupt handler). Otherwise the
 /// code is repaired but the fault takes its usual course: the damage ran earlier, and what it
 /// did cannot be undone.
-fn repair_in_place(info: &FaultInfo) -> Option<u64> {
+fn repair_in_place(info: &FaultInfo) -> Repair {
     // Not damage (debug, NMI, overflow), or nothing to return to (double fault, machine check).
     if matches!(info.vector, 1 | 2 | 4 | 8 | 18) {
-        return None;
+        return Repair::Intact;
     }
     // `int3` (a bit flip can make one) traps after the instruction: it starts one byte back.
     let at = if info.vector == 3 { info.rip.wrapping_sub(1) } else { info.rip };
-    let r = nano_core::kernel::try_with_loader_mut(|l| {
+    let repaired = nano_core::kernel::try_with_loader_mut(|l| {
         let (id, r) = l.restore_at(at)?;
         let name = l.krate(id).map_or("?", |k| k.name.as_str());
         emergency_write(format_args!(
             "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
             r.bytes, r.first, r.end
         ));
-        Some(r)
-    })??;
+        // Whether the first changed byte lies in the faulting function, before the fault.
+        let function_start = |a: u64| l.symbol_at(a).and_then(|(_, _, sym)| sym).map(|(_, off)| a - off);
+        let same_function = r.first < at && function_start(r.first).is_some_and(|f| Some(f) == function_start(at));
+        Some((r, same_function))
+    });
+    let Some(Some((r, same_function))) = repaired else { return Repair::Intact };
     if r.bytes > 0 && r.first >= at && r.end <= at + 16 {
         REPAIRS_IN_PLACE.fetch_add(1, Ordering::Relaxed);
         emergency_write(format_args!("    the faulting instruction was the damage: running it again\n"));
-        Some(at)
-    } else {
+        Repair::RunAgain(at)
+    } else if r.bytes > 0 {
         emergency_write(format_args!("    the damage ran before the fault: the fault takes its course\n"));
-        None
+        Repair::RanBefore { same_function }
+    } else {
+        Repair::Intact
     }
+}
+
+/// What [`repair_in_place`] found.
+enum Repair {
+    /// The faulting crate's code was intact (or could not be checked).
+    Intact,
+    /// The faulting instruction was the damage, now repaired: run it again here.
+    RunAgain(u64),
+    /// Damage that ran before the fault, now repaired; `same_function` if it lay in the
+    /// faulting function, before the faulting instruction.
+    RanBefore { same_function: bool },
 }
 
 fn info(name: &'static str, vector: u8, error: Option<u64>, frame: &InterruptStackFrame) -> FaultInfo {
     let address = (vector == 14).then(Cr2::read_raw);
-    FaultInfo { name, vector, error, address, rip: frame.instruction_pointer.as_u64(), rsp: frame.stack_pointer.as_u64() }
+    FaultInfo {
+        name,
+        vector,
+        error,
+        address,
+        rip: frame.instruction_pointer.as_u64(),
+        rsp: frame.stack_pointer.as_u64(),
+        frame_unreliable: false,
+    }
 }
 
 /// Lets the task's handler resume the task, or reports the fault: the task crate's hook then

@@ -1028,7 +1028,8 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     if !in_step {
         note_death_site(Some((info.rip, info.rsp)));
     }
-    if let Some(at) = fault_unwind::prepare(cur, info, &what) {
+    let prepared = if info.frame_unreliable { None } else { fault_unwind::prepare(cur, info, &what) };
+    if let Some(at) = prepared {
         if in_step {
             nano_core::serial::emergency_write(format_args!(
                 "    {} in the kernel's step (tick or scheduling) while {who} ran; unwinding the step\n",
