@@ -355,3 +355,68 @@ fn in_ranges_is_half_open() {
     assert_eq!(hits, (10..20).chain([30]).collect::<Vec<_>>());
     assert!(!mod_mgmt::swap::in_ranges(&[], 5));
 }
+
+/// `ld -r` with imgtool's script (tools/imgtool/merge.ld): `object` with its code, read-only
+/// data and exception tables merged into one section each, as the image ships third-party crates.
+fn merged(object: &std::path::Path, out: &std::path::Path) -> Vec<u8> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/imgtool/merge.ld");
+    let ok = std::process::Command::new("ld").arg("-r").arg("-T").arg(&script).arg("-o").arg(out).arg(object).status().unwrap();
+    assert!(ok.success(), "ld -r failed on {}", object.display());
+    std::fs::read(out).unwrap()
+}
+
+fn object_path(d: &PathBuf, krate: &str) -> PathBuf {
+    let (f, _) = object(d, krate);
+    d.join(f)
+}
+
+/// A crate merged the way imgtool merges third-party crates loads, links and runs like the
+/// original, and swaps both ways with unmerged versions: relinking finds every place by the
+/// symbol covering it, and its statics (left one section each) are shared with the new version.
+#[test]
+fn merged_sections_load_run_and_swap_with_unmerged_versions() {
+    let tmp = std::env::temp_dir().join(format!("delos-merge-test-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let c1 = merged(&object_path(&dir("fixtures"), "fx_c"), &tmp.join("fx_c.o"));
+    let c2 = merged(&object_path(&dir("fixtures-alt/fx_c_v2"), "fx_c"), &tmp.join("fx_c_v2.o"));
+    let mut l = Loader::new(&mod_mgmt::host::HOST_MEMORY);
+    let host = mod_mgmt::host::install(&mut l).unwrap();
+    let ns = l.add_namespace("main", Some(host)).unwrap();
+    for e in std::fs::read_dir(dir("fixtures")).unwrap() {
+        let p = e.unwrap().path();
+        let f = p.file_name().unwrap().to_string_lossy().into_owned();
+        if p.extension().is_some_and(|x| x == "o") {
+            let bytes = if mod_mgmt::crate_name_of(&f) == "fx_c" { c1.clone() } else { std::fs::read(&p).unwrap() };
+            l.add_object_file(ns, &f, bytes.into()).unwrap();
+        }
+    }
+    l.add_update_file(ns, "fx_c_v2_merged.o", c2.into()).unwrap();
+    let (_, v2) = object(&dir("fixtures-alt/fx_c_v2"), "fx_c");
+    l.add_update_file(ns, "fx_c_v2.o", v2.into()).unwrap();
+    let (f, b) = object(&dir("fixtures"), "fx_a");
+    l.load(ns, &f, b.into()).unwrap();
+    let text_sections = |l: &Loader| {
+        let c = l.crate_by_name(ns, "fx_c").unwrap();
+        let sections = l.krate(c).unwrap().sections.iter().map(|s| l.section(*s).unwrap());
+        sections.filter(|s| s.kind == mod_mgmt::SectionKind::Text && s.size > 0).count()
+    };
+    assert_eq!(text_sections(&l), 1, "the merged fx_c has one code section");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 101);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 102);
+    let bump = l.lookup(ns, "fx_c::bump").unwrap().addr;
+    assert_eq!(l.addr2sym(bump).unwrap().symbol.as_deref(), Some("fx_c::bump"), "symbols keep their own addresses");
+    // Merged v1 -> merged v2 -> unmerged v2 -> the merged v1 in the directory; v1 counts by
+    // 1, v2 by 10, and the count is one shared static throughout.
+    l.swap(ns, &[pair("fx_c", "fx_c_v2_merged")]).unwrap();
+    assert_eq!(call(&l, ns, "fx_counter", 0), 112);
+    assert_eq!(call(&l, ns, "fx_chain", 5), 12, "fx_b's calls into the merged code relinked");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 132);
+    l.swap(ns, &[pair("fx_c", "fx_c_v2")]).unwrap();
+    assert!(text_sections(&l) > 1, "the unmerged v2 has a section per function");
+    assert_eq!(call(&l, ns, "fx_counter", 0), 142);
+    l.swap(ns, &[pair("fx_c", "fx_c")]).unwrap();
+    assert_eq!(text_sections(&l), 1);
+    assert_eq!(call(&l, ns, "fx_counter", 0), 143);
+    assert_eq!(call(&l, ns, "fx_chain", 5), 12);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

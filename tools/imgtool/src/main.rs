@@ -113,10 +113,9 @@ fn image_object(path: &Path, ours: bool, scratch: &Path) -> Result<(Vec<u8>, Opt
 /// what a swap or a fault report is about — and because their debug info, split into a module
 /// of its own, names their sections.
 fn merge_sections(object: &Path, scratch: &Path) -> Result<Option<Vec<u8>>, Error> {
+    // Written every time: a script left by an earlier imgtool must not be used.
     let script = scratch.join("merge.ld");
-    if !script.exists() {
-        io(&script, std::fs::write(&script, MERGE_SCRIPT))?;
-    }
+    io(&script, std::fs::write(&script, MERGE_SCRIPT))?;
     let name = object.file_name().unwrap_or_default().to_string_lossy();
     let merged = scratch.join(format!("{name}.merged"));
     let status = Command::new("ld").arg("-r").arg("-T").arg(&script).arg("-o").arg(&merged).arg(object).status();
@@ -133,14 +132,7 @@ fn merge_sections(object: &Path, scratch: &Path) -> Result<Option<Vec<u8>>, Erro
 /// adoption of the old version's state goes section by section (`mod_mgmt::adopt`), and one
 /// changed static must not keep a new version from sharing all the others. Anything not named
 /// (`.eh_frame`, notes, the data) is kept as it is.
-const MERGE_SCRIPT: &str = "SECTIONS {
-  .ltext 0 : { *(.ltext .ltext.*) }
-  .lrodata 0 : { *(.lrodata .lrodata.*) }
-  .text 0 : { *(.text .text.*) }
-  .rodata 0 : { *(.rodata .rodata.*) }
-  .gcc_except_table 0 : { *(.gcc_except_table .gcc_except_table.*) }
-}
-";
+const MERGE_SCRIPT: &str = include_str!("../merge.ld");
 
 /// gcc's own freestanding headers (`stddef.h`, `stdarg.h`, `stdint.h`, `stdbool.h`, `float.h`):
 /// the only headers besides tlibc's a Delos C program sees.
