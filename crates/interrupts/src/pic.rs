@@ -19,6 +19,14 @@ use x86_64::structures::idt::InterruptStackFrame;
 /// handler `timer_abandon`, which puts the saved registers back and returns from the interrupt.
 static ENTRY: Triple = Triple::new(0);
 
+/// The end of the timer's entry and of `timer_abandon`: the registers the entry pushed, popped
+/// in reverse order, and the return from the interrupt.
+macro_rules! restore_registers_and_return {
+    () => {
+        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\npop rdi\npop rsi\npop rbp\npop rbx\npop rdx\npop rcx\npop rax\niretq"
+    };
+}
+
 /// The timer's interrupt entry (the including file makes it a naked function with this body):
 /// saves every general register, records where ([`ENTRY`]), runs `timer_body`, and returns
 /// from the interrupt.
@@ -48,22 +56,7 @@ macro_rules! timer_entry_asm {
             "mov [rax + 16], rsp",
             "cld",
             "call {body}",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
-            "pop r11",
-            "pop r10",
-            "pop r9",
-            "pop r8",
-            "pop rdi",
-            "pop rsi",
-            "pop rbp",
-            "pop rbx",
-            "pop rdx",
-            "pop rcx",
-            "pop rax",
-            "iretq",
+            restore_registers_and_return!(),
             entry = sym ENTRY,
             body = sym timer_body,
         )
@@ -83,22 +76,7 @@ extern "C" fn timer_abandon() {
         "mov rsp, rax",
         "mov al, 0x20",
         "out 0x20, al",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rdi",
-        "pop rsi",
-        "pop rbp",
-        "pop rbx",
-        "pop rdx",
-        "pop rcx",
-        "pop rax",
-        "iretq",
+        restore_registers_and_return!(),
         stack = sym ABANDON_STACK,
         size = const ABANDON_STACK_BYTES,
         take = sym take_entry,
