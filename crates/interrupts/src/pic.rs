@@ -97,22 +97,13 @@ extern "C" fn take_entry() -> u64 {
     at
 }
 
-/// Ticks whose entry code faulted and was abandoned (see [`ENTRY`]).
-static ENTRY_FAULTS: AtomicU64 = AtomicU64::new(0);
-
 /// For the task layer's fault handler: if the fault is in the timer's entry code (before the
 /// tick's guarded step began), the address to resume at, which abandons the tick.
 pub fn abandon_entry() -> Option<u64> {
     if ENTRY.load().unwrap_or(0) == 0 {
         return None;
     }
-    ENTRY_FAULTS.fetch_add(1, Ordering::Relaxed);
     Some(timer_abandon as *const () as u64)
-}
-
-/// Ticks abandoned because the timer's entry code faulted.
-pub fn entry_faults() -> u64 {
-    ENTRY_FAULTS.load(Ordering::Relaxed)
 }
 
 /// Armed by [`inject_entry_fault`].

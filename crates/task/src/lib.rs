@@ -31,7 +31,7 @@ use x86_64::instructions::interrupts as cpu;
 mod fault_unwind;
 mod step;
 
-pub use step::{abandoned as steps_abandoned, escaped as steps_escaped, ticks_abandoned};
+pub use step::{abandoned as steps_abandoned, ticks_abandoned};
 
 /// A task's id. The boot task (which becomes the idle task) is 0.
 pub type TaskId = u64;

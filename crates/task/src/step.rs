@@ -63,8 +63,6 @@ static INNERMOST: Triple = Triple::new(0);
 static ABANDONED: AtomicU64 = AtomicU64::new(0);
 /// Of [`ABANDONED`], the timer ticks.
 static TICKS_ABANDONED: AtomicU64 = AtomicU64::new(0);
-/// Of [`ABANDONED`], the steps that could not be unwound and were escaped.
-static ESCAPED: AtomicU64 = AtomicU64::new(0);
 
 core::arch::global_asm!(
     ".pushsection .text.delos_step_run,\"ax\",@progbits",
@@ -198,7 +196,6 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
     // compiler did not see return here.
     INNERMOST.store(unsafe { core::ptr::read_volatile(&raw const ctx.outer) });
     let result = if escaped {
-        ESCAPED.fetch_add(1, Ordering::Relaxed);
         let what = forget_unwind(cur, outer).unwrap_or_else(|| String::from("a fault"));
         Err(alloc::format!("{what} (escaped: no unwind could start there)"))
     } else {
@@ -280,9 +277,4 @@ pub fn abandoned() -> u64 {
 /// Timer ticks abandoned since boot.
 pub fn ticks_abandoned() -> u64 {
     TICKS_ABANDONED.load(Ordering::Relaxed)
-}
-
-/// Steps escaped since boot (abandoned without an unwind).
-pub fn escaped() -> u64 {
-    ESCAPED.load(Ordering::Relaxed)
 }
