@@ -763,6 +763,19 @@ fn fallback_choice(cur: TaskId) -> (bool, Option<TaskId>) {
     (cur_runnable, next)
 }
 
+/// What a switch from the running task to the next one needs, taken from the task table before
+/// it is released: where to save the running task's stack pointer and SSE state, and the next
+/// task's stack pointer, SSE state, thread pointer, stack bounds and innermost step.
+struct Switch {
+    save_rsp: *mut u64,
+    save_fx: *mut FxArea,
+    rsp: u64,
+    fx: *const FxArea,
+    tp: u64,
+    stack: (u64, u64),
+    step: u64,
+}
+
 /// Picks the next task and switches to it. Returns when the caller is scheduled again (or
 /// immediately if nothing else is runnable).
 pub fn schedule() {
@@ -800,29 +813,28 @@ pub fn schedule() {
             }
             return;
         }
-        let (save, next_rsp, prev_fx, next_fx, tp, next_step) = {
+        let sw = {
             let mut tasks = tables().tasks.lock();
             let Some(n) = tasks.get_mut(&next) else { return };
             n.state = State::Running;
             n.slice = 0;
-            let (next_rsp, next_fx, tp, next_step) = (n.rsp, &*n.fx as *const FxArea, n.tp, n.step);
-            let next_stack = n.stack.as_ref().map_or(nano_core::paging::kernel_layout().stack, Stack::range);
+            let (rsp, fx, tp, step) = (n.rsp, &*n.fx as *const FxArea, n.tp, n.step);
+            let stack = n.stack.as_ref().map_or(nano_core::paging::kernel_layout().stack, Stack::range);
             let Some(c) = tasks.get_mut(&cur) else { return };
             c.step = step::save();
-            (&mut c.rsp as *mut u64, next_rsp, &mut *c.fx as *mut FxArea, next_fx, (tp, next_stack), next_step)
+            Switch { save_rsp: &mut c.rsp, save_fx: &mut *c.fx, rsp, fx, tp, stack, step }
         };
-        let (tp, next_stack) = tp;
         SWITCHES.fetch_add(1, Ordering::Relaxed);
         CURRENT.store(next);
-        set_current_stack(next_stack);
-        step::restore(next_step);
-        fxsave(prev_fx);
-        fxrstor(next_fx);
-        set_fs_base(tp);
-        // SAFETY: `save` points into the current task's boxed Task (stable while it exists, and
-        // exited tasks are only removed by join, never while running); `next_rsp` was saved by
-        // a previous switch or built by `spawn`. Interrupts are off.
-        unsafe { delos_task_switch(save, next_rsp) };
+        set_current_stack(sw.stack);
+        step::restore(sw.step);
+        fxsave(sw.save_fx);
+        fxrstor(sw.fx);
+        set_fs_base(sw.tp);
+        // SAFETY: `save_rsp` points into the current task's boxed Task (stable while it exists,
+        // and exited tasks are only removed by join, never while running); `rsp` was saved by a
+        // previous switch or built by `spawn`. Interrupts are off.
+        unsafe { delos_task_switch(sw.save_rsp, sw.rsp) };
         // Back in `cur`.
         reap();
     });
