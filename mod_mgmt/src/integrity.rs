@@ -250,6 +250,26 @@ impl Loader {
         self.restore_code(id).ok().map(|r| (id, r))
     }
 
+    /// Repairs every live crate whose code or read-only data changed, in crate order, calling
+    /// `each` for each repair; returns the bytes restored in all. Allocates nothing (the
+    /// watchdog calls it from an NMI, whose interrupted code may hold the heap).
+    pub fn restore_all(&mut self, mut each: impl FnMut(&Self, CrateId, &Restored)) -> u64 {
+        let mut total = 0;
+        let mut next = Some(CrateId(0));
+        while let Some(from) = next {
+            let Some(id) = self.crates.range(from..).map(|(id, _)| *id).next() else { break };
+            next = id.0.checked_add(1).map(CrateId);
+            if self.crates.get(&id).is_none_or(|k| k.is_retired()) || self.verify(id).is_ok() {
+                continue;
+            }
+            if let Ok(r) = self.restore_code(id) {
+                total += r.bytes;
+                each(self, id, &r);
+            }
+        }
+        total
+    }
+
     /// Whether `id`'s code and read-only data are what the loader linked (or last rewrote).
     pub fn verify(&self, id: CrateId) -> Result<(), Corruption> {
         let Some(sealed) = self.crates.get(&id).and_then(|k| k.sealed.as_ref()) else { return Ok(()) };

@@ -184,6 +184,12 @@ pub fn leave_metadata_if_dead() -> bool {
     METADATA_DEPTH.swap(0, Ordering::Relaxed) != 0
 }
 
+/// Whether either heap's lock is held: code that interrupts anything (an NMI) must not
+/// allocate then, since the interrupted code may be the holder.
+pub fn busy() -> bool {
+    HEAPS.general.heap.is_locked() || HEAPS.metadata.heap.is_locked()
+}
+
 /// Current usage.
 pub fn stats() -> HeapStats {
     let meta = HEAPS.metadata.used.load(Ordering::Relaxed);

@@ -158,6 +158,13 @@ impl Drop for Holder {
     }
 }
 
+/// Whether anyone holds the loader (a load, a swap, a listing of every section): work that
+/// runs with interrupts off and may take long — loading the 9 MiB cranelift_codegen takes about
+/// a second under TCG. The watchdog gives it more time before it calls it a hang.
+pub fn loader_held() -> bool {
+    WRITER.load(Ordering::Relaxed) != 0 || READERS.iter().any(|r| r.load(Ordering::Relaxed) != 0)
+}
+
 fn current_stack_pointer() -> u64 {
     let rsp: u64;
     // SAFETY: reads the stack pointer register; no memory is touched.

@@ -557,6 +557,29 @@ CASES = [
                  r"recovery: after an abandoned kernel step, crate scheduler was corrupted: restored 4 bytes in place",
                  r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s"],
          check=beats_exactly_once(1, 40), reject=[r"killed by", r"died", r"system halted", r"given up"]),
+    # Hangs with interrupts off, which only the watchdog's NMI (the PIT's line through the I/O
+    # APIC) can end: damaged code looping in the scheduler's policy and in the task switch's
+    # decision (repaired in place; the looping code goes on), a scheduling decision and ticks
+    # (the task's and the idle task's) looping in intact code (the step is abandoned), a command
+    # looping in its own code (ended and unwound) — mixed with swaps of the watchdog, of the
+    # crate that handles the NMI (exceptions), of smp (the I/O APIC) and of interrupts (the
+    # tick count). Every beat comes out once; no other task dies.
+    dict(name="recovery_hangs_with_interrupts_off_are_ended_by_the_watchdog", timeout=120, append="scrub_ms=0", script=[
+            "beat 50 25", "sleep 100", "crash loop scheduler::pick_next", "crash schedule --hang", "swap watchdog watchdog",
+            "crash tick --hang", "swap exceptions exceptions", "crash loop task::choose_next", "swap smp smp", "crash hang",
+            "swap interrupts interrupts", "crash tick --hang --idle", "cpus", "@expect beat: job 0 finished 50 beats", "selftest",
+            "verify", "cpus --watchdog 0", "cpus --watchdog x", "poweroff"],
+         counts=[(r"^!!! HANG: no timer interrupt for \d+ ms: the CPU runs with interrupts off \(watchdog NMI\)", 6),
+                 (r"^    the hung code goes on, repaired", 2), (r"^swap: done", 4)],
+         expect=[r"code of crate scheduler was corrupted: 2 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy",
+                 r"code of crate task was corrupted: 2 bytes at", r"^crash: the scheduler's hang was contained; this task went on",
+                 r"^crash: the tick's hang was contained; this task went on", r"^crash: the tick's hang was contained; the idle task went on",
+                 r"task \d+ \(crash\) killed by hang; unwinding its stack", r"^crash: cleanup ran \(hang\)",
+                 r"watchdog: the PIT's IRQ 0 as an NMI to APIC 0 \(GSI 2\); a hang is 2000 ms without a timer interrupt; \d+ NMIs, longest stretch without a tick \d+ ms, 6 hangs",
+                 r"selftest: 11 passed, 0 failed", r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^watchdog: off \(6 hangs reported while it was on\)",
+                 r"^usage: cpus --watchdog MS \(0 switches it off\)"],
+         check=beats_exactly_once(1, 50),
+         reject=[r"system halted", r"\((beat|shell|supervisor|scrubber|idle|push)\) killed", r"given up", r"^swap: (?!done)", r"within 10 s"]),
     dict(name="recovery_data_flips_in_kernel_state_are_repaired", timeout=90, script=[
             "beat 80 20", "sleep 200", "crash flip heartbeat::BEATS 0 3", "sleep 100", "swap heartbeat heartbeat_v2",
             "crash flip heartbeat::BEATS 16 6", "sleep 100", "crash flip scheduler::QUEUE 2056 7", "crash flip scheduler::QUEUE 2048 5",
@@ -642,13 +665,14 @@ CASES = [
     # Multicore, first step (issue 14): every CPU in the MADT is started and parked; tasks,
     # swaps, faults and WASM keep working beside them; a CPU that does not come up is reported.
     dict(name="smp_four_cpus_come_up_and_park", timeout=120, qemu_args=["-smp", "4"], script=[
-            "cpus", "cpus --ping 50", "selftest", "swap smp smp", "cpus --ping 50", "swap task task", "crash ud", "wasm run hello.wasm a", "cpus",
+            "cpus", "cpus --ping 50", "selftest", "swap smp smp", "cpus --ping 50", "swap task task", "crash ud", "crash schedule --hang", "wasm run hello.wasm a", "cpus",
             "cpus --speedup 2", "cpus --bogus", "poweroff"],
          expect=[r"smp: 4 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 3 APs parked, 0 failed",
                  r"^ +1 +1  started, parked \(runs no tasks yet\) \(came up in \d+ us\)",
                  r"^ +3 +3  started, parked", r"(?s)4 CPUs: 1 runs tasks, 3 parked, 0 failed.*4 CPUs: 1 runs tasks, 3 parked, 0 failed",
                  r"selftest: 11 passed, 0 failed", r"(?s)swap: done.*swap: done", r"killed by invalid opcode",
-                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS\]\)",
+                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --watchdog MS\]\)",
+                 r"^crash: the scheduler's hang was contained; this task went on", r"watchdog: the PIT's IRQ 0 as an NMI to APIC 0 \(GSI 2\); .* 1 hangs",
                  # Jobs run on every parked CPU and compute what the boot CPU computes (a figure,
                  # not a timed test: `make bench` reports the speed-up).
                  r"cpus: 2 units alone \d+ us, on 4 CPUs at once \d+ us: throughput \d+\.\d+x of one CPU \(ideal 4x\); results agree"],

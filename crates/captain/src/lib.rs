@@ -44,6 +44,9 @@ pub fn init() {
     // Before the shell, so that its first command sees a settled system (memory checks in
     // particular).
     smp::init();
+    // After smp, which knows the I/O APIC: the PIT's line as an NMI, to notice hangs with
+    // interrupts off.
+    watchdog::init();
     let shell = match load_shell() {
         Ok(f) => f,
         Err(e) => fatal("shell", &e),

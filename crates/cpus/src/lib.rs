@@ -6,8 +6,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str =
-    "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once";
+pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --watchdog MS: re-arm the hang watchdog (0: off)";
 
 /// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
 /// allocation: fit for a parked CPU).
@@ -80,8 +79,9 @@ pub fn main(args: &[&str]) -> isize {
         None => {}
         Some("--ping") => return ping(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--speedup") => return speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
+        Some("--watchdog") => return set_watchdog(args.get(2).copied()),
         Some(other) => {
-            nano_core::println!("cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS])");
+            nano_core::println!("cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --watchdog MS])");
             return command::status::USAGE;
         }
     }
@@ -103,5 +103,41 @@ pub fn main(args: &[&str]) -> isize {
     }
     let parked = cpus.iter().filter(|c| c.state == smp::CpuState::Parked).count();
     nano_core::println!("{} CPUs: 1 runs tasks, {parked} parked, {} failed", cpus.len(), cpus.len().saturating_sub(1 + parked));
+    print_watchdog();
+    0
+}
+
+/// One line on the watchdog.
+fn print_watchdog() {
+    let w = watchdog::stats();
+    match w.route {
+        Some(r) if w.limit_ms > 0 => nano_core::println!(
+            "watchdog: the PIT's IRQ {} as an NMI to APIC {} (GSI {}); a hang is {} ms without a timer interrupt; {} NMIs, longest stretch without a tick {} ms, {} hangs",
+            r.irq,
+            r.apic_id,
+            r.gsi,
+            w.limit_ms,
+            w.nmis,
+            w.longest_ms,
+            w.hangs
+        ),
+        _ => nano_core::println!("watchdog: off ({} hangs reported while it was on)", w.hangs),
+    }
+}
+
+/// `cpus --watchdog MS`: re-arms the watchdog with a limit of MS milliseconds, or switches it
+/// off with 0.
+fn set_watchdog(ms: Option<&str>) -> isize {
+    let Some(ms) = ms.and_then(command::parse_u64) else {
+        nano_core::println!("usage: cpus --watchdog MS (0 switches it off)");
+        return command::status::USAGE;
+    };
+    if ms == 0 {
+        watchdog::disarm();
+    } else if let Err(e) = watchdog::arm(ms) {
+        nano_core::println!("cpus: watchdog not armed: {e}");
+        return 1;
+    }
+    print_watchdog();
     0
 }

@@ -20,15 +20,23 @@
 //!   interrupt entry instead, before the guarded step begins (abandoned by the interrupts crate);
 //! - `crash schedule [--panic|--wild]` does the same to this task's next scheduling decision,
 //!   made with the task table held, as a damaged scheduler policy would: the decision is
-//!   abandoned, the table released, and this task goes on.
+//!   abandoned, the table released, and this task goes on;
+//! - `--hang` (with `tick` or `schedule`) makes that step loop for good with interrupts off
+//!   instead: only the watchdog's NMI ends it (the watchdog crate), and the step is abandoned
+//!   as after a fault;
+//! - `crash hang` loops for good with interrupts off in this command's own code: the watchdog
+//!   ends the task, which unwinds;
+//! - `crash loop SYMBOL` writes a jump to itself over the function's first instruction, so its
+//!   next caller loops there — with interrupts off, if the function runs with them off (the
+//!   scheduler's policy, the task switch): the watchdog then finds the damage, repairs it, and
+//!   the caller goes on.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str =
-    "fault on purpose: crash panic|null|ud|divide|stack|restartable|corrupt SYM [--with-copy]|wild SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|restartable|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
@@ -41,6 +49,8 @@ enum Damage {
         offset: u64,
         bit: u8,
     },
+    /// `jmp .` (`eb fe`): the function's caller loops there for good.
+    SelfJump,
 }
 
 /// Damages the code of the loaded function `symbol` (looked up from the applications
@@ -78,6 +88,7 @@ fn damage(symbol: &str, how: Damage) -> isize {
             Damage::Ud2 => l.overwrite_code(id, base, &[0x0f, 0x0b]),
             Damage::Ud2WithCopy => l.flip_sealed_bit(id, base, 0).and_then(|()| l.overwrite_code(id, base, &[0x0f, 0x0b])),
             Damage::WildJump => l.overwrite_code(id, base, &[0x31, 0xc0, 0xff, 0xe0]),
+            Damage::SelfJump => l.overwrite_code(id, base, &[0xeb, 0xfe]),
             Damage::Flip { offset, bit } => l.flip_code_bit(id, base + offset, bit),
         }
         .map_err(|e| alloc::format!("{e}"))?;
@@ -110,6 +121,15 @@ fn null_write() {
 fn invalid_opcode() {
     // SAFETY: deliberately invalid instruction.
     unsafe { core::arch::asm!("ud2") }
+}
+
+/// Loops for good with interrupts off, as damaged code can: only an NMI gets the CPU back.
+#[inline(never)]
+fn hang_with_interrupts_off() {
+    x86_64::instructions::interrupts::disable();
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 #[inline(never)]
@@ -193,7 +213,8 @@ fn tick_fault(fault: task::Fault, idle: bool, entry: bool) -> isize {
     } else {
         task::inject_tick_fault(fault, if idle { 0 } else { task::current() });
     }
-    let deadline = nano_core::time::micros_since_entry() + 2_000_000;
+    // A hang takes the watchdog's limit (2 s by default) to end.
+    let deadline = nano_core::time::micros_since_entry() + 10_000_000;
     while task::ticks_abandoned() == before && nano_core::time::micros_since_entry() < deadline {
         if idle {
             task::run_idle();
@@ -202,7 +223,7 @@ fn tick_fault(fault: task::Fault, idle: bool, entry: bool) -> isize {
         }
     }
     if task::ticks_abandoned() == before {
-        nano_core::println!("crash: no tick was abandoned within 2 s");
+        nano_core::println!("crash: no tick was abandoned within 10 s");
         return 1;
     }
     let who = if idle {
@@ -223,6 +244,8 @@ fn injected(opts: &[&str]) -> task::Fault {
         task::Fault::Panic
     } else if opts.contains(&"--wild") {
         task::Fault::WildJump
+    } else if opts.contains(&"--hang") {
+        task::Fault::Hang
     } else {
         task::Fault::PageFault
     }
@@ -233,6 +256,7 @@ fn fault_name(fault: task::Fault) -> &'static str {
         task::Fault::PageFault => "fault",
         task::Fault::Panic => "panic",
         task::Fault::WildJump => "wild jump",
+        task::Fault::Hang => "hang",
     }
 }
 
@@ -257,6 +281,7 @@ pub fn main(args: &[&str]) -> isize {
         (Some("corrupt"), Some(sym)) if args.get(3) == Some(&"--with-copy") => return damage(sym, Damage::Ud2WithCopy),
         (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),
         (Some("wild"), Some(sym)) => return damage(sym, Damage::WildJump),
+        (Some("loop"), Some(sym)) => return damage(sym, Damage::SelfJump),
         (Some("flip"), Some(sym)) => {
             return match (num(3, 0), num(4, 0)) {
                 (Some(offset), Some(bit)) if bit < 8 => damage(sym, Damage::Flip { offset, bit: bit as u8 }),
@@ -272,8 +297,8 @@ pub fn main(args: &[&str]) -> isize {
             let opts = args.get(2..).unwrap_or(&[]);
             return tick_fault(injected(opts), opts.contains(&"--idle"), opts.contains(&"--entry"));
         }
-        (Some("corrupt" | "wild" | "flip"), None) => {
-            nano_core::println!("usage: crash corrupt SYMBOL | crash wild SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
+        (Some("corrupt" | "wild" | "loop" | "flip"), None) => {
+            nano_core::println!("usage: crash corrupt SYMBOL | crash wild SYMBOL | crash loop SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
             return 2;
         }
         _ => {}
@@ -284,12 +309,13 @@ pub fn main(args: &[&str]) -> isize {
         Some("null") => opaque(null_write),
         Some("ud") => opaque(invalid_opcode),
         Some("divide") => opaque(divide_by_zero),
+        Some("hang") => opaque(hang_with_interrupts_off),
         Some("stack") => {
             core::hint::black_box(overflow_stack(0));
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|restartable|tick [--panic|--wild] [--idle] [--entry]|schedule [--panic|--wild]|corrupt SYMBOL|wild SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

@@ -9,7 +9,9 @@
 //! the same way; then the task crate's [`FaultHook`] either resumes the task at a landing
 //! address of its own, from which it unwinds (the handler's frame is never unwound through),
 //! or ends it and switches away.
-//! A fault outside any task halts the machine with the failure exit code.
+//! A fault outside any task halts the machine with the failure exit code. An NMI goes to the
+//! NMI hook (the watchdog crate's), which says whether the CPU hangs with interrupts off; a
+//! hang is repaired or handled as a fault at the looping instruction (see [`set_nmi_hook`]).
 //! Hardware interrupt vectors (32..=255) are filled by the interrupts crate through
 //! [`set_interrupt_handler`]. Double faults run on nano_core's IST stack.
 #![no_std]
@@ -257,7 +259,7 @@ static LOCATION_HOOK: Hook<fn(u64) -> Option<alloc::string::String>> = Hook::new
 /// value — at the very fault it was needed for (seen in the fault campaign). The task layer
 /// calls this a few times a second.
 pub fn vote_hooks() {
-    let _ = (HOOK.get(), LOCATION_HOOK.get(), CURRENT_TASK.get());
+    let _ = (HOOK.get(), LOCATION_HOOK.get(), CURRENT_TASK.get(), NMI_HOOK.get());
 }
 
 /// Registers a function that gives `file:line:column` for an address (the debuginfo crate);
@@ -459,9 +461,98 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
     unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
 }
 
-/// Every exception's handler: lets the task's handler resume it, or reports the fault.
+/// Every exception's handler: lets the task's handler resume it, or reports the fault. An NMI
+/// goes to the NMI hook first (the watchdog's).
 fn handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame) {
+    if vector == 2
+        && let Some(nmi) = NMI_HOOK.get()
+    {
+        if let Some(stalled_ms) = nmi() {
+            hang(stalled_ms, frame);
+        }
+        return;
+    }
     dispatch(info(name, vector, error, frame), frame)
+}
+
+/// Asked at every NMI (the watchdog's: [`set_nmi_hook`]): `Some(ms)` when this CPU has taken no
+/// timer interrupt for `ms` milliseconds — it runs with interrupts off and does not come back —
+/// and `None` otherwise (the NMI is the watchdog's periodic one; nothing to do).
+pub type NmiHook = fn() -> Option<u64>;
+static NMI_HOOK: Hook<NmiHook> = Hook::new("exceptions::nmi");
+static HANGS: AtomicU64 = AtomicU64::new(0);
+
+/// Installs the hook that every NMI asks whether the CPU hangs. Without one, an NMI is reported
+/// like any exception.
+pub fn set_nmi_hook(hook: NmiHook) {
+    NMI_HOOK.set(hook);
+}
+
+/// Removes the NMI hook (the watchdog switched off).
+pub fn clear_nmi_hook() {
+    NMI_HOOK.clear();
+}
+
+/// Hangs the watchdog reported since boot.
+pub fn hangs() -> u64 {
+    HANGS.load(Ordering::Relaxed)
+}
+
+/// A hang with interrupts off, found by the watchdog's NMI at `frame`. Damaged code is the
+/// usual cause (a flipped bit that turns a branch into a loop, in code that runs with
+/// interrupts off: the scheduler, the task switch, the timer's entry), and what cannot be seen
+/// from the looping instruction alone: so every crate's code is checked and repaired first,
+/// and the interrupted code goes on — repaired, the loop usually ends by itself. If nothing
+/// was damaged (or the loop goes on and the watchdog comes back), the hang is a fault at the
+/// interrupted instruction, and takes a fault's course: the task layer abandons the step it was
+/// in (a tick, a scheduling decision) or ends the task.
+///
+/// Runs in the NMI, whatever the interrupted code held: nothing here blocks, and nothing
+/// allocates while the heap is held (the looping code may be the holder).
+fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
+    HANGS.fetch_add(1, Ordering::Relaxed);
+    FAULTS.fetch_add(1, Ordering::Relaxed);
+    let (rip, rsp) = (frame.instruction_pointer.as_u64(), frame.stack_pointer.as_u64());
+    emergency_write(format_args!(
+        "\n!!! HANG: no timer interrupt for {stalled_ms} ms: the CPU runs with interrupts off (watchdog NMI)\n    rip: {rip:#x} in "
+    ));
+    let heap_held = nano_core::heap::busy();
+    if heap_held {
+        emergency_write(format_args!("(not named: the interrupted code holds the heap)\n    rsp: {rsp:#x}\n"));
+    } else {
+        describe(rip, &mut |a| emergency_write(a));
+        emergency_write(format_args!("\n    rsp: {rsp:#x}\n"));
+        print_backtrace(current_rbp(), Some((rip, rsp)));
+    }
+    let restored = nano_core::kernel::try_with_loader_mut(|l| {
+        l.restore_all(|l, id, r| {
+            let name = l.krate(id).map_or("?", |k| k.name.as_str());
+            emergency_write(format_args!(
+                "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
+                r.bytes, r.first, r.end
+            ));
+        })
+    });
+    match restored {
+        Some(0) => emergency_write(format_args!("    every crate's code is intact\n")),
+        Some(_) => {
+            emergency_write(format_args!("    the hung code goes on, repaired\n"));
+            return;
+        }
+        None => emergency_write(format_args!("    the loader is held by the hung code: its crates cannot be checked\n")),
+    }
+    if heap_held {
+        emergency_write(format_args!("    hang with the heap held: system halted (exit code failure)\n"));
+        nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
+    }
+    let info = FaultInfo { name: "hang", vector: 2, error: None, address: None, rip, rsp, frame_unreliable: false };
+    let Some(at) = HOOK.get().and_then(|hook| hook(&info)) else {
+        emergency_write(format_args!("    hang outside any task: system halted (exit code failure)\n"));
+        nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
+    };
+    // SAFETY: the fault hook chose `at` as where the interrupted code continues (an unwind or a
+    // step's escape); the frame is the live NMI frame, so iretq continues there.
+    unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
 }
 
 /// The double fault (usually a kernel stack overflow: nothing to return to) and the machine

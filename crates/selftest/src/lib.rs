@@ -34,17 +34,23 @@ fn spawn_join() -> Result<(), String> {
 }
 
 fn preemption() -> Result<(), String> {
-    // The spinner never yields; only a timer preemption lets the setter run.
+    // The spinner never yields; only a timer preemption lets the setter run. The setter is
+    // spawned once the spinner has started: spawned together, a tick during the spinner's start
+    // (1-tick slices under scheduler_v2) let the setter run first, and the spinner never spun.
     let flag = Arc::new(AtomicBool::new(false));
-    let f2 = flag.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let (f2, s2) = (flag.clone(), started.clone());
     let spinner = task::spawn("st-spin", move || {
-        let mut n = 0u64;
+        s2.store(true, Ordering::Relaxed);
         while !f2.load(Ordering::Relaxed) {
-            n = core::hint::black_box(n + 1);
+            core::hint::spin_loop();
         }
-        (n > 0) as isize
+        1
     })
     .map_err(|e| format!("{e}"))?;
+    while !started.load(Ordering::Relaxed) {
+        task::yield_now();
+    }
     let f3 = flag.clone();
     let setter = task::spawn("st-set", move || {
         f3.store(true, Ordering::Relaxed);

@@ -14,6 +14,31 @@ pub struct Topology {
     pub lapic_phys: u64,
     /// Local APIC ids of the enabled (or online-capable) processors, in MADT order.
     pub apic_ids: Vec<u32>,
+    /// The I/O APICs.
+    pub ioapics: Vec<IoApicInfo>,
+    /// Where ISA interrupts arrive when not at the I/O APIC input of their own number.
+    pub isa_overrides: Vec<IsaOverride>,
+}
+
+/// One I/O APIC, as the MADT describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct IoApicInfo {
+    /// Physical address of its registers.
+    pub phys: u64,
+    /// The global system interrupt of its first input.
+    pub gsi_base: u32,
+}
+
+/// An ISA interrupt that arrives at another global system interrupt (on PCs the PIT's IRQ 0
+/// arrives at GSI 2), with its MPS flags (polarity in bits 0–1, trigger mode in bits 2–3).
+#[derive(Debug, Clone, Copy)]
+pub struct IsaOverride {
+    /// The ISA IRQ.
+    pub irq: u8,
+    /// Where it arrives.
+    pub gsi: u32,
+    /// MPS INTI flags.
+    pub flags: u16,
 }
 
 /// Why the CPUs could not be found.
@@ -131,14 +156,22 @@ pub fn topology() -> Result<Topology, TopologyError> {
     let madt = madt.get();
     let mut lapic_phys = u64::from(madt.local_apic_address);
     let mut apic_ids = Vec::new();
+    let mut ioapics = Vec::new();
+    let mut isa_overrides = Vec::new();
     for e in madt.entries() {
         match e {
             // Bit 0: enabled; bit 1: online capable.
             MadtEntry::LocalApic(l) if l.flags & 0b11 != 0 => apic_ids.push(u32::from(l.apic_id)),
             MadtEntry::LocalX2Apic(l) if l.flags & 0b11 != 0 => apic_ids.push(l.x2apic_id),
             MadtEntry::LocalApicAddressOverride(o) => lapic_phys = o.local_apic_address,
+            MadtEntry::IoApic(io) => {
+                ioapics.push(IoApicInfo { phys: u64::from(io.io_apic_address), gsi_base: io.global_system_interrupt_base })
+            }
+            MadtEntry::InterruptSourceOverride(o) if o.bus == 0 => {
+                isa_overrides.push(IsaOverride { irq: o.irq, gsi: o.global_system_interrupt, flags: o.flags })
+            }
             _ => {}
         }
     }
-    Ok(Topology { lapic_phys, apic_ids })
+    Ok(Topology { lapic_phys, apic_ids, ioapics, isa_overrides })
 }

@@ -24,6 +24,9 @@
 extern crate alloc;
 
 mod acpi_tables;
+mod ioapic;
+
+pub use ioapic::{NmiRoute, route_isa_irq_as_nmi, unroute};
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -481,15 +484,27 @@ fn hash_boot_modules_ahead() {
     }
 }
 
-fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
-    let lapic = LocalApic::map(topo.lapic_phys)?;
-    LAPIC_VA.store(lapic.base, Ordering::Release);
-    exceptions::set_interrupt_handler(PING_VECTOR, pong);
+/// Maps the local APIC (once) and software-enables the boot CPU's (spurious vector 0xFF), so
+/// that it sends IPIs and accepts the I/O APIC's messages.
+fn enable_boot_lapic(phys: u64) -> Result<LocalApic, String> {
+    let lapic = match LAPIC_VA.load(Ordering::Acquire) {
+        0 => {
+            let l = LocalApic::map(phys)?;
+            LAPIC_VA.store(l.base, Ordering::Release);
+            l
+        }
+        base => LocalApic { base },
+    };
     let svr = lapic.read(LocalApic::SVR);
     if svr & (1 << 8) == 0 {
-        // Software-enable the boot CPU's APIC (spurious vector 0xFF) so that it sends IPIs.
         lapic.write(LocalApic::SVR, svr | (1 << 8) | 0xFF);
     }
+    Ok(lapic)
+}
+
+fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
+    let lapic = enable_boot_lapic(topo.lapic_phys)?;
+    exceptions::set_interrupt_handler(PING_VECTOR, pong);
     let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
     let cr3 = cr3.start_address().as_u64();
     if cr3 >= 1 << 32 {

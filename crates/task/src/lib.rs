@@ -902,6 +902,9 @@ pub enum Fault {
     /// A call to address 8, where there is no code: no unwind can start there (no unwind
     /// information covers it), as after a flipped bit sent a jump astray.
     WildJump = 3,
+    /// A loop with interrupts off that never ends, as damaged code can loop: only the watchdog's
+    /// NMI gets the CPU back.
+    Hang = 4,
 }
 
 /// A fault armed by `crash tick` or `crash schedule` for one task: `kind` 0 none, else a
@@ -954,6 +957,11 @@ pub fn inject_schedule_fault(fault: Fault) {
 fn injected_fault(kind: u64, site: &'static str) {
     if kind == Fault::Panic as u64 {
         panic!("injected into {site} (crash --panic)");
+    }
+    if kind == Fault::Hang as u64 {
+        loop {
+            core::hint::spin_loop();
+        }
     }
     if kind == Fault::WildJump as u64 {
         // SAFETY: none needed for what happens: the call faults on fetching its first

@@ -1,0 +1,150 @@
+//! watchdog: notices the CPU running with interrupts off and not coming back.
+//!
+//! Everything else that watches the kernel — the supervisor, the scrubber, preemption itself —
+//! runs on timer interrupts. Damaged code that loops with interrupts off (in the scheduler, the
+//! task switch, the timer's own entry: the fault campaign found such hangs) stops all of them,
+//! and on one CPU nothing noticed. The watchdog needs an interrupt that interrupts-off code
+//! cannot hold back: an NMI. The PIT's line reaches the I/O APIC as well as the 8259 PIC, so
+//! [`arm`] routes it there as an NMI to the boot CPU (`smp::route_isa_irq_as_nmi`): every
+//! timer period brings an NMI as well as the timer interrupt. At each NMI the watchdog compares
+//! the timer's tick count with the last one it saw; when no tick has come for the limit
+//! (`watchdog_ms=N`, default [`DEFAULT_LIMIT_MS`]; 0 for no watchdog), it tells the exceptions
+//! crate, which repairs damaged code or ends the hung step or task (see `exceptions::hang`).
+//!
+//! The limit must stay above what the kernel legitimately does with interrupts off. Measured
+//! over the QEMU tests (`cpus` shows the longest stretch since boot): up to 1 s while the
+//! loader is held (it runs with interrupts off, and loading the 9 MiB cranelift_codegen takes
+//! that long under TCG), up to 210 ms otherwise (a fault report that loads the debug
+//! information). So the limit is 2 s, and [`LOADER_FACTOR`] times that while the loader is
+//! held.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::instructions::interrupts::without_interrupts;
+
+/// The limit: milliseconds without a timer interrupt that make a hang (0: not armed).
+static LIMIT_MS: AtomicU64 = AtomicU64::new(0);
+/// The tick count the last NMI saw.
+static LAST_TICKS: AtomicU64 = AtomicU64::new(0);
+/// When an NMI last saw the tick count move (or the watchdog last fired), in microseconds since
+/// nano_core's entry.
+static LAST_PROGRESS_US: AtomicU64 = AtomicU64::new(0);
+/// NMIs taken.
+static NMIS: AtomicU64 = AtomicU64::new(0);
+/// The longest stretch between NMIs that saw the tick count move, in microseconds.
+static LONGEST_US: AtomicU64 = AtomicU64::new(0);
+/// Where the PIT's line was routed as an NMI.
+static ROUTE: spin::Mutex<Option<smp::NmiRoute>> = spin::Mutex::new(None);
+
+/// The default limit: ten times the longest stretch with interrupts off the QEMU tests showed
+/// outside the loader (a fault report that loads the debug information: about 200 ms).
+pub const DEFAULT_LIMIT_MS: u64 = 2000;
+/// While the loader is held (a load or a swap, which run with interrupts off: about 1 s for
+/// cranelift_codegen under TCG), the limit is this many times longer.
+pub const LOADER_FACTOR: u64 = 5;
+
+/// What `cpus` shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// The limit in milliseconds (0: not armed).
+    pub limit_ms: u64,
+    /// Where the PIT's line arrives as an NMI.
+    pub route: Option<smp::NmiRoute>,
+    /// NMIs taken since boot.
+    pub nmis: u64,
+    /// The longest stretch between two NMIs that saw the tick count move, in milliseconds, not
+    /// counting stretches ended by a hang report: the longest the kernel ran with interrupts off
+    /// and came back by itself (one timer period when it never does).
+    pub longest_ms: u64,
+    /// Hangs reported.
+    pub hangs: u64,
+}
+
+/// The watchdog's figures.
+pub fn stats() -> Stats {
+    Stats {
+        limit_ms: LIMIT_MS.load(Ordering::Relaxed),
+        route: without_interrupts(|| *ROUTE.lock()),
+        nmis: NMIS.load(Ordering::Relaxed),
+        longest_ms: LONGEST_US.load(Ordering::Relaxed) / 1000,
+        hangs: exceptions::hangs(),
+    }
+}
+
+/// Arms the watchdog at boot (captain calls it once the I/O APIC is known): the `watchdog_ms`
+/// kernel option, default [`DEFAULT_LIMIT_MS`]. A machine without an I/O APIC runs without a
+/// watchdog, which is logged.
+pub fn init() {
+    let limit = boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "watchdog_ms")
+        .and_then(command::parse_u64)
+        .unwrap_or(DEFAULT_LIMIT_MS);
+    if limit == 0 {
+        log::info!("watchdog: off (watchdog_ms=0)");
+        return;
+    }
+    match arm(limit) {
+        Ok(r) => log::info!(
+            "watchdog: the PIT's IRQ {} arrives at I/O APIC input {} (GSI {}) as an NMI to APIC {}; a hang is {limit} ms without a timer interrupt",
+            r.irq,
+            r.input,
+            r.gsi,
+            r.apic_id
+        ),
+        Err(e) => log::warn!("watchdog: not armed: {e}"),
+    }
+}
+
+/// Arms (or re-arms) the watchdog with a limit of `limit_ms`.
+pub fn arm(limit_ms: u64) -> Result<smp::NmiRoute, String> {
+    LAST_TICKS.store(interrupts::ticks(), Ordering::Relaxed);
+    LAST_PROGRESS_US.store(nano_core::time::micros_since_entry(), Ordering::Relaxed);
+    LIMIT_MS.store(limit_ms, Ordering::Relaxed);
+    exceptions::set_nmi_hook(on_nmi);
+    match smp::route_isa_irq_as_nmi(0) {
+        Ok(r) => {
+            without_interrupts(|| *ROUTE.lock() = Some(r));
+            Ok(r)
+        }
+        Err(e) => {
+            disarm();
+            Err(e)
+        }
+    }
+}
+
+/// Switches the watchdog off: the PIT's line masked at the I/O APIC, the NMI hook removed.
+pub fn disarm() {
+    if let Some(r) = without_interrupts(|| ROUTE.lock().take()) {
+        smp::unroute(&r);
+    }
+    LIMIT_MS.store(0, Ordering::Relaxed);
+    exceptions::clear_nmi_hook();
+}
+
+/// Every NMI: has the timer ticked since the last one? If not for the limit, the CPU hangs with
+/// interrupts off: returns for how long (and starts counting again, so that a hang that goes on
+/// after the exceptions crate's repair is reported once more a limit later).
+fn on_nmi() -> Option<u64> {
+    NMIS.fetch_add(1, Ordering::Relaxed);
+    let now = nano_core::time::micros_since_entry();
+    let ticks = interrupts::ticks();
+    let since = now.saturating_sub(LAST_PROGRESS_US.load(Ordering::Relaxed));
+    if LAST_TICKS.swap(ticks, Ordering::Relaxed) != ticks {
+        // Ticks again: the stretch since the last NMI that saw one ended by itself.
+        LONGEST_US.fetch_max(since, Ordering::Relaxed);
+        LAST_PROGRESS_US.store(now, Ordering::Relaxed);
+        return None;
+    }
+    let limit = match LIMIT_MS.load(Ordering::Relaxed) {
+        l if nano_core::kernel::loader_held() => l * LOADER_FACTOR,
+        l => l,
+    };
+    if limit == 0 || since < limit * 1000 {
+        return None;
+    }
+    LAST_PROGRESS_US.store(now, Ordering::Relaxed);
+    Some(since / 1000)
+}
