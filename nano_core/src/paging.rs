@@ -118,6 +118,12 @@ fn map_in(m: &mut OffsetPageTable<'static>, addr: u64, frame: u64, perms: Perms,
     Ok(())
 }
 
+/// Whether the page tables are being changed: code that interrupts anything (an NMI) must not
+/// change mappings then, since the interrupted code may hold the lock.
+pub fn busy() -> bool {
+    MAPPER.is_locked()
+}
+
 fn with_mapper<T>(f: impl FnOnce(&mut OffsetPageTable<'static>) -> Result<T, PagingError>) -> Result<T, PagingError> {
     x86_64::instructions::interrupts::without_interrupts(|| f(MAPPER.lock().as_mut().ok_or(PagingError::NotInitialized)?))
 }

@@ -20,6 +20,8 @@
 
 extern crate alloc;
 
+mod nmi;
+
 use core::sync::atomic::{AtomicU64, Ordering};
 use nano_core::hooks::Hook;
 use nano_core::serial::emergency_write;
@@ -451,6 +453,27 @@ fn info(name: &'static str, vector: u8, error: Option<u64>, frame: &InterruptSta
 /// Lets the task's handler resume the task, or reports the fault: the task crate's hook then
 /// ends the task or names where it continues (to unwind).
 fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
+    if nmi::in_nmi() {
+        // Damaged code on the NMI's path (the watchdog's, at every timer period): the NMI is
+        // abandoned; the code it interrupted goes on and is not blamed.
+        FAULTS.fetch_add(1, Ordering::Relaxed);
+        emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {}) at {:#x} in ", i.name, i.vector, i.rip));
+        describe(i.rip, &mut |a| emergency_write(a));
+        emergency_write(format_args!(", while an NMI was handled\n"));
+        let at = match repair_in_place(&i) {
+            // The damage was the faulting instruction, now repaired: the NMI's handling goes on.
+            Repair::RunAgain(at) => at,
+            _ => {
+                emergency_write(format_args!("    the NMI is abandoned; the interrupted code goes on\n"));
+                nmi::nmi_abandon as *const () as u64
+            }
+        };
+        // SAFETY: `nmi_abandon` puts back the registers the NMI's entry saved and returns from
+        // the NMI (or `at` is the repaired faulting instruction, run again); the frame is the
+        // live interrupt frame of this fault.
+        unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
+        return;
+    }
     let at = match handled(&i) {
         Some(at) => at,
         None => report(i),
@@ -467,18 +490,38 @@ fn handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut Interr
     if vector == 2
         && let Some(nmi) = NMI_HOOK.get()
     {
-        if let Some(stalled_ms) = nmi() {
-            hang(stalled_ms, frame);
+        match nmi() {
+            NmiVerdict::Nothing => {}
+            NmiVerdict::Hang { ms } => hang(ms, frame),
+            NmiVerdict::Stalled { ms } => stalled(ms, frame),
         }
         return;
     }
     dispatch(info(name, vector, error, frame), frame)
 }
 
-/// Asked at every NMI (the watchdog's: [`set_nmi_hook`]): `Some(ms)` when this CPU has taken no
-/// timer interrupt for `ms` milliseconds — it runs with interrupts off and does not come back —
-/// and `None` otherwise (the NMI is the watchdog's periodic one; nothing to do).
-pub type NmiHook = fn() -> Option<u64>;
+/// What the NMI hook found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NmiVerdict {
+    /// The watchdog's periodic NMI: nothing to do.
+    Nothing,
+    /// No timer interrupt for `ms` milliseconds: the CPU runs with interrupts off and does not
+    /// come back.
+    Hang {
+        /// How long.
+        ms: u64,
+    },
+    /// Timer interrupts come, but no task switch for `ms` milliseconds: often one task running
+    /// alone, but also what a damaged scheduler that picks the same task every time looks
+    /// like — and then the supervisor and the scrubber, tasks themselves, never run.
+    Stalled {
+        /// How long.
+        ms: u64,
+    },
+}
+
+/// Asked at every NMI (the watchdog's: [`set_nmi_hook`]).
+pub type NmiHook = fn() -> NmiVerdict;
 static NMI_HOOK: Hook<NmiHook> = Hook::new("exceptions::nmi");
 static HANGS: AtomicU64 = AtomicU64::new(0);
 
@@ -496,6 +539,43 @@ pub fn clear_nmi_hook() {
 /// Hangs the watchdog reported since boot.
 pub fn hangs() -> u64 {
     HANGS.load(Ordering::Relaxed)
+}
+
+/// A stretch without a task switch, found by the watchdog's NMI: every crate's code is checked
+/// and repaired, quietly unless something had changed (the scrubber's work, done from the NMI
+/// because the scrubber itself may be what no longer runs). The interrupted code goes on.
+fn stalled(stalled_ms: u64, frame: &InterruptStackFrame) {
+    // A repair changes page permissions: not while the interrupted code changes mappings.
+    if nano_core::paging::busy() {
+        return;
+    }
+    let mut first = true;
+    let restored = nano_core::kernel::try_with_loader_mut(|l| {
+        l.restore_all(|l, id, r| {
+            if core::mem::take(&mut first) {
+                emergency_write(format_args!(
+                    "\n!!! STALL: no task switch for {stalled_ms} ms (watchdog NMI at {:#x})\n",
+                    frame.instruction_pointer.as_u64()
+                ));
+            }
+            let name = l.krate(id).map_or("?", |k| k.name.as_str());
+            emergency_write(format_args!(
+                "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
+                r.bytes, r.first, r.end
+            ));
+        })
+    });
+    if restored.is_some_and(|b| b > 0) {
+        STALLS_REPAIRED.fetch_add(1, Ordering::Relaxed);
+        emergency_write(format_args!("    the stalled code goes on, repaired\n"));
+    }
+}
+
+static STALLS_REPAIRED: AtomicU64 = AtomicU64::new(0);
+
+/// Stalls (no task switch for the watchdog's limit) after which damaged code was repaired.
+pub fn stalls_repaired() -> u64 {
+    STALLS_REPAIRED.load(Ordering::Relaxed)
 }
 
 /// A hang with interrupts off, found by the watchdog's NMI at `frame`. Damaged code is the
@@ -524,27 +604,34 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
         emergency_write(format_args!("\n    rsp: {rsp:#x}\n"));
         print_backtrace(current_rbp(), Some((rip, rsp)));
     }
-    let restored = nano_core::kernel::try_with_loader_mut(|l| {
-        l.restore_all(|l, id, r| {
-            let name = l.krate(id).map_or("?", |k| k.name.as_str());
-            emergency_write(format_args!(
-                "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
-                r.bytes, r.first, r.end
-            ));
+    // A repair changes page permissions: not while the hung code holds the page tables.
+    let restored = (!nano_core::paging::busy()).then(|| {
+        nano_core::kernel::try_with_loader_mut(|l| {
+            l.restore_all(|l, id, r| {
+                let name = l.krate(id).map_or("?", |k| k.name.as_str());
+                emergency_write(format_args!(
+                    "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
+                    r.bytes, r.first, r.end
+                ));
+            })
         })
     });
     match restored {
-        Some(0) => emergency_write(format_args!("    every crate's code is intact\n")),
-        Some(_) => {
+        Some(Some(0)) => emergency_write(format_args!("    every crate's code is intact\n")),
+        Some(Some(_)) => {
             emergency_write(format_args!("    the hung code goes on, repaired\n"));
             return;
         }
-        None => emergency_write(format_args!("    the loader is held by the hung code: its crates cannot be checked\n")),
+        Some(None) => emergency_write(format_args!("    the loader is held by the hung code: its crates cannot be checked\n")),
+        None => emergency_write(format_args!("    the page tables are held by the hung code: its crates cannot be repaired\n")),
     }
     if heap_held {
         emergency_write(format_args!("    hang with the heap held: system halted (exit code failure)\n"));
         nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure)
     }
+    // From here the hang is the interrupted code's fault, which may end its task without
+    // returning here: a fault from now on is not the NMI's.
+    nmi::leave();
     let info = FaultInfo { name: "hang", vector: 2, error: None, address: None, rip, rsp, frame_unreliable: false };
     let Some(at) = HOOK.get().and_then(|hook| hook(&info)) else {
         emergency_write(format_args!("    hang outside any task: system halted (exit code failure)\n"));
@@ -567,6 +654,11 @@ fn fatal(name: &'static str, vector: u8, error: Option<u64>, frame: &mut Interru
 
 nano_core::exception_table!(handle = handle, fatal = fatal);
 
+/// The NMI's entry as an IDT handler (see [`nmi`]).
+// SAFETY: `nmi_entry` is an interrupt entry: it saves what it uses and ends in `iretq`, which is
+// what an `x86-interrupt` handler is to the IDT (only its address is used).
+const NMI_ENTRY: HandlerFunc = unsafe { core::mem::transmute::<extern "C" fn(), HandlerFunc>(nmi::nmi_entry) };
+
 extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
 
 /// Builds and loads the IDT. Called once by captain.
@@ -574,6 +666,7 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let idt = alloc::boxed::Box::leak(alloc::boxed::Box::new(InterruptDescriptorTable::new()));
         install_exception_gates(idt, true);
+        idt.non_maskable_interrupt.set_handler_fn(NMI_ENTRY);
         for v in 32..=255u8 {
             idt[v].set_handler_fn(spurious);
         }

@@ -19,11 +19,21 @@ use x86_64::structures::idt::InterruptStackFrame;
 /// handler `timer_abandon`, which puts the saved registers back and returns from the interrupt.
 static ENTRY: Triple = Triple::new(0);
 
-/// The end of the timer's entry and of `timer_abandon`: the registers the entry pushed, popped
-/// in reverse order, and the return from the interrupt.
+/// Where the timer's entry last began to load the saved registers back (its stack pointer), in
+/// three copies. Left in place after the return from the interrupt: it counts only for a fault
+/// whose instruction lies in the entry itself, which on one CPU means the pops of the tick in
+/// progress. (Found by the fault campaign: a flipped pop made the `iretq` fault, and the fault
+/// was charged to the shell, whose tick it was.)
+static EXIT: Triple = Triple::new(0);
+
+/// The end of the timer's entry and of `timer_abandon`: the registers the entry pushed, loaded
+/// back, and the return from the interrupt. Loaded, not popped: until the last instruction the
+/// stack pointer stays below the saved registers, so a fault here (damaged code) pushes its
+/// frame below them and `timer_abandon` still finds every one intact. (With pops, the fault's
+/// frame overwrote the registers not yet popped.)
 macro_rules! restore_registers_and_return {
     () => {
-        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\npop rdi\npop rsi\npop rbp\npop rbx\npop rdx\npop rcx\npop rax\niretq"
+        "mov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\nadd rsp, 120\niretq"
     };
 }
 
@@ -56,8 +66,15 @@ macro_rules! timer_entry_asm {
             "mov [rax + 16], rsp",
             "cld",
             "call {body}",
+            // The registers are loaded back from here: recorded again (rax is loaded last), so
+            // that a fault there abandons the tick as well (see `abandon_entry`).
+            "movabs rax, offset {exit}",
+            "mov [rax], rsp",
+            "mov [rax + 8], rsp",
+            "mov [rax + 16], rsp",
             restore_registers_and_return!(),
             entry = sym ENTRY,
+            exit = sym EXIT,
             body = sym timer_body,
         )
     };
@@ -90,20 +107,51 @@ const ABANDON_STACK_BYTES: usize = 1024;
 struct AbandonStack([u8; ABANDON_STACK_BYTES]);
 static mut ABANDON_STACK: AbandonStack = AbandonStack([0; ABANDON_STACK_BYTES]);
 
-/// The saved context, taken (cleared) for `timer_abandon`.
+/// Where a fault in the timer entry's last two instructions (`add rsp, 120; iretq`) resumes:
+/// every register was loaded back already, but the stack pointer may have moved anywhere, and
+/// the fault's own frame may have overwritten the saved registers below it. Sets the stack
+/// pointer to the CPU's interrupt frame again (from `EXIT`, with no register to spare: through
+/// the stack pointer itself) and returns from the interrupt.
+#[unsafe(naked)]
+extern "C" fn timer_return_again() {
+    core::arch::naked_asm!(
+        "movabs rsp, offset {exit}",
+        "mov rsp, [rsp]",
+        "add rsp, 120",
+        "iretq",
+        exit = sym EXIT,
+    )
+}
+
+/// The saved context, taken (cleared) for `timer_abandon`: the entry's, or else that of the
+/// loads in progress.
 extern "C" fn take_entry() -> u64 {
     let at = ENTRY.load().unwrap_or(0);
     ENTRY.store(0);
-    at
+    if at != 0 { at } else { EXIT.load().unwrap_or(0) }
 }
 
-/// For the task layer's fault handler: if the fault is in the timer's entry code (before the
-/// tick's guarded step began), the address to resume at, which abandons the tick.
-pub fn abandon_entry() -> Option<u64> {
-    if ENTRY.load().unwrap_or(0) == 0 {
-        return None;
+/// For the task layer's fault handler, given the faulting instruction `rip` and stack pointer
+/// `rsp`: if the fault is in the timer's entry code before the tick's guarded step began, or in
+/// its return after the step, the address to resume at, which abandons the tick (the registers
+/// are put back from where the entry saved them) or finishes its return.
+pub fn abandon_entry(rip: u64, rsp: u64) -> Option<u64> {
+    let abandon = Some(timer_abandon as *const () as u64);
+    if ENTRY.load().unwrap_or(0) != 0 {
+        return abandon;
     }
-    Some(timer_abandon as *const () as u64)
+    let entry = TIMER_ENTRY as usize as u64;
+    let in_entry = nano_core::kernel::try_with_loader_ref(|l| {
+        l.symbol_at(rip).and_then(|(_, _, sym)| sym).is_some_and(|(_, off)| rip.wrapping_sub(off) == entry)
+    });
+    match EXIT.load().unwrap_or(0) {
+        0 => None,
+        _ if in_entry != Some(true) => None,
+        // Still at the saved registers: the fault's frame went below them; load them all again.
+        exit if rsp == exit => abandon,
+        // Past the loads: the registers are right, only the stack pointer is to be put back.
+        _ => Some(timer_return_again as *const () as u64),
+    }
 }
 
 /// Armed by [`inject_entry_fault`].

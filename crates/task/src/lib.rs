@@ -1027,7 +1027,7 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     let in_step = step::in_step();
     // In the timer's entry code, before the tick's guarded step began: the tick is abandoned
     // there (the entry's saved registers put back), and the interrupted task goes on.
-    if !in_step && let Some(at) = ::interrupts::abandon_entry() {
+    if !in_step && let Some(at) = ::interrupts::abandon_entry(info.rip, info.rsp) {
         step::count_abandoned_tick();
         nano_core::serial::emergency_write(format_args!(
             "    {} at {:#x} was in the timer's interrupt entry, not {}'s: the tick is abandoned and the task goes on\n",

@@ -11,6 +11,12 @@
 //! (`watchdog_ms=N`, default [`DEFAULT_LIMIT_MS`]; 0 for no watchdog), it tells the exceptions
 //! crate, which repairs damaged code or ends the hung step or task (see `exceptions::hang`).
 //!
+//! The same NMIs watch the scheduler: when ticks come but no task has been switched to for the
+//! limit, every crate's code is checked and repaired from the NMI (`exceptions::NmiVerdict::
+//! Stalled`). Usually one task simply runs alone, and the check finds nothing; but a damaged
+//! decision that picks the same task every time (the fault campaign found one: the idle task,
+//! for good) looks the same, and then the scrubber, a task, never runs to repair it.
+//!
 //! The limit must stay above what the kernel legitimately does with interrupts off. Measured
 //! over the QEMU tests (`cpus` shows the longest stretch since boot): up to 1 s while the
 //! loader is held (it runs with interrupts off, and loading the 9 MiB cranelift_codegen takes
@@ -32,6 +38,12 @@ static LAST_TICKS: AtomicU64 = AtomicU64::new(0);
 /// When an NMI last saw the tick count move (or the watchdog last fired), in microseconds since
 /// nano_core's entry.
 static LAST_PROGRESS_US: AtomicU64 = AtomicU64::new(0);
+/// The task switch count the last NMI saw.
+static LAST_SWITCHES: AtomicU64 = AtomicU64::new(0);
+/// When an NMI last saw the switch count move (or the last stall check), in microseconds.
+static LAST_SWITCH_US: AtomicU64 = AtomicU64::new(0);
+/// Stall checks made (no task switch for the limit).
+static STALL_CHECKS: AtomicU64 = AtomicU64::new(0);
 /// NMIs taken.
 static NMIS: AtomicU64 = AtomicU64::new(0);
 /// The longest stretch between NMIs that saw the tick count move, in microseconds.
@@ -61,6 +73,10 @@ pub struct Stats {
     pub longest_ms: u64,
     /// Hangs reported.
     pub hangs: u64,
+    /// Stall checks made (no task switch for the limit: every crate's code verified).
+    pub stall_checks: u64,
+    /// Stall checks that repaired damaged code.
+    pub stalls_repaired: u64,
 }
 
 /// The watchdog's figures.
@@ -71,6 +87,8 @@ pub fn stats() -> Stats {
         nmis: NMIS.load(Ordering::Relaxed),
         longest_ms: LONGEST_US.load(Ordering::Relaxed) / 1000,
         hangs: exceptions::hangs(),
+        stall_checks: STALL_CHECKS.load(Ordering::Relaxed),
+        stalls_repaired: exceptions::stalls_repaired(),
     }
 }
 
@@ -101,6 +119,8 @@ pub fn init() {
 pub fn arm(limit_ms: u64) -> Result<smp::NmiRoute, String> {
     LAST_TICKS.store(interrupts::ticks(), Ordering::Relaxed);
     LAST_PROGRESS_US.store(nano_core::time::micros_since_entry(), Ordering::Relaxed);
+    LAST_SWITCHES.store(task::switches(), Ordering::Relaxed);
+    LAST_SWITCH_US.store(nano_core::time::micros_since_entry(), Ordering::Relaxed);
     LIMIT_MS.store(limit_ms, Ordering::Relaxed);
     exceptions::set_nmi_hook(on_nmi);
     match smp::route_isa_irq_as_nmi(0) {
@@ -125,11 +145,40 @@ pub fn disarm() {
 }
 
 /// Every NMI: has the timer ticked since the last one? If not for the limit, the CPU hangs with
-/// interrupts off: returns for how long (and starts counting again, so that a hang that goes on
-/// after the exceptions crate's repair is reported once more a limit later).
-fn on_nmi() -> Option<u64> {
+/// interrupts off (counting starts again, so that a hang that goes on after the exceptions
+/// crate's repair is reported once more a limit later). If ticks come but no task switch for
+/// the limit, a stall: the exceptions crate checks every crate's code (see `NmiVerdict`).
+fn on_nmi() -> exceptions::NmiVerdict {
     NMIS.fetch_add(1, Ordering::Relaxed);
     let now = nano_core::time::micros_since_entry();
+    match hang_for(now) {
+        Some(ms) => exceptions::NmiVerdict::Hang { ms },
+        None => match stall_for(now) {
+            Some(ms) => exceptions::NmiVerdict::Stalled { ms },
+            None => exceptions::NmiVerdict::Nothing,
+        },
+    }
+}
+
+/// How long no task switch has come, if that reached the limit (and starts counting again).
+fn stall_for(now: u64) -> Option<u64> {
+    let switches = task::switches();
+    if LAST_SWITCHES.swap(switches, Ordering::Relaxed) != switches {
+        LAST_SWITCH_US.store(now, Ordering::Relaxed);
+        return None;
+    }
+    let since = now.saturating_sub(LAST_SWITCH_US.load(Ordering::Relaxed));
+    let limit = LIMIT_MS.load(Ordering::Relaxed);
+    if limit == 0 || since < limit * 1000 || nano_core::kernel::loader_held() {
+        return None;
+    }
+    LAST_SWITCH_US.store(now, Ordering::Relaxed);
+    STALL_CHECKS.fetch_add(1, Ordering::Relaxed);
+    Some(since / 1000)
+}
+
+/// How long no timer interrupt has come, if that reached the limit (and starts counting again).
+fn hang_for(now: u64) -> Option<u64> {
     let ticks = interrupts::ticks();
     let since = now.saturating_sub(LAST_PROGRESS_US.load(Ordering::Relaxed));
     if LAST_TICKS.swap(ticks, Ordering::Relaxed) != ticks {

@@ -1,0 +1,100 @@
+//! The NMI's own entry: a naked function that saves every general register and records where
+//! (in three copies) while the NMI is handled, so that a fault in the handling — damaged code
+//! of the watchdog's path (`exceptions::handle`, `interrupts::ticks`, ...), which runs at every
+//! timer period — abandons the NMI instead of being charged to whatever task it interrupted
+//! (the fault campaign saw the shell killed that way). [`super::dispatch`] sends such a fault
+//! to [`nmi_abandon`], which puts the saved registers back and returns from the NMI.
+
+use core::arch::naked_asm;
+use nano_core::triple::Triple;
+use x86_64::structures::idt::InterruptStackFrame;
+
+/// The interrupted context's saved registers (the entry's stack pointer after pushing them)
+/// while an NMI is handled; 0 otherwise.
+static CONTEXT: Triple = Triple::new(0);
+
+/// The NMI's entry (vector 2).
+#[unsafe(naked)]
+pub(crate) extern "C" fn nmi_entry() {
+    naked_asm!(
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rbx",
+        "push rbp",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        // The CPU aligned the stack to 16 before its 40-byte frame; 15 pushes leave it aligned.
+        "movabs rax, offset {ctx}",
+        "mov [rax], rsp",
+        "mov [rax + 8], rsp",
+        "mov [rax + 16], rsp",
+        "cld",
+        "lea rdi, [rsp + 120]",
+        "call {body}",
+        "movabs rax, offset {ctx}",
+        "mov qword ptr [rax], 0",
+        "mov qword ptr [rax + 8], 0",
+        "mov qword ptr [rax + 16], 0",
+        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\npop rdi\npop rsi\npop rbp\npop rbx\npop rdx\npop rcx\npop rax\niretq",
+        ctx = sym CONTEXT,
+        body = sym nmi_body,
+    )
+}
+
+/// What the entry calls, with the CPU's interrupt frame.
+extern "C" fn nmi_body(frame: *mut InterruptStackFrame) {
+    // SAFETY: the entry passes the address of the frame the CPU pushed for this NMI, on this
+    // stack, live until the entry returns from the interrupt.
+    let frame = unsafe { &mut *frame };
+    super::handle("non-maskable interrupt", 2, None, frame);
+}
+
+/// Whether an NMI is being handled (a fault now is the NMI's, not the interrupted task's).
+pub(crate) fn in_nmi() -> bool {
+    CONTEXT.load().unwrap_or(0) != 0
+}
+
+/// Forgets the NMI's context: its handling continues as the interrupted code's own (a hang
+/// handled as a fault of the task, which may end it without returning here).
+pub(crate) fn leave() {
+    CONTEXT.store(0);
+}
+
+/// Where a fault in the NMI's handling resumes: on a small stack of its own (the faulting stack
+/// pointer may be anywhere), takes the saved context, puts every register back and returns
+/// from the NMI to the interrupted code.
+#[unsafe(naked)]
+pub(crate) extern "C" fn nmi_abandon() {
+    naked_asm!(
+        "movabs rax, offset {stack}",
+        "lea rsp, [rax + {size}]",
+        "call {take}",
+        "mov rsp, rax",
+        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\npop rdi\npop rsi\npop rbp\npop rbx\npop rdx\npop rcx\npop rax\niretq",
+        stack = sym ABANDON_STACK,
+        size = const ABANDON_STACK_BYTES,
+        take = sym take_context,
+    )
+}
+
+const ABANDON_STACK_BYTES: usize = 1024;
+/// The stack of `nmi_abandon`'s one call (on the one CPU that takes the watchdog's NMI).
+#[repr(C, align(16))]
+struct AbandonStack([u8; ABANDON_STACK_BYTES]);
+static mut ABANDON_STACK: AbandonStack = AbandonStack([0; ABANDON_STACK_BYTES]);
+
+/// The saved context, taken (cleared) for `nmi_abandon`.
+extern "C" fn take_context() -> u64 {
+    let at = CONTEXT.load().unwrap_or(0);
+    CONTEXT.store(0);
+    at
+}
