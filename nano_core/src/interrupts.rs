@@ -97,6 +97,29 @@ pub fn init() -> Result<(), InterruptInitError> {
     Ok(())
 }
 
+/// For naked interrupt entries: pushes the 15 general registers (`rax` first, `r15` last). The
+/// CPU aligned the stack to 16 before its 40-byte frame, so after these 120 bytes it is aligned
+/// for a call again, and the stack pointer addresses the registers as
+/// [`load_general_registers_and_return!`] reads them.
+#[macro_export]
+macro_rules! push_general_registers {
+    () => {
+        "push rax\npush rcx\npush rdx\npush rbx\npush rbp\npush rsi\npush rdi\npush r8\npush r9\npush r10\npush r11\npush r12\npush r13\npush r14\npush r15"
+    };
+}
+
+/// For naked interrupt entries: loads back the registers [`push_general_registers!`] saved at
+/// the stack pointer and returns from the interrupt. Loaded, not popped: until the last two
+/// instructions the stack pointer stays below the saved registers, so a fault in between
+/// (damaged code) pushes its frame below them, and a handler that recorded where they are can
+/// still load every one of them again.
+#[macro_export]
+macro_rules! load_general_registers_and_return {
+    () => {
+        "mov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\nadd rsp, 120\niretq"
+    };
+}
+
 /// The one table of CPU exceptions (vector, name, whether the CPU pushes an error code), and
 /// the gates that go with it.
 ///

@@ -584,11 +584,13 @@ CASES = [
     # (the task's and the idle task's) looping in intact code (the step is abandoned), a command
     # looping in its own code (ended and unwound) — mixed with swaps of the watchdog, of the
     # crate that handles the NMI (exceptions), of smp (the I/O APIC) and of interrupts (the
-    # tick count). Every beat comes out once; no other task dies.
+    # tick count); then a policy that never picks a task (a stall: ticks come, no switch),
+    # repaired by the watchdog's stall check. Every beat comes out once; no other task dies.
     dict(name="recovery_hangs_with_interrupts_off_are_ended_by_the_watchdog", timeout=120, append="scrub_ms=0", script=[
             "beat 50 25", "sleep 100", "crash loop scheduler::pick_next", "crash schedule --hang", "swap watchdog watchdog",
             "crash tick --hang", "swap exceptions exceptions", "crash loop task::choose_next", "swap smp smp", "crash hang",
-            "swap interrupts interrupts", "crash tick --hang --idle", "cpus", "@expect beat: job 0 finished 50 beats", "selftest",
+            "swap interrupts interrupts", "crash tick --hang --idle", "cpus", "@expect beat: job 0 finished 50 beats", "beat 20 20", "sleep 100",
+            "crash ret0 scheduler::pick_next", "@expect beat: job 1 finished 20 beats", "selftest",
             "verify", "cpus --watchdog 0", "cpus --watchdog x", "poweroff"],
          counts=[(r"^!!! HANG: no timer interrupt for \d+ ms: the CPU runs with interrupts off \(watchdog NMI\)", 6),
                  (r"^    the hung code goes on, repaired", 2), (r"^swap: done", 4)],
@@ -598,8 +600,11 @@ CASES = [
                  r"task \d+ \(crash\) killed by hang; unwinding its stack", r"^crash: cleanup ran \(hang\)",
                  r"watchdog: the PIT's IRQ 0 as an NMI to APIC 0 \(GSI 2\); a hang is 2000 ms without a timer interrupt; \d+ NMIs, longest stretch without a tick \d+ ms, 6 hangs",
                  r"selftest: 11 passed, 0 failed", r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^watchdog: off \(6 hangs reported while it was on\)",
+                 # A policy that never picks a task: the idle task runs on alone, ticks come but
+                 # no switch; the stall check repairs the policy from the NMI.
+                 r"(?s)!!! STALL: no task switch for \d+ ms \(watchdog NMI at 0x[0-9a-f]+\)\s+code of crate scheduler was corrupted: 3 bytes .*the stalled code goes on, repaired",
                  r"^usage: cpus --watchdog MS \(0 switches it off\)"],
-         check=beats_exactly_once(1, 50),
+         check=beats_exactly_once(1, 70),
          reject=[r"system halted", r"\((beat|shell|supervisor|scrubber|idle|push)\) killed", r"given up", r"^swap: (?!done)", r"within 10 s"]),
     dict(name="recovery_data_flips_in_kernel_state_are_repaired", timeout=90, script=[
             "beat 80 20", "sleep 200", "crash flip heartbeat::BEATS 0 3", "sleep 100", "swap heartbeat heartbeat_v2",

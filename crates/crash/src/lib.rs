@@ -29,14 +29,17 @@
 //! - `crash loop SYMBOL` writes a jump to itself over the function's first instruction, so its
 //!   next caller loops there — with interrupts off, if the function runs with them off (the
 //!   scheduler's policy, the task switch): the watchdog then finds the damage, repairs it, and
-//!   the caller goes on.
+//!   the caller goes on;
+//! - `crash ret0 SYMBOL` makes the function return 0 at once (`xor eax, eax; ret`): for
+//!   `scheduler::pick_next`, a policy that never picks a task, so the running one runs on alone
+//!   (no task switch at all; only the watchdog's stall check notices).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|restartable|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|restartable|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
@@ -51,6 +54,8 @@ enum Damage {
     },
     /// `jmp .` (`eb fe`): the function's caller loops there for good.
     SelfJump,
+    /// `xor eax, eax; ret`: the function returns 0 (`None`, `false`, null) at once.
+    ReturnZero,
 }
 
 /// Damages the code of the loaded function `symbol` (looked up from the applications
@@ -89,6 +94,7 @@ fn damage(symbol: &str, how: Damage) -> isize {
             Damage::Ud2WithCopy => l.flip_sealed_bit(id, base, 0).and_then(|()| l.overwrite_code(id, base, &[0x0f, 0x0b])),
             Damage::WildJump => l.overwrite_code(id, base, &[0x31, 0xc0, 0xff, 0xe0]),
             Damage::SelfJump => l.overwrite_code(id, base, &[0xeb, 0xfe]),
+            Damage::ReturnZero => l.overwrite_code(id, base, &[0x31, 0xc0, 0xc3]),
             Damage::Flip { offset, bit } => l.flip_code_bit(id, base + offset, bit),
         }
         .map_err(|e| alloc::format!("{e}"))?;
@@ -282,6 +288,7 @@ pub fn main(args: &[&str]) -> isize {
         (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),
         (Some("wild"), Some(sym)) => return damage(sym, Damage::WildJump),
         (Some("loop"), Some(sym)) => return damage(sym, Damage::SelfJump),
+        (Some("ret0"), Some(sym)) => return damage(sym, Damage::ReturnZero),
         (Some("flip"), Some(sym)) => {
             return match (num(3, 0), num(4, 0)) {
                 (Some(offset), Some(bit)) if bit < 8 => damage(sym, Damage::Flip { offset, bit: bit as u8 }),
@@ -297,8 +304,10 @@ pub fn main(args: &[&str]) -> isize {
             let opts = args.get(2..).unwrap_or(&[]);
             return tick_fault(injected(opts), opts.contains(&"--idle"), opts.contains(&"--entry"));
         }
-        (Some("corrupt" | "wild" | "loop" | "flip"), None) => {
-            nano_core::println!("usage: crash corrupt SYMBOL | crash wild SYMBOL | crash loop SYMBOL | crash flip SYMBOL [OFFSET [BIT]]");
+        (Some("corrupt" | "wild" | "loop" | "ret0" | "flip"), None) => {
+            nano_core::println!(
+                "usage: crash corrupt SYMBOL | crash wild SYMBOL | crash loop SYMBOL | crash ret0 SYMBOL | crash flip SYMBOL [OFFSET [BIT]]"
+            );
             return 2;
         }
         _ => {}
@@ -315,7 +324,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

@@ -17,22 +17,7 @@ static CONTEXT: Triple = Triple::new(0);
 #[unsafe(naked)]
 pub(crate) extern "C" fn nmi_entry() {
     naked_asm!(
-        "push rax",
-        "push rcx",
-        "push rdx",
-        "push rbx",
-        "push rbp",
-        "push rsi",
-        "push rdi",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
-        // The CPU aligned the stack to 16 before its 40-byte frame; 15 pushes leave it aligned.
+        nano_core::push_general_registers!(),
         "movabs rax, offset {ctx}",
         "mov [rax], rsp",
         "mov [rax + 8], rsp",
@@ -44,7 +29,7 @@ pub(crate) extern "C" fn nmi_entry() {
         "mov qword ptr [rax], 0",
         "mov qword ptr [rax + 8], 0",
         "mov qword ptr [rax + 16], 0",
-        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\npop rdi\npop rsi\npop rbp\npop rbx\npop rdx\npop rcx\npop rax\niretq",
+        nano_core::load_general_registers_and_return!(),
         ctx = sym CONTEXT,
         body = sym nmi_body,
     )
@@ -79,7 +64,7 @@ pub(crate) extern "C" fn nmi_abandon() {
         "lea rsp, [rax + {size}]",
         "call {take}",
         "mov rsp, rax",
-        "pop r15\npop r14\npop r13\npop r12\npop r11\npop r10\npop r9\npop r8\npop rdi\npop rsi\npop rbp\npop rbx\npop rdx\npop rcx\npop rax\niretq",
+        nano_core::load_general_registers_and_return!(),
         stack = sym ABANDON_STACK,
         size = const ABANDON_STACK_BYTES,
         take = sym take_context,

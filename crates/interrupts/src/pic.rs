@@ -26,40 +26,13 @@ static ENTRY: Triple = Triple::new(0);
 /// was charged to the shell, whose tick it was.)
 static EXIT: Triple = Triple::new(0);
 
-/// The end of the timer's entry and of `timer_abandon`: the registers the entry pushed, loaded
-/// back, and the return from the interrupt. Loaded, not popped: until the last instruction the
-/// stack pointer stays below the saved registers, so a fault here (damaged code) pushes its
-/// frame below them and `timer_abandon` still finds every one intact. (With pops, the fault's
-/// frame overwrote the registers not yet popped.)
-macro_rules! restore_registers_and_return {
-    () => {
-        "mov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\nadd rsp, 120\niretq"
-    };
-}
-
 /// The timer's interrupt entry (the including file makes it a naked function with this body):
 /// saves every general register, records where ([`ENTRY`]), runs `timer_body`, and returns
 /// from the interrupt.
 macro_rules! timer_entry_asm {
     () => {
         core::arch::naked_asm!(
-            "push rax",
-            "push rcx",
-            "push rdx",
-            "push rbx",
-            "push rbp",
-            "push rsi",
-            "push rdi",
-            "push r8",
-            "push r9",
-            "push r10",
-            "push r11",
-            "push r12",
-            "push r13",
-            "push r14",
-            "push r15",
-            // The CPU aligned the stack to 16 before pushing its 40-byte frame; 15 pushes more
-            // leave it aligned for the call.
+            nano_core::push_general_registers!(),
             "movabs rax, offset {entry}",
             "mov [rax], rsp",
             "mov [rax + 8], rsp",
@@ -72,7 +45,7 @@ macro_rules! timer_entry_asm {
             "mov [rax], rsp",
             "mov [rax + 8], rsp",
             "mov [rax + 16], rsp",
-            restore_registers_and_return!(),
+            nano_core::load_general_registers_and_return!(),
             entry = sym ENTRY,
             exit = sym EXIT,
             body = sym timer_body,
@@ -93,7 +66,7 @@ extern "C" fn timer_abandon() {
         "mov rsp, rax",
         "mov al, 0x20",
         "out 0x20, al",
-        restore_registers_and_return!(),
+        nano_core::load_general_registers_and_return!(),
         stack = sym ABANDON_STACK,
         size = const ABANDON_STACK_BYTES,
         take = sym take_entry,
