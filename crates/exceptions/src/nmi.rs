@@ -18,10 +18,7 @@ static CONTEXT: Triple = Triple::new(0);
 pub(crate) extern "C" fn nmi_entry() {
     naked_asm!(
         nano_core::push_general_registers!(),
-        "movabs rax, offset {ctx}",
-        "mov [rax], rsp",
-        "mov [rax + 8], rsp",
-        "mov [rax + 16], rsp",
+        nano_core::record_stack_pointer!("ctx"),
         "cld",
         "lea rdi, [rsp + 120]",
         "call {body}",
@@ -60,22 +57,16 @@ pub(crate) fn leave() {
 #[unsafe(naked)]
 pub(crate) extern "C" fn nmi_abandon() {
     naked_asm!(
-        "movabs rax, offset {stack}",
-        "lea rsp, [rax + {size}]",
-        "call {take}",
-        "mov rsp, rax",
+        nano_core::take_saved_registers_on_scratch_stack!(),
         nano_core::load_general_registers_and_return!(),
         stack = sym ABANDON_STACK,
-        size = const ABANDON_STACK_BYTES,
+        size = const nano_core::interrupts::SCRATCH_STACK_BYTES,
         take = sym take_context,
     )
 }
 
-const ABANDON_STACK_BYTES: usize = 1024;
 /// The stack of `nmi_abandon`'s one call (on the one CPU that takes the watchdog's NMI).
-#[repr(C, align(16))]
-struct AbandonStack([u8; ABANDON_STACK_BYTES]);
-static mut ABANDON_STACK: AbandonStack = AbandonStack([0; ABANDON_STACK_BYTES]);
+static ABANDON_STACK: nano_core::interrupts::ScratchStack = nano_core::interrupts::ScratchStack::new();
 
 /// The saved context, taken (cleared) for `nmi_abandon`.
 extern "C" fn take_context() -> u64 {

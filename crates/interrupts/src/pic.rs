@@ -33,18 +33,12 @@ macro_rules! timer_entry_asm {
     () => {
         core::arch::naked_asm!(
             nano_core::push_general_registers!(),
-            "movabs rax, offset {entry}",
-            "mov [rax], rsp",
-            "mov [rax + 8], rsp",
-            "mov [rax + 16], rsp",
+            nano_core::record_stack_pointer!("entry"),
             "cld",
             "call {body}",
             // The registers are loaded back from here: recorded again (rax is loaded last), so
             // that a fault there abandons the tick as well (see `abandon_entry`).
-            "movabs rax, offset {exit}",
-            "mov [rax], rsp",
-            "mov [rax + 8], rsp",
-            "mov [rax + 16], rsp",
+            nano_core::record_stack_pointer!("exit"),
             nano_core::load_general_registers_and_return!(),
             entry = sym ENTRY,
             exit = sym EXIT,
@@ -60,25 +54,19 @@ macro_rules! timer_entry_asm {
 #[unsafe(naked)]
 extern "C" fn timer_abandon() {
     core::arch::naked_asm!(
-        "movabs rax, offset {stack}",
-        "lea rsp, [rax + {size}]",
-        "call {take}",
-        "mov rsp, rax",
+        nano_core::take_saved_registers_on_scratch_stack!(),
         "mov al, 0x20",
         "out 0x20, al",
         nano_core::load_general_registers_and_return!(),
         stack = sym ABANDON_STACK,
-        size = const ABANDON_STACK_BYTES,
+        size = const nano_core::interrupts::SCRATCH_STACK_BYTES,
         take = sym take_entry,
     )
 }
 
-const ABANDON_STACK_BYTES: usize = 1024;
 /// The stack of `timer_abandon`'s one call (interrupts are off from the fault to the return,
 /// on the one CPU that takes the timer: one user at a time).
-#[repr(C, align(16))]
-struct AbandonStack([u8; ABANDON_STACK_BYTES]);
-static mut ABANDON_STACK: AbandonStack = AbandonStack([0; ABANDON_STACK_BYTES]);
+static ABANDON_STACK: nano_core::interrupts::ScratchStack = nano_core::interrupts::ScratchStack::new();
 
 /// Where a fault in the timer entry's last two instructions (`add rsp, 120; iretq`) resumes:
 /// every register was loaded back already, but the stack pointer may have moved anywhere, and
