@@ -130,6 +130,16 @@ macro_rules! record_stack_pointer {
     };
 }
 
+/// For naked interrupt entries: stores 0 into the three copies of the
+/// [`crate::triple::Triple`] named by the operand `$operand` (a `sym` operand of the calling
+/// `naked_asm!`). Clobbers `rax`.
+#[macro_export]
+macro_rules! clear_triple {
+    ($operand:literal) => {
+        concat!("movabs rax, offset {", $operand, "}\nmov qword ptr [rax], 0\nmov qword ptr [rax + 8], 0\nmov qword ptr [rax + 16], 0")
+    };
+}
+
 /// For the routines that abandon an interrupt entry after a fault in it: switches to the
 /// [`ScratchStack`] named by the operands `stack` (`sym`) and `size` (`const`,
 /// [`SCRATCH_STACK_BYTES`]), calls the function of operand `take`, which returns where the

@@ -516,7 +516,7 @@ CASES = [
     # involved (the guard is a registration that moves with them).
     dict(name="recovery_a_fault_in_the_timer_tick_ends_the_tick_not_the_task", timeout=90, script=[
             "crash tick", "crash tick --panic", "crash tick --idle", "crash tick --idle --panic", "crash tick --wild", "crash tick --entry",
-            "swap interrupts interrupts", "crash tick", "crash tick --entry", "swap task task", "crash tick --idle", "crash tick --idle --wild",
+            "crash tick --exit", "swap interrupts interrupts", "crash tick", "crash tick --entry", "crash tick --exit", "swap task task", "crash tick --idle", "crash tick --idle --wild",
             "swap unwind unwind", "crash tick --panic", "swap scheduler scheduler_v2 --state scheduler::swap_hook",
             "crash tick --idle --panic", "crash tick --wild", "selftest", "ps", "echo still here", "poweroff"],
          expect=[r"^crash: the tick's fault was contained; this task went on",
@@ -531,18 +531,21 @@ CASES = [
                  r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s", r"^still here"],
          counts=[(r"^crash: the tick's wild jump was contained; this task went on", 2), (r"\(escaped: no unwind could start there\)", 3),
                  (r"^crash: the tick's entry fault was contained; the interrupted task went on", 2),
-                 (r"page fault at 0x[0-9a-f]+ was in the timer's interrupt entry, not task \d+ \(crash\)'s: the tick is abandoned and the task goes on", 2)],
+                 (r"^crash: the tick's exit fault was contained; the interrupted task went on", 2),
+                 (r"page fault at 0x[0-9a-f]+ was in the timer's interrupt entry, not task \d+ \(crash\)'s: the tick is abandoned and the task goes on", 4)],
          reject=[r"task \d+ \((idle|shell|supervisor|scrubber|crash)\) killed by", r"system halted", r"no tick was abandoned",
                  r"^usage: swap", r"^swap: (?!done)"]),
-    # The timer entry's return damaged (`add rsp, 120` flipped into `add rsp, 112`, so the
+    # The timer entry's return damaged (`add rsp, 120` flipped into `add rsp, 112` — offset
+    # 0xb5 of `interrupts::timer` is that instruction's immediate; a change to the entry moves it,
+    # and then `verify` below finds the flip unrepaired — so the
     # `iretq` takes a wrong frame and faults): the entry recorded where its return began, so the
     # fault finishes the return from there — and is not charged to the interrupted task (the
     # fault campaign saw the shell killed by a flipped pop of that return).
     # Twice, the second time after a swap of interrupts. Then the watchdog NMI's path damaged
     # (see below). Every beat once; no task dies.
     dict(name="recovery_a_fault_in_the_timer_entry_or_the_nmi_is_abandoned", timeout=60, append="scrub_ms=0", script=[
-            "beat 40 20", "sleep 100", "crash flip interrupts::timer 0x94 3", "sleep 300", "swap interrupts interrupts",
-            "crash flip interrupts::timer 0x94 3", "@expect beat: job 0 finished 40 beats", "verify", "beat 40 20", "sleep 100",
+            "beat 40 20", "sleep 100", "crash flip interrupts::timer 0xb5 3", "sleep 300", "swap interrupts interrupts",
+            "crash flip interrupts::timer 0xb5 3", "@expect beat: job 0 finished 40 beats", "verify", "beat 40 20", "sleep 100",
             "crash wild interrupts::ticks", "sleep 300", "verify --repair", "crash corrupt interrupts::ticks", "@expect beat: job 1 finished 40 beats",
             "verify", "ps", "poweroff"],
          counts=[(r"at 0x[0-9a-f]+ was in the timer's interrupt entry, not task \d+( \(\S+\))?'s: the tick is abandoned and the task goes on", 2),

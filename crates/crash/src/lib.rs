@@ -17,7 +17,8 @@
 //!   to where there is no code) in the tick's own code, as damaged timer or scheduler code
 //!   would, while this command's task (or the idle task) runs: the tick is abandoned and the
 //!   task goes on (the task crate's guarded steps); `crash tick --entry` faults in the timer's
-//!   interrupt entry instead, before the guarded step begins (abandoned by the interrupts crate);
+//!   interrupt entry instead, before the guarded step begins (abandoned by the interrupts crate),
+//!   `crash tick --exit` after it ended;
 //! - `crash schedule [--panic|--wild]` does the same to this task's next scheduling decision,
 //!   made with the task table held, as a damaged scheduler policy would: the decision is
 //!   abandoned, the table released, and this task goes on;
@@ -212,10 +213,12 @@ fn flip_data_bit(l: &mod_mgmt::Loader, at: u64, bit: u8) -> Result<(alloc::strin
 /// Makes the next timer tick that interrupts this task (it spins), or with `idle` the idle
 /// task (this task lets it run), fault or panic in the tick's own code, and reports whether the
 /// interrupted task went on.
-fn tick_fault(fault: task::Fault, idle: bool, entry: bool) -> isize {
+fn tick_fault(fault: task::Fault, idle: bool, entry: bool, exit: bool) -> isize {
     let before = task::ticks_abandoned();
     if entry {
         interrupts::inject_entry_fault();
+    } else if exit {
+        interrupts::inject_exit_fault();
     } else {
         task::inject_tick_fault(fault, if idle { 0 } else { task::current() });
     }
@@ -234,12 +237,18 @@ fn tick_fault(fault: task::Fault, idle: bool, entry: bool) -> isize {
     }
     let who = if idle {
         "the idle task"
-    } else if entry {
+    } else if entry || exit {
         "the interrupted task"
     } else {
         "this task"
     };
-    let what = if entry { "entry fault" } else { fault_name(fault) };
+    let what = if entry {
+        "entry fault"
+    } else if exit {
+        "exit fault"
+    } else {
+        fault_name(fault)
+    };
     nano_core::println!("crash: the tick's {what} was contained; {who} went on");
     0
 }
@@ -302,7 +311,7 @@ pub fn main(args: &[&str]) -> isize {
         (Some("schedule"), _) => return schedule_fault(injected(args.get(2..).unwrap_or(&[]))),
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
-            return tick_fault(injected(opts), opts.contains(&"--idle"), opts.contains(&"--entry"));
+            return tick_fault(injected(opts), opts.contains(&"--idle"), opts.contains(&"--entry"), opts.contains(&"--exit"));
         }
         (Some("corrupt" | "wild" | "loop" | "ret0" | "flip"), None) => {
             nano_core::println!(
@@ -324,7 +333,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry|--exit]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

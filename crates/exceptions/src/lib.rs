@@ -460,18 +460,23 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
         emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {}) at {:#x} in ", i.name, i.vector, i.rip));
         describe(i.rip, &mut |a| emergency_write(a));
         emergency_write(format_args!(", while an NMI was handled\n"));
-        let at = match repair_in_place(&i) {
+        let (at, sp) = match repair_in_place(&i) {
             // The damage was the faulting instruction, now repaired: the NMI's handling goes on.
-            Repair::RunAgain(at) => at,
+            Repair::RunAgain(at) => (at, i.rsp),
             _ => {
                 emergency_write(format_args!("    the NMI is abandoned; the interrupted code goes on\n"));
-                nmi::nmi_abandon as *const () as u64
+                (nmi::nmi_resume as *const () as u64, nmi::take_context())
             }
         };
-        // SAFETY: `nmi_abandon` puts back the registers the NMI's entry saved and returns from
-        // the NMI (or `at` is the repaired faulting instruction, run again); the frame is the
-        // live interrupt frame of this fault.
-        unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
+        // SAFETY: either `at` is the repaired faulting instruction, run again on its own stack,
+        // or `nmi_resume` runs on the registers the NMI's entry saved (`sp`), puts them back
+        // and returns from the NMI; the frame is the live interrupt frame of this fault.
+        unsafe {
+            frame.as_mut().update(|f| {
+                f.instruction_pointer = x86_64::VirtAddr::new_truncate(at);
+                f.stack_pointer = x86_64::VirtAddr::new_truncate(sp);
+            })
+        };
         return;
     }
     let at = match handled(&i) {

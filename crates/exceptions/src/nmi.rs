@@ -3,7 +3,7 @@
 //! of the watchdog's path (`exceptions::handle`, `interrupts::ticks`, ...), which runs at every
 //! timer period — abandons the NMI instead of being charged to whatever task it interrupted
 //! (the fault campaign saw the shell killed that way). [`super::dispatch`] sends such a fault
-//! to [`nmi_abandon`], which puts the saved registers back and returns from the NMI.
+//! to [`nmi_resume`], on the saved registers, which puts them back and returns from the NMI.
 
 use core::arch::naked_asm;
 use nano_core::triple::Triple;
@@ -22,10 +22,7 @@ pub(crate) extern "C" fn nmi_entry() {
         "cld",
         "lea rdi, [rsp + 120]",
         "call {body}",
-        "movabs rax, offset {ctx}",
-        "mov qword ptr [rax], 0",
-        "mov qword ptr [rax + 8], 0",
-        "mov qword ptr [rax + 16], 0",
+        nano_core::clear_triple!("ctx"),
         nano_core::load_general_registers_and_return!(),
         ctx = sym CONTEXT,
         body = sym nmi_body,
@@ -51,25 +48,18 @@ pub(crate) fn leave() {
     CONTEXT.store(0);
 }
 
-/// Where a fault in the NMI's handling resumes: on a small stack of its own (the faulting stack
-/// pointer may be anywhere), takes the saved context, puts every register back and returns
-/// from the NMI to the interrupted code.
+/// Where a fault in the NMI's handling resumes, with the stack pointer set (by the fault's own
+/// return) to the registers the NMI's entry saved: puts every register back and returns from
+/// the NMI to the interrupted code. No stack of its own and no slot to read: an NMI arriving
+/// here (the next one is usually pending by now) pushes its frame below the saved registers,
+/// and returns here with them intact — even if it faults and is abandoned in turn.
 #[unsafe(naked)]
-pub(crate) extern "C" fn nmi_abandon() {
-    naked_asm!(
-        nano_core::take_saved_registers_on_scratch_stack!(),
-        nano_core::load_general_registers_and_return!(),
-        stack = sym ABANDON_STACK,
-        size = const nano_core::interrupts::SCRATCH_STACK_BYTES,
-        take = sym take_context,
-    )
+pub(crate) extern "C" fn nmi_resume() {
+    naked_asm!(nano_core::load_general_registers_and_return!())
 }
 
-/// The stack of `nmi_abandon`'s one call (on the one CPU that takes the watchdog's NMI).
-static ABANDON_STACK: nano_core::interrupts::ScratchStack = nano_core::interrupts::ScratchStack::new();
-
-/// The saved context, taken (cleared) for `nmi_abandon`.
-extern "C" fn take_context() -> u64 {
+/// The saved context, taken (cleared): where [`nmi_resume`] is to find the registers.
+pub(crate) fn take_context() -> u64 {
     let at = CONTEXT.load().unwrap_or(0);
     CONTEXT.store(0);
     at

@@ -39,6 +39,7 @@ macro_rules! timer_entry_asm {
             // The registers are loaded back from here: recorded again (rax is loaded last), so
             // that a fault there abandons the tick as well (see `abandon_entry`).
             nano_core::record_stack_pointer!("exit"),
+            nano_core::clear_triple!("entry"),
             nano_core::load_general_registers_and_return!(),
             entry = sym ENTRY,
             exit = sym EXIT,
@@ -117,6 +118,14 @@ pub fn abandon_entry(rip: u64, rsp: u64) -> Option<u64> {
 
 /// Armed by [`inject_entry_fault`].
 static ENTRY_INJECTION: AtomicBool = AtomicBool::new(false);
+/// Armed by [`inject_exit_fault`].
+static EXIT_INJECTION: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next tick fault in the timer's entry code after its guarded step ended (a read of
+/// address 8), as damage in the entry's return would: for `crash tick --exit`.
+pub fn inject_exit_fault() {
+    EXIT_INJECTION.store(true, Ordering::Relaxed);
+}
 
 /// Makes the next tick fault in the timer's entry code, before its guarded step begins (a read
 /// of address 8), as damaged entry code would: for `crash tick --entry`.
@@ -133,6 +142,7 @@ extern "C" fn timer_body() {
     }
     let guard = TICK_GUARD.get();
     // From here on a fault is the guarded step's (or, before there is a guard, fatal as ever).
+    let saved = ENTRY.load().unwrap_or(0);
     ENTRY.store(0);
     match guard {
         Some(guard) => {
@@ -141,6 +151,13 @@ extern "C" fn timer_body() {
             }
         }
         None => on_timer(),
+    }
+    // Back in the entry's own code until its return (the entry clears it then): a fault from
+    // here — damage in this function's return, seen in the fault campaign as a jump to 0x1f
+    // charged to the shell — abandons the tick as one before the step does.
+    ENTRY.store(saved);
+    if EXIT_INJECTION.swap(false, Ordering::Relaxed) {
+        injected_entry_fault();
     }
 }
 
