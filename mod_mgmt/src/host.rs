@@ -55,6 +55,7 @@ impl MemoryProvider for HostMemory {
             Perms::ReadExec => libc::PROT_READ | libc::PROT_EXEC,
             Perms::Read => libc::PROT_READ,
             Perms::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+            Perms::ReadWriteExec => libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
         };
         // SAFETY: the region is a mapping this provider created and still owns.
         let r = unsafe { libc::mprotect((region.addr() as usize + offset) as *mut libc::c_void, len, prot) };

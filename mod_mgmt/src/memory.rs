@@ -15,6 +15,12 @@ pub enum Perms {
     Read,
     /// Data and bss: read + write.
     ReadWrite,
+    /// Code while the loader writes into it (a relink, a repair): read + write + execute, for
+    /// those few instructions only, with interrupts off. Not read + write: an NMI (the watchdog's,
+    /// at every timer period) may run code on that very page meanwhile — its entry, the fault
+    /// handler — and a page without execute permission there took the kernel down (found by
+    /// the fault campaign: the scrubber repairing the exceptions crate).
+    ReadWriteExec,
 }
 
 impl fmt::Display for Perms {
@@ -23,6 +29,7 @@ impl fmt::Display for Perms {
             Perms::ReadExec => "r-x",
             Perms::Read => "r--",
             Perms::ReadWrite => "rw-",
+            Perms::ReadWriteExec => "rwx",
         })
     }
 }

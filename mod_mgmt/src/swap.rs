@@ -689,13 +689,16 @@ impl Loader {
         let off = (page - raddr) as usize;
         let plen = ((last - page + crate::loader::PAGE_SIZE) as usize).min(rsize - off);
         if perms != Perms::ReadWrite {
-            // Writable (and not executable) only while the value is written.
+            // Writable only while the value is written; code stays executable meanwhile (an NMI
+            // may run it: see `Perms::ReadWriteExec`).
+            let writable = if perms == Perms::ReadExec { Perms::ReadWriteExec } else { Perms::ReadWrite };
             let region = self.region_at(place).expect("found above").0;
-            self.memory.protect(region, off, plen, Perms::ReadWrite)?;
+            self.memory.protect(region, off, plen, writable)?;
         }
         // SAFETY: `place..place+len` lies inside a loaded section of a region the loader owns,
         // whose page was just made writable; the caller holds off other tasks (interrupts off),
-        // so nothing executes or reads it meanwhile.
+        // so no task executes or reads it meanwhile (an NMI may execute the page, which stays
+        // executable; it runs other bytes than these, unless these are damage being repaired).
         f(unsafe { core::slice::from_raw_parts_mut(place as *mut u8, len) });
         if perms != Perms::ReadWrite {
             let region = self.region_at(place).expect("found above").0;

@@ -315,6 +315,7 @@ fn regions_are_w_xor_x_in_the_host_page_tables() {
                 Perms::ReadExec => "r-x",
                 Perms::Read => "r--",
                 Perms::ReadWrite => "rw-",
+                Perms::ReadWriteExec => panic!("crate {} region {addr:#x} left writable and executable", k.name),
             };
             assert_eq!(perms_at(addr), want, "crate {} region {addr:#x}", k.name);
         }

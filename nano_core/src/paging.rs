@@ -43,7 +43,8 @@ static NEXT_STACK: AtomicU64 = AtomicU64::new(STACK_BASE);
 static NEXT_REGION: AtomicU64 = AtomicU64::new(REGION_BASE + PAGE);
 
 /// Page permissions: the loader's type (one enum for the whole kernel). W^X by construction:
-/// nothing is both writable and executable.
+/// nothing is both writable and executable, except code while the loader writes into it
+/// ([`Perms::ReadWriteExec`], with interrupts off, for an NMI's sake).
 pub use mod_mgmt::Perms;
 
 /// The page-table flags for `p`.
@@ -52,13 +53,14 @@ fn flags_of(p: Perms) -> F {
         Perms::ReadExec => F::PRESENT | F::GLOBAL,
         Perms::Read => F::PRESENT | F::GLOBAL | F::NO_EXECUTE,
         Perms::ReadWrite => F::PRESENT | F::GLOBAL | F::WRITABLE | F::NO_EXECUTE,
+        Perms::ReadWriteExec => F::PRESENT | F::GLOBAL | F::WRITABLE,
     }
 }
 
 /// The permissions page-table flags `f` give.
 fn perms_of(f: F) -> Perms {
     if f.contains(F::WRITABLE) {
-        Perms::ReadWrite
+        if f.contains(F::NO_EXECUTE) { Perms::ReadWrite } else { Perms::ReadWriteExec }
     } else if f.contains(F::NO_EXECUTE) {
         Perms::Read
     } else {

@@ -457,17 +457,7 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
         // Damaged code on the NMI's path (the watchdog's, at every timer period): the NMI is
         // abandoned; the code it interrupted goes on and is not blamed.
         FAULTS.fetch_add(1, Ordering::Relaxed);
-        emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {}) at {:#x} in ", i.name, i.vector, i.rip));
-        describe(i.rip, &mut |a| emergency_write(a));
-        emergency_write(format_args!(", while an NMI was handled\n"));
-        let (at, sp) = match repair_in_place(&i) {
-            // The damage was the faulting instruction, now repaired: the NMI's handling goes on.
-            Repair::RunAgain(at) => (at, i.rsp),
-            _ => {
-                emergency_write(format_args!("    the NMI is abandoned; the interrupted code goes on\n"));
-                (nmi::nmi_resume as *const () as u64, nmi::take_context())
-            }
-        };
+        let (at, sp) = nmi_fault(&i);
         // SAFETY: either `at` is the repaired faulting instruction, run again on its own stack,
         // or `nmi_resume` runs on the registers the NMI's entry saved (`sp`), puts them back
         // and returns from the NMI; the frame is the live interrupt frame of this fault.
@@ -487,6 +477,59 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
     // the frame is the live interrupt frame, so iretq continues there with the faulting stack
     // pointer and flags.
     unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
+}
+
+/// NMIs abandoned since boot, and when the last one was reported (microseconds since entry).
+static NMI_ABANDONS: AtomicU64 = AtomicU64::new(0);
+static NMI_REPORTED_US: AtomicU64 = AtomicU64::new(0);
+
+/// A fault while an NMI was handled: where to resume (instruction and stack pointer). The
+/// faulting instruction, if it was the damage, runs again; otherwise the NMI is abandoned, after
+/// every crate's code is checked and repaired — the damage may lie anywhere on the NMI's path,
+/// and an NMI comes at every timer period: left alone, the same fault comes back each time, and
+/// its reports alone (one serial line takes longer than a period) would leave nothing else any
+/// time to run. For the same reason an abandon is reported at most once a second.
+fn nmi_fault(i: &FaultInfo) -> (u64, u64) {
+    let now = nano_core::time::micros_since_entry();
+    let quiet = now.saturating_sub(NMI_REPORTED_US.load(Ordering::Relaxed)) < 1_000_000;
+    if !quiet {
+        NMI_REPORTED_US.store(now, Ordering::Relaxed);
+        emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {}) at {:#x} in ", i.name, i.vector, i.rip));
+        describe(i.rip, &mut |a| emergency_write(a));
+        emergency_write(format_args!(", while an NMI was handled\n"));
+    }
+    if let Repair::RunAgain(at) = repair_in_place(i) {
+        return (at, i.rsp);
+    }
+    restore_every_crate(|| {});
+    let n = NMI_ABANDONS.fetch_add(1, Ordering::Relaxed) + 1;
+    if !quiet {
+        emergency_write(format_args!("    the NMI is abandoned; the interrupted code goes on ({n} NMIs abandoned since boot)\n"));
+    }
+    (nmi::nmi_resume as *const () as u64, nmi::take_context())
+}
+
+/// Checks every crate's code and repairs what changed, from an NMI or a fault: allocates
+/// nothing, blocks on nothing. `before_first` runs before the first repair is reported. The
+/// bytes restored, or `None` if the code could not be checked (the loader held, or the page
+/// tables, which a repair changes, held by the interrupted code).
+fn restore_every_crate(mut before_first: impl FnMut()) -> Option<u64> {
+    if nano_core::paging::busy() {
+        return None;
+    }
+    let mut first = true;
+    nano_core::kernel::try_with_loader_mut(|l| {
+        l.restore_all(|l, id, r| {
+            if core::mem::take(&mut first) {
+                before_first();
+            }
+            let name = l.krate(id).map_or("?", |k| k.name.as_str());
+            emergency_write(format_args!(
+                "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
+                r.bytes, r.first, r.end
+            ));
+        })
+    })
 }
 
 /// Every exception's handler: lets the task's handler resume it, or reports the fault. An NMI
@@ -550,25 +593,9 @@ pub fn hangs() -> u64 {
 /// and repaired, quietly unless something had changed (the scrubber's work, done from the NMI
 /// because the scrubber itself may be what no longer runs). The interrupted code goes on.
 fn stalled(stalled_ms: u64, frame: &InterruptStackFrame) {
-    // A repair changes page permissions: not while the interrupted code changes mappings.
-    if nano_core::paging::busy() {
-        return;
-    }
-    let mut first = true;
-    let restored = nano_core::kernel::try_with_loader_mut(|l| {
-        l.restore_all(|l, id, r| {
-            if core::mem::take(&mut first) {
-                emergency_write(format_args!(
-                    "\n!!! STALL: no task switch for {stalled_ms} ms (watchdog NMI at {:#x})\n",
-                    frame.instruction_pointer.as_u64()
-                ));
-            }
-            let name = l.krate(id).map_or("?", |k| k.name.as_str());
-            emergency_write(format_args!(
-                "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
-                r.bytes, r.first, r.end
-            ));
-        })
+    let rip = frame.instruction_pointer.as_u64();
+    let restored = restore_every_crate(|| {
+        emergency_write(format_args!("\n!!! STALL: no task switch for {stalled_ms} ms (watchdog NMI at {rip:#x})\n"));
     });
     if restored.is_some_and(|b| b > 0) {
         STALLS_REPAIRED.fetch_add(1, Ordering::Relaxed);
@@ -609,26 +636,17 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
         emergency_write(format_args!("\n    rsp: {rsp:#x}\n"));
         print_backtrace(current_rbp(), Some((rip, rsp)));
     }
-    // A repair changes page permissions: not while the hung code holds the page tables.
-    let restored = (!nano_core::paging::busy()).then(|| {
-        nano_core::kernel::try_with_loader_mut(|l| {
-            l.restore_all(|l, id, r| {
-                let name = l.krate(id).map_or("?", |k| k.name.as_str());
-                emergency_write(format_args!(
-                    "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
-                    r.bytes, r.first, r.end
-                ));
-            })
-        })
-    });
+    // Where the loop is cannot be told from its instruction alone: every crate is checked.
+    let restored = restore_every_crate(|| {});
     match restored {
-        Some(Some(0)) => emergency_write(format_args!("    every crate's code is intact\n")),
-        Some(Some(_)) => {
+        Some(0) => emergency_write(format_args!("    every crate's code is intact\n")),
+        Some(_) => {
             emergency_write(format_args!("    the hung code goes on, repaired\n"));
             return;
         }
-        Some(None) => emergency_write(format_args!("    the loader is held by the hung code: its crates cannot be checked\n")),
-        None => emergency_write(format_args!("    the page tables are held by the hung code: its crates cannot be repaired\n")),
+        None => {
+            emergency_write(format_args!("    the loader or the page tables are held by the hung code: its crates cannot be checked\n"))
+        }
     }
     if heap_held {
         emergency_write(format_args!("    hang with the heap held: system halted (exit code failure)\n"));

@@ -151,13 +151,26 @@ pub fn disarm() {
 fn on_nmi() -> exceptions::NmiVerdict {
     NMIS.fetch_add(1, Ordering::Relaxed);
     let now = nano_core::time::micros_since_entry();
-    match hang_for(now) {
-        Some(ms) => exceptions::NmiVerdict::Hang { ms },
-        None => match stall_for(now) {
+    match ticks_since(now) {
+        Ticks::Hang { ms } => exceptions::NmiVerdict::Hang { ms },
+        // A stall is judged only while ticks come: without them it may be a hang in the making,
+        // which the hang check reports (and a quiet repair by the stall check would hide).
+        Ticks::Moved => match stall_for(now) {
             Some(ms) => exceptions::NmiVerdict::Stalled { ms },
             None => exceptions::NmiVerdict::Nothing,
         },
+        Ticks::Still => exceptions::NmiVerdict::Nothing,
     }
+}
+
+/// What an NMI saw of the timer.
+enum Ticks {
+    /// It ticked since the last NMI.
+    Moved,
+    /// It did not, for less than the limit.
+    Still,
+    /// It did not, for the limit: a hang of `ms` milliseconds.
+    Hang { ms: u64 },
 }
 
 /// How long no task switch has come, if that reached the limit (and starts counting again).
@@ -177,23 +190,24 @@ fn stall_for(now: u64) -> Option<u64> {
     Some(since / 1000)
 }
 
-/// How long no timer interrupt has come, if that reached the limit (and starts counting again).
-fn hang_for(now: u64) -> Option<u64> {
+/// Whether the timer ticked since the last NMI; if not for the limit, a hang (and counting
+/// starts again).
+fn ticks_since(now: u64) -> Ticks {
     let ticks = interrupts::ticks();
     let since = now.saturating_sub(LAST_PROGRESS_US.load(Ordering::Relaxed));
     if LAST_TICKS.swap(ticks, Ordering::Relaxed) != ticks {
         // Ticks again: the stretch since the last NMI that saw one ended by itself.
         LONGEST_US.fetch_max(since, Ordering::Relaxed);
         LAST_PROGRESS_US.store(now, Ordering::Relaxed);
-        return None;
+        return Ticks::Moved;
     }
     let limit = match LIMIT_MS.load(Ordering::Relaxed) {
         l if nano_core::kernel::loader_held() => l * LOADER_FACTOR,
         l => l,
     };
     if limit == 0 || since < limit * 1000 {
-        return None;
+        return Ticks::Still;
     }
     LAST_PROGRESS_US.store(now, Ordering::Relaxed);
-    Some(since / 1000)
+    Ticks::Hang { ms: since / 1000 }
 }
