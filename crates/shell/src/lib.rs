@@ -119,10 +119,15 @@ fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
         return true;
     }
     while !task::has_exited(id) {
-        if nano_core::serial::try_read_byte() == Some(0x03) {
-            let _ = task::kill(id);
-            println!("^C");
-            break;
+        match nano_core::serial::try_read_byte() {
+            Some(0x03) => {
+                let _ = task::kill(id);
+                println!("^C");
+                break;
+            }
+            // Typed ahead: the line editor reads it once the command is done.
+            Some(b) => line::TYPEAHEAD.lock().push(b),
+            None => {}
         }
         task::yield_now();
     }
