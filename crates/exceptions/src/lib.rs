@@ -404,10 +404,7 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
     let repaired = nano_core::kernel::try_with_loader_mut(|l| {
         let (id, r) = l.restore_at(at)?;
         let name = l.krate(id).map_or("?", |k| k.name.as_str());
-        emergency_write(format_args!(
-            "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
-            r.bytes, r.first, r.end
-        ));
+        say_restored(name, &r);
         // Whether the first changed byte lies in the faulting function, before the fault.
         let function_start = |a: u64| l.symbol_at(a).and_then(|(_, _, sym)| sym).map(|(_, off)| a - off);
         let same_function = r.first < at && function_start(r.first).is_some_and(|f| Some(f) == function_start(at));
@@ -423,6 +420,33 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
         Repair::RanBefore { same_function }
     } else {
         Repair::Intact
+    }
+}
+
+/// Reports a repair of crate `name`'s code (allocates nothing).
+fn say_restored(name: &str, r: &mod_mgmt::integrity::Restored) {
+    emergency_write(format_args!(
+        "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
+        r.bytes, r.first, r.end
+    ));
+}
+
+/// Makes the interrupted code continue at `at` when `frame`'s handler returns — on the stack
+/// pointer `sp`, if given (else on its own).
+///
+/// # Safety
+/// `frame` is the live interrupt frame of the running handler, and `at` (on `sp`) is where the
+/// interrupted code may continue: a landing address a fault hook chose, or a resume routine
+/// of this crate.
+unsafe fn resume_at(frame: &mut InterruptStackFrame, at: u64, sp: Option<u64>) {
+    // SAFETY: per the caller's contract; iretq then continues at `at` with the frame's flags.
+    unsafe {
+        frame.as_mut().update(|f| {
+            f.instruction_pointer = x86_64::VirtAddr::new_truncate(at);
+            if let Some(sp) = sp {
+                f.stack_pointer = x86_64::VirtAddr::new_truncate(sp);
+            }
+        })
     }
 }
 
@@ -461,12 +485,7 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
         // SAFETY: either `at` is the repaired faulting instruction, run again on its own stack,
         // or `nmi_resume` runs on the registers the NMI's entry saved (`sp`), puts them back
         // and returns from the NMI; the frame is the live interrupt frame of this fault.
-        unsafe {
-            frame.as_mut().update(|f| {
-                f.instruction_pointer = x86_64::VirtAddr::new_truncate(at);
-                f.stack_pointer = x86_64::VirtAddr::new_truncate(sp);
-            })
-        };
+        unsafe { resume_at(frame, at, Some(sp)) };
         return;
     }
     let at = match handled(&i) {
@@ -476,7 +495,7 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
     // SAFETY: the task's handler or the fault hook chose `at` as the task's landing address;
     // the frame is the live interrupt frame, so iretq continues there with the faulting stack
     // pointer and flags.
-    unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
+    unsafe { resume_at(frame, at, None) };
 }
 
 /// NMIs abandoned since boot, and when the last one was reported (microseconds since entry).
@@ -524,10 +543,7 @@ fn restore_every_crate(mut before_first: impl FnMut()) -> Option<u64> {
                 before_first();
             }
             let name = l.krate(id).map_or("?", |k| k.name.as_str());
-            emergency_write(format_args!(
-                "    code of crate {name} was corrupted: {} bytes at {:#x}..{:#x} restored from its sealed copy\n",
-                r.bytes, r.first, r.end
-            ));
+            say_restored(name, r);
         })
     })
 }
@@ -662,7 +678,7 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
     };
     // SAFETY: the fault hook chose `at` as where the interrupted code continues (an unwind or a
     // step's escape); the frame is the live NMI frame, so iretq continues there.
-    unsafe { frame.as_mut().update(|f| f.instruction_pointer = x86_64::VirtAddr::new_truncate(at)) };
+    unsafe { resume_at(frame, at, None) };
 }
 
 /// The double fault (usually a kernel stack overflow: nothing to return to) and the machine

@@ -33,15 +33,52 @@ use x86_64::instructions::interrupts::without_interrupts;
 
 /// The limit: milliseconds without a timer interrupt that make a hang (0: not armed).
 static LIMIT_MS: AtomicU64 = AtomicU64::new(0);
-/// The tick count the last NMI saw.
-static LAST_TICKS: AtomicU64 = AtomicU64::new(0);
-/// When an NMI last saw the tick count move (or the watchdog last fired), in microseconds since
-/// nano_core's entry.
-static LAST_PROGRESS_US: AtomicU64 = AtomicU64::new(0);
-/// The task switch count the last NMI saw.
-static LAST_SWITCHES: AtomicU64 = AtomicU64::new(0);
-/// When an NMI last saw the switch count move (or the last stall check), in microseconds.
-static LAST_SWITCH_US: AtomicU64 = AtomicU64::new(0);
+/// The timer's tick count, as the NMIs see it move.
+static TICKS: Progress = Progress::new();
+/// The task switch count, as the NMIs see it move.
+static SWITCHES: Progress = Progress::new();
+
+/// A count the NMIs watch: the value the last NMI saw, and since when (microseconds since
+/// nano_core's entry) it has not moved — or since the watchdog last acted on it.
+struct Progress {
+    count: AtomicU64,
+    since_us: AtomicU64,
+}
+
+/// What an NMI saw of a [`Progress`].
+enum Seen {
+    /// The count moved; it had stood still for `stretch_us` before.
+    Moved { stretch_us: u64 },
+    /// The count has not moved for `for_us`.
+    Still { for_us: u64 },
+}
+
+impl Progress {
+    const fn new() -> Progress {
+        Progress { count: AtomicU64::new(0), since_us: AtomicU64::new(0) }
+    }
+
+    /// Starts watching from `count` at `now`.
+    fn reset(&self, count: u64, now: u64) {
+        self.count.store(count, Ordering::Relaxed);
+        self.since_us.store(now, Ordering::Relaxed);
+    }
+
+    /// Takes the count an NMI reads at `now`.
+    fn observe(&self, count: u64, now: u64) -> Seen {
+        let for_us = now.saturating_sub(self.since_us.load(Ordering::Relaxed));
+        if self.count.swap(count, Ordering::Relaxed) != count {
+            self.since_us.store(now, Ordering::Relaxed);
+            return Seen::Moved { stretch_us: for_us };
+        }
+        Seen::Still { for_us }
+    }
+
+    /// Counts the stillness from `now` again (the watchdog acted on it).
+    fn restart(&self, now: u64) {
+        self.since_us.store(now, Ordering::Relaxed);
+    }
+}
 /// Stall checks made (no task switch for the limit).
 static STALL_CHECKS: AtomicU64 = AtomicU64::new(0);
 /// NMIs taken.
@@ -117,10 +154,9 @@ pub fn init() {
 
 /// Arms (or re-arms) the watchdog with a limit of `limit_ms`.
 pub fn arm(limit_ms: u64) -> Result<smp::NmiRoute, String> {
-    LAST_TICKS.store(interrupts::ticks(), Ordering::Relaxed);
-    LAST_PROGRESS_US.store(nano_core::time::micros_since_entry(), Ordering::Relaxed);
-    LAST_SWITCHES.store(task::switches(), Ordering::Relaxed);
-    LAST_SWITCH_US.store(nano_core::time::micros_since_entry(), Ordering::Relaxed);
+    let now = nano_core::time::micros_since_entry();
+    TICKS.reset(interrupts::ticks(), now);
+    SWITCHES.reset(task::switches(), now);
     LIMIT_MS.store(limit_ms, Ordering::Relaxed);
     exceptions::set_nmi_hook(on_nmi);
     match smp::route_isa_irq_as_nmi(0) {
@@ -175,39 +211,34 @@ enum Ticks {
 
 /// How long no task switch has come, if that reached the limit (and starts counting again).
 fn stall_for(now: u64) -> Option<u64> {
-    let switches = task::switches();
-    if LAST_SWITCHES.swap(switches, Ordering::Relaxed) != switches {
-        LAST_SWITCH_US.store(now, Ordering::Relaxed);
-        return None;
-    }
-    let since = now.saturating_sub(LAST_SWITCH_US.load(Ordering::Relaxed));
+    let Seen::Still { for_us } = SWITCHES.observe(task::switches(), now) else { return None };
     let limit = LIMIT_MS.load(Ordering::Relaxed);
-    if limit == 0 || since < limit * 1000 || nano_core::kernel::loader_held() {
+    if limit == 0 || for_us < limit * 1000 || nano_core::kernel::loader_held() {
         return None;
     }
-    LAST_SWITCH_US.store(now, Ordering::Relaxed);
+    SWITCHES.restart(now);
     STALL_CHECKS.fetch_add(1, Ordering::Relaxed);
-    Some(since / 1000)
+    Some(for_us / 1000)
 }
 
 /// Whether the timer ticked since the last NMI; if not for the limit, a hang (and counting
 /// starts again).
 fn ticks_since(now: u64) -> Ticks {
-    let ticks = interrupts::ticks();
-    let since = now.saturating_sub(LAST_PROGRESS_US.load(Ordering::Relaxed));
-    if LAST_TICKS.swap(ticks, Ordering::Relaxed) != ticks {
-        // Ticks again: the stretch since the last NMI that saw one ended by itself.
-        LONGEST_US.fetch_max(since, Ordering::Relaxed);
-        LAST_PROGRESS_US.store(now, Ordering::Relaxed);
-        return Ticks::Moved;
-    }
+    let for_us = match TICKS.observe(interrupts::ticks(), now) {
+        Seen::Moved { stretch_us } => {
+            // Ticks again: the stretch since the last NMI that saw one ended by itself.
+            LONGEST_US.fetch_max(stretch_us, Ordering::Relaxed);
+            return Ticks::Moved;
+        }
+        Seen::Still { for_us } => for_us,
+    };
     let limit = match LIMIT_MS.load(Ordering::Relaxed) {
         l if nano_core::kernel::loader_held() => l * LOADER_FACTOR,
         l => l,
     };
-    if limit == 0 || since < limit * 1000 {
+    if limit == 0 || for_us < limit * 1000 {
         return Ticks::Still;
     }
-    LAST_PROGRESS_US.store(now, Ordering::Relaxed);
-    Ticks::Hang { ms: since / 1000 }
+    TICKS.restart(now);
+    Ticks::Hang { ms: for_us / 1000 }
 }
