@@ -140,43 +140,6 @@ macro_rules! clear_triple {
     };
 }
 
-/// For the routines that abandon an interrupt entry after a fault in it: switches to the
-/// [`ScratchStack`] named by the operands `stack` (`sym`) and `size` (`const`,
-/// [`SCRATCH_STACK_BYTES`]), calls the function of operand `take`, which returns where the
-/// entry saved the registers (as [`push_general_registers!`] left them), and puts the stack
-/// pointer there. The faulting stack pointer may be anywhere: hence a stack of its own.
-#[macro_export]
-macro_rules! take_saved_registers_on_scratch_stack {
-    () => {
-        "movabs rax, offset {stack}\nlea rsp, [rax + {size}]\ncall {take}\nmov rsp, rax"
-    };
-}
-
-/// Bytes of a [`ScratchStack`].
-pub const SCRATCH_STACK_BYTES: usize = 1024;
-
-/// A small stack for the one call of [`take_saved_registers_on_scratch_stack!`]: one per entry,
-/// used with interrupts off by the one CPU that takes that entry's interrupt.
-#[repr(C, align(16))]
-pub struct ScratchStack(core::cell::UnsafeCell<[u8; SCRATCH_STACK_BYTES]>);
-
-// SAFETY: only the assembly of an abandon routine uses its bytes, on one CPU at a time with
-// interrupts off (see above); Rust code never reads or writes them.
-unsafe impl Sync for ScratchStack {}
-
-impl ScratchStack {
-    /// A zeroed stack.
-    pub const fn new() -> ScratchStack {
-        ScratchStack(core::cell::UnsafeCell::new([0; SCRATCH_STACK_BYTES]))
-    }
-}
-
-impl Default for ScratchStack {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The one table of CPU exceptions (vector, name, whether the CPU pushes an error code), and
 /// the gates that go with it.
 ///

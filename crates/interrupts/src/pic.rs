@@ -21,7 +21,7 @@ static ENTRY: Triple = Triple::new(0);
 
 /// Where the timer's entry last began to load the saved registers back (its stack pointer), in
 /// three copies. Left in place after the return from the interrupt: it counts only for a fault
-/// whose instruction lies in the entry itself, which on one CPU means the pops of the tick in
+/// whose instruction lies in the entry itself, which on one CPU means the return of the tick in
 /// progress. (Found by the fault campaign: a flipped pop made the `iretq` fault, and the fault
 /// was charged to the shell, whose tick it was.)
 static EXIT: Triple = Triple::new(0);
@@ -55,19 +55,25 @@ macro_rules! timer_entry_asm {
 #[unsafe(naked)]
 extern "C" fn timer_abandon() {
     core::arch::naked_asm!(
-        nano_core::take_saved_registers_on_scratch_stack!(),
+        "movabs rax, offset {stack}",
+        "lea rsp, [rax + {size}]",
+        "call {take}",
+        "mov rsp, rax",
         "mov al, 0x20",
         "out 0x20, al",
         nano_core::load_general_registers_and_return!(),
         stack = sym ABANDON_STACK,
-        size = const nano_core::interrupts::SCRATCH_STACK_BYTES,
+        size = const ABANDON_STACK_BYTES,
         take = sym take_entry,
     )
 }
 
+const ABANDON_STACK_BYTES: usize = 1024;
 /// The stack of `timer_abandon`'s one call (interrupts are off from the fault to the return,
 /// on the one CPU that takes the timer: one user at a time).
-static ABANDON_STACK: nano_core::interrupts::ScratchStack = nano_core::interrupts::ScratchStack::new();
+#[repr(C, align(16))]
+struct AbandonStack([u8; ABANDON_STACK_BYTES]);
+static mut ABANDON_STACK: AbandonStack = AbandonStack([0; ABANDON_STACK_BYTES]);
 
 /// Where a fault in the timer entry's last two instructions (`add rsp, 120; iretq`) resumes:
 /// every register was loaded back already, but the stack pointer may have moved anywhere, and
@@ -103,12 +109,14 @@ pub fn abandon_entry(rip: u64, rsp: u64) -> Option<u64> {
         return abandon;
     }
     let entry = TIMER_ENTRY as usize as u64;
-    let in_entry = nano_core::kernel::try_with_loader_ref(|l| {
-        l.symbol_at(rip).and_then(|(_, _, sym)| sym).is_some_and(|(_, off)| rip.wrapping_sub(off) == entry)
-    });
+    let in_entry = || {
+        nano_core::kernel::try_with_loader_ref(|l| {
+            l.symbol_at(rip).and_then(|(_, _, sym)| sym).is_some_and(|(_, off)| rip.wrapping_sub(off) == entry)
+        }) == Some(true)
+    };
     match EXIT.load().unwrap_or(0) {
         0 => None,
-        _ if in_entry != Some(true) => None,
+        _ if !in_entry() => None,
         // Still at the saved registers: the fault's frame went below them; load them all again.
         exit if rsp == exit => abandon,
         // Past the loads: the registers are right, only the stack pointer is to be put back.
