@@ -51,6 +51,19 @@ impl DepGraph {
         self.relocs_into.entry(used).or_default().entry(r.user).or_default().push(r);
     }
 
+    /// Records many relocations, each `(used, record)`, as [`DepGraph::add_reloc`] would one by
+    /// one: sorted first, so that each (used, user) pair costs one lookup in the maps, not one
+    /// per relocation (a load records thousands: cranelift_codegen's calls into core).
+    pub fn add_relocs(&mut self, mut batch: Vec<(SectionId, RelocRecord)>) {
+        // Stable: a pair's records keep their order of relocation.
+        batch.sort_by_key(|(used, r)| (*used, r.user));
+        for group in batch.chunk_by(|a, b| a.0 == b.0 && a.1.user == b.1.user) {
+            let (used, user) = (group[0].0, group[0].1.user);
+            self.add(user, used);
+            self.relocs_into.entry(used).or_default().entry(user).or_default().extend(group.iter().map(|(_, r)| *r));
+        }
+    }
+
     /// Relocations that point into `used`.
     pub fn relocs_into(&self, used: SectionId) -> impl Iterator<Item = &RelocRecord> + '_ {
         self.relocs_into.get(&used).into_iter().flat_map(|m| m.values().flatten())

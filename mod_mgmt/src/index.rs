@@ -38,6 +38,21 @@ impl AddressIndex {
             add.push((s, e, id));
         }
         add.sort_unstable_by_key(|r| r.0);
+        if add.windows(2).any(|w| w[1].0 < w[0].1) {
+            return false;
+        }
+        // A crate's sections lie in one fresh allocation, so they usually fall into a single gap
+        // between the ranges already here (most often after the last): put them there, moving
+        // only the ranges after the gap, instead of rebuilding both arrays (thousands of ranges
+        // on a running kernel, at every load).
+        let at = self.starts.partition_point(|&s| s < add[0].0);
+        let after_prev = at == 0 || self.ranges[at - 1].1 <= add[0].0;
+        let before_next = self.ranges.get(at).is_none_or(|next| add[add.len() - 1].1 <= next.0);
+        if after_prev && before_next {
+            self.starts.splice(at..at, add.iter().map(|r| r.0));
+            self.ranges.splice(at..at, add);
+            return true;
+        }
         let mut merged = Vec::with_capacity(self.ranges.len() + add.len());
         let (mut i, mut j) = (0, 0);
         while i < self.ranges.len() || j < add.len() {
@@ -145,5 +160,47 @@ mod tests {
         ix.remove_sections(&[SectionId(3)]);
         assert_eq!(ix.lookup(0x3000), None);
         assert_eq!(ix.lookup(0x1001), Some((SectionId(1), 0x1000)));
+    }
+
+    /// Batches that fit one gap (the fast path) and batches around existing ranges (the merge)
+    /// against a plain list of ranges, at random.
+    #[test]
+    fn batches_agree_with_a_plain_list() {
+        let mut ix = AddressIndex::default();
+        let mut plain: Vec<(u64, u64, SectionId)> = Vec::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut id = 0;
+        for round in 0..2000 {
+            let base = next(64) * 0x100;
+            let batch: Vec<(u64, u64, SectionId)> = (0..1 + next(4))
+                .map(|i| {
+                    id += 1;
+                    (base + i * 0x40 + next(0x20), 1 + next(0x30), SectionId(id))
+                })
+                .collect();
+            let mut all: Vec<(u64, u64)> = plain.iter().map(|r| (r.0, r.0 + r.1)).collect();
+            all.extend(batch.iter().map(|r| (r.0, r.0 + r.1)));
+            all.sort_unstable();
+            let fits = all.windows(2).all(|w| w[0].1 <= w[1].0);
+            assert_eq!(ix.insert_batch(batch.clone()), fits, "round {round}: {batch:x?}");
+            if fits {
+                plain.extend(batch);
+            }
+            if round % 7 == 0 && !plain.is_empty() {
+                let gone = plain.remove(next(plain.len() as u64) as usize);
+                ix.remove_sections(&[gone.2]);
+            }
+            for probe in 0..0x41 {
+                let addr = probe * 0x100 + next(0x100);
+                let want = plain.iter().find(|r| r.0 <= addr && addr < r.0 + r.1).map(|r| (r.2, r.0));
+                assert_eq!(ix.lookup(addr), want, "round {round}, address {addr:#x}");
+            }
+        }
     }
 }

@@ -185,7 +185,8 @@ struct RelocCtx<'o, 'a> {
     sec_ids: &'o [Option<SectionId>],
     bases: &'o [u64; 3],
     base: u64,
-    resolved: &'o BTreeMap<usize, Target>,
+    /// The target of each undefined symbol a loaded section uses, by symbol index.
+    resolved: &'o [Option<Target>],
 }
 
 /// A resolved relocation target.
@@ -193,7 +194,17 @@ struct RelocCtx<'o, 'a> {
 struct Target {
     value: i128,
     tls: bool,
-    section: Option<SectionId>,
+    /// The section of another crate it lies in: a dependency to record. Known when the symbol
+    /// is resolved, once per symbol, not looked up again for each of its relocations.
+    foreign: Option<Foreign>,
+}
+
+/// A section of another crate that a relocation points into.
+#[derive(Debug, Clone, Copy)]
+struct Foreign {
+    section: SectionId,
+    /// Its start address (a relocation record keeps the offset into it).
+    start: u64,
 }
 
 /// Frees the region unless it was taken.
@@ -570,7 +581,7 @@ impl Loader {
         let placed = Placed { layout: &layout, base, bases, total };
         let (crate_id, sec_ids, mut stats) = self.register(ns, file, &name, &obj, &placed, guard)?;
         txn.push(crate_id);
-        let resolved = self.resolve_undefined(ns, &name, &obj, &sec_ids, txn)?;
+        let resolved = self.resolve_undefined(ns, crate_id, &obj, &sec_ids, txn)?;
         let ctx = RelocCtx { obj: &obj, crate_id, layout: &layout, sec_ids: &sec_ids, bases: &bases, base, resolved: &resolved };
         self.relocate_and_protect(&ctx, &placed, adopt, &mut stats)?;
         self.last.crates += stats.crates;
@@ -740,12 +751,12 @@ impl Loader {
     fn resolve_undefined(
         &mut self,
         ns: NamespaceId,
-        name: &str,
+        crate_id: CrateId,
         obj: &ObjectFile<'_>,
         sec_ids: &[Option<SectionId>],
         txn: &mut Vec<CrateId>,
-    ) -> Result<BTreeMap<usize, Target>, LoadError> {
-        let mut resolved: BTreeMap<usize, Target> = BTreeMap::new();
+    ) -> Result<Vec<Option<Target>>, LoadError> {
+        let mut resolved: Vec<Option<Target>> = alloc::vec![None; obj.symbols.len()];
         let mut missing = BTreeSet::new();
         for (t, rels) in obj.relocs.iter().enumerate() {
             if sec_ids[t].is_none() {
@@ -753,7 +764,7 @@ impl Loader {
             }
             for r in rels {
                 let sym = &obj.symbols[r.sym];
-                if sym.def != SymDef::Undefined || resolved.contains_key(&r.sym) || r.r_type == 0 {
+                if sym.def != SymDef::Undefined || resolved[r.sym].is_some() || r.r_type == 0 {
                     continue;
                 }
                 if sym.name.is_empty() {
@@ -762,7 +773,11 @@ impl Loader {
                 match self.resolve(ns, sym.name, txn)? {
                     Some(s) => {
                         let value = if s.tls { i128::from(s.addr as i64) } else { i128::from(s.addr) };
-                        resolved.insert(r.sym, Target { value, tls: s.tls, section: Some(s.section) });
+                        let foreign = (s.krate != crate_id)
+                            .then(|| self.sections.get(&s.section))
+                            .flatten()
+                            .map(|sec| Foreign { section: s.section, start: sec.addr });
+                        resolved[r.sym] = Some(Target { value, tls: s.tls, foreign });
                     }
                     None => {
                         missing.insert(agnostic_key(sym.name));
@@ -773,7 +788,7 @@ impl Loader {
         if !missing.is_empty() {
             let unlisted = missing.len().saturating_sub(MAX_LISTED);
             return Err(LoadError::Unresolved {
-                needed_by: name.to_string(),
+                needed_by: self.crates.get(&crate_id).map_or_else(String::new, |k| k.name.clone()),
                 symbols: missing.into_iter().take(MAX_LISTED).collect(),
                 unlisted,
             });
@@ -803,7 +818,10 @@ impl Loader {
         };
         let protect = result.and_then(|fixups| {
             if let Some(r) = &held_region {
-                for p in (0..3).filter(|&p| layout.sizes[p] > 0) {
+                // The data part keeps the read-write mapping `allocate` gave it: asking for it
+                // again would be a system call (host) or a page-table walk per page (kernel)
+                // that changes nothing.
+                for p in (0..3).filter(|&p| layout.sizes[p] > 0 && REGION_PERMS[p] != Perms::ReadWrite) {
                     let len = layout.sizes[p].div_ceil(PAGE_SIZE) * PAGE_SIZE;
                     self.memory.protect(r, (bases[p] - base) as usize, len as usize, REGION_PERMS[p])?;
                 }
@@ -850,6 +868,8 @@ impl Loader {
         let obj = c.obj;
         debug_assert!(c.base == 0 || bytes.len() as u64 >= c.layout.exec_size());
         let mut fixups = Vec::new();
+        // Relocations into other crates, recorded in the dependency graph together at the end.
+        let mut foreign = Vec::new();
         let (part_off, _) = c.layout.part_offsets();
         for (t, rels) in obj.relocs.iter().enumerate() {
             let (Some(user), Some(place)) = (c.sec_ids[t], c.layout.places[t]) else { continue };
@@ -891,13 +911,16 @@ impl Loader {
                 }
                 let sym = &obj.symbols[rel.sym];
                 let target = match sym.def {
-                    SymDef::Undefined => *c.resolved.get(&rel.sym).ok_or_else(|| bad_reloc(obj, t, rel.offset, "unresolved symbol"))?,
-                    SymDef::Absolute => Target { value: i128::from(sym.value), tls: false, section: None },
+                    SymDef::Undefined => {
+                        c.resolved.get(rel.sym).copied().flatten().ok_or_else(|| bad_reloc(obj, t, rel.offset, "unresolved symbol"))?
+                    }
+                    SymDef::Absolute => Target { value: i128::from(sym.value), tls: false, foreign: None },
                     SymDef::Section(k) => match c.layout.places.get(k).copied().flatten() {
                         Some(p) => {
                             let (a, tls) = p.addr(c.bases);
                             let a = if tls { i128::from(a as i64) } else { i128::from(a) };
-                            Target { value: a + i128::from(sym.value), tls, section: c.sec_ids[k] }
+                            // A section of this object: the crate being loaded.
+                            Target { value: a + i128::from(sym.value), tls, foreign: None }
                         }
                         None => return Err(bad_reloc(obj, t, rel.offset, "symbol is in a section that is not loaded")),
                     },
@@ -930,22 +953,20 @@ impl Loader {
                 {
                     fixups.push(fix);
                 }
-                if let Some(used) = target.section
-                    && let Some(used_sec) = self.sections.get(&used)
-                    && used_sec.krate != c.crate_id
-                {
+                if let Some(used) = target.foreign {
                     if target.tls {
-                        self.deps.add(user, used);
+                        self.deps.add(user, used.section);
                     } else {
-                        let target_offset = (target.value - i128::from(used_sec.addr)) as u64;
-                        self.deps.add_reloc(
-                            used,
+                        let target_offset = (target.value - i128::from(used.start)) as u64;
+                        foreign.push((
+                            used.section,
                             RelocRecord { user, offset: rel.offset, r_type: rel.r_type, addend: rel.addend, target_offset },
-                        );
+                        ));
                     }
                 }
             }
         }
+        self.deps.add_relocs(foreign);
         Ok(fixups)
     }
 

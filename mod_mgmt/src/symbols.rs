@@ -22,18 +22,28 @@
 use crate::ids::{CrateId, SectionId};
 use crate::symtab::{SymbolTable, TableSymbol};
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 /// The exact key of a raw symbol name.
 pub fn exact_key(raw: &str) -> String {
-    format!("{}", rustc_demangle::demangle(raw))
+    demangled(raw, false)
+}
+
+/// `raw` demangled (`alternate`: without hashes) into a string sized once: a demangled name is
+/// seldom longer than twice its mangled form, and `format!` would grow it step by step (a
+/// quarter of the loader's time in symbol keys went to reallocations).
+fn demangled(raw: &str, alternate: bool) -> String {
+    use core::fmt::Write;
+    let d = rustc_demangle::demangle(raw);
+    let mut out = String::with_capacity(raw.len() * 2);
+    let _ = if alternate { write!(out, "{d:#}") } else { write!(out, "{d}") };
+    out
 }
 
 /// The hash-agnostic key of a raw symbol name.
 pub fn agnostic_key(raw: &str) -> String {
-    format!("{:#}", rustc_demangle::demangle(raw))
+    demangled(raw, true)
 }
 
 /// The hash-agnostic form of an exact key (demangled names keep their hashes in `[...]` after
