@@ -52,6 +52,8 @@ IMAGE = os.environ.get("FAULTS_IMAGE", os.path.join(ROOT, "target", "image"))  #
 CRATES = ["heartbeat", "scheduler", "exceptions", "interrupts", "task", "unwind"]
 KINDS = {"Text": "code", "Rodata": "code", "Data": "data", "Bss": "data"}
 BEAT = re.compile(r"heartbeat v1: beat #(\d+)\r?$", re.M)
+# The number of a beat, well-formed or not (`beat #` then digits, anywhere in a line).
+BEAT_NUMBER = re.compile(r"beat.?#(\d+)")
 # A line the workload printed, well-formed or not (a flip in its format string changes it).
 # A beat line, well-formed or not: a flip in the format's read-only data can garble the text
 # around the number (NUL bytes before the line, no digits after the '#').
@@ -193,18 +195,28 @@ def beats_in(text):
 
 def resumed(text, last):
     """Whether, after a fault, the output shows 10 consecutive correct beats whose first number
-    is what an intact count would give: the last correct beat before the fault, plus one for
-    every beat line printed since (malformed ones included: their beats happened), plus one
-    (or two: the beat in flight may be lost). A count the flip changed never resumes."""
+    is what an intact count would give. That is the last correct beat before the fault, plus
+    the beats printed since, plus one (or two: the beat in flight may be lost). The beats
+    printed since are known one of two ways:
+    - by their numbers, when the malformed beats still print one (damaged text around an intact
+      count: `...z: beat #11790`) and those numbers run on from the last correct beat without a
+      gap (one malformed beat may span several lines, so its lines cannot be counted);
+    - otherwise by counting the lines that look like a beat (malformed ones included: their
+      beats happened).
+    A count the flip changed never resumes either way."""
     if last is None:
         return False
-    seen = 0  # beat lines since the fault, well-formed or not
     lines = text.splitlines()
     nums = [(i, int(m.group(1))) for i, l in enumerate(lines) if (m := BEAT.fullmatch(l.rstrip("\r")))]
     for k, (i, n) in enumerate(nums):
-        seen = sum(1 for l in lines[:i] if BEATISH.match(l))
         run = [x for _, x in nums[k:k + 10]]
-        if len(run) == 10 and all(y == x + 1 for x, y in zip(run, run[1:])) and last + seen + 1 <= n <= last + seen + 2:
+        if len(run) != 10 or any(y != x + 1 for x, y in zip(run, run[1:])):
+            continue
+        seen = sum(1 for l in lines[:i] if BEATISH.match(l))
+        if last + seen + 1 <= n <= last + seen + 2:
+            return True
+        numbered = [int(x) for l in lines[:i] for x in BEAT_NUMBER.findall(l)]
+        if numbered and numbered == list(range(last + 1, last + 1 + len(numbered))) and numbered[-1] + 1 <= n <= numbered[-1] + 2:
             return True
     return False
 
