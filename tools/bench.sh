@@ -77,6 +77,17 @@ for n in 1 2 4; do
 done
 echo "   parts (kernel log of the last run):"
 grep -E 'imported .* nano_core symbols|crate .* loaded into|boot to shell' target/bench-shell.log | sed -E 's/^\[[ 0-9.]+\] INFO  /     /'
+python3 - <<'PHASES'
+import re
+text = open("target/bench-shell.log", errors="replace").read().split("boot to shell", 1)[0]
+names = ["check", "parse", "place", "register", "resolve", "relocate"]
+rows = re.findall(r"crate \S+ loaded into \S+: .*, (\d+) us \(check (\d+), parse (\d+), place (\d+), register (\d+), resolve (\d+), relocate (\d+)\)", text)
+if rows:
+    total = sum(int(r[0]) for r in rows)
+    sums = [sum(int(r[i + 1]) for r in rows) for i in range(len(names))]
+    print(f"   where the boot's load time goes ({len(rows)} crates, {total / 1000:.1f} ms of own load+link time): "
+          + ", ".join(f"{n} {s / 1000:.1f} ms ({100 * s / total:.0f}%)" for n, s in zip(names, sums)))
+PHASES
 
 echo
 echo "== loader (host, modtool bench)"
@@ -143,7 +154,7 @@ for i in 1 2 3; do
 import re
 t = open("target/bench-ahead.log", errors="replace").read()
 after = t.split("wasm run kernels.wasm", 1)[1].split("wasm: compiled", 1)[0]
-loads = [int(x) for x in re.findall(r"crate \S+ loaded into \S+: .* (\d+) us\r?$", after, re.M)]
+loads = [int(x) for x in re.findall(r"crate \S+ loaded into \S+: .*, (\d+) us \(check", after, re.M)]
 sig = re.search(r"^signatures: .*", t, re.M)
 print(f"     loading the engine's {len(loads)} crates: {sum(loads) / 1000:.0f} ms; {sig.group(0) if sig else ''}")
 PY

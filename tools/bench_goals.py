@@ -46,10 +46,10 @@ def main():
     imp = re.search(r"imported (\d+) nano_core symbols .* in (\d+) us", shell)
     row("of which: importing nano_core's symbols", imp and f"{int(imp.group(2)) / 1000:.1f} ms ({imp.group(1)} symbols)", "<= 3 ms",
         imp is not None and int(imp.group(2)) <= 3000)
-    cap = first(r"crate captain loaded into kernel: .* (\d+) us$", shell)
+    cap = first(r"crate captain loaded into kernel: .*, (\d+) us \(check", shell)
     row("of which: captain's own load (incl. the load-on-demand index)", cap and f"{cap / 1000:.1f} ms", "<= 2 ms", cap is not None and cap <= 2000)
     at_boot = [c for c in ("gimli", "debuginfo", "addr2line") if re.search(rf"crate {c} loaded into kernel", shell)]
-    times = {c: first(rf"crate {c} loaded into kernel: .* (\d+) us$", shell) for c in at_boot}
+    times = {c: first(rf"crate {c} loaded into kernel: .*, (\d+) us \(check", shell) for c in at_boot}
     lazy = [c for c in ("gimli", "debuginfo", "addr2line") if c not in at_boot]
     now = "; ".join([f"{c} {times[c] / 1000:.1f} ms at boot" for c in at_boot] + [f"{c} on first use" for c in lazy])
     row("gimli / debuginfo / addr2line at boot", now if shell else None, "on first use, or <= 2 ms",
@@ -58,8 +58,8 @@ def main():
     row("QEMU start -> prompt", p and f"{p:.3f} s", "<= 0.12 s", p is not None and p <= 0.12)
     # The first `wasm run` after boot loads the engine's crates: the loads logged after the command.
     after = wasm.split("wasm run kernels.wasm", 1)[1] if "wasm run kernels.wasm" in wasm else ""
-    loads = [int(x) for x in re.findall(r"crate \S+ loaded into \S+: .* (\d+) us\r?$", after.split("wasm: compiled", 1)[0], re.M)]
-    cg = first(r"crate cranelift_codegen loaded into kernel: .* (\d+) us\r?$", after)
+    loads = [int(x) for x in re.findall(r"crate \S+ loaded into \S+: .*, (\d+) us \(check", after.split("wasm: compiled", 1)[0], re.M)]
+    cg = first(r"crate cranelift_codegen loaded into kernel: .*, (\d+) us \(check", after)
     row("first `wasm run` after boot: loading the engine's crates", loads and f"{sum(loads) / 1000:.0f} ms ({len(loads)} crates; cranelift_codegen {cg / 1000:.0f} ms)" if cg else (loads and f"{sum(loads) / 1000:.0f} ms"),
         "<= 150 ms", bool(loads) and sum(loads) <= 150_000)
     gm = first(r"ours/wasmtime geometric mean: ([\d.]+)x", wasmhost)

@@ -162,6 +162,8 @@ pub struct LoadedCrate {
     /// Microseconds its own load+link took (excluding crates loaded on demand for it); 0 if the
     /// loader has no clock.
     pub load_us: u64,
+    /// Where `load_us` went, phase by phase (all 0 without a clock).
+    pub phases: LoadPhases,
     /// Whether it was registered rather than loaded (nano_core, host, JIT).
     pub prelinked: bool,
     /// Set once a swap replaced it; a retired crate is in no namespace map, but its sections
@@ -178,6 +180,25 @@ pub struct LoadedCrate {
     /// A copy of its code and read-only data as sealed (see [`crate::integrity`]): what
     /// [`crate::loader::Loader::restore_code`] writes back over corrupted bytes.
     pub(crate) sealed: Option<crate::integrity::Sealed>,
+}
+
+/// Microseconds of each phase of one crate's load+link, in order; their sum is
+/// [`LoadedCrate::load_us`] up to the clock's rounding. Crates loaded on demand while resolving
+/// count for themselves, not in `resolve_us`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadPhases {
+    /// The object check (the kernel: its SHA-512 against the signed manifest).
+    pub check_us: u64,
+    /// ELF parsing and validation.
+    pub parse_us: u64,
+    /// The layout, the allocation and copying the sections in.
+    pub place_us: u64,
+    /// Recording the crate, its sections and symbols (the symbol map, the address index).
+    pub register_us: u64,
+    /// Looking up its undefined symbols.
+    pub resolve_us: u64,
+    /// Applying relocations, recording dependencies, setting permissions and sealing the code.
+    pub relocate_us: u64,
 }
 
 impl LoadedCrate {
@@ -207,6 +228,7 @@ impl LoadedCrate {
             gcc_except_table: Vec::new(),
             relocations: 0,
             load_us: 0,
+            phases: LoadPhases::default(),
             prelinked,
             retired: None,
             adopted: Vec::new(),

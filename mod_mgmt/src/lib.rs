@@ -45,7 +45,7 @@ pub mod symfile;
 pub mod symtab;
 pub mod tls;
 
-pub use crates::{LoadedCrate, LoadedSection, SectionSymbol};
+pub use crates::{LoadPhases, LoadedCrate, LoadedSection, SectionSymbol};
 pub use elf::SectionKind;
 pub use error::LoadError;
 pub use ids::{CrateId, NamespaceId, SectionId};

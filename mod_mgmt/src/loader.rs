@@ -9,7 +9,7 @@
 //! they were.
 
 use crate::adopt::{AdoptPlan, SymShape, identity};
-use crate::crates::{FieldFixup, LoadedCrate, LoadedSection, Part, SectionSymbol, SectionTable};
+use crate::crates::{FieldFixup, LoadPhases, LoadedCrate, LoadedSection, Part, SectionSymbol, SectionTable};
 use crate::deps::{DepGraph, RelocRecord};
 use crate::dirindex::{PrebuiltIndex, RawIndex};
 use crate::elf::{self, ObjectFile, SectionKind, SymDef, SymKind};
@@ -207,7 +207,23 @@ struct Foreign {
     start: u64,
 }
 
-/// Frees the region unless it was taken.
+/// Times the phases of one load with the loader's clock.
+struct PhaseClock(u64);
+
+impl PhaseClock {
+    fn start(l: &Loader) -> PhaseClock {
+        PhaseClock(l.now())
+    }
+
+    /// Microseconds since the last lap (or the start).
+    fn lap(&mut self, l: &Loader) -> u64 {
+        let now = l.now();
+        let us = now.saturating_sub(self.0);
+        self.0 = now;
+        us
+    }
+}
+
 /// Where a crate being loaded was put: its layout, the allocation's start, each part's base
 /// (text, rodata, data) and the allocation's size.
 #[derive(Clone, Copy)]
@@ -218,6 +234,7 @@ struct Placed<'l> {
     total: u64,
 }
 
+/// Frees the region unless it was taken.
 struct RegionGuard<'m> {
     memory: &'m dyn MemoryProvider,
     region: Option<Region>,
@@ -568,22 +585,34 @@ impl Loader {
         txn: &mut Vec<CrateId>,
         mut adopt: Option<&mut AdoptPlan>,
     ) -> Result<CrateId, LoadError> {
+        let mut phases = LoadPhases::default();
+        let mut clock = PhaseClock::start(self);
         if let Some(check) = self.object_check {
             check(file, &bytes).map_err(|reason| LoadError::Untrusted { file: file.to_string(), reason })?;
         }
+        phases.check_us = clock.lap(self);
         let obj = elf::parse(file, &bytes)?;
+        phases.parse_us = clock.lap(self);
         let name = self.crate_name_for(ns, file)?;
         let layout = self.plan_layout(&obj, file, adopt.as_deref_mut())?;
         let guard = self.allocate_and_fill(&obj, &layout)?;
+        phases.place_us = clock.lap(self);
         let base = guard.region.as_ref().map_or(0, |r| r.addr());
         let (part_off, total) = layout.part_offsets();
         let bases: [u64; 3] = core::array::from_fn(|p| base + part_off[p]);
         let placed = Placed { layout: &layout, base, bases, total };
         let (crate_id, sec_ids, mut stats) = self.register(ns, file, &name, &obj, &placed, guard)?;
         txn.push(crate_id);
+        phases.register_us = clock.lap(self);
+        let nested_before = self.nested_us;
         let resolved = self.resolve_undefined(ns, crate_id, &obj, &sec_ids, txn)?;
+        phases.resolve_us = clock.lap(self).saturating_sub(self.nested_us - nested_before);
         let ctx = RelocCtx { obj: &obj, crate_id, layout: &layout, sec_ids: &sec_ids, bases: &bases, base, resolved: &resolved };
         self.relocate_and_protect(&ctx, &placed, adopt, &mut stats)?;
+        phases.relocate_us = clock.lap(self);
+        if let Some(k) = self.crates.get_mut(&crate_id) {
+            k.phases = phases;
+        }
         self.last.crates += stats.crates;
         self.last.sections += stats.sections;
         self.last.symbols += stats.symbols;

@@ -101,6 +101,30 @@ fn load_on_demand_pulls_in_everything_needed() {
     let _ = ns;
 }
 
+/// Each crate's load is split into phases that add up to its own time: with a clock that
+/// advances 10 µs per reading, every phase took at least one step, and the crates loaded on
+/// demand while fx_a resolved count for themselves, not in fx_a's `resolve_us`.
+#[test]
+fn load_phases_add_up_to_the_crates_own_time() {
+    static NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    const STEP: u64 = 10;
+    let (mut l, ns) = setup(ALL);
+    l.set_clock(|| NOW.fetch_add(STEP, std::sync::atomic::Ordering::Relaxed));
+    let (f, b) = obj("fx_a");
+    let a = l.load(ns, &f, b.into()).unwrap();
+    for k in l.crates().filter(|k| !k.prelinked) {
+        let p = k.phases;
+        let phases = [p.check_us, p.parse_us, p.place_us, p.register_us, p.resolve_us, p.relocate_us];
+        let sum: u64 = phases.iter().sum();
+        assert!(phases.iter().all(|&us| us >= STEP), "{}: a phase without a clock step: {p:?}", k.name);
+        // load_us also spans the two readings around the phases.
+        assert!(sum <= k.load_us && k.load_us - sum <= 2 * STEP, "{}: phases {p:?} sum {sum}, load_us {}", k.name, k.load_us);
+    }
+    let on_demand: u64 = l.crates().filter(|k| !k.prelinked && k.id != a).map(|k| k.load_us).sum();
+    assert!(on_demand > 0);
+    assert!(l.krate(a).unwrap().phases.resolve_us < on_demand, "fx_a's resolve counted the crates it loaded");
+}
+
 /// The same loads with the directory's index prepared as imgtool prepares it (hashes, used in
 /// place): the same crates come in, and the index must list exactly the directory's files.
 #[test]

@@ -423,13 +423,20 @@ fn manifest_parent(text: &str) -> Option<&str> {
 fn log_load(l: &Loader, id: mod_mgmt::CrateId) {
     if let Some(k) = l.krate(id) {
         let ns = l.namespace(k.namespace).map_or("?", |n| n.name.as_str());
+        let p = k.phases;
         log::info!(
-            "crate {} loaded into {ns}: {} sections, {} relocations, {} bytes, {} us",
+            "crate {} loaded into {ns}: {} sections, {} relocations, {} bytes, {} us (check {}, parse {}, place {}, register {}, resolve {}, relocate {})",
             k.name,
             k.sections.len(),
             k.relocations,
             k.memory_size(),
-            k.load_us
+            k.load_us,
+            p.check_us,
+            p.parse_us,
+            p.place_us,
+            p.register_us,
+            p.resolve_us,
+            p.relocate_us
         );
     }
 }
