@@ -4,6 +4,17 @@
 //! symbols and RELA entries into plain structs indexed like the ELF tables, so later stages
 //! never see raw offsets. Every size and index from the file is checked here or by `object`;
 //! a malformed object is a [`LoadError`], never a panic.
+//!
+//! **Prepared symbol keys.** imgtool adds a section [`KEYS_SECTION`] to every object it puts in
+//! the image: the symbol map's key (the demangled name, [`crate::symbols::exact_key`]) of each
+//! symbol the loader looks up or exports, in symbol-table order. Demangling costs about 20 µs a
+//! name in the kernel under TCG, and a load needs one per export and per undefined symbol
+//! (cranelift_codegen: 2,478); with the section the loader reads the keys instead
+//! ([`ObjectFile::exact_key`]). The section is part of the object, so the manifest's digest
+//! covers it like the code, and imgtool checks every key against the demangler when it writes
+//! them. An object without the section, or with one that is not well formed for its symbol
+//! table (another version, another symbol count, a key that is not UTF-8), is loaded by
+//! demangling.
 
 use crate::error::LoadError;
 use alloc::format;
@@ -111,6 +122,48 @@ pub struct ObjReloc {
     pub addend: i64,
 }
 
+/// The name of the section of prepared symbol keys (see the module docs).
+pub const KEYS_SECTION: &str = ".delos.keys";
+
+/// What the keys section starts with: a version, so that a format change is refused (and the
+/// loader demangles) rather than misread.
+const KEYS_MAGIC: &[u8] = b"delos-keys v1\0";
+
+/// The bytes of a keys section for an object whose symbol names are `names` (in symbol-table
+/// order) and whose symbols `wanted` need a key: the magic, the symbol count as a little-endian
+/// `u32`, then one NUL-terminated key per symbol (empty where none is wanted).
+pub fn keys_section(names: &[&str], wanted: impl Fn(usize) -> bool) -> Vec<u8> {
+    let mut out = Vec::from(KEYS_MAGIC);
+    out.extend_from_slice(&(names.len() as u32).to_le_bytes());
+    for (i, name) in names.iter().enumerate() {
+        if wanted(i) && !name.is_empty() {
+            out.extend_from_slice(crate::symbols::exact_key(name).as_bytes());
+        }
+        out.push(0);
+    }
+    out
+}
+
+/// Whether symbol `s` needs a key when loaded: it is exported (defined and global) or looked
+/// up (undefined).
+pub fn wants_key(s: &ObjSymbol<'_>) -> bool {
+    !s.name.is_empty()
+        && !matches!(s.kind, SymKind::Section)
+        && (s.def == SymDef::Undefined || (s.global && matches!(s.def, SymDef::Section(_))))
+}
+
+/// The keys of a keys section, if it is well formed for `count` symbols.
+fn read_keys(data: &[u8], count: usize) -> Option<Vec<&str>> {
+    let rest = data.strip_prefix(KEYS_MAGIC)?;
+    let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if n != count {
+        return None;
+    }
+    let body = rest.get(4..)?.strip_suffix(&[0])?;
+    let keys: Vec<&str> = body.split(|&b| b == 0).map(core::str::from_utf8).collect::<Result<_, _>>().ok()?;
+    (keys.len() == count).then_some(keys)
+}
+
 /// A parsed object.
 #[derive(Debug)]
 pub struct ObjectFile<'a> {
@@ -122,6 +175,18 @@ pub struct ObjectFile<'a> {
     pub symbols: Vec<ObjSymbol<'a>>,
     /// Relocations by the index of the section they apply to.
     pub relocs: Vec<Vec<ObjReloc>>,
+    /// Prepared symbol keys by symbol index (empty: the object has none; see the module docs).
+    pub keys: Vec<&'a str>,
+}
+
+impl ObjectFile<'_> {
+    /// The symbol map's key of symbol `index`: prepared, or demangled now.
+    pub fn exact_key(&self, index: usize) -> String {
+        match self.keys.get(index) {
+            Some(k) if !k.is_empty() => String::from(*k),
+            _ => crate::symbols::exact_key(self.symbols.get(index).map_or("", |s| s.name)),
+        }
+    }
 }
 
 fn malformed(file: &str, e: impl core::fmt::Display) -> LoadError {
@@ -142,6 +207,7 @@ pub fn parse<'a>(file: &str, data: &'a [u8]) -> Result<ObjectFile<'a>, LoadError
     let table = hdr.sections(endian, data).map_err(|e| malformed(file, e))?;
     let mut sections = Vec::with_capacity(table.len());
     let mut symtab_index = None;
+    let mut keys_data: &[u8] = &[];
     for (i, sh) in table.iter().enumerate() {
         let name = table.section_name(endian, sh).ok().and_then(|n| core::str::from_utf8(n).ok()).unwrap_or("");
         let flags = sh.sh_flags(endian).0;
@@ -175,6 +241,9 @@ pub fn parse<'a>(file: &str, data: &'a [u8]) -> Result<ObjectFile<'a>, LoadError
         }
         if kind.is_some() && align > 1 << 16 {
             return Err(malformed(file, format!("section {name}: alignment {align} is absurd")));
+        }
+        if kind.is_none() && name == KEYS_SECTION {
+            keys_data = sh.data(endian, data).unwrap_or_default();
         }
         let data = if kind.is_some() && ty != elf::SHT_NOBITS {
             let d = sh.data(endian, data).map_err(|e| malformed(file, format!("section {name}: {e}")))?;
@@ -258,7 +327,8 @@ pub fn parse<'a>(file: &str, data: &'a [u8]) -> Result<ObjectFile<'a>, LoadError
             list.push(ObjReloc { offset: r.r_offset(endian), r_type: r.r_type(endian, false).0, sym, addend: r.r_addend(endian) });
         }
     }
-    Ok(ObjectFile { file: file.to_string(), sections, symbols, relocs })
+    let keys = read_keys(keys_data, symbols.len()).unwrap_or_default();
+    Ok(ObjectFile { file: file.to_string(), sections, symbols, relocs, keys })
 }
 
 /// Defined global symbols of an object, without loading it (for the load-on-demand index).

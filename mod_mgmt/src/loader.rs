@@ -704,7 +704,7 @@ impl Loader {
             if sym.global {
                 let tls = sec.kind.is_tls();
                 let addr = if tls { (sec.addr as i64).wrapping_add(sym.value as i64) as u64 } else { sec.addr + sym.value };
-                exports.push((exact_key(sym.name), SymbolRef { addr, size: sym.size, section: id, krate: crate_id, tls }));
+                exports.push((obj.exact_key(si), SymbolRef { addr, size: sym.size, section: id, krate: crate_id, tls }));
             }
         }
         for s in &mut new_sections {
@@ -799,7 +799,7 @@ impl Loader {
                 if sym.name.is_empty() {
                     return Err(bad_reloc(obj, t, r.offset, "relocation against the null symbol"));
                 }
-                match self.resolve(ns, sym.name, txn)? {
+                match self.resolve(ns, sym.name, obj.exact_key(r.sym), txn)? {
                     Some(s) => {
                         let value = if s.tls { i128::from(s.addr as i64) } else { i128::from(s.addr) };
                         let foreign = (s.krate != crate_id)
@@ -1028,10 +1028,10 @@ impl Loader {
         (old_value != new_value).then_some(FieldFixup { place, old_value, new_value })
     }
 
-    /// Resolves a raw symbol name for a crate in `ns`: exact in the namespace chain, then
+    /// Resolves a raw symbol name (`exact`: its key, prepared or demangled) for a crate in `ns`:
+    /// exact in the namespace chain, then
     /// hash-agnostic, then by loading the defining object from a directory in the chain.
-    fn resolve(&mut self, ns: NamespaceId, raw: &str, txn: &mut Vec<CrateId>) -> Result<Option<SymbolRef>, LoadError> {
-        let exact = exact_key(raw);
+    fn resolve(&mut self, ns: NamespaceId, raw: &str, exact: String, txn: &mut Vec<CrateId>) -> Result<Option<SymbolRef>, LoadError> {
         let chain = self.chain(ns);
         let (private, shared) = chain.split_at(self.private_prefix(&chain));
         // The hash-agnostic key costs a string: made only where an exact match is not enough.

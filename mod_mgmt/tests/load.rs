@@ -486,3 +486,76 @@ fn already_loaded_crate_is_refused() {
     let e = l.load(ns, &f, b.into()).unwrap_err();
     assert_eq!(e, LoadError::AlreadyLoaded { name: "fx_c".into(), namespace: "main".into() });
 }
+
+/// `bytes` with a keys section (`mod_mgmt::elf::KEYS_SECTION`) holding `section`, added with
+/// objcopy the way imgtool adds it.
+fn with_keys_section(name: &str, bytes: &[u8], section: &[u8]) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("delos-keys-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (plain, keys, keyed) = (dir.join("plain.o"), dir.join("keys"), dir.join("keyed.o"));
+    std::fs::write(&plain, bytes).unwrap();
+    std::fs::write(&keys, section).unwrap();
+    let ok = std::process::Command::new("objcopy")
+        .arg("--add-section")
+        .arg(format!("{}={}", mod_mgmt::elf::KEYS_SECTION, keys.display()))
+        .arg(&plain)
+        .arg(&keyed)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "objcopy --add-section failed");
+    let out = std::fs::read(&keyed).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+/// The keys section imgtool would write for `bytes`, with `rename` applied to the keys.
+fn keys_for(name: &str, bytes: &[u8], rename: impl Fn(String) -> String) -> Vec<u8> {
+    let obj = mod_mgmt::elf::parse(name, bytes).unwrap();
+    let mut section = b"delos-keys v1\0".to_vec();
+    section.extend_from_slice(&(obj.symbols.len() as u32).to_le_bytes());
+    for s in &obj.symbols {
+        if mod_mgmt::elf::wants_key(s) {
+            section.extend_from_slice(rename(mod_mgmt::symbols::exact_key(s.name)).as_bytes());
+        }
+        section.push(0);
+    }
+    section
+}
+
+/// Objects with prepared keys (as imgtool writes them) load, link and run like the plain ones,
+/// and the keys are what the loader uses: a key renamed in the section is the name the export
+/// gets. A keys section for another symbol count is ignored (the loader demangles).
+#[test]
+fn prepared_symbol_keys_are_used_and_a_wrong_section_is_ignored() {
+    let (mut l, ns) = setup(&[]);
+    for name in ["compiler_builtins", "core", "alloc", "fx_c", "fx_b", "fx_a"] {
+        let (f, b) = obj(name);
+        let rename = |k: String| if name == "fx_a" && k == "fx_chain" { "fx_chain_prepared".to_string() } else { k };
+        let parsed = mod_mgmt::elf::parse(name, &b).unwrap();
+        let names: Vec<&str> = parsed.symbols.iter().map(|s| s.name).collect();
+        let imgtools = mod_mgmt::elf::keys_section(&names, |i| mod_mgmt::elf::wants_key(&parsed.symbols[i]));
+        assert!(keys_for(name, &b, |k| k) == imgtools, "{name}: the section imgtool writes differs from the format read here");
+        let keyed = with_keys_section(name, &b, &keys_for(name, &b, rename));
+        assert_eq!(mod_mgmt::elf::parse(name, &keyed).unwrap().keys.len(), mod_mgmt::elf::parse(name, &b).unwrap().symbols.len());
+        l.load(ns, &f, keyed.into()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(l.lookup(ns, "fx_chain").is_err(), "the key in the section names the export");
+    assert_eq!(call(&l, ns, "fx_chain_prepared", 1, 0), 4);
+    assert_eq!(call(&l, ns, "fx_generic", 3, 0), {
+        let (mut plain, pns) = setup(ALL);
+        let (f, b) = obj("fx_a");
+        plain.load(pns, &f, b.into()).unwrap();
+        call(&plain, pns, "fx_generic", 3, 0)
+    });
+
+    // A section written for one symbol fewer: not this object's; the keys are demangled.
+    let (mut l, ns) = setup(&["compiler_builtins", "core", "alloc", "fx_c", "fx_b"]);
+    let (f, b) = obj("fx_a");
+    let mut wrong = keys_for("fx_a", &b, |k| if k == "fx_chain" { "fx_chain_prepared".to_string() } else { k });
+    let count = u32::from_le_bytes(wrong[14..18].try_into().unwrap());
+    wrong[14..18].copy_from_slice(&(count - 1).to_le_bytes());
+    let keyed = with_keys_section("fx_a-wrong", &b, &wrong);
+    assert!(mod_mgmt::elf::parse("fx_a", &keyed).unwrap().keys.is_empty());
+    l.load(ns, &f, keyed.into()).unwrap();
+    assert_eq!(call(&l, ns, "fx_chain", 1, 0), 4);
+}

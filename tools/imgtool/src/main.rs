@@ -77,8 +77,15 @@ const C_FLAGS: &[&str] = &["-ffreestanding", "-fno-pic", "-mcmodel=large", "-mno
 /// (the loader never reads it, and the archive GRUB loads stays small); for our own crates the
 /// `.debug_*` sections and their relocations go into a separate module
 /// (`objcopy --only-keep-debug`, same section names and symbols), which `debuginfo` reads on
-/// first use. Third-party crates ship without debug info.
+/// first use. Third-party crates ship without debug info. Every object gets its prepared symbol
+/// keys ([`with_prepared_keys`]).
 fn image_object(path: &Path, ours: bool, scratch: &Path) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
+    let (object, debug) = image_object_unkeyed(path, ours, scratch)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    Ok((with_prepared_keys(object, &name, scratch)?, debug))
+}
+
+fn image_object_unkeyed(path: &Path, ours: bool, scratch: &Path) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
     let name = path.file_name().unwrap_or_default();
     let out = scratch.join(name);
     let ok = Command::new("objcopy").arg("--strip-debug").arg(path).arg(&out).status().is_ok_and(|s| s.success());
@@ -124,6 +131,45 @@ fn merge_sections(object: &Path, scratch: &Path) -> Result<Option<Vec<u8>>, Erro
         return Ok(None);
     }
     Ok(Some(io(&merged, std::fs::read(&merged))?))
+}
+
+/// `object` with the section of prepared symbol keys (`mod_mgmt::elf::KEYS_SECTION`): the
+/// loader reads each export's and each undefined symbol's key there instead of demangling it at
+/// load (about 20 µs a name in the kernel under TCG). Added with `objcopy --add-section`, then
+/// read back and every key checked against the demangler; an object whose keys do not come out
+/// right ships without them (the loader then demangles), with a warning.
+fn with_prepared_keys(object: Vec<u8>, name: &str, scratch: &Path) -> Result<Vec<u8>, Error> {
+    use mod_mgmt::elf;
+    let keys = |bytes: &[u8]| -> Option<Vec<u8>> {
+        let obj = elf::parse(name, bytes).ok()?;
+        let names: Vec<&str> = obj.symbols.iter().map(|s| s.name).collect();
+        Some(elf::keys_section(&names, |i| elf::wants_key(&obj.symbols[i])))
+    };
+    let right = |bytes: &[u8]| -> bool {
+        let Ok(obj) = elf::parse(name, bytes) else { return false };
+        obj.keys.len() == obj.symbols.len()
+            && obj.symbols.iter().enumerate().all(|(i, s)| !elf::wants_key(s) || obj.keys[i] == mod_mgmt::symbols::exact_key(s.name))
+    };
+    let Some(section) = keys(&object) else { return Ok(object) };
+    let (plain, keyed, keys_file) =
+        (scratch.join(format!("{name}.plain")), scratch.join(format!("{name}.keyed")), scratch.join(format!("{name}.keys")));
+    io(&plain, std::fs::write(&plain, &object))?;
+    io(&keys_file, std::fs::write(&keys_file, &section))?;
+    let added = Command::new("objcopy")
+        .arg("--add-section")
+        .arg(format!("{}={}", elf::KEYS_SECTION, keys_file.display()))
+        .arg(&plain)
+        .arg(&keyed)
+        .status()
+        .is_ok_and(|s| s.success());
+    if added {
+        let out = io(&keyed, std::fs::read(&keyed))?;
+        if right(&out) {
+            return Ok(out);
+        }
+    }
+    eprintln!("[imgtool] warning: the prepared symbol keys of {name} did not come out right; shipping it without them");
+    Ok(object)
 }
 
 /// The partial link of [`merge_sections`]: the code, the read-only data and the exception tables
