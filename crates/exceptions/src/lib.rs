@@ -621,6 +621,34 @@ fn stalled(stalled_ms: u64, frame: &InterruptStackFrame) {
 
 static STALLS_REPAIRED: AtomicU64 = AtomicU64::new(0);
 
+/// The master 8259's registers, for a hang report: which IRQs it has in service (delivered, no
+/// end of interrupt yet), which it has requested, which it masks.
+#[derive(Debug, Clone, Copy)]
+struct PicState {
+    in_service: u8,
+    requested: u8,
+    masked: u8,
+}
+
+/// Reads [`PicState`]. The interrupts crate owns the 8259 (and depends on this crate), but a
+/// hang report must say what the PIC holds without calling into code that may be what hangs:
+/// read here, leaving the PIC as it was (OCW3 set back to reading the request register, the
+/// power-on default).
+fn pic_state() -> PicState {
+    use x86_64::instructions::port::Port;
+    // SAFETY: OCW3 reads of the master 8259's command port and a read of its mask register:
+    // no memory effects, and the read mode is set back to the default.
+    unsafe {
+        let mut command: Port<u8> = Port::new(0x20);
+        command.write(0x0b);
+        let in_service = command.read();
+        command.write(0x0a);
+        let requested = command.read();
+        let masked = Port::<u8>::new(0x21).read();
+        PicState { in_service, requested, masked }
+    }
+}
+
 /// Stalls (no task switch for the watchdog's limit) after which damaged code was repaired.
 pub fn stalls_repaired() -> u64 {
     STALLS_REPAIRED.load(Ordering::Relaxed)
@@ -641,8 +669,20 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
     HANGS.fetch_add(1, Ordering::Relaxed);
     FAULTS.fetch_add(1, Ordering::Relaxed);
     let (rip, rsp) = (frame.instruction_pointer.as_u64(), frame.stack_pointer.as_u64());
+    let interrupts_on = frame.cpu_flags.contains(x86_64::registers::rflags::RFlags::INTERRUPT_FLAG);
+    let pic = pic_state();
+    let why = if !interrupts_on {
+        "the CPU runs with interrupts off"
+    } else if pic.in_service & 1 != 0 {
+        "interrupts are on, but the 8259 still has the timer's IRQ 0 in service (no end of interrupt was sent)"
+    } else if pic.masked & 1 != 0 {
+        "interrupts are on, but the 8259 masks the timer's IRQ 0"
+    } else {
+        "interrupts are on and the 8259 lets IRQ 0 through"
+    };
     emergency_write(format_args!(
-        "\n!!! HANG: no timer interrupt for {stalled_ms} ms: the CPU runs with interrupts off (watchdog NMI)\n    rip: {rip:#x} in "
+        "\n!!! HANG: no timer interrupt for {stalled_ms} ms: {why} (watchdog NMI; 8259 master: in service {:#04x}, requested {:#04x}, masked {:#04x})\n    rip: {rip:#x} in ",
+        pic.in_service, pic.requested, pic.masked
     ));
     let heap_held = nano_core::heap::busy();
     if heap_held {
