@@ -18,7 +18,9 @@
 //!   would, while this command's task (or the idle task) runs: the tick is abandoned and the
 //!   task goes on (the task crate's guarded steps); `crash tick --entry` faults in the timer's
 //!   interrupt entry instead, before the guarded step begins (abandoned by the interrupts crate),
-//!   `crash tick --exit` after it ended;
+//!   `crash tick --exit` after it ended; `crash tick --no-eoi` makes the next tick return at
+//!   once without its end of interrupt, as entry code damaged to skip the tick's body would: no
+//!   tick comes after it until the watchdog sends the lost end of interrupt;
 //! - `crash schedule [--panic|--wild]` does the same to this task's next scheduling decision,
 //!   made with the task table held, as a damaged scheduler policy would: the decision is
 //!   abandoned, the table released, and this task goes on;
@@ -253,6 +255,33 @@ fn tick_fault(fault: task::Fault, idle: bool, entry: bool, exit: bool) -> isize 
     0
 }
 
+/// `crash tick --no-eoi`: the next tick skips its body and its end of interrupt; reports
+/// whether the watchdog sent the lost end of interrupt and ticks came again.
+fn lost_eoi() -> isize {
+    let before = exceptions::lost_eois_repaired();
+    interrupts::inject_skipped_tick();
+    // Spins with interrupts on: no tick comes until the watchdog's repair (a sleep would never
+    // end), and the watchdog's limit is 2 s by default.
+    let deadline = nano_core::time::micros_since_entry() + 10_000_000;
+    while exceptions::lost_eois_repaired() == before && nano_core::time::micros_since_entry() < deadline {
+        core::hint::spin_loop();
+    }
+    if exceptions::lost_eois_repaired() == before {
+        nano_core::println!("crash: the lost end of interrupt was not repaired within 10 s");
+        return 1;
+    }
+    let ticks = interrupts::ticks();
+    while interrupts::ticks() < ticks + 5 && nano_core::time::micros_since_entry() < deadline {
+        core::hint::spin_loop();
+    }
+    if interrupts::ticks() < ticks + 5 {
+        nano_core::println!("crash: the end of interrupt was sent, but no ticks came after it");
+        return 1;
+    }
+    nano_core::println!("crash: the tick's lost end of interrupt was sent by the watchdog; ticks resumed");
+    0
+}
+
 /// The fault `crash tick` or `crash schedule` injects: `--panic`, `--wild` or a page fault.
 fn injected(opts: &[&str]) -> task::Fault {
     if opts.contains(&"--panic") {
@@ -311,6 +340,9 @@ pub fn main(args: &[&str]) -> isize {
         (Some("schedule"), _) => return schedule_fault(injected(args.get(2..).unwrap_or(&[]))),
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
+            if opts.contains(&"--no-eoi") {
+                return lost_eoi();
+            }
             return tick_fault(injected(opts), opts.contains(&"--idle"), opts.contains(&"--entry"), opts.contains(&"--exit"));
         }
         (Some("corrupt" | "wild" | "loop" | "ret0" | "flip"), None) => {
@@ -333,7 +365,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry|--exit]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

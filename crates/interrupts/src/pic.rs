@@ -128,6 +128,16 @@ pub fn abandon_entry(rip: u64, rsp: u64) -> Option<u64> {
 static ENTRY_INJECTION: AtomicBool = AtomicBool::new(false);
 /// Armed by [`inject_exit_fault`].
 static EXIT_INJECTION: AtomicBool = AtomicBool::new(false);
+/// Armed by [`inject_skipped_tick`].
+static SKIP_INJECTION: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next tick return from the interrupt at once, without its body and so without its
+/// end of interrupt, as damaged entry code that skips the call of the body would (found by the
+/// fault campaign): for `crash tick --no-eoi`. No tick comes after it until the watchdog sends
+/// the end of interrupt that was lost.
+pub fn inject_skipped_tick() {
+    SKIP_INJECTION.store(true, Ordering::Relaxed);
+}
 
 /// Makes the next tick fault in the timer's entry code after its guarded step ended (a read of
 /// address 8), as damage in the entry's return would: for `crash tick --exit`.
@@ -145,6 +155,9 @@ pub fn inject_entry_fault() {
 /// there is one. An abandoned tick may not have reached its EOI; a second one is harmless
 /// (nothing else is in service while the timer's handler runs with interrupts off).
 extern "C" fn timer_body() {
+    if SKIP_INJECTION.swap(false, Ordering::Relaxed) {
+        return;
+    }
     if ENTRY_INJECTION.swap(false, Ordering::Relaxed) {
         injected_entry_fault();
     }
