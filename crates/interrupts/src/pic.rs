@@ -117,12 +117,26 @@ pub fn abandon_entry(rip: u64, rsp: u64) -> Option<u64> {
     match EXIT.load().unwrap_or(0) {
         0 => None,
         _ if !in_entry() => None,
+        // Before the call of the body: every register was pushed (the recording of where is
+        // what faulted: a flipped bit in `ENTRY`'s address sent its store to unmapped memory, in
+        // the fault campaign), so they are at the faulting stack pointer. `EXIT` is the last
+        // tick's, of no use here: taking it returned through a stale frame.
+        _ if rip < BODY_RETURN.load(Ordering::Relaxed) => {
+            ENTRY.store(rsp);
+            abandon
+        }
         // Still at the saved registers: the fault's frame went below them; load them all again.
         exit if rsp == exit => abandon,
         // Past the loads: the registers are right, only the stack pointer is to be put back.
         _ => Some(timer_return_again as *const () as u64),
     }
 }
+
+/// Where the entry's call of `timer_body` returns to: the entry's code before it saves and
+/// records the registers, the code from it loads them back (see [`abandon_entry`]). Read from
+/// the body's own frame at every tick (cheaper than a check, and right after a swap of this
+/// crate, whose entry is then another).
+static BODY_RETURN: AtomicU64 = AtomicU64::new(0);
 
 /// Armed by [`inject_entry_fault`].
 static ENTRY_INJECTION: AtomicBool = AtomicBool::new(false);
@@ -155,6 +169,11 @@ pub fn inject_entry_fault() {
 /// there is one. An abandoned tick may not have reached its EOI; a second one is harmless
 /// (nothing else is in service while the timer's handler runs with interrupts off).
 extern "C" fn timer_body() {
+    let return_address: u64;
+    // SAFETY: reads this function's return address from its frame (the kernel is built with
+    // frame pointers: rbp is this frame's base, the return address above it); no side effects.
+    unsafe { core::arch::asm!("mov {}, [rbp + 8]", out(reg) return_address, options(nostack, readonly, preserves_flags)) };
+    BODY_RETURN.store(return_address, Ordering::Relaxed);
     if SKIP_INJECTION.swap(false, Ordering::Relaxed) {
         return;
     }
