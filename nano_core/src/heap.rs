@@ -17,7 +17,7 @@
 use crate::paging::{self, HEAP_BASE, PAGE, Perms};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 use talc::base::Talc;
 use talc::base::binning::DefaultBinning;
@@ -45,6 +45,10 @@ struct GrowingHeap {
     heap: Mutex<Heap>,
     mapped: AtomicU64,
     used: AtomicU64,
+    /// Set while code of this module holds `heap` (see [`GrowingHeap::lock`]).
+    held: AtomicBool,
+    /// Set while code of this module spins for `heap`.
+    waiting: AtomicBool,
 }
 
 struct Heaps {
@@ -81,6 +85,24 @@ impl GrowingHeap {
             heap: Mutex::new(Heap { talc: Talc::new(Manual), end: None }),
             mapped: AtomicU64::new(0),
             used: AtomicU64::new(0),
+            held: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes the heap's lock, marking it held (and, while it spins, waited for): so that a lock
+    /// whose word says held while no code holds it — overwritten by a wild store of damaged
+    /// code, seen in the fault campaign — can be told from a real holder
+    /// ([`release_if_overwritten`]).
+    fn lock(&self) -> HeapGuard<'_> {
+        loop {
+            if let Some(guard) = self.heap.try_lock() {
+                self.held.store(true, Ordering::Relaxed);
+                self.waiting.store(false, Ordering::Relaxed);
+                return HeapGuard { heap: self, guard };
+            }
+            self.waiting.store(true, Ordering::Relaxed);
+            core::hint::spin_loop();
         }
     }
 
@@ -119,7 +141,7 @@ impl GrowingHeap {
     }
 
     fn alloc(&self, layout: Layout) -> *mut u8 {
-        let mut heap = self.heap.lock();
+        let mut heap = self.lock();
         // SAFETY: `GlobalAlloc` callers never ask for zero bytes.
         let p = match unsafe { heap.talc.try_allocate(layout) } {
             Some(p) => p,
@@ -146,7 +168,7 @@ impl GrowingHeap {
     unsafe fn free(&self, ptr: *mut u8, layout: Layout) {
         self.used.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: by this function's contract.
-        unsafe { self.heap.lock().talc.deallocate(ptr, layout) }
+        unsafe { self.lock().talc.deallocate(ptr, layout) }
     }
 }
 
@@ -154,7 +176,7 @@ impl GrowingHeap {
 pub fn init() -> Result<(), HeapError> {
     x86_64::instructions::interrupts::without_interrupts(|| {
         for h in [&HEAPS.general, &HEAPS.metadata] {
-            h.map_more(&mut h.heap.lock(), INITIAL)?;
+            h.map_more(&mut h.lock(), INITIAL)?;
         }
         Ok(())
     })
@@ -182,6 +204,59 @@ pub fn metadata<T>(f: impl FnOnce() -> T) -> T {
 /// and says whether it had to.
 pub fn leave_metadata_if_dead() -> bool {
     METADATA_DEPTH.swap(0, Ordering::Relaxed) != 0
+}
+
+/// A heap's lock as [`GrowingHeap::lock`] took it: clears the held mark before the lock goes.
+struct HeapGuard<'h> {
+    heap: &'h GrowingHeap,
+    guard: spin::MutexGuard<'h, Heap>,
+}
+
+impl core::ops::Deref for HeapGuard<'_> {
+    type Target = Heap;
+    fn deref(&self) -> &Heap {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for HeapGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Heap {
+        &mut self.guard
+    }
+}
+
+impl Drop for HeapGuard<'_> {
+    fn drop(&mut self) {
+        // Before the field `guard` unlocks, after this.
+        self.heap.held.store(false, Ordering::Relaxed);
+    }
+}
+
+/// For the watchdog's hang handler, which interrupted code that spins for a heap's lock: if the
+/// lock's word says held but no code of this module holds it, the word was overwritten (a wild
+/// store of damaged code: the fault campaign saw one turn every later allocation into a hang,
+/// and the kernel halted); it is unlocked, and the spinning code goes on. Returns whether it
+/// did. On one CPU with interrupts off around every use of a heap, code spinning for a lock
+/// that a holder took through [`GrowingHeap::lock`] can only be nested above that holder (it
+/// never gets the lock; the held mark tells the two apart), and nothing is between taking the
+/// lock and marking it held but straight-line code that does not spin.
+pub fn release_if_overwritten() -> bool {
+    let mut released = false;
+    for h in [&HEAPS.general, &HEAPS.metadata] {
+        if h.heap.is_locked() && h.waiting.load(Ordering::Relaxed) && !h.held.load(Ordering::Relaxed) {
+            // SAFETY: no code holds the lock (see above): its word was overwritten, and no guard
+            // of it exists to be dropped later.
+            unsafe { h.heap.force_unlock() };
+            released = true;
+        }
+    }
+    released
+}
+
+/// For `crash heap-lock`: leaves the general heap's lock held by no code, as a wild store over
+/// its word would. The next allocation spins until the watchdog releases it.
+pub fn inject_overwritten_lock() {
+    core::mem::forget(HEAPS.general.heap.lock());
 }
 
 /// Whether either heap's lock is held: code that interrupts anything (an NMI) must not

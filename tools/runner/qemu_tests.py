@@ -596,15 +596,16 @@ CASES = [
     # crate that handles the NMI (exceptions), of smp (the I/O APIC) and of interrupts (the
     # tick count); then a tick that skips its body and its end of interrupt (the 8259 holds IRQ 0
     # in service: no tick comes, with interrupts on), ended by the watchdog sending the lost end
-    # of interrupt; then a policy that never picks a task (a stall: ticks come, no switch),
+    # of interrupt; the heap's lock left held by no code (a wild store over its word), which an
+    # allocation waits for until the watchdog releases it; then a policy that never picks a task (a stall: ticks come, no switch),
     # repaired by the watchdog's stall check. Every beat comes out once; no other task dies.
     dict(name="recovery_hangs_with_interrupts_off_are_ended_by_the_watchdog", timeout=120, append="scrub_ms=0", script=[
             "beat 50 25", "sleep 100", "crash loop scheduler::pick_next", "crash schedule --hang", "swap watchdog watchdog",
             "crash tick --hang", "swap exceptions exceptions", "crash loop task::choose_next", "swap smp smp", "crash hang",
-            "swap interrupts interrupts", "crash tick --hang --idle", "cpus", "crash tick --no-eoi", "@expect beat: job 0 finished 50 beats", "beat 20 20", "sleep 100",
+            "swap interrupts interrupts", "crash tick --hang --idle", "cpus", "crash tick --no-eoi", "crash heap-lock", "@expect beat: job 0 finished 50 beats", "beat 20 20", "sleep 100",
             "crash ret0 scheduler::pick_next", "@expect beat: job 1 finished 20 beats", "selftest",
             "verify", "cpus --watchdog 0", "cpus --watchdog x", "poweroff"],
-         counts=[(r"^!!! HANG: no timer interrupt for \d+ ms: the CPU runs with interrupts off \(watchdog NMI; 8259 master: in service 0x0[01], requested 0x01, masked 0xfa\)", 6),
+         counts=[(r"^!!! HANG: no timer interrupt for \d+ ms: the CPU runs with interrupts off \(watchdog NMI; 8259 master: in service 0x0[01], requested 0x01, masked 0xfa\)", 7),
                  (r"^    the hung code goes on, repaired", 2), (r"^swap: done", 4)],
          expect=[r"code of crate scheduler was corrupted: 2 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy",
                  r"code of crate task was corrupted: 2 bytes at", r"^crash: the scheduler's hang was contained; this task went on",
@@ -614,7 +615,9 @@ CASES = [
                  r"^!!! HANG: no timer interrupt for \d+ ms: interrupts are on, but the 8259 still has the timer's IRQ 0 in service \(no end of interrupt was sent\) \(watchdog NMI; 8259 master: in service 0x01, requested 0x01, masked 0xfa\)",
                  r"^    the timer's end of interrupt was lost: sent now; ticks resume and the interrupted code goes on",
                  r"^crash: the tick's lost end of interrupt was sent by the watchdog; ticks resumed",
-                 r"selftest: 11 passed, 0 failed", r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^watchdog: off \(7 hangs reported while it was on\)",
+                 r"selftest: 11 passed, 0 failed", r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^watchdog: off \(8 hangs reported while it was on\)",
+                 r"^    a heap's lock said held, but no code held it \(its word was overwritten\): released; the waiting code goes on",
+                 r"^crash: the heap's lock, overwritten, was released by the watchdog; the allocation went on",
                  # A policy that never picks a task: the idle task runs on alone, ticks come but
                  # no switch; the stall check repairs the policy from the NMI.
                  r"(?s)!!! STALL: no task switch for \d+ ms \(watchdog NMI at 0x[0-9a-f]+\)\s+code of crate scheduler was corrupted: 3 bytes .*the stalled code goes on, repaired",

@@ -11,6 +11,8 @@
 //!   the damaged function;
 //! - `crash flip SYMBOL [OFFSET [BIT]]` flips one bit, with whatever effect that has — in code,
 //!   or in a static (a data or bss symbol of a live crate);
+//! - `crash heap-lock` leaves the general heap's lock held by no code, as a wild store over its
+//!   word would (the fault campaign saw one), and allocates: the watchdog releases the lock;
 //! - `crash restartable` starts a restartable task that panics every time it runs (recovery
 //!   gives it up after a few tries);
 //! - `crash tick [--panic|--wild] [--idle]` makes the next timer tick fault (or panic, or jump
@@ -42,7 +44,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|restartable|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
@@ -255,6 +257,22 @@ fn tick_fault(fault: task::Fault, idle: bool, entry: bool, exit: bool) -> isize 
     0
 }
 
+/// `crash heap-lock`: the general heap's lock left held by no code (as a wild store over its
+/// word would), then an allocation; reports whether the watchdog released the lock.
+fn heap_lock() -> isize {
+    let before = exceptions::heap_locks_released();
+    nano_core::heap::inject_overwritten_lock();
+    // Spins with interrupts off inside the allocator until the watchdog's NMI releases the lock.
+    // black_box: an allocation the compiler could see through would be elided.
+    let b = core::hint::black_box(alloc::boxed::Box::new(7u64));
+    if exceptions::heap_locks_released() == before || *b != 7 {
+        nano_core::println!("crash: the allocation went through, but the watchdog released no heap lock");
+        return 1;
+    }
+    nano_core::println!("crash: the heap's lock, overwritten, was released by the watchdog; the allocation went on");
+    0
+}
+
 /// `crash tick --no-eoi`: the next tick skips its body and its end of interrupt; reports
 /// whether the watchdog sent the lost end of interrupt and ticks came again.
 fn lost_eoi() -> isize {
@@ -337,6 +355,7 @@ pub fn main(args: &[&str]) -> isize {
             };
         }
         (Some("restartable"), _) => return start_doomed(),
+        (Some("heap-lock"), _) => return heap_lock(),
         (Some("schedule"), _) => return schedule_fault(injected(args.get(2..).unwrap_or(&[]))),
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
@@ -365,7 +384,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|restartable|tick [--panic|--wild|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|tick [--panic|--wild|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

@@ -631,6 +631,12 @@ struct PicState {
 }
 
 static LOST_EOIS: AtomicU64 = AtomicU64::new(0);
+static HEAP_LOCKS_RELEASED: AtomicU64 = AtomicU64::new(0);
+
+/// Hangs that were code waiting for a heap lock whose word was overwritten, released.
+pub fn heap_locks_released() -> u64 {
+    HEAP_LOCKS_RELEASED.load(Ordering::Relaxed)
+}
 
 /// Hangs that were a lost end of interrupt for the timer, repaired by sending it.
 pub fn lost_eois_repaired() -> u64 {
@@ -699,6 +705,18 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
         "\n!!! HANG: no timer interrupt for {stalled_ms} ms: {why} (watchdog NMI; 8259 master: in service {:#04x}, requested {:#04x}, masked {:#04x})\n    rip: {rip:#x} in ",
         pic.in_service, pic.requested, pic.masked
     ));
+    // Code spinning for a heap's lock that no code holds: the lock's word was overwritten (a
+    // wild store of damaged code). Released, the waiting code goes on; the damage, if still
+    // there, is repaired first, so that it does not store there again.
+    if nano_core::heap::release_if_overwritten() {
+        HEAP_LOCKS_RELEASED.fetch_add(1, Ordering::Relaxed);
+        emergency_write(format_args!("(not named: the interrupted code waits for the heap)\n    rsp: {rsp:#x}\n"));
+        restore_every_crate(|| {});
+        emergency_write(format_args!(
+            "    a heap's lock said held, but no code held it (its word was overwritten): released; the waiting code goes on\n"
+        ));
+        return;
+    }
     let heap_held = nano_core::heap::busy();
     if heap_held {
         emergency_write(format_args!("(not named: the interrupted code holds the heap)\n    rsp: {rsp:#x}\n"));
