@@ -117,10 +117,11 @@ pub fn abandon_entry(rip: u64, rsp: u64) -> Option<u64> {
     match EXIT.load().unwrap_or(0) {
         0 => None,
         _ if !in_entry() => None,
-        // Before the call of the body: every register was pushed (the recording of where is
-        // what faulted: a flipped bit in `ENTRY`'s address sent its store to unmapped memory, in
-        // the fault campaign), so they are at the faulting stack pointer. `EXIT` is the last
-        // tick's, of no use here: taking it returned through a stale frame.
+        // Before the call of the body, past the pushes: the recording of where the registers
+        // are is what faulted (in the fault campaign, a flipped bit of `ENTRY`'s address sent its
+        // store to unmapped memory), and they are at the faulting stack pointer. `EXIT` is the
+        // last tick's, of no use here: taking it returned through a stale frame. (A fault in
+        // the pushes themselves would leave some registers unsaved; none was seen.)
         _ if rip < BODY_RETURN.load(Ordering::Relaxed) => {
             ENTRY.store(rsp);
             abandon
@@ -132,10 +133,10 @@ pub fn abandon_entry(rip: u64, rsp: u64) -> Option<u64> {
     }
 }
 
-/// Where the entry's call of `timer_body` returns to: the entry's code before it saves and
-/// records the registers, the code from it loads them back (see [`abandon_entry`]). Read from
-/// the body's own frame at every tick (cheaper than a check, and right after a swap of this
-/// crate, whose entry is then another).
+/// Where the entry's call of `timer_body` returns to. The entry's code before this address
+/// saves and records the registers; its code from here on loads them back (see
+/// [`abandon_entry`]). Read from the body's own frame at every tick: as cheap as a check, and
+/// right at once after a swap of this crate, whose entry is then another.
 static BODY_RETURN: AtomicU64 = AtomicU64::new(0);
 
 /// Armed by [`inject_entry_fault`].
