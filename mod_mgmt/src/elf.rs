@@ -129,15 +129,15 @@ pub const KEYS_SECTION: &str = ".delos.keys";
 /// loader demangles) rather than misread.
 const KEYS_MAGIC: &[u8] = b"delos-keys v1\0";
 
-/// The bytes of a keys section for an object whose symbol names are `names` (in symbol-table
-/// order) and whose symbols `wanted` need a key: the magic, the symbol count as a little-endian
-/// `u32`, then one NUL-terminated key per symbol (empty where none is wanted).
-pub fn keys_section(names: &[&str], wanted: impl Fn(usize) -> bool) -> Vec<u8> {
+/// The bytes of `obj`'s keys section: the magic, the symbol count as a little-endian `u32`,
+/// then one NUL-terminated key per symbol, in symbol-table order (empty where [`wants_key`]
+/// says none is needed).
+pub fn keys_section(obj: &ObjectFile<'_>) -> Vec<u8> {
     let mut out = Vec::from(KEYS_MAGIC);
-    out.extend_from_slice(&(names.len() as u32).to_le_bytes());
-    for (i, name) in names.iter().enumerate() {
-        if wanted(i) && !name.is_empty() {
-            out.extend_from_slice(crate::symbols::exact_key(name).as_bytes());
+    out.extend_from_slice(&(obj.symbols.len() as u32).to_le_bytes());
+    for s in &obj.symbols {
+        if wants_key(s) {
+            out.extend_from_slice(crate::symbols::exact_key(s.name).as_bytes());
         }
         out.push(0);
     }

@@ -1029,8 +1029,8 @@ impl Loader {
     }
 
     /// Resolves a raw symbol name (`exact`: its key, prepared or demangled) for a crate in `ns`:
-    /// exact in the namespace chain, then
-    /// hash-agnostic, then by loading the defining object from a directory in the chain.
+    /// exact in the namespace chain, then hash-agnostic, then by loading the defining object from
+    /// a directory in the chain.
     fn resolve(&mut self, ns: NamespaceId, raw: &str, exact: String, txn: &mut Vec<CrateId>) -> Result<Option<SymbolRef>, LoadError> {
         let chain = self.chain(ns);
         let (private, shared) = chain.split_at(self.private_prefix(&chain));

@@ -31,8 +31,7 @@ pub fn exact_key(raw: &str) -> String {
 }
 
 /// `raw` demangled (`alternate`: without hashes) into a string sized once: a demangled name is
-/// seldom longer than twice its mangled form, and `format!` would grow it step by step (a
-/// quarter of the loader's time in symbol keys went to reallocations).
+/// seldom longer than twice its mangled form, and `format!` grows its string step by step.
 fn demangled(raw: &str, alternate: bool) -> String {
     use core::fmt::Write;
     let d = rustc_demangle::demangle(raw);

@@ -140,17 +140,12 @@ fn merge_sections(object: &Path, scratch: &Path) -> Result<Option<Vec<u8>>, Erro
 /// right ships without them (the loader then demangles), with a warning.
 fn with_prepared_keys(object: Vec<u8>, name: &str, scratch: &Path) -> Result<Vec<u8>, Error> {
     use mod_mgmt::elf;
-    let keys = |bytes: &[u8]| -> Option<Vec<u8>> {
-        let obj = elf::parse(name, bytes).ok()?;
-        let names: Vec<&str> = obj.symbols.iter().map(|s| s.name).collect();
-        Some(elf::keys_section(&names, |i| elf::wants_key(&obj.symbols[i])))
-    };
     let right = |bytes: &[u8]| -> bool {
         let Ok(obj) = elf::parse(name, bytes) else { return false };
         obj.keys.len() == obj.symbols.len()
             && obj.symbols.iter().enumerate().all(|(i, s)| !elf::wants_key(s) || obj.keys[i] == mod_mgmt::symbols::exact_key(s.name))
     };
-    let Some(section) = keys(&object) else { return Ok(object) };
+    let Ok(section) = elf::parse(name, &object).map(|obj| elf::keys_section(&obj)) else { return Ok(object) };
     let (plain, keyed, keys_file) =
         (scratch.join(format!("{name}.plain")), scratch.join(format!("{name}.keyed")), scratch.join(format!("{name}.keys")));
     io(&plain, std::fs::write(&plain, &object))?;
