@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 HOST_ONLY=${1:-}
 results=()
 fail=0
+rm -f target/qemu-logs/FAILED.txt  # written by the QEMU tests of this run only
 
 step() { # name, command...
     local name=$1; shift
@@ -31,5 +32,10 @@ fi
 echo
 echo "=== summary"
 printf '  %s\n' "${results[@]}"
+if [[ -f target/qemu-logs/FAILED.txt ]]; then
+    echo
+    echo "=== failed QEMU tests (target/qemu-logs/FAILED.txt)"
+    cat target/qemu-logs/FAILED.txt
+fi
 if ((fail)); then echo "make test: FAILED"; exit 1; fi
 echo "make test: all passed"

@@ -18,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 IMAGE = os.path.join(ROOT, "target", "image")
 RUNNER = os.path.join(ROOT, "tools", "runner", "qemu_run.py")
 LOGS = os.path.join(ROOT, "target", "qemu-logs")
+DIGEST_LINES = 25  # log lines per failed case in FAILED.txt
 
 # Pinned: every in-kernel test ran (a lost test must fail this, not pass as "0 passed").
 KTESTS_OK = r"ktest result: 10 passed, 0 failed"
@@ -1009,14 +1010,39 @@ def main():
         problems, log = run_case(c)
         dt = time.monotonic() - t0
         if problems:
-            failed.append(c["name"])
+            failed.append((c["name"], problems, log))
             print(f"qemu test {c['name']} ... FAILED ({dt:.1f} s, log {os.path.relpath(log, ROOT)})")
             for pr in problems:
                 print(f"    {pr}")
         else:
             print(f"qemu test {c['name']} ... ok ({dt:.1f} s)")
     print(f"qemu tests: {n - len(failed)} passed, {len(failed)} failed")
+    write_digest(failed)
     sys.exit(1 if failed else 0)
+
+
+def write_digest(failed):
+    """Writes target/qemu-logs/FAILED.txt: each failed case, its problems and its log's last
+    lines. `make test` prints it after its summary, so the tail of a CI log (often all that is
+    kept of it) names the case and shows how the kernel ended."""
+    path = os.path.join(LOGS, "FAILED.txt")
+    if not failed:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    with open(path, "w") as out:
+        for name, problems, log in failed:
+            out.write(f"qemu test {name} failed (log {os.path.relpath(log, ROOT)}):\n")
+            for pr in problems:
+                out.write(f"    {pr}\n")
+            try:
+                with open(log, errors="replace") as f:
+                    tail = f.read().splitlines()[-DIGEST_LINES:]
+            except OSError as e:
+                tail = [f"(log unreadable: {e})"]
+            out.write(f"  last {len(tail)} lines of its log:\n")
+            for line in tail:
+                out.write(f"    | {line}\n")
 
 
 if __name__ == "__main__":
