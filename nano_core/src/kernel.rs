@@ -98,7 +98,9 @@ pub fn with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
     crate::heap::metadata(|| {
         let mut g = LOADER.write();
         let _holder = Holder::writer();
-        f(g.as_mut().expect("loader is set up before any crate runs"))
+        // One round of TLB shootdowns for the whole change (a load protects each part of each
+        // crate it adds); unmapped frames are given back only after their own round.
+        crate::tlb::batch(|| f(g.as_mut().expect("loader is set up before any crate runs")))
     })
 }
 
@@ -200,6 +202,11 @@ pub fn release_loader_held_by(lo: u64, hi: u64) {
     if crate::heap::leave_metadata_if_dead() {
         crate::serial::emergency_write(format_args!("    (the task died allocating loader metadata; back to the general heap)\n"));
     }
+    if crate::tlb::leave_batch_if_dead() {
+        crate::serial::emergency_write(format_args!(
+            "    (the task died inside a batch of page-table changes; its TLB shootdown was sent)\n"
+        ));
+    }
 }
 
 /// What the boot context runs once captain has started the kernel: the task layer's idle step
@@ -276,6 +283,7 @@ pub fn park_cpu(index: usize) -> ! {
             if job != 0 {
                 // SAFETY: only `Mailbox::post` stores a job, and it stores a `fn(u64) -> u64`.
                 let f = unsafe { core::mem::transmute::<usize, fn(u64) -> u64>(job as usize) };
+                crate::tlb::before_job(index);
                 x86_64::instructions::interrupts::enable();
                 let r = f(b.arg.load(Ordering::Acquire));
                 b.result.store(r, Ordering::Release);

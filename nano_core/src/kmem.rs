@@ -116,10 +116,7 @@ impl MemoryProvider for KernelMemory {
         if !offset.is_multiple_of(PAGE as usize) || offset.checked_add(len).is_none_or(|e| e > region.size()) {
             return Err(err);
         }
-        for p in (0..len as u64).step_by(PAGE as usize) {
-            paging::protect(region.addr() + offset as u64 + p, perms).map_err(|_| err.clone())?;
-        }
-        Ok(())
+        paging::protect_range(region.addr() + offset as u64, (len as u64).div_ceil(PAGE), perms).map_err(|_| err)
     }
 
     fn free(&self, region: Region) {

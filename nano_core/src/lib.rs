@@ -36,6 +36,7 @@ pub mod panic;
 pub mod qemu;
 pub mod serial;
 pub mod time;
+pub mod tlb;
 pub mod triple;
 pub mod trust;
 

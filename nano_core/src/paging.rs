@@ -155,19 +155,24 @@ fn map_new_locked(addr: u64, perms: Perms) -> Result<u64, PagingError> {
 }
 
 /// Unmaps `addr`; returns the frame it was mapped to (the caller decides whether to free it).
+/// The other CPUs have dropped their translations of it when this returns (outside a
+/// [`crate::tlb::batch`]; inside one, when the batch ends — free the frame after that).
 pub fn unmap(addr: u64) -> Result<u64, PagingError> {
     use x86_64::structures::paging::mapper::UnmapError;
-    with_mapper(|m| match m.unmap(page(addr)?) {
+    let frame = with_mapper(|m| match m.unmap(page(addr)?) {
         Ok((frame, flush)) => {
             flush.flush();
             Ok(frame.start_address().as_u64())
         }
         Err(UnmapError::ParentEntryHugePage) => Err(PagingError::HugePage(addr)),
         Err(_) => Err(PagingError::NotMapped(addr)),
-    })
+    })?;
+    crate::tlb::changed();
+    Ok(frame)
 }
 
-/// Changes the permissions of the mapped page `addr`.
+/// Changes the permissions of the mapped page `addr` (the other CPUs' translations as in
+/// [`unmap`]: a change may take a permission away).
 pub fn protect(addr: u64, perms: Perms) -> Result<(), PagingError> {
     use x86_64::structures::paging::mapper::FlagUpdateError;
     with_mapper(|m| {
@@ -180,7 +185,14 @@ pub fn protect(addr: u64, perms: Perms) -> Result<(), PagingError> {
             Err(FlagUpdateError::ParentEntryHugePage) => Err(PagingError::HugePage(addr)),
             Err(FlagUpdateError::PageNotMapped) => Err(PagingError::NotMapped(addr)),
         }
-    })
+    })?;
+    crate::tlb::changed();
+    Ok(())
+}
+
+/// [`protect`] for `pages` pages from `start`, with one round of shootdowns at the end.
+pub fn protect_range(start: u64, pages: u64, perms: Perms) -> Result<(), PagingError> {
+    crate::tlb::batch(|| (0..pages).try_for_each(|i| protect(start + i * PAGE, perms)))
 }
 
 /// The physical address and permissions `addr` is mapped with, if it is mapped.
@@ -251,11 +263,8 @@ impl Mapping {
 
     /// Changes the permissions of `pages` pages starting at page `first` of the mapping.
     pub fn protect(&self, first: u64, pages: u64, perms: Perms) -> Result<(), PagingError> {
-        let end = first.checked_add(pages).filter(|&e| e <= self.mapped).ok_or(PagingError::NotMapped(self.start + first * PAGE))?;
-        for i in first..end {
-            protect(self.start + i * PAGE, perms)?;
-        }
-        Ok(())
+        first.checked_add(pages).filter(|&e| e <= self.mapped).ok_or(PagingError::NotMapped(self.start + first * PAGE))?;
+        protect_range(self.start + first * PAGE, pages, perms)
     }
 
     /// Keeps the pages mapped for the rest of the kernel's life (stacks the CPU is given, such
@@ -290,17 +299,32 @@ impl Drop for Mapping {
 /// skipped). For owners of memory that nobody uses any more: a dropped [`Mapping`], a region
 /// the loader or the JIT gave back.
 pub(crate) fn unmap_and_free(start: u64, pages: u64) {
-    // Interrupts off throughout: a task switch while FRAMES is locked would deadlock the next
-    // task that needs a frame.
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        for i in 0..pages {
-            if let Ok(frame) = unmap(start + i * PAGE) {
-                // SAFETY: the caller owned the page and gives it up; it is unmapped now, so
-                // nothing refers to its frame.
+    /// Pages unmapped per round of shootdowns: their frames are freed only after it, when no
+    /// CPU can reach them through an old translation.
+    const CHUNK: u64 = 64;
+    let mut first = 0;
+    while first < pages {
+        let n = CHUNK.min(pages - first);
+        let mut frames = [0u64; CHUNK as usize];
+        crate::tlb::batch(|| {
+            for (i, slot) in frames.iter_mut().enumerate().take(n as usize) {
+                *slot = unmap(start + (first + i as u64) * PAGE).unwrap_or(0);
+            }
+        });
+        // Inside an outer batch (a loader operation) the round is still owed: sent now.
+        crate::tlb::sync();
+        // Interrupts off: a task switch while FRAMES is locked would deadlock the next task that
+        // needs a frame.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            for &frame in frames.iter().take(n as usize).filter(|&&f| f != 0) {
+                // SAFETY: the caller owned the page and gives it up; it is unmapped, and the
+                // round just sent made every CPU drop its translation, so nothing can reach its
+                // frame. (Frame 0 is never handed out: it marks a page not mapped.)
                 unsafe { FRAMES.lock().free(frame) };
             }
-        }
-    })
+        });
+        first += n;
+    }
 }
 
 /// A stack: `[bottom, top)` is mapped RW; the page below `bottom` is an unmapped guard. Owned:

@@ -719,7 +719,7 @@ CASES = [
                  r"^ +1 +1  started, parked \(runs no tasks yet\) \(came up in \d+ us\)",
                  r"^ +3 +3  started, parked", r"(?s)4 CPUs: 1 runs tasks, 3 parked, 0 failed.*4 CPUs: 1 runs tasks, 3 parked, 0 failed",
                  r"selftest: 11 passed, 0 failed", r"(?s)swap: done.*swap: done", r"killed by invalid opcode",
-                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --watchdog MS\]\)",
+                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --tlb \[--no-shootdown\] \| --watchdog MS\]\)",
                  r"^crash: the scheduler's hang was contained; this task went on", r"watchdog: the PIT's IRQ 0 as an NMI to APIC 0 \(GSI 2\); .* 1 hangs",
                  # Jobs run on every parked CPU and compute what the boot CPU computes (a figure,
                  # not a timed test: `make bench` reports the speed-up).
@@ -728,10 +728,28 @@ CASES = [
          counts=[(r"^cpu [123]: 50 of 50 pings answered, median round trip \d+ ns", 6)],
          reject=[r"fault outside any task", r"system halted", r"PANIC", r"pings answered.*\b0 of"]),
     dict(name="smp_a_cpu_that_does_not_start_is_reported", timeout=60, qemu_args=["-smp", "3"], append="smp_withhold=1",
-         script=["cpus", "selftest", "poweroff"],
+         script=["cpus", "selftest", "cpus --tlb", "cpus", "poweroff"],
          expect=[r"smp: CPU 1 \(APIC 1\) did not arrive within 500 ms of its start-up IPIs; going on without it",
                  r"^ +1 +1  failed to start: did not arrive", r"^ +2 +2  started, parked",
-                 r"3 CPUs: 1 runs tasks, 1 parked, 1 failed", r"selftest: 11 passed, 0 failed"]),
+                 r"3 CPUs: 1 runs tasks, 1 parked, 1 failed", r"selftest: 11 passed, 0 failed",
+                 # Shootdowns go to the parked CPU only: the one that never arrived is not waited for.
+                 r"^cpu 2: read 0x1111111111111111 before and 0x2222222222222222 after the remap: the new frame",
+                 r"^tlb: \d+ mappings removed or reduced; [1-9]\d* shootdown rounds, (\d+) IPIs, \1 flushes, 0 timeouts"]),
+    # TLB shootdowns: the boot CPU maps a page, a parked CPU reads it (and caches the
+    # translation), the boot CPU maps the same address to another frame; the parked CPU must
+    # read the new frame. Without the shootdown it reads the old one (QEMU's TCG keeps each vCPU's
+    # translations as a CPU does): the check can fail. After a swap of smp (which sends the IPIs
+    # and handles them) and of task, and with loads and unloads going on, still every round is
+    # answered by every parked CPU, and no CPU times out.
+    dict(name="smp_tlb_shootdown_drops_stale_translations", timeout=120, qemu_args=["-smp", "4"], script=[
+            "cpus --tlb", "cpus --tlb --no-shootdown", "swap smp smp", "cpus --tlb", "swap task task", "loadc hello.o",
+            "wasm run hello.wasm", "cpus --tlb", "cpus --tlb bogus", "cpus", "poweroff"],
+         counts=[(r"^cpu [123]: read 0x1111111111111111 before and 0x2222222222222222 after the remap: the new frame: its old translation was dropped", 9),
+                 (r"^cpu [123]: read 0x1111111111111111 before and 0x1111111111111111 after the remap \(no shootdown sent\): the OLD frame: a stale translation", 3),
+                 (r"^swap: done", 2)],
+         expect=[r"hello.c: all checks passed", r"hello from WASM", r"cpus: unknown argument bogus \(usage: cpus --tlb \[--no-shootdown\]\)",
+                 r"^tlb: \d+ mappings removed or reduced; [1-9]\d* shootdown rounds, (\d+) IPIs, \1 flushes, 0 timeouts"],
+         reject=[r"fault outside any task", r"system halted", r"PANIC", r"neither frame", r"^swap: (?!done)"]),
     dict(name="smp_one_cpu", script=["cpus", "cpus --speedup 1", "poweroff"],
          expect=[r"smp: 1 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 0 APs parked, 0 failed",
                  r"1 CPUs: 1 runs tasks, 0 parked, 0 failed", r"on 1 CPUs at once \d+ us: .*results agree"]),

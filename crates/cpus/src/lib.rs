@@ -6,7 +6,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --watchdog MS: re-arm the hang watchdog (0: off)";
+pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --watchdog MS: re-arm the hang watchdog (0: off)";
 
 /// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
 /// allocation: fit for a parked CPU).
@@ -73,6 +73,58 @@ fn ping(n: u64) -> isize {
     status
 }
 
+/// `cpus --tlb [--no-shootdown]`: on each parked CPU, [`smp::stale_translation_check`]; with
+/// `--no-shootdown` the remap sends no shootdown, and the CPU is expected to read the old frame
+/// (which shows that the check can fail).
+fn tlb(shootdown: bool) -> isize {
+    let mut status = command::status::SUCCESS;
+    for c in smp::cpus().iter().filter(|c| c.state == smp::CpuState::Parked) {
+        match smp::stale_translation_check(c.index, shootdown) {
+            Ok(r) => {
+                let what = if r.read == r.second {
+                    "the new frame: its old translation was dropped"
+                } else if r.read == r.first {
+                    "the OLD frame: a stale translation"
+                } else {
+                    "neither frame"
+                };
+                nano_core::println!(
+                    "cpu {}: read {:#x} before and {:#x} after the remap{}: {what}",
+                    c.index,
+                    r.first,
+                    r.read,
+                    if shootdown { "" } else { " (no shootdown sent)" }
+                );
+                if r.read != r.second {
+                    status = command::status::FAILURE;
+                }
+            }
+            Err(e) => {
+                nano_core::println!("cpu {}: {e}", c.index);
+                status = command::status::FAILURE;
+            }
+        }
+    }
+    status
+}
+
+/// One line on the TLB shootdowns since boot.
+fn print_tlb() {
+    let t = nano_core::tlb::stats();
+    let tsc_per_us = (nano_core::time::tsc_per_ms() / 1000).max(1);
+    nano_core::println!(
+        "tlb: {} mappings removed or reduced; {} shootdown rounds, {} IPIs, {} flushes, {} timeouts, {} us waited in all ({} us a round); {} flushes before a job",
+        t.changes,
+        t.rounds,
+        t.ipis,
+        t.acks,
+        t.timeouts,
+        t.wait_cycles / tsc_per_us,
+        t.wait_cycles / tsc_per_us / t.rounds.max(1),
+        t.lazy_flushes
+    );
+}
+
 /// Entry point.
 pub fn main(args: &[&str]) -> isize {
     match args.get(1).copied() {
@@ -80,8 +132,18 @@ pub fn main(args: &[&str]) -> isize {
         Some("--ping") => return ping(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--speedup") => return speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
         Some("--watchdog") => return set_watchdog(args.get(2).copied()),
+        Some("--tlb") => match args.get(2).copied() {
+            None => return tlb(true),
+            Some("--no-shootdown") => return tlb(false),
+            Some(other) => {
+                nano_core::println!("cpus: unknown argument {other} (usage: cpus --tlb [--no-shootdown])");
+                return command::status::USAGE;
+            }
+        },
         Some(other) => {
-            nano_core::println!("cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --watchdog MS])");
+            nano_core::println!(
+                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tlb [--no-shootdown] | --watchdog MS])"
+            );
             return command::status::USAGE;
         }
     }
@@ -103,6 +165,7 @@ pub fn main(args: &[&str]) -> isize {
     }
     let parked = cpus.iter().filter(|c| c.state == smp::CpuState::Parked).count();
     nano_core::println!("{} CPUs: 1 runs tasks, {parked} parked, {} failed", cpus.len(), cpus.len().saturating_sub(1 + parked));
+    print_tlb();
     print_watchdog();
     0
 }
@@ -141,6 +204,7 @@ fn set_watchdog(ms: Option<&str>) -> isize {
         nano_core::println!("cpus: watchdog not armed: {e}");
         return 1;
     }
+    print_tlb();
     print_watchdog();
     0
 }

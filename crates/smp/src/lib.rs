@@ -32,7 +32,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use nano_core::paging::{self, Perms};
 use spin::Mutex;
 use x86_64::VirtAddr;
@@ -173,6 +173,98 @@ pub const PING_VECTOR: u8 = 0xF0;
 /// Pings answered, by any CPU.
 static PONGS: AtomicU64 = AtomicU64::new(0);
 
+/// The interrupt vector of a TLB shootdown (see `nano_core::tlb`).
+pub const SHOOTDOWN_VECTOR: u8 = 0xF1;
+/// APIC ids of the parked CPUs (the first [`PARKED_COUNT`]): what the shootdown sender reads,
+/// which may run where [`CPUS`] is held (in an NMI), so without a lock.
+static PARKED_IDS: [AtomicU32; nano_core::kernel::MAX_CPUS] = [const { AtomicU32::new(0) }; nano_core::kernel::MAX_CPUS];
+static PARKED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Set while the boot CPU writes an IPI to its local APIC: an NMI that wants to send one then
+/// sends nothing, rather than change the destination of the half-written one.
+static ICR_BUSY: AtomicBool = AtomicBool::new(false);
+
+/// A TLB shootdown's handler, on a parked CPU: flushes its translations and says so.
+extern "x86-interrupt" fn shootdown(_frame: x86_64::structures::idt::InterruptStackFrame) {
+    nano_core::tlb::on_shootdown_ipi();
+    let base = LAPIC_VA.load(Ordering::Acquire);
+    if base != 0 {
+        LocalApic { base }.write(LocalApic::EOI, 0);
+    }
+}
+
+/// The sender behind `nano_core::tlb::SEND_SHOOTDOWN`: a shootdown IPI to every parked CPU;
+/// how many were sent, or `None` if this CPU was interrupted while writing another IPI.
+fn send_shootdowns() -> Option<u64> {
+    if ICR_BUSY.swap(true, Ordering::Acquire) {
+        return None;
+    }
+    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
+    let n = PARKED_COUNT.load(Ordering::Acquire).min(PARKED_IDS.len());
+    let sent =
+        PARKED_IDS[..n].iter().filter(|id| lapic.ipi(id.load(Ordering::Acquire), u32::from(SHOOTDOWN_VECTOR) | 0x4000).is_ok()).count();
+    ICR_BUSY.store(false, Ordering::Release);
+    Some(sent as u64)
+}
+
+/// What [`stale_translation_check`] read on the parked CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleCheck {
+    /// The word the page held first (the CPU read it, so it caches the translation).
+    pub first: u64,
+    /// The word the same address holds after it was mapped to another frame.
+    pub second: u64,
+    /// What the CPU read there the second time: `second`, unless it used its old translation.
+    pub read: u64,
+}
+
+/// A word at `addr` (a job for a parked CPU).
+fn read_word(addr: u64) -> u64 {
+    // SAFETY: the caller (`stale_translation_check`) keeps `addr` mapped while the job runs.
+    unsafe { (addr as *const u64).read_volatile() }
+}
+
+/// Maps a page, has parked CPU `index` read it (so that it caches the translation), maps the
+/// same address to another frame, and has the CPU read it again. With `shootdown` false the
+/// remap sends no shootdown (the CPU flushes nothing): the check that the test of the shootdown
+/// can fail. Frames and address space are given back.
+pub fn stale_translation_check(index: usize, shootdown: bool) -> Result<StaleCheck, String> {
+    const FIRST: u64 = 0x1111_1111_1111_1111;
+    const SECOND: u64 = 0x2222_2222_2222_2222;
+    let va = paging::alloc_region(1).map_err(|e| format!("address space: {e}"))?;
+    let frame_a = paging::map_new(va, Perms::ReadWrite).map_err(|e| format!("mapping: {e}"))?;
+    // SAFETY: `va` was just mapped read-write to a fresh frame that only this function uses.
+    unsafe { (va as *mut u64).write_volatile(FIRST) };
+    let mut frames = alloc::vec![frame_a];
+    // Without shootdowns from before the first read to the end: no round that another task's
+    // change sends meanwhile may flush the CPU either (those changes go without one too — this
+    // mode is a deliberate fault, for the test).
+    if !shootdown {
+        nano_core::tlb::SEND_SHOOTDOWN.clear();
+    }
+    let result = (|| {
+        let first = run_on(index, read_word, va)?;
+        let remapped = paging::unmap(va).and_then(|_| paging::map_new(va, Perms::ReadWrite));
+        frames.push(remapped.map_err(|e| format!("remapping: {e}"))?);
+        // SAFETY: as above, for the new frame.
+        unsafe { (va as *mut u64).write_volatile(SECOND) };
+        let read = run_on(index, read_word, va)?;
+        Ok(StaleCheck { first, second: SECOND, read })
+    })();
+    if !shootdown && PARKED_COUNT.load(Ordering::Acquire) > 0 {
+        nano_core::tlb::SEND_SHOOTDOWN.set(send_shootdowns);
+    }
+    let _ = paging::unmap(va);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        for f in frames {
+            // SAFETY: both frames were mapped only at `va`, which is unmapped now, and the parked
+            // CPU's job that read it has finished (with or without its old translation, it reads
+            // nothing more).
+            unsafe { nano_core::frames::FRAMES.lock().free(f) };
+        }
+    });
+    result
+}
+
 /// A ping's handler, on the CPU pinged: counts it and signals end of interrupt.
 extern "x86-interrupt" fn pong(_frame: x86_64::structures::idt::InterruptStackFrame) {
     PONGS.fetch_add(1, Ordering::AcqRel);
@@ -245,7 +337,14 @@ fn parked_apic_id(index: usize) -> Result<u32, String> {
 /// two halves would let another sender's destination through.
 fn send_ping(apic_id: u32) -> Result<(), String> {
     let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
-    x86_64::instructions::interrupts::without_interrupts(|| lapic.ipi(apic_id, u32::from(PING_VECTOR) | 0x4000))
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let nested = ICR_BUSY.swap(true, Ordering::Acquire);
+        let r = lapic.ipi(apic_id, u32::from(PING_VECTOR) | 0x4000);
+        if !nested {
+            ICR_BUSY.store(false, Ordering::Release);
+        }
+        r
+    })
 }
 
 /// Sends a ping (a fixed IPI, vector [`PING_VECTOR`]) to parked CPU `index` and waits for its
@@ -468,7 +567,17 @@ pub fn init() {
         cpus.len() - 1 - parked,
         nano_core::time::micros_since_entry() - t0
     );
+    let ids: Vec<u32> = cpus.iter().filter(|c| c.state == CpuState::Parked).map(|c| c.apic_id).collect();
+    for (slot, &id) in PARKED_IDS.iter().zip(&ids) {
+        slot.store(id, Ordering::Release);
+    }
+    PARKED_COUNT.store(ids.len().min(PARKED_IDS.len()), Ordering::Release);
     x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
+    if !ids.is_empty() {
+        // From here every unmapping and every permission taken away waits until the parked
+        // CPUs dropped their translations (see `nano_core::tlb`).
+        nano_core::tlb::SEND_SHOOTDOWN.set(send_shootdowns);
+    }
     hash_boot_modules_ahead();
 }
 
@@ -505,6 +614,7 @@ fn enable_boot_lapic(phys: u64) -> Result<LocalApic, String> {
 fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
     let lapic = enable_boot_lapic(topo.lapic_phys)?;
     exceptions::set_interrupt_handler(PING_VECTOR, pong);
+    exceptions::set_interrupt_handler(SHOOTDOWN_VECTOR, shootdown);
     let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
     let cr3 = cr3.start_address().as_u64();
     if cr3 >= 1 << 32 {
