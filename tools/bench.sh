@@ -62,11 +62,14 @@ m1=$(printf '%s\n' "${t1[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1
 m4=$(printf '%s\n' "${t4[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 awk -v a="$m1" -v b="$m4" 'BEGIN {printf "   -smp 4: QEMU start -> prompt median %.3f s vs %.3f s with -smp 1 (interleaved, %.2fx); goal <= 0.5 s\n", b, a, b / a}'
 grep -E 'smp: ' target/bench-smp.log | sed -E 's/^\[[ 0-9.]+\] INFO  /     /'
-printf 'cpus --ping 1000\npoweroff\n' > target/bench-ping.txt
+printf 'cpus --ping 1000\ncpus --shootdowns 1000\npoweroff\n' > target/bench-ping.txt
 python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-ping.txt \
     --qemu-arg=-smp --qemu-arg=4 --quiet --timeout 60 --log target/bench-ping.log >/dev/null
 echo "   IPI round trip (a fixed IPI to a parked CPU until its handler ran; 1000 pings per CPU, -smp 4):"
 grep -E '^cpu [0-9]+: ' target/bench-ping.log | sed -E 's/^/     /'
+echo "   TLB shootdown (a page's permission taken away with the round of IPIs to the 3 parked CPUs until each flushed, against"
+echo "   the same change without the round, 1000 of each interleaved, -smp 4):"
+grep -E '^cpus: [0-9]+ permission changes' target/bench-ping.log | sed -E 's/^/     /'
 echo "   parallel speed-up of a CPU-bound job (cpus --speedup 20: 20 M hash rounds on each CPU at once vs the boot CPU alone;"
 echo "   3 interleaved rounds inside each boot, medians; MTTCG; host has $(nproc) cores):"
 printf 'cpus --speedup 20\npoweroff\n' > target/bench-speedup.txt

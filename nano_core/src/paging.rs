@@ -171,22 +171,34 @@ pub fn unmap(addr: u64) -> Result<u64, PagingError> {
     Ok(frame)
 }
 
-/// Changes the permissions of the mapped page `addr` (the other CPUs' translations as in
-/// [`unmap`]: a change may take a permission away).
+/// Changes the permissions of the mapped page `addr`. One that takes a permission away (write
+/// or execute) is done, as an [`unmap`] is, when the other CPUs dropped their translations;
+/// one that only adds permissions sends no shootdown: an old translation allows less, and a
+/// CPU that uses it takes a spurious page fault (the architecture's rule) — which no parked CPU
+/// can today, since its jobs never write where the loader changes permissions; CPUs that run
+/// tasks will need their fault handler to retry such a fault.
 pub fn protect(addr: u64, perms: Perms) -> Result<(), PagingError> {
     use x86_64::structures::paging::mapper::FlagUpdateError;
-    with_mapper(|m| {
+    let taken_away = with_mapper(|m| {
+        let p = page(addr)?;
+        let old = match m.translate(p.start_address()) {
+            TranslateResult::Mapped { flags, .. } => flags,
+            _ => return Err(PagingError::NotMapped(addr)),
+        };
+        let new = flags_of(perms);
         // SAFETY: changing the flags of a kernel page the caller owns; W^X holds by `Perms`.
-        match unsafe { m.update_flags(page(addr)?, flags_of(perms)) } {
+        match unsafe { m.update_flags(p, new) } {
             Ok(f) => {
                 f.flush();
-                Ok(())
+                Ok(old.contains(F::WRITABLE) && !new.contains(F::WRITABLE) || !old.contains(F::NO_EXECUTE) && new.contains(F::NO_EXECUTE))
             }
             Err(FlagUpdateError::ParentEntryHugePage) => Err(PagingError::HugePage(addr)),
             Err(FlagUpdateError::PageNotMapped) => Err(PagingError::NotMapped(addr)),
         }
     })?;
-    crate::tlb::changed();
+    if taken_away {
+        crate::tlb::changed();
+    }
     Ok(())
 }
 

@@ -719,7 +719,7 @@ CASES = [
                  r"^ +1 +1  started, parked \(runs no tasks yet\) \(came up in \d+ us\)",
                  r"^ +3 +3  started, parked", r"(?s)4 CPUs: 1 runs tasks, 3 parked, 0 failed.*4 CPUs: 1 runs tasks, 3 parked, 0 failed",
                  r"selftest: 11 passed, 0 failed", r"(?s)swap: done.*swap: done", r"killed by invalid opcode",
-                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --tlb \[--no-shootdown\] \| --watchdog MS\]\)",
+                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --tlb \[--no-shootdown\] \| --shootdowns N \| --watchdog MS\]\)",
                  r"^crash: the scheduler's hang was contained; this task went on", r"watchdog: the PIT's IRQ 0 as an NMI to APIC 0 \(GSI 2\); .* 1 hangs",
                  # Jobs run on every parked CPU and compute what the boot CPU computes (a figure,
                  # not a timed test: `make bench` reports the speed-up).
@@ -743,15 +743,16 @@ CASES = [
     # answered by every parked CPU, and no CPU times out.
     dict(name="smp_tlb_shootdown_drops_stale_translations", timeout=120, qemu_args=["-smp", "4"], script=[
             "cpus --tlb", "cpus --tlb --no-shootdown", "swap smp smp", "cpus --tlb", "swap task task", "loadc hello.o",
-            "wasm run hello.wasm", "cpus --tlb", "cpus --tlb bogus", "cpus", "poweroff"],
+            "wasm run hello.wasm", "cpus --tlb", "cpus --tlb bogus", "cpus --shootdowns 50", "cpus", "poweroff"],
          counts=[(r"^cpu [123]: read 0x1111111111111111 before and 0x2222222222222222 after the remap: the new frame: its old translation was dropped", 9),
                  (r"^cpu [123]: read 0x1111111111111111 before and 0x1111111111111111 after the remap \(no shootdown sent\): the OLD frame: a stale translation", 3),
                  (r"^swap: done", 2)],
          expect=[r"hello.c: all checks passed", r"hello from WASM", r"cpus: unknown argument bogus \(usage: cpus --tlb \[--no-shootdown\]\)",
+                 r"^cpus: 50 permission changes with a shootdown round to 3 parked CPUs \(50 rounds, 0 timeouts\): median \d+ ns a change; without the round \d+ ns",
                  r"^tlb: \d+ mappings removed or reduced; [1-9]\d* shootdown rounds, (\d+) IPIs, \1 flushes, 0 timeouts"],
          reject=[r"fault outside any task", r"system halted", r"PANIC", r"neither frame", r"^swap: (?!done)"]),
-    dict(name="smp_one_cpu", script=["cpus", "cpus --speedup 1", "poweroff"],
-         expect=[r"smp: 1 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 0 APs parked, 0 failed",
+    dict(name="smp_one_cpu", script=["cpus", "cpus --speedup 1", "cpus --shootdowns 10", "poweroff"],
+         expect=[r"cpus: no parked CPU: a change sends no shootdown", r"smp: 1 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 0 APs parked, 0 failed",
                  r"1 CPUs: 1 runs tasks, 0 parked, 0 failed", r"on 1 CPUs at once \d+ us: .*results agree"]),
     # The runner's own tests: each of these must make qemu_run.py fail.
     # Each asserts the runner's reason, so failing for another reason (a hang where a triple

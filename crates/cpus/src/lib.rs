@@ -6,7 +6,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --watchdog MS: re-arm the hang watchdog (0: off)";
+pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --shootdowns N: the cost of a TLB shootdown round; --watchdog MS: re-arm the hang watchdog (0: off)";
 
 /// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
 /// allocation: fit for a parked CPU).
@@ -108,6 +108,36 @@ fn tlb(shootdown: bool) -> isize {
     status
 }
 
+/// `cpus --shootdowns N`: the median cost of a permission change with a TLB shootdown round to
+/// every (idle) parked CPU, against the same change without the round, interleaved (see
+/// [`smp::shootdown_rounds`]).
+fn shootdowns(n: u64) -> isize {
+    let parked = smp::cpus().iter().filter(|c| c.state == smp::CpuState::Parked).count();
+    if parked == 0 {
+        nano_core::println!("cpus: no parked CPU: a change sends no shootdown");
+        return command::status::SUCCESS;
+    }
+    let tsc_per_us = (nano_core::time::tsc_per_ms() / 1000).max(1);
+    match smp::shootdown_rounds(n.max(1)) {
+        Ok(c) => {
+            let ns = |v: alloc::vec::Vec<u64>| median(v) * 1000 / tsc_per_us;
+            nano_core::println!(
+                "cpus: {} permission changes with a shootdown round to {parked} parked CPUs ({} rounds, {} timeouts): median {} ns a change; without the round {} ns",
+                c.with_round.len(),
+                c.rounds,
+                c.timeouts,
+                ns(c.with_round),
+                ns(c.without)
+            );
+            command::status::SUCCESS
+        }
+        Err(e) => {
+            nano_core::println!("cpus: {e}");
+            command::status::FAILURE
+        }
+    }
+}
+
 /// One line on the TLB shootdowns since boot.
 fn print_tlb() {
     let t = nano_core::tlb::stats();
@@ -132,6 +162,7 @@ pub fn main(args: &[&str]) -> isize {
         Some("--ping") => return ping(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--speedup") => return speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
         Some("--watchdog") => return set_watchdog(args.get(2).copied()),
+        Some("--shootdowns") => return shootdowns(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--tlb") => match args.get(2).copied() {
             None => return tlb(true),
             Some("--no-shootdown") => return tlb(false),
@@ -142,7 +173,7 @@ pub fn main(args: &[&str]) -> isize {
         },
         Some(other) => {
             nano_core::println!(
-                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tlb [--no-shootdown] | --watchdog MS])"
+                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tlb [--no-shootdown] | --shootdowns N | --watchdog MS])"
             );
             return command::status::USAGE;
         }

@@ -265,6 +265,69 @@ pub fn stale_translation_check(index: usize, shootdown: bool) -> Result<StaleChe
     result
 }
 
+/// What [`shootdown_rounds`] measured, TSC cycles per permission change.
+#[derive(Debug, Clone, Default)]
+pub struct RoundCost {
+    /// Changes that sent a round (IPIs to every parked CPU, then the wait until each flushed).
+    pub with_round: Vec<u64>,
+    /// The same change, interleaved with those, made with the round left out.
+    pub without: Vec<u64>,
+    /// Rounds the timed changes sent (one per change with a round).
+    pub rounds: u64,
+    /// Parked CPUs that did not flush within the timeout, in those rounds.
+    pub timeouts: u64,
+}
+
+/// The cost of `n` shootdown rounds with the parked CPUs idle: a page of its own has a
+/// permission taken away (and given back) `n` times with a round, and `n` times without one,
+/// interleaved. Without a round is safe here: nothing but this function uses the page, and
+/// interrupts are off then, so no other change can go without its round meanwhile.
+pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
+    let va = paging::alloc_region(1).map_err(|e| format!("address space: {e}"))?;
+    let frame = paging::map_new(va, Perms::ReadWrite).map_err(|e| format!("mapping: {e}"))?;
+    let mut cost = RoundCost::default();
+    // Counted with interrupts off around each change: only its own round, none of another task.
+    let (rounds, timeouts) = (core::cell::Cell::new(0u64), core::cell::Cell::new(0u64));
+    let timed = |with_round: bool| -> Result<u64, String> {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            if !with_round {
+                nano_core::tlb::SEND_SHOOTDOWN.clear();
+            }
+            let before = nano_core::tlb::stats();
+            let t0 = nano_core::time::rdtsc();
+            let r = paging::protect(va, Perms::Read);
+            let dt = nano_core::time::rdtsc() - t0;
+            let after = nano_core::tlb::stats();
+            rounds.set(rounds.get() + after.rounds - before.rounds);
+            timeouts.set(timeouts.get() + after.timeouts - before.timeouts);
+            if !with_round {
+                nano_core::tlb::SEND_SHOOTDOWN.set(send_shootdowns);
+            }
+            r.and_then(|()| paging::protect(va, Perms::ReadWrite)).map_err(|e| format!("protecting: {e}"))?;
+            Ok(dt)
+        })
+    };
+    let mut result = Ok(());
+    for _ in 0..n {
+        match timed(true).and_then(|a| Ok((a, timed(false)?))) {
+            Ok((a, b)) => {
+                cost.with_round.push(a);
+                cost.without.push(b);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    cost.rounds = rounds.get();
+    cost.timeouts = timeouts.get();
+    let _ = paging::unmap(va);
+    // SAFETY: the frame was mapped only at `va`, unmapped above after its round.
+    x86_64::instructions::interrupts::without_interrupts(|| unsafe { nano_core::frames::FRAMES.lock().free(frame) });
+    result.map(|()| cost)
+}
+
 /// A ping's handler, on the CPU pinged: counts it and signals end of interrupt.
 extern "x86-interrupt" fn pong(_frame: x86_64::structures::idt::InterruptStackFrame) {
     PONGS.fetch_add(1, Ordering::AcqRel);
