@@ -13,8 +13,10 @@
 //! A parked CPU also runs plain jobs posted to its mailbox ([`run_on`], [`post`]), which is
 //! how `cpus --speedup` measures parallel throughput. Otherwise **tasks still run on the boot
 //! CPU only.** Running tasks
-//! on the APs needs per-CPU run queues, the LAPIC timer, TLB shootdown and a review of every
-//! lock that now assumes one CPU (see the README). An AP that does not answer is reported and
+//! on the APs needs per-CPU run queues, the LAPIC timer and a review of every lock that now
+//! assumes one CPU (see the README). TLB shootdowns are here already: this crate sends and
+//! handles the IPI that `nano_core::tlb` asks for after every unmapping or permission taken
+//! away ([`SHOOTDOWN_VECTOR`]). An AP that does not answer is reported and
 //! left alone; the system runs on the others. Everything an AP needs is allocated by the boot
 //! CPU before it starts: an AP never allocates.
 #![no_std]
