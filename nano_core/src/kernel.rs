@@ -286,6 +286,8 @@ pub fn park_cpu(index: usize) -> ! {
                 crate::tlb::before_job(index);
                 x86_64::instructions::interrupts::enable();
                 let r = f(b.arg.load(Ordering::Acquire));
+                x86_64::instructions::interrupts::disable();
+                crate::tlb::after_job(index);
                 b.result.store(r, Ordering::Release);
                 // `done` before the slot is freed: a next `post` (possible once `job` is 0)
                 // clears `done`, and must not have it set again by this job.

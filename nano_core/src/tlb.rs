@@ -5,23 +5,32 @@
 //! or takes a permission away (W^X after a relocation rewrite), another CPU may still use the
 //! old translation — read a frame that now belongs to someone else, write a page that is now
 //! code. Each change flushes the boot CPU's own entry ([`crate::paging`] does), and then calls
-//! [`changed`], which sends a shootdown IPI to every parked CPU ([`SEND_SHOOTDOWN`], sent by the
-//! smp crate, which owns the local APIC) and waits until each has flushed everything in its
-//! handler ([`on_shootdown_ipi`]). Only then is the change done: a frame is freed after its
-//! page's shootdown, not before. Several changes in a row (a crate's pages protected one by
-//! one) send one round at the end ([`batch`]).
+//! [`changed`], which makes every parked CPU drop its translations:
 //!
-//! Halted CPUs are interrupted too (Linux's lazy mode skips idle CPUs and flushes them when they
-//! wake): a halted CPU wakes into an IPI handler, which is code of a loaded crate, and a
-//! translation left over for an address range the loader has since reused could send it into
-//! the wrong frame before it could check anything.
+//! - a **halted** CPU gets a shootdown IPI ([`SEND_SHOOTDOWN`], sent by the smp crate, which owns
+//!   the local APIC) and flushes everything in its handler ([`on_shootdown_ipi`]); the boot CPU
+//!   waits until each has, and only then is the change done (a frame is freed after its page's
+//!   round, not before). Halted CPUs are not left to flush when they wake, as Linux's lazy mode
+//!   does: a CPU wakes into an IPI handler, code of a loaded crate, and a translation left over
+//!   for an address range the loader has since reused could send it into the wrong frame
+//!   before it could check anything;
+//! - a CPU **running a job** is not interrupted: it owes a flush ([`OWED`]) and flushes when the
+//!   job ends, before it halts. A job touches only memory that stays mapped while it runs (the
+//!   contract of `smp::post`), so an old translation of anything else is never used meanwhile.
+//!   This is what keeps the boot from waiting: the parked CPUs hash the large objects while the
+//!   loader changes permissions, and with more virtual CPUs than host cores each IPI to a busy
+//!   one waited for the host to schedule it (5–17 ms a round, measured).
 //!
-//! Today only the boot CPU changes mappings (the APs run plain jobs, which never map or
-//! allocate), so there is one sender at a time. A change made inside an NMI that interrupted a
-//! round in progress sends nothing (the only such change is the repair of damaged code, which
-//! makes a page writable and then read-only again, and leaves no address range to reuse); for
-//! that case a parked CPU also flushes before each job if the page tables' generation moved
-//! since its last job.
+//! The marks are sequentially consistent on both sides — the CPU marks itself running (or not)
+//! before it reads what it owes, and the sender marks the debt before it looks at the CPU again
+//! — so a CPU that stops running during a round either sees its debt or gets the IPI.
+//!
+//! Several changes in a row (a crate's pages protected one by one, a whole loader operation)
+//! send one round at the end ([`batch`]). Today only the boot CPU changes mappings (the APs
+//! never map or allocate), so there is one sender at a time. A change made inside an NMI that
+//! interrupted a round in progress sends nothing and leaves every CPU owing a flush (the only
+//! such change is the repair of damaged code, which makes a page writable and then read-only
+//! again, and leaves no address range to reuse).
 
 use crate::hooks::Hook;
 use crate::kernel::MAX_CPUS;
@@ -32,15 +41,19 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 /// and [`Stats::timeouts`] counts it).
 const ACK_TIMEOUT_MS: u64 = 50;
 
-/// Sends the shootdown IPI to every parked CPU and returns how many were sent (`None` if no IPI
-/// can be sent now: the CPU was interrupted while it wrote another). Set by the smp crate once
-/// the APs are up: it owns the local APIC, the IPI's vector and the list of CPUs.
-pub static SEND_SHOOTDOWN: Hook<fn() -> Option<u64>> = Hook::new("tlb::send_shootdown");
+/// Sends the shootdown IPI to each parked CPU whose index is set in the mask (bit `i` for CPU
+/// index `i`) and returns how many were sent (`None` if no IPI can be sent now: the CPU was
+/// interrupted while it wrote another). Set by the smp crate once the APs are up: it owns the
+/// local APIC, the IPI's vector and the list of CPUs (indexes that are not parked CPUs it skips).
+pub static SEND_SHOOTDOWN: Hook<fn(u64) -> Option<u64>> = Hook::new("tlb::send_shootdown");
 
 /// The page tables' generation: moved by every removal or reduction of a mapping.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-/// Per CPU index: the generation at its last job's start (see [`before_job`]).
-static LAST_JOB: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU index: set while the CPU runs a job.
+static RUNNING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU index: a round passed it by (it was running a job, or no IPI could be sent); it
+/// flushes at its next job boundary.
+static OWED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Flushes done by CPUs in their shootdown handler.
 static ACKS: AtomicU64 = AtomicU64::new(0);
 /// Depth of [`batch`] on the boot CPU (interrupts are off inside).
@@ -49,8 +62,10 @@ static BATCH_DEPTH: AtomicUsize = AtomicUsize::new(0);
 static PENDING: AtomicBool = AtomicBool::new(false);
 /// A round of IPIs is being sent (an NMI arriving meanwhile sends none).
 static SENDING: AtomicBool = AtomicBool::new(false);
-/// Changes that sent no IPI (made inside an NMI during a round).
+/// Rounds that could send no IPI (made inside an NMI during a round, or while the ICR was busy).
 static NOT_SENT: AtomicU64 = AtomicU64::new(0);
+/// Flushes a round left to a CPU running a job.
+static DEFERRED: AtomicU64 = AtomicU64::new(0);
 
 static CHANGES: AtomicU64 = AtomicU64::new(0);
 static ROUNDS: AtomicU64 = AtomicU64::new(0);
@@ -72,8 +87,12 @@ pub struct Stats {
     pub acks: u64,
     /// CPUs that did not flush within the timeout.
     pub timeouts: u64,
-    /// Flushes made by a parked CPU before a job because a change sent it no IPI.
+    /// Flushes left to a CPU that was running a job (it flushes when the job ends).
+    pub deferred: u64,
+    /// Flushes made at a job boundary because a round passed the CPU by.
     pub lazy_flushes: u64,
+    /// Rounds that could send no IPI at all (every CPU then owes a flush).
+    pub not_sent: u64,
     /// TSC cycles the sender spent waiting for flushes, in all.
     pub wait_cycles: u64,
 }
@@ -86,7 +105,9 @@ pub fn stats() -> Stats {
         ipis: IPIS.load(Ordering::Relaxed),
         acks: ACKS.load(Ordering::Relaxed),
         timeouts: TIMEOUTS.load(Ordering::Relaxed),
+        deferred: DEFERRED.load(Ordering::Relaxed),
         lazy_flushes: LAZY_FLUSHES.load(Ordering::Relaxed),
+        not_sent: NOT_SENT.load(Ordering::Relaxed),
         wait_cycles: WAIT_CYCLES.load(Ordering::Relaxed),
     }
 }
@@ -160,16 +181,37 @@ pub fn sync() {
     })
 }
 
-/// Interrupts every parked CPU and waits until each flushed (or the timeout).
+/// Leaves every CPU owing a flush (a round that can send no IPI).
+fn owe_everyone() {
+    NOT_SENT.fetch_add(1, Ordering::Relaxed);
+    for owed in OWED.iter().skip(1) {
+        owed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One round: a CPU running a job owes a flush; every other parked CPU gets the IPI, and the
+/// sender waits until each flushed (or the timeout).
 fn shoot_down() {
     let Some(send) = SEND_SHOOTDOWN.get() else { return };
     if SENDING.swap(true, Ordering::Acquire) {
-        NOT_SENT.fetch_add(1, Ordering::Relaxed);
-        return; // an NMI inside a round (see the module docs)
+        owe_everyone(); // an NMI inside a round (see the module docs)
+        return;
+    }
+    let mut mask = 0u64;
+    for index in 1..MAX_CPUS.min(64) {
+        if RUNNING[index].load(Ordering::SeqCst) {
+            OWED[index].store(true, Ordering::SeqCst);
+            // Stopped meanwhile: it may have looked at its debt before it was set.
+            if RUNNING[index].load(Ordering::SeqCst) {
+                DEFERRED.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        }
+        mask |= 1 << index;
     }
     let acks_before = ACKS.load(Ordering::SeqCst);
-    let Some(sent) = send() else {
-        NOT_SENT.fetch_add(1, Ordering::Relaxed);
+    let Some(sent) = send(mask) else {
+        owe_everyone();
         SENDING.store(false, Ordering::Release);
         return;
     };
@@ -196,12 +238,25 @@ pub fn on_shootdown_ipi() {
     ACKS.fetch_add(1, Ordering::SeqCst);
 }
 
-/// On parked CPU `index`, before a job: flushes everything if a change was made since its last
-/// job that sent no IPI (see the module docs); otherwise the IPIs already flushed it.
+/// On parked CPU `index`, before a job: marks it running, then pays a flush it owes.
 pub(crate) fn before_job(index: usize) {
-    let Some(last) = LAST_JOB.get(index) else { return };
-    let now = GENERATION.load(Ordering::SeqCst);
-    if last.swap(now, Ordering::Relaxed) != now && NOT_SENT.load(Ordering::Relaxed) != 0 {
+    if let Some(running) = RUNNING.get(index) {
+        running.store(true, Ordering::SeqCst);
+        pay_owed(index);
+    }
+}
+
+/// On parked CPU `index`, after a job (before it halts): marks it not running, then pays the
+/// flush the rounds during the job left it.
+pub(crate) fn after_job(index: usize) {
+    if let Some(running) = RUNNING.get(index) {
+        running.store(false, Ordering::SeqCst);
+        pay_owed(index);
+    }
+}
+
+fn pay_owed(index: usize) {
+    if OWED.get(index).is_some_and(|o| o.swap(false, Ordering::SeqCst)) {
         flush_everything();
         LAZY_FLUSHES.fetch_add(1, Ordering::Relaxed);
     }

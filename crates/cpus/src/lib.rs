@@ -143,7 +143,7 @@ fn print_tlb() {
     let t = nano_core::tlb::stats();
     let tsc_per_us = (nano_core::time::tsc_per_ms() / 1000).max(1);
     nano_core::println!(
-        "tlb: {} mappings removed or reduced; {} shootdown rounds, {} IPIs, {} flushes, {} timeouts, {} us waited in all ({} us a round); {} flushes before a job",
+        "tlb: {} mappings removed or reduced; {} shootdown rounds, {} IPIs, {} flushes, {} timeouts, {} us waited in all ({} us a round); {} flushes left to CPUs running a job, {} made at a job's end or start; {} rounds sent no IPI",
         t.changes,
         t.rounds,
         t.ipis,
@@ -151,7 +151,9 @@ fn print_tlb() {
         t.timeouts,
         t.wait_cycles / tsc_per_us,
         t.wait_cycles / tsc_per_us / t.rounds.max(1),
-        t.lazy_flushes
+        t.deferred,
+        t.lazy_flushes,
+        t.not_sent
     );
 }
 

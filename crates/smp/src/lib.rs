@@ -34,7 +34,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use nano_core::paging::{self, Perms};
 use spin::Mutex;
 use x86_64::VirtAddr;
@@ -177,10 +177,11 @@ static PONGS: AtomicU64 = AtomicU64::new(0);
 
 /// The interrupt vector of a TLB shootdown (see `nano_core::tlb`).
 pub const SHOOTDOWN_VECTOR: u8 = 0xF1;
-/// APIC ids of the parked CPUs (the first [`PARKED_COUNT`]): what the shootdown sender reads,
-/// which may run where [`CPUS`] is held (in an NMI), so without a lock.
-static PARKED_IDS: [AtomicU32; nano_core::kernel::MAX_CPUS] = [const { AtomicU32::new(0) }; nano_core::kernel::MAX_CPUS];
-static PARKED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The APIC id of each CPU index, and which indexes are parked CPUs (bit `i` for index `i`):
+/// what the shootdown sender reads, which may run where [`CPUS`] is held (in an NMI), so
+/// without a lock.
+static APIC_OF: [AtomicU32; nano_core::kernel::MAX_CPUS] = [const { AtomicU32::new(0) }; nano_core::kernel::MAX_CPUS];
+static PARKED_MASK: AtomicU64 = AtomicU64::new(0);
 /// Set while the boot CPU writes an IPI to its local APIC: an NMI that wants to send one then
 /// sends nothing, rather than change the destination of the half-written one.
 static ICR_BUSY: AtomicBool = AtomicBool::new(false);
@@ -194,16 +195,18 @@ extern "x86-interrupt" fn shootdown(_frame: x86_64::structures::idt::InterruptSt
     }
 }
 
-/// The sender behind `nano_core::tlb::SEND_SHOOTDOWN`: a shootdown IPI to every parked CPU;
-/// how many were sent, or `None` if this CPU was interrupted while writing another IPI.
-fn send_shootdowns() -> Option<u64> {
+/// The sender behind `nano_core::tlb::SEND_SHOOTDOWN`: a shootdown IPI to every parked CPU in
+/// `mask`; how many were sent, or `None` if this CPU was interrupted while writing another IPI.
+fn send_shootdowns(mask: u64) -> Option<u64> {
     if ICR_BUSY.swap(true, Ordering::Acquire) {
         return None;
     }
     let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
-    let n = PARKED_COUNT.load(Ordering::Acquire).min(PARKED_IDS.len());
-    let sent =
-        PARKED_IDS[..n].iter().filter(|id| lapic.ipi(id.load(Ordering::Acquire), u32::from(SHOOTDOWN_VECTOR) | 0x4000).is_ok()).count();
+    let targets = mask & PARKED_MASK.load(Ordering::Acquire);
+    let sent = (0..APIC_OF.len().min(64))
+        .filter(|&i| targets & (1 << i) != 0)
+        .filter(|&i| lapic.ipi(APIC_OF[i].load(Ordering::Acquire), u32::from(SHOOTDOWN_VECTOR) | 0x4000).is_ok())
+        .count();
     ICR_BUSY.store(false, Ordering::Release);
     Some(sent as u64)
 }
@@ -252,7 +255,7 @@ pub fn stale_translation_check(index: usize, shootdown: bool) -> Result<StaleChe
         let read = run_on(index, read_word, va)?;
         Ok(StaleCheck { first, second: SECOND, read })
     })();
-    if !shootdown && PARKED_COUNT.load(Ordering::Acquire) > 0 {
+    if !shootdown && PARKED_MASK.load(Ordering::Acquire) != 0 {
         nano_core::tlb::SEND_SHOOTDOWN.set(send_shootdowns);
     }
     let _ = paging::unmap(va);
@@ -632,13 +635,14 @@ pub fn init() {
         cpus.len() - 1 - parked,
         nano_core::time::micros_since_entry() - t0
     );
-    let ids: Vec<u32> = cpus.iter().filter(|c| c.state == CpuState::Parked).map(|c| c.apic_id).collect();
-    for (slot, &id) in PARKED_IDS.iter().zip(&ids) {
-        slot.store(id, Ordering::Release);
+    let mut mask = 0u64;
+    for c in cpus.iter().filter(|c| c.state == CpuState::Parked && c.index < APIC_OF.len().min(64)) {
+        APIC_OF[c.index].store(c.apic_id, Ordering::Release);
+        mask |= 1 << c.index;
     }
-    PARKED_COUNT.store(ids.len().min(PARKED_IDS.len()), Ordering::Release);
+    PARKED_MASK.store(mask, Ordering::Release);
     x86_64::instructions::interrupts::without_interrupts(|| *CPUS.lock() = cpus);
-    if !ids.is_empty() {
+    if mask != 0 {
         // From here every unmapping and every permission taken away waits until the parked
         // CPUs dropped their translations (see `nano_core::tlb`).
         nano_core::tlb::SEND_SHOOTDOWN.set(send_shootdowns);
