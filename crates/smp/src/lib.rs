@@ -343,7 +343,9 @@ extern "x86-interrupt" fn pong(_frame: x86_64::structures::idt::InterruptStackFr
 }
 
 /// Runs `f(arg)` on parked CPU `index` and waits (yielding) for its result. `f` must be plain
-/// computation: on a parked CPU there is no current task, no TLS, no allocation and no unwinding.
+/// computation: on a parked CPU there is no current task, no TLS, no allocation and no unwinding;
+/// and it may touch only memory whose mapping stays as it is while it runs (a TLB shootdown does
+/// not interrupt a job: the CPU flushes when the job ends, see `nano_core::tlb`).
 pub fn run_on(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<u64, String> {
     let pending = post(index, f, arg)?;
     Ok(pending.wait())
