@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 HOST_ONLY=${1:-}
 results=()
 fail=0
-rm -f target/qemu-logs/FAILED.txt  # written by the QEMU tests of this run only
+rm -f target/qemu-logs/FAILED*.txt  # written by the QEMU tests of this run only
 
 step() { # name, command...
     local name=$1; shift
@@ -26,16 +26,18 @@ if [[ "$HOST_ONLY" != "--host-only" ]]; then
     step "image build" bash -c 'cargo build --release -q -p imgtool -p modtool && ./target/release/imgtool build && ./target/release/imgtool iso --cmdline "test" --out target/image/delos-test.iso && ./target/release/imgtool iso --cmdline "" --out target/image/delos.iso'
     step "static-link check (no loadable crate inside nano_core)" ./target/release/imgtool check-static
     step "QEMU tests" python3 tools/runner/qemu_tests.py
+    step "QEMU combination tests again with -smp 4" env QEMU_TESTS_SMP=4 python3 tools/runner/qemu_tests.py --smp-cases
     step "gdb: breakpoint in a loaded crate" bash tools/gdb_test.sh
 fi
 
 echo
 echo "=== summary"
 printf '  %s\n' "${results[@]}"
-if [[ -f target/qemu-logs/FAILED.txt ]]; then
+for f in target/qemu-logs/FAILED*.txt; do
+    [[ -f "$f" ]] || continue
     echo
-    echo "=== failed QEMU tests (target/qemu-logs/FAILED.txt)"
-    cat target/qemu-logs/FAILED.txt
-fi
+    echo "=== failed QEMU tests ($f)"
+    cat "$f"
+done
 if ((fail)); then echo "make test: FAILED"; exit 1; fi
 echo "make test: all passed"

@@ -19,6 +19,19 @@ IMAGE = os.path.join(ROOT, "target", "image")
 RUNNER = os.path.join(ROOT, "tools", "runner", "qemu_run.py")
 LOGS = os.path.join(ROOT, "target", "qemu-logs")
 DIGEST_LINES = 25  # log lines per failed case in FAILED.txt
+# QEMU_TESTS_SMP=N runs every case that does not choose its CPUs with `-smp N` (`make test` runs
+# the combination cases again so; see SMP_CASES).
+SMP = os.environ.get("QEMU_TESTS_SMP", "")
+# The cases `make test` runs again with `-smp 4` (`--smp-cases`): the combinations (every swap,
+# the storm, faults, recovery, WASM, namespaces), now with parked CPUs hashing at boot and
+# every unmapping waiting for their TLB shootdowns. (The whole suite passes with
+# QEMU_TESTS_SMP=4 too; twice the whole suite would take CI past its time.)
+SMP_CASES = [
+    "swap_matrix_every_crate_then_every_subsystem", "swap_storm_under_load", "recovery_combined_with_swaps_and_wasm",
+    "namespaces_combined_with_recovery_swap_and_wasm", "recovery_after_swap_reloads_the_swapped_in_version",
+    "wasm_wasi_program_and_symbols", "wasm_host_panic_unwinds_40_times", "faults_in_tasks_kill_only_the_task",
+    "selftest_tasks_preemption_tls_sse",
+]
 
 # Pinned: every in-kernel test ran (a lost test must fail this, not pass as "0 passed").
 KTESTS_OK = r"ktest result: 10 passed, 0 failed"
@@ -751,7 +764,7 @@ CASES = [
                  r"^cpus: 50 permission changes with a shootdown round to 3 parked CPUs \(50 rounds, 0 timeouts\): median \d+ ns a change; without the round \d+ ns",
                  r"^tlb: \d+ mappings removed or reduced; [1-9]\d* shootdown rounds, (\d+) IPIs, \1 flushes, 0 timeouts"],
          reject=[r"fault outside any task", r"system halted", r"PANIC", r"neither frame", r"^swap: (?!done)"]),
-    dict(name="smp_one_cpu", script=["cpus", "cpus --speedup 1", "cpus --shootdowns 10", "poweroff"],
+    dict(name="smp_one_cpu", qemu_args=["-smp", "1"], script=["cpus", "cpus --speedup 1", "cpus --shootdowns 10", "poweroff"],
          expect=[r"cpus: no parked CPU: a change sends no shootdown", r"smp: 1 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 0 APs parked, 0 failed",
                  r"1 CPUs: 1 runs tasks, 0 parked, 0 failed", r"on 1 CPUs at once \d+ us: .*results agree"]),
     # The runner's own tests: each of these must make qemu_run.py fail.
@@ -919,13 +932,13 @@ def c_host_build(c):
 
 
 def run_case(c):
-    log = os.path.join(LOGS, c["name"] + ".log")
+    log = os.path.join(LOGS, c["name"] + (f"-smp{SMP}" if SMP else "") + ".log")
     cmd = [sys.executable, RUNNER, "--log", log, "--timeout", str(c.get("timeout", 30)), "--quiet",
            "--expect-exit", c.get("exit", "success")]
     if "matrix" in c:
         lines, expect, n, err = swap_matrix_script(c)
         if err:
-            return [err], os.path.join(LOGS, c["name"] + ".log")
+            return [err], log
         c["script"] = lines
         c["expect"] = expect
         c["reject"] = [r"^swap: (?!done|reclaim|retired|reclaimed|dry run|new version of nano_core)", "fault outside any task", "PANIC in nano_core",
@@ -977,7 +990,10 @@ def run_case(c):
         cmd += ["--kernel", kernel, "--modules", modules, "--append", c.get("append", "")]
     for e in c.get("runner_expect", []):
         cmd += ["--expect", e]
-    for a in c.get("qemu_args", []):
+    qemu_args = list(c.get("qemu_args", []))
+    if SMP and "-smp" not in qemu_args:
+        qemu_args += ["-smp", SMP]
+    for a in qemu_args:
         cmd += ["--qemu-arg=" + a]
     r = subprocess.run(cmd, capture_output=True, text=True)
     import re
@@ -1017,12 +1033,16 @@ def run_case(c):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--filter", default="")
+    p.add_argument("--smp-cases", action="store_true", help="only the cases of SMP_CASES (with QEMU_TESTS_SMP=4 in make test)")
     a = p.parse_args()
+    unknown = [n for n in SMP_CASES if n not in {c["name"] for c in CASES}]
+    if unknown:
+        sys.exit(f"SMP_CASES names no case: {unknown}")
     os.makedirs(LOGS, exist_ok=True)
     failed = []
     n = 0
     for c in CASES:
-        if a.filter not in c["name"]:
+        if a.filter not in c["name"] or (a.smp_cases and c["name"] not in SMP_CASES):
             continue
         n += 1
         t0 = time.monotonic()
@@ -1044,14 +1064,14 @@ def write_digest(failed):
     """Writes target/qemu-logs/FAILED.txt: each failed case, its problems and its log's last
     lines. `make test` prints it after its summary, so the tail of a CI log (often all that is
     kept of it) names the case and shows how the kernel ended."""
-    path = os.path.join(LOGS, "FAILED.txt")
+    path = os.path.join(LOGS, f"FAILED-smp{SMP}.txt" if SMP else "FAILED.txt")
     if not failed:
         if os.path.exists(path):
             os.remove(path)
         return
     with open(path, "w") as out:
         for name, problems, log in failed:
-            out.write(f"qemu test {name} failed (log {os.path.relpath(log, ROOT)}):\n")
+            out.write(f"qemu test {name}{f' (-smp {SMP})' if SMP else ''} failed (log {os.path.relpath(log, ROOT)}):\n")
             for pr in problems:
                 out.write(f"    {pr}\n")
             try:
