@@ -85,6 +85,9 @@ static STALL_CHECKS: AtomicU64 = AtomicU64::new(0);
 static NMIS: AtomicU64 = AtomicU64::new(0);
 /// The longest stretch between NMIs that saw the tick count move, in microseconds.
 static LONGEST_US: AtomicU64 = AtomicU64::new(0);
+/// The longest an NMI saw the tick count stand still while the loader was not held: how close
+/// the kernel came to the limit that applies then (the margin `poweroff` reports).
+static LONGEST_OUTSIDE_LOADER_US: AtomicU64 = AtomicU64::new(0);
 /// Where the PIT's line was routed as an NMI.
 static ROUTE: spin::Mutex<Option<smp::NmiRoute>> = spin::Mutex::new(None);
 
@@ -108,6 +111,9 @@ pub struct Stats {
     /// counting stretches ended by a hang report: the longest the kernel ran with interrupts off
     /// and came back by itself (one timer period when it never does).
     pub longest_ms: u64,
+    /// The longest an NMI saw no tick while the loader was not held, in milliseconds (the
+    /// limit itself applies there; [`LOADER_FACTOR`] times it while the loader is held).
+    pub longest_outside_loader_ms: u64,
     /// Hangs reported.
     pub hangs: u64,
     /// Stall checks made (no task switch for the limit: every crate's code verified).
@@ -123,6 +129,7 @@ pub fn stats() -> Stats {
         route: without_interrupts(|| *ROUTE.lock()),
         nmis: NMIS.load(Ordering::Relaxed),
         longest_ms: LONGEST_US.load(Ordering::Relaxed) / 1000,
+        longest_outside_loader_ms: LONGEST_OUTSIDE_LOADER_US.load(Ordering::Relaxed) / 1000,
         hangs: exceptions::hangs(),
         stall_checks: STALL_CHECKS.load(Ordering::Relaxed),
         stalls_repaired: exceptions::stalls_repaired(),
@@ -232,8 +239,12 @@ fn ticks_since(now: u64) -> Ticks {
         }
         Seen::Still { for_us } => for_us,
     };
+    let held = nano_core::kernel::loader_held();
+    if !held {
+        LONGEST_OUTSIDE_LOADER_US.fetch_max(for_us, Ordering::Relaxed);
+    }
     let limit = match LIMIT_MS.load(Ordering::Relaxed) {
-        l if nano_core::kernel::loader_held() => l * LOADER_FACTOR,
+        l if held => l * LOADER_FACTOR,
         l => l,
     };
     if limit == 0 || for_us < limit * 1000 {
