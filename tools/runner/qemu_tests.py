@@ -549,6 +549,19 @@ CASES = [
                  (r"page fault at 0x[0-9a-f]+ was in the timer's interrupt entry, not task \d+ \(crash\)'s: the tick is abandoned and the task goes on", 4)],
          reject=[r"task \d+ \((idle|shell|supervisor|scrubber|crash)\) killed by", r"system halted", r"no tick was abandoned",
                  r"^usage: swap", r"^swap: (?!done)"]),
+    # A tick's step whose saved context is damaged (its stack pointer zeroed, as a task switch
+    # sent astray left it in the fault campaign), then a wild jump in the tick: the step cannot
+    # be escaped (escaping used to fault again in the escape itself, for good, and the kernel
+    # died), so the task the tick interrupted — this command's — is ended; everything else goes on.
+    dict(name="recovery_a_step_whose_context_is_damaged_ends_its_task", timeout=60, script=[
+            "crash tick --wild --damaged-step", "echo still here", "crash tick --wild", "selftest", "ps", "poweroff"],
+         expect=[r"the step's saved context is damaged \(not on this task's stack\): it cannot be escaped",
+                 r"(?s)cannot be escaped\s+\(could not unwind the fault; ending the task without running destructors\)\s+shell: crash died: page fault at 0x8",
+                 r"^still here",
+                 r"^crash: the tick's wild jump was contained; this task went on", r"selftest: 11 passed, 0 failed",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
+         counts=[(r"cannot be escaped", 1)],
+         reject=[r"system halted", r"\((idle|shell|supervisor|scrubber)\) killed", r"fault outside any task"]),
     # The timer entry's return damaged (`add rsp, 120` flipped into `add rsp, 112` — offset
     # 0xb5 of `interrupts::timer` is that instruction's immediate; a change to the entry moves it,
     # and then `verify` below finds the flip unrepaired — so the

@@ -22,7 +22,10 @@
 //!   interrupt entry instead, before the guarded step begins (abandoned by the interrupts crate),
 //!   `crash tick --exit` after it ended; `crash tick --no-eoi` makes the next tick return at
 //!   once without its end of interrupt, as entry code damaged to skip the tick's body would: no
-//!   tick comes after it until the watchdog sends the lost end of interrupt;
+//!   tick comes after it until the watchdog sends the lost end of interrupt; `crash tick --wild
+//!   --damaged-step` zeroes the tick step's saved stack pointer before the wild jump, as a task
+//!   switch sent astray did in the fault campaign: the step cannot be escaped, and this
+//!   command's task is ended instead (it used to fault again in the escape, for good);
 //! - `crash schedule [--panic|--wild]` does the same to this task's next scheduling decision,
 //!   made with the task table held, as a damaged scheduler policy would: the decision is
 //!   abandoned, the table released, and this task goes on;
@@ -304,6 +307,8 @@ fn lost_eoi() -> isize {
 fn injected(opts: &[&str]) -> task::Fault {
     if opts.contains(&"--panic") {
         task::Fault::Panic
+    } else if opts.contains(&"--wild") && opts.contains(&"--damaged-step") {
+        task::Fault::WildJumpDamagedStep
     } else if opts.contains(&"--wild") {
         task::Fault::WildJump
     } else if opts.contains(&"--hang") {
@@ -318,6 +323,7 @@ fn fault_name(fault: task::Fault) -> &'static str {
         task::Fault::PageFault => "fault",
         task::Fault::Panic => "panic",
         task::Fault::WildJump => "wild jump",
+        task::Fault::WildJumpDamagedStep => "wild jump with a damaged step",
         task::Fault::Hang => "hang",
     }
 }
@@ -384,7 +390,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|tick [--panic|--wild|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

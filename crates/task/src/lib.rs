@@ -905,6 +905,10 @@ pub enum Fault {
     /// A loop with interrupts off that never ends, as damaged code can loop: only the watchdog's
     /// NMI gets the CPU back.
     Hang = 4,
+    /// A [`Fault::WildJump`] after the step's saved context was damaged (its stack pointer
+    /// zeroed), as a task switch sent astray left it in the fault campaign: the step cannot be
+    /// escaped, and the task that ran it is ended instead.
+    WildJumpDamagedStep = 5,
 }
 
 /// A fault armed by `crash tick` or `crash schedule` for one task: `kind` 0 none, else a
@@ -963,7 +967,10 @@ fn injected_fault(kind: u64, site: &'static str) {
             core::hint::spin_loop();
         }
     }
-    if kind == Fault::WildJump as u64 {
+    if kind == Fault::WildJumpDamagedStep as u64 {
+        step::damage_innermost_for_test();
+    }
+    if kind == Fault::WildJump as u64 || kind == Fault::WildJumpDamagedStep as u64 {
         // SAFETY: none needed for what happens: the call faults on fetching its first
         // instruction (the first page is never mapped), and the fault (what is being tested) is
         // escaped by the step guard, since no unwind information covers address 8.

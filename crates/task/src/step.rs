@@ -158,16 +158,55 @@ pub(crate) fn restore(ctx: u64) {
     INNERMOST.store(ctx);
 }
 
+/// Whether the innermost step's context can be escaped to: it lies on the running task's stack,
+/// and so does the stack pointer saved in it, below it (`delos_step_run`'s frame is under
+/// `run`'s, which holds the context). Damage that sent the task switch astray was seen to leave
+/// a context whose stack pointer was 0 (the fault campaign): escaping there faulted again at
+/// once, for good, and the kernel died; a fault that cannot escape ends its task instead.
+fn escapable() -> bool {
+    let sound = context_sound();
+    if !sound {
+        nano_core::serial::emergency_write(format_args!(
+            "    the step's saved context is damaged (not on this task's stack): it cannot be escaped\n"
+        ));
+    }
+    sound
+}
+
+fn context_sound() -> bool {
+    let Some(ctx) = INNERMOST.load().filter(|&c| c != 0) else { return false };
+    let (bottom, top) = crate::current_stack_bounds();
+    let on_stack = |a: u64| bottom < a && a < top;
+    if bottom == 0 || !on_stack(ctx) || !on_stack(ctx + core::mem::size_of::<StepContext>() as u64 - 1) {
+        return false;
+    }
+    // SAFETY: `ctx` and the whole context lie on the running task's stack, which is mapped.
+    let rsp = unsafe { core::ptr::read_volatile(ctx as *const u64) };
+    on_stack(rsp) && rsp < ctx && rsp % 8 == 0
+}
+
+/// For `crash tick --wild --damaged-step`: zeroes the stack pointer saved in the innermost
+/// step's context.
+pub(crate) fn damage_innermost_for_test() {
+    if let Some(ctx) = INNERMOST.load().filter(|&c| c != 0) {
+        // SAFETY: a live step's context, on this task's stack (the caller runs inside the step).
+        unsafe { core::ptr::write_volatile(ctx as *mut u64, 0) };
+    }
+}
+
 /// The entry where the exception handler sends a fault that cannot be unwound, if it is a
-/// step's.
+/// step's and the step's context is sound (see [`escapable`]).
 pub(crate) fn escape_entry() -> Option<u64> {
+    if in_step() && !escapable() {
+        return None;
+    }
     in_step().then_some(delos_step_escape as *const () as u64)
 }
 
 /// Escapes the innermost step (a panic or a fault whose unwind could not start); returns only
-/// outside a step.
+/// outside a step, or if the step's context is damaged (see [`escapable`]).
 pub(crate) fn escape() {
-    if in_step() {
+    if in_step() && escapable() {
         // SAFETY: the innermost step's context was saved by its `delos_step_run`, whose frame is
         // live on this stack (the context is unlinked before that frame returns); going back
         // there abandons the frames above it, which is what escaping a step means.
