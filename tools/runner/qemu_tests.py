@@ -549,6 +549,16 @@ CASES = [
                  (r"page fault at 0x[0-9a-f]+ was in the timer's interrupt entry, not task \d+ \(crash\)'s: the tick is abandoned and the task goes on", 4)],
          reject=[r"task \d+ \((idle|shell|supervisor|scrubber|crash)\) killed by", r"system halted", r"no tick was abandoned",
                  r"^usage: swap", r"^swap: (?!done)"]),
+    # The supervisor itself dies (it takes every restartable task's death, its own included):
+    # the scrubber finds it gone, takes the deaths and so restarts it; the new supervisor then
+    # restarts a task that panics, and gives up one that keeps dying.
+    dict(name="recovery_a_dead_supervisor_is_restarted_by_the_scrubber", timeout=60, script=[
+            "crash supervisor", "sleep 2500", "ps", "crash restartable", "sleep 3000", "crash supervisor", "sleep 2500", "ps", "poweroff"],
+         counts=[(r"^recovery: the supervisor \(task \d+\) is gone: the scrubber takes the deaths", 2),
+                 (r"^recovery: task \d+ \(supervisor\) died \(injected into the supervisor \(crash supervisor\) at crates/recovery/src/lib.rs:\d+:\d+\); verified .*; restarted as task \d+ \(restart [12]\)", 2)],
+         expect=[r"(?s)recovery: task \d+ \(doomed\) died.*given up, not restarted",
+                 r"^\s+\d+\s+supervisor\s+\S+\s+\d+\s+2\s", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
+         reject=[r"system halted", r"\((shell|scrubber|idle)\) (killed|died)", r"fault outside any task"]),
     # A tick's step whose saved context is damaged (its stack pointer zeroed, as a task switch
     # sent astray left it in the fault campaign), then a wild jump in the tick: the step cannot
     # be escaped (escaping used to fault again in the escape itself, for good, and the kernel

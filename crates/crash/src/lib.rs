@@ -11,6 +11,8 @@
 //!   the damaged function;
 //! - `crash flip SYMBOL [OFFSET [BIT]]` flips one bit, with whatever effect that has — in code,
 //!   or in a static (a data or bss symbol of a live crate);
+//! - `crash supervisor` makes the recovery supervisor panic at its next round: it dies, and the
+//!   scrubber, finding it gone, takes the deaths and restarts it;
 //! - `crash heap-lock` leaves the general heap's lock held by no code, as a wild store over its
 //!   word would (the fault campaign saw one), and allocates: the watchdog releases the lock;
 //! - `crash restartable` starts a restartable task that panics every time it runs (recovery
@@ -47,7 +49,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|supervisor|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
@@ -362,6 +364,11 @@ pub fn main(args: &[&str]) -> isize {
         }
         (Some("restartable"), _) => return start_doomed(),
         (Some("heap-lock"), _) => return heap_lock(),
+        (Some("supervisor"), _) => {
+            recovery::inject_supervisor_fault();
+            nano_core::println!("crash: the supervisor will panic at its next round");
+            return 0;
+        }
         (Some("schedule"), _) => return schedule_fault(injected(args.get(2..).unwrap_or(&[]))),
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
@@ -390,7 +397,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

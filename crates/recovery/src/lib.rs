@@ -14,7 +14,8 @@
 //!   (damage in their code, see the task crate's `step`), it verifies and repairs every crate;
 //! - a **scrubber** task verifies every crate's code and read-only data periodically (the
 //!   `scrub_ms=N` kernel option, default 1000; 0 turns it off) and reloads what changed —
-//!   corruption in code that has not run yet is repaired before it runs.
+//!   corruption in code that has not run yet is repaired before it runs; and when the
+//!   supervisor itself has died, the scrubber takes the deaths, which restarts the supervisor.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -36,6 +37,13 @@ static SCRUB_PASSES: AtomicU64 = AtomicU64::new(0);
 static SCRUB_US: AtomicU64 = AtomicU64::new(0);
 static REPAIRS: AtomicU64 = AtomicU64::new(0);
 static RESTARTS: AtomicU64 = AtomicU64::new(0);
+/// The supervisor's task id (it writes its own at its start: a restart or a hand-over gives it
+/// another); the scrubber takes the deaths when it is gone.
+static SUPERVISOR: AtomicU64 = AtomicU64::new(0);
+/// Set by [`inject_supervisor_fault`]: the supervisor faults at its next round.
+static SUPERVISOR_FAULT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Times the scrubber found the supervisor gone and took the deaths itself.
+static SUPERVISOR_LOST: AtomicU64 = AtomicU64::new(0);
 
 /// Recent deaths per task name (milliseconds since boot).
 static DEATHS: spin::Mutex<BTreeMap<String, Vec<u64>>> = spin::Mutex::new(BTreeMap::new());
@@ -274,8 +282,12 @@ fn after_abandoned_steps() {
 
 /// The supervisor's body (a task): forever takes deaths and recovers from them.
 pub fn supervise(_: u64) -> isize {
+    SUPERVISOR.store(task::current(), Ordering::Relaxed);
     let mut steps_seen = task::steps_abandoned();
     for round in 0u64.. {
+        if SUPERVISOR_FAULT.swap(false, Ordering::Relaxed) {
+            supervisor_fault();
+        }
         for d in task::take_deaths() {
             recover(d);
         }
@@ -293,13 +305,47 @@ pub fn supervise(_: u64) -> isize {
     0
 }
 
-/// The scrubber's body (a task): verifies and repairs every `period_ms`.
+/// For `crash supervisor`: the supervisor panics at its next round, as damaged code or data on
+/// its path would make it; it dies, and only the scrubber can see to its restart.
+pub fn inject_supervisor_fault() {
+    SUPERVISOR_FAULT.store(true, Ordering::Relaxed);
+}
+
+#[inline(never)]
+fn supervisor_fault() {
+    panic!("injected into the supervisor (crash supervisor)");
+}
+
+/// The scrubber's second duty: the supervisor takes the deaths of restartable tasks, its own
+/// included — so when it is dead, nobody would restart it (nor anything else) again. The
+/// scrubber then takes the deaths itself, the supervisor's first, which restarts it.
+fn stand_in_for_a_dead_supervisor() {
+    let id = SUPERVISOR.load(Ordering::Relaxed);
+    if id == 0 || !task::has_exited(id) {
+        return;
+    }
+    let deaths = task::take_deaths();
+    if deaths.is_empty() {
+        return;
+    }
+    SUPERVISOR_LOST.fetch_add(1, Ordering::Relaxed);
+    nano_core::println!("recovery: the supervisor (task {id}) is gone: the scrubber takes the deaths");
+    // Its own death first: the new supervisor then takes any that come later.
+    let (own, others): (Vec<task::Death>, Vec<task::Death>) = deaths.into_iter().partition(|d| d.id == id);
+    for d in own.into_iter().chain(others) {
+        recover(d);
+    }
+}
+
+/// The scrubber's body (a task): verifies and repairs every `period_ms`, and stands in for a
+/// dead supervisor.
 pub fn scrub(period_ms: u64) -> isize {
     loop {
         task::sleep_ms(period_ms);
         if handed_over("scrubber", scrub, "recovery::scrub", period_ms) {
             return 0;
         }
+        stand_in_for_a_dead_supervisor();
         let v = verify_all(true);
         SCRUB_PASSES.fetch_add(1, Ordering::Relaxed);
         SCRUB_US.fetch_add(v.us, Ordering::Relaxed);
@@ -323,6 +369,8 @@ pub struct Stats {
     pub repairs: u64,
     /// Restartable tasks started again.
     pub restarts: u64,
+    /// Times the scrubber found the supervisor dead and took the deaths.
+    pub supervisor_lost: u64,
 }
 
 /// What the recovery policy has done since boot.
@@ -332,6 +380,7 @@ pub fn stats() -> Stats {
         scrub_us: SCRUB_US.load(Ordering::Relaxed),
         repairs: REPAIRS.load(Ordering::Relaxed),
         restarts: RESTARTS.load(Ordering::Relaxed),
+        supervisor_lost: SUPERVISOR_LOST.load(Ordering::Relaxed),
     }
 }
 
