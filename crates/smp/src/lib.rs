@@ -283,11 +283,17 @@ pub struct RoundCost {
     pub timeouts: u64,
 }
 
-/// The cost of `n` shootdown rounds with the parked CPUs idle: a page of its own has a
+/// The cost of `n` shootdown rounds with the parked CPUs idle (it waits for their jobs to end
+/// first): a page of its own has a
 /// permission taken away (and given back) `n` times with a round, and `n` times without one,
 /// interleaved. Without a round is safe here: nothing but this function uses the page, and
 /// interrupts are off then, so no other change can go without its round meanwhile.
 pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
+    // Idle first: a CPU still at a job (the boot's hashing ahead) is sent no IPI, it owes a
+    // flush instead, and the rounds would not be measured. A job of nothing on each waits.
+    for cpu in cpus().iter().filter(|c| c.state == CpuState::Parked) {
+        run_on(cpu.index, core::convert::identity, 0)?;
+    }
     let va = paging::alloc_region(1).map_err(|e| format!("address space: {e}"))?;
     let frame = paging::map_new(va, Perms::ReadWrite).map_err(|e| format!("mapping: {e}"))?;
     let mut cost = RoundCost::default();
