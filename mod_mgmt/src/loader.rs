@@ -252,6 +252,8 @@ impl Drop for RegionGuard<'_> {
 pub const PAGE_SIZE: u64 = 4096;
 
 const REGION_PERMS: [Perms; 3] = [Perms::ReadExec, Perms::Read, Perms::ReadWrite];
+/// What the code part is filled with before its sections are copied in (see `allocate_and_fill`).
+const INT3: u8 = 0xCC;
 
 fn region_of(kind: SectionKind) -> usize {
     match kind {
@@ -630,6 +632,11 @@ impl Loader {
         if let Some(r) = guard.region.as_mut() {
             // SAFETY: the region was just allocated read-write and nothing else refers to it.
             let bytes = unsafe { r.bytes_mut() };
+            // The code part's padding (between sections and after the last) is `int3`, not zero:
+            // code that runs on past its function's end — a `ret` damaged into a prefix, in the
+            // fault campaign — traps at once instead of running `add [rax], al`, a store through
+            // whatever a register holds (it broke the heap's bookkeeping, and the kernel halted).
+            bytes[..part_off[1] as usize].fill(INT3);
             for (i, s) in obj.sections.iter().enumerate() {
                 if let Some(Place::Mem { part, offset }) = layout.places[i]
                     && !s.data.is_empty()

@@ -557,3 +557,33 @@ fn prepared_symbol_keys_are_used_and_a_wrong_section_is_ignored() {
     l.load(ns, &f, keyed.into()).unwrap();
     assert_eq!(call(&l, ns, "fx_chain", 1, 0), 4);
 }
+
+/// The code part of every loaded crate is `int3` wherever no text section lies (between
+/// sections and after the last one): code that runs on past a function's end traps at once
+/// instead of running what zero bytes decode to (`add [rax], al`, a store).
+#[test]
+fn code_padding_is_int3() {
+    let (l, _, _) = load_a(ALL);
+    let mut padding = 0usize;
+    for k in l.crates().filter(|k| k.name != "host") {
+        for (addr, size, perms) in k.regions().filter(|r| r.2 == Perms::ReadExec) {
+            let mut covered = vec![false; size];
+            for s in k.sections.iter().filter_map(|id| l.section(*id)).filter(|s| s.kind == SectionKind::Text) {
+                if s.addr >= addr && s.addr < addr + size as u64 {
+                    let start = (s.addr - addr) as usize;
+                    covered[start..(start + s.size as usize).min(size)].fill(true);
+                }
+            }
+            // SAFETY: the part is mapped readable (and executable) for as long as the loader
+            // holds the crate.
+            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, size) };
+            for (i, (&b, &c)) in bytes.iter().zip(&covered).enumerate() {
+                if !c {
+                    assert_eq!(b, 0xcc, "{}: byte {i} of the code part at {addr:#x} ({perms:?}) is padding but not int3", k.name);
+                    padding += 1;
+                }
+            }
+        }
+    }
+    assert!(padding > 0, "no padding seen: the test checks nothing");
+}

@@ -140,6 +140,13 @@ impl GrowingHeap {
         addr >= self.base && addr < self.base + self.mapped.load(Ordering::Relaxed)
     }
 
+    /// Whether `[addr, addr + size)` lies in this heap's mapped range, aligned as `layout` says:
+    /// what every block this heap handed out satisfies.
+    fn holds_block(&self, addr: u64, layout: Layout) -> bool {
+        let end = self.base + self.mapped.load(Ordering::Relaxed);
+        addr >= self.base && addr.is_multiple_of(layout.align() as u64) && addr.checked_add(layout.size() as u64).is_some_and(|e| e <= end)
+    }
+
     fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut heap = self.lock();
         // SAFETY: `GlobalAlloc` callers never ask for zero bytes.
@@ -265,6 +272,29 @@ pub fn busy() -> bool {
     HEAPS.general.heap.is_locked() || HEAPS.metadata.heap.is_locked()
 }
 
+/// Frees refused because the pointer was no block of either heap (see [`refuse_free`]).
+static REFUSED_FREES: AtomicU64 = AtomicU64::new(0);
+
+/// A free of something that is no heap block — outside both heaps' mapped ranges, or not
+/// aligned as its layout says — is refused, and reported: only damaged code frees such a
+/// pointer (the fault campaign: a flipped `ret` ran on into the next function, which dropped a
+/// string made of garbage), and handing it to the allocator wrote its free-list links into
+/// whatever the pointer named; the heap's own bookkeeping broke, the next allocation faulted
+/// with the heap's lock held, and the kernel halted. Refused, the block (if it was one) leaks.
+fn refuse_free(addr: u64, layout: Layout) {
+    let n = REFUSED_FREES.fetch_add(1, Ordering::Relaxed) + 1;
+    crate::serial::emergency_write(format_args!(
+        "\n!!! heap: a free of {addr:#x} ({} bytes, align {}) is no block of the kernel's heaps: refused ({n} since boot)\n",
+        layout.size(),
+        layout.align()
+    ));
+}
+
+/// Frees refused since boot (see [`refuse_free`]).
+pub fn refused_frees() -> u64 {
+    REFUSED_FREES.load(Ordering::Relaxed)
+}
+
 /// Current usage.
 pub fn stats() -> HeapStats {
     let meta = HEAPS.metadata.used.load(Ordering::Relaxed);
@@ -293,6 +323,10 @@ unsafe impl GlobalAlloc for Heaps {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ptr.is_null() {
+            return;
+        }
+        if !self.metadata.holds_block(ptr as u64, layout) && !self.general.holds_block(ptr as u64, layout) {
+            refuse_free(ptr as u64, layout);
             return;
         }
         x86_64::instructions::interrupts::without_interrupts(|| {

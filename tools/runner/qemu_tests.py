@@ -549,6 +549,27 @@ CASES = [
                  (r"page fault at 0x[0-9a-f]+ was in the timer's interrupt entry, not task \d+ \(crash\)'s: the tick is abandoned and the task goes on", 4)],
          reject=[r"task \d+ \((idle|shell|supervisor|scrubber|crash)\) killed by", r"system halted", r"no tick was abandoned",
                  r"^usage: swap", r"^swap: (?!done)"]),
+    # A function that runs on past its end (its `ret` flipped into a prefix, as in campaign seed
+    # 15, trial 86, where the kernel then halted): the code part's padding is `int3`, so it traps
+    # at once, the beat task is restarted after the repair and the beats go on, each once. With
+    # zero padding the run-on executed `add [r8], al`, broke the heap's bookkeeping and the
+    # kernel halted with the heap's lock held.
+    dict(name="recovery_code_that_runs_past_its_end_traps_on_padding", timeout=60, append="scrub_ms=0", script=[
+            "beat 60 20", "sleep 300", "crash runon heartbeat::beat", "@expect beat: job 0 finished 60 beats", "crash runon nosuch::thing",
+            "crash bad-free", "verify", "ps", "poweroff"],
+         expect=[r"crash: damaged heartbeat::beat in crate heartbeat at 0x[0-9a-f]+ \(code\)",
+                 r"(?s)breakpoint \(vector 3\).*task \d+ \(beat\) killed by breakpoint",
+                 r"recovery: task \d+ \(beat\) died \(breakpoint at 0x[0-9a-f]+\); verified .*restarted as task \d+ \(restart 1\)",
+                 r"^crash: no symbol nosuch::thing",
+                 r"heap: a free of 0x1000 \(16 bytes, align 8\) is no block of the kernel's heaps: refused \(1 since boot\)",
+                 r"^crash: the free of a pointer that is no heap block was refused",
+                 r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s"],
+         # (`crash bad-free`: a free of what is no heap block is refused, not handed to the
+         # allocator, which would write its free-list links there.)
+         # 61 numbers, each once: the call that trapped had printed its beat (and counted it)
+         # before its `ret`; the restarted job makes that call again, with the next number.
+         check=beats_exactly_once(1, 61),
+         reject=[r"system halted", r"\((idle|shell|supervisor|scrubber)\) (killed|died)", r"NOT refused"]),
     # The supervisor itself dies (it takes every restartable task's death, its own included):
     # the scrubber finds it gone, takes the deaths and so restarts it; the new supervisor then
     # restarts a task that panics, and gives up one that keeps dying.

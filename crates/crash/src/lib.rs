@@ -11,6 +11,9 @@
 //!   the damaged function;
 //! - `crash flip SYMBOL [OFFSET [BIT]]` flips one bit, with whatever effect that has — in code,
 //!   or in a static (a data or bss symbol of a live crate);
+//! - `crash runon SYMBOL` flips the function's final `ret` into a prefix, so that it runs on
+//!   past its end into the padding (`int3`, which traps: see the loader's `allocate_and_fill`);
+//! - `crash bad-free` frees a pointer that is no heap block: the allocator refuses it;
 //! - `crash supervisor` makes the recovery supervisor panic at its next round: it dies, and the
 //!   scrubber, finding it gone, takes the deaths and restarts it;
 //! - `crash heap-lock` leaves the general heap's lock held by no code, as a wild store over its
@@ -49,7 +52,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|supervisor|tick|schedule|corrupt SYM [--with-copy]|wild SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|heap-lock|bad-free|restartable|supervisor|tick|schedule|corrupt SYM [--with-copy]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
@@ -66,18 +69,26 @@ enum Damage {
     SelfJump,
     /// `xor eax, eax; ret`: the function returns 0 (`None`, `false`, null) at once.
     ReturnZero,
+    /// The function's final `ret` flipped into a REX prefix (bit 7: `c3` → `43`): the function
+    /// runs on past its end, into the padding before the next one (found so in the fault
+    /// campaign).
+    RunOn,
 }
 
 /// Damages the code of the loaded function `symbol` (looked up from the applications
 /// namespace, which sees the kernel's crates too), or at an address (`0x…`).
 fn damage(symbol: &str, how: Damage) -> isize {
     let r = nano_core::kernel::with_loader_mut(|l| {
+        let mut size = 0;
         let addr = match symbol.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()) {
             Some(a) => a,
             None => {
                 let ns = l.namespace_by_name("applications").map_err(|e| alloc::format!("{e}"))?;
                 match l.lookup(ns, symbol) {
-                    Ok(s) => s.addr,
+                    Ok(s) => {
+                        size = s.size;
+                        s.addr
+                    }
                     // Not exported: a private function, found in the crate its path names.
                     Err(e) => {
                         let krate = symbol.split("::").next().unwrap_or_default();
@@ -106,6 +117,16 @@ fn damage(symbol: &str, how: Damage) -> isize {
             Damage::SelfJump => l.overwrite_code(id, base, &[0xeb, 0xfe]),
             Damage::ReturnZero => l.overwrite_code(id, base, &[0x31, 0xc0, 0xc3]),
             Damage::Flip { offset, bit } => l.flip_code_bit(id, base + offset, bit),
+            Damage::RunOn => {
+                let last = addr + size.max(1) - 1;
+                // SAFETY: `last` is the last byte of a loaded function's code (its symbol's
+                // size), mapped readable while the loader is held.
+                let byte = unsafe { core::ptr::read_volatile(last as *const u8) };
+                if size == 0 || byte != 0xc3 {
+                    return Err(alloc::format!("{symbol} does not end in `ret` (its last byte is {byte:#04x}, its size {size})"));
+                }
+                l.flip_code_bit(id, base + size - 1, 7)
+            }
         }
         .map_err(|e| alloc::format!("{e}"))?;
         Ok::<_, alloc::string::String>((name, place, "code"))
@@ -262,6 +283,24 @@ fn tick_fault(fault: task::Fault, idle: bool, entry: bool, exit: bool) -> isize 
     0
 }
 
+/// `crash bad-free`: frees a pointer that is no heap block (the first page, as a string made of
+/// garbage would hold), as damaged code would: the kernel's allocator refuses it and says so,
+/// instead of writing its free-list links there.
+fn bad_free() -> isize {
+    let before = nano_core::heap::refused_frees();
+    let layout = core::alloc::Layout::from_size_align(16, 8).expect("a valid layout");
+    // SAFETY: not safe by the allocator's contract, on purpose: the pointer is no block. What is
+    // tested is that the kernel's allocator checks that (and refuses) rather than trust it.
+    unsafe { alloc::alloc::dealloc(core::hint::black_box(0x1000 as *mut u8), layout) };
+    if nano_core::heap::refused_frees() == before + 1 {
+        nano_core::println!("crash: the free of a pointer that is no heap block was refused");
+        0
+    } else {
+        nano_core::println!("crash: the free of a pointer that is no heap block was NOT refused");
+        1
+    }
+}
+
 /// `crash heap-lock`: the general heap's lock left held by no code (as a wild store over its
 /// word would), then an allocation; reports whether the watchdog released the lock.
 fn heap_lock() -> isize {
@@ -351,6 +390,7 @@ pub fn main(args: &[&str]) -> isize {
         (Some("corrupt"), Some(sym)) if args.get(3) == Some(&"--with-copy") => return damage(sym, Damage::Ud2WithCopy),
         (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),
         (Some("wild"), Some(sym)) => return damage(sym, Damage::WildJump),
+        (Some("runon"), Some(sym)) => return damage(sym, Damage::RunOn),
         (Some("loop"), Some(sym)) => return damage(sym, Damage::SelfJump),
         (Some("ret0"), Some(sym)) => return damage(sym, Damage::ReturnZero),
         (Some("flip"), Some(sym)) => {
@@ -364,6 +404,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         (Some("restartable"), _) => return start_doomed(),
         (Some("heap-lock"), _) => return heap_lock(),
+        (Some("bad-free"), _) => return bad_free(),
         (Some("supervisor"), _) => {
             recovery::inject_supervisor_fault();
             nano_core::println!("crash: the supervisor will panic at its next round");
@@ -377,9 +418,9 @@ pub fn main(args: &[&str]) -> isize {
             }
             return tick_fault(injected(opts), opts.contains(&"--idle"), opts.contains(&"--entry"), opts.contains(&"--exit"));
         }
-        (Some("corrupt" | "wild" | "loop" | "ret0" | "flip"), None) => {
+        (Some("corrupt" | "wild" | "runon" | "loop" | "ret0" | "flip"), None) => {
             nano_core::println!(
-                "usage: crash corrupt SYMBOL | crash wild SYMBOL | crash loop SYMBOL | crash ret0 SYMBOL | crash flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash corrupt SYMBOL | crash wild SYMBOL | crash runon SYMBOL | crash loop SYMBOL | crash ret0 SYMBOL | crash flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }
@@ -397,7 +438,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|bad-free|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }
