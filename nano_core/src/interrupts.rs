@@ -120,6 +120,22 @@ macro_rules! load_general_registers_and_return {
     };
 }
 
+/// [`load_general_registers_and_return!`], then a check that every register holds what its slot
+/// does; if one does not, a second, separate sequence loads them all again before the return.
+/// For the entries that run all the time (the timer's, the NMI's): a flipped bit in one of the
+/// loads — `mov rsi, [rsp + 72]` turned into `mov r14, [rsp + 72]` in the fault campaign (seed
+/// 15) — handed the interrupted task a wrong callee-saved register, and the tasks the ticks
+/// interrupted jumped to addresses with no code one after another (the shell, the supervisor
+/// and the scrubber among them). Compares and branches change no register; the return takes
+/// the flags back from the CPU's frame. The second sequence runs only after a mismatch, so
+/// damage in it changes nothing until then. Uses the local label `77`.
+#[macro_export]
+macro_rules! load_general_registers_checked_and_return {
+    () => {
+        "mov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\ncmp r15, [rsp]\njne 77f\ncmp r14, [rsp + 8]\njne 77f\ncmp r13, [rsp + 16]\njne 77f\ncmp r12, [rsp + 24]\njne 77f\ncmp r11, [rsp + 32]\njne 77f\ncmp r10, [rsp + 40]\njne 77f\ncmp r9, [rsp + 48]\njne 77f\ncmp r8, [rsp + 56]\njne 77f\ncmp rdi, [rsp + 64]\njne 77f\ncmp rsi, [rsp + 72]\njne 77f\ncmp rbp, [rsp + 80]\njne 77f\ncmp rbx, [rsp + 88]\njne 77f\ncmp rdx, [rsp + 96]\njne 77f\ncmp rcx, [rsp + 104]\njne 77f\ncmp rax, [rsp + 112]\njne 77f\nadd rsp, 120\niretq\n77:\nmov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\nadd rsp, 120\niretq"
+    };
+}
+
 /// For naked interrupt entries: stores the stack pointer into the three copies of the
 /// [`crate::triple::Triple`] named by the operand `$operand` (a `sym` operand of the calling
 /// `naked_asm!`). Clobbers `rax`.

@@ -580,6 +580,20 @@ CASES = [
          expect=[r"(?s)recovery: task \d+ \(doomed\) died.*given up, not restarted",
                  r"^\s+\d+\s+supervisor\s+\S+\s+\d+\s+2\s", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
          reject=[r"system halted", r"\((shell|scrubber|idle)\) (killed|died)", r"fault outside any task"]),
+    # A load of the timer entry's register restore damaged: `mov rsi, [rsp + 72]` (at 0x94 of
+    # `interrupts::timer`, its REX byte; a change to the entry's pushes or recording moves it)
+    # flipped into `mov r14, [rsp + 72]`, as in campaign seed 15: the interrupted tasks got a
+    # wrong callee-saved register and jumped to addresses with no code one after another (the
+    # shell, the supervisor, the scrubber). The entry now checks every register against its slot
+    # after the loads and loads them all again on a mismatch: no task notices, every beat comes
+    # out once, and `verify` finds the flip (`--repair` repairs it; the scrubber is off here).
+    dict(name="recovery_a_damaged_register_restore_is_redone", timeout=60, append="scrub_ms=0", script=[
+            "beat 60 20", "sleep 200", "crash flip interrupts::timer 0x94 2", "@expect beat: job 0 finished 60 beats", "verify --repair", "verify", "ps", "poweroff"],
+         expect=[r"crash: damaged interrupts::timer in crate interrupts at 0x[0-9a-f]+ \(code\)",
+                 r"(?s)verify: \d+ crates, .* 1 corrupted, 1 repaired.*verify: \d+ crates, .* 0 corrupted, 0 repaired",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s"],
+         check=beats_exactly_once(1, 60),
+         reject=[r"killed by", r"died", r"system halted", r"CPU EXCEPTION"]),
     # A tick's step whose saved context is damaged (its stack pointer zeroed, as a task switch
     # sent astray left it in the fault campaign), then a wild jump in the tick: the step cannot
     # be escaped (escaping used to fault again in the escape itself, for good, and the kernel
@@ -594,7 +608,7 @@ CASES = [
          counts=[(r"cannot be escaped", 1)],
          reject=[r"system halted", r"\((idle|shell|supervisor|scrubber)\) killed", r"fault outside any task"]),
     # The timer entry's return damaged (`add rsp, 120` flipped into `add rsp, 112` — offset
-    # 0xb5 of `interrupts::timer` is that instruction's immediate; a change to the entry moves it,
+    # 0x11d of `interrupts::timer` is that instruction's immediate; a change to the entry moves it,
     # and then `verify` below finds the flip unrepaired — so the
     # `iretq` takes a wrong frame and faults): the entry recorded where its return began, so the
     # fault finishes the return from there — and is not charged to the interrupted task (the
@@ -608,8 +622,8 @@ CASES = [
     # WASM job killed, and a hand run of the same steps 2 in 3).
     # Then the watchdog NMI's path damaged (see below). Every beat once; no task dies.
     dict(name="recovery_a_fault_in_the_timer_entry_or_the_nmi_is_abandoned", timeout=60, append="scrub_ms=0", script=[
-            "beat 40 20", "sleep 100", "crash flip interrupts::timer 0xb5 3", "sleep 300", "swap interrupts interrupts",
-            "crash flip interrupts::timer 0xb5 3", "@expect beat: job 0 finished 40 beats",
+            "beat 40 20", "sleep 100", "crash flip interrupts::timer 0x11d 3", "sleep 300", "swap interrupts interrupts",
+            "crash flip interrupts::timer 0x11d 3", "@expect beat: job 0 finished 40 beats",
             "wasm run kernels.wasm --invoke matmul 96 --repeat 100 &", "sleep 300", "crash flip interrupts::timer 0x1b 5", "@await wasm: 100 runs of kernels",
             "verify", "beat 100 20", "sleep 100",
             "crash wild interrupts::ticks", "sleep 1200", "crash corrupt interrupts::ticks", "@expect beat: job 1 finished 100 beats",

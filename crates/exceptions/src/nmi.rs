@@ -23,7 +23,7 @@ pub(crate) extern "C" fn nmi_entry() {
         "lea rdi, [rsp + 120]",
         "call {body}",
         nano_core::clear_triple!("ctx"),
-        nano_core::load_general_registers_and_return!(),
+        nano_core::load_general_registers_checked_and_return!(),
         ctx = sym CONTEXT,
         body = sym nmi_body,
     )

@@ -40,7 +40,7 @@ macro_rules! timer_entry_asm {
             // that a fault there abandons the tick as well (see `abandon_entry`).
             nano_core::record_stack_pointer!("exit"),
             nano_core::clear_triple!("entry"),
-            nano_core::load_general_registers_and_return!(),
+            nano_core::load_general_registers_checked_and_return!(),
             entry = sym ENTRY,
             exit = sym EXIT,
             body = sym timer_body,
