@@ -47,8 +47,6 @@ const ACK_TIMEOUT_MS: u64 = 50;
 /// local APIC, the IPI's vector and the list of CPUs (indexes that are not parked CPUs it skips).
 pub static SEND_SHOOTDOWN: Hook<fn(u64) -> Option<u64>> = Hook::new("tlb::send_shootdown");
 
-/// The page tables' generation: moved by every removal or reduction of a mapping.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Per CPU index: set while the CPU runs a job.
 static RUNNING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Per CPU index: a round passed it by (it was running a job, or no IPI could be sent); it
@@ -131,7 +129,6 @@ fn flush_everything() {
 /// A mapping was removed or its permissions reduced (this CPU's entry is already flushed): the
 /// other CPUs drop theirs before this returns — or, inside a [`batch`], when it ends.
 pub(crate) fn changed() {
-    GENERATION.fetch_add(1, Ordering::SeqCst);
     CHANGES.fetch_add(1, Ordering::Relaxed);
     if BATCH_DEPTH.load(Ordering::Relaxed) > 0 {
         PENDING.store(true, Ordering::Relaxed);
@@ -223,6 +220,10 @@ fn shoot_down() {
         while ACKS.load(Ordering::SeqCst) - acks_before < sent {
             if crate::time::rdtsc() - t0 > limit {
                 TIMEOUTS.fetch_add(sent - (ACKS.load(Ordering::SeqCst) - acks_before).min(sent), Ordering::Relaxed);
+                // Which one is late is not known: every CPU flushes at its next job boundary.
+                for owed in OWED.iter().skip(1) {
+                    owed.store(true, Ordering::SeqCst);
+                }
                 break;
             }
             core::hint::spin_loop();
