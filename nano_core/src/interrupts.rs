@@ -108,6 +108,15 @@ macro_rules! push_general_registers {
     };
 }
 
+/// The 15 loads of the registers [`push_general_registers!`] saved at the stack pointer (`r15`
+/// at `[rsp]`, `rax` at `[rsp + 112]`): the part the returns below share.
+#[macro_export]
+macro_rules! load_general_registers {
+    () => {
+        "mov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\n"
+    };
+}
+
 /// For naked interrupt entries: loads back the registers [`push_general_registers!`] saved at
 /// the stack pointer and returns from the interrupt. Loaded, not popped: until the last two
 /// instructions the stack pointer stays below the saved registers, so a fault in between
@@ -116,7 +125,7 @@ macro_rules! push_general_registers {
 #[macro_export]
 macro_rules! load_general_registers_and_return {
     () => {
-        "mov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\nadd rsp, 120\niretq"
+        concat!($crate::load_general_registers!(), "add rsp, 120\niretq")
     };
 }
 
@@ -132,7 +141,13 @@ macro_rules! load_general_registers_and_return {
 #[macro_export]
 macro_rules! load_general_registers_checked_and_return {
     () => {
-        "mov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\ncmp r15, [rsp]\njne 77f\ncmp r14, [rsp + 8]\njne 77f\ncmp r13, [rsp + 16]\njne 77f\ncmp r12, [rsp + 24]\njne 77f\ncmp r11, [rsp + 32]\njne 77f\ncmp r10, [rsp + 40]\njne 77f\ncmp r9, [rsp + 48]\njne 77f\ncmp r8, [rsp + 56]\njne 77f\ncmp rdi, [rsp + 64]\njne 77f\ncmp rsi, [rsp + 72]\njne 77f\ncmp rbp, [rsp + 80]\njne 77f\ncmp rbx, [rsp + 88]\njne 77f\ncmp rdx, [rsp + 96]\njne 77f\ncmp rcx, [rsp + 104]\njne 77f\ncmp rax, [rsp + 112]\njne 77f\nadd rsp, 120\niretq\n77:\nmov r15, [rsp]\nmov r14, [rsp + 8]\nmov r13, [rsp + 16]\nmov r12, [rsp + 24]\nmov r11, [rsp + 32]\nmov r10, [rsp + 40]\nmov r9, [rsp + 48]\nmov r8, [rsp + 56]\nmov rdi, [rsp + 64]\nmov rsi, [rsp + 72]\nmov rbp, [rsp + 80]\nmov rbx, [rsp + 88]\nmov rdx, [rsp + 96]\nmov rcx, [rsp + 104]\nmov rax, [rsp + 112]\nadd rsp, 120\niretq"
+        concat!(
+            $crate::load_general_registers!(),
+            "cmp r15, [rsp]\njne 77f\ncmp r14, [rsp + 8]\njne 77f\ncmp r13, [rsp + 16]\njne 77f\ncmp r12, [rsp + 24]\njne 77f\ncmp r11, [rsp + 32]\njne 77f\ncmp r10, [rsp + 40]\njne 77f\ncmp r9, [rsp + 48]\njne 77f\ncmp r8, [rsp + 56]\njne 77f\ncmp rdi, [rsp + 64]\njne 77f\ncmp rsi, [rsp + 72]\njne 77f\ncmp rbp, [rsp + 80]\njne 77f\ncmp rbx, [rsp + 88]\njne 77f\ncmp rdx, [rsp + 96]\njne 77f\ncmp rcx, [rsp + 104]\njne 77f\ncmp rax, [rsp + 112]\njne 77f\n",
+            "add rsp, 120\niretq\n77:\n",
+            $crate::load_general_registers!(),
+            "add rsp, 120\niretq"
+        )
     };
 }
 
