@@ -75,7 +75,7 @@ static WAIT_CYCLES: AtomicU64 = AtomicU64::new(0);
 /// What the shootdowns did since boot (`cpus` prints it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
-    /// Mappings removed or reduced (each moved the generation).
+    /// Mappings removed or reduced.
     pub changes: u64,
     /// Rounds of IPIs (one per change, or per batch of changes).
     pub rounds: u64,
@@ -178,9 +178,8 @@ pub fn sync() {
     })
 }
 
-/// Leaves every CPU owing a flush (a round that can send no IPI).
+/// Leaves every parked CPU owing a flush, paid at its next job boundary.
 fn owe_everyone() {
-    NOT_SENT.fetch_add(1, Ordering::Relaxed);
     for owed in OWED.iter().skip(1) {
         owed.store(true, Ordering::SeqCst);
     }
@@ -191,7 +190,9 @@ fn owe_everyone() {
 fn shoot_down() {
     let Some(send) = SEND_SHOOTDOWN.get() else { return };
     if SENDING.swap(true, Ordering::Acquire) {
-        owe_everyone(); // an NMI inside a round (see the module docs)
+        // An NMI inside a round (see the module docs).
+        NOT_SENT.fetch_add(1, Ordering::Relaxed);
+        owe_everyone();
         return;
     }
     let mut mask = 0u64;
@@ -208,6 +209,7 @@ fn shoot_down() {
     }
     let acks_before = ACKS.load(Ordering::SeqCst);
     let Some(sent) = send(mask) else {
+        NOT_SENT.fetch_add(1, Ordering::Relaxed);
         owe_everyone();
         SENDING.store(false, Ordering::Release);
         return;
@@ -221,9 +223,7 @@ fn shoot_down() {
             if crate::time::rdtsc() - t0 > limit {
                 TIMEOUTS.fetch_add(sent - (ACKS.load(Ordering::SeqCst) - acks_before).min(sent), Ordering::Relaxed);
                 // Which one is late is not known: every CPU flushes at its next job boundary.
-                for owed in OWED.iter().skip(1) {
-                    owed.store(true, Ordering::SeqCst);
-                }
+                owe_everyone();
                 break;
             }
             core::hint::spin_loop();

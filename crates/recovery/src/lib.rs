@@ -40,10 +40,8 @@ static RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// The supervisor's task id (it writes its own at its start: a restart or a hand-over gives it
 /// another); the scrubber takes the deaths when it is gone.
 static SUPERVISOR: AtomicU64 = AtomicU64::new(0);
-/// Set by [`inject_supervisor_fault`]: the supervisor faults at its next round.
+/// Set by [`inject_supervisor_fault`]: the supervisor panics at its next round.
 static SUPERVISOR_FAULT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-/// Times the scrubber found the supervisor gone and took the deaths itself.
-static SUPERVISOR_LOST: AtomicU64 = AtomicU64::new(0);
 
 /// Recent deaths per task name (milliseconds since boot).
 static DEATHS: spin::Mutex<BTreeMap<String, Vec<u64>>> = spin::Mutex::new(BTreeMap::new());
@@ -328,7 +326,6 @@ fn stand_in_for_a_dead_supervisor() {
     if deaths.is_empty() {
         return;
     }
-    SUPERVISOR_LOST.fetch_add(1, Ordering::Relaxed);
     nano_core::println!("recovery: the supervisor (task {id}) is gone: the scrubber takes the deaths");
     // Its own death first: the new supervisor then takes any that come later.
     let (own, others): (Vec<task::Death>, Vec<task::Death>) = deaths.into_iter().partition(|d| d.id == id);
@@ -369,8 +366,6 @@ pub struct Stats {
     pub repairs: u64,
     /// Restartable tasks started again.
     pub restarts: u64,
-    /// Times the scrubber found the supervisor dead and took the deaths.
-    pub supervisor_lost: u64,
 }
 
 /// What the recovery policy has done since boot.
@@ -380,7 +375,6 @@ pub fn stats() -> Stats {
         scrub_us: SCRUB_US.load(Ordering::Relaxed),
         repairs: REPAIRS.load(Ordering::Relaxed),
         restarts: RESTARTS.load(Ordering::Relaxed),
-        supervisor_lost: SUPERVISOR_LOST.load(Ordering::Relaxed),
     }
 }
 

@@ -189,6 +189,11 @@ static ICR_BUSY: AtomicBool = AtomicBool::new(false);
 /// A TLB shootdown's handler, on a parked CPU: flushes its translations and says so.
 extern "x86-interrupt" fn shootdown(_frame: x86_64::structures::idt::InterruptStackFrame) {
     nano_core::tlb::on_shootdown_ipi();
+    end_of_interrupt();
+}
+
+/// Signals end of interrupt to this CPU's local APIC (an IPI handler's last step).
+fn end_of_interrupt() {
     let base = LAPIC_VA.load(Ordering::Acquire);
     if base != 0 {
         LocalApic { base }.write(LocalApic::EOI, 0);
@@ -294,8 +299,7 @@ pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
     for cpu in cpus().iter().filter(|c| c.state == CpuState::Parked) {
         run_on(cpu.index, core::convert::identity, 0)?;
     }
-    let va = paging::alloc_region(1).map_err(|e| format!("address space: {e}"))?;
-    let frame = paging::map_new(va, Perms::ReadWrite).map_err(|e| format!("mapping: {e}"))?;
+    let page = paging::Mapping::new(1, Perms::ReadWrite).map_err(|e| format!("mapping: {e}"))?;
     let mut cost = RoundCost::default();
     // Counted with interrupts off around each change: only its own round, none of another task.
     let (rounds, timeouts) = (core::cell::Cell::new(0u64), core::cell::Cell::new(0u64));
@@ -306,7 +310,7 @@ pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
             }
             let before = nano_core::tlb::stats();
             let t0 = nano_core::time::rdtsc();
-            let r = paging::protect(va, Perms::Read);
+            let r = page.protect(0, 1, Perms::Read);
             let dt = nano_core::time::rdtsc() - t0;
             let after = nano_core::tlb::stats();
             rounds.set(rounds.get() + after.rounds - before.rounds);
@@ -314,7 +318,7 @@ pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
             if !with_round {
                 nano_core::tlb::SEND_SHOOTDOWN.set(send_shootdowns);
             }
-            r.and_then(|()| paging::protect(va, Perms::ReadWrite)).map_err(|e| format!("protecting: {e}"))?;
+            r.and_then(|()| page.protect(0, 1, Perms::ReadWrite)).map_err(|e| format!("protecting: {e}"))?;
             Ok(dt)
         })
     };
@@ -333,19 +337,13 @@ pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
     }
     cost.rounds = rounds.get();
     cost.timeouts = timeouts.get();
-    let _ = paging::unmap(va);
-    // SAFETY: the frame was mapped only at `va`, unmapped above after its round.
-    x86_64::instructions::interrupts::without_interrupts(|| unsafe { nano_core::frames::FRAMES.lock().free(frame) });
     result.map(|()| cost)
 }
 
 /// A ping's handler, on the CPU pinged: counts it and signals end of interrupt.
 extern "x86-interrupt" fn pong(_frame: x86_64::structures::idt::InterruptStackFrame) {
     PONGS.fetch_add(1, Ordering::AcqRel);
-    let base = LAPIC_VA.load(Ordering::Acquire);
-    if base != 0 {
-        LocalApic { base }.write(LocalApic::EOI, 0);
-    }
+    end_of_interrupt();
 }
 
 /// Runs `f(arg)` on parked CPU `index` and waits (yielding) for its result. `f` must be plain
