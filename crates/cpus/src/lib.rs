@@ -27,7 +27,7 @@ fn median(mut v: alloc::vec::Vec<u64>) -> u64 {
 /// every parked CPU at once (each doing UNITS), 3 interleaved rounds, medians. Every CPU's
 /// result must equal the boot CPU's.
 fn speedup(units: u64) -> isize {
-    let parked: alloc::vec::Vec<usize> = smp::cpus().iter().filter(|c| c.state == smp::CpuState::Parked).map(|c| c.index).collect();
+    let parked = smp::parked();
     let n = parked.len() as u64 + 1;
     let now = nano_core::time::micros_since_entry;
     let (mut alone, mut together) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
@@ -57,15 +57,15 @@ fn speedup(units: u64) -> isize {
 fn ping(n: u64) -> isize {
     let tsc_per_us = (nano_core::time::tsc_per_ms() / 1000).max(1);
     let mut status = command::status::SUCCESS;
-    for c in smp::cpus().iter().filter(|c| c.state == smp::CpuState::Parked) {
-        let mut rtt: alloc::vec::Vec<u64> = (0..n).filter_map(|_| smp::ping(c.index)).collect();
+    for index in smp::parked() {
+        let mut rtt: alloc::vec::Vec<u64> = (0..n).filter_map(|_| smp::ping(index)).collect();
         rtt.sort_unstable();
         match rtt.get(rtt.len() / 2) {
             Some(m) => {
-                nano_core::println!("cpu {}: {} of {n} pings answered, median round trip {} ns", c.index, rtt.len(), m * 1000 / tsc_per_us)
+                nano_core::println!("cpu {index}: {} of {n} pings answered, median round trip {} ns", rtt.len(), m * 1000 / tsc_per_us)
             }
             None => {
-                nano_core::println!("cpu {}: 0 of {n} pings answered", c.index);
+                nano_core::println!("cpu {index}: 0 of {n} pings answered");
                 status = command::status::FAILURE;
             }
         }
@@ -78,8 +78,8 @@ fn ping(n: u64) -> isize {
 /// (which shows that the check can fail).
 fn tlb(shootdown: bool) -> isize {
     let mut status = command::status::SUCCESS;
-    for c in smp::cpus().iter().filter(|c| c.state == smp::CpuState::Parked) {
-        match smp::stale_translation_check(c.index, shootdown) {
+    for index in smp::parked() {
+        match smp::stale_translation_check(index, shootdown) {
             Ok(r) => {
                 let what = if r.read == r.second {
                     "the new frame: its old translation was dropped"
@@ -89,8 +89,7 @@ fn tlb(shootdown: bool) -> isize {
                     "neither frame"
                 };
                 nano_core::println!(
-                    "cpu {}: read {:#x} before and {:#x} after the remap{}: {what}",
-                    c.index,
+                    "cpu {index}: read {:#x} before and {:#x} after the remap{}: {what}",
                     r.first,
                     r.read,
                     if shootdown { "" } else { " (no shootdown sent)" }
@@ -100,7 +99,7 @@ fn tlb(shootdown: bool) -> isize {
                 }
             }
             Err(e) => {
-                nano_core::println!("cpu {}: {e}", c.index);
+                nano_core::println!("cpu {index}: {e}");
                 status = command::status::FAILURE;
             }
         }
@@ -112,7 +111,7 @@ fn tlb(shootdown: bool) -> isize {
 /// every (idle) parked CPU, against the same change without the round, interleaved (see
 /// [`smp::shootdown_rounds`]).
 fn shootdowns(n: u64) -> isize {
-    let parked = smp::cpus().iter().filter(|c| c.state == smp::CpuState::Parked).count();
+    let parked = smp::parked().len();
     if parked == 0 {
         nano_core::println!("cpus: no parked CPU: a change sends no shootdown");
         return command::status::SUCCESS;

@@ -296,8 +296,8 @@ pub struct RoundCost {
 pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
     // Idle first: a CPU still at a job (the boot's hashing ahead) is sent no IPI, it owes a
     // flush instead, and the rounds would not be measured. A job of nothing on each waits.
-    for cpu in cpus().iter().filter(|c| c.state == CpuState::Parked) {
-        run_on(cpu.index, core::convert::identity, 0)?;
+    for index in parked() {
+        run_on(index, core::convert::identity, 0)?;
     }
     let page = paging::Mapping::new(1, Perms::ReadWrite).map_err(|e| format!("mapping: {e}"))?;
     let mut cost = RoundCost::default();
@@ -441,6 +441,11 @@ pub fn ping(index: usize) -> Option<u64> {
 
 /// The index of the last AP that arrived (handshake with the boot CPU).
 static ARRIVED: AtomicU64 = AtomicU64::new(0);
+
+/// The indexes of the parked CPUs (the ones that take jobs and IPIs).
+pub fn parked() -> Vec<usize> {
+    cpus().iter().filter(|c| c.state == CpuState::Parked).map(|c| c.index).collect()
+}
 
 /// The CPUs found at boot, the boot CPU first (empty before [`init`]).
 pub fn cpus() -> Vec<Cpu> {
@@ -661,9 +666,9 @@ pub fn init() {
 /// does not spend most of its time in SHA-512 on the boot CPU. Nobody waits for these jobs; a
 /// later [`post`] to a CPU still at it waits for it to finish.
 fn hash_boot_modules_ahead() {
-    for cpu in cpus().iter().filter(|c| c.state == CpuState::Parked) {
-        if let Err(e) = post(cpu.index, nano_core::trust::hash_ahead, 0) {
-            log::warn!("smp: CPU {}: cannot hash boot modules ahead: {e}", cpu.index);
+    for index in parked() {
+        if let Err(e) = post(index, nano_core::trust::hash_ahead, 0) {
+            log::warn!("smp: CPU {index}: cannot hash boot modules ahead: {e}");
         }
     }
 }
