@@ -167,6 +167,36 @@ pub fn loader_held() -> bool {
     WRITER.load(Ordering::Relaxed) != 0 || READERS.iter().any(|r| r.load(Ordering::Relaxed) != 0)
 }
 
+/// The stack pointers of code doing known-long work with interrupts off outside the loader
+/// (0: free slot): building a crate's DWARF line tables for a fault report takes 50–200 ms
+/// under TCG, and on an overloaded host it was seen to take 3.7 s. See [`long_work`].
+static LONG_WORK: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// Runs `f` marked as known-long work: the watchdog gives it the loader's longer limit (a hang
+/// inside it is still reported, later). Nesting and a task that dies inside `f` are handled as
+/// for the loader's readers: the mark is keyed by the stack pointer, and a dying task's marks
+/// are cleared by [`release_loader_held_by`]. With no free slot `f` still runs, unmarked.
+pub fn long_work<T>(f: impl FnOnce() -> T) -> T {
+    struct Mark(Option<usize>);
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            if let Some(i) = self.0 {
+                LONG_WORK[i].store(0, Ordering::Relaxed);
+            }
+        }
+    }
+    let sp = current_stack_pointer();
+    let _mark = Mark(LONG_WORK.iter().position(|r| r.compare_exchange(0, sp, Ordering::Relaxed, Ordering::Relaxed).is_ok()));
+    f()
+}
+
+/// Whether the kernel is doing work that may run long with interrupts off: the loader is held
+/// (a load, a swap, a listing of every section) or [`long_work`] runs (a fault report reading
+/// debug information). The watchdog gives both its longer limit.
+pub fn long_work_running() -> bool {
+    loader_held() || LONG_WORK.iter().any(|r| r.load(Ordering::Relaxed) != 0)
+}
+
 fn current_stack_pointer() -> u64 {
     let rsp: u64;
     // SAFETY: reads the stack pointer register; no memory is touched.
@@ -177,7 +207,8 @@ fn current_stack_pointer() -> u64 {
 /// Called by the task layer when a task on the stack `[lo, hi)` ends. If that task died while
 /// holding the loader (a panic inside a loader call that could not unwind: the unwinder needs
 /// the loader to find frames), the lock is released so that the rest of the system does not
-/// hang on it. The loader's state may be half-changed then; this is reported loudly.
+/// hang on it. The loader's state may be half-changed then; this is reported loudly. Its
+/// [`long_work`] marks are cleared too.
 pub fn release_loader_held_by(lo: u64, hi: u64) {
     let sp = WRITER.load(Ordering::Relaxed);
     if sp >= lo && sp < hi && LOADER.writer_count() > 0 {
@@ -197,6 +228,12 @@ pub fn release_loader_held_by(lo: u64, hi: u64) {
             // never runs again: its guard will never be dropped, so its count is given back here.
             unsafe { LOADER.force_read_decrement() };
             crate::serial::emergency_write(format_args!("    (the task died reading the loader; released its read lock)\n"));
+        }
+    }
+    for slot in &LONG_WORK {
+        let sp = slot.load(Ordering::Relaxed);
+        if sp != 0 && sp >= lo && sp < hi {
+            slot.store(0, Ordering::Relaxed);
         }
     }
     if crate::heap::leave_metadata_if_dead() {

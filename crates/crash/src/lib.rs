@@ -39,6 +39,11 @@
 //!   as after a fault;
 //! - `crash hang` loops for good with interrupts off in this command's own code: the watchdog
 //!   ends the task, which unwinds;
+//! - `crash stall MS [--long-work]` keeps interrupts off for MS milliseconds and then returns,
+//!   as healthy work that runs long can: past the watchdog's limit it is reported as a hang
+//!   and the task ended; with `--long-work` it carries the mark a fault report takes while it
+//!   builds debug information (`nano_core::kernel::long_work`), which the watchdog gives the
+//!   loader's longer limit;
 //! - `crash loop SYMBOL` writes a jump to itself over the function's first instruction, so its
 //!   next caller loops there — with interrupts off, if the function runs with them off (the
 //!   scheduler's policy, the task switch): the watchdog then finds the damage, repairs it, and
@@ -52,7 +57,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|heap-lock|bad-free|restartable|supervisor|tick|schedule|corrupt SYM [--with-copy]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor|tick|schedule|corrupt SYM [--with-copy]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
@@ -158,6 +163,26 @@ fn null_write() {
 fn invalid_opcode() {
     // SAFETY: deliberately invalid instruction.
     unsafe { core::arch::asm!("ud2") }
+}
+
+/// Keeps interrupts off for `ms` milliseconds, marked as known-long work or not.
+fn stall(ms: u64, long_work: bool) -> isize {
+    let spin = || {
+        let end = nano_core::time::micros_since_entry() + ms * 1000;
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            while nano_core::time::micros_since_entry() < end {
+                core::hint::spin_loop();
+            }
+        })
+    };
+    if long_work {
+        nano_core::kernel::long_work(spin);
+    } else {
+        spin();
+    }
+    let how = if long_work { "marked as long work" } else { "unmarked" };
+    nano_core::println!("crash: stalled {ms} ms with interrupts off ({how}) and came back");
+    0
 }
 
 /// Loops for good with interrupts off, as damaged code can: only an NMI gets the CPU back.
@@ -402,6 +427,15 @@ pub fn main(args: &[&str]) -> isize {
                 }
             };
         }
+        (Some("stall"), Some(ms)) => {
+            return match command::parse_u64(ms) {
+                Some(ms) => stall(ms, args.get(3) == Some(&"--long-work")),
+                None => {
+                    nano_core::println!("usage: crash stall MILLISECONDS [--long-work]");
+                    2
+                }
+            };
+        }
         (Some("restartable"), _) => return start_doomed(),
         (Some("heap-lock"), _) => return heap_lock(),
         (Some("bad-free"), _) => return bad_free(),
@@ -438,7 +472,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|heap-lock|bad-free|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

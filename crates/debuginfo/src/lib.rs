@@ -180,7 +180,9 @@ pub type LocationSink<'s> = dyn for<'a> FnMut(SourcePos<'a>, SourcePos<'a>) + 's
 pub fn with_location(addr: u64, f: &mut LocationSink<'_>) -> bool {
     // addr2line builds its tables lazily, full of code addresses: bookkeeping, kept in the
     // metadata heap so that a swap's reference scan does not take them for references.
-    nano_core::heap::metadata(|| with_location_inner(addr, f))
+    // Building a crate's context and its line tables is the longest work a fault report does
+    // with interrupts off: the watchdog allows it the loader's limit.
+    nano_core::kernel::long_work(|| nano_core::heap::metadata(|| with_location_inner(addr, f)))
 }
 
 fn with_location_inner(addr: u64, f: &mut LocationSink<'_>) -> bool {
@@ -210,7 +212,7 @@ fn with_location_inner(addr: u64, f: &mut LocationSink<'_>) -> bool {
 
 /// The source locations of `addr`, innermost (inlined) first; empty if unknown.
 pub fn locate(addr: u64) -> Vec<Location> {
-    let found = nano_core::heap::metadata(|| locate_inner(addr));
+    let found = nano_core::kernel::long_work(|| nano_core::heap::metadata(|| locate_inner(addr)));
     // The result leaves the cache: copy it into the caller's heap.
     found
         .into_iter()

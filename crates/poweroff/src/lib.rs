@@ -13,10 +13,10 @@ pub fn main(_args: &[&str]) -> isize {
     let w = watchdog::stats();
     if w.limit_ms > 0 {
         nano_core::println!(
-            "watchdog at power-off: {} NMIs; longest stretch without a tick {} ms ({} ms seen outside the loader; a hang is {} ms); {} hangs",
+            "watchdog at power-off: {} NMIs; longest stretch without a tick {} ms ({} ms seen outside the loader and fault reports; a hang is {} ms); {} hangs",
             w.nmis,
             w.longest_ms,
-            w.longest_outside_loader_ms,
+            w.longest_outside_long_work_ms,
             w.limit_ms,
             w.hangs
         );
