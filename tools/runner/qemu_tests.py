@@ -306,18 +306,21 @@ CASES = [
     # the code stays verified, the namespace drops although the supervisor saw its task die,
     # and fresh namespaces work for WASM and after the shell itself was swapped.
     dict(name="namespaces_combined_with_recovery_swap_and_wasm", script=[
-            "ns new b --file heartbeat_v2.o", "run --ns b beat 8 40 --panic-at 3 &", "@expect beat: job 0 resumes at beat 3 of 8",
+            "ns new b --file heartbeat_v2.o", "run --ns b beat 8 100 --panic-at 3 &", "@expect beat: job 0 resumes at beat 3 of 8",
             "swap --ns b heartbeat_v2 heartbeat", "@expect job 0 finished 8 beats", "verify", "ns drop b", "ns -n",
             "run --fresh wasm run hello.wasm w", "swap shell shell", "run --fresh loadc hello.o after-shell-swap", "poweroff"],
          expect=[r"#\d+ +0x[0-9a-f]+ beat::run \+ 0x[0-9a-f]+ \(crate beat, namespace b\)",
                  r"recovery: task \d+ \(beat\) died \(beat: job 0 panics before beat 3 \(--panic-at\).*restarted as task \d+ \(restart 1\)",
-                 r"(?s)heartbeat v2: beat #1.*heartbeat v2: beat #2.*heartbeat v2: beat #3.*heartbeat v1: beat #4.*heartbeat v1: beat #8\r?\nbeat: job 0 finished 8 beats", r"^swap: done: ",
+                 # The swap is typed once beat 3 is under way: which beat is the first of v1
+                 # depends on how fast the host runs the swap (one run on an overloaded host
+                 # swapped after #4), so any of #4..#8 may be; every beat once, in order.
+                 r"(?s)heartbeat v2: beat #1.*heartbeat v2: beat #2.*heartbeat v2: beat #3\r?\n.*heartbeat v1: beat #[4-8]\r?\n.*heartbeat v1: beat #8\r?\nbeat: job 0 finished 8 beats", r"^swap: done: ",
                  r"verify: \d+ crates, .* 0 corrupted", r"ns: namespace b dropped: 2 crates unloaded \(\d+ bytes\): beat heartbeat_v2",
                  r"(?s)shell: running wasm in the new namespace fresh1.*hello from WASM.*ns: namespace fresh1 dropped: 1 crates unloaded",
                  r"shell: continuing in the new version",
                  r"(?s)shell: running loadc in the new namespace fresh2.*hello.c: all checks passed.*ns: namespace fresh2 dropped: 1 crates unloaded \(\d+ bytes\): loadc"],
-         counts=[(r"^(delos> )?heartbeat v[12]: beat #", 8)],
-         reject=[r"^crates of b:", "cannot be dropped", "heartbeat v2: beat #4"]),
+         counts=[(r"^(delos> )?heartbeat v[12]: beat #", 8)], check=beats_consecutive(8),
+         reject=[r"^crates of b:", "cannot be dropped", r"(?s)heartbeat v1: beat #.*heartbeat v2: beat #"]),
     dict(name="namespaces_fresh_runs_and_200_cycles_leak_nothing", script=[
             "run --fresh loadc hello.o fresh", "run --fresh wasm run hello.wasm fresh", "run --fresh --cycles 200 echo cycling",
             "run --fresh nosuchcmd", "run --ns nowhere echo x", "run --fresh", "run --fresh echo bg &",
