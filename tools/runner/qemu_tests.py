@@ -649,13 +649,22 @@ CASES = [
     # that task (the shell, in the fault campaign), and before that to halt the kernel.
     dict(name="recovery_a_fault_in_the_scheduler_abandons_the_decision_not_the_task", timeout=90, script=[
             "crash schedule", "crash schedule --panic", "crash schedule --wild", "swap scheduler scheduler_v2 --state scheduler::swap_hook",
-            "crash schedule", "swap task task", "crash schedule --panic", "crash schedule --wild", "selftest", "ps", "echo still here", "poweroff"],
+            "beat 30 20", "crash schedule --switch", "crash schedule --switch --panic", "crash schedule", "swap task task", "crash schedule --panic",
+            "crash schedule --wild", "crash schedule --switch --wild", "crash schedule --switch --panic", "@await beat: job 0 finished 30 beats",
+            "selftest", "ps", "echo still here", "poweroff"],
          expect=[r"^swap: done: ", r"selftest: 11 passed, 0 failed",
                  r"injected into the scheduler, with the task table held \(crash --panic\) at crates/task/src/lib.rs:\d+:\d+ was in the scheduler's decision's code, not task \d+'s: the step is abandoned and task \d+ \(crash\) goes on",
                  r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s", r"^still here"],
          counts=[(r"^crash: the scheduler's fault was contained; this task went on", 2), (r"^crash: the scheduler's panic was contained; this task went on", 2),
-                 (r"^crash: the scheduler's wild jump was contained; this task went on", 2)],
-         reject=[r"system halted", r"\((crash|shell|supervisor|scrubber|idle)\) killed by", r"crash: still alive", r"was not abandoned", r"^usage: swap", r"^swap: (?!done)", r"^shell: crash "]),
+                 (r"^crash: the scheduler's wild jump was contained; this task went on", 2),
+                 # The same in the switch's bookkeeping after the decision, with a task beating
+                 # beside it: the switch is abandoned, no beat is lost or repeated.
+                 (r"^crash: the task switch's panic was contained; this task went on", 2),
+                 (r"^crash: the task switch's fault was contained; this task went on", 1),
+                 (r"^crash: the task switch's wild jump was contained; this task went on", 1),
+                 (r"injected into the task switch's bookkeeping, with the task table held \(crash --panic\) at crates/task/src/lib.rs:\d+:\d+ was in the scheduler's decision's code, not task \d+'s: the step is abandoned and task \d+ \(crash\) goes on", 2)],
+         check=beats_exactly_once(1, 30),
+         reject=[r"system halted", r"\((crash|shell|supervisor|scrubber|idle|beat)\) killed by", r"crash: still alive", r"was not abandoned", r"^usage: swap", r"^swap: (?!done)", r"^shell: crash "]),
     # The scheduler policy's code damaged for good (pick_next jumps to address 0 every time):
     # each decision is escaped and made by the task layer's fallback (round robin over the task
     # table), so every task goes on, the supervisor among them, which verifies every crate after

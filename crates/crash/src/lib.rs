@@ -34,6 +34,8 @@
 //! - `crash schedule [--panic|--wild]` does the same to this task's next scheduling decision,
 //!   made with the task table held, as a damaged scheduler policy would: the decision is
 //!   abandoned, the table released, and this task goes on;
+//! - `crash schedule --switch [--panic|--wild]` does it to the bookkeeping of this task's next
+//!   switch, after the decision: the switch is abandoned, and this task goes on;
 //! - `--hang` (with `tick` or `schedule`) makes that step loop for good with interrupts off
 //!   instead: only the watchdog's NMI ends it (the watchdog crate), and the step is abandoned
 //!   as after a fault;
@@ -396,15 +398,29 @@ fn fault_name(fault: task::Fault) -> &'static str {
 
 /// Makes this task's next scheduling decision fail with `fault`, with the task table held, and
 /// reports whether this task went on.
-fn schedule_fault(fault: task::Fault) -> isize {
+fn schedule_fault(fault: task::Fault, switch: bool) -> isize {
     let before = task::steps_abandoned();
-    task::inject_schedule_fault(fault);
-    task::yield_now();
+    let what = if switch {
+        task::inject_switch_fault(fault);
+        "task switch's"
+    } else {
+        task::inject_schedule_fault(fault);
+        "scheduler's"
+    };
+    // A switch's bookkeeping runs only when another task is runnable: the idle task always is
+    // when this one sleeps, so yield until the step was abandoned (the first yield, as a rule).
+    for _ in 0..100 {
+        task::yield_now();
+        if task::steps_abandoned() != before || !switch {
+            break;
+        }
+        task::sleep_ms(1);
+    }
     if task::steps_abandoned() == before {
-        nano_core::println!("crash: the scheduler's decision was not abandoned");
+        nano_core::println!("crash: the {what} step was not abandoned");
         return 1;
     }
-    nano_core::println!("crash: the scheduler's {} was contained; this task went on", fault_name(fault));
+    nano_core::println!("crash: the {what} {} was contained; this task went on", fault_name(fault));
     0
 }
 
@@ -444,7 +460,10 @@ pub fn main(args: &[&str]) -> isize {
             nano_core::println!("crash: the supervisor will panic at its next round");
             return 0;
         }
-        (Some("schedule"), _) => return schedule_fault(injected(args.get(2..).unwrap_or(&[]))),
+        (Some("schedule"), _) => {
+            let opts = args.get(2..).unwrap_or(&[]);
+            return schedule_fault(injected(opts), opts.contains(&"--switch"));
+        }
         (Some("tick"), _) => {
             let opts = args.get(2..).unwrap_or(&[]);
             if opts.contains(&"--no-eoi") {
@@ -472,7 +491,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang] [--switch]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

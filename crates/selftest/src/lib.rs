@@ -18,7 +18,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use task::Exit;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "check tasks, preemption, kill, TLS and SSE state";
+pub static DESCRIPTION: &str =
+    "check tasks, preemption, kill, TLS and SSE state; --switches N: time N task switches between two yielding tasks";
 
 #[thread_local]
 static TLS_COUNTER: Cell<u64> = Cell::new(1000);
@@ -268,7 +269,44 @@ const CHECKS: &[(&str, Check)] = &[
 ];
 
 /// Entry point.
-pub fn main(_args: &[&str]) -> isize {
+/// `selftest --switches N`: this task and a partner yield to each other `n` times each; the
+/// time per switch, with whatever else runs (the idle task is not runnable meanwhile).
+fn time_switches(n: u64) -> isize {
+    let stop = Arc::new(AtomicBool::new(false));
+    let partner_stop = stop.clone();
+    let partner = match task::spawn("st-yield", move || {
+        while !partner_stop.load(Ordering::Relaxed) {
+            task::yield_now();
+        }
+        0
+    }) {
+        Ok(id) => id,
+        Err(e) => {
+            nano_core::println!("selftest: cannot spawn the partner: {e}");
+            return 1;
+        }
+    };
+    task::yield_now();
+    let (switches0, t0) = (task::switches(), nano_core::time::micros_since_entry());
+    for _ in 0..n {
+        task::yield_now();
+    }
+    let (switches, us) = (task::switches() - switches0, nano_core::time::micros_since_entry() - t0);
+    stop.store(true, Ordering::Relaxed);
+    let _ = task::join(partner);
+    nano_core::println!("selftest: {switches} task switches in {us} us: {} ns a switch", us * 1000 / switches.max(1));
+    0
+}
+
+pub fn main(args: &[&str]) -> isize {
+    match (args.get(1).copied(), args.get(2).and_then(|a| command::parse_u64(a))) {
+        (Some("--switches"), Some(n)) if n > 0 => return time_switches(n),
+        (Some(other), _) => {
+            nano_core::println!("selftest: unknown argument {other} (usage: selftest [--switches N])");
+            return 2;
+        }
+        _ => {}
+    }
     let frames_before = nano_core::frames::stats().used;
     let mut failed = 0;
     for (name, check) in CHECKS {

@@ -26,7 +26,8 @@ use x86_64::instructions::interrupts as cpu;
 pub(crate) enum Step {
     /// A timer tick: the timer handler, the task layer's tick, a preemption's decision.
     Tick,
-    /// A scheduling decision: the policy's enqueue and pick, called with the task table held.
+    /// A scheduling decision: the policy's enqueue and pick, called with the task table held,
+    /// and the switch's bookkeeping after it (both tasks' entries in the task table).
     Schedule,
 }
 
