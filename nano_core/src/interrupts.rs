@@ -180,7 +180,8 @@ macro_rules! clear_triple {
 /// vectors exist. It defines `fn install_exception_gates(idt: &mut InterruptDescriptorTable)`
 /// in the calling module, which fills vectors 0–31 (all the architecture defines: reserved ones
 /// stay absent). Every handler calls
-/// `$handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame)`;
+/// `$handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame)`,
+/// except on a parked CPU, where [`crate::jobs::fault_gate`] abandons the job instead;
 /// the double fault and machine check, which cannot return, call `$fatal` with the same
 /// arguments (it returns `!`). The double fault runs on [`DOUBLE_FAULT_IST`]; the page fault on
 /// [`PAGE_FAULT_IST`] if asked (so that a task's stack overflow into its guard page can still be
@@ -221,6 +222,9 @@ macro_rules! exception_table {
             use $crate::interrupts::x86::InterruptStackFrame;
             $(
                 pub(super) extern "x86-interrupt" fn $plain(mut frame: InterruptStackFrame) {
+                    if $crate::jobs::fault_gate($pn, $pv, None, &mut frame) {
+                        return;
+                    }
                     $handle($pn, $pv, None, &mut frame)
                 }
             )*
@@ -232,6 +236,9 @@ macro_rules! exception_table {
             use $crate::interrupts::x86::InterruptStackFrame;
             $(
                 pub(super) extern "x86-interrupt" fn $coded(mut frame: InterruptStackFrame, code: u64) {
+                    if $crate::jobs::fault_gate($cn, $cv, Some(code), &mut frame) {
+                        return;
+                    }
                     $handle($cn, $cv, Some(code), &mut frame)
                 }
             )*
@@ -239,6 +246,9 @@ macro_rules! exception_table {
                 mut frame: InterruptStackFrame,
                 code: $crate::interrupts::x86::PageFaultErrorCode,
             ) {
+                if $crate::jobs::fault_gate("page fault", 14, Some(code.bits()), &mut frame) {
+                    return;
+                }
                 $handle("page fault", 14, Some(code.bits()), &mut frame)
             }
             pub(super) extern "x86-interrupt" fn double_fault(mut frame: InterruptStackFrame, code: u64) -> ! {

@@ -273,6 +273,8 @@ pub struct Mailbox {
     arg: AtomicU64,
     result: AtomicU64,
     done: core::sync::atomic::AtomicBool,
+    /// Why the last job was abandoned, if it was.
+    fault: spin::Mutex<Option<crate::jobs::JobFault>>,
 }
 
 impl Mailbox {
@@ -282,6 +284,7 @@ impl Mailbox {
             arg: AtomicU64::new(0),
             result: AtomicU64::new(0),
             done: core::sync::atomic::AtomicBool::new(false),
+            fault: spin::Mutex::new(None),
         }
     }
 
@@ -292,14 +295,28 @@ impl Mailbox {
             return false;
         }
         self.done.store(false, Ordering::Release);
+        *self.fault.lock() = None;
         self.arg.store(arg, Ordering::Release);
         self.job.store(f as usize as u64, Ordering::Release);
         true
     }
 
-    /// The result of the last job, once it ran.
-    pub fn result(&self) -> Option<u64> {
-        self.done.load(Ordering::Acquire).then(|| self.result.load(Ordering::Acquire))
+    /// The result of the last job once it ran, or why it was abandoned (a CPU exception or a
+    /// panic in it, see `crate::jobs`).
+    pub fn outcome(&self) -> Option<Result<u64, crate::jobs::JobFault>> {
+        if !self.done.load(Ordering::Acquire) {
+            return None;
+        }
+        // Interrupts off around the lock: a parked CPU's exception gate may wait for it.
+        Some(match x86_64::instructions::interrupts::without_interrupts(|| *self.fault.lock()) {
+            Some(f) => Err(f),
+            None => Ok(self.result.load(Ordering::Acquire)),
+        })
+    }
+
+    /// Records why the running job is abandoned (the CPU's exception or panic gate).
+    pub(crate) fn note_abandoned(&self, f: crate::jobs::JobFault) {
+        *self.fault.lock() = Some(f);
     }
 }
 
@@ -311,6 +328,7 @@ pub static MAILBOXES: [Mailbox; MAX_CPUS] = [const { Mailbox::new() }; MAX_CPUS]
 /// between jobs and interrupts a parked CPU runs no loaded crate's code, which a swap could
 /// retire. Only IPIs arrive: the legacy PIC's interrupts go to the boot CPU alone.
 pub fn park_cpu(index: usize) -> ! {
+    crate::jobs::arrive(index);
     loop {
         // Interrupts off while the mailbox is looked at: an IPI that arrives after the look
         // stays pending until `sti; hlt`, which it then ends at once.
@@ -318,11 +336,11 @@ pub fn park_cpu(index: usize) -> ! {
         if let Some(b) = MAILBOXES.get(index) {
             let job = b.job.load(Ordering::Acquire);
             if job != 0 {
-                // SAFETY: only `Mailbox::post` stores a job, and it stores a `fn(u64) -> u64`.
-                let f = unsafe { core::mem::transmute::<usize, fn(u64) -> u64>(job as usize) };
                 crate::tlb::before_job(index);
                 x86_64::instructions::interrupts::enable();
-                let r = f(b.arg.load(Ordering::Acquire));
+                // A fault or a panic in the job abandons it (see `crate::jobs`): its result is
+                // then 0, and the mailbox says why.
+                let r = crate::jobs::run(index, job as usize, b.arg.load(Ordering::Acquire)).unwrap_or(0);
                 x86_64::instructions::interrupts::disable();
                 crate::tlb::after_job(index);
                 b.result.store(r, Ordering::Release);

@@ -25,6 +25,7 @@ pub mod frames;
 pub mod heap;
 pub mod hooks;
 pub mod interrupts;
+pub mod jobs;
 pub mod kernel;
 pub mod kmem;
 pub mod ktests;

@@ -37,6 +37,8 @@ pub fn set_unwind_hooks(personality: PersonalityFn, resume: ResumeFn) {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
+    // On a parked CPU, the job is abandoned: the hooks below are the boot CPU's tasks'.
+    crate::jobs::panic_gate(info);
     if let Some(ph) = PANIC_HOOK.get() {
         ph(info);
     }

@@ -200,6 +200,11 @@ fn shoot_down() {
     }
     let mut mask = 0u64;
     for index in 1..MAX_CPUS.min(64) {
+        if crate::jobs::stopped(index) {
+            // Halted for good with interrupts off after an exception: it runs nothing, and
+            // would never answer.
+            continue;
+        }
         if RUNNING[index].load(Ordering::SeqCst) {
             OWED[index].store(true, Ordering::SeqCst);
             // Stopped meanwhile: it may have looked at its debt before it was set.

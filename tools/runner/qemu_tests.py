@@ -812,9 +812,9 @@ CASES = [
             "cpus --speedup 2", "cpus --bogus", "poweroff"],
          expect=[r"smp: 4 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 3 APs parked, 0 failed",
                  r"^ +1 +1  started, parked \(runs no tasks yet\) \(came up in \d+ us\)",
-                 r"^ +3 +3  started, parked", r"(?s)4 CPUs: 1 runs tasks, 3 parked, 0 failed.*4 CPUs: 1 runs tasks, 3 parked, 0 failed",
+                 r"^ +3 +3  started, parked", r"(?s)4 CPUs: 1 runs tasks, 3 parked, 0 stopped, 0 failed.*4 CPUs: 1 runs tasks, 3 parked, 0 stopped, 0 failed",
                  r"selftest: 11 passed, 0 failed", r"(?s)swap: done.*swap: done", r"killed by invalid opcode",
-                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --tlb \[--no-shootdown\] \| --shootdowns N \| --watchdog MS\]\)",
+                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --tlb \[--no-shootdown\] \| --shootdowns N \| --watchdog MS \| --job-fault null\|ud\|wild\|panic \| --stop CPU\]\)",
                  r"^crash: the scheduler's hang was contained; this task went on", r"watchdog: the PIT's IRQ 0 as an NMI to APIC 0 \(GSI 2\); .* 1 hangs",
                  # Jobs run on every parked CPU and compute what the boot CPU computes (a figure,
                  # not a timed test: `make bench` reports the speed-up).
@@ -822,11 +822,38 @@ CASES = [
          # Pings reach every parked CPU, before and after a swap of smp (whose handler the IDT names).
          counts=[(r"^cpu [123]: 50 of 50 pings answered, median round trip \d+ ns", 6)],
          reject=[r"fault outside any task", r"system halted", r"PANIC", r"pings answered.*\b0 of"]),
+    # A fault or a panic in a job on a parked CPU abandons the job, not the machine: the exception
+    # gates and the panic handler used to take it for the boot CPU's running task's and unwind
+    # that task on the wrong CPU's stack. Each CPU reports it, the poster is told what and where
+    # (named on the boot CPU), and the CPU runs the next job; before and after a swap of smp,
+    # with a task's fault on the boot CPU between. A fault outside any job (in an IPI handler)
+    # stops that CPU for good; shootdowns, pings and jobs go on with the others.
+    dict(name="smp_a_fault_in_a_job_abandons_the_job_and_a_stopped_cpu_is_left_out", timeout=120, qemu_args=["-smp", "4"], script=[
+            "cpus --job-fault null", "cpus --job-fault ud", "swap smp smp", "cpus --job-fault wild", "cpus --job-fault panic", "crash null",
+            "cpus --stop 2", "cpus --tlb", "cpus", "cpus --ping 10", "cpus --job-fault null", "cpus --stop 2", "cpus --job-fault",
+            "selftest", "wasm run hello.wasm a", "poweroff"],
+         counts=[(r"^cpus: CPU [123] runs jobs again: result agrees", 14),
+                 (r"^!!! CPU [123]: page fault \(vector 14, error code 0x0\) at 0x[0-9a-f]+, faulting address 0x8 in a job: the job is abandoned and the CPU parks again", 5),
+                 (r"^cpus: CPU [123]: the job was abandoned: page fault at 0x[0-9a-f]+ in smp::faulting_job \+ 0x[0-9a-f]+ \(crate smp, namespace kernel\) at \S*crates/smp/src/lib.rs:\d+", 5),
+                 (r"^cpus: CPU [123]: the job was abandoned: invalid opcode at 0x[0-9a-f]+ in smp::faulting_job", 3),
+                 (r"^cpus: CPU [123]: the job was abandoned: page fault at 0x8 in not in any loaded section \(faulting address 0x8\)", 3),
+                 (r"^!!! CPU [123]: panic at crates/smp/src/lib.rs:\d+:\d+: a job panics on purpose \(cpus --job-fault panic\) in a job: the job is abandoned", 3),
+                 (r"^cpus: CPU [123]: the job was abandoned: panic$", 3),
+                 (r"^cpu [13]: 10 of 10 pings answered", 2), (r"^cpu [13]: read 0x1111111111111111 before and 0x2222222222222222 after the remap: the new frame", 2)],
+         expect=[r"^swap: done", r"task \d+ \(crash\) killed by page fault",
+                 r"^!!! CPU 2: page fault \(vector 14, error code 0x0\) at 0x[0-9a-f]+, faulting address 0x8 outside any job: CPU 2 stops; the others go on",
+                 r"^cpus: CPU 2 stopped; 2 CPUs stay parked", r"^ +2 +2  stopped after an exception outside any job",
+                 r"4 CPUs: 1 runs tasks, 2 parked, 1 stopped, 0 failed",
+                 r"^tlb: \d+ mappings removed or reduced; [1-9]\d* shootdown rounds, (\d+) IPIs, \1 flushes, 0 timeouts",
+                 r"^cpus: CPU 2 stopped after an exception outside any job", r"^usage: cpus --job-fault null\|ud\|wild\|panic",
+                 r"selftest: 11 passed, 0 failed", r"hello from WASM, argc=2"],
+         reject=[r"fault outside any task", r"system halted", r"PANIC in nano_core", r"the faulting job returned", r"^cpu 2: ", r"after the fault: ",
+                 r"killed by .*\((shell|supervisor|scrubber)\)"]),
     dict(name="smp_a_cpu_that_does_not_start_is_reported", timeout=60, qemu_args=["-smp", "3"], append="smp_withhold=1",
          script=["cpus", "selftest", "cpus --tlb", "cpus", "poweroff"],
          expect=[r"smp: CPU 1 \(APIC 1\) did not arrive within 500 ms of its start-up IPIs; going on without it",
                  r"^ +1 +1  failed to start: did not arrive", r"^ +2 +2  started, parked",
-                 r"3 CPUs: 1 runs tasks, 1 parked, 1 failed", r"selftest: 11 passed, 0 failed",
+                 r"3 CPUs: 1 runs tasks, 1 parked, 0 stopped, 1 failed", r"selftest: 11 passed, 0 failed",
                  # Shootdowns go to the parked CPU only: the one that never arrived is not waited for.
                  r"^cpu 2: read 0x1111111111111111 before and 0x2222222222222222 after the remap: the new frame",
                  r"^tlb: \d+ mappings removed or reduced; [1-9]\d* shootdown rounds, (\d+) IPIs, \1 flushes, 0 timeouts"]),
@@ -848,7 +875,7 @@ CASES = [
          reject=[r"fault outside any task", r"system halted", r"PANIC", r"neither frame", r"^swap: (?!done)"]),
     dict(name="smp_one_cpu", qemu_args=["-smp", "1"], script=["cpus", "cpus --speedup 1", "cpus --shootdowns 10", "poweroff"],
          expect=[r"cpus: no parked CPU: a change sends no shootdown", r"smp: 1 CPUs in the MADT: the boot CPU \(APIC 0\) runs tasks, 0 APs parked, 0 failed",
-                 r"1 CPUs: 1 runs tasks, 0 parked, 0 failed", r"on 1 CPUs at once \d+ us: .*results agree"]),
+                 r"1 CPUs: 1 runs tasks, 0 parked, 0 stopped, 0 failed", r"on 1 CPUs at once \d+ us: .*results agree"]),
     # The runner's own tests: each of these must make qemu_run.py fail.
     # Each asserts the runner's reason, so failing for another reason (a hang where a triple
     # fault was meant) does not count.

@@ -6,7 +6,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --shootdowns N: the cost of a TLB shootdown round; --watchdog MS: re-arm the hang watchdog (0: off)";
+pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --shootdowns N: the cost of a TLB shootdown round; --watchdog MS: re-arm the hang watchdog (0: off); --job-fault null|ud|wild|panic: a job that faults on every parked CPU (abandoned, the CPU goes on); --stop CPU: a fault outside any job stops that CPU";
 
 /// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
 /// allocation: fit for a parked CPU).
@@ -40,9 +40,9 @@ fn speedup(units: u64) -> isize {
         let jobs: alloc::vec::Vec<_> = parked.iter().filter_map(|&i| smp::post(i, work, units).ok()).collect();
         let posted = jobs.len();
         let mine = work(units);
-        let got: alloc::vec::Vec<u64> = jobs.into_iter().map(smp::Pending::wait).collect();
+        let got: alloc::vec::Vec<Result<u64, alloc::string::String>> = jobs.into_iter().map(smp::Pending::wait).collect();
         together.push(now() - t0);
-        agree &= mine == want && posted == parked.len() && got.iter().all(|&r| r == want);
+        agree &= mine == want && posted == parked.len() && got.iter().all(|r| *r == Ok(want));
     }
     let (a, t) = (median(alone), median(together).max(1));
     nano_core::println!(
@@ -51,6 +51,58 @@ fn speedup(units: u64) -> isize {
         if agree { "agree" } else { "DIFFER" }
     );
     if agree { command::status::SUCCESS } else { command::status::FAILURE }
+}
+
+/// `cpus --job-fault KIND`: a faulting job on every parked CPU; each must be abandoned with the
+/// reason named, and each CPU must then run a plain job and give the boot CPU's result.
+fn job_faults(kind: Option<&str>) -> isize {
+    let kind = match kind {
+        Some("null") => 0,
+        Some("ud") => 1,
+        Some("wild") => 2,
+        Some("panic") => 3,
+        _ => {
+            nano_core::println!("usage: cpus --job-fault null|ud|wild|panic");
+            return command::status::USAGE;
+        }
+    };
+    let mut status = command::status::SUCCESS;
+    for index in smp::parked() {
+        match smp::run_on(index, smp::faulting_job, kind) {
+            Ok(r) => {
+                nano_core::println!("cpus: CPU {index}: the faulting job returned {r}");
+                status = command::status::FAILURE;
+            }
+            Err(e) => nano_core::println!("cpus: {e}"),
+        }
+        let want = work(2);
+        match smp::run_on(index, work, 2) {
+            Ok(r) if r == want => nano_core::println!("cpus: CPU {index} runs jobs again: result agrees"),
+            other => {
+                nano_core::println!("cpus: CPU {index} after the fault: {other:?}, expected Ok({want})");
+                status = command::status::FAILURE;
+            }
+        }
+    }
+    status
+}
+
+/// `cpus --stop CPU`: a fault outside any job on that parked CPU, which stops it.
+fn stop(index: Option<u64>) -> isize {
+    let Some(index) = index else {
+        nano_core::println!("usage: cpus --stop CPU");
+        return command::status::USAGE;
+    };
+    match smp::stop_by_fault(index as usize) {
+        Ok(()) => {
+            nano_core::println!("cpus: CPU {index} stopped; {} CPUs stay parked", smp::parked().len());
+            command::status::SUCCESS
+        }
+        Err(e) => {
+            nano_core::println!("cpus: {e}");
+            command::status::FAILURE
+        }
+    }
 }
 
 /// `cpus --ping N`: N pings to each parked CPU; the median round trip.
@@ -164,6 +216,8 @@ pub fn main(args: &[&str]) -> isize {
         Some("--speedup") => return speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
         Some("--watchdog") => return set_watchdog(args.get(2).copied()),
         Some("--shootdowns") => return shootdowns(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
+        Some("--job-fault") => return job_faults(args.get(2).copied()),
+        Some("--stop") => return stop(args.get(2).and_then(|n| command::parse_u64(n))),
         Some("--tlb") => match args.get(2).copied() {
             None => return tlb(true),
             Some("--no-shootdown") => return tlb(false),
@@ -174,7 +228,7 @@ pub fn main(args: &[&str]) -> isize {
         },
         Some(other) => {
             nano_core::println!(
-                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tlb [--no-shootdown] | --shootdowns N | --watchdog MS])"
+                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tlb [--no-shootdown] | --shootdowns N | --watchdog MS | --job-fault null|ud|wild|panic | --stop CPU])"
             );
             return command::status::USAGE;
         }
@@ -184,6 +238,7 @@ pub fn main(args: &[&str]) -> isize {
     for c in &cpus {
         let state = match &c.state {
             smp::CpuState::Boot => "boot CPU: runs every task",
+            smp::CpuState::Parked if nano_core::jobs::stopped(c.index) => "stopped after an exception outside any job",
             smp::CpuState::Parked => "started, parked (runs no tasks yet)",
             smp::CpuState::Failed(why) => {
                 nano_core::println!("  {:>3}  {:>4}  failed to start: {why}", c.index, c.apic_id);
@@ -195,8 +250,13 @@ pub fn main(args: &[&str]) -> isize {
             None => nano_core::println!("  {:>3}  {:>4}  {state}", c.index, c.apic_id),
         }
     }
-    let parked = cpus.iter().filter(|c| c.state == smp::CpuState::Parked).count();
-    nano_core::println!("{} CPUs: 1 runs tasks, {parked} parked, {} failed", cpus.len(), cpus.len().saturating_sub(1 + parked));
+    let parked = smp::parked().len();
+    let stopped = cpus.iter().filter(|c| nano_core::jobs::stopped(c.index)).count();
+    nano_core::println!(
+        "{} CPUs: 1 runs tasks, {parked} parked, {stopped} stopped, {} failed",
+        cpus.len(),
+        cpus.len().saturating_sub(1 + parked + stopped)
+    );
     print_tlb();
     print_watchdog();
     0

@@ -298,6 +298,7 @@ fn time_switches(n: u64) -> isize {
     0
 }
 
+/// Entry point: every check, or `--switches N`.
 pub fn main(args: &[&str]) -> isize {
     match (args.get(1).copied(), args.get(2).and_then(|a| command::parse_u64(a))) {
         (Some("--switches"), Some(n)) if n > 0 => return time_switches(n),

@@ -342,17 +342,69 @@ pub fn shootdown_rounds(n: u64) -> Result<RoundCost, String> {
 
 /// A ping's handler, on the CPU pinged: counts it and signals end of interrupt.
 extern "x86-interrupt" fn pong(_frame: x86_64::structures::idt::InterruptStackFrame) {
+    if FAULT_IN_PONG.load(Ordering::Relaxed) == nano_core::jobs::this_cpu_index() as u64 + 1 {
+        FAULT_IN_PONG.store(0, Ordering::Relaxed);
+        // SAFETY: deliberately invalid (`cpus --stop`): the read faults, outside any job.
+        let v = unsafe { core::ptr::read_volatile(core::hint::black_box(core::ptr::dangling::<u64>())) };
+        core::hint::black_box(v);
+    }
     PONGS.fetch_add(1, Ordering::AcqRel);
     end_of_interrupt();
+}
+
+/// A job that faults or panics on purpose, for `cpus --job-fault`: `kind` 0 reads the
+/// never-mapped first page, 1 runs an undefined instruction, 2 calls an address with no code,
+/// anything else panics. The job is abandoned (see `nano_core::jobs`); it never returns.
+pub fn faulting_job(kind: u64) -> u64 {
+    match kind {
+        // SAFETY: deliberately invalid: the read faults, and the fault abandons the job.
+        0 => unsafe { core::ptr::read_volatile(core::hint::black_box(core::ptr::dangling::<u64>())) },
+        1 => {
+            // SAFETY: deliberately an undefined instruction: it faults, abandoning the job.
+            unsafe { core::arch::asm!("ud2") };
+            1
+        }
+        2 => {
+            // SAFETY: none needed for what happens: fetching the first instruction faults (the
+            // first page is never mapped), abandoning the job.
+            let nowhere: extern "C" fn() = unsafe { core::mem::transmute::<usize, extern "C" fn()>(core::hint::black_box(8)) };
+            nowhere();
+            2
+        }
+        _ => panic!("a job panics on purpose (cpus --job-fault panic)"),
+    }
+}
+
+/// The CPU (index + 1) whose next ping faults in its handler (0: none), for [`stop_by_fault`].
+static FAULT_IN_PONG: AtomicU64 = AtomicU64::new(0);
+
+/// Makes parked CPU `index` fault in its ping handler, outside any job (for `cpus --stop`): the
+/// CPU stops for good, reported, and the others go on (see `nano_core::jobs`). Returns once it
+/// has stopped.
+pub fn stop_by_fault(index: usize) -> Result<(), String> {
+    let apic_id = parked_apic_id(index)?;
+    FAULT_IN_PONG.store(index as u64 + 1, Ordering::Relaxed);
+    send_ping(apic_id)?;
+    let deadline = nano_core::time::micros_since_entry() + 1_000_000;
+    while !nano_core::jobs::stopped(index) {
+        if nano_core::time::micros_since_entry() > deadline {
+            FAULT_IN_PONG.store(0, Ordering::Relaxed);
+            return Err(format!("CPU {index} did not stop within 1 s"));
+        }
+        task::yield_now();
+    }
+    Ok(())
 }
 
 /// Runs `f(arg)` on parked CPU `index` and waits (yielding) for its result. `f` must be plain
 /// computation: on a parked CPU there is no current task, no TLS, no allocation and no unwinding;
 /// and it may touch only memory whose mapping stays as it is while it runs (a TLB shootdown does
 /// not interrupt a job: the CPU flushes when the job ends, see `nano_core::tlb`).
+///
+/// A CPU exception or a panic in `f` abandons the job (see `nano_core::jobs`): the error then
+/// says what happened, and where.
 pub fn run_on(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<u64, String> {
-    let pending = post(index, f, arg)?;
-    Ok(pending.wait())
+    post(index, f, arg)?.wait()
 }
 
 /// A job posted to a parked CPU (see [`post`]).
@@ -362,15 +414,30 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Waits (yielding) for the job's result.
-    pub fn wait(self) -> u64 {
+    /// Waits (yielding) for the job's result, or why it was abandoned.
+    pub fn wait(self) -> Result<u64, String> {
         let b = &nano_core::kernel::MAILBOXES[self.index];
         loop {
-            if let Some(r) = b.result() {
-                return r;
+            match b.outcome() {
+                Some(Ok(r)) => return Ok(r),
+                Some(Err(f)) => return Err(self.abandoned(&f)),
+                None => task::yield_now(),
             }
-            task::yield_now();
         }
+    }
+
+    /// What a poster is told of an abandoned job, its code named here (the parked CPU reports
+    /// only addresses: naming them takes the loader, which it must not).
+    fn abandoned(&self, f: &nano_core::jobs::JobFault) -> String {
+        let mut s = format!("CPU {}: the job was abandoned: {}", self.index, f.what);
+        if f.rip != 0 {
+            s.push_str(&format!(" at {:#x} in ", f.rip));
+            exceptions::describe(f.rip, &mut |a| s.push_str(&alloc::format!("{a}")));
+        }
+        if let Some(a) = f.address {
+            s.push_str(&format!(" (faulting address {a:#x})"));
+        }
+        s
     }
 }
 
@@ -402,6 +469,9 @@ fn parked_apic_id(index: usize) -> Result<u32, String> {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let cpus = CPUS.lock();
         let cpu = cpus.iter().find(|c| c.index == index).ok_or_else(|| format!("no CPU {index}"))?;
+        if nano_core::jobs::stopped(index) {
+            return Err(format!("CPU {index} stopped after an exception outside any job"));
+        }
         (cpu.state == CpuState::Parked).then_some(cpu.apic_id).ok_or_else(|| format!("CPU {index} is not a parked CPU"))
     })
 }
@@ -444,7 +514,7 @@ static ARRIVED: AtomicU64 = AtomicU64::new(0);
 
 /// The indexes of the parked CPUs (the ones that take jobs and IPIs).
 pub fn parked() -> Vec<usize> {
-    cpus().iter().filter(|c| c.state == CpuState::Parked).map(|c| c.index).collect()
+    cpus().iter().filter(|c| c.state == CpuState::Parked && !nano_core::jobs::stopped(c.index)).map(|c| c.index).collect()
 }
 
 /// The CPUs found at boot, the boot CPU first (empty before [`init`]).

@@ -1,0 +1,227 @@
+//! Jobs on parked CPUs, guarded: a CPU exception or a panic in a job abandons the job, not the
+//! machine.
+//!
+//! A parked CPU runs plain jobs (`kernel::park_cpu`). Every exception handler and the panic
+//! handler were written for the boot CPU, where a fault belongs to the running task: on a
+//! parked CPU they would have blamed, and unwound, whatever task the boot CPU was running, on
+//! the wrong CPU's stack. So before anything else, every exception gate
+//! ([`crate::exception_table!`]) and the panic handler ask [`fault_gate`] / [`panic_gate`]
+//! whether they run on a parked CPU. If so, and a job runs there, the job is *escaped*: the
+//! registers saved when it began are put back and the job's frames skipped (their destructors
+//! do not run: a job holds nothing that needs them), the job's mailbox says it was abandoned and
+//! why, and the CPU parks again. A fault on a parked CPU outside any job (in nano_core's park
+//! loop or an IPI handler) stops that CPU for good, reported; the others go on.
+//!
+//! The CPU is known by its GS base, which each parked CPU points at its [`CpuLocal`] when it
+//! arrives; the boot CPU's stays 0. Nothing else uses GS (thread pointers are FS).
+
+use crate::serial::emergency_write;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use x86_64::registers::model_specific::GsBase;
+
+/// What a parked CPU keeps for itself, found through its GS base. The escape reads
+/// `job_context` at offset 8 (`gs:[8]`): the layout is the assembly's.
+#[repr(C)]
+pub struct CpuLocal {
+    index: AtomicU64,
+    /// The running job's [`JobContext`] (0: no job).
+    job_context: AtomicU64,
+    /// The CPU stopped after an exception outside any job.
+    stopped: AtomicBool,
+}
+
+/// One [`CpuLocal`] per CPU index (0, the boot CPU, has none in use).
+static LOCALS: [CpuLocal; crate::kernel::MAX_CPUS] =
+    [const { CpuLocal { index: AtomicU64::new(0), job_context: AtomicU64::new(0), stopped: AtomicBool::new(false) } };
+        crate::kernel::MAX_CPUS];
+
+/// Registers saved when a job begins (callee-saved ones and the stack pointer), and whether it
+/// was escaped. Read by `delos_job_escape`: the layout is the assembly's.
+#[repr(C)]
+struct JobContext {
+    rsp: u64,
+    rbp: u64,
+    rbx: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    escaped: u64,
+}
+
+/// Why a job was abandoned (kept in the CPU's mailbox for the poster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobFault {
+    /// The exception's name, or "panic".
+    pub what: &'static str,
+    /// Where: the faulting instruction (for a panic, 0).
+    pub rip: u64,
+    /// The faulting address of a page fault.
+    pub address: Option<u64>,
+}
+
+unsafe extern "C" {
+    fn delos_job_run(ctx: *mut JobContext, f: usize, arg: u64) -> u64;
+    fn delos_job_escape() -> !;
+}
+
+core::arch::global_asm!(
+    ".pushsection .text.delos_job_run,\"ax\",@progbits",
+    ".globl delos_job_run",
+    ".type delos_job_run,@function",
+    // rdi = context, rsi = the job (fn(u64) -> u64), rdx = its argument; returns its result.
+    "delos_job_run:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "mov [rdi], rsp",
+    "mov [rdi + 8], rbp",
+    "mov [rdi + 16], rbx",
+    "mov [rdi + 24], r12",
+    "mov [rdi + 32], r13",
+    "mov [rdi + 40], r14",
+    "mov [rdi + 48], r15",
+    "mov rdi, rsi",
+    "mov rsi, rdx",
+    "call {call_job}",
+    "pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    "ret",
+    ".cfi_endproc",
+    ".size delos_job_run, . - delos_job_run",
+    ".popsection",
+    ".pushsection .text.delos_job_escape,\"ax\",@progbits",
+    ".globl delos_job_escape",
+    ".type delos_job_escape,@function",
+    // Entered by the exception's iretq (on the job's saved stack pointer) or called from the
+    // panic handler: makes delos_job_run return 0, with the context marked escaped.
+    "delos_job_escape:",
+    "cli",
+    "mov rdi, qword ptr gs:[8]",
+    "mov rsp, [rdi]",
+    "mov rbp, [rdi + 8]",
+    "mov rbx, [rdi + 16]",
+    "mov r12, [rdi + 24]",
+    "mov r13, [rdi + 32]",
+    "mov r14, [rdi + 40]",
+    "mov r15, [rdi + 48]",
+    "mov qword ptr [rdi + 56], 1",
+    "xor eax, eax",
+    "pop rbp",
+    "ret",
+    ".size delos_job_escape, . - delos_job_escape",
+    ".popsection",
+    call_job = sym call_job,
+);
+
+/// Calls the job with the Rust ABI (the assembly calls this with the C ABI).
+extern "C" fn call_job(f: usize, arg: u64) -> u64 {
+    // SAFETY: only `Mailbox::post` stores a job, and it stores a `fn(u64) -> u64`.
+    let f = unsafe { core::mem::transmute::<usize, fn(u64) -> u64>(f) };
+    f(arg)
+}
+
+/// Points this CPU's GS base at its [`CpuLocal`] (a parked CPU, once, on arrival).
+pub(crate) fn arrive(index: usize) {
+    let local = &LOCALS[index];
+    local.index.store(index as u64, Ordering::Relaxed);
+    GsBase::write(x86_64::VirtAddr::from_ptr(local));
+}
+
+/// This CPU's [`CpuLocal`] if it is a parked CPU (its GS base set), else `None` (the boot CPU).
+fn this_cpu() -> Option<&'static CpuLocal> {
+    let base = GsBase::read().as_u64();
+    LOCALS.iter().find(|l| core::ptr::from_ref(*l) as u64 == base)
+}
+
+/// This CPU's index: 0 on the boot CPU, the index it parked with on the others.
+pub fn this_cpu_index() -> usize {
+    this_cpu().map_or(0, |l| l.index.load(Ordering::Relaxed) as usize)
+}
+
+/// Runs job `f(arg)` on this parked CPU: its result, or why it was abandoned.
+pub(crate) fn run(index: usize, f: usize, arg: u64) -> Result<u64, ()> {
+    let local = &LOCALS[index];
+    let mut ctx = JobContext { rsp: 0, rbp: 0, rbx: 0, r12: 0, r13: 0, r14: 0, r15: 0, escaped: 0 };
+    local.job_context.store(&raw mut ctx as u64, Ordering::Release);
+    // SAFETY: `delos_job_run` saves the callee-saved registers into `ctx` (live until this
+    // function returns) and calls the job; an escape puts them back and returns here.
+    let r = unsafe { delos_job_run(&raw mut ctx, f, arg) };
+    local.job_context.store(0, Ordering::Release);
+    // SAFETY: read through a volatile pointer: after an escape, `ctx` was written by code the
+    // compiler did not see return here.
+    if unsafe { core::ptr::read_volatile(&raw const ctx.escaped) } != 0 { Err(()) } else { Ok(r) }
+}
+
+/// Whether parked CPU `index` stopped after an exception outside any job.
+pub fn stopped(index: usize) -> bool {
+    LOCALS.get(index).is_some_and(|l| l.stopped.load(Ordering::Acquire))
+}
+
+/// Called first by every exception gate. On the boot CPU: `false` (the gate goes on). On a
+/// parked CPU in a job: the job is abandoned (the frame is sent to the escape) and `true`. On a
+/// parked CPU outside a job: the CPU stops for good.
+pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mut x86_64::structures::idt::InterruptStackFrame) -> bool {
+    let Some(local) = this_cpu() else { return false };
+    let index = local.index.load(Ordering::Relaxed);
+    let rip = frame.instruction_pointer.as_u64();
+    let address = (vector == 14).then(x86_64::registers::control::Cr2::read_raw);
+    let ctx = local.job_context.load(Ordering::Acquire);
+    emergency_write(format_args!("\n!!! CPU {index}: {name} (vector {vector}"));
+    if let Some(e) = error {
+        emergency_write(format_args!(", error code {e:#x}"));
+    }
+    emergency_write(format_args!(") at {rip:#x}"));
+    if let Some(a) = address {
+        emergency_write(format_args!(", faulting address {a:#x}"));
+    }
+    if ctx == 0 {
+        stop(local, index)
+    }
+    emergency_write(format_args!(" in a job: the job is abandoned and the CPU parks again\n"));
+    crate::kernel::MAILBOXES[index as usize].note_abandoned(JobFault { what: name, rip, address });
+    // SAFETY: `ctx` is the live context of the job this CPU runs (cleared when it ends); its
+    // saved stack pointer is the park loop's own stack, where the escape continues.
+    unsafe {
+        let rsp = (*(ctx as *const JobContext)).rsp;
+        frame.as_mut().update(|f| {
+            f.instruction_pointer = x86_64::VirtAddr::new(delos_job_escape as *const () as u64);
+            f.stack_pointer = x86_64::VirtAddr::new(rsp);
+        });
+    }
+    true
+}
+
+/// Called first by the panic handler: on a parked CPU, the job is abandoned (or, outside a job,
+/// the CPU stops); on the boot CPU it returns.
+pub fn panic_gate(info: &core::panic::PanicInfo<'_>) {
+    let Some(local) = this_cpu() else { return };
+    let index = local.index.load(Ordering::Relaxed);
+    emergency_write(format_args!("\n!!! CPU {index}: panic"));
+    if let Some(loc) = info.location() {
+        emergency_write(format_args!(" at {}:{}:{}", loc.file(), loc.line(), loc.column()));
+    }
+    emergency_write(format_args!(": {}", info.message()));
+    if local.job_context.load(Ordering::Acquire) == 0 {
+        stop(local, index)
+    }
+    emergency_write(format_args!(" in a job: the job is abandoned and the CPU parks again\n"));
+    crate::kernel::MAILBOXES[index as usize].note_abandoned(JobFault { what: "panic", rip: 0, address: None });
+    // SAFETY: a job runs on this CPU (its context is set): the escape returns from its
+    // `delos_job_run`, skipping the panicking frames.
+    unsafe { delos_job_escape() }
+}
+
+/// Stops this parked CPU for good after an exception outside any job: nothing it was doing can
+/// be resumed or blamed. It halts with interrupts off (only an NMI or INIT wakes it).
+fn stop(local: &CpuLocal, index: u64) -> ! {
+    emergency_write(format_args!(" outside any job: CPU {index} stops; the others go on\n"));
+    local.stopped.store(true, Ordering::Release);
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
