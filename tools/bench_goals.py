@@ -30,6 +30,9 @@ def main():
     # The boot's part of the log only (a later command may load more).
     shell = read(os.path.join(t, "bench-shell.log")).split("boot to shell:", 1)
     shell = shell[0] + "boot to shell:" + shell[1].split("\n", 1)[0] if len(shell) == 2 else shell[0]
+    # Each crate's load is logged only in the boot with `log_loads` (the default boot above
+    # gives the times without that output).
+    loads_log = read(os.path.join(t, "bench-loads.log")).split("boot to shell:", 1)[0]
     loader = read(os.path.join(t, "bench-loader.txt"))
     prompt = read(os.path.join(t, "bench-prompt.txt"))
     wasm = read(os.path.join(t, "bench-wasm.log"))
@@ -46,13 +49,13 @@ def main():
     imp = re.search(r"imported (\d+) nano_core symbols .* in (\d+) us", shell)
     row("of which: importing nano_core's symbols", imp and f"{int(imp.group(2)) / 1000:.1f} ms ({imp.group(1)} symbols)", "<= 3 ms",
         imp is not None and int(imp.group(2)) <= 3000)
-    cap = first(r"crate captain loaded into kernel: .*, (\d+) us \(check", shell)
+    cap = first(r"crate captain loaded into kernel: .*, (\d+) us \(check", loads_log)
     row("of which: captain's own load (incl. the load-on-demand index)", cap and f"{cap / 1000:.1f} ms", "<= 2 ms", cap is not None and cap <= 2000)
-    at_boot = [c for c in ("gimli", "debuginfo", "addr2line") if re.search(rf"crate {c} loaded into kernel", shell)]
-    times = {c: first(rf"crate {c} loaded into kernel: .*, (\d+) us \(check", shell) for c in at_boot}
+    at_boot = [c for c in ("gimli", "debuginfo", "addr2line") if re.search(rf"crate {c} loaded into kernel", loads_log)]
+    times = {c: first(rf"crate {c} loaded into kernel: .*, (\d+) us \(check", loads_log) for c in at_boot}
     lazy = [c for c in ("gimli", "debuginfo", "addr2line") if c not in at_boot]
     now = "; ".join([f"{c} {times[c] / 1000:.1f} ms at boot" for c in at_boot] + [f"{c} on first use" for c in lazy])
-    row("gimli / debuginfo / addr2line at boot", now if shell else None, "on first use, or <= 2 ms",
+    row("gimli / debuginfo / addr2line at boot", now if loads_log else None, "on first use, or <= 2 ms",
         all(times[c] <= 2000 for c in at_boot))
     p = first(r"QEMU start -> prompt: median ([\d.]+) s", prompt)
     row("QEMU start -> prompt", p and f"{p:.3f} s", "<= 0.12 s", p is not None and p <= 0.12)

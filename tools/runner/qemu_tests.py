@@ -104,7 +104,7 @@ def beats_consecutive(at_least):
 CASES = [
     dict(name="ktests_kernel_route", append="test", expect=[KTESTS_OK, "Multiboot1"], reject=["FAILED"]),
     dict(name="ktests_iso_route", iso="delos-test.iso", expect=[KTESTS_OK, "Multiboot2"], reject=["FAILED"], timeout=60),
-    dict(name="ready_and_modules", append="poweroff",
+    dict(name="ready_and_modules", append="poweroff log=debug",
          expect=["^nano_core ready", r"namespace kernel: .*core-[0-9a-f]+\.o", r"namespace applications: .*echo-[0-9a-f]+\.o",
                  r"boot stage paging: \d+ us"]),
     # The loadable kernel and its shell, driven through scripted sessions.
@@ -121,9 +121,10 @@ CASES = [
          expect=[r"shell: unknown command: frobnicate \(try `help`\)", "^still alive"]),
     # `help` describes every command from the image's table, loading none of them (it used to
     # load every command crate, the WASM engine and Cranelift among them).
-    dict(name="shell_help_lists_commands", script=["help", "poweroff"],
+    dict(name="shell_help_lists_commands", append="log_loads", script=["help", "poweroff"],
          expect=[r"^  addr2sym +name addresses", r"^  ns +namespaces as a tree, crates, retired versions", r"^  poweroff +power off", r"^  sym2addr +find symbols",
-                 r"^  wasm +WebAssembly"],
+                 r"^  wasm +WebAssembly", r"crate shell loaded into applications: \d+ sections"],
+         # Loads are logged (`log_loads`): the shell's own load shows, and no command's.
          reject=[r"crate (addr2sym|wasm|wasm_runtime|cranelift_codegen|ns|sym2addr) loaded into", r"^  (heartbeat|tlibc|path|vfs|wasm_runtime) "]),
     dict(name="sym2addr_then_addr2sym_plus_5", script=[
             "sym2addr shell::run", r"@capture A ^(0x[0-9a-f]+) +\d+ shell::run",
