@@ -39,13 +39,7 @@ static LOCALS: [CpuLocal; crate::kernel::MAX_CPUS] =
 /// was escaped. Read by `delos_job_escape`: the layout is the assembly's.
 #[repr(C)]
 struct JobContext {
-    rsp: u64,
-    rbp: u64,
-    rbx: u64,
-    r12: u64,
-    r13: u64,
-    r14: u64,
-    r15: u64,
+    regs: crate::saved::CalleeSaved,
     escaped: u64,
 }
 
@@ -77,13 +71,7 @@ core::arch::global_asm!(
     ".cfi_offset rbp, -16",
     "mov rbp, rsp",
     ".cfi_def_cfa_register rbp",
-    "mov [rdi], rsp",
-    "mov [rdi + 8], rbp",
-    "mov [rdi + 16], rbx",
-    "mov [rdi + 24], r12",
-    "mov [rdi + 32], r13",
-    "mov [rdi + 40], r14",
-    "mov [rdi + 48], r15",
+    crate::save_callee_saved!("rdi"),
     "mov rdi, rsi",
     "mov rsi, rdx",
     "call {call_job}",
@@ -101,13 +89,7 @@ core::arch::global_asm!(
     "delos_job_escape:",
     "cli",
     "mov rdi, qword ptr gs:[8]",
-    "mov rsp, [rdi]",
-    "mov rbp, [rdi + 8]",
-    "mov rbx, [rdi + 16]",
-    "mov r12, [rdi + 24]",
-    "mov r13, [rdi + 32]",
-    "mov r14, [rdi + 40]",
-    "mov r15, [rdi + 48]",
+    crate::restore_callee_saved!("rdi"),
     "mov qword ptr [rdi + 56], 1",
     "xor eax, eax",
     "pop rbp",
@@ -145,7 +127,7 @@ pub fn this_cpu_index() -> usize {
 /// Runs job `f(arg)` on this parked CPU: its result, or why it was abandoned.
 pub(crate) fn run(index: usize, f: usize, arg: u64) -> Result<u64, ()> {
     let local = &LOCALS[index];
-    let mut ctx = JobContext { rsp: 0, rbp: 0, rbx: 0, r12: 0, r13: 0, r14: 0, r15: 0, escaped: 0 };
+    let mut ctx = JobContext { regs: crate::saved::CalleeSaved::default(), escaped: 0 };
     local.job_context.store(&raw mut ctx as u64, Ordering::Release);
     // SAFETY: `delos_job_run` saves the callee-saved registers into `ctx` (live until this
     // function returns) and calls the job; an escape puts them back and returns here.
@@ -186,7 +168,7 @@ pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mu
     // SAFETY: `ctx` is the live context of the job this CPU runs (cleared when it ends); its
     // saved stack pointer is the park loop's own stack, where the escape continues.
     unsafe {
-        let rsp = (*(ctx as *const JobContext)).rsp;
+        let rsp = (*(ctx as *const JobContext)).regs.rsp;
         frame.as_mut().update(|f| {
             f.instruction_pointer = x86_64::VirtAddr::new(delos_job_escape as *const () as u64);
             f.stack_pointer = x86_64::VirtAddr::new(rsp);

@@ -35,6 +35,7 @@ pub mod modules;
 pub mod paging;
 pub mod panic;
 pub mod qemu;
+pub mod saved;
 pub mod serial;
 pub mod time;
 pub mod tlb;

@@ -45,13 +45,7 @@ impl Step {
 /// the assembly's.
 #[repr(C)]
 struct StepContext {
-    rsp: u64,
-    rbp: u64,
-    rbx: u64,
-    r12: u64,
-    r13: u64,
-    r14: u64,
-    r15: u64,
+    regs: nano_core::saved::CalleeSaved,
     /// The enclosing step's context (0: none).
     outer: u64,
 }
@@ -78,13 +72,7 @@ core::arch::global_asm!(
     ".cfi_offset rbp, -16",
     "mov rbp, rsp",
     ".cfi_def_cfa_register rbp",
-    "mov [rdi], rsp",
-    "mov [rdi + 8], rbp",
-    "mov [rdi + 16], rbx",
-    "mov [rdi + 24], r12",
-    "mov [rdi + 32], r13",
-    "mov [rdi + 40], r14",
-    "mov [rdi + 48], r15",
+    nano_core::save_callee_saved!("rdi"),
     "mov rdi, rdx",
     "call rsi",
     "xor eax, eax",
@@ -104,13 +92,7 @@ core::arch::global_asm!(
     "lea rsp, [rax + 4096]",
     "call {load}",
     "mov rdi, rax",
-    "mov rsp, [rdi]",
-    "mov rbp, [rdi + 8]",
-    "mov rbx, [rdi + 16]",
-    "mov r12, [rdi + 24]",
-    "mov r13, [rdi + 32]",
-    "mov r14, [rdi + 40]",
-    "mov r15, [rdi + 48]",
+    nano_core::restore_callee_saved!("rdi"),
     "mov eax, 1",
     "pop rbp",
     "ret",
@@ -224,7 +206,7 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
     let cur = current();
     let table_was_free = !tables().tasks.is_locked();
     let outer = outer_unwind(cur);
-    let mut ctx = StepContext { rsp: 0, rbp: 0, rbx: 0, r12: 0, r13: 0, r14: 0, r15: 0, outer: save() };
+    let mut ctx = StepContext { regs: nano_core::saved::CalleeSaved::default(), outer: save() };
     let mut outcome: Result<(), String> = Ok(());
     let mut guarded = || outcome = catch(body);
     let mut guarded: &mut dyn FnMut() = &mut guarded;
