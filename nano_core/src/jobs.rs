@@ -66,11 +66,7 @@ core::arch::global_asm!(
     // rdi = context, rsi = the job (fn(u64) -> u64), rdx = its argument; returns its result.
     "delos_job_run:",
     ".cfi_startproc",
-    "push rbp",
-    ".cfi_def_cfa_offset 16",
-    ".cfi_offset rbp, -16",
-    "mov rbp, rsp",
-    ".cfi_def_cfa_register rbp",
+    crate::asm_frame_enter!(),
     crate::save_callee_saved!("rdi"),
     "mov rdi, rsi",
     "mov rsi, rdx",

@@ -86,3 +86,12 @@ macro_rules! restore_callee_saved {
         )
     };
 }
+
+/// Assembly lines (one string) that open a frame with its call-frame information, so that
+/// unwinding and backtraces pass through an assembly entry: `push rbp; mov rbp, rsp`.
+#[macro_export]
+macro_rules! asm_frame_enter {
+    () => {
+        concat!("push rbp\n", ".cfi_def_cfa_offset 16\n", ".cfi_offset rbp, -16\n", "mov rbp, rsp\n", ".cfi_def_cfa_register rbp\n")
+    };
+}

@@ -67,11 +67,7 @@ core::arch::global_asm!(
     // the step was escaped (delos_step_escape).
     "delos_step_run:",
     ".cfi_startproc",
-    "push rbp",
-    ".cfi_def_cfa_offset 16",
-    ".cfi_offset rbp, -16",
-    "mov rbp, rsp",
-    ".cfi_def_cfa_register rbp",
+    nano_core::asm_frame_enter!(),
     nano_core::save_callee_saved!("rdi"),
     "mov rdi, rdx",
     "call rsi",
