@@ -28,12 +28,14 @@ pub struct CpuLocal {
     job_context: AtomicU64,
     /// The CPU stopped after an exception outside any job.
     stopped: AtomicBool,
+    /// Jobs abandoned on this CPU so far.
+    abandoned: AtomicU64,
 }
 
 /// One [`CpuLocal`] per CPU index (0, the boot CPU, has none in use).
-static LOCALS: [CpuLocal; crate::kernel::MAX_CPUS] =
-    [const { CpuLocal { index: AtomicU64::new(0), job_context: AtomicU64::new(0), stopped: AtomicBool::new(false) } };
-        crate::kernel::MAX_CPUS];
+static LOCALS: [CpuLocal; crate::kernel::MAX_CPUS] = [const {
+    CpuLocal { index: AtomicU64::new(0), job_context: AtomicU64::new(0), stopped: AtomicBool::new(false), abandoned: AtomicU64::new(0) }
+}; crate::kernel::MAX_CPUS];
 
 /// Registers saved when a job begins (callee-saved ones and the stack pointer), and whether it
 /// was escaped. Read by `delos_job_escape`: the layout is the assembly's.
@@ -131,7 +133,17 @@ pub(crate) fn run(index: usize, f: usize, arg: u64) -> Result<u64, ()> {
     local.job_context.store(0, Ordering::Release);
     // SAFETY: read through a volatile pointer: after an escape, `ctx` was written by code the
     // compiler did not see return here.
-    if unsafe { core::ptr::read_volatile(&raw const ctx.escaped) } != 0 { Err(()) } else { Ok(r) }
+    if unsafe { core::ptr::read_volatile(&raw const ctx.escaped) } != 0 {
+        local.abandoned.fetch_add(1, Ordering::Release);
+        return Err(());
+    }
+    Ok(r)
+}
+
+/// How many jobs CPU `index` has abandoned: work a job claimed and did not finish can be
+/// taken over once this moves (see `trust::hash_ahead`).
+pub fn abandoned(index: usize) -> u64 {
+    LOCALS.get(index).map_or(0, |l| l.abandoned.load(Ordering::Acquire))
 }
 
 /// Whether parked CPU `index` stopped after an exception outside any job.

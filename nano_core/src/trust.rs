@@ -61,6 +61,11 @@ struct Ahead {
     state: AtomicU8,
     /// Claimed by a parked CPU (not by the loader itself).
     by_parked_cpu: AtomicBool,
+    /// The claiming parked CPU's index, and its count of abandoned jobs when it claimed: if
+    /// the count moves while the slot is still [`HASHING`], the job was abandoned (a fault on
+    /// that CPU, see `crate::jobs`) and the loader hashes the module itself.
+    claimer: AtomicU64,
+    claimer_abandoned: AtomicU64,
 }
 
 const QUEUED: u8 = 0;
@@ -73,7 +78,14 @@ const AHEAD_MIN_BYTES: usize = 64 * 1024;
 /// The boot modules worth hashing ahead, largest first; the first [`AHEAD_COUNT`] are in use.
 /// Fixed atomics, not a heap list: a parked CPU runs [`hash_ahead`] with no allocator.
 static AHEAD: [Ahead; 64] = [const {
-    Ahead { ptr: AtomicU64::new(0), len: AtomicU64::new(0), state: AtomicU8::new(QUEUED), by_parked_cpu: AtomicBool::new(false) }
+    Ahead {
+        ptr: AtomicU64::new(0),
+        len: AtomicU64::new(0),
+        state: AtomicU8::new(QUEUED),
+        by_parked_cpu: AtomicBool::new(false),
+        claimer: AtomicU64::new(0),
+        claimer_abandoned: AtomicU64::new(0),
+    }
 }; 64];
 static AHEAD_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Objects whose digest a parked CPU had computed (or was computing) when the loader asked.
@@ -124,16 +136,40 @@ fn is_trusted(d: &Digest) -> bool {
 /// computation, as a parked CPU's job must be: no allocation, no task, no unwinding. Returns
 /// how many modules this CPU hashed.
 pub fn hash_ahead(_: u64) -> u64 {
+    let cpu = crate::jobs::this_cpu_index();
     let mut n = 0;
     for slot in ahead_slots() {
+        let abandoned = crate::jobs::abandoned(cpu);
         if slot.state.compare_exchange(QUEUED, HASHING, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            slot.by_parked_cpu.store(true, Ordering::Relaxed);
+            // Who claimed, then (released after it) that a parked CPU did: the loader reads
+            // them in the other order.
+            slot.claimer.store(cpu as u64, Ordering::Relaxed);
+            slot.claimer_abandoned.store(abandoned, Ordering::Relaxed);
+            slot.by_parked_cpu.store(true, Ordering::Release);
+            if HASH_FAULT.swap(false, Ordering::Relaxed) {
+                // SAFETY: deliberately invalid (`smp_hash_fault`, a test option): the read
+                // faults with this slot claimed, and the job is abandoned.
+                let v = unsafe { core::ptr::read_volatile(core::hint::black_box(core::ptr::dangling::<u64>())) };
+                core::hint::black_box(v);
+            }
             hash_slot(slot);
             n += 1;
         }
     }
     n
 }
+
+/// Makes the next parked CPU's hashing job fault with its first module claimed (the
+/// `smp_hash_fault` test option): the loader must take that module over.
+static HASH_FAULT: AtomicBool = AtomicBool::new(false);
+
+/// Arms [`HASH_FAULT`] (for the `smp_hash_fault` kernel option).
+pub fn inject_hash_fault() {
+    HASH_FAULT.store(true, Ordering::Relaxed);
+}
+
+/// Modules the loader hashed itself after the parked CPU that claimed them abandoned its job.
+static TAKEN_OVER: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `bytes` are a module hashed ahead: `Some(trusted)` once its digest is known (waiting
 /// for a CPU that has begun it; hashing it here if nobody has), `None` if it has no slot.
@@ -151,7 +187,18 @@ fn check_ahead(bytes: &[u8]) -> Option<bool> {
                     return Some(hash_slot(slot));
                 }
             }
-            _ => core::hint::spin_loop(),
+            _ => {
+                // Claimed by a parked CPU whose job was abandoned since: hashed here instead.
+                if slot.by_parked_cpu.load(Ordering::Acquire)
+                    && crate::jobs::abandoned(slot.claimer.load(Ordering::Relaxed) as usize)
+                        != slot.claimer_abandoned.load(Ordering::Relaxed)
+                    && slot.state.load(Ordering::Acquire) == HASHING
+                {
+                    TAKEN_OVER.fetch_add(1, Ordering::Relaxed);
+                    return Some(hash_slot(slot));
+                }
+                core::hint::spin_loop()
+            }
         }
     }
     if slot.by_parked_cpu.load(Ordering::Relaxed) {
@@ -165,6 +212,11 @@ fn check_ahead(bytes: &[u8]) -> Option<bool> {
 /// microseconds the loader waited for those), for `mem` and `make bench`.
 pub fn ahead_stats() -> (u64, u64) {
     (AHEAD_USED.load(Ordering::Relaxed), AHEAD_WAIT_US.load(Ordering::Relaxed))
+}
+
+/// Modules whose parked CPU abandoned its hashing job, hashed by the loader instead.
+pub fn taken_over() -> u64 {
+    TAKEN_OVER.load(Ordering::Relaxed)
 }
 
 /// Accepts the boot image's manifest (see [`signing::check_manifest`]); returns how many files

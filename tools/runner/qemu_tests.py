@@ -240,6 +240,16 @@ CASES = [
                  r"signatures: \d+ objects \(\d+ KiB\) checked against the signed manifest in \d+ us; [1-9]\d* of them hashed ahead by parked CPUs",
                  r"hello from C: argc=2 argv\[1\]=still", r"cpu 1: 5 of 5 pings answered"],
          reject=[r"^a\r?$", "CPU EXCEPTION"]),
+    # The parked CPU's hashing job faults with the first (largest) module claimed: the job is
+    # abandoned, and the loader, which would have waited for that module's verdict for ever
+    # (with interrupts off), sees the CPU's abandoned-job count move and hashes it itself.
+    dict(name="a_hashing_job_abandoned_on_a_parked_cpu_is_taken_over", qemu_args=["-smp", "2"], append="smp_hash_fault",
+         script=["sleep 500", "wasm run hello.wasm a", "mem", "cpus --ping 5", "cpus --job-fault ud", "poweroff"],
+         expect=[r"^!!! CPU 1: page fault \(vector 14, error code 0x0\) at 0x[0-9a-f]+, faulting address 0x8 in a job: the job is abandoned and the CPU parks again",
+                 r"hello from WASM, argc=2",
+                 r"signatures: \d+ objects \(\d+ KiB\) checked against the signed manifest in \d+ us; \d+ of them hashed ahead by parked CPUs \(waited \d+ us for them\), 1 taken over from an abandoned job",
+                 r"cpu 1: 5 of 5 pings answered", r"^cpus: CPU 1 runs jobs again: result agrees"],
+         reject=[r"HANG", r"system halted", r"untrusted object"]),
     dict(name="tampered_manifest_refuses_to_boot", tamper="manifest", exit="failure",
          expect=[r"hand-over to captain: the boot image is not trusted: the signature does not match the key the kernel was built with"]),
     # A kernel that does not carry its image's manifest digest (an image assembled for a kernel

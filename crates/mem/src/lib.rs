@@ -32,8 +32,9 @@ pub fn main(_args: &[&str]) -> isize {
     let (objects, hashed, us) = nano_core::trust::stats();
     let (ahead, waited) = nano_core::trust::ahead_stats();
     nano_core::println!(
-        "signatures: {objects} objects ({} KiB) checked against the signed manifest in {us} us; {ahead} of them hashed ahead by parked CPUs (waited {waited} us for them)",
-        hashed / 1024
+        "signatures: {objects} objects ({} KiB) checked against the signed manifest in {us} us; {ahead} of them hashed ahead by parked CPUs (waited {waited} us for them), {} taken over from an abandoned job",
+        hashed / 1024,
+        nano_core::trust::taken_over()
     );
     0
 }

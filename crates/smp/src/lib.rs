@@ -736,6 +736,10 @@ pub fn init() {
 /// does not spend most of its time in SHA-512 on the boot CPU. Nobody waits for these jobs; a
 /// later [`post`] to a CPU still at it waits for it to finish.
 fn hash_boot_modules_ahead() {
+    // `smp_hash_fault` (a test option): the first hashing job faults with a module claimed.
+    if boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "smp_hash_fault").is_some() {
+        nano_core::trust::inject_hash_fault();
+    }
     for index in parked() {
         if let Err(e) = post(index, nano_core::trust::hash_ahead, 0) {
             log::warn!("smp: CPU {index}: cannot hash boot modules ahead: {e}");
