@@ -673,7 +673,7 @@ CASES = [
                  (r"^crash: the task switch's panic was contained; this task went on", 2),
                  (r"^crash: the task switch's fault was contained; this task went on", 1),
                  (r"^crash: the task switch's wild jump was contained; this task went on", 1),
-                 (r"injected into the task switch's bookkeeping, with the task table held \(crash --panic\) at crates/task/src/lib.rs:\d+:\d+ was in the scheduler's decision's code, not task \d+'s: the step is abandoned and task \d+ \(crash\) goes on", 2)],
+                 (r"injected into the task switch's bookkeeping \(crash --panic\) at crates/task/src/lib.rs:\d+:\d+ was in the scheduler's decision's code, not task \d+'s: the step is abandoned and task \d+ \(crash\) goes on", 2)],
          check=beats_exactly_once(1, 30),
          reject=[r"system halted", r"\((crash|shell|supervisor|scrubber|idle|beat)\) killed by", r"crash: still alive", r"was not abandoned", r"^usage: swap", r"^swap: (?!done)", r"^shell: crash "]),
     # The scheduler policy's code damaged for good (pick_next jumps to address 0 every time):

@@ -805,7 +805,9 @@ impl Switch {
 /// is saved by the caller, outside the step.
 #[inline(never)]
 fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Option<Switch> {
-    SWITCH_INJECTION.fire_for(cur, "the task switch's bookkeeping, with the task table held");
+    // `crash schedule --switch` fails at the end of each path: where a switch is made, with the
+    // next task already marked running (what an abandoned step must settle).
+    let inject = || SWITCH_INJECTION.fire_for(cur, "the task switch's bookkeeping");
     // Nothing queued: the idle task, unless the current task can go on.
     let from_queue = next.is_some();
     let next = next.unwrap_or(0);
@@ -817,12 +819,14 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     };
     if next == cur {
         keep_running(&mut tables().tasks.lock());
+        inject();
         return None;
     }
     if !from_queue && cur_runnable && cur != 0 {
         // Only the idle task besides us: keep running.
         remove_from_policy(cur);
         keep_running(&mut tables().tasks.lock());
+        inject();
         return None;
     }
     let mut tasks = tables().tasks.lock();
@@ -836,16 +840,24 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     n.state = State::Running;
     n.slice = 0;
     let stack = n.stack.as_ref().map_or(nano_core::paging::kernel_layout().stack, Stack::range);
-    Some(Switch { save_rsp, save_fx, save_step, next, rsp: n.rsp, fx: &*n.fx, tp: n.tp, stack, step: n.step })
+    let sw = Switch { save_rsp, save_fx, save_step, next, rsp: n.rsp, fx: &*n.fx, tp: n.tp, stack, step: n.step };
+    inject();
+    Some(sw)
 }
 
-/// After a switch's bookkeeping was abandoned part-way: the current task runs on, and any
-/// other task marked running (the one the switch was going to) is runnable again; the next
-/// requeue pass puts it back in the policy's queue if the decision had taken it out.
-fn settle_after_abandoned_switch(cur: TaskId) {
-    for (id, t) in tables().tasks.lock().iter_mut() {
+/// After a step was abandoned part-way (a tick, or a decision and the switch's bookkeeping):
+/// the current task runs on, and any other task marked running — the one a switch was going
+/// to — is runnable again; the next requeue pass puts it back in the policy's queue if the
+/// decision had taken it out. On one CPU only the current task runs. Before, a tick abandoned
+/// mid-switch left the beat task marked running while it was not: never picked again, its
+/// beats stopped for good (fault campaign seed 19, trial 268). The idle task keeps its mark:
+/// it is switched to when nothing is queued, never through the queue. Skipped if the table is
+/// held (by the code the step interrupted).
+pub(crate) fn settle_running(cur: TaskId) {
+    let Some(mut tasks) = tables().tasks.try_lock() else { return };
+    for (id, t) in tasks.iter_mut() {
         match t.state {
-            State::Running if *id != cur => t.state = State::Runnable,
+            State::Running if *id != cur && *id != 0 => t.state = State::Runnable,
             State::Runnable if *id == cur => t.state = State::Running,
             _ => {}
         }
@@ -883,9 +895,8 @@ pub fn schedule() {
             // No policy, or the current task goes on.
             Ok(()) => return,
             Err(_) => {
-                // Made again without the policy, and without a guard: whatever the abandoned
-                // step had marked is settled first.
-                settle_after_abandoned_switch(cur);
+                // Made again without the policy, and without a guard (what the abandoned step
+                // had marked was settled: see `settle_running`).
                 let (cur_runnable, next) = fallback_choice(cur);
                 match prepare_switch(cur, next, cur_runnable) {
                     Some(sw) => sw,

@@ -226,6 +226,9 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
         // so no other context ran. What the step wrote under it are single fields.
         unsafe { tables().tasks.force_unlock() };
     }
+    // What the step marked in the table before it failed (a task about to be switched to) is
+    // settled: only this task runs.
+    super::settle_running(current());
     // The unwind ran below this frame and left its words there (among them addresses of the
     // code it passed, which a swap's quiescence check would take for references).
     scrub_stack();
