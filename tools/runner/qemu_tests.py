@@ -647,10 +647,13 @@ CASES = [
          expect=[r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s",
                  # The NMI's path damaged (the watchdog reads the tick count at every NMI): a wild
                  # jump abandons the NMI, and every crate is repaired then; an `ud2` is repaired
-                 # and run again.
+                 # and run again. An NMI that comes while `crash` still holds the loader (it writes
+                 # the damage under it) cannot repair: it is abandoned all the same, and the next
+                 # NMI, which faults again, repairs (seen once in 10 runs).
                  r"(?s)page fault \(vector 14\) at 0x0 in not in any loaded section, while an NMI was handled\s+"
-                 r"code of crate interrupts was corrupted: 4 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy\s+"
+                 r"(code of crate interrupts was corrupted: 4 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy\s+)?"
                  r"the NMI is abandoned; the interrupted code goes on \(1 NMIs abandoned since boot\)",
+                 r"code of crate interrupts was corrupted: 4 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy",
                  r"invalid opcode \(vector 6\) at 0x[0-9a-f]+ in interrupts::ticks \+ 0x0 .*, while an NMI was handled",
                  r"(?s)while an NMI was handled\s+code of crate interrupts was corrupted: 2 bytes .*the faulting instruction was the damage: running it again"],
          check=beats_exactly_once(1, 140), reject=[r"killed by", r"died", r"system halted", r"^swap: (?!done)"]),
