@@ -269,7 +269,23 @@ pub fn panic_caught() {
 /// by the very frame that faulted (whose locals an unwind from a fault does not drop), or by
 /// code that could not be unwound at all. Nothing can be ended or scheduled then (waiting for
 /// the table would hang with interrupts off): says so and halts.
+///
+/// Except inside a guarded step (one whose context was damaged, so that it could not be
+/// escaped, and its task is ended instead): every step begins with the table free (the tick's
+/// guard finds it free or skips the tick, a decision takes it itself), so a step's own frames
+/// hold it, and they never run again. It is released as an escaped step's is (a step writes
+/// single fields of it, never the map's structure). Before, this halted the kernel: a flip in
+/// the scheduler policy's code damaged the step's saved context (campaign seed 20, trial 82).
 pub(crate) fn halt_if_table_left_locked() {
+    if tables().tasks.is_locked() && step::in_step() {
+        // SAFETY: see above: the holder is the abandoned step's frames on this task's stack,
+        // which is ending; interrupts are off and only this CPU runs tasks.
+        unsafe { tables().tasks.force_unlock() };
+        nano_core::serial::emergency_write(format_args!(
+            "    the task table was held by the abandoned step: released (a step writes single fields of it)\n"
+        ));
+        return;
+    }
     if tables().tasks.is_locked() {
         nano_core::serial::emergency_write(format_args!(
             "    the task table stays locked (held by the faulting frame itself, or by code that was not unwound): no task can be ended; system halted (exit code failure)\n"
