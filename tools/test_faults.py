@@ -38,6 +38,18 @@ class Resumed(unittest.TestCase):
         self.assertTrue(faults.resumed("\n".join(lines), 100))
         self.assertFalse(faults.resumed("\n".join(lines), 90))
 
+    def test_garbled_beats_counted_by_their_first_word(self):
+        # Seed 19, trial 20: each beat printed its damaged format's read-only data, with line
+        # breaks in it, and the next beat began on the garbage's last line; then the scrubber
+        # repaired the format and the count went on.
+        garbage = "\x00\x00\x14\x00\x00\x01zR\x00\x01x\x10\x01"
+        lines = ["heartbeat \x08: beat #\ufffd\x01\r"] + [garbage + "heartbeat \x08: beat #\ufffd\x01\r"] * 4
+        lines += [garbage + "[  43.1] WARN  recovery: crate heartbeat was corrupted; restored 1 bytes", "recovery: the scrubber found crate heartbeat corrupted"]
+        self.assertTrue(faults.resumed("\n".join(lines + good(106, 10)), 100))
+        self.assertTrue(faults.resumed("\n".join(lines + good(107, 10)), 100))
+        self.assertFalse(faults.resumed("\n".join(lines + good(108, 10)), 100))
+        self.assertFalse(faults.resumed("\n".join(lines + good(104, 10)), 100))
+
     def test_ten_beats_are_needed(self):
         self.assertFalse(faults.resumed("\n".join(good(101, 9)), 100))
         self.assertTrue(faults.resumed("\n".join(good(101, 10)), 100))
