@@ -743,6 +743,22 @@ CASES = [
                  r"a hang is 300 ms without a timer interrupt; \d+ NMIs, longest stretch without a tick \d+ ms, 1 hangs",
                  r"at .*crash/src/lib\.rs:\d+"],
          reject=[r"unmarked\) and came back", r"system halted", r"\((shell|supervisor|scrubber)\) killed"]),
+    # A policy that drops some tasks: the flip of campaign seed 22, trial 30 (byte 88 of
+    # `scheduler::enqueue` is the `cmp r10, rdi` of its duplicate check; bit 5 makes it an
+    # `imul` that swallows the loop's branch, so enqueue returns without queueing some tasks).
+    # The beat task and the shell's next command were never picked again, while the shell and
+    # the supervisor, which yield, kept switching: no hang, no stall, and the scrubber, starved
+    # too, never repaired it. The watchdog sees the scrubber make no pass for 3 periods, checks
+    # every crate from the NMI, repairs the policy, and the requeue pass queues the dropped
+    # tasks again: every beat once.
+    dict(name="recovery_a_scheduler_that_drops_tasks_is_repaired_by_the_starvation_check", timeout=60, script=[
+            "beat 200 10 &", "sleep 300", "crash flip scheduler::enqueue 88 5", "@await beat: job 0 finished 200 beats", "ps", "cpus", "poweroff"],
+         expect=[r"^!!! STARVED: the scrubber has not run for \d+ ms while tasks switch \(watchdog NMI at 0x[0-9a-f]+\)",
+                 r"(?s)STARVED.*code of crate scheduler was corrupted: 1 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy\s+"
+                 r"the scheduler goes on, repaired; the tasks it dropped are queued again at the next requeue pass",
+                 r"[1-9]\d* starvation checks \(no scrub pass for 3 periods\)",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
+         check=beats_exactly_once(1, 200), reject=[r"killed by", r"died", r"system halted", r"HANG"]),
     dict(name="recovery_data_flips_in_kernel_state_are_repaired", timeout=90, script=[
             "beat 80 20", "sleep 200", "crash flip heartbeat::BEATS 0 3", "sleep 100", "swap heartbeat heartbeat_v2",
             "crash flip heartbeat::BEATS 16 6", "sleep 100", "crash flip scheduler::QUEUE 2056 7", "crash flip scheduler::QUEUE 2048 5",

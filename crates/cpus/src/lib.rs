@@ -267,7 +267,7 @@ fn print_watchdog() {
     let w = watchdog::stats();
     match w.route {
         Some(r) if w.limit_ms > 0 => nano_core::println!(
-            "watchdog: the PIT's IRQ {} as an NMI to APIC {} (GSI {}); a hang is {} ms without a timer interrupt; {} NMIs, longest stretch without a tick {} ms, {} hangs; {} stall checks (no task switch for {} ms), {} repaired code",
+            "watchdog: the PIT's IRQ {} as an NMI to APIC {} (GSI {}); a hang is {} ms without a timer interrupt; {} NMIs, longest stretch without a tick {} ms, {} hangs; {} stall checks (no task switch for {} ms), {} starvation checks (no scrub pass for {} periods), {} repaired code",
             r.irq,
             r.apic_id,
             r.gsi,
@@ -277,6 +277,8 @@ fn print_watchdog() {
             w.hangs,
             w.stall_checks,
             w.limit_ms,
+            w.starvation_checks,
+            watchdog::STARVED_PERIODS,
             w.stalls_repaired
         ),
         _ => nano_core::println!("watchdog: off ({} hangs reported while it was on)", w.hangs),

@@ -558,6 +558,7 @@ fn handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut Interr
             NmiVerdict::Nothing => {}
             NmiVerdict::Hang { ms } => hang(ms, frame),
             NmiVerdict::Stalled { ms } => stalled(ms, frame),
+            NmiVerdict::Starved { what, ms } => starved(what, ms, frame),
         }
         return;
     }
@@ -579,6 +580,15 @@ pub enum NmiVerdict {
     /// alone, but also what a damaged scheduler that picks the same task every time looks
     /// like — and then the supervisor and the scrubber, tasks themselves, never run.
     Stalled {
+        /// How long.
+        ms: u64,
+    },
+    /// Tasks switch, but a task that should have run has not for `ms` milliseconds (`what`:
+    /// the scrubber): what a damaged scheduler that drops some tasks looks like. Every crate's
+    /// code is checked, as for a stall.
+    Starved {
+        /// Which task.
+        what: &'static str,
         /// How long.
         ms: u64,
     },
@@ -608,6 +618,21 @@ pub fn hangs() -> u64 {
 /// A stretch without a task switch, found by the watchdog's NMI: every crate's code is checked
 /// and repaired, quietly unless something had changed (the scrubber's work, done from the NMI
 /// because the scrubber itself may be what no longer runs). The interrupted code goes on.
+/// [`NmiVerdict::Starved`]: every crate's code checked and repaired; reported only if something
+/// was (a starved task may only be slow).
+fn starved(what: &str, ms: u64, frame: &InterruptStackFrame) {
+    let rip = frame.instruction_pointer.as_u64();
+    let restored = restore_every_crate(|| {
+        emergency_write(format_args!("\n!!! STARVED: {what} has not run for {ms} ms while tasks switch (watchdog NMI at {rip:#x})\n"));
+    });
+    if restored.is_some_and(|b| b > 0) {
+        STALLS_REPAIRED.fetch_add(1, Ordering::Relaxed);
+        emergency_write(format_args!(
+            "    the scheduler goes on, repaired; the tasks it dropped are queued again at the next requeue pass\n"
+        ));
+    }
+}
+
 fn stalled(stalled_ms: u64, frame: &InterruptStackFrame) {
     let rip = frame.instruction_pointer.as_u64();
     let restored = restore_every_crate(|| {

@@ -39,6 +39,14 @@ static LIMIT_MS: AtomicU64 = AtomicU64::new(0);
 static TICKS: Progress = Progress::new();
 /// The task switch count, as the NMIs see it move.
 static SWITCHES: Progress = Progress::new();
+/// The scrubber's passes, as the NMIs see them move.
+static SCRUBS: Progress = Progress::new();
+/// The scrubber's period in milliseconds (0: no scrubber, nothing to watch).
+static SCRUB_PERIOD_MS: AtomicU64 = AtomicU64::new(0);
+/// How many scrub periods without a pass make the scrubber starved.
+pub const STARVED_PERIODS: u64 = 3;
+/// Starvation checks made (the scrubber made no pass for [`STARVED_PERIODS`] periods).
+static STARVATION_CHECKS: AtomicU64 = AtomicU64::new(0);
 
 /// A count the NMIs watch: the value the last NMI saw, and since when (microseconds since
 /// nano_core's entry) it has not moved — or since the watchdog last acted on it.
@@ -123,6 +131,9 @@ pub struct Stats {
     pub stall_checks: u64,
     /// Stall checks that repaired damaged code.
     pub stalls_repaired: u64,
+    /// Starvation checks made (the scrubber made no pass for [`STARVED_PERIODS`] periods:
+    /// every crate's code verified from the NMI).
+    pub starvation_checks: u64,
 }
 
 /// The watchdog's figures.
@@ -136,6 +147,7 @@ pub fn stats() -> Stats {
         hangs: exceptions::hangs(),
         stall_checks: STALL_CHECKS.load(Ordering::Relaxed),
         stalls_repaired: exceptions::stalls_repaired(),
+        starvation_checks: STARVATION_CHECKS.load(Ordering::Relaxed),
     }
 }
 
@@ -167,6 +179,8 @@ pub fn arm(limit_ms: u64) -> Result<smp::NmiRoute, String> {
     let now = nano_core::time::micros_since_entry();
     TICKS.reset(interrupts::ticks(), now);
     SWITCHES.reset(task::switches(), now);
+    SCRUBS.reset(recovery::stats().scrub_passes, now);
+    SCRUB_PERIOD_MS.store(recovery::scrub_period_ms(), Ordering::Relaxed);
     LIMIT_MS.store(limit_ms, Ordering::Relaxed);
     exceptions::set_nmi_hook(on_nmi);
     match smp::route_isa_irq_as_nmi(0) {
@@ -201,9 +215,10 @@ fn on_nmi() -> exceptions::NmiVerdict {
         Ticks::Hang { ms } => exceptions::NmiVerdict::Hang { ms },
         // A stall is judged only while ticks come: without them it may be a hang in the making,
         // which the hang check reports (and a quiet repair by the stall check would hide).
-        Ticks::Moved => match stall_for(now) {
-            Some(ms) => exceptions::NmiVerdict::Stalled { ms },
-            None => exceptions::NmiVerdict::Nothing,
+        Ticks::Moved => match (stall_for(now), scrubber_starved_for(now)) {
+            (Some(ms), _) => exceptions::NmiVerdict::Stalled { ms },
+            (None, Some(ms)) => exceptions::NmiVerdict::Starved { what: "the scrubber", ms },
+            (None, None) => exceptions::NmiVerdict::Nothing,
         },
         Ticks::Still => exceptions::NmiVerdict::Nothing,
     }
@@ -228,6 +243,24 @@ fn stall_for(now: u64) -> Option<u64> {
     }
     SWITCHES.restart(now);
     STALL_CHECKS.fetch_add(1, Ordering::Relaxed);
+    Some(for_us / 1000)
+}
+
+/// How long the scrubber has made no pass, if that reached [`STARVED_PERIODS`] of its periods
+/// (and starts counting again). Tasks switch, ticks come, and yet the scrubber never runs: a
+/// damaged policy that queues some tasks and silently drops others looks like this — the
+/// fault campaign found one (seed 22, trial 30: a flip in `scheduler::enqueue` dropped the
+/// beat task, and the `sleep` the shell waited for, for good), which the stall check (no
+/// switch at all) does not see, and the scrubber, starved itself, could not repair.
+fn scrubber_starved_for(now: u64) -> Option<u64> {
+    let period = SCRUB_PERIOD_MS.load(Ordering::Relaxed);
+    let Seen::Still { for_us } = SCRUBS.observe(recovery::stats().scrub_passes, now) else { return None };
+    let limit_ms = (period * STARVED_PERIODS).max(LIMIT_MS.load(Ordering::Relaxed));
+    if period == 0 || LIMIT_MS.load(Ordering::Relaxed) == 0 || for_us < limit_ms * 1000 || nano_core::kernel::long_work_running() {
+        return None;
+    }
+    SCRUBS.restart(now);
+    STARVATION_CHECKS.fetch_add(1, Ordering::Relaxed);
     Some(for_us / 1000)
 }
 
