@@ -10,6 +10,11 @@ pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IP
 
 /// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
 /// allocation: fit for a parked CPU).
+// Never inlined: both phases of `--speedup` (and the parked CPUs' jobs) must run the same
+// code. Inlined into one call site, the loop was compiled differently there and ran 2.5x
+// slower under TCG (27 ms alone, 70 ms "together" on one CPU) after an unrelated edit of this
+// crate.
+#[inline(never)]
 fn work(units: u64) -> u64 {
     let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ units;
     for i in 0..units * 1_000_000 {
