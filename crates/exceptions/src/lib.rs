@@ -618,29 +618,30 @@ pub fn hangs() -> u64 {
 /// A stretch without a task switch, found by the watchdog's NMI: every crate's code is checked
 /// and repaired, quietly unless something had changed (the scrubber's work, done from the NMI
 /// because the scrubber itself may be what no longer runs). The interrupted code goes on.
-/// [`NmiVerdict::Starved`]: every crate's code checked and repaired; reported only if something
-/// was (a starved task may only be slow).
+/// [`NmiVerdict::Starved`]: every crate's code checked and repaired, as for a stall.
 fn starved(what: &str, ms: u64, frame: &InterruptStackFrame) {
     let rip = frame.instruction_pointer.as_u64();
-    let restored = restore_every_crate(|| {
-        emergency_write(format_args!("\n!!! STARVED: {what} has not run for {ms} ms while tasks switch (watchdog NMI at {rip:#x})\n"));
-    });
-    if restored.is_some_and(|b| b > 0) {
-        STALLS_REPAIRED.fetch_add(1, Ordering::Relaxed);
-        emergency_write(format_args!(
-            "    the scheduler goes on, repaired; the tasks it dropped are queued again at the next requeue pass\n"
-        ));
-    }
+    repair_from_nmi(
+        format_args!("\n!!! STARVED: {what} has not run for {ms} ms while tasks switch (watchdog NMI at {rip:#x})\n"),
+        "    the scheduler goes on, repaired; the tasks it dropped are queued again at the next requeue pass\n",
+    );
 }
 
 fn stalled(stalled_ms: u64, frame: &InterruptStackFrame) {
     let rip = frame.instruction_pointer.as_u64();
-    let restored = restore_every_crate(|| {
-        emergency_write(format_args!("\n!!! STALL: no task switch for {stalled_ms} ms (watchdog NMI at {rip:#x})\n"));
-    });
+    repair_from_nmi(
+        format_args!("\n!!! STALL: no task switch for {stalled_ms} ms (watchdog NMI at {rip:#x})\n"),
+        "    the stalled code goes on, repaired\n",
+    );
+}
+
+/// A stall's or a starvation's check from the NMI: every crate's code checked and repaired,
+/// reported (`header`, then `repaired`) only if something was — the task may only be slow.
+fn repair_from_nmi(header: core::fmt::Arguments<'_>, repaired: &str) {
+    let restored = restore_every_crate(|| emergency_write(header));
     if restored.is_some_and(|b| b > 0) {
         STALLS_REPAIRED.fetch_add(1, Ordering::Relaxed);
-        emergency_write(format_args!("    the stalled code goes on, repaired\n"));
+        emergency_write(format_args!("{repaired}"));
     }
 }
 
