@@ -15,7 +15,8 @@
 //! The CPU is known by its GS base, which each parked CPU points at its [`CpuLocal`] when it
 //! arrives; the boot CPU's stays 0. Nothing else uses GS (thread pointers are FS).
 
-use crate::serial::emergency_write;
+use crate::serial::{write_whole_from_parked_cpu, StackText};
+use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::registers::model_specific::GsBase;
 
@@ -151,6 +152,12 @@ pub fn stopped(index: usize) -> bool {
     LOCALS.get(index).is_some_and(|l| l.stopped.load(Ordering::Acquire))
 }
 
+/// A parked CPU's fault report, written whole (a panic message longer than this is cut).
+type Report = StackText<512>;
+
+/// How a report of a fault in a job ends.
+const ABANDONED: &str = " in a job: the job is abandoned and the CPU parks again";
+
 /// Called first by every exception gate. On the boot CPU: `false` (the gate goes on). On a
 /// parked CPU in a job: the job is abandoned (the frame is sent to the escape) and `true`. On a
 /// parked CPU outside a job: the CPU stops for good.
@@ -160,18 +167,20 @@ pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mu
     let rip = frame.instruction_pointer.as_u64();
     let address = (vector == 14).then(x86_64::registers::control::Cr2::read_raw);
     let ctx = local.job_context.load(Ordering::Acquire);
-    emergency_write(format_args!("\n!!! CPU {index}: {name} (vector {vector}"));
+    let mut report = Report::new();
+    let _ = write!(report, "\n!!! CPU {index}: {name} (vector {vector}");
     if let Some(e) = error {
-        emergency_write(format_args!(", error code {e:#x}"));
+        let _ = write!(report, ", error code {e:#x}");
     }
-    emergency_write(format_args!(") at {rip:#x}"));
+    let _ = write!(report, ") at {rip:#x}");
     if let Some(a) = address {
-        emergency_write(format_args!(", faulting address {a:#x}"));
+        let _ = write!(report, ", faulting address {a:#x}");
     }
     if ctx == 0 {
-        stop(local, index)
+        stop(local, index, report)
     }
-    emergency_write(format_args!(" in a job: the job is abandoned and the CPU parks again\n"));
+    let _ = writeln!(report, "{ABANDONED}");
+    write_whole_from_parked_cpu(report.as_str());
     crate::kernel::MAILBOXES[index as usize].note_abandoned(JobFault { what: name, rip, address });
     // SAFETY: `ctx` is the live context of the job this CPU runs (cleared when it ends); its
     // saved stack pointer is the park loop's own stack, where the escape continues.
@@ -190,15 +199,17 @@ pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mu
 pub fn panic_gate(info: &core::panic::PanicInfo<'_>) {
     let Some(local) = this_cpu() else { return };
     let index = local.index.load(Ordering::Relaxed);
-    emergency_write(format_args!("\n!!! CPU {index}: panic"));
+    let mut report = Report::new();
+    let _ = write!(report, "\n!!! CPU {index}: panic");
     if let Some(loc) = info.location() {
-        emergency_write(format_args!(" at {}:{}:{}", loc.file(), loc.line(), loc.column()));
+        let _ = write!(report, " at {}:{}:{}", loc.file(), loc.line(), loc.column());
     }
-    emergency_write(format_args!(": {}", info.message()));
+    let _ = write!(report, ": {}", info.message());
     if local.job_context.load(Ordering::Acquire) == 0 {
-        stop(local, index)
+        stop(local, index, report)
     }
-    emergency_write(format_args!(" in a job: the job is abandoned and the CPU parks again\n"));
+    let _ = writeln!(report, "{ABANDONED}");
+    write_whole_from_parked_cpu(report.as_str());
     crate::kernel::MAILBOXES[index as usize].note_abandoned(JobFault { what: "panic", rip: 0, address: None });
     // SAFETY: a job runs on this CPU (its context is set): the escape returns from its
     // `delos_job_run`, skipping the panicking frames.
@@ -207,8 +218,9 @@ pub fn panic_gate(info: &core::panic::PanicInfo<'_>) {
 
 /// Stops this parked CPU for good after an exception outside any job: nothing it was doing can
 /// be resumed or blamed. It halts with interrupts off (only an NMI or INIT wakes it).
-fn stop(local: &CpuLocal, index: u64) -> ! {
-    emergency_write(format_args!(" outside any job: CPU {index} stops; the others go on\n"));
+fn stop(local: &CpuLocal, index: u64, mut report: Report) -> ! {
+    let _ = writeln!(report, " outside any job: CPU {index} stops; the others go on");
+    write_whole_from_parked_cpu(report.as_str());
     local.stopped.store(true, Ordering::Release);
     loop {
         x86_64::instructions::interrupts::disable();
