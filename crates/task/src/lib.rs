@@ -220,6 +220,10 @@ static IDLING: AtomicBool = AtomicBool::new(false);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
 /// Set by [`run_idle`]: the next switch goes to the idle task even if others are runnable.
 static FORCE_IDLE: AtomicBool = AtomicBool::new(false);
+/// The task a switch's bookkeeping last marked running, plus one (0: none): what an abandoned
+/// step settles (see [`settle_running`]). A stale value is harmless: on one CPU, a task other
+/// than the current one marked running is always wrong.
+static MARKED_NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Runs a closure, catching a panic that unwinds out of it (set by the unwind crate).
 pub type CatchFn = fn(&mut dyn FnMut()) -> Result<(), String>;
@@ -853,6 +857,7 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
         keep_running(&mut tasks);
         return None;
     };
+    MARKED_NEXT.store(next + 1, Ordering::Relaxed);
     n.state = State::Running;
     n.slice = 0;
     let stack = n.stack.as_ref().map_or(nano_core::paging::kernel_layout().stack, Stack::range);
@@ -862,21 +867,31 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
 }
 
 /// After a step was abandoned part-way (a tick, or a decision and the switch's bookkeeping):
-/// the current task runs on, and any other task marked running — the one a switch was going
-/// to — is runnable again; the next requeue pass puts it back in the policy's queue if the
-/// decision had taken it out. On one CPU only the current task runs. Before, a tick abandoned
-/// mid-switch left the beat task marked running while it was not: never picked again, its
-/// beats stopped for good (fault campaign seed 19, trial 268). The idle task keeps its mark:
-/// it is switched to when nothing is queued, never through the queue. Skipped if the table is
-/// held (by the code the step interrupted).
+/// the current task runs on, and the task a switch was going to, if the bookkeeping had marked
+/// it running, is runnable again; the next requeue pass puts it back in the policy's queue if
+/// the decision had taken it out. Before, a tick abandoned mid-switch left the beat task marked
+/// running while it was not: never picked again, its beats stopped for good (fault campaign
+/// seed 19, trial 268).
+///
+/// Two lookups, not a walk of the table: the step may have been abandoned because the table is
+/// damaged, and a walk that faults with the table held halts the kernel (seed 23, trial 100:
+/// stores from a scheduler sent astray damaged it, and the walk that settled every entry
+/// faulted). Skipped if the table is held (by the code the step interrupted).
 pub(crate) fn settle_running(cur: TaskId) {
+    let marked = MARKED_NEXT.swap(0, Ordering::Relaxed).checked_sub(1);
     let Some(mut tasks) = tables().tasks.try_lock() else { return };
-    for (id, t) in tasks.iter_mut() {
-        match t.state {
-            State::Running if *id != cur && *id != 0 => t.state = State::Runnable,
-            State::Runnable if *id == cur => t.state = State::Running,
-            _ => {}
-        }
+    if let Some(id) = marked
+        && id != cur
+        && id != 0
+        && let Some(t) = tasks.get_mut(&id)
+        && t.state == State::Running
+    {
+        t.state = State::Runnable;
+    }
+    if let Some(t) = tasks.get_mut(&cur)
+        && t.state == State::Runnable
+    {
+        t.state = State::Running;
     }
 }
 
