@@ -316,6 +316,23 @@ impl Loader {
         Ok(())
     }
 
+    /// Flips bit `bit` of the byte at `addr`, which must lie in the read-only data of a live
+    /// crate loaded by the loader: what a flipped bit in a table of code addresses does (the
+    /// scrubber and a fault's check repair it from the sealed copy). Returns the crate's name.
+    /// Fault injection only.
+    pub fn flip_readonly_bit(&mut self, addr: u64, bit: u8) -> Result<alloc::string::String, LoadError> {
+        let k = self
+            .crates()
+            .find(|k| !k.is_retired() && k.regions().any(|r| r.2 == Perms::Read && (r.0..r.0 + r.1 as u64).contains(&addr)))
+            .ok_or_else(|| LoadError::NotCode(format!("{addr:#x} is not in the read-only data of a live crate")))?;
+        if k.prelinked {
+            return Err(LoadError::NotCode(format!("crate {}: it is part of nano_core", k.name)));
+        }
+        let name = k.name.clone();
+        self.write_at(addr, 1, |b| b[0] ^= 1 << (bit % 8)).map_err(|e| LoadError::NotCode(format!("{addr:#x}: {e}")))?;
+        Ok(name)
+    }
+
     /// The offset of `addr` in the code of the live crate that contains it.
     pub fn code_offset(&self, addr: u64) -> Option<(CrateId, u64)> {
         let k = self

@@ -759,6 +759,22 @@ CASES = [
                  r"[1-9]\d* starvation checks \(no scrub pass for 3 periods\)",
                  r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
          check=beats_exactly_once(1, 200), reject=[r"killed by", r"died", r"system halted", r"HANG"]),
+    # Campaign seed 23, trial 100: a flipped bit in the scheduler policy's table of function
+    # addresses (read-only data) sends the tick's `should_preempt` call into the middle of
+    # `scheduler::init`, whose prologue never ran. Unwinding that frame by its CFI restored
+    # registers from the wrong slots and the kernel halted; damage found in read-only data now
+    # marks the faulting frame untrusted, and the tick's step is escaped instead. (Bit 6 of
+    # that byte lands 0x31 into `init` with this build's layout; an edit of the scheduler crate
+    # may move it, and the expectations below then fail rather than pass by chance.)
+    dict(name="recovery_a_damaged_code_address_in_read_only_data_escapes_the_step", timeout=60, script=[
+            "beat 200 10 &", "sleep 300", "crash flip scheduler::ROUND_ROBIN 0x28 6", "@await beat: job 0 finished 200 beats", "ps", "poweroff"],
+         expect=[r"crash: damaged scheduler::ROUND_ROBIN in crate scheduler at 0x[0-9a-f]+ \(read-only data\)",
+                 r"(?s)code of crate scheduler was corrupted: 1 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy\s+"
+                 r"the damage ran before the fault: the fault takes its course\s+"
+                 r"the damage was in read-only data \(code addresses, unwind tables\): the faulting frame cannot be trusted to unwind\s+"
+                 r"page fault in the kernel's step \(tick or scheduling\) while task \d+ ran, and it cannot be unwound: escaping the step",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
+         check=beats_exactly_once(1, 200), reject=[r"killed by", r"died", r"system halted", r"HANG"]),
     dict(name="recovery_data_flips_in_kernel_state_are_repaired", timeout=90, script=[
             "beat 80 20", "sleep 200", "crash flip heartbeat::BEATS 0 3", "sleep 100", "swap heartbeat heartbeat_v2",
             "crash flip heartbeat::BEATS 16 6", "sleep 100", "crash flip scheduler::QUEUE 2056 7", "crash flip scheduler::QUEUE 2048 5",

@@ -113,7 +113,11 @@ fn damage(symbol: &str, how: Damage) -> isize {
         if let Damage::Flip { offset, bit } = how
             && l.code_offset(addr).is_none()
         {
-            return flip_data_bit(l, addr + offset, bit).map(|(krate, at)| (krate, at, "data"));
+            let at = addr + offset;
+            if l.symbol_at(at).is_some_and(|(sec, _, _)| sec.kind == mod_mgmt::SectionKind::Rodata) {
+                return l.flip_readonly_bit(at, bit).map(|krate| (krate, at, "read-only data")).map_err(|e| alloc::format!("{e}"));
+            }
+            return flip_data_bit(l, at, bit).map(|(krate, at)| (krate, at, "data"));
         }
         let (id, base) = l.code_offset(addr).ok_or_else(|| alloc::format!("{symbol} is not in the code or data of a loaded crate"))?;
         let name = l.krate(id).map(|k| k.name.clone()).unwrap_or_default();
@@ -249,11 +253,12 @@ fn start_doomed() -> isize {
 }
 
 /// Flips bit `bit` of the byte at `at`, which must lie in the writable data (data or bss) of a
-/// live crate: what a flipped bit in a static does, for the data-fault tests.
+/// live crate: what a flipped bit in a static does, for the data-fault tests. (Read-only data
+/// is flipped by the loader, which seals it: `Loader::flip_readonly_bit`.)
 fn flip_data_bit(l: &mod_mgmt::Loader, at: u64, bit: u8) -> Result<(alloc::string::String, u64), alloc::string::String> {
     let (sec, _, _) = l.symbol_at(at).ok_or_else(|| alloc::format!("{at:#x} is not in the code or data of a loaded crate"))?;
     if !matches!(sec.kind, mod_mgmt::SectionKind::Data | mod_mgmt::SectionKind::Bss) {
-        return Err(alloc::format!("{at:#x} is in {} of a crate, neither code nor writable data", sec.name));
+        return Err(alloc::format!("{at:#x} is in {} of a crate, neither code, read-only data nor writable data", sec.name));
     }
     let krate = l.krate(sec.krate).filter(|k| !k.is_retired()).map(|k| k.name.clone()).ok_or("a retired crate's data")?;
     x86_64::instructions::interrupts::without_interrupts(|| {

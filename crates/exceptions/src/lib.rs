@@ -364,11 +364,17 @@ fn report(info: FaultInfo) -> u64 {
     let mut info = info;
     match repair_in_place(&info) {
         Repair::RunAgain(at) => return at,
-        Repair::RanBefore { same_function: true } => {
+        Repair::RanBefore { damage: Damage::FaultingFunction } => {
             info.frame_unreliable = true;
             emergency_write(format_args!("    the damage was in the faulting function itself: its frame cannot be trusted to unwind\n"));
         }
-        Repair::RanBefore { same_function: false } | Repair::Intact => {}
+        Repair::RanBefore { damage: Damage::ReadOnlyData } => {
+            info.frame_unreliable = true;
+            emergency_write(format_args!(
+                "    the damage was in read-only data (code addresses, unwind tables): the faulting frame cannot be trusted to unwind\n"
+            ));
+        }
+        Repair::RanBefore { damage: Damage::OtherCode } | Repair::Intact => {}
     }
     if let Some(hook) = HOOK.get()
         && let Some(at) = hook(&info)
@@ -407,17 +413,23 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
         say_restored(name, &r);
         // Whether the first changed byte lies in the faulting function, before the fault.
         let function_start = |a: u64| l.symbol_at(a).and_then(|(_, _, sym)| sym).map(|(_, off)| a - off);
-        let same_function = r.first < at && function_start(r.first).is_some_and(|f| Some(f) == function_start(at));
-        Some((r, same_function))
+        let damage = if r.first < at && function_start(r.first).is_some_and(|f| Some(f) == function_start(at)) {
+            Damage::FaultingFunction
+        } else if l.symbol_at(r.first).is_some_and(|(sec, _, _)| sec.kind == mod_mgmt::SectionKind::Rodata) {
+            Damage::ReadOnlyData
+        } else {
+            Damage::OtherCode
+        };
+        Some((r, damage))
     });
-    let Some(Some((r, same_function))) = repaired else { return Repair::Intact };
+    let Some(Some((r, damage))) = repaired else { return Repair::Intact };
     if r.bytes > 0 && r.first >= at && r.end <= at + 16 {
         REPAIRS_IN_PLACE.fetch_add(1, Ordering::Relaxed);
         emergency_write(format_args!("    the faulting instruction was the damage: running it again\n"));
         Repair::RunAgain(at)
     } else if r.bytes > 0 {
         emergency_write(format_args!("    the damage ran before the fault: the fault takes its course\n"));
-        Repair::RanBefore { same_function }
+        Repair::RanBefore { damage }
     } else {
         Repair::Intact
     }
@@ -456,9 +468,26 @@ enum Repair {
     Intact,
     /// The faulting instruction was the damage, now repaired: run it again here.
     RunAgain(u64),
-    /// Damage that ran before the fault, now repaired; `same_function` if it lay in the
-    /// faulting function, before the faulting instruction.
-    RanBefore { same_function: bool },
+    /// Damage that ran before the fault, now repaired.
+    RanBefore { damage: Damage },
+}
+
+/// Where damage that ran before a fault lay, which says whether the faulting frame can be
+/// unwound by its CFI.
+enum Damage {
+    /// In the faulting function, before the faulting instruction: its frame may not be the one
+    /// its CFI describes.
+    FaultingFunction,
+    /// In read-only data: a damaged code address (a function table, a vtable, a jump table)
+    /// sends control anywhere, even into the middle of a function whose prologue never ran,
+    /// and damaged unwind tables mislead the unwinder itself. Seed 23, trial 100: a flipped
+    /// bit in the scheduler policy's function table sent a tick into `scheduler::init + 0x31`;
+    /// unwinding that frame by its CFI restored registers from the wrong slots, and the step's
+    /// caller then faulted on a damaged task table with the table held: the kernel halted.
+    ReadOnlyData,
+    /// In other code of the crate: it computed something wrong, but the faulting function was
+    /// entered and its frame built as its CFI says.
+    OtherCode,
 }
 
 fn info(name: &'static str, vector: u8, error: Option<u64>, frame: &InterruptStackFrame) -> FaultInfo {
