@@ -56,7 +56,8 @@ struct Heaps {
     metadata: GrowingHeap,
 }
 
-/// Nesting depth of [`metadata`] (interrupts are off inside it, so one CPU sees one value).
+/// Nesting depth of [`metadata`] on the boot CPU, the one that runs tasks and the loader
+/// (interrupts are off inside it; parked CPUs never enter it, and their allocations ignore it).
 static METADATA_DEPTH: AtomicUsize = AtomicUsize::new(0);
 
 #[global_allocator]
@@ -317,7 +318,14 @@ pub fn general_range() -> (u64, u64) {
 unsafe impl GlobalAlloc for Heaps {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         x86_64::instructions::interrupts::without_interrupts(|| {
-            if METADATA_DEPTH.load(Ordering::Relaxed) > 0 { self.metadata.alloc(layout) } else { self.general.alloc(layout) }
+            // The depth is the boot CPU's (only it enters `metadata`): a parked CPU's job that
+            // allocates meanwhile (a compile helper) takes from the general heap. The CPU is
+            // asked only inside `metadata`, where its cost does not matter.
+            if METADATA_DEPTH.load(Ordering::Relaxed) > 0 && crate::jobs::this_cpu_index() == 0 {
+                self.metadata.alloc(layout)
+            } else {
+                self.general.alloc(layout)
+            }
         })
     }
 

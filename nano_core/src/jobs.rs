@@ -15,7 +15,7 @@
 //! The CPU is known by its GS base, which each parked CPU points at its [`CpuLocal`] when it
 //! arrives; the boot CPU's stays 0. Nothing else uses GS (thread pointers are FS).
 
-use crate::serial::{write_whole_from_parked_cpu, StackText};
+use crate::serial::{StackText, write_whole_from_parked_cpu};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::registers::model_specific::GsBase;

@@ -100,6 +100,23 @@ def beats_consecutive(at_least):
     return check
 
 
+def same_compiles(text, count):
+    """Problems unless the log has `count` compiles of module kernels, all giving the same
+    code size and IR instruction count (a compile with helpers is the serial one's code)."""
+    import re
+    got = re.findall(r"compiled kernels: (\d+) functions, (\d+) bytes of code, (\d+) IR instructions", text)
+    if len(got) != count:
+        return [f"{len(got)} compiles of kernels, expected {count}"]
+    return [] if len(set(got)) == 1 else [f"compiles differ: {got}"]
+
+
+def results_are(text, pattern, count):
+    """Problems unless `pattern` matches exactly `count` lines."""
+    import re
+    n = len(re.findall(pattern, text, re.M))
+    return [] if n == count else [f"{n} lines match {pattern!r}, expected {count}"]
+
+
 # name, options, runner verdict ("pass"/"fail"), expected regexes, rejected regexes
 CASES = [
     dict(name="ktests_kernel_route", append="test", expect=[KTESTS_OK, "Multiboot1"], reject=["FAILED"]),
@@ -880,6 +897,25 @@ CASES = [
     # (named on the boot CPU), and the CPU runs the next job; before and after a swap of smp,
     # with a task's fault on the boot CPU between. A fault outside any job (in an IPI handler)
     # stops that CPU for good; shootdowns, pings and jobs go on with the others.
+    # The parked CPUs compile a module's functions beside the task (`wasm` helpers): the same
+    # code as a serial compile (its size and IR count compared across all five compiles), the
+    # right result; helpers that fault are reported and the task compiles everything itself; a
+    # stopped CPU is left out; a swap of `smp` in between.
+    dict(name="smp_parked_cpus_help_compile_wasm", timeout=120, qemu_args=["-smp", "4"], script=[
+            "wasm run kernels.wasm --invoke matmul 16", "wasm cache clear", "wasm run kernels.wasm --serial-compile --invoke matmul 16",
+            "wasm cache clear", "wasm run kernels.wasm --fault-helpers --invoke matmul 16", "swap smp smp", "cpus --stop 2",
+            "wasm cache clear", "wasm run kernels.wasm --invoke matmul 16", "wasm cache clear", "wasm run kernels.wasm --invoke matmul 16",
+            "cpus --ping 10", "poweroff"],
+         expect=[r"(?s)compiled kernels: \d+ functions, \d+ bytes of code, \d+ IR instructions in \d+ us \(\d+ us/function, [1-9]\d* of them by 3 parked CPUs\)"
+                 r".*compiled kernels: \d+ functions, \d+ bytes of code, \d+ IR instructions in \d+ us \(\d+ us/function\); registered"
+                 r".*compiled kernels: \d+ functions, \d+ bytes of code, \d+ IR instructions in \d+ us \(\d+ us/function\); registered"
+                 r".*compiled kernels: .* \(\d+ us/function, [1-9]\d* of them by 2 parked CPUs\)"
+                 r".*compiled kernels: .* \(\d+ us/function, [1-9]\d* of them by 2 parked CPUs\)",
+                 r"^wasm: a compile helper failed \(CPU 1: the job was abandoned: page fault at 0x[0-9a-f]+ in smp::faulting_job \+ 0x[0-9a-f]+ .*\(faulting address 0x[0-9a-f]+\)\); the task compiles what it had claimed",
+                 r"^wasm: a compile helper failed \(CPU 3: the job was abandoned: page fault",
+                 r"cpu 1: 10 of 10 pings answered", r"cpu 3: 10 of 10 pings answered", r"swap: done"],
+         check=lambda log: same_compiles(log, 5) + results_are(log, MATMUL16, 5),
+         reject=[r"killed by", r"system halted", r"HANG", r"cpu 2: \d+ of 10 pings answered"]),
     dict(name="smp_a_fault_in_a_job_abandons_the_job_and_a_stopped_cpu_is_left_out", timeout=120, qemu_args=["-smp", "4"], script=[
             "cpus --job-fault null", "cpus --job-fault ud", "swap smp smp", "cpus --job-fault wild", "cpus --job-fault panic", "crash null",
             "cpus --stop 2", "cpus --tlb", "cpus", "cpus --ping 10", "cpus --job-fault null", "cpus --stop 2", "cpus --job-fault",

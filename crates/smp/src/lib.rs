@@ -47,8 +47,9 @@ pub use acpi_tables::{Topology, TopologyError, topology};
 /// Physical (and, while APs start, virtual) address of the real-mode trampoline: below 1 MiB,
 /// page aligned, in the first MiB that the frame allocator never hands out.
 pub const TRAMPOLINE: u64 = 0x8000;
-/// Pages of each AP's kernel stack.
-const AP_STACK_PAGES: u64 = 16;
+/// Pages of each AP's kernel stack: 256 KiB, for jobs as deep as a Cranelift compile (a WASM
+/// compile helper).
+const AP_STACK_PAGES: u64 = 64;
 /// How long an AP has to arrive after its second start-up IPI.
 const ARRIVAL_TIMEOUT_US: u64 = 500_000;
 
@@ -449,19 +450,35 @@ const BUSY_WAIT_MS: u64 = 5_000;
 /// still running an earlier job (the boot's [`hash_boot_modules_ahead`], or another caller's),
 /// waits for it, yielding, up to [`BUSY_WAIT_MS`].
 pub fn post(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Pending, String> {
-    let apic_id = parked_apic_id(index)?;
-    let b = nano_core::kernel::MAILBOXES.get(index).ok_or_else(|| format!("CPU {index} has no mailbox"))?;
     let deadline = nano_core::time::micros_since_entry() + BUSY_WAIT_MS * 1000;
-    // Interrupts off around the post: two tasks posting to one CPU must not interleave its
-    // check for a pending job with the other's stores.
-    while !x86_64::instructions::interrupts::without_interrupts(|| b.post(f, arg)) {
+    loop {
+        if let Some(p) = post_if_idle(index, f, arg)? {
+            return Ok(p);
+        }
         if nano_core::time::micros_since_entry() > deadline {
             return Err(format!("CPU {index} is still busy after {BUSY_WAIT_MS} ms"));
         }
         task::yield_now();
     }
+}
+
+/// Posts `f(arg)` to parked CPU `index` if it is idle (no job running or waiting), and wakes
+/// it; an error at once otherwise. For work that the caller can do itself when no CPU helps.
+pub fn try_post(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Pending, String> {
+    post_if_idle(index, f, arg)?.ok_or_else(|| format!("CPU {index} is running another job"))
+}
+
+/// Posts and wakes if the CPU's mailbox is free: `None` if it is not.
+fn post_if_idle(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Option<Pending>, String> {
+    let apic_id = parked_apic_id(index)?;
+    let b = nano_core::kernel::MAILBOXES.get(index).ok_or_else(|| format!("CPU {index} has no mailbox"))?;
+    // Interrupts off around the post: two tasks posting to one CPU must not interleave its
+    // check for a pending job with the other's stores.
+    if !x86_64::instructions::interrupts::without_interrupts(|| b.post(f, arg)) {
+        return Ok(None);
+    }
     send_ping(apic_id)?;
-    Ok(Pending { index })
+    Ok(Some(Pending { index }))
 }
 
 /// The APIC id of parked CPU `index`.

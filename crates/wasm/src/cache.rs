@@ -67,7 +67,7 @@ pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
         }
     }
     let t0 = nano_core::time::micros_since_entry();
-    let module = Arc::new(Module::new(bytes, config)?);
+    let module = Arc::new(Module::new_with(bytes, config, &crate::helpers::ParkedCpus)?);
     let compile_us = nano_core::time::micros_since_entry() - t0;
     let entry = Entry {
         bytes: bytes.to_vec(),

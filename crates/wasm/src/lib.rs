@@ -24,7 +24,8 @@
 //! times and compares the peaks of memory in use over the first and the last runs (the leak
 //! check: `nano_core::leakcheck`).
 //! Compilation and the call run in a task of their own with a 1 MiB stack, so a trap or a
-//! fault ends only that call.
+//! fault ends only that call. With more than one CPU, the parked CPUs compile functions beside
+//! that task (`helpers`; `--serial-compile` to compile alone): the code is the same bytes.
 //!
 //! Loaded modules share one store and link to each other by name: an import from module
 //! `counter` is `counter`'s export. `wasm swap NAME FILE` compiles the new version, checks that
@@ -38,6 +39,7 @@
 extern crate alloc;
 
 mod cache;
+mod helpers;
 mod platform;
 mod spec;
 
@@ -52,7 +54,7 @@ use wasm_runtime::{Config, Error, Extern, Func, Instance, Store, TrapKind, Val};
 use wasmparser::ValType;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "WebAssembly (--bounds-checks: explicit checks, not guard regions; --ns NAME: in that namespace): wasm run FILE [--invoke F] [--fuel N] [--repeat N] [--trusted] [ARGS] | load NAME FILE [--trusted] | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | cache [clear] | spec [FILTER]";
+pub static DESCRIPTION: &str = "WebAssembly (--bounds-checks: explicit checks, not guard regions; --serial-compile: no parked CPU helps compile, --fault-helpers: they fault (a test); --ns NAME: in that namespace): wasm run FILE [--invoke F] [--fuel N] [--repeat N] [--trusted] [ARGS] | load NAME FILE [--trusted] | call NAME F [ARGS] | swap NAME FILE | unload NAME | list | cache [clear] | spec [FILTER]";
 
 /// Compiled code in the kernel omits bounds checks: every linear memory is a reservation whose
 /// unmapped pages fault (guard regions), and a fault at a memory access becomes an
@@ -347,8 +349,12 @@ fn instantiate(name: &str, krate: &str, bytes: &[u8], setup: Setup) -> Result<Lo
             module.image.code.len(),
         );
     } else if !quiet {
+        let helped = match module.image.by_helpers {
+            0 => String::new(),
+            n => format!(", {n} of them by {} parked CPUs", helpers::last_helpers()),
+        };
         println!(
-            "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {compile_us} us ({} us/function); registered in {reg_us} us",
+            "wasm: compiled {name}: {funcs} functions, {} bytes of code, {} IR instructions in {compile_us} us ({} us/function{helped}); registered in {reg_us} us",
             module.image.code.len(),
             module.image.ir_insts,
             compile_us / funcs.max(1) as u64
@@ -684,7 +690,10 @@ pub fn main(args: &[&str]) -> isize {
         return status;
     }
     EXPLICIT_CHECKS.store(args.contains(&"--bounds-checks"), core::sync::atomic::Ordering::Relaxed);
-    let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--bounds-checks").collect();
+    helpers::SERIAL.store(args.contains(&"--serial-compile"), core::sync::atomic::Ordering::Relaxed);
+    helpers::FAULT.store(args.contains(&"--fault-helpers"), core::sync::atomic::Ordering::Relaxed);
+    let args: Vec<&str> =
+        args.iter().copied().filter(|a| !matches!(*a, "--bounds-checks" | "--serial-compile" | "--fault-helpers")).collect();
     let args = args.as_slice();
     match args.get(1).copied() {
         Some("run") => run(&args[2..]),

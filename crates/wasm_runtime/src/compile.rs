@@ -13,6 +13,7 @@ use crate::trap::{TrapKind, TrapSite};
 use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
@@ -123,6 +124,8 @@ pub struct Image {
     pub sig_ids: Vec<u64>,
     /// Cranelift IR instructions translated (for figures).
     pub ir_insts: usize,
+    /// Functions compiled by helpers (see [`Workers`]), for figures.
+    pub by_helpers: usize,
 }
 
 /// Canonical ids: equal function types get equal ids in every module of this engine.
@@ -209,8 +212,124 @@ fn trampoline(ft: &FuncType, call_conv: CallConv, frontend: TargetFrontendConfig
     Ok(func)
 }
 
-/// Compiles every defined function of `module` (whose bytes are `wasm`).
+/// Helpers that compile beside the caller: the kernel's parked CPUs, or threads on the host.
+///
+/// The contract is the parked CPUs' (a plain job: `work(arg)`, no unwinding out of it): the
+/// compile hands out functions one at a time from a counter in `arg`'s state, each result goes
+/// into that function's slot, and the image is laid out in index order afterwards, so it is the
+/// same bytes whoever compiled what. A function a helper claimed and did not finish (it faulted
+/// or panicked there, and abandoned the work) is compiled again by the caller, which then
+/// reports its error as a serial compile would.
+pub trait Workers: Sync {
+    /// How many helpers [`Workers::run`] would use now (0: the caller compiles alone).
+    fn helpers(&self) -> usize;
+    /// Starts `work(arg)` on every helper, calls `mine` (the caller's share) meanwhile, and
+    /// returns when each helper has returned from `work` or abandoned it.
+    ///
+    /// `arg` points to heap memory that stays valid for as long as any helper may use it, also
+    /// if the caller never resumes (a task killed while it waits leaks it rather than frees it).
+    fn run(&self, work: fn(*const ()), arg: *const (), mine: &mut dyn FnMut());
+}
+
+/// The serial compile: no helpers.
+struct Alone;
+
+impl Workers for Alone {
+    fn helpers(&self) -> usize {
+        0
+    }
+
+    fn run(&self, _work: fn(*const ()), _arg: *const (), mine: &mut dyn FnMut()) {
+        mine();
+    }
+}
+
+/// The state a parallel compile shares with its helpers. Owned whole (the module's description
+/// and bytes are copies), so that nothing a helper reads lies in the caller's stack.
+struct Shared {
+    module: ModuleInfo,
+    wasm: Vec<u8>,
+    sig_ids: Vec<u64>,
+    isa: OwnedTargetIsa,
+    fuel: bool,
+    bounds_checks: bool,
+    /// The next function (defined-function index) to hand out.
+    next: AtomicUsize,
+    /// Set by the first error: no more functions are handed out.
+    failed: AtomicBool,
+    /// Functions compiled, by whoever: the caller counts its own separately.
+    compiled: AtomicUsize,
+    slots: Vec<spin::Mutex<Option<Result<Output, Error>>>>,
+}
+
+impl Shared {
+    fn env(&self) -> Env<'_> {
+        Env {
+            module: &self.module,
+            sig_ids: &self.sig_ids,
+            fuel: self.fuel,
+            bounds_checks: self.bounds_checks,
+            call_conv: CallConv::SystemV,
+            frontend: self.isa.frontend_config(),
+        }
+    }
+
+    /// Compiles functions until none is left; returns how many this caller compiled.
+    fn work(&self) -> usize {
+        let env = self.env();
+        let mut fctx = FunctionBuilderContext::new();
+        let mut ctx = Context::new();
+        let mut done = 0;
+        while !self.failed.load(Ordering::Acquire) {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            let Some(slot) = self.slots.get(i) else { break };
+            let r = compile_function(&env, &*self.isa, &self.wasm, i, &mut ctx, &mut fctx);
+            if r.is_err() {
+                self.failed.store(true, Ordering::Release);
+            }
+            *slot.lock() = Some(r);
+            done += 1;
+            self.compiled.fetch_add(1, Ordering::AcqRel);
+        }
+        done
+    }
+}
+
+/// A helper's entry: `arg` is the [`Shared`] of the compile (see [`Workers::run`]).
+fn helper_work(arg: *const ()) {
+    // SAFETY: `compile_with` passes a pointer to its boxed `Shared`, which it keeps (or, if its
+    // task is killed, leaks) until `Workers::run` has returned, that is until every helper
+    // has returned from here or abandoned it.
+    let shared = unsafe { &*(arg as *const Shared) };
+    shared.work();
+}
+
+/// Translates and compiles defined function `i` (its index among the defined functions).
+fn compile_function(
+    env: &Env<'_>,
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    wasm: &[u8],
+    i: usize,
+    ctx: &mut Context,
+    fctx: &mut FunctionBuilderContext,
+) -> Result<Output, Error> {
+    let index = env.module.imported_funcs + i as u32;
+    let range = env.module.bodies[i].clone();
+    let body = FunctionBody::new(BinaryReader::new(&wasm[range.clone()], range.start as u64));
+    ctx.clear();
+    translate::translate_function(env, index, &body, &mut ctx.func, fctx)?;
+    run_cranelift(isa, ctx, index)
+}
+
+/// Compiles every defined function of `module` (whose bytes are `wasm`), alone.
 pub fn compile(module: &ModuleInfo, wasm: &[u8], config: &Config) -> Result<Image, Error> {
+    compile_with(module, wasm, config, &Alone)
+}
+
+/// Compiles every defined function of `module` (whose bytes are `wasm`), with `workers`'
+/// helpers compiling functions beside the caller when there are any and more than one
+/// function. The image is the same bytes either way.
+pub fn compile_with(module: &ModuleInfo, wasm: &[u8], config: &Config, workers: &dyn Workers) -> Result<Image, Error> {
     let isa = isa(config)?;
     let call_conv = CallConv::SystemV;
     let sig_ids: Vec<u64> = module.types.iter().map(sig_id).collect();
@@ -232,6 +351,7 @@ pub fn compile(module: &ModuleInfo, wasm: &[u8], config: &Config) -> Result<Imag
         cie: isa.create_systemv_cie(),
         sig_ids: sig_ids.clone(),
         ir_insts: 0,
+        by_helpers: 0,
     };
     let mut fctx = FunctionBuilderContext::new();
     let mut ctx = Context::new();
@@ -253,12 +373,35 @@ pub fn compile(module: &ModuleInfo, wasm: &[u8], config: &Config) -> Result<Imag
         image.ir_insts += out.insts;
         start..image.code.len() as u32
     };
-    for (i, range) in module.bodies.iter().enumerate() {
-        let index = module.imported_funcs + i as u32;
-        let body = FunctionBody::new(BinaryReader::new(&wasm[range.clone()], range.start as u64));
-        ctx.clear();
-        translate::translate_function(&env, index, &body, &mut ctx.func, &mut fctx)?;
-        let out = run_cranelift(&*isa, &mut ctx, index)?;
+    let n = module.bodies.len();
+    let mut outputs: Vec<Option<Result<Output, Error>>> = Vec::new();
+    if n > 1 && workers.helpers() > 0 {
+        let shared = alloc::boxed::Box::new(Shared {
+            module: module.clone(),
+            wasm: wasm.to_vec(),
+            sig_ids: sig_ids.clone(),
+            isa: isa.clone(),
+            fuel: config.fuel,
+            bounds_checks: config.bounds_checks,
+            next: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            compiled: AtomicUsize::new(0),
+            slots: (0..n).map(|_| spin::Mutex::new(None)).collect(),
+        });
+        let arg = &*shared as *const Shared as *const ();
+        let mut mine = 0;
+        workers.run(helper_work, arg, &mut || mine = shared.work());
+        image.by_helpers = shared.compiled.load(Ordering::Acquire) - mine;
+        outputs = shared.slots.into_iter().map(spin::Mutex::into_inner).collect();
+    }
+    for i in 0..n {
+        // Compiled by a helper, or not handed out (an error stopped the others; serial from
+        // here reports the first error by index, as a serial compile would), or claimed by a
+        // helper that abandoned it.
+        let out = match outputs.get_mut(i).and_then(Option::take) {
+            Some(r) => r?,
+            None => compile_function(&env, &*isa, wasm, i, &mut ctx, &mut fctx)?,
+        };
         let r = append(&mut image, out);
         image.funcs.push(r);
     }

@@ -399,6 +399,14 @@ impl Module {
         let image = compile::compile(&info, wasm, &config)?;
         Ok(Module { info, image, config })
     }
+
+    /// Validates and compiles `wasm`, with `workers`' helpers compiling functions beside the
+    /// caller (the same code as [`Module::new`]'s).
+    pub fn new_with(wasm: &[u8], config: Config, workers: &dyn compile::Workers) -> Result<Module, Error> {
+        let info = ModuleInfo::parse(wasm)?;
+        let image = compile::compile_with(&info, wasm, &config, workers)?;
+        Ok(Module { info, image, config })
+    }
 }
 
 /// Shared by every instance linked together; see the module docs.

@@ -240,3 +240,59 @@ fn eh_frame_describes_every_function() {
         assert!(matches!(row.cfa(), gimli::CfaRule::RegisterAndOffset { .. }));
     }
 }
+
+/// Host threads as compile helpers: the same contract as the kernel's parked CPUs.
+struct Threads(usize);
+
+impl wasm_runtime::compile::Workers for Threads {
+    fn helpers(&self) -> usize {
+        self.0
+    }
+
+    fn run(&self, work: fn(*const ()), arg: *const (), mine: &mut dyn FnMut()) {
+        let arg = arg as usize;
+        std::thread::scope(|s| {
+            for _ in 0..self.0 {
+                s.spawn(move || work(arg as *const ()));
+            }
+            mine();
+        });
+    }
+}
+
+/// Helpers that take their share of the work and then "abandon" it: they claim functions and
+/// never fill their slots, as a parked CPU that faulted in a job would leave them.
+struct Abandoning;
+
+impl wasm_runtime::compile::Workers for Abandoning {
+    fn helpers(&self) -> usize {
+        1
+    }
+
+    fn run(&self, _work: fn(*const ()), _arg: *const (), mine: &mut dyn FnMut()) {
+        mine();
+    }
+}
+
+#[test]
+fn parallel_compiles_give_the_serial_image() {
+    let bytes = rust_program("kernels.wasm");
+    let serial = Module::new(&bytes, Config::default()).expect("compiles");
+    assert!(serial.info.bodies.len() > 4, "a module with several functions");
+    assert_eq!(serial.image.by_helpers, 0);
+    for helpers in [1, 3] {
+        let m = Module::new_with(&bytes, Config::default(), &Threads(helpers)).expect("compiles");
+        assert_eq!(m.image.code, serial.image.code, "{helpers} helpers");
+        assert_eq!(m.image.funcs, serial.image.funcs);
+        assert_eq!(m.image.trampolines, serial.image.trampolines);
+        assert_eq!(m.image.traps.len(), serial.image.traps.len());
+        assert_eq!(m.image.relocs.len(), serial.image.relocs.len());
+        assert_eq!(m.image.ir_insts, serial.image.ir_insts);
+        assert!(m.image.by_helpers <= serial.info.bodies.len());
+    }
+    // Helpers that never start (parked CPUs that stopped) leave every slot empty: the caller
+    // compiles them all, and the image is the same.
+    let m = Module::new_with(&bytes, Config::default(), &Abandoning).expect("compiles");
+    assert_eq!(m.image.code, serial.image.code);
+    assert_eq!(m.image.by_helpers, 0);
+}
