@@ -22,8 +22,12 @@ const MAX_BYTES: usize = 16 << 20;
 
 struct Entry {
     bytes: Vec<u8>,
-    fuel: bool,
-    bounds_checks: bool,
+    /// The compile options that change the code ([`options`]). A whole word, not two `bool`s:
+    /// an entry is built on the stack and moved into the cache, and the six padding bytes
+    /// beside two `bool`s carried stale stack bytes along. With the two `false`s below them they
+    /// read as an address in a crate's code, which the swap's conservative reference scan took
+    /// for a reference: a retired `wasm` crate was kept for good (the `-smp 4` swap storm).
+    options: u64,
     module: Arc<Module>,
     /// Microseconds its compilation took.
     compile_us: u64,
@@ -34,6 +38,11 @@ impl Entry {
     fn size(&self) -> usize {
         self.bytes.len() + self.module.image.code.len()
     }
+}
+
+/// The options of `config` that change the compiled code, as one word.
+fn options(config: &Config) -> u64 {
+    u64::from(config.fuel) | u64::from(config.bounds_checks) << 1
 }
 
 /// Kept modules, least recently used first.
@@ -58,7 +67,7 @@ pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
     let generation = GENERATION.load(Ordering::Acquire);
     {
         let mut cache = CACHE.lock();
-        if let Some(i) = cache.iter().position(|e| e.fuel == config.fuel && e.bounds_checks == config.bounds_checks && e.bytes == bytes) {
+        if let Some(i) = cache.iter().position(|e| e.options == options(&config) && e.bytes == bytes) {
             let mut e = cache.remove(i);
             e.hits += 1;
             let hit = Compiled { module: e.module.clone(), cached: true, compile_us: e.compile_us };
@@ -71,8 +80,7 @@ pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
     let compile_us = nano_core::time::micros_since_entry() - t0;
     let entry = Entry {
         bytes: bytes.to_vec(),
-        fuel: config.fuel,
-        bounds_checks: config.bounds_checks,
+        options: options(&config),
         module: module.clone(),
         compile_us,
         hits: 0,
