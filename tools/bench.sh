@@ -82,6 +82,31 @@ for n in 1 2 4; do
         --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log target/bench-speedup.log >/dev/null
     grep -E '^cpus: ' target/bench-speedup.log | sed -E "s/^/     -smp $n: /"
 done
+echo "   WASM compile with the parked CPUs helping (kernels.wasm, 12 functions; after one warm-up compile, 5 interleaved"
+echo "   pairs of a serial compile (--serial-compile) and one with helpers, the cache cleared before each; medians):"
+{ echo "wasm run kernels.wasm --invoke matmul 16"
+  for i in 1 2 3 4 5; do
+      echo "wasm cache clear"; echo "wasm run kernels.wasm --serial-compile --invoke matmul 16"
+      echo "wasm cache clear"; echo "wasm run kernels.wasm --invoke matmul 16"
+  done
+  echo poweroff; } > target/bench-compile.txt
+for n in 2 4; do
+    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-compile.txt \
+        --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 200 --log target/bench-compile.log >/dev/null
+    python3 - "$n" <<'COMPILE'
+import re, statistics, sys
+text = open("target/bench-compile.log", errors="replace").read()
+rows = re.findall(r"compiled kernels: .* in (\d+) us \(\d+ us/function(, (\d+) of them by (\d+) parked CPUs)?\)", text)[1:]
+serial = [int(r[0]) / 1000 for r in rows if not r[1]]
+helped = [int(r[0]) / 1000 for r in rows if r[1]]
+if len(serial) != 5 or len(helped) != 5:
+    print(f"     -smp {sys.argv[1]}: expected 5 compiles of each kind, found {len(serial)} and {len(helped)}")
+else:
+    s, h = statistics.median(serial), statistics.median(helped)
+    share = statistics.median(int(r[2]) for r in rows if r[1])
+    print(f"     -smp {sys.argv[1]}: serial {s:.1f} ms, with {rows[-1][3]} helpers {h:.1f} ms: {s / h:.2f}x (helpers compiled a median {share} of 12 functions)")
+COMPILE
+done
 echo "   parts (kernel log of the last run):"
 grep -E 'imported .* nano_core symbols|crate .* loaded into|boot to shell' target/bench-loads.log | sed -E 's/^\[[ 0-9.]+\] INFO  /     /'
 python3 - <<'PHASES'

@@ -253,7 +253,10 @@ struct Shared {
     isa: OwnedTargetIsa,
     fuel: bool,
     bounds_checks: bool,
-    /// The next function (defined-function index) to hand out.
+    /// The defined functions, largest body first: handed out in this order, the big ones
+    /// start early and the small ones fill the gaps at the end (longest job first).
+    order: Vec<usize>,
+    /// The next position in `order` to hand out.
     next: AtomicUsize,
     /// Set by the first error: no more functions are handed out.
     failed: AtomicBool,
@@ -281,8 +284,8 @@ impl Shared {
         let mut ctx = Context::new();
         let mut done = 0;
         while !self.failed.load(Ordering::Acquire) {
-            let i = self.next.fetch_add(1, Ordering::AcqRel);
-            let Some(slot) = self.slots.get(i) else { break };
+            let Some(&i) = self.order.get(self.next.fetch_add(1, Ordering::AcqRel)) else { break };
+            let slot = &self.slots[i];
             let r = compile_function(&env, &*self.isa, &self.wasm, i, &mut ctx, &mut fctx);
             if r.is_err() {
                 self.failed.store(true, Ordering::Release);
@@ -376,7 +379,10 @@ pub fn compile_with(module: &ModuleInfo, wasm: &[u8], config: &Config, workers: 
     let n = module.bodies.len();
     let mut outputs: Vec<Option<Result<Output, Error>>> = Vec::new();
     if n > 1 && workers.helpers() > 0 {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| core::cmp::Reverse(module.bodies[i].len()));
         let shared = alloc::boxed::Box::new(Shared {
+            order,
             module: module.clone(),
             wasm: wasm.to_vec(),
             sig_ids: sig_ids.clone(),
