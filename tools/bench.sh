@@ -191,6 +191,21 @@ sig = re.search(r"^signatures: .*", t, re.M)
 print(f"     loading the engine's {len(loads)} crates: {sum(loads) / 1000:.0f} ms; {sig.group(0) if sig else ''}")
 PY
 done
+echo "   the first \`wasm run\` after 3 s at the prompt (-smp 1; the shell's wait for a key hashes the large objects ahead)"
+echo "   against the same with idle_hash=0, interleaved, 3 boots each:"
+for i in 1 2 3; do
+    for opt in "log_loads" "log_loads idle_hash=0"; do
+        session target/bench-idle.log "$opt" "@pause 3" "wasm run kernels.wasm --invoke matmul 8" "mem"
+        OPT="$opt" python3 - <<'PY'
+import os, re
+t = open("target/bench-idle.log", errors="replace").read()
+after = t.split("wasm run kernels.wasm", 1)[1].split("wasm: compiled", 1)[0]
+loads = [int(x) for x in re.findall(r"crate \S+ loaded into \S+: .*, (\d+) us \(check", after, re.M)]
+idle = re.search(r"(\d+) hashed ahead by the idle loop", t)
+print(f"     {os.environ['OPT']:<22} loading the engine's {len(loads)} crates: {sum(loads) / 1000:.0f} ms ({idle.group(1) if idle else '?'} objects hashed ahead while idle)")
+PY
+    done
+done
 
 echo
 echo "== integrity scrubbing in QEMU: one verification pass, and the scrubber's cost to a workload"

@@ -251,6 +251,14 @@ pub fn release_loader_held_by(lo: u64, hi: u64) {
 /// nano_core and never keeps an old version of the task crate running.
 pub static IDLE_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_core::idle");
 
+/// One piece of idle work, for code that would otherwise only wait: the idle task, and the
+/// shell waiting for a key (it polls, so the idle task seldom runs: the shell's wait is where a
+/// system's idle time goes). Each piece takes about a millisecond with interrupts off. Returns
+/// whether more is left.
+pub fn idle_work() -> bool {
+    crate::trust::idle_hash_step()
+}
+
 /// The boot context's last job: the idle loop.
 pub fn idle_loop() -> ! {
     loop {
@@ -558,6 +566,9 @@ fn start_loader(cmdline: &str, modules: Vec<BootModule>) -> Result<fn(), Handove
     l.set_object_check(|_file, bytes| crate::trust::check(bytes).map_err(|e| alloc::format!("{e}")));
     l.set_clock(crate::time::micros_since_entry);
     LOG_LOADS.store(boot_info::cmdline::get(cmdline, "log_loads").is_some(), Ordering::Relaxed);
+    if let Some(pieces) = boot_info::cmdline::get(cmdline, "idle_hash").and_then(|v| v.parse().ok()) {
+        crate::trust::limit_idle_hashing(pieces);
+    }
     l.set_load_hook(if boot_info::cmdline::get(cmdline, "gdb").is_some() { gdb_and_log } else { log_load });
     // Namespaces: kernel first, then the others in an order where parents come first.
     let mut manifests: Vec<(String, Option<String>)> = modules

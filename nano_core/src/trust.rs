@@ -72,6 +72,9 @@ const QUEUED: u8 = 0;
 const HASHING: u8 = 1;
 const TRUSTED_AHEAD: u8 = 2;
 const UNTRUSTED_AHEAD: u8 = 3;
+/// Being hashed piece by piece by the boot CPU's idle loop ([`idle_hash_step`]): the partial
+/// digest is in [`IDLE`], and the loader finishes it if it needs the module first.
+const IDLE_HASHING: u8 = 4;
 /// Modules smaller than this are not worth a slot (the boot loads most of them itself, first).
 const AHEAD_MIN_BYTES: usize = 64 * 1024;
 
@@ -115,11 +118,19 @@ fn ahead_slots() -> &'static [Ahead] {
 
 /// Hashes `slot`'s module and records whether it is trusted (the slot was claimed: [`HASHING`]).
 fn hash_slot(slot: &Ahead) -> bool {
+    finish(slot, signing::sha512(slot_bytes(slot)))
+}
+
+/// The bytes of `slot`'s module.
+fn slot_bytes(slot: &Ahead) -> &'static [u8] {
     // SAFETY: the slot was filled by `plan_ahead` from a boot module's bytes, which stay mapped
     // and unchanged for the kernel's lifetime.
-    let bytes =
-        unsafe { core::slice::from_raw_parts(slot.ptr.load(Ordering::Relaxed) as *const u8, slot.len.load(Ordering::Relaxed) as usize) };
-    let ok = is_trusted(&signing::sha512(bytes));
+    unsafe { core::slice::from_raw_parts(slot.ptr.load(Ordering::Relaxed) as *const u8, slot.len.load(Ordering::Relaxed) as usize) }
+}
+
+/// Records whether `slot`'s module, whose digest is `digest`, is trusted.
+fn finish(slot: &Ahead, digest: Digest) -> bool {
+    let ok = is_trusted(&digest);
     slot.state.store(if ok { TRUSTED_AHEAD } else { UNTRUSTED_AHEAD }, Ordering::Release);
     ok
 }
@@ -159,6 +170,100 @@ pub fn hash_ahead(_: u64) -> u64 {
     n
 }
 
+/// The module the boot CPU's idle loop is hashing: its slot, the digest so far, how many bytes
+/// it covers.
+struct IdleHash {
+    slot: usize,
+    digest: signing::Sha512,
+    done: usize,
+}
+
+/// Taken with interrupts off only, by the idle loop for one piece and by the loader: on the one
+/// CPU that runs tasks, neither can find it held by the other.
+static IDLE: Mutex<Option<IdleHash>> = Mutex::new(None);
+/// Bytes hashed at a time, interrupts off: about half a millisecond under TCG (a key typed
+/// meanwhile waits that long; a 16550's 16-byte FIFO holds 1.4 ms of input at 115200 baud).
+const IDLE_PIECE: usize = 32 * 1024;
+/// Modules whose digest the idle loop computed whole, and ones the loader finished.
+static IDLE_DONE: AtomicU64 = AtomicU64::new(0);
+static IDLE_FINISHED_BY_LOADER: AtomicU64 = AtomicU64::new(0);
+
+/// One piece of idle work for the boot CPU (`kernel::idle_work`: the idle task, and the shell
+/// waiting for a key): hashes the next [`IDLE_PIECE`] bytes of a boot module not checked yet, largest
+/// first, so that a first load after a pause (the WASM engine's, whose SHA-512 was about half
+/// of the first `wasm run`) finds its digest known. Returns whether there is more to do; with
+/// nothing left, the idle loop halts as before. `idle_hash=N` limits it to N pieces (0: off).
+pub fn idle_hash_step() -> bool {
+    if !IDLE_HASH_ON.load(Ordering::Relaxed) {
+        return false;
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut idle = IDLE.lock();
+        if idle.is_none() {
+            let Some(slot) = ahead_slots()
+                .iter()
+                .position(|s| s.state.compare_exchange(QUEUED, IDLE_HASHING, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+            else {
+                IDLE_HASH_ON.store(false, Ordering::Relaxed);
+                return false;
+            };
+            *idle = Some(IdleHash { slot, digest: signing::Sha512::new(), done: 0 });
+        }
+        let Some(h) = idle.as_mut() else { return false };
+        if IDLE_BUDGET.fetch_sub(1, Ordering::Relaxed) == 1 {
+            IDLE_HASH_ON.store(false, Ordering::Relaxed);
+        }
+        let slot = &AHEAD[h.slot];
+        let bytes = slot_bytes(slot);
+        let end = (h.done + IDLE_PIECE).min(bytes.len());
+        h.digest.update(&bytes[h.done..end]);
+        h.done = end;
+        if end == bytes.len()
+            && let Some(h) = idle.take()
+        {
+            finish(slot, h.digest.finalize());
+            IDLE_DONE.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    })
+}
+
+/// Whether the idle loop still hashes ahead (until every planned module is done, or off).
+static IDLE_HASH_ON: AtomicBool = AtomicBool::new(true);
+/// Pieces the idle loop may still hash (the `idle_hash=N` kernel option; unlimited by default).
+static IDLE_BUDGET: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Limits idle hashing to `pieces` pieces (the `idle_hash=N` kernel option: 0 turns it off, for
+/// comparisons; a few leave a module begun, which the loader must finish: a test).
+pub fn limit_idle_hashing(pieces: u64) {
+    IDLE_BUDGET.store(pieces, Ordering::Relaxed);
+    if pieces == 0 {
+        IDLE_HASH_ON.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The loader needs the module of `slot`, which the idle loop has begun: it takes the partial
+/// digest and hashes the rest itself.
+fn finish_idle(slot: &Ahead) -> bool {
+    let partial = x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut idle = IDLE.lock();
+        match idle.as_ref() {
+            Some(h) if core::ptr::eq(&AHEAD[h.slot], slot) => idle.take(),
+            _ => None,
+        }
+    });
+    let bytes = slot_bytes(slot);
+    let (mut digest, done) = partial.map_or((signing::Sha512::new(), 0), |h| (h.digest, h.done));
+    digest.update(&bytes[done..]);
+    IDLE_FINISHED_BY_LOADER.fetch_add(1, Ordering::Relaxed);
+    finish(slot, digest.finalize())
+}
+
+/// (modules the idle loop hashed whole, modules the loader finished after it), for `mem`.
+pub fn idle_stats() -> (u64, u64) {
+    (IDLE_DONE.load(Ordering::Relaxed), IDLE_FINISHED_BY_LOADER.load(Ordering::Relaxed))
+}
+
 /// Makes the next parked CPU's hashing job fault with its first module claimed (the
 /// `smp_hash_fault` test option): the loader must take that module over.
 static HASH_FAULT: AtomicBool = AtomicBool::new(false);
@@ -187,6 +292,8 @@ fn check_ahead(bytes: &[u8]) -> Option<bool> {
                     return Some(hash_slot(slot));
                 }
             }
+            // Begun by the idle loop, which cannot run while the loader does: finished here.
+            IDLE_HASHING => return Some(finish_idle(slot)),
             _ => {
                 // Claimed by a parked CPU whose job was abandoned since: hashed here instead.
                 if slot.by_parked_cpu.load(Ordering::Acquire)

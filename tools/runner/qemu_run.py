@@ -17,6 +17,7 @@ Directives:
   @send TEXT            send TEXT (escapes decoded) at once, without waiting and without Enter
   @expect REGEX         wait until REGEX appears in the output since the last line was sent
   @await REGEX          wait until REGEX appears anywhere in the output (a background job's end)
+  @pause SECONDS        once the prompt is back, send nothing for that long (idle time)
   @capture NAME REGEX   wait for REGEX since the last line; its first group (a number, 0x-hex
                         or decimal) becomes NAME
   @push NS FILE NAME [corrupt|truncate=N|unsigned|badsig]
@@ -209,6 +210,14 @@ def run(args):
             continue
         if line.startswith("@send "):
             s.send(decode(line[len("@send "):]))
+            continue
+        if line.startswith("@pause "):
+            # A user who stops typing: once the prompt is back, nothing is sent for that many
+            # seconds (the shell waits for a key: the system's idle time).
+            if pos and s.wait_for(args.prompt, pos, deadline) is None:
+                problems.append(f"prompt {args.prompt!r} did not appear before {line!r}")
+                break
+            time.sleep(float(line.split()[1]))
             continue
         if line.startswith("@await "):
             # Like @expect, but anywhere in the output so far: for a background job whose end

@@ -257,6 +257,26 @@ CASES = [
                  r"signatures: \d+ objects \(\d+ KiB\) checked against the signed manifest in \d+ us; [1-9]\d* of them hashed ahead by parked CPUs",
                  r"hello from C: argc=2 argv\[1\]=still", r"cpu 1: 5 of 5 pings answered"],
          reject=[r"^a\r?$", "CPU EXCEPTION"]),
+    # The shell's wait for a key is idle time: it hashes the large objects ahead of their first
+    # load, so after a pause the WASM engine's 9 MiB code generator loads with its check done
+    # (before: about 140 ms of SHA-512 on that load alone).
+    dict(name="idle_time_hashes_large_objects_ahead", append="log_loads",
+         script=["@pause 3", "mem", "wasm run hello.wasm a", "mem", "poweroff"],
+         expect=[r"signatures: .*; [1-9]\d* hashed ahead by the idle loop, 0 begun there and finished by the loader",
+                 r"crate cranelift_codegen loaded into kernel: .* us \(check \d{1,3}, ", r"hello from WASM, argc=2"],
+         reject=[r"untrusted object", r"CPU EXCEPTION"]),
+    # Three pieces of idle hashing (`idle_hash=3`) leave the largest object begun: the loader
+    # takes the partial digest over and finishes it. An altered object is refused all the same.
+    dict(name="a_digest_begun_in_idle_time_is_finished_by_the_loader", append="idle_hash=3",
+         script=["@pause 1", "wasm run hello.wasm a", "mem", "poweroff"],
+         expect=[r"hello from WASM, argc=2", r"signatures: .*; 0 hashed ahead by the idle loop, 1 begun there and finished by the loader"],
+         reject=[r"untrusted object", r"CPU EXCEPTION"]),
+    dict(name="tampered_object_begun_in_idle_time_is_refused", append="idle_hash=3", tamper="namespaces/kernel/cranelift_codegen-",
+         script=["@pause 1", "wasm run hello.wasm a", "mem", "loadc hello.o still", "poweroff"],
+         expect=[r"cranelift_codegen-[0-9a-f]+\.o: untrusted object: its SHA-512 is in no signed manifest or verified push \(altered or unsigned\)",
+                 r"signatures: .*; 0 hashed ahead by the idle loop, 1 begun there and finished by the loader",
+                 r"hello from C: argc=2 argv\[1\]=still"],
+         reject=[r"^a\r?$", "CPU EXCEPTION"]),
     # The parked CPU's hashing job faults with the first (largest) module claimed: the job is
     # abandoned, and the loader, which would have waited for that module's verdict for ever
     # (with interrupts off), sees the CPU's abandoned-job count move and hashes it itself.

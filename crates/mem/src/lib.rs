@@ -31,8 +31,9 @@ pub fn main(_args: &[&str]) -> isize {
     );
     let (objects, hashed, us) = nano_core::trust::stats();
     let (ahead, waited) = nano_core::trust::ahead_stats();
+    let (idle, finished) = nano_core::trust::idle_stats();
     nano_core::println!(
-        "signatures: {objects} objects ({} KiB) checked against the signed manifest in {us} us; {ahead} of them hashed ahead by parked CPUs (waited {waited} us for them), {} taken over from an abandoned job",
+        "signatures: {objects} objects ({} KiB) checked against the signed manifest in {us} us; {ahead} of them hashed ahead by parked CPUs (waited {waited} us for them), {} taken over from an abandoned job; {idle} hashed ahead by the idle loop, {finished} begun there and finished by the loader",
         hashed / 1024,
         nano_core::trust::taken_over()
     );

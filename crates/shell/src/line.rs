@@ -23,6 +23,9 @@ fn read_byte() -> u8 {
         if let Some(b) = nano_core::serial::try_read_byte() {
             return b;
         }
+        // Waiting for a key is the system's idle time: a piece of idle work (hashing the large
+        // boot objects ahead of their first load), then the others' turn.
+        nano_core::kernel::idle_work();
         task::yield_now();
     }
 }

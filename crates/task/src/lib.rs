@@ -1454,7 +1454,7 @@ pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// One step of the idle loop (nano_core's, through its idle hook): run whatever is runnable,
-/// then halt until the next interrupt. The first call marks the boot context as idling.
+/// then a piece of idle work if there is any, else halt until the next interrupt. The first call marks the boot context as idling.
 pub fn idle_step() {
     IDLING.store(true, Ordering::Relaxed);
     yield_now();
@@ -1462,6 +1462,11 @@ pub fn idle_step() {
     // builds below this one would otherwise sit on its words (the policy's address among
     // them) and keep them live.
     scrub_stack();
+    // Idle work first (`nano_core::kernel::idle_work`), then back to look for tasks; halt
+    // only when there is none left.
+    if nano_core::kernel::idle_work() {
+        return;
+    }
     x86_64::instructions::interrupts::enable_and_hlt();
 }
 

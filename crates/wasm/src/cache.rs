@@ -78,13 +78,7 @@ pub fn compiled(bytes: &[u8], config: Config) -> Result<Compiled, Error> {
     let t0 = nano_core::time::micros_since_entry();
     let module = Arc::new(Module::new_with(bytes, config, &crate::helpers::ParkedCpus)?);
     let compile_us = nano_core::time::micros_since_entry() - t0;
-    let entry = Entry {
-        bytes: bytes.to_vec(),
-        options: options(&config),
-        module: module.clone(),
-        compile_us,
-        hits: 0,
-    };
+    let entry = Entry { bytes: bytes.to_vec(), options: options(&config), module: module.clone(), compile_us, hits: 0 };
     let mut cache = CACHE.lock();
     if GENERATION.load(Ordering::Acquire) != generation {
         // A swap committed while this compiled: the module may hold a retired engine's code.

@@ -94,6 +94,28 @@ pub fn sha512(bytes: &[u8]) -> Digest {
     ed25519_compact::sha512::Hash::hash(bytes)
 }
 
+/// SHA-512 computed piece by piece (the same digest as [`sha512`] of the pieces joined): for
+/// hashing a large object in slices, between other work.
+#[derive(Clone, Default)]
+pub struct Sha512(ed25519_compact::sha512::Hash);
+
+impl Sha512 {
+    /// Nothing hashed yet.
+    pub fn new() -> Sha512 {
+        Sha512(ed25519_compact::sha512::Hash::new())
+    }
+
+    /// Hashes the next piece.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.0.update(piece);
+    }
+
+    /// The digest of everything hashed.
+    pub fn finalize(self) -> Digest {
+        self.0.finalize()
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -172,6 +194,19 @@ mod tests {
     use super::*;
 
     const SEED: [u8; 32] = [7; 32];
+
+    #[test]
+    fn piecewise_digest_is_the_whole_one() {
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 300) as u8).collect();
+        for piece in [1, 127, 128, 129, 65536] {
+            let mut h = Sha512::new();
+            for c in bytes.chunks(piece) {
+                h.update(c);
+            }
+            assert_eq!(h.finalize(), sha512(&bytes), "pieces of {piece}");
+        }
+        assert_ne!(Sha512::new().finalize(), sha512(b"x"));
+    }
 
     #[test]
     fn sign_and_verify_and_tamper() {
