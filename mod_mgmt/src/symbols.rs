@@ -365,6 +365,13 @@ mod tests {
         assert_eq!(agnostic_of_exact(&exact_key(legacy)), "hello::foo");
         assert_eq!(exact_key("memcpy"), "memcpy");
         assert_eq!(agnostic_of_exact("a[xyz]::b"), "a[xyz]::b");
+        // Disambiguators anywhere, several, next to other brackets; what is not one stays.
+        assert_eq!(agnostic_of_exact("<a[1f]::S as b[2e]::T>::f"), "<a::S as b::T>::f");
+        assert_eq!(agnostic_of_exact("[[abc]x"), "[x");
+        assert_eq!(agnostic_of_exact("f[]::g[12"), "f[]::g[12");
+        assert_eq!(agnostic_of_exact("[0]"), "");
+        assert_eq!(agnostic_of_exact("é[ab]ü::h0123456789abcdef"), "éü");
+        assert_eq!(agnostic_of_exact("x::h0123456789abcdeg"), "x::h0123456789abcdeg");
     }
 
     #[test]
