@@ -74,6 +74,25 @@ grep -E '^cpu [0-9]+: ' target/bench-ping.log | sed -E 's/^/     /'
 echo "   TLB shootdown (a page's permission taken away with the round of IPIs to the 3 parked CPUs until each flushed, against"
 echo "   the same change without the round, 1000 of each interleaved, -smp 4):"
 grep -E '^cpus: [0-9]+ permission changes' target/bench-ping.log | sed -E 's/^/     /'
+echo "   live swap with 1 and 4 CPUs (with 4, every unmapping and permission taken away waits for the shootdowns of the"
+echo "   3 parked CPUs): 10 warm swaps of echo and of task per boot, medians of their totals, 2 boots of each, interleaved:"
+{ echo "echo warm"; for c in echo task; do echo "swap $c $c"; for i in $(seq 10); do echo "swap $c $c"; done; done; echo poweroff; } > target/bench-swapsmp.txt
+for round in 1 2; do
+    for n in 1 4; do
+        python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-swapsmp.txt \
+            --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --append "log=warn" --log target/bench-swapsmp.log >/dev/null
+        python3 - "$n" <<'SWAPSMP'
+import re, statistics, sys
+text = open("target/bench-swapsmp.log", errors="replace").read()
+out = []
+for c in ("echo", "task"):
+    parts = text.split(f"swap {c} {c}")[2:12]
+    totals = [int(m.group(1)) / 1000 for p in parts if (m := re.search(r"swap: done: .* total (\d+) us", p))]
+    out.append(f"{c} {statistics.median(totals):.2f} ms ({len(totals)} swaps)" if totals else f"{c}: no swap finished")
+print(f"     -smp {sys.argv[1]}: " + ", ".join(out))
+SWAPSMP
+    done
+done
 echo "   parallel speed-up of a CPU-bound job (cpus --speedup 20: 20 M hash rounds on each CPU at once vs the boot CPU alone;"
 echo "   3 interleaved rounds inside each boot, medians; MTTCG; host has $(nproc) cores):"
 printf 'cpus --speedup 20\npoweroff\n' > target/bench-speedup.txt
