@@ -129,9 +129,10 @@ pub fn run(filter: Option<&str>) -> isize {
                     if selected {
                         // With more than one CPU the parked CPUs compile beside this task:
                         // hundreds of modules, each a round of helper jobs.
-                        let made = Module::new_with(bytes, crate::kernel_config(false, crate::explicit_checks()), &crate::helpers::ParkedCpus)
-                            .map_err(|e| format!("{e}"))
-                            .and_then(|m| Instance::new(&store, &m, "spec", &|_| None).map_err(|e| format!("{e}")));
+                        let made =
+                            Module::new_with(bytes, crate::kernel_config(false, crate::explicit_checks()), &crate::helpers::ParkedCpus)
+                                .map_err(|e| format!("{e}"))
+                                .and_then(|m| Instance::new(&store, &m, "spec", &|_| None).map_err(|e| format!("{e}")));
                         check(made.is_ok(), &|| format!("module: {:?}", made.as_ref().err()));
                         inst = made.ok();
                     }
