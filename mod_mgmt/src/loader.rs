@@ -22,6 +22,7 @@ use crate::reloc::{self, RelocKind, WriteError};
 use crate::symbols::{Lookup, SymbolRef, agnostic_key, agnostic_of_exact, exact_key};
 use crate::symtab::{self, SymbolTable};
 use crate::tls::TlsImage;
+use alloc::borrow::Cow;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -208,6 +209,20 @@ struct Foreign {
 }
 
 /// Times the phases of one load with the loader's clock.
+/// A symbol's raw name, borrowed when it lies in an object that lives forever (a boot module):
+/// a crate's thousands of local symbols then cost no allocation each (cranelift_codegen has
+/// 17,728), which under TCG was a large part of its register phase. Copied otherwise.
+fn raw_name(name: &str, forever: Option<&'static [u8]>) -> Cow<'static, str> {
+    let borrowed = forever.and_then(|b| {
+        let start = (name.as_ptr() as usize).checked_sub(b.as_ptr() as usize)?;
+        core::str::from_utf8(b.get(start..start + name.len())?).ok()
+    });
+    match borrowed {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(name.to_string()),
+    }
+}
+
 struct PhaseClock(u64);
 
 impl PhaseClock {
@@ -603,7 +618,11 @@ impl Loader {
         let (part_off, total) = layout.part_offsets();
         let bases: [u64; 3] = core::array::from_fn(|p| base + part_off[p]);
         let placed = Placed { layout: &layout, base, bases, total };
-        let (crate_id, sec_ids, mut stats) = self.register(ns, file, &name, &obj, &placed, guard)?;
+        let forever = match &bytes {
+            ObjectBytes::Static(b) => Some(*b),
+            ObjectBytes::Shared(_) => None,
+        };
+        let (crate_id, sec_ids, mut stats) = self.register(ns, file, &name, &obj, forever, &placed, guard)?;
         txn.push(crate_id);
         phases.register_us = clock.lap(self);
         let nested_before = self.nested_us;
@@ -658,6 +677,7 @@ impl Loader {
         file: &str,
         name: &str,
         obj: &ObjectFile<'_>,
+        forever: Option<&'static [u8]>,
         placed: &Placed<'_>,
         mut guard: RegionGuard<'static>,
     ) -> Result<(CrateId, Vec<Option<SectionId>>, LoadStats), LoadError> {
@@ -707,7 +727,7 @@ impl Loader {
                     detail: "value beyond its section",
                 });
             }
-            sec.symbols.push(SectionSymbol::new(sym.value, sym.size, sym.name.to_string(), sym.global));
+            sec.symbols.push(SectionSymbol::new(sym.value, sym.size, raw_name(sym.name, forever), sym.global));
             if sym.global {
                 let tls = sec.kind.is_tls();
                 let addr = if tls { (sec.addr as i64).wrapping_add(sym.value as i64) as u64 } else { sec.addr + sym.value };
@@ -1366,4 +1386,26 @@ impl Loader {
 
 fn bad_reloc(obj: &ObjectFile<'_>, t: usize, offset: u64, detail: &'static str) -> LoadError {
     LoadError::BadRelocation { file: obj.file.clone(), section: obj.sections[t].name.to_string(), offset, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static OBJECT: &[u8] = b"\x7fELF....names: alpha beta";
+
+    #[test]
+    fn raw_names_borrow_from_objects_that_live_forever() {
+        let name = core::str::from_utf8(&OBJECT[15..20]).unwrap();
+        assert_eq!(name, "alpha");
+        let Cow::Borrowed(b) = raw_name(name, Some(OBJECT)) else { panic!("copied") };
+        assert_eq!((b, b.as_ptr()), ("alpha", name.as_ptr()));
+        // Not from that object, or no object that lives forever: copied.
+        let elsewhere = String::from("alpha");
+        assert!(matches!(raw_name(&elsewhere, Some(OBJECT)), Cow::Owned(s) if s == "alpha"));
+        assert!(matches!(raw_name(name, None), Cow::Owned(s) if s == "alpha"));
+        // A name running past the object's end is not borrowed.
+        let tail = core::str::from_utf8(&OBJECT[21..]).unwrap();
+        assert!(matches!(raw_name(tail, Some(&OBJECT[..22])), Cow::Owned(s) if s == "beta"));
+    }
 }
