@@ -256,8 +256,22 @@ pub static IDLE_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_c
 /// system's idle time goes). Each piece takes about a millisecond with interrupts off. Returns
 /// whether more is left.
 pub fn idle_work() -> bool {
+    let now = crate::time::micros_since_entry();
+    if now.saturating_sub(LAST_KEEP_US.load(Ordering::Relaxed)) >= KEEP_EVERY_US {
+        LAST_KEEP_US.store(now, Ordering::Relaxed);
+        if let Some(keep) = KEEPER_HOOK.get() {
+            keep();
+        }
+    }
     crate::trust::idle_hash_step()
 }
+
+/// A check that idle time runs every [`KEEP_EVERY_US`] (the recovery crate's: when every task
+/// that would restart dead tasks is dead itself, idle time does it). A hook: it moves with a
+/// swap of its crate.
+pub static KEEPER_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_core::keeper");
+const KEEP_EVERY_US: u64 = 100_000;
+static LAST_KEEP_US: AtomicU64 = AtomicU64::new(0);
 
 /// The boot context's last job: the idle loop.
 pub fn idle_loop() -> ! {

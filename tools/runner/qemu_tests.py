@@ -633,6 +633,21 @@ CASES = [
          expect=[r"(?s)recovery: task \d+ \(doomed\) died.*given up, not restarted",
                  r"^\s+\d+\s+supervisor\s+\S+\s+\d+\s+2\s", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
          reject=[r"system halted", r"\((shell|scrubber|idle)\) (killed|died)", r"fault outside any task"]),
+    # The supervisor and the scrubber die together (campaign seed 28, trial 57: a damaged timer
+    # entry put back wrong registers into both): each used to restart the other, so nothing
+    # was ever restarted again. Idle time (the shell waiting for a key) takes the deaths now,
+    # the supervisor's first; the restarted pair recovers a later death as before.
+    dict(name="recovery_a_dead_supervisor_and_scrubber_are_restarted_by_idle_time", timeout=60, script=[
+            "crash supervisor --and-scrubber", "sleep 2500", "ps", "crash restartable", "sleep 3000", "ps", "poweroff"],
+         counts=[(r"recovery: the supervisor \(task \d+\) is gone: and so is the scrubber: idle time takes the deaths", 1),
+                 (r"^recovery: task \d+ \(supervisor\) died \(injected into the supervisor \(crash supervisor\) at crates/recovery/src/lib.rs:\d+:\d+\); verified .*; restarted as task \d+ \(restart 1\)", 1),
+                 (r"^recovery: task \d+ \(scrubber\) died \(injected into the scrubber \(crash supervisor --and-scrubber\) at crates/recovery/src/lib.rs:\d+:\d+\); verified .*; restarted as task \d+ \(restart 1\)", 1)],
+         expect=[r"crash: the supervisor and the scrubber will panic at their next rounds",
+                 r"(?s)recovery: task \d+ \(doomed\) died.*given up, not restarted",
+                 r"(?s)\s+\d+\s+supervisor\s+\S+\s+\d+\s+1\s.*\s+\d+\s+supervisor\s+\S+\s+\d+\s+1\s",
+                 r"(?s)\s+\d+\s+scrubber\s+\S+\s+\d+\s+1\s.*\s+\d+\s+scrubber\s+\S+\s+\d+\s+1\s",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s"],
+         reject=[r"system halted", r"\((shell|idle)\) (killed|died)", r"fault outside any task", r"the scrubber takes the deaths"]),
     # A load of the timer entry's register restore damaged: `mov rsi, [rsp + 72]` (at 0x94 of
     # `interrupts::timer`, its REX byte; a change to the entry's pushes or recording moves it)
     # flipped into `mov r14, [rsp + 72]`, as in campaign seed 15: the interrupted tasks got a

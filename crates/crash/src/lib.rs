@@ -59,7 +59,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor|tick|schedule|corrupt SYM [--with-copy]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor [--and-scrubber]|tick|schedule|corrupt SYM [--with-copy]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 enum Damage {
@@ -461,8 +461,13 @@ pub fn main(args: &[&str]) -> isize {
         (Some("heap-lock"), _) => return heap_lock(),
         (Some("bad-free"), _) => return bad_free(),
         (Some("supervisor"), _) => {
-            recovery::inject_supervisor_fault();
-            nano_core::println!("crash: the supervisor will panic at its next round");
+            let both = args.get(2) == Some(&"--and-scrubber");
+            recovery::inject_supervisor_fault(both);
+            if both {
+                nano_core::println!("crash: the supervisor and the scrubber will panic at their next rounds");
+            } else {
+                nano_core::println!("crash: the supervisor will panic at its next round");
+            }
             return 0;
         }
         (Some("schedule"), _) => {
@@ -496,7 +501,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang] [--switch]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|supervisor [--and-scrubber]|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang] [--switch]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }
