@@ -255,9 +255,12 @@ pub static IDLE_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_c
 /// shell waiting for a key (it polls, so the idle task seldom runs: the shell's wait is where a
 /// system's idle time goes). Each piece takes about a millisecond with interrupts off. Returns
 /// whether more is left.
-pub fn idle_work() -> bool {
+///
+/// `keeping`: also run the keeper ([`KEEPER_HOOK`]) when it is due. The shell passes `true`; the
+/// idle task `false`, since recovery work can fault, and a fault in the idle task is fatal.
+pub fn idle_work(keeping: bool) -> bool {
     let now = crate::time::micros_since_entry();
-    if now.saturating_sub(LAST_KEEP_US.load(Ordering::Relaxed)) >= KEEP_EVERY_US {
+    if keeping && now.saturating_sub(LAST_KEEP_US.load(Ordering::Relaxed)) >= KEEP_EVERY_US {
         LAST_KEEP_US.store(now, Ordering::Relaxed);
         if let Some(keep) = KEEPER_HOOK.get() {
             keep();

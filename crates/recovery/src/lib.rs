@@ -351,7 +351,7 @@ fn take_deaths_for_the_supervisor(id: task::TaskId, who: &str) {
 }
 
 /// The last resort, run by idle time (`nano_core::kernel::idle_work`: the shell waiting for a
-/// key, the idle task) every 100 ms: when the supervisor and the scrubber are both dead —
+/// key) every 100 ms: when the supervisor and the scrubber are both dead —
 /// each restarts the other, so one fault that kills both at once (seed 28, trial 57: a flip in
 /// the timer's entry put back damaged registers into both) left nothing to restart anything
 /// again — the deaths are taken here, the supervisor's first, which restarts both.

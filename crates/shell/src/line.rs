@@ -24,8 +24,9 @@ fn read_byte() -> u8 {
             return b;
         }
         // Waiting for a key is the system's idle time: a piece of idle work (hashing the large
-        // boot objects ahead of their first load), then the others' turn.
-        nano_core::kernel::idle_work();
+        // boot objects ahead of their first load; restarting the recovery tasks if both are
+        // dead), then the others' turn.
+        nano_core::kernel::idle_work(true);
         task::yield_now();
     }
 }

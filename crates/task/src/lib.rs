@@ -1464,7 +1464,7 @@ pub fn idle_step() {
     scrub_stack();
     // Idle work first (`nano_core::kernel::idle_work`), then back to look for tasks; halt
     // only when there is none left.
-    if nano_core::kernel::idle_work() {
+    if nano_core::kernel::idle_work(false) {
         return;
     }
     x86_64::instructions::interrupts::enable_and_hlt();
