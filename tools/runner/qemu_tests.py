@@ -633,6 +633,16 @@ CASES = [
          expect=[r"(?s)recovery: task \d+ \(doomed\) died.*given up, not restarted",
                  r"^\s+\d+\s+supervisor\s+\S+\s+\d+\s+2\s", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
          reject=[r"system halted", r"\((shell|scrubber|idle)\) (killed|died)", r"fault outside any task"]),
+    # A task faults in a function of the task crate that holds the task table (campaign seed
+    # 29, trial 24: a flip in `has_exited`): the fault's unwind does not drop the faulting
+    # frame's guard, and ending the task used to halt the kernel. The table is released now:
+    # the task ends, and everything else goes on (the beats, the shell, swaps, spawns).
+    dict(name="recovery_a_task_that_dies_holding_the_task_table_releases_it", timeout=60, script=[
+            "beat 100 10 &", "sleep 200", "crash table", "ps", "swap task task", "@await beat: job 0 finished 100 beats", "echo alive", "poweroff"],
+         expect=[r"crash: faulting with the task table held", r"task \d+ killed by invalid opcode; unwinding its stack", r"shell: crash panicked: invalid opcode",
+                 r"the task table was held by this task's own frames, which never run again: released",
+                 r"swap: done", r"^alive"],
+         check=beats_exactly_once(1, 100), reject=[r"system halted", r"\((shell|supervisor|scrubber)\) (killed|died)"]),
     # The supervisor and the scrubber die together (campaign seed 28, trial 57: a damaged timer
     # entry put back wrong registers into both): each used to restart the other, so nothing
     # was ever restarted again. Idle time (the shell waiting for a key) takes the deaths now,

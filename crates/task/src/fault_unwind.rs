@@ -120,6 +120,6 @@ extern "C-unwind" fn fault_start() -> ! {
     }
     nano_core::serial::emergency_write(format_args!("    (could not unwind the fault; ending the task without running destructors)\n"));
     *UNWINDING_FAULT.lock() = None;
-    super::halt_if_table_left_locked();
+    super::release_table_left_locked();
     exit(Exit::Faulted(what))
 }

@@ -261,7 +261,7 @@ pub fn panic_caught() {
         let fault = UNWINDING_FAULT.lock().take().filter(|f| f.0 == cur).map(|f| f.1);
         // The unwind released the table if a frame it passed held it; if the faulting frame
         // itself held it, it is still locked (the caller of the catch checks, see
-        // `halt_if_table_left_locked`).
+        // `release_table_left_locked`).
         if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
             t.panicking = false;
             t.caught_fault = fault;
@@ -271,8 +271,10 @@ pub fn panic_caught() {
 
 /// Before a task is ended after a fault or panic: whether the task table is still locked — held
 /// by the very frame that faulted (whose locals an unwind from a fault does not drop), or by
-/// code that could not be unwound at all. Nothing can be ended or scheduled then (waiting for
-/// the table would hang with interrupts off): says so and halts.
+/// code that could not be unwound at all. Nothing could be ended or scheduled then (waiting for
+/// the table would hang with interrupts off): it is released, since its holder is the ending
+/// task's own frames. Until 2026-12-07 this halted the kernel (campaign seed 29, trial 24: a
+/// flip in `has_exited`, which the shell's idle time calls, faulted with the table held).
 ///
 /// Except inside a guarded step (one whose context was damaged, so that it could not be
 /// escaped, and its task is ended instead): every step begins with the table free (the tick's
@@ -280,7 +282,7 @@ pub fn panic_caught() {
 /// hold it, and they never run again. It is released as an escaped step's is (a step writes
 /// single fields of it, never the map's structure). Before, this halted the kernel: a flip in
 /// the scheduler policy's code damaged the step's saved context (campaign seed 20, trial 82).
-pub(crate) fn halt_if_table_left_locked() {
+pub(crate) fn release_table_left_locked() {
     if tables().tasks.is_locked() && step::in_step() {
         // SAFETY: see above: the holder is the abandoned step's frames on this task's stack,
         // which is ending; interrupts are off and only this CPU runs tasks.
@@ -291,11 +293,32 @@ pub(crate) fn halt_if_table_left_locked() {
         return;
     }
     if tables().tasks.is_locked() {
+        // SAFETY: every user of the table holds it with interrupts off, and only this CPU runs
+        // tasks: no switch happened while it was held, so the holder is this task's own frames
+        // (the faulting one, whose locals a fault's unwind does not drop, or frames not unwound
+        // at all), and this task is ending: they never run again.
+        unsafe { tables().tasks.force_unlock() };
         nano_core::serial::emergency_write(format_args!(
-            "    the task table stays locked (held by the faulting frame itself, or by code that was not unwound): no task can be ended; system halted (exit code failure)\n"
+            "    the task table was held by this task's own frames, which never run again: released (what they were changing may be half done)\n"
         ));
-        nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure);
     }
+}
+
+/// For `crash table`: takes the task table and faults (an invalid opcode) in the frame that
+/// holds it, as damaged code in a function of this crate would (campaign seed 29, trial 24:
+/// `has_exited`). The fault's unwind does not drop that frame's guard; ending the task
+/// releases the table (see [`release_table_left_locked`]).
+#[inline(never)]
+pub fn fault_holding_the_table() -> usize {
+    cpu::without_interrupts(|| {
+        let tasks = tables().tasks.lock();
+        let n = tasks.len();
+        if core::hint::black_box(n) != usize::MAX {
+            // SAFETY: deliberately an undefined instruction (a test); the fault handler takes it.
+            unsafe { core::arch::asm!("ud2") };
+        }
+        n
+    })
 }
 
 /// Registers the unwinder: every task's entry then runs inside `catch`, and a panic in a task
@@ -662,7 +685,7 @@ extern "C" fn task_main() -> ! {
             match catch(&mut run) {
                 Ok(()) => ret,
                 Err(msg) => {
-                    halt_if_table_left_locked();
+                    release_table_left_locked();
                     match take_fault() {
                         Some(what) => exit(Exit::Faulted(what)),
                         None => exit(Exit::Panicked(msg)),
@@ -1172,7 +1195,7 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     }
     // With the task table locked (the fault hit the scheduler policy, called under it), the
     // task is still unwound: the frames that hold the table release it on the way, and the
-    // catch checks that none was left holding it (see `halt_if_table_left_locked`).
+    // catch checks that none was left holding it (see `release_table_left_locked`).
     let who = task_label(cur);
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
     if !in_step {
@@ -1199,7 +1222,7 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     }
     nano_core::serial::emergency_write(format_args!("    {who} killed by {} (not unwound)\n", info.name));
     // Ending the task needs the table; if the faulting code holds it, nothing can (said so).
-    halt_if_table_left_locked();
+    release_table_left_locked();
     exit(Exit::Faulted(what))
 }
 
@@ -1267,7 +1290,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
             return;
         }
         nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
-        halt_if_table_left_locked();
+        release_table_left_locked();
         exit(Exit::Panicked(what));
     }
     if let Some(begin) = BEGIN.get() {
@@ -1284,7 +1307,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     if cur == 0 {
         return;
     }
-    halt_if_table_left_locked();
+    release_table_left_locked();
     exit(Exit::Panicked(what))
 }
 
