@@ -643,6 +643,19 @@ CASES = [
                  r"the task table was held by this task's own frames, which never run again: released",
                  r"swap: done", r"^alive"],
          check=beats_exactly_once(1, 100), reject=[r"system halted", r"\((shell|supervisor|scrubber)\) (killed|died)"]),
+    # Campaign seed 29, trial 197: a flipped displacement in `task::choose_next` (0xc0, bit 5:
+    # `mov 0x8(%r14)` became `mov 0x28(%r14)`) read the wrong field for the task table's root,
+    # so the decision saw no task at all and dropped every queued one; each task that switched
+    # away stayed marked running, never queued again, and the kernel only idled — the watchdog
+    # repaired the code, and nothing ran anyway. A task switched away is marked runnable now,
+    # and the requeue pass brings every task back. (Bit 5 of that byte with this build's
+    # layout; an edit of `choose_next` may move it, and the expectations then fail.)
+    dict(name="recovery_a_decision_that_misreads_the_table_leaves_no_task_stranded", timeout=60, script=[
+            "beat 200 10 &", "sleep 300", "crash flip task::choose_next 0xc0 5", "@await beat: job 0 finished 200 beats", "ps", "poweroff"],
+         expect=[r"crash: damaged task::choose_next in crate task at 0x[0-9a-f]+ \(code\)",
+                 r"code of crate task was corrupted: 1 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored|found crate task corrupted: restored 1 bytes in place",
+                 r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+3\s+scrubber\s+\S+\s+\d+\s+0\s"],
+         check=beats_exactly_once(1, 200), reject=[r"killed by", r"died", r"system halted", r"HANG"]),
     # The supervisor and the scrubber die together (campaign seed 28, trial 57: a damaged timer
     # entry put back wrong registers into both): each used to restart the other, so nothing
     # was ever restarted again. Idle time (the shell waiting for a key) takes the deaths now,

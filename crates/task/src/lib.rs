@@ -875,6 +875,16 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     let mut tasks = tables().tasks.lock();
     // The current task first: if it is gone, nothing is changed.
     let c = tasks.get_mut(&cur)?;
+    // Switched away, it is not running: the decision marks it runnable when it queues it, but
+    // a decision that misread the table (campaign seed 29, trial 197: a flipped displacement
+    // made `choose_next` read the wrong field for the map's root; it saw no task at all, and
+    // popped and dropped every queued one) left each task that switched away marked running.
+    // Never queued again, every task ended up so, and the kernel only idled. Marked runnable
+    // here, the requeue pass queues it again once the decision's code is repaired. (The idle
+    // task keeps its mark: it is never queued.)
+    if cur != 0 && c.state == State::Running && next != cur {
+        c.state = State::Runnable;
+    }
     let (save_rsp, save_fx, save_step) = (&raw mut c.rsp, &raw mut *c.fx, &raw mut c.step);
     let Some(n) = tasks.get_mut(&next) else {
         keep_running(&mut tasks);
