@@ -209,6 +209,15 @@ struct Foreign {
 }
 
 /// Times the phases of one load with the loader's clock.
+/// Which object a crate being loaded comes from.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    /// Its file name.
+    file: &'a str,
+    /// Its bytes, when they live forever (a boot module): symbol names are borrowed from them.
+    forever: Option<&'static [u8]>,
+}
+
 /// A symbol's raw name, borrowed when it lies in an object that lives forever (a boot module):
 /// a crate's thousands of local symbols then cost no allocation each (cranelift_codegen has
 /// 17,728), which under TCG was a large part of its register phase. Copied otherwise.
@@ -622,7 +631,7 @@ impl Loader {
             ObjectBytes::Static(b) => Some(*b),
             ObjectBytes::Shared(_) => None,
         };
-        let (crate_id, sec_ids, mut stats) = self.register(ns, file, &name, &obj, forever, &placed, guard)?;
+        let (crate_id, sec_ids, mut stats) = self.register(ns, Origin { file, forever }, &name, &obj, &placed, guard)?;
         txn.push(crate_id);
         phases.register_us = clock.lap(self);
         let nested_before = self.nested_us;
@@ -674,13 +683,13 @@ impl Loader {
     fn register(
         &mut self,
         ns: NamespaceId,
-        file: &str,
+        origin: Origin<'_>,
         name: &str,
         obj: &ObjectFile<'_>,
-        forever: Option<&'static [u8]>,
         placed: &Placed<'_>,
         mut guard: RegionGuard<'static>,
     ) -> Result<(CrateId, Vec<Option<SectionId>>, LoadStats), LoadError> {
+        let Origin { file, forever } = origin;
         let Placed { layout, base, bases, total } = *placed;
         let crate_id = CrateId(self.next_crate);
         self.next_crate += 1;
