@@ -253,8 +253,8 @@ pub static IDLE_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_c
 
 /// One piece of idle work, for code that would otherwise only wait: the idle task, and the
 /// shell waiting for a key (it polls, so the idle task seldom runs: the shell's wait is where a
-/// system's idle time goes). Each piece takes about a millisecond with interrupts off. Returns
-/// whether more is left.
+/// system's idle time goes). Each piece takes about half a millisecond with interrupts off.
+/// Returns whether more is left.
 ///
 /// `keeping`: also run the keeper ([`KEEPER_HOOK`]) when it is due. The shell passes `true`; the
 /// idle task `false`, since recovery work can fault, and a fault in the idle task is fatal.

@@ -185,17 +185,14 @@ const PARKED_WAIT_MS: u64 = 100;
 pub fn write_whole_from_parked_cpu(text: &str) {
     let per_ms = crate::time::tsc_per_ms().max(1);
     let until = crate::time::rdtsc().saturating_add(PARKED_WAIT_MS * per_ms);
-    loop {
-        if let Some(_guard) = SERIAL.try_lock() {
-            put_str(text);
-            return;
+    let _guard = loop {
+        match SERIAL.try_lock() {
+            Some(guard) => break Some(guard),
+            None if crate::time::rdtsc() > until => break None,
+            None => core::hint::spin_loop(),
         }
-        if crate::time::rdtsc() > until {
-            put_str(text);
-            return;
-        }
-        core::hint::spin_loop();
-    }
+    };
+    put_str(text);
 }
 
 /// Writes formatted output without taking the lock; for fault and panic reports only.

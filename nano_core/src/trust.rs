@@ -189,12 +189,12 @@ static IDLE_DONE: AtomicU64 = AtomicU64::new(0);
 static IDLE_FINISHED_BY_LOADER: AtomicU64 = AtomicU64::new(0);
 
 /// One piece of idle work for the boot CPU (`kernel::idle_work`: the idle task, and the shell
-/// waiting for a key): hashes the next [`IDLE_PIECE`] bytes of a boot module not checked yet, largest
-/// first, so that a first load after a pause (the WASM engine's, whose SHA-512 was about half
+/// waiting for a key): hashes the next [`IDLE_PIECE`] bytes of a boot module not checked yet,
+/// largest first, so that a first load after a pause (the WASM engine's, whose SHA-512 was about half
 /// of the first `wasm run`) finds its digest known. Returns whether there is more to do; with
 /// nothing left, the idle loop halts as before. `idle_hash=N` limits it to N pieces (0: off).
 pub fn idle_hash_step() -> bool {
-    if !IDLE_HASH_ON.load(Ordering::Relaxed) {
+    if IDLE_BUDGET.load(Ordering::Relaxed) == 0 {
         return false;
     }
     x86_64::instructions::interrupts::without_interrupts(|| {
@@ -204,15 +204,14 @@ pub fn idle_hash_step() -> bool {
                 .iter()
                 .position(|s| s.state.compare_exchange(QUEUED, IDLE_HASHING, Ordering::AcqRel, Ordering::Relaxed).is_ok())
             else {
-                IDLE_HASH_ON.store(false, Ordering::Relaxed);
+                IDLE_BUDGET.store(0, Ordering::Relaxed);
                 return false;
             };
             *idle = Some(IdleHash { slot, digest: signing::Sha512::new(), done: 0 });
         }
         let Some(h) = idle.as_mut() else { return false };
-        if IDLE_BUDGET.fetch_sub(1, Ordering::Relaxed) == 1 {
-            IDLE_HASH_ON.store(false, Ordering::Relaxed);
-        }
+        // Not 0 (checked above; only this CPU and, with interrupts off, only here changes it).
+        IDLE_BUDGET.fetch_sub(1, Ordering::Relaxed);
         let slot = &AHEAD[h.slot];
         let bytes = slot_bytes(slot);
         let end = (h.done + IDLE_PIECE).min(bytes.len());
@@ -228,18 +227,14 @@ pub fn idle_hash_step() -> bool {
     })
 }
 
-/// Whether the idle loop still hashes ahead (until every planned module is done, or off).
-static IDLE_HASH_ON: AtomicBool = AtomicBool::new(true);
-/// Pieces the idle loop may still hash (the `idle_hash=N` kernel option; unlimited by default).
+/// Pieces the idle loop may still hash: unlimited by default, `idle_hash=N`, and 0 once every
+/// planned module is taken (or with `idle_hash=0`).
 static IDLE_BUDGET: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Limits idle hashing to `pieces` pieces (the `idle_hash=N` kernel option: 0 turns it off, for
 /// comparisons; a few leave a module begun, which the loader must finish: a test).
 pub fn limit_idle_hashing(pieces: u64) {
     IDLE_BUDGET.store(pieces, Ordering::Relaxed);
-    if pieces == 0 {
-        IDLE_HASH_ON.store(false, Ordering::Relaxed);
-    }
 }
 
 /// The loader needs the module of `slot`, which the idle loop has begun: it takes the partial

@@ -882,7 +882,7 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     // Never queued again, every task ended up so, and the kernel only idled. Marked runnable
     // here, the requeue pass queues it again once the decision's code is repaired. (The idle
     // task keeps its mark: it is never queued.)
-    if cur != 0 && c.state == State::Running && next != cur {
+    if cur != 0 && c.state == State::Running {
         c.state = State::Runnable;
     }
     let (save_rsp, save_fx, save_step) = (&raw mut c.rsp, &raw mut *c.fx, &raw mut c.step);
@@ -1487,7 +1487,8 @@ pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// One step of the idle loop (nano_core's, through its idle hook): run whatever is runnable,
-/// then a piece of idle work if there is any, else halt until the next interrupt. The first call marks the boot context as idling.
+/// then a piece of idle work if there is any, else halt until the next interrupt. The first
+/// call marks the boot context as idling.
 pub fn idle_step() {
     IDLING.store(true, Ordering::Relaxed);
     yield_now();
