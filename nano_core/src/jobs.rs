@@ -31,11 +31,20 @@ pub struct CpuLocal {
     stopped: AtomicBool,
     /// Jobs abandoned on this CPU so far.
     abandoned: AtomicU64,
+    /// The CPU runs tasks (its park loop is its idle task): a fault outside a job is then its
+    /// running task's, for the task layer.
+    runs_tasks: AtomicBool,
 }
 
 /// One [`CpuLocal`] per CPU index (0, the boot CPU, has none in use).
 static LOCALS: [CpuLocal; crate::kernel::MAX_CPUS] = [const {
-    CpuLocal { index: AtomicU64::new(0), job_context: AtomicU64::new(0), stopped: AtomicBool::new(false), abandoned: AtomicU64::new(0) }
+    CpuLocal {
+        index: AtomicU64::new(0),
+        job_context: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+        abandoned: AtomicU64::new(0),
+        runs_tasks: AtomicBool::new(false),
+    }
 }; crate::kernel::MAX_CPUS];
 
 /// Registers saved when a job begins (callee-saved ones and the stack pointer), and whether it
@@ -115,12 +124,34 @@ pub(crate) fn arrive(index: usize) {
 /// This CPU's [`CpuLocal`] if it is a parked CPU (its GS base set), else `None` (the boot CPU).
 fn this_cpu() -> Option<&'static CpuLocal> {
     let base = GsBase::read().as_u64();
-    LOCALS.iter().find(|l| core::ptr::from_ref(*l) as u64 == base)
+    let first = LOCALS.as_ptr() as u64;
+    let size = core::mem::size_of::<CpuLocal>() as u64;
+    let offset = base.checked_sub(first)?;
+    (offset.is_multiple_of(size)).then(|| LOCALS.get((offset / size) as usize)).flatten()
 }
 
 /// This CPU's index: 0 on the boot CPU, the index it parked with on the others.
 pub fn this_cpu_index() -> usize {
     this_cpu().map_or(0, |l| l.index.load(Ordering::Relaxed) as usize)
+}
+
+/// Whether this CPU is running a job now (the boot CPU never does).
+pub fn in_job_here() -> bool {
+    this_cpu().is_some_and(|l| l.job_context.load(Ordering::Acquire) != 0)
+}
+
+/// Marks parked CPU `index` as one that runs tasks (its park loop became its idle task): a
+/// fault or panic there outside a job is its running task's, which the gates leave to the
+/// task layer.
+pub fn set_runs_tasks(index: usize) {
+    if let Some(l) = LOCALS.get(index) {
+        l.runs_tasks.store(true, Ordering::Release);
+    }
+}
+
+/// Whether CPU `index` runs tasks: the boot CPU always, a parked CPU once [`set_runs_tasks`].
+pub fn runs_tasks(index: usize) -> bool {
+    index == 0 || LOCALS.get(index).is_some_and(|l| l.runs_tasks.load(Ordering::Acquire))
 }
 
 /// Runs job `f(arg)` on this parked CPU: its result, or why it was abandoned.
@@ -167,6 +198,9 @@ pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mu
     let rip = frame.instruction_pointer.as_u64();
     let address = (vector == 14).then(x86_64::registers::control::Cr2::read_raw);
     let ctx = local.job_context.load(Ordering::Acquire);
+    if ctx == 0 && local.runs_tasks.load(Ordering::Acquire) {
+        return false; // a task's fault: the task layer's, as on the boot CPU
+    }
     let mut report = Report::new();
     let _ = write!(report, "\n!!! CPU {index}: {name} (vector {vector}");
     if let Some(e) = error {
@@ -198,6 +232,9 @@ pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mu
 /// the CPU stops); on the boot CPU it returns.
 pub fn panic_gate(info: &core::panic::PanicInfo<'_>) {
     let Some(local) = this_cpu() else { return };
+    if local.job_context.load(Ordering::Acquire) == 0 && local.runs_tasks.load(Ordering::Acquire) {
+        return; // a task's panic: the task layer's
+    }
     let index = local.index.load(Ordering::Relaxed);
     let mut report = Report::new();
     let _ = write!(report, "\n!!! CPU {index}: panic");
@@ -214,6 +251,17 @@ pub fn panic_gate(info: &core::panic::PanicInfo<'_>) {
     // SAFETY: a job runs on this CPU (its context is set): the escape returns from its
     // `delos_job_run`, skipping the panicking frames.
     unsafe { delos_job_escape() }
+}
+
+/// Stops this parked CPU for good after an exception or panic in its idle task (outside any
+/// job, outside any task): what the task layer does with a fault it cannot blame on a task.
+/// On the boot CPU it returns (the caller's fault is the kernel's).
+pub fn stop_this_cpu(what: core::fmt::Arguments<'_>) {
+    let Some(local) = this_cpu() else { return };
+    let index = local.index.load(Ordering::Relaxed);
+    let mut report = Report::new();
+    let _ = write!(report, "\n!!! CPU {index}: {what} in its idle task");
+    stop(local, index, report)
 }
 
 /// Stops this parked CPU for good after an exception outside any job: nothing it was doing can

@@ -85,7 +85,7 @@ pub fn boot_state() -> &'static BootState {
 /// loader bookkeeping). Keep `f` short, and print its results after it returns.
 pub fn with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> T {
     crate::heap::metadata(|| {
-        let g = LOADER.read();
+        let g = spin_until(|| LOADER.try_read());
         let _holder = Holder::reader();
         f(g.as_ref().expect("loader is set up before any crate runs"))
     })
@@ -96,12 +96,25 @@ pub fn with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> T {
 /// bookkeeping, and results derived from it.
 pub fn with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
     crate::heap::metadata(|| {
-        let mut g = LOADER.write();
+        let mut g = spin_until(|| LOADER.try_write());
         let _holder = Holder::writer();
         // One round of TLB shootdowns for the whole change (a load protects each part of each
         // crate it adds); unmapped frames are given back only after their own round.
         crate::tlb::batch(|| f(g.as_mut().expect("loader is set up before any crate runs")))
     })
+}
+
+/// Spins until `take` gets the lock, with interrupts off (the loader's users run with them
+/// off): meanwhile this CPU answers what the lock's holder on another CPU may be waiting for —
+/// a TLB shootdown or a stop of the world — which it could not take as an interrupt.
+fn spin_until<G>(mut take: impl FnMut() -> Option<G>) -> G {
+    loop {
+        if let Some(g) = take() {
+            return g;
+        }
+        crate::stw::serve_while_waiting();
+        core::hint::spin_loop();
+    }
 }
 
 /// Like [`with_loader_ref`], but returns `None` instead of waiting if a change holds the loader
@@ -286,6 +299,13 @@ pub fn idle_loop() -> ! {
     }
 }
 
+/// On a parked CPU that runs tasks, called by its park loop (its idle task) before it looks at
+/// its mailbox: runs this CPU's runnable tasks (the task crate's `schedule`).
+pub static AP_SCHEDULE_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_core::ap_schedule");
+/// Wakes CPU `index` (an IPI) so that its idle task looks for runnable tasks: set by the smp
+/// crate, called by the task crate when it makes a task of that CPU runnable.
+pub static WAKE_CPU_HOOK: crate::hooks::Hook<fn(usize)> = crate::hooks::Hook::new("nano_core::wake_cpu");
+
 /// Most CPUs nano_core keeps a mailbox for.
 pub const MAX_CPUS: usize = 64;
 
@@ -355,6 +375,13 @@ pub static MAILBOXES: [Mailbox; MAX_CPUS] = [const { Mailbox::new() }; MAX_CPUS]
 pub fn park_cpu(index: usize) -> ! {
     crate::jobs::arrive(index);
     loop {
+        // A CPU that runs tasks: this loop is its idle task; whatever is runnable here runs
+        // first (the hook returns when this CPU's idle task is switched to again).
+        if crate::jobs::runs_tasks(index)
+            && let Some(schedule) = AP_SCHEDULE_HOOK.get()
+        {
+            schedule();
+        }
         // Interrupts off while the mailbox is looked at: an IPI that arrives after the look
         // stays pending until `sti; hlt`, which it then ends at once.
         x86_64::instructions::interrupts::disable();

@@ -44,10 +44,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 /// interrupts off.
 const ACK_TIMEOUT_MS: u64 = 500;
 
-/// Sends the shootdown IPI to each parked CPU whose index is set in the mask (bit `i` for CPU
-/// index `i`) and returns how many were sent (`None` if no IPI can be sent now: the CPU was
-/// interrupted while it wrote another). Set by the smp crate once the APs are up: it owns the
-/// local APIC, the IPI's vector and the list of CPUs (indexes that are not parked CPUs it skips).
+/// Sends the shootdown IPI to each CPU whose index is set in the mask (bit `i` for CPU index
+/// `i`) and returns the mask of those it was sent to (`None` if no IPI can be sent now: the CPU
+/// was interrupted while it wrote another). Set by the smp crate once the APs are up: it owns
+/// the local APIC, the IPI's vector and the list of CPUs (indexes of CPUs that are not up it
+/// skips).
 pub static SEND_SHOOTDOWN: Hook<fn(u64) -> Option<u64>> = Hook::new("tlb::send_shootdown");
 
 /// Per CPU index: set while the CPU runs a job.
@@ -57,12 +58,19 @@ static RUNNING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_
 static OWED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Flushes done by CPUs in their shootdown handler.
 static ACKS: AtomicU64 = AtomicU64::new(0);
-/// Depth of [`batch`] on the boot CPU (interrupts are off inside).
-static BATCH_DEPTH: AtomicUsize = AtomicUsize::new(0);
-/// A change happened inside the current batch.
-static PENDING: AtomicBool = AtomicBool::new(false);
-/// A round of IPIs is being sent (an NMI arriving meanwhile sends none).
-static SENDING: AtomicBool = AtomicBool::new(false);
+/// Per CPU index: depth of [`batch`] (interrupts are off inside).
+static BATCH_DEPTH: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Per CPU index: a change happened inside the current batch.
+static PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// The CPU sending a round of IPIs, plus one (0: none). One round at a time: another CPU that
+/// wants to send waits (serving the round's request to itself meanwhile, see [`REQUEST`]); an
+/// NMI on the sending CPU itself sends none.
+static SENDING: AtomicUsize = AtomicUsize::new(0);
+/// Per CPU index: the round in progress asks this CPU to flush. Its shootdown handler answers
+/// it, or, with interrupts off, the CPU's own wait for [`SENDING`] or a stopped world's wait
+/// ([`serve_request`]) does: a CPU waiting for a round of its own with interrupts off would
+/// otherwise never take the IPI of the round it waits for.
+static REQUEST: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Rounds that could send no IPI (made inside an NMI during a round, or while the ICR was busy).
 static NOT_SENT: AtomicU64 = AtomicU64::new(0);
 /// Flushes a round left to a CPU running a job.
@@ -133,8 +141,9 @@ fn flush_everything() {
 /// other CPUs drop theirs before this returns — or, inside a [`batch`], when it ends.
 pub(crate) fn changed() {
     CHANGES.fetch_add(1, Ordering::Relaxed);
-    if BATCH_DEPTH.load(Ordering::Relaxed) > 0 {
-        PENDING.store(true, Ordering::Relaxed);
+    let me = crate::jobs::this_cpu_index();
+    if BATCH_DEPTH[me].load(Ordering::Relaxed) > 0 {
+        PENDING[me].store(true, Ordering::Relaxed);
         return;
     }
     shoot_down();
@@ -144,17 +153,19 @@ pub(crate) fn changed() {
 /// their translations once, at the end.
 pub fn batch<T>(f: impl FnOnce() -> T) -> T {
     /// Leaves the batch even when `f` panics and unwinds (the round owed is sent then too).
-    struct Depth;
+    struct Depth(usize);
     impl Drop for Depth {
         fn drop(&mut self) {
-            if BATCH_DEPTH.fetch_sub(1, Ordering::Relaxed) == 1 && PENDING.swap(false, Ordering::Relaxed) {
+            if BATCH_DEPTH[self.0].fetch_sub(1, Ordering::Relaxed) == 1 && PENDING[self.0].swap(false, Ordering::Relaxed) {
                 shoot_down();
             }
         }
     }
     x86_64::instructions::interrupts::without_interrupts(|| {
-        BATCH_DEPTH.fetch_add(1, Ordering::Relaxed);
-        let _depth = Depth;
+        // With interrupts off a task stays on its CPU (tasks never migrate anyway).
+        let me = crate::jobs::this_cpu_index();
+        BATCH_DEPTH[me].fetch_add(1, Ordering::Relaxed);
+        let _depth = Depth(me);
         f()
     })
 }
@@ -163,7 +174,7 @@ pub fn batch<T>(f: impl FnOnce() -> T) -> T {
 /// there), so a non-zero depth means a task died inside one without unwinding. Sends the round
 /// it owed and says whether it had to.
 pub fn leave_batch_if_dead() -> bool {
-    if BATCH_DEPTH.swap(0, Ordering::Relaxed) == 0 {
+    if BATCH_DEPTH[crate::jobs::this_cpu_index()].swap(0, Ordering::Relaxed) == 0 {
         return false;
     }
     sync();
@@ -175,34 +186,64 @@ pub fn leave_batch_if_dead() -> bool {
 /// otherwise hold it back until its end).
 pub fn sync() {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        if PENDING.swap(false, Ordering::Relaxed) {
+        if PENDING[crate::jobs::this_cpu_index()].swap(false, Ordering::Relaxed) {
             shoot_down();
         }
     })
 }
 
-/// Leaves every parked CPU owing a flush, paid at its next job boundary.
+/// Leaves every CPU owing a flush, paid at its next job boundary or task switch.
 fn owe_everyone() {
-    for owed in OWED.iter().skip(1) {
+    for owed in OWED.iter() {
         owed.store(true, Ordering::SeqCst);
     }
 }
 
-/// One round: a CPU running a job owes a flush; every other parked CPU gets the IPI, and the
-/// sender waits until each flushed (or the timeout).
+/// Answers the round in progress if it asks this CPU to flush (see [`REQUEST`]); pays a flush
+/// this CPU owes. For code that waits with interrupts off for another CPU (a stopped world).
+pub fn serve_request() {
+    let me = crate::jobs::this_cpu_index();
+    if REQUEST[me].swap(false, Ordering::SeqCst) {
+        flush_everything();
+        ACKS.fetch_add(1, Ordering::SeqCst);
+    }
+    pay_owed(me);
+}
+
+/// Pays a flush this CPU owes (a round that timed out, or passed it by): called at every task
+/// switch, on every CPU that runs tasks.
+pub fn pay_owed_here() {
+    pay_owed(crate::jobs::this_cpu_index());
+}
+
+/// One round: a CPU running a job owes a flush; every other CPU gets the IPI, and the sender
+/// waits until each flushed (or the timeout). Any CPU may send, one round at a time.
 fn shoot_down() {
     let Some(send) = SEND_SHOOTDOWN.get() else { return };
-    if SENDING.swap(true, Ordering::Acquire) {
-        // An NMI inside a round (see the module docs).
-        NOT_SENT.fetch_add(1, Ordering::Relaxed);
-        owe_everyone();
-        return;
+    let me = crate::jobs::this_cpu_index();
+    // Interrupts are off here (every caller changes mappings with them off): the CPU that holds
+    // SENDING cannot be this one unless an NMI interrupted its round.
+    loop {
+        match SENDING.compare_exchange(0, me + 1, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(holder) if holder == me + 1 => {
+                // An NMI inside a round (see the module docs).
+                NOT_SENT.fetch_add(1, Ordering::Relaxed);
+                owe_everyone();
+                return;
+            }
+            Err(_) => {
+                // Another CPU's round: answer it (it may be waiting for this CPU), then try again.
+                serve_request();
+                core::hint::spin_loop();
+            }
+        }
     }
     let mut mask = 0u64;
-    for index in 1..MAX_CPUS.min(64) {
-        if crate::jobs::stopped(index) {
-            // Halted for good with interrupts off after an exception: it runs nothing, and
-            // would never answer.
+    for index in 0..MAX_CPUS.min(64) {
+        if index == me || crate::jobs::stopped(index) {
+            // Itself (its own entry is flushed already), or halted for good with interrupts off
+            // after an exception: it runs nothing, and would never answer.
             continue;
         }
         if RUNNING[index].load(Ordering::SeqCst) {
@@ -216,12 +257,26 @@ fn shoot_down() {
         mask |= 1 << index;
     }
     let acks_before = ACKS.load(Ordering::SeqCst);
-    let Some(sent) = send(mask) else {
+    for (index, request) in REQUEST.iter().enumerate().take(64) {
+        if mask & (1 << index) != 0 {
+            request.store(true, Ordering::SeqCst);
+        }
+    }
+    let Some(sent_mask) = send(mask) else {
         NOT_SENT.fetch_add(1, Ordering::Relaxed);
+        withdraw_requests();
         owe_everyone();
-        SENDING.store(false, Ordering::Release);
+        SENDING.store(0, Ordering::Release);
         return;
     };
+    // Requests to CPUs that were not sent an IPI (not up) are taken back before they could be
+    // answered: only CPUs in the sent mask look at theirs.
+    for (index, request) in REQUEST.iter().enumerate().take(64) {
+        if mask & !sent_mask & (1 << index) != 0 {
+            request.store(false, Ordering::SeqCst);
+        }
+    }
+    let sent = u64::from(sent_mask.count_ones());
     if sent > 0 {
         ROUNDS.fetch_add(1, Ordering::Relaxed);
         IPIS.fetch_add(sent, Ordering::Relaxed);
@@ -230,21 +285,35 @@ fn shoot_down() {
         while ACKS.load(Ordering::SeqCst) - acks_before < sent {
             if crate::time::rdtsc() - t0 > limit {
                 TIMEOUTS.fetch_add(sent - (ACKS.load(Ordering::SeqCst) - acks_before).min(sent), Ordering::Relaxed);
-                // Which one is late is not known: every CPU flushes at its next job boundary.
+                // Which one is late is not known: every CPU flushes at its next job boundary or
+                // task switch.
+                withdraw_requests();
                 owe_everyone();
                 break;
             }
             core::hint::spin_loop();
         }
         WAIT_CYCLES.fetch_add(crate::time::rdtsc() - t0, Ordering::Relaxed);
+    } else {
+        withdraw_requests();
     }
-    SENDING.store(false, Ordering::Release);
+    SENDING.store(0, Ordering::Release);
 }
 
-/// The shootdown IPI's work, on the CPU it interrupted (called by the smp crate's handler).
+/// Takes back the requests of a round that ends without every answer (they owe instead).
+fn withdraw_requests() {
+    for r in &REQUEST {
+        r.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The shootdown IPI's work, on the CPU it interrupted (called by the smp crate's handler):
+/// flushes, and answers the round if it has not already (see [`serve_request`]).
 pub fn on_shootdown_ipi() {
     flush_everything();
-    ACKS.fetch_add(1, Ordering::SeqCst);
+    if REQUEST[crate::jobs::this_cpu_index()].swap(false, Ordering::SeqCst) {
+        ACKS.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// On parked CPU `index`, before a job: marks it running, then pays a flush it owes.

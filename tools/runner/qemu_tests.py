@@ -15,7 +15,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMAGE = os.path.join(ROOT, "target", "image")
+IMAGE = os.environ.get("QEMU_TESTS_IMAGE", os.path.join(ROOT, "target", "image"))
 RUNNER = os.path.join(ROOT, "tools", "runner", "qemu_run.py")
 LOGS = os.path.join(ROOT, "target", "qemu-logs")
 DIGEST_LINES = 25  # log lines per failed case in FAILED.txt
@@ -935,6 +935,30 @@ CASES = [
                  r"wasm: memories and tables use 0 KiB of a 16384 KiB budget",
                  r"(?s)trap: out of bounds memory access in wasm::traps::oob.*trap: out of bounds memory access in wasm::traps::oob"],
          reject=["CPU EXCEPTION", "fault outside any task", "wasm: leak: [1-9-]"]),
+    # Multicore (issue 14): every CPU runs tasks. `on CPU CMD` puts a command's task on a CPU,
+    # where it stays; each AP schedules its own tasks (round robin, its local APIC timer) and
+    # its park loop is its idle task. A fault or a panic in a task on an AP unwinds that task
+    # only; Ctrl-C kills a task running on another CPU; WASM compiles, runs and traps there;
+    # selftest (TLS, SSE, preemption, unwinding) passes on an AP; heartbeats on CPU 1 survive a
+    # swap storm (each swap stops the world), every beat exactly once.
+    dict(name="smp_tasks_run_on_every_cpu", timeout=180, qemu_args=["-smp", "4"], script=[
+            "cpus", "on 1 ps", "cpus --tasks 2", "on 2 crash null", "on 3 crash panic", "echo alive",
+            "on 1 selftest", "on 2 wasm run hello.wasm a", "on 3 wasm run traps.wasm --invoke oob",
+            "on 2 wasm run kernels.wasm --invoke matmul 400", "@pause 1", "@send \\x03", "@expect was killed", "on 2 echo after the kill",
+            "on 1 beat 60 20 &", "swap --storm 12 --seed 5 echo=echo_v2 heartbeat=heartbeat_v2", "sleep 1500",
+            "swap smp smp", "swap task task", "on 3 crash ud", "cpus --tasks 2", "on 9 echo nowhere", "on x", "cpus", "poweroff"],
+         expect=[r"4 CPUs: 4 run tasks, 3 APs up, 0 stopped, 0 failed",
+                 r"^ +\d+  ps +running +\d+ +- +1  0x",
+                 r"cpus: tasks of 2 units: one alone \d+ us, one on each of 4 CPUs \(\[0, 1, 2, 3\]\) at once \d+ us: throughput \d+\.\d+x of one CPU \(ideal 4x\); results agree",
+                 r"shell: crash died: page fault", r"shell: crash panicked: ", r"^alive",
+                 r"selftest: 11 passed, 0 failed", r"hello from WASM, argc=2",
+                 r"trap: out of bounds memory access in wasm::traps::oob", r"shell: wasm was killed", r"^after the kill",
+                 r"(?s)swap: done.*swap: done", r"shell: crash died: invalid opcode",
+                 r"(?s)swap: done.*cpus: tasks of 2 units: .* results agree",
+                 r"shell: cannot start echo: CPU 9 runs no tasks", r"usage: on CPU CMD \[ARGS\]",
+                 r"stop the world: [1-9]\d* times \(swaps\), 0 abandoned because a CPU was late"],
+         check=beats_exactly_once(1, 60),
+         reject=[r"fault outside any task", r"system halted", r"PANIC", r"results DIFFER", r"CPU \d: .* in its idle task"]),
     # Multicore, first step (issue 14): every CPU in the MADT is started and parked; tasks,
     # swaps, faults and WASM keep working beside them; a CPU that does not come up is reported.
     dict(name="smp_four_cpus_come_up_and_park", timeout=120, qemu_args=["-smp", "4"], script=[

@@ -1,12 +1,12 @@
-//! `cpus`: the CPUs ACPI reported and what each one does (tasks run on the boot CPU; the
-//! others are started and parked until the scheduler can use them).
+//! `cpus`: the CPUs ACPI reported and what each one does (every CPU runs tasks; the APs also
+//! run jobs in their idle time).
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --shootdowns N: the cost of a TLB shootdown round; --watchdog MS: re-arm the hang watchdog (0: off); --job-fault null|ud|wild|panic: a job that faults on every parked CPU (abandoned, the CPU goes on); --stop CPU: a fault outside any job stops that CPU";
+pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tasks UNITS: a task on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --shootdowns N: the cost of a TLB shootdown round; --watchdog MS: re-arm the hang watchdog (0: off); --job-fault null|ud|wild|panic: a job that faults on every parked CPU (abandoned, the CPU goes on); --stop CPU: a fault outside any job stops that CPU";
 
 /// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
 /// allocation: fit for a parked CPU).
@@ -52,6 +52,36 @@ fn speedup(units: u64) -> isize {
     let (a, t) = (median(alone), median(together).max(1));
     nano_core::println!(
         "cpus: {units} units alone {a} us, on {n} CPUs at once {t} us: throughput {:.2}x of one CPU (ideal {n}x); results {}",
+        (n * a) as f64 / t as f64,
+        if agree { "agree" } else { "DIFFER" }
+    );
+    if agree { command::status::SUCCESS } else { command::status::FAILURE }
+}
+
+/// `cpus --tasks UNITS`: throughput of [`work`] as tasks: one task on CPU 0 alone against one
+/// task on every CPU that runs tasks at once (`task::spawn_on`), 3 interleaved rounds, medians.
+/// Every task's result must equal the lone task's.
+fn task_speedup(units: u64) -> isize {
+    let cpus: alloc::vec::Vec<usize> =
+        (0..task::TASK_CPUS).filter(|&c| nano_core::jobs::runs_tasks(c) && !nano_core::jobs::stopped(c) && c < smp::cpus().len()).collect();
+    let n = cpus.len() as u64;
+    let now = nano_core::time::micros_since_entry;
+    let run = |on: usize| task::spawn_on(on, "work", move || work(units) as isize);
+    let (mut alone, mut together) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
+    let mut agree = true;
+    for _ in 0..3 {
+        let t0 = now();
+        let want = run(0).map_err(|e| alloc::format!("{e}")).and_then(|id| task::join(id).map_err(|e| alloc::format!("{e}")));
+        alone.push(now() - t0);
+        let t0 = now();
+        let ids: alloc::vec::Vec<_> = cpus.iter().map(|&c| run(c)).collect();
+        let got: alloc::vec::Vec<_> = ids.into_iter().map(|r| r.ok().and_then(|id| task::join(id).ok())).collect();
+        together.push(now() - t0);
+        agree &= matches!(want, Ok(task::Exit::Returned(_))) && got.iter().all(|g| g.as_ref() == want.as_ref().ok());
+    }
+    let (a, t) = (median(alone), median(together).max(1));
+    nano_core::println!(
+        "cpus: tasks of {units} units: one alone {a} us, one on each of {n} CPUs ({cpus:?}) at once {t} us: throughput {:.2}x of one CPU (ideal {n}x); results {}",
         (n * a) as f64 / t as f64,
         if agree { "agree" } else { "DIFFER" }
     );
@@ -219,6 +249,7 @@ pub fn main(args: &[&str]) -> isize {
         None => {}
         Some("--ping") => return ping(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--speedup") => return speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
+        Some("--tasks") => return task_speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
         Some("--watchdog") => return set_watchdog(args.get(2).copied()),
         Some("--shootdowns") => return shootdowns(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--job-fault") => return job_faults(args.get(2).copied()),
@@ -233,7 +264,7 @@ pub fn main(args: &[&str]) -> isize {
         },
         Some(other) => {
             nano_core::println!(
-                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tlb [--no-shootdown] | --shootdowns N | --watchdog MS | --job-fault null|ud|wild|panic | --stop CPU])"
+                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tasks UNITS | --tlb [--no-shootdown] | --shootdowns N | --watchdog MS | --job-fault null|ud|wild|panic | --stop CPU])"
             );
             return command::status::USAGE;
         }
@@ -242,9 +273,10 @@ pub fn main(args: &[&str]) -> isize {
     nano_core::println!("  CPU  APIC  state");
     for c in &cpus {
         let state = match &c.state {
-            smp::CpuState::Boot => "boot CPU: runs every task",
+            smp::CpuState::Boot => "boot CPU: runs tasks (the policy's), jobs never",
             smp::CpuState::Parked if nano_core::jobs::stopped(c.index) => "stopped after an exception outside any job",
-            smp::CpuState::Parked => "started, parked (runs no tasks yet)",
+            smp::CpuState::Parked if nano_core::jobs::runs_tasks(c.index) => "started, runs tasks (`on CPU CMD`) and jobs",
+            smp::CpuState::Parked => "started, parked (runs jobs, no tasks)",
             smp::CpuState::Failed(why) => {
                 nano_core::println!("  {:>3}  {:>4}  failed to start: {why}", c.index, c.apic_id);
                 continue;
@@ -257,11 +289,14 @@ pub fn main(args: &[&str]) -> isize {
     }
     let parked = smp::parked().len();
     let stopped = cpus.iter().filter(|c| nano_core::jobs::stopped(c.index)).count();
+    let tasking = cpus.iter().filter(|c| nano_core::jobs::runs_tasks(c.index) && !nano_core::jobs::stopped(c.index)).count();
     nano_core::println!(
-        "{} CPUs: 1 runs tasks, {parked} parked, {stopped} stopped, {} failed",
+        "{} CPUs: {tasking} run tasks, {parked} APs up, {stopped} stopped, {} failed",
         cpus.len(),
         cpus.len().saturating_sub(1 + parked + stopped)
     );
+    let (stops, late) = nano_core::stw::counts();
+    nano_core::println!("stop the world: {stops} times (swaps), {late} abandoned because a CPU was late");
     print_tlb();
     print_watchdog();
     0

@@ -120,6 +120,13 @@ pub enum Error {
         /// What that word names.
         at: String,
     },
+    /// Another CPU that runs tasks did not stop for the commit, in every attempt.
+    WorldNotStopped {
+        /// How often it was tried.
+        attempts: u32,
+        /// Why the last attempt failed.
+        why: String,
+    },
 }
 
 impl core::fmt::Display for Error {
@@ -145,6 +152,9 @@ impl core::fmt::Display for Error {
                 f,
                 "this swap copies state, and after {attempts} attempts task {task} ({name}) is still inside the old code at {addr:#x} ({at}); nothing was changed"
             ),
+            Error::WorldNotStopped { attempts, why } => {
+                write!(f, "the other CPUs must stop for the commit, and after {attempts} attempts: {why}; nothing was changed")
+            }
         }
     }
 }
@@ -227,10 +237,19 @@ fn relink_stacks(moved: &BTreeMap<u64, u64>) -> usize {
 enum Attempt {
     Done(Outcome),
     Busy(Prepared, task::TaskId, String, u64),
+    /// Another CPU did not stop (see `nano_core::stw`).
+    Late(Prepared, String),
 }
 
-/// Commits `p` now, with interrupts off (the caller holds the loader).
+/// Commits `p` now, with interrupts off (the caller holds the loader), with every other CPU that
+/// runs tasks stopped (`nano_core::stw`) from the scan of the stacks to the relink of their
+/// words: their tasks can neither enter the old code after the scan nor keep a word the relink
+/// missed. The new versions' `swap_init` runs after they go on.
 fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>, recheck: bool) -> Result<Attempt, Error> {
+    let world = match nano_core::stw::stop_others() {
+        Ok(w) => w,
+        Err(e) => return Ok(Attempt::Late(p, e.to_string())),
+    };
     let ranges = p.old_busy_ranges(l);
     let moved = stack_functions(l, &p, &ranges);
     if p.needs_quiescence
@@ -264,6 +283,7 @@ fn commit(l: &mut Loader, p: Prepared, state_hook: Option<u64>, recheck: bool) -
         Ok(())
     })?;
     let stack_words = relink_stacks(&moved);
+    drop(world);
     for addr in inits {
         // SAFETY: `<crate>::swap_init` is, by convention, a `fn()` the new version exports.
         let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(addr as usize) };
@@ -333,6 +353,19 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
                     start_reaper();
                 }
                 return Ok(o);
+            }
+            Attempt::Late(p, why) => {
+                waited += 1;
+                if waited >= opts.attempts.max(1) {
+                    nano_core::kernel::with_loader_mut(|l| l.swap_abort(p));
+                    return Err(Error::WorldNotStopped { attempts: waited, why });
+                }
+                task::sleep_ms(2);
+                let hook = opts.state_hook.clone();
+                attempt = nano_core::kernel::with_loader_mut(|l| {
+                    let state_hook = hook.as_deref().and_then(|h| p.new_export(h));
+                    commit(l, p, state_hook, true)
+                })?;
             }
             Attempt::Busy(p, id, name, addr) => {
                 waited += 1;
@@ -452,6 +485,11 @@ fn scan(free: bool) -> ReclaimReport {
         if retired.is_empty() {
             return ReclaimReport::default();
         }
+        // The other CPUs' tasks stopped while their stacks are read: a word moved from a
+        // register to a stack the scan has passed would otherwise be missed. If one does not
+        // stop, the scan still reports, but frees nothing.
+        let world = nano_core::stw::stop_others();
+        let free = free && world.is_ok();
         let mut targets: Vec<Target> =
             retired.iter().map(|r| Target { id: r.id, name: r.name.clone(), bytes: r.bytes, holder: None }).collect();
         let mut ranges: Vec<(u64, u64, usize)> =

@@ -39,7 +39,9 @@ extern "C" fn nmi_body(frame: *mut InterruptStackFrame) {
 
 /// Whether an NMI is being handled (a fault now is the NMI's, not the interrupted task's).
 pub(crate) fn in_nmi() -> bool {
-    CONTEXT.load().unwrap_or(0) != 0
+    // Only the boot CPU takes the watchdog's NMI: a fault on another CPU meanwhile is not the
+    // NMI's.
+    nano_core::jobs::this_cpu_index() == 0 && CONTEXT.load().unwrap_or(0) != 0
 }
 
 /// Forgets the NMI's context: its handling continues as the interrupted code's own (a hang

@@ -91,9 +91,25 @@ pub fn run_command(words: Vec<String>, background: bool) {
     run_in(None, words, background);
 }
 
+/// `on CPU CMD [ARGS]`: CMD as a task on CPU `CPU` (where it stays), in the foreground or, with
+/// a trailing `&`, in the background.
+fn on_builtin(mut words: Vec<String>, background: bool) {
+    let cpu = words.get(1).and_then(|w| command::parse_u64(w));
+    let (Some(cpu), true) = (cpu, words.len() >= 3) else {
+        println!("usage: on CPU CMD [ARGS]  (CPU: an index `cpus` lists)");
+        return;
+    };
+    run_on_cpu(None, cpu as usize, words.split_off(2), background);
+}
+
 /// [`run_command`] in namespace `ns` (`None`: the applications namespace); returns whether
 /// the command ran and exited with status 0.
 fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
+    run_on_cpu(ns, task::current_cpu(), words, background)
+}
+
+/// [`run_in`] on CPU `cpu`.
+fn run_on_cpu(ns: Option<&str>, cpu: usize, words: Vec<String>, background: bool) -> bool {
     let main = match ns.map_or_else(|| command::main_of(&words[0]), |n| command::main_in(n, &words[0])) {
         Ok(a) => a,
         Err(e) => {
@@ -103,7 +119,7 @@ fn run_in(ns: Option<&str>, words: Vec<String>, background: bool) -> bool {
     };
     let entry = command::main_at(main);
     let name = words[0].clone();
-    let id = match task::spawn(&name, move || {
+    let id = match task::spawn_on(cpu, &name, move || {
         let args: Vec<&str> = words.iter().map(String::as_str).collect();
         entry(&args)
     }) {
@@ -292,6 +308,7 @@ pub fn run(_: u64) -> isize {
         match words[0].as_str() {
             "help" => help(),
             "run" => run_builtin(words, background),
+            "on" => on_builtin(words, background),
             "history" => {
                 for (i, h) in editor.history().iter().enumerate() {
                     println!("{:4}  {h}", i + 1);

@@ -32,7 +32,7 @@ pub use ioapic::{NmiRoute, route_isa_irq_as_nmi, unroute};
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use nano_core::paging::{self, Perms};
@@ -178,19 +178,112 @@ static PONGS: AtomicU64 = AtomicU64::new(0);
 
 /// The interrupt vector of a TLB shootdown (see `nano_core::tlb`).
 pub const SHOOTDOWN_VECTOR: u8 = 0xF1;
+/// The interrupt vector of a parked CPU's local APIC timer: its task tick.
+pub const TIMER_VECTOR: u8 = 0xF2;
+/// The interrupt vector that stops the world (see `nano_core::stw`).
+pub const STOP_VECTOR: u8 = 0xF3;
+/// Timer ticks per second on a parked CPU that runs tasks (the boot CPU's PIT ticks at 100 Hz
+/// too).
+const AP_TICK_HZ: u64 = 100;
+/// Local APIC timer counts per millisecond (divide by 16), measured against the TSC at boot.
+static LAPIC_TIMER_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// Per CPU index: the top of its boot stack (its idle task's stack when it runs tasks).
+static AP_STACK_TOP: [AtomicU64; nano_core::kernel::MAX_CPUS] = [const { AtomicU64::new(0) }; nano_core::kernel::MAX_CPUS];
 /// The APIC id of each CPU index, and which indexes are parked CPUs (bit `i` for index `i`):
 /// what the shootdown sender reads, which may run where [`CPUS`] is held (in an NMI), so
 /// without a lock.
 static APIC_OF: [AtomicU32; nano_core::kernel::MAX_CPUS] = [const { AtomicU32::new(0) }; nano_core::kernel::MAX_CPUS];
 static PARKED_MASK: AtomicU64 = AtomicU64::new(0);
-/// Set while the boot CPU writes an IPI to its local APIC: an NMI that wants to send one then
-/// sends nothing, rather than change the destination of the half-written one.
-static ICR_BUSY: AtomicBool = AtomicBool::new(false);
+/// Per CPU index: set while the CPU writes an IPI to its local APIC (each CPU has its own): an
+/// NMI that wants to send one then sends nothing, rather than change the destination of the
+/// half-written one.
+static ICR_BUSY: [AtomicBool; nano_core::kernel::MAX_CPUS] = [const { AtomicBool::new(false) }; nano_core::kernel::MAX_CPUS];
 
-/// A TLB shootdown's handler, on a parked CPU: flushes its translations and says so.
+/// A TLB shootdown's handler, on any CPU: flushes its translations and says so.
 extern "x86-interrupt" fn shootdown(_frame: x86_64::structures::idt::InterruptStackFrame) {
     nano_core::tlb::on_shootdown_ipi();
     end_of_interrupt();
+}
+
+/// The sender behind `nano_core::stw::SEND_STOP`: the stop IPI to every CPU in `mask` that is
+/// up; the mask of those sent.
+fn send_stops(mask: u64) -> Option<u64> {
+    let busy = &ICR_BUSY[nano_core::jobs::this_cpu_index()];
+    if busy.swap(true, Ordering::Acquire) {
+        return None;
+    }
+    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
+    let targets = mask & (PARKED_MASK.load(Ordering::Acquire) | 1);
+    let sent = (0..APIC_OF.len().min(64))
+        .filter(|&i| targets & (1 << i) != 0)
+        .filter(|&i| lapic.ipi(APIC_OF[i].load(Ordering::Acquire), u32::from(STOP_VECTOR) | 0x4000).is_ok())
+        .fold(0u64, |m, i| m | (1 << i));
+    busy.store(false, Ordering::Release);
+    Some(sent)
+}
+
+/// Wakes CPU `index` (a ping) so that its idle task looks for runnable tasks
+/// (`nano_core::kernel::WAKE_CPU_HOOK`).
+fn wake_cpu(index: usize) {
+    if index < 64 && PARKED_MASK.load(Ordering::Acquire) & (1 << index) != 0 {
+        let _ = send_ping(APIC_OF[index].load(Ordering::Acquire));
+    }
+}
+
+/// Measures the local APIC timer's rate against the TSC (on the boot CPU, its timer masked):
+/// counts per millisecond at divide 16.
+fn calibrate_lapic_timer(lapic: &LocalApic) -> u64 {
+    const MS: u64 = 2;
+    lapic.write(LocalApic::TIMER_DIVIDE, 0b0011);
+    lapic.write(LocalApic::LVT_TIMER, (1 << 16) | u32::from(TIMER_VECTOR));
+    lapic.write(LocalApic::TIMER_INITIAL, u32::MAX);
+    let t0 = nano_core::time::rdtsc();
+    let wait = MS * nano_core::time::tsc_per_ms().max(1);
+    while nano_core::time::rdtsc() - t0 < wait {
+        core::hint::spin_loop();
+    }
+    let left = lapic.read(LocalApic::TIMER_CURRENT);
+    lapic.write(LocalApic::TIMER_INITIAL, 0);
+    (u64::from(u32::MAX - left) / MS).max(1)
+}
+
+/// A job, on a parked CPU: makes it run tasks (`arg`: its idle task's id, from
+/// `task::prepare_cpu`) and starts its timer ticks.
+fn become_task_cpu(idle: u64) -> u64 {
+    let index = nano_core::jobs::this_cpu_index();
+    let top = AP_STACK_TOP[index].load(Ordering::Acquire);
+    task::start_on_this_cpu(idle, (top - AP_STACK_PAGES * 4096, top));
+    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
+    let count = LAPIC_TIMER_PER_MS.load(Ordering::Acquire) * 1000 / AP_TICK_HZ;
+    lapic.write(LocalApic::TIMER_DIVIDE, 0b0011);
+    lapic.write(LocalApic::LVT_TIMER, (1 << 17) | u32::from(TIMER_VECTOR));
+    lapic.write(LocalApic::TIMER_INITIAL, count.min(u64::from(u32::MAX)) as u32);
+    1
+}
+
+/// Makes every parked CPU (up to `task::TASK_CPUS`) run tasks: each gets an idle task (its park
+/// loop) and a local APIC timer at [`AP_TICK_HZ`]. From here `task::spawn_on` can put tasks on
+/// them. A CPU that cannot is reported and stays a plain parked CPU.
+fn start_tasks_on_parked_cpus(lapic: &LocalApic) {
+    LAPIC_TIMER_PER_MS.store(calibrate_lapic_timer(lapic), Ordering::Release);
+    nano_core::ipi::set_eoi_register(LAPIC_VA.load(Ordering::Acquire) + LocalApic::EOI);
+    nano_core::ipi::AP_TICK_HOOK.set(task::ap_tick);
+    exceptions::set_interrupt_handler(TIMER_VECTOR, nano_core::ipi::ap_timer_handler);
+    exceptions::set_interrupt_handler(STOP_VECTOR, nano_core::ipi::stop_handler);
+    nano_core::kernel::WAKE_CPU_HOOK.set(wake_cpu);
+    nano_core::stw::SEND_STOP.set(send_stops);
+    let mut started = 0;
+    for index in parked() {
+        let r = task::prepare_cpu(index).map_err(|e| e.to_string()).and_then(|idle| run_on(index, become_task_cpu, idle));
+        match r {
+            Ok(_) => started += 1,
+            Err(e) => log::warn!("smp: CPU {index} runs no tasks: {e}"),
+        }
+    }
+    log::info!(
+        "smp: {started} parked CPUs run tasks too (local APIC timer at {AP_TICK_HZ} Hz, {} counts a ms)",
+        LAPIC_TIMER_PER_MS.load(Ordering::Relaxed)
+    );
 }
 
 /// Signals end of interrupt to this CPU's local APIC (an IPI handler's last step).
@@ -201,20 +294,22 @@ fn end_of_interrupt() {
     }
 }
 
-/// The sender behind `nano_core::tlb::SEND_SHOOTDOWN`: a shootdown IPI to every parked CPU in
-/// `mask`; how many were sent, or `None` if this CPU was interrupted while writing another IPI.
+/// The sender behind `nano_core::tlb::SEND_SHOOTDOWN`: a shootdown IPI to every CPU in `mask`
+/// that is up (a parked CPU, or the boot CPU); the mask of those sent, or `None` if this CPU was
+/// interrupted while writing another IPI.
 fn send_shootdowns(mask: u64) -> Option<u64> {
-    if ICR_BUSY.swap(true, Ordering::Acquire) {
+    let busy = &ICR_BUSY[nano_core::jobs::this_cpu_index()];
+    if busy.swap(true, Ordering::Acquire) {
         return None;
     }
     let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
-    let targets = mask & PARKED_MASK.load(Ordering::Acquire);
+    let targets = mask & (PARKED_MASK.load(Ordering::Acquire) | 1);
     let sent = (0..APIC_OF.len().min(64))
         .filter(|&i| targets & (1 << i) != 0)
         .filter(|&i| lapic.ipi(APIC_OF[i].load(Ordering::Acquire), u32::from(SHOOTDOWN_VECTOR) | 0x4000).is_ok())
-        .count();
-    ICR_BUSY.store(false, Ordering::Release);
-    Some(sent as u64)
+        .fold(0u64, |m, i| m | (1 << i));
+    busy.store(false, Ordering::Release);
+    Some(sent)
 }
 
 /// What [`stale_translation_check`] read on the parked CPU.
@@ -470,6 +565,11 @@ pub fn try_post(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Pending, St
 
 /// Posts and wakes if the CPU's mailbox is free: `None` if it is not.
 fn post_if_idle(index: usize, f: fn(u64) -> u64, arg: u64) -> Result<Option<Pending>, String> {
+    if index == task::current_cpu() {
+        // The job would run only when this CPU's idle task does, which never happens while this
+        // task waits for it.
+        return Err(format!("CPU {index} runs the posting task itself"));
+    }
     let apic_id = parked_apic_id(index)?;
     let b = nano_core::kernel::MAILBOXES.get(index).ok_or_else(|| format!("CPU {index} has no mailbox"))?;
     // Interrupts off around the post: two tasks posting to one CPU must not interleave its
@@ -499,10 +599,10 @@ fn parked_apic_id(index: usize) -> Result<u32, String> {
 fn send_ping(apic_id: u32) -> Result<(), String> {
     let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let nested = ICR_BUSY.swap(true, Ordering::Acquire);
+        let nested = ICR_BUSY[nano_core::jobs::this_cpu_index()].swap(true, Ordering::Acquire);
         let r = lapic.ipi(apic_id, u32::from(PING_VECTOR) | 0x4000);
         if !nested {
-            ICR_BUSY.store(false, Ordering::Release);
+            ICR_BUSY[nano_core::jobs::this_cpu_index()].store(false, Ordering::Release);
         }
         r
     })
@@ -532,6 +632,13 @@ static ARRIVED: AtomicU64 = AtomicU64::new(0);
 /// The indexes of the parked CPUs (the ones that take jobs and IPIs).
 pub fn parked() -> Vec<usize> {
     cpus().iter().filter(|c| c.state == CpuState::Parked && !nano_core::jobs::stopped(c.index)).map(|c| c.index).collect()
+}
+
+/// The parked CPUs free to help now: not this task's own CPU (a job there would wait for this
+/// task to give the CPU up), and running their idle task (a job waits behind their tasks).
+pub fn idle_parked() -> Vec<usize> {
+    let me = task::current_cpu();
+    parked().into_iter().filter(|&c| c != me && task::cpu_is_idle(c)).collect()
 }
 
 /// The CPUs found at boot, the boot CPU first (empty before [`init`]).
@@ -565,6 +672,10 @@ struct LocalApic {
 impl LocalApic {
     const EOI: u64 = 0xB0;
     const SVR: u64 = 0xF0;
+    const LVT_TIMER: u64 = 0x320;
+    const TIMER_INITIAL: u64 = 0x380;
+    const TIMER_CURRENT: u64 = 0x390;
+    const TIMER_DIVIDE: u64 = 0x3E0;
     const ICR_LOW: u64 = 0x300;
     const ICR_HIGH: u64 = 0x310;
 
@@ -672,6 +783,7 @@ fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64
             ((page + slot) as *mut u64).write_volatile(value);
         }
     }
+    AP_STACK_TOP[index as usize].store(stack_top, Ordering::Release);
     ARRIVED.store(0, Ordering::Release);
     let t0 = nano_core::time::micros_since_entry();
     // `smp_withhold=N` (a test option): CPU N gets no start-up IPI, so it never arrives, as if
@@ -733,6 +845,7 @@ pub fn init() {
         cpus.len() - 1 - parked,
         nano_core::time::micros_since_entry() - t0
     );
+    APIC_OF[0].store(bsp_id, Ordering::Release);
     let mut mask = 0u64;
     for c in cpus.iter().filter(|c| c.state == CpuState::Parked && c.index < APIC_OF.len().min(64)) {
         APIC_OF[c.index].store(c.apic_id, Ordering::Release);
@@ -744,6 +857,9 @@ pub fn init() {
         // From here every unmapping and every permission taken away waits until the parked
         // CPUs dropped their translations (see `nano_core::tlb`).
         nano_core::tlb::SEND_SHOOTDOWN.set(send_shootdowns);
+        if boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "smp_no_tasks").is_none() {
+            start_tasks_on_parked_cpus(&LocalApic { base: LAPIC_VA.load(Ordering::Acquire) });
+        }
     }
     hash_boot_modules_ahead();
 }

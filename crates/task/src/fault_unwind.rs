@@ -15,7 +15,7 @@
 //! entry for it: the unwind crate's personality lets that one frame pass (see
 //! [`super::unwinding_fault_ip`]) — its own locals are not dropped; every caller's are.
 
-use super::{BEGIN, Exit, TaskId, UNWINDING_FAULT, current, current_stack_bounds, exit, tables};
+use super::{BEGIN, Exit, TaskId, current, current_stack_bounds, exit, here, tables};
 use alloc::string::String;
 use x86_64::instructions::interrupts as cpu;
 
@@ -79,9 +79,9 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
     if rsp > top || rsp < bottom + HEADROOM {
         return None;
     }
-    let mut slot = UNWINDING_FAULT.try_lock()?;
+    let mut slot = here().unwinding.try_lock()?;
     // The table, if the faulting code does not hold it, to mark the task as unwinding.
-    let mut tasks = tables().tasks.try_lock();
+    let mut tasks = tables().try_lock();
     let task = tasks.as_mut().and_then(|t| t.get_mut(&cur));
     // A fault during a fault's unwind, or during a panic's: the task ends.
     if slot.is_some() || task.as_ref().is_some_and(|t| t.panicking) {
@@ -103,7 +103,7 @@ extern "C" fn fault_return_address() -> u64 {
 /// Starts the unwind of a fault (called by the entry stubs, "from" the faulting instruction).
 extern "C-unwind" fn fault_start() -> ! {
     let cur = current();
-    let what = cpu::without_interrupts(|| UNWINDING_FAULT.lock().as_ref().filter(|f| f.0 == cur).map(|f| f.1.clone()));
+    let what = cpu::without_interrupts(|| here().unwinding.lock().as_ref().filter(|f| f.0 == cur).map(|f| f.1.clone()));
     let what = what.unwrap_or_else(|| String::from("CPU exception"));
     if let Some(begin) = BEGIN.get() {
         begin(what.clone());
@@ -111,7 +111,7 @@ extern "C-unwind" fn fault_start() -> ! {
     // No unwind could start (no unwind information for the code that faulted: a jump to where
     // there is none): a step is escaped instead.
     super::step::escape();
-    if cur == 0 {
+    if cur == super::idle_here() {
         // The idle task cannot end; without the unwind the fault is the kernel's.
         nano_core::serial::emergency_write(format_args!(
             "    (could not unwind the idle task's fault: system halted, exit code failure)\n"
@@ -119,7 +119,7 @@ extern "C-unwind" fn fault_start() -> ! {
         nano_core::qemu::exit(nano_core::qemu::ExitCode::Failure);
     }
     nano_core::serial::emergency_write(format_args!("    (could not unwind the fault; ending the task without running destructors)\n"));
-    *UNWINDING_FAULT.lock() = None;
+    *here().unwinding.lock() = None;
     super::release_table_left_locked();
     exit(Exit::Faulted(what))
 }

@@ -7,7 +7,14 @@
 //! thread pointer in `FS.base`. Preemption: the timer tick calls [`schedule`].
 //!
 //! The task table is taken by the timer interrupt, so everything else takes it with interrupts
-//! off (on one CPU, a tick inside a region holding it would otherwise deadlock).
+//! off (a tick inside a region holding it on the same CPU would otherwise deadlock).
+//!
+//! **Every CPU runs tasks.** A task stays on the CPU it was spawned on ([`spawn_on`]; [`spawn`]
+//! is CPU 0): each CPU has its own running task, idle task and innermost step ([`percpu`]). The
+//! boot CPU's tasks are ordered by the swappable policy; a parked CPU's (an AP's) are taken
+//! round robin from the table, preempted by its local APIC timer (the smp crate's), and its
+//! park loop in nano_core is its idle task. Whatever the task layer once did "because only
+//! this CPU runs tasks" now asks which CPU holds the table ([`TableGuard`]).
 //!
 //! TLS blocks reserve [`TLS_RESERVE`] bytes below the thread pointer, so crates with TLS loaded
 //! after a task started still have room in it; such a task sees those variables zeroed rather
@@ -29,7 +36,11 @@ use spin::Mutex;
 use x86_64::instructions::interrupts as cpu;
 
 mod fault_unwind;
+mod percpu;
 mod step;
+
+use percpu::{here, this_cpu};
+pub use percpu::TASK_CPUS;
 
 pub use step::{abandoned as steps_abandoned, ticks_abandoned};
 
@@ -79,6 +90,8 @@ pub enum TaskError {
     NoPolicy,
     /// The namespace's TLS image is larger than a task's TLS reserve.
     TlsTooLarge(u64),
+    /// No such CPU runs tasks (not up, stopped, or beyond [`TASK_CPUS`]).
+    NoSuchCpu(usize),
 }
 
 impl core::fmt::Display for TaskError {
@@ -89,6 +102,7 @@ impl core::fmt::Display for TaskError {
             TaskError::OutOfMemory => write!(f, "out of memory for a task stack"),
             TaskError::NoPolicy => write!(f, "no scheduling policy registered"),
             TaskError::TlsTooLarge(n) => write!(f, "TLS image of {n} bytes exceeds the {TLS_RESERVE}-byte reserve"),
+            TaskError::NoSuchCpu(c) => write!(f, "CPU {c} runs no tasks (not up, stopped, or beyond the {TASK_CPUS} CPUs tasks can use)"),
         }
     }
 }
@@ -129,6 +143,8 @@ pub struct TaskInfo {
     pub stack: Option<(u64, u64)>,
     /// For a restartable task: how often it was started again.
     pub restarts: Option<u32>,
+    /// The CPU it runs on.
+    pub cpu: usize,
 }
 
 /// How a restartable task is started (again): an entry point and its argument.
@@ -192,12 +208,78 @@ struct Task {
     /// The innermost guarded step in progress on this task's stack, kept while it is switched
     /// out (see [`step`]).
     step: u64,
+    /// The CPU it runs on (for good: tasks do not migrate).
+    cpu: usize,
+    /// Someone killed it while it ran on another CPU: that CPU ends it at its next tick.
+    kill_requested: bool,
 }
 
 /// The task table and the deaths the supervisor has not taken yet.
 struct Tables {
     tasks: Mutex<BTreeMap<TaskId, Box<Task>>>,
+    /// The CPU that holds `tasks`, plus one (0: free, or its holder did not say). Set by
+    /// [`TableGuard`]; what tells a lock left by this CPU's own faulted frames (released when
+    /// they are abandoned) from another CPU's ordinary hold.
+    holder: core::sync::atomic::AtomicUsize,
     deaths: Mutex<Vec<Death>>,
+}
+
+/// The task table, held, with the holding CPU recorded (see [`Tables::holder`]).
+struct TableGuard {
+    guard: spin::MutexGuard<'static, BTreeMap<TaskId, Box<Task>>>,
+}
+
+impl core::ops::Deref for TableGuard {
+    type Target = BTreeMap<TaskId, Box<Task>>;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for TableGuard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
+    }
+}
+
+impl Drop for TableGuard {
+    fn drop(&mut self) {
+        // Before the field `guard` unlocks, after this.
+        tables().holder.store(0, Ordering::Release);
+    }
+}
+
+impl Tables {
+    /// Takes the task table (call with interrupts off).
+    fn lock(&'static self) -> TableGuard {
+        let guard = self.tasks.lock();
+        self.holder.store(this_cpu() + 1, Ordering::Release);
+        TableGuard { guard }
+    }
+
+    /// Takes the task table if it is free.
+    fn try_lock(&'static self) -> Option<TableGuard> {
+        let guard = self.tasks.try_lock()?;
+        self.holder.store(this_cpu() + 1, Ordering::Release);
+        Some(TableGuard { guard })
+    }
+
+    /// Whether this CPU holds the task table (its own frames: on one CPU, with interrupts off
+    /// around every use, nothing else can).
+    fn held_here(&self) -> bool {
+        self.tasks.is_locked() && self.holder.load(Ordering::Acquire) == this_cpu() + 1
+    }
+
+    /// Releases a hold of this CPU's whose guard will never be dropped (its frames were
+    /// abandoned).
+    ///
+    /// # Safety
+    /// [`Tables::held_here`] must be true and the holder's frames must never run again.
+    unsafe fn force_release(&self) {
+        self.holder.store(0, Ordering::Release);
+        // SAFETY: the caller's contract.
+        unsafe { self.tasks.force_unlock() };
+    }
 }
 
 /// The address of the [`Tables`] (made once, at [`init`], never freed), in three copies.
@@ -207,47 +289,27 @@ struct Tables {
 /// Three copies of one address are voted back (`nano_core::triple`); the tables themselves lie in
 /// the heap (which the fault campaign does not target: see README, Fault injection).
 static TABLES: Triple = Triple::new(0);
-/// The running task's id, in three copies (a flipped bit would make every switch save the
-/// running task's registers into another task).
-static CURRENT: Triple = Triple::new(0);
 /// The next task id, in three copies (a flipped bit could hand out an id in use).
 static NEXT_ID: Triple = Triple::new(1);
 static POLICY: DataHook<Policy> = DataHook::new("task::policy");
 static STARTED: AtomicBool = AtomicBool::new(false);
-/// Set when the boot context enters [`idle`]: until then it is still bringing the system up
-/// and takes its turn like any task; afterwards it only runs when nothing else can.
-static IDLING: AtomicBool = AtomicBool::new(false);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
-/// Set by [`run_idle`]: the next switch goes to the idle task even if others are runnable.
-static FORCE_IDLE: AtomicBool = AtomicBool::new(false);
-/// The task a switch's bookkeeping last marked running, plus one (0: none): what an abandoned
-/// step settles (see [`settle_running`]). A stale value is harmless: on one CPU, a task other
-/// than the current one marked running is always wrong.
-static MARKED_NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Runs a closure, catching a panic that unwinds out of it (set by the unwind crate).
 pub type CatchFn = fn(&mut dyn FnMut()) -> Result<(), String>;
 /// Starts unwinding the current task; returns only if that is impossible.
 pub type BeginFn = fn(String);
 
-/// The CPU exception being unwound — the task, the kill reason, the faulting instruction — kept
-/// outside the task table: the fault may hit code that holds the table (the scheduler policy is
-/// called under it), and the unwind is what releases it. One at a time: unwinding runs with
-/// interrupts off until its catch.
-static UNWINDING_FAULT: Mutex<Option<(TaskId, String, u64)>> = Mutex::new(None);
-
-/// The running task's stack (bottom, top), set with [`CURRENT`] at every switch, so that the
-/// fault handler can check a stack pointer without the task table.
-static CURRENT_STACK: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-
 fn set_current_stack((bottom, top): (u64, u64)) {
-    CURRENT_STACK[0].store(bottom, Ordering::Relaxed);
-    CURRENT_STACK[1].store(top, Ordering::Relaxed);
+    let p = here();
+    p.stack[0].store(bottom, Ordering::Relaxed);
+    p.stack[1].store(top, Ordering::Relaxed);
 }
 
 /// The running task's stack (bottom, top).
 pub(crate) fn current_stack_bounds() -> (u64, u64) {
-    (CURRENT_STACK[0].load(Ordering::Relaxed), CURRENT_STACK[1].load(Ordering::Relaxed))
+    let p = here();
+    (p.stack[0].load(Ordering::Relaxed), p.stack[1].load(Ordering::Relaxed))
 }
 
 static CATCH: Hook<CatchFn> = Hook::new("task::catch");
@@ -258,11 +320,11 @@ static BEGIN: Hook<BeginFn> = Hook::new("task::begin_unwind");
 pub fn panic_caught() {
     let cur = current();
     cpu::without_interrupts(|| {
-        let fault = UNWINDING_FAULT.lock().take().filter(|f| f.0 == cur).map(|f| f.1);
+        let fault = here().unwinding.lock().take().filter(|f| f.0 == cur).map(|f| f.1);
         // The unwind released the table if a frame it passed held it; if the faulting frame
         // itself held it, it is still locked (the caller of the catch checks, see
         // `release_table_left_locked`).
-        if let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
+        if let Some(t) = tables().try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
             t.panicking = false;
             t.caught_fault = fault;
         }
@@ -283,21 +345,22 @@ pub fn panic_caught() {
 /// single fields of it, never the map's structure). Before, this halted the kernel: a flip in
 /// the scheduler policy's code damaged the step's saved context (campaign seed 20, trial 82).
 pub(crate) fn release_table_left_locked() {
-    if tables().tasks.is_locked() && step::in_step() {
-        // SAFETY: see above: the holder is the abandoned step's frames on this task's stack,
-        // which is ending; interrupts are off and only this CPU runs tasks.
-        unsafe { tables().tasks.force_unlock() };
+    if tables().held_here() && step::in_step() {
+        // SAFETY: see above: the holder is the abandoned step's frames on this task's stack
+        // (this CPU holds it, with interrupts off), which is ending.
+        unsafe { tables().force_release() };
         nano_core::serial::emergency_write(format_args!(
             "    the task table was held by the abandoned step: released (a step writes single fields of it)\n"
         ));
         return;
     }
-    if tables().tasks.is_locked() {
-        // SAFETY: every user of the table holds it with interrupts off, and only this CPU runs
-        // tasks: no switch happened while it was held, so the holder is this task's own frames
+    if tables().held_here() {
+        // SAFETY: every user of the table holds it with interrupts off, and this CPU holds it:
+        // no switch happened here while it was held, so the holder is this task's own frames
         // (the faulting one, whose locals a fault's unwind does not drop, or frames not unwound
-        // at all), and this task is ending: they never run again.
-        unsafe { tables().tasks.force_unlock() };
+        // at all), and this task is ending: they never run again. (Another CPU's hold is left
+        // alone: that CPU releases it.)
+        unsafe { tables().force_release() };
         nano_core::serial::emergency_write(format_args!(
             "    the task table was held by this task's own frames, which never run again: released (what they were changing may be half done)\n"
         ));
@@ -311,7 +374,7 @@ pub(crate) fn release_table_left_locked() {
 #[inline(never)]
 pub fn fault_holding_the_table() -> usize {
     cpu::without_interrupts(|| {
-        let tasks = tables().tasks.lock();
+        let tasks = tables().lock();
         let n = tasks.len();
         if core::hint::black_box(n) != usize::MAX {
             // SAFETY: deliberately an undefined instruction (a test); the fault handler takes it.
@@ -372,7 +435,7 @@ fn policy() -> Option<&'static Policy> {
 pub fn set_policy(p: &'static Policy) {
     cpu::without_interrupts(|| {
         POLICY.set(p);
-        requeue_runnable(&tables().tasks.lock(), p, current());
+        requeue_runnable(&tables().lock(), p, current());
     });
 }
 
@@ -389,7 +452,11 @@ fn tables() -> &'static Tables {
             match TABLES.load() {
                 Some(0) => {
                     let t: &'static Tables =
-                        Box::leak(Box::new(Tables { tasks: Mutex::new(BTreeMap::new()), deaths: Mutex::new(Vec::new()) }));
+                        Box::leak(Box::new(Tables {
+                            tasks: Mutex::new(BTreeMap::new()),
+                            holder: core::sync::atomic::AtomicUsize::new(0),
+                            deaths: Mutex::new(Vec::new()),
+                        }));
                     TABLES.store(t as *const Tables as u64);
                     t as *const Tables as u64
                 }
@@ -414,18 +481,51 @@ fn tables() -> &'static Tables {
 fn next_id() -> TaskId {
     cpu::without_interrupts(|| {
         NEXT_ID.fetch_add(1).unwrap_or_else(|| {
-            let id = tables().tasks.lock().keys().max().map_or(1, |m| m + 1);
+            let id = tables().lock().keys().max().map_or(1, |m| m + 1);
             NEXT_ID.store(id + 1);
             id
         })
     })
 }
 
+/// This CPU's idle task.
+fn idle_here() -> TaskId {
+    here().idle.load(Ordering::Relaxed)
+}
+
+/// Whether `id` is the idle task of some CPU (they cannot be killed or joined).
+fn is_any_idle(id: TaskId) -> bool {
+    id == 0 || (1..TASK_CPUS).any(|c| percpu::of(c).idle.load(Ordering::Relaxed) == id)
+}
+
+/// The stack of this CPU's idle task.
+fn idle_stack_here() -> (u64, u64) {
+    let p = here();
+    (p.idle_stack[0].load(Ordering::Relaxed), p.idle_stack[1].load(Ordering::Relaxed))
+}
+
+/// The stack range of task `t` (an idle task's is its CPU's boot stack).
+fn stack_of(t: &Task) -> (u64, u64) {
+    t.stack.as_ref().map_or_else(
+        || {
+            let p = percpu::of(t.cpu);
+            (p.idle_stack[0].load(Ordering::Relaxed), p.idle_stack[1].load(Ordering::Relaxed))
+        },
+        Stack::range,
+    )
+}
+
+/// Whether task `t` is on another CPU now (its saved stack pointer is stale). An idle task
+/// switched away stays marked running, so the mark alone does not tell.
+fn running_elsewhere(t: &Task) -> bool {
+    t.cpu != this_cpu() && percpu::of(t.cpu).current.load() == Some(t.id)
+}
+
 /// The running task.
 pub fn current() -> TaskId {
     // Two of three copies changed at once (the read reported it): the idle task is the one
     // id that always exists.
-    CURRENT.load().unwrap_or(0)
+    here().current.load().unwrap_or(0)
 }
 
 /// Context switches since boot.
@@ -496,8 +596,10 @@ fn init_tasking() -> Result<(), TaskError> {
         panicking: false,
         caught_fault: None,
         step: 0,
+        cpu: 0,
+        kill_requested: false,
     };
-    tables().tasks.lock().insert(0, Box::new(idle));
+    tables().lock().insert(0, Box::new(idle));
     set_fs_base(tp);
     ::interrupts::set_tick_hook(on_tick);
     ::interrupts::set_tick_guard(guard_tick);
@@ -505,21 +607,99 @@ fn init_tasking() -> Result<(), TaskError> {
     exceptions::set_current_task_source(current);
     nano_core::panic::set_panic_hook(on_panic);
     nano_core::kernel::IDLE_HOOK.set(idle_step);
-    set_current_stack(nano_core::paging::kernel_layout().stack);
+    nano_core::kernel::AP_SCHEDULE_HOOK.set(ap_idle_step);
+    let boot = nano_core::paging::kernel_layout().stack;
+    here().idle_stack[0].store(boot.0, Ordering::Relaxed);
+    here().idle_stack[1].store(boot.1, Ordering::Relaxed);
+    set_current_stack(boot);
     STARTED.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
     log::info!("task: tasking started; boot context is task 0 (idle)");
     Ok(())
 }
 
-/// Starts a task running `f`; returns its id.
+/// Makes this CPU (a parked CPU, in a job its park loop runs) one that runs tasks: the park
+/// loop becomes its idle task, with the TLS block `tls` (made by [`prepare_cpu`] on the boot
+/// CPU) and the stack `stack`. From here, faults outside a job are its tasks'.
+pub fn start_on_this_cpu(idle: TaskId, stack: (u64, u64)) {
+    let me = this_cpu();
+    if me == 0 || me >= TASK_CPUS {
+        return;
+    }
+    let p = here();
+    p.idle_stack[0].store(stack.0, Ordering::Relaxed);
+    p.idle_stack[1].store(stack.1, Ordering::Relaxed);
+    p.idle.store(idle, Ordering::Relaxed);
+    p.idling.store(true, Ordering::Relaxed);
+    p.current.store(idle);
+    set_current_stack(stack);
+    let tp = cpu::without_interrupts(|| tables().lock().get(&idle).map_or(0, |t| t.tp));
+    set_fs_base(tp);
+    nano_core::jobs::set_runs_tasks(me);
+}
+
+/// On the boot CPU, before parked CPU `index` starts running tasks: its idle task's record (a
+/// TLS block, no stack of its own: it runs on the CPU's boot stack). Returns the idle task's
+/// id, for [`start_on_this_cpu`] on that CPU.
+pub fn prepare_cpu(index: usize) -> Result<TaskId, TaskError> {
+    if index == 0 || index >= TASK_CPUS {
+        return Err(TaskError::NoSuchCpu(index));
+    }
+    let (tls, tp) = make_tls()?;
+    let mut fx = Box::new(FxArea([0; 512]));
+    fxsave(&mut *fx);
+    let id = next_id();
+    let idle = Task {
+        id,
+        name: alloc::format!("idle/{index}"),
+        state: State::Running,
+        rsp: 0,
+        fx,
+        stack: None,
+        tls: Some(tls),
+        tp,
+        entry: None,
+        detached: false,
+        restart: None,
+        death_pcs: Vec::new(),
+        ticks: 0,
+        slice: 0,
+        panicking: false,
+        caught_fault: None,
+        step: 0,
+        cpu: index,
+        kill_requested: false,
+    };
+    cpu::without_interrupts(|| tables().lock().insert(id, Box::new(idle)));
+    Ok(id)
+}
+
+/// Whether CPU `cpu` runs its idle task now (nothing else of its own is running).
+pub fn cpu_is_idle(cpu: usize) -> bool {
+    let p = percpu::of(cpu);
+    p.current.load() == Some(p.idle.load(Ordering::Relaxed))
+}
+
+/// The CPU the calling task runs on.
+pub fn current_cpu() -> usize {
+    this_cpu()
+}
+
+/// Starts a task running `f` on the caller's CPU; returns its id.
 pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
     spawn_sized(name, STACK_PAGES, f)
 }
 
-/// The running task's stack: (lowest mapped address, top). `None` for the boot context.
+/// Starts a task running `f` on CPU `cpu`, where it stays; returns its id.
+pub fn spawn_on(cpu: usize, name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
+    scrub_stack();
+    spawn_boxed_on(cpu, name, STACK_PAGES, Box::new(Entry(Box::new(f))))
+}
+
+/// The running task's stack: (lowest mapped address, top). `None` for an idle task (a CPU's
+/// boot context).
 pub fn current_stack() -> Option<(u64, u64)> {
-    (current() != 0).then(current_stack_bounds)
+    (current() != idle_here()).then(current_stack_bounds)
 }
 
 /// Like [`spawn`], with a stack of `stack_pages` pages (a JIT compiler or deep recursion
@@ -555,7 +735,7 @@ pub fn spawn_restartable(name: &str, r: Restartable) -> Result<TaskId, TaskError
     scrub_stack();
     let id = spawn_boxed(name, STACK_PAGES, Box::new(Entry(Box::new(move || entry(arg)))))?;
     cpu::without_interrupts(|| {
-        if let Some(t) = tables().tasks.lock().get_mut(&id) {
+        if let Some(t) = tables().lock().get_mut(&id) {
             t.detached = true;
             t.restart = Some(r);
         }
@@ -601,7 +781,7 @@ fn note_death_site(fault: Option<(u64, u64)>) {
     }
     walk(rbp, lo, hi, &mut pcs);
     cpu::without_interrupts(|| {
-        if let Some(mut tasks) = tables().tasks.try_lock()
+        if let Some(mut tasks) = tables().try_lock()
             && let Some(t) = tasks.get_mut(&cur)
             && t.restart.is_some()
             && t.death_pcs.is_empty()
@@ -614,7 +794,7 @@ fn note_death_site(fault: Option<(u64, u64)>) {
 /// Marks a task as one nobody will join: its record goes away as soon as it exits.
 pub fn detach(id: TaskId) {
     cpu::without_interrupts(|| {
-        if let Some(t) = tables().tasks.lock().get_mut(&id) {
+        if let Some(t) = tables().lock().get_mut(&id) {
             t.detached = true;
         }
     });
@@ -622,7 +802,15 @@ pub fn detach(id: TaskId) {
 
 #[inline(never)]
 fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId, TaskError> {
+    spawn_boxed_on(this_cpu(), name, stack_pages, entry)
+}
+
+#[inline(never)]
+fn spawn_boxed_on(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId, TaskError> {
     let p = policy().ok_or(TaskError::NoPolicy)?;
+    if on >= TASK_CPUS || !nano_core::jobs::runs_tasks(on) || nano_core::jobs::stopped(on) {
+        return Err(TaskError::NoSuchCpu(on));
+    }
     let stack = paging::alloc_stack(stack_pages).map_err(|_| TaskError::OutOfMemory)?;
     let (tls, tp) = match make_tls() {
         Ok(v) => v,
@@ -660,17 +848,33 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
         panicking: false,
         caught_fault: None,
         step: 0,
+        cpu: on,
+        kill_requested: false,
     };
     cpu::without_interrupts(|| {
-        tables().tasks.lock().insert(id, Box::new(t));
-        (p.enqueue)(id);
+        tables().lock().insert(id, Box::new(t));
+        if on == 0 {
+            (p.enqueue)(id);
+        }
     });
+    if on != 0 {
+        wake(on);
+    }
     Ok(id)
+}
+
+/// Wakes CPU `cpu` (if it is not this one) so that its idle task looks for runnable tasks.
+fn wake(cpu: usize) {
+    if cpu != this_cpu()
+        && let Some(w) = nano_core::kernel::WAKE_CPU_HOOK.get()
+    {
+        w(cpu);
+    }
 }
 
 extern "C" fn task_main() -> ! {
     let id = current();
-    let entry = cpu::without_interrupts(|| tables().tasks.lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0));
+    let entry = cpu::without_interrupts(|| tables().lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0));
     reap();
     x86_64::instructions::interrupts::enable();
     let r = match (entry, CATCH.get()) {
@@ -703,11 +907,11 @@ extern "C" fn task_main() -> ! {
 pub fn exit(how: Exit) -> ! {
     x86_64::instructions::interrupts::disable();
     let id = current();
-    let stack = tables().tasks.try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
+    let stack = tables().try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
     if let Some((lo, hi)) = stack {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
-    if let Some(t) = tables().tasks.lock().get_mut(&id) {
+    if let Some(t) = tables().lock().get_mut(&id) {
         if let Some(r) = t.restart
             && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
         {
@@ -731,18 +935,21 @@ fn reap() {
 
 fn reap_locked() {
     let cur = current();
+    let me = this_cpu();
     let mut dead = Vec::new();
     {
-        let mut tasks = tables().tasks.lock();
+        // Only this CPU's tasks: an exited task of another CPU may still be on its way off its
+        // stack there (its CPU reaps it after its last switch).
+        let mut tasks = tables().lock();
         for t in tasks.values_mut() {
-            if t.id != cur && matches!(t.state, State::Exited(_)) {
+            if t.id != cur && t.cpu == me && matches!(t.state, State::Exited(_)) {
                 if let Some(s) = t.stack.take() {
                     dead.push(s);
                 }
                 t.tls = None;
             }
         }
-        tasks.retain(|id, t| *id == cur || !(t.detached && matches!(t.state, State::Exited(_))));
+        tasks.retain(|id, t| *id == cur || t.cpu != me || !(t.detached && matches!(t.state, State::Exited(_))));
     }
     // The tasks exited and are not running: nothing runs on their stacks any more. Dropped
     // here, outside the task table's lock.
@@ -757,19 +964,23 @@ fn reap_locked() {
 /// for that task for ever (seen with a busy CPU beside QEMU).
 #[inline(never)]
 fn choose_next(cur: TaskId) -> Option<(bool, Option<TaskId>)> {
+    if this_cpu() != 0 {
+        // A parked CPU's tasks: round robin over the table (the policy orders the boot CPU's).
+        return Some(fallback_choice(cur));
+    }
     let p = policy()?;
-    let mut tasks = tables().tasks.lock();
+    let mut tasks = tables().lock();
     SCHEDULE_INJECTION.fire_for(cur, "the scheduler, with the task table held");
     let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
-    if cur_runnable && (cur != 0 || !IDLING.load(Ordering::Relaxed)) {
+    if cur_runnable && (cur != idle_here() || !here().idling.load(Ordering::Relaxed)) {
         if let Some(t) = tasks.get_mut(&cur) {
             t.state = State::Runnable;
         }
         (p.enqueue)(cur);
     }
     let mut next = None;
-    if cur != 0 && FORCE_IDLE.swap(false, Ordering::Relaxed) {
-        next = Some(0);
+    if cur != idle_here() && here().force_idle.swap(false, Ordering::Relaxed) {
+        next = Some(idle_here());
     }
     while next.is_none()
         && let Some(id) = (p.pick_next)()
@@ -791,17 +1002,18 @@ fn remove_from_policy(id: TaskId) {
 }
 
 /// The scheduling decision when the policy's was abandoned (its code faulted or panicked):
-/// round robin over the task table by id, which is the truth the policy's run queue only
-/// mirrors. Keeps tasks running — the supervisor among them, which verifies and repairs the
-/// policy's crate — while the policy is damaged.
+/// round robin over this CPU's tasks in the task table by id, which is the truth the policy's
+/// run queue only mirrors. Keeps tasks running — the supervisor among them, which verifies and
+/// repairs the policy's crate — while the policy is damaged. A parked CPU's every decision.
 fn fallback_choice(cur: TaskId) -> (bool, Option<TaskId>) {
-    let mut tasks = tables().tasks.lock();
+    let (me, idle) = (this_cpu(), idle_here());
+    let mut tasks = tables().lock();
     let cur_runnable = tasks.get(&cur).is_some_and(|t| matches!(t.state, State::Running | State::Runnable));
     if let Some(t) = tasks.get_mut(&cur).filter(|_| cur_runnable) {
         t.state = State::Runnable;
     }
     #[allow(clippy::borrowed_box)] // the map's items; `find_map` hands them over as they are
-    let runnable = |(&id, t): (&TaskId, &Box<Task>)| (id != 0 && id != cur && t.state == State::Runnable).then_some(id);
+    let runnable = |(&id, t): (&TaskId, &Box<Task>)| (id != idle && id != cur && t.cpu == me && t.state == State::Runnable).then_some(id);
     let next = tasks.range(cur + 1..).find_map(runnable).or_else(|| tasks.range(..cur).find_map(runnable));
     (cur_runnable, next)
 }
@@ -853,7 +1065,8 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     let inject = || SWITCH_INJECTION.fire_for(cur, "the task switch's bookkeeping");
     // Nothing queued: the idle task, unless the current task can go on.
     let from_queue = next.is_some();
-    let next = next.unwrap_or(0);
+    let idle = idle_here();
+    let next = next.unwrap_or(idle);
     let keep_running = |tasks: &mut BTreeMap<TaskId, Box<Task>>| {
         if let Some(t) = tasks.get_mut(&cur) {
             t.state = State::Running;
@@ -861,18 +1074,18 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
         }
     };
     if next == cur {
-        keep_running(&mut tables().tasks.lock());
+        keep_running(&mut tables().lock());
         inject();
         return None;
     }
-    if !from_queue && cur_runnable && cur != 0 {
+    if !from_queue && cur_runnable && cur != idle {
         // Only the idle task besides us: keep running.
         remove_from_policy(cur);
-        keep_running(&mut tables().tasks.lock());
+        keep_running(&mut tables().lock());
         inject();
         return None;
     }
-    let mut tasks = tables().tasks.lock();
+    let mut tasks = tables().lock();
     // The current task first: if it is gone, nothing is changed.
     let c = tasks.get_mut(&cur)?;
     // Switched away, it is not running: the decision marks it runnable when it queues it, but
@@ -882,18 +1095,25 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     // Never queued again, every task ended up so, and the kernel only idled. Marked runnable
     // here, the requeue pass queues it again once the decision's code is repaired. (The idle
     // task keeps its mark: it is never queued.)
-    if cur != 0 && c.state == State::Running {
+    if cur != idle && c.state == State::Running {
         c.state = State::Runnable;
     }
     let (save_rsp, save_fx, save_step) = (&raw mut c.rsp, &raw mut *c.fx, &raw mut c.step);
+    // Killed by another CPU since the decision (the table was free in between): the idle
+    // task instead.
+    let next = if tasks.get(&next).is_some_and(|n| matches!(n.state, State::Exited(_))) { idle } else { next };
+    if next == cur {
+        keep_running(&mut tasks);
+        return None;
+    }
     let Some(n) = tasks.get_mut(&next) else {
         keep_running(&mut tasks);
         return None;
     };
-    MARKED_NEXT.store(next + 1, Ordering::Relaxed);
+    here().marked_next.store(next + 1, Ordering::Relaxed);
     n.state = State::Running;
     n.slice = 0;
-    let stack = n.stack.as_ref().map_or(nano_core::paging::kernel_layout().stack, Stack::range);
+    let stack = n.stack.as_ref().map_or_else(idle_stack_here, Stack::range);
     let sw = Switch { save_rsp, save_fx, save_step, next, rsp: n.rsp, fx: &*n.fx, tp: n.tp, stack, step: n.step };
     inject();
     Some(sw)
@@ -911,11 +1131,11 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
 /// stores from a scheduler sent astray damaged it, and the walk that settled every entry
 /// faulted). Skipped if the table is held (by the code the step interrupted).
 pub(crate) fn settle_running(cur: TaskId) {
-    let marked = MARKED_NEXT.swap(0, Ordering::Relaxed).checked_sub(1);
-    let Some(mut tasks) = tables().tasks.try_lock() else { return };
+    let marked = here().marked_next.swap(0, Ordering::Relaxed).checked_sub(1);
+    let Some(mut tasks) = tables().try_lock() else { return };
     if let Some(id) = marked
         && id != cur
-        && id != 0
+        && id != idle_here()
         && let Some(t) = tasks.get_mut(&id)
         && t.state == State::Running
     {
@@ -972,7 +1192,8 @@ pub fn schedule() {
         // SAFETY: `save_step` points into the current task's boxed Task, like `save_rsp`.
         unsafe { *sw.save_step = step::save() };
         SWITCHES.fetch_add(1, Ordering::Relaxed);
-        CURRENT.store(sw.next);
+        nano_core::tlb::pay_owed_here();
+        here().current.store(sw.next);
         set_current_stack(sw.stack);
         step::restore(sw.step);
         fxsave(sw.save_fx);
@@ -992,7 +1213,7 @@ pub fn schedule() {
 /// code it was parked in — a swap's reaper uses this so that a replaced task crate is not kept
 /// alive by the idle task's resume point.
 pub fn run_idle() {
-    FORCE_IDLE.store(true, Ordering::Relaxed);
+    here().force_idle.store(true, Ordering::Relaxed);
     yield_now();
 }
 
@@ -1006,7 +1227,7 @@ pub fn sleep_ms(ms: u64) {
     let deadline = nano_core::time::micros_since_entry() + ms * 1000;
     while nano_core::time::micros_since_entry() < deadline {
         yield_now();
-        if current() == 0 {
+        if current() == idle_here() {
             x86_64::instructions::hlt();
         }
     }
@@ -1023,7 +1244,7 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 /// this puts back exactly the lost ones, within [`REQUEUE_TICKS`].
 fn requeue_runnable(tasks: &BTreeMap<TaskId, Box<Task>>, p: &Policy, cur: TaskId) {
     for t in tasks.values() {
-        if t.state == State::Runnable && t.id != cur && t.id != 0 {
+        if t.state == State::Runnable && t.id != cur && t.id != 0 && t.cpu == 0 {
             (p.enqueue)(t.id);
         }
     }
@@ -1162,9 +1383,10 @@ fn guard_tick(tick: fn()) -> bool {
 /// interrupted code holds would stop the machine).
 fn on_tick() {
     let cur = current();
+    let me = this_cpu();
     let preempt = {
-        let Some(mut tasks) = tables().tasks.try_lock() else { return };
-        if TICKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(REQUEUE_TICKS) {
+        let Some(mut tasks) = tables().try_lock() else { return };
+        if me == 0 && TICKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(REQUEUE_TICKS) {
             requeue_with_policy(&tasks, cur);
             // Three-copy words read only on rare paths (a fault, a spawn): voted now, so that
             // a flipped copy is repaired before a second flip in the same word loses it.
@@ -1175,7 +1397,8 @@ fn on_tick() {
             Some(t) => {
                 t.ticks += 1;
                 t.slice += 1;
-                cur == 0 || policy().is_some_and(|p| (p.should_preempt)(t.slice))
+                // A parked CPU's tasks share it a tick at a time.
+                cur == idle_here() || me != 0 || policy().is_some_and(|p| (p.should_preempt)(t.slice))
             }
             None => false,
         }
@@ -1200,8 +1423,11 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
         ));
         return Some(at);
     }
-    if cur == 0 && !in_step {
-        return None; // the idle/boot context, outside a step: fatal
+    if cur == idle_here() && !in_step {
+        // A parked CPU's idle task (its park loop, an IPI handler): that CPU stops, the others
+        // go on, as before it ran tasks.
+        nano_core::jobs::stop_this_cpu(format_args!("{} at {:#x}", info.name, info.rip));
+        return None; // the boot context, outside a step: fatal
     }
     // With the task table locked (the fault hit the scheduler policy, called under it), the
     // task is still unwound: the frames that hold the table release it on the way, and the
@@ -1246,13 +1472,13 @@ fn task_label(id: TaskId) -> String {
 
 /// The name of task `id` (empty if the table is busy), taken with interrupts off.
 fn task_name(id: TaskId) -> String {
-    cpu::without_interrupts(|| tables().tasks.try_lock().and_then(|t| t.get(&id).map(|t| t.name.clone())).unwrap_or_default())
+    cpu::without_interrupts(|| tables().try_lock().and_then(|t| t.get(&id).map(|t| t.name.clone())).unwrap_or_default())
 }
 
 /// The kill reason of the CPU exception whose unwind the running task's last `catch` caught.
 fn take_fault() -> Option<String> {
     let cur = current();
-    cpu::without_interrupts(|| tables().tasks.lock().get_mut(&cur).and_then(|t| t.caught_fault.take()))
+    cpu::without_interrupts(|| tables().lock().get_mut(&cur).and_then(|t| t.caught_fault.take()))
 }
 
 /// The faulting instruction of the CPU exception the running task is unwinding, if any: the
@@ -1260,7 +1486,7 @@ fn take_fault() -> Option<String> {
 /// function's cleanup table has no entry for it and its own locals are not dropped).
 pub fn unwinding_fault_ip() -> Option<u64> {
     let cur = current();
-    cpu::without_interrupts(|| UNWINDING_FAULT.try_lock().and_then(|f| f.as_ref().filter(|f| f.0 == cur).map(|f| f.2)))
+    cpu::without_interrupts(|| here().unwinding.try_lock().and_then(|f| f.as_ref().filter(|f| f.0 == cur).map(|f| f.2)))
 }
 
 /// A panic in a task ends only that task: message, location and a symbolized backtrace are
@@ -1270,7 +1496,11 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     let cur = current();
     // The idle task unwinds only a tick's panic (to the tick guard); anything else of its own is
     // the kernel's end (nano_core's panic handler), as is a panic before tasking.
-    if !STARTED.load(Ordering::Acquire) || (cur == 0 && !step::in_step()) {
+    if !STARTED.load(Ordering::Acquire) {
+        return;
+    }
+    if cur == idle_here() && !step::in_step() {
+        nano_core::jobs::stop_this_cpu(format_args!("panic: {}", info.message()));
         return;
     }
     let name = task_name(cur);
@@ -1288,7 +1518,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     let first = cpu::without_interrupts(|| {
         // With the table held by the panicking code (the policy, called under it), the panic
         // cannot be recorded: it unwinds anyway, and the catch checks the table was released.
-        match tables().tasks.try_lock() {
+        match tables().try_lock() {
             Some(mut t) => t.get_mut(&cur).is_some_and(|t| !core::mem::replace(&mut t.panicking, true)),
             None => true,
         }
@@ -1296,7 +1526,8 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     if !first {
         // A panic while a step unwinds: the step is escaped.
         step::escape();
-        if cur == 0 {
+        if cur == idle_here() {
+            nano_core::jobs::stop_this_cpu(format_args!("panic while unwinding"));
             return;
         }
         nano_core::serial::emergency_write(format_args!("    (panic while unwinding: ending the task)\n"));
@@ -1309,12 +1540,14 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
         begin(what.clone());
         // Unwinding could not start: a step is escaped instead.
         step::escape();
-        if cur == 0 {
+        if cur == idle_here() {
+            nano_core::jobs::stop_this_cpu(format_args!("panic that could not unwind"));
             return;
         }
         nano_core::serial::emergency_write(format_args!("    (could not unwind; ending the task without running destructors)\n"));
     }
-    if cur == 0 {
+    if cur == idle_here() {
+        nano_core::jobs::stop_this_cpu(format_args!("panic"));
         return;
     }
     release_table_left_locked();
@@ -1323,33 +1556,42 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
 
 /// Kills a task. Killing the running task ends it at once.
 pub fn kill(id: TaskId) -> Result<(), TaskError> {
-    if id == 0 {
+    if is_any_idle(id) {
         return Err(TaskError::IdleTask);
     }
     if id == current() {
         exit(Exit::Killed);
     }
-    cpu::without_interrupts(|| {
-        let mut tasks = tables().tasks.lock();
+    let remote = cpu::without_interrupts(|| {
+        let mut tasks = tables().lock();
         let t = tasks.get_mut(&id).ok_or(TaskError::NoSuchTask(id))?;
+        if running_elsewhere(t) {
+            // Running on another CPU: that CPU ends it at its next tick.
+            t.kill_requested = true;
+            return Ok(Some(t.cpu));
+        }
         if !matches!(t.state, State::Exited(_)) {
             t.state = State::Exited(Exit::Killed);
             if let Some(p) = policy() {
                 (p.remove)(id);
             }
         }
-        Ok(())
-    })
+        Ok(Some(t.cpu).filter(|&c| c != 0))
+    })?;
+    if let Some(c) = remote {
+        wake(c);
+    }
+    Ok(())
 }
 
 /// Waits for a task to end and returns how it ended (and forgets it).
 pub fn join(id: TaskId) -> Result<Exit, TaskError> {
-    if id == 0 {
+    if is_any_idle(id) {
         return Err(TaskError::IdleTask);
     }
     loop {
         let done = cpu::without_interrupts(|| {
-            let mut tasks = tables().tasks.lock();
+            let mut tasks = tables().lock();
             match tasks.get(&id).map(|t| t.state.clone()) {
                 None => Some(Err(TaskError::NoSuchTask(id))),
                 Some(State::Exited(e)) => {
@@ -1373,14 +1615,13 @@ pub fn join(id: TaskId) -> Result<Exit, TaskError> {
 
 /// Whether a task has ended (or does not exist).
 pub fn has_exited(id: TaskId) -> bool {
-    cpu::without_interrupts(|| tables().tasks.lock().get(&id).is_none_or(|t| matches!(t.state, State::Exited(_))))
+    cpu::without_interrupts(|| tables().lock().get(&id).is_none_or(|t| matches!(t.state, State::Exited(_))))
 }
 
 /// All tasks.
 pub fn list() -> Vec<TaskInfo> {
     cpu::without_interrupts(|| {
         tables()
-            .tasks
             .lock()
             .values()
             .map(|t| TaskInfo {
@@ -1390,6 +1631,7 @@ pub fn list() -> Vec<TaskInfo> {
                 ticks: t.ticks,
                 stack: t.stack.as_ref().map(Stack::range),
                 restarts: t.restart.map(|r| r.restarts),
+                cpu: t.cpu,
             })
             .collect()
     })
@@ -1421,16 +1663,17 @@ fn walk(mut rbp: u64, lo: u64, hi: u64, out: &mut Vec<u64>) {
 /// so that the stacks do not change while they are walked.
 pub fn stack_return_addresses() -> Vec<(TaskId, String, Vec<u64>)> {
     let cur = current();
-    let boot = nano_core::paging::kernel_layout().stack;
-    let tasks = tables().tasks.lock();
+    let tasks = tables().lock();
     let mut out = Vec::new();
     for t in tasks.values() {
         if matches!(t.state, State::Exited(_)) {
             continue;
         }
-        let (lo, hi) = t.stack.as_ref().map_or(boot, Stack::range);
+        let (lo, hi) = stack_of(t);
         let mut addrs = Vec::new();
-        if t.id == cur {
+        if running_elsewhere(t) {
+            // Running on another CPU: its frames change as they are read; none are listed.
+        } else if t.id == cur {
             let rbp: u64;
             // SAFETY: reads the frame pointer register; no memory is touched.
             unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
@@ -1452,18 +1695,21 @@ pub fn stack_return_addresses() -> Vec<(TaskId, String, Vec<u64>)> {
 /// may change a word (swap rewrites function pointers that moved). Call with interrupts off.
 pub fn for_each_stack_word(f: &mut dyn FnMut(TaskId, &str, &mut u64)) {
     let cur = current();
-    let boot = nano_core::paging::kernel_layout().stack;
-    let tasks = tables().tasks.lock();
+    let tasks = tables().lock();
     for t in tasks.values() {
         if matches!(t.state, State::Exited(_)) {
             continue;
         }
-        let (lo, hi) = t.stack.as_ref().map_or(boot, Stack::range);
+        let (lo, hi) = stack_of(t);
         let sp = if t.id == cur {
             let rsp: u64;
             // SAFETY: reads the stack pointer register; no memory is touched.
             unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
             rsp
+        } else if running_elsewhere(t) {
+            // Running on another CPU: from where it stopped for the world (its registers are
+            // pushed below that), or, not stopped, its whole stack (a conservative scan).
+            nano_core::stw::stopped_at(t.cpu).unwrap_or(lo)
         } else {
             t.rsp
         };
@@ -1486,11 +1732,33 @@ pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
     cpu::without_interrupts(f)
 }
 
+/// A parked CPU's idle step (nano_core's park loop, through `AP_SCHEDULE_HOOK`): frees what
+/// this CPU's exited tasks left, then runs its runnable tasks; returns when none is left.
+fn ap_idle_step() {
+    reap();
+    schedule();
+}
+
+/// A parked CPU's timer tick (the smp crate's local APIC timer handler, interrupts off, its end
+/// of interrupt already signalled): ends the running task if another CPU killed it, otherwise
+/// ticks as on the boot CPU (a guarded step, which may switch tasks).
+pub fn ap_tick() {
+    if !STARTED.load(Ordering::Acquire) || this_cpu() == 0 {
+        return;
+    }
+    let cur = current();
+    let killed = tables().try_lock().is_some_and(|t| t.get(&cur).is_some_and(|t| t.kill_requested));
+    if killed {
+        exit(Exit::Killed);
+    }
+    guard_tick(on_tick);
+}
+
 /// One step of the idle loop (nano_core's, through its idle hook): run whatever is runnable,
 /// then a piece of idle work if there is any, else halt until the next interrupt. The first
 /// call marks the boot context as idling.
 pub fn idle_step() {
-    IDLING.store(true, Ordering::Relaxed);
+    here().idling.store(true, Ordering::Relaxed);
     yield_now();
     // The idle task runs on the boot stack, where captain's start-up ran: the frames a tick
     // builds below this one would otherwise sit on its words (the policy's address among

@@ -15,7 +15,7 @@
 //! tick may switch tasks inside its step and resume later), in three copies: the fault handler
 //! reads it to decide whether a fault is a step's.
 
-use super::{CATCH, TaskId, UNWINDING_FAULT, current, scrub_stack, tables};
+use super::{CATCH, TASK_CPUS, TaskId, current, here, scrub_stack, tables};
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
 use nano_core::triple::Triple;
@@ -50,9 +50,15 @@ struct StepContext {
     outer: u64,
 }
 
-/// The running task's innermost step's [`StepContext`] (0: not in a step), in three copies (a
-/// flipped bit would make a fault escape to a wrong context). Swapped at every task switch.
-static INNERMOST: Triple = Triple::new(0);
+/// Per CPU: the running task's innermost step's [`StepContext`] (0: not in a step), in three
+/// copies (a flipped bit would make a fault escape to a wrong context). Swapped at every task
+/// switch. The last entry is for CPUs that run no tasks (never used).
+static INNERMOST: [Triple; TASK_CPUS + 1] = [const { Triple::new(0) }; TASK_CPUS + 1];
+
+/// This CPU's [`INNERMOST`].
+fn innermost() -> &'static Triple {
+    &INNERMOST[super::this_cpu().min(TASK_CPUS)]
+}
 
 /// Steps abandoned since boot, by fault or panic (the supervisor verifies every crate after one).
 static ABANDONED: AtomicU64 = AtomicU64::new(0);
@@ -84,7 +90,23 @@ core::arch::global_asm!(
     // Entered from the exception handler (on a stack pointer that may be anywhere) or called:
     // touches no stack until the saved one is back. Makes delos_step_run return 1.
     "delos_step_escape:",
+    // This CPU's escape stack: its index is at gs:[0] on a parked CPU (GS base non-zero);
+    // the boot CPU's GS base is 0 and its index 0. Indexes past TASK_CPUS share the last.
+    "mov ecx, 0xC0000101",
+    "rdmsr",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "xor ecx, ecx",
+    "test rax, rax",
+    "jz 2f",
+    "mov rcx, qword ptr gs:[0]",
+    "cmp rcx, {cpus}",
+    "jbe 2f",
+    "mov rcx, {cpus}",
+    "2:",
+    "shl rcx, 12",
     "movabs rax, offset {stack}",
+    "add rax, rcx",
     "lea rsp, [rax + 4096]",
     "call {load}",
     "mov rdi, rax",
@@ -94,7 +116,8 @@ core::arch::global_asm!(
     "ret",
     ".size delos_step_escape, . - delos_step_escape",
     ".popsection",
-    stack = sym ESCAPE_STACK,
+    stack = sym ESCAPE_STACKS,
+    cpus = const TASK_CPUS,
     load = sym escape_target,
 );
 
@@ -103,16 +126,16 @@ unsafe extern "C" {
     fn delos_step_escape() -> !;
 }
 
-/// A small stack for the one call `delos_step_escape` makes before it has the step's stack back
-/// (the faulting stack pointer may point anywhere). Interrupts are off from the fault to the
-/// escape, on the one CPU that runs tasks: one user at a time.
+/// Small stacks, one per CPU, for the one call `delos_step_escape` makes before it has the
+/// step's stack back (the faulting stack pointer may point anywhere). Interrupts are off from
+/// the fault to the escape: one user at a time on each CPU.
 #[repr(C, align(16))]
 struct EscapeStack([u8; 4096]);
-static mut ESCAPE_STACK: EscapeStack = EscapeStack([0; 4096]);
+static mut ESCAPE_STACKS: [EscapeStack; TASK_CPUS + 1] = [const { EscapeStack([0; 4096]) }; TASK_CPUS + 1];
 
 /// Where `delos_step_escape` goes: the innermost step's context.
 extern "C" fn escape_target() -> u64 {
-    INNERMOST.load().unwrap_or(0)
+    innermost().load().unwrap_or(0)
 }
 
 extern "C" fn run_body(arg: *mut u8) {
@@ -124,17 +147,17 @@ extern "C" fn run_body(arg: *mut u8) {
 
 /// Whether the running task is inside a step (its fault is the step's).
 pub(crate) fn in_step() -> bool {
-    INNERMOST.load().is_some_and(|c| c != 0)
+    innermost().load().is_some_and(|c| c != 0)
 }
 
 /// The running task's innermost step, to keep in its record across a switch.
 pub(crate) fn save() -> u64 {
-    INNERMOST.load().unwrap_or(0)
+    innermost().load().unwrap_or(0)
 }
 
 /// Restores the innermost step of the task switched to.
 pub(crate) fn restore(ctx: u64) {
-    INNERMOST.store(ctx);
+    innermost().store(ctx);
 }
 
 /// Whether the innermost step's context can be escaped to: it lies on the running task's stack,
@@ -153,7 +176,7 @@ fn escapable() -> bool {
 }
 
 fn context_sound() -> bool {
-    let Some(ctx) = INNERMOST.load().filter(|&c| c != 0) else { return false };
+    let Some(ctx) = innermost().load().filter(|&c| c != 0) else { return false };
     let (bottom, top) = crate::current_stack_bounds();
     let on_stack = |a: u64| bottom < a && a < top;
     if bottom == 0 || !on_stack(ctx) || !on_stack(ctx + core::mem::size_of::<StepContext>() as u64 - 1) {
@@ -167,7 +190,7 @@ fn context_sound() -> bool {
 /// For `crash tick --wild --damaged-step`: zeroes the stack pointer saved in the innermost
 /// step's context.
 pub(crate) fn damage_innermost_for_test() {
-    if let Some(ctx) = INNERMOST.load().filter(|&c| c != 0) {
+    if let Some(ctx) = innermost().load().filter(|&c| c != 0) {
         // SAFETY: a live step's context, on this task's stack (the caller runs inside the step).
         unsafe { core::ptr::write_volatile(ctx as *mut u64, 0) };
     }
@@ -200,19 +223,19 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
         return Ok(());
     };
     let cur = current();
-    let table_was_free = !tables().tasks.is_locked();
+    let table_was_free = !tables().held_here();
     let outer = outer_unwind(cur);
     let mut ctx = StepContext { regs: nano_core::saved::CalleeSaved::default(), outer: save() };
     let mut outcome: Result<(), String> = Ok(());
     let mut guarded = || outcome = catch(body);
     let mut guarded: &mut dyn FnMut() = &mut guarded;
-    INNERMOST.store(&raw mut ctx as u64);
+    innermost().store(&raw mut ctx as u64);
     // SAFETY: `delos_step_run` saves the callee-saved registers into `ctx` (live until the end
     // of this function) and calls `run_body` with a pointer to `guarded`, also live here.
     let escaped = unsafe { delos_step_run(&raw mut ctx, run_body, (&raw mut guarded).cast()) } != 0;
     // SAFETY: read through a volatile pointer: after an escape, `ctx` was written by code the
     // compiler did not see return here.
-    INNERMOST.store(unsafe { core::ptr::read_volatile(&raw const ctx.outer) });
+    innermost().store(unsafe { core::ptr::read_volatile(&raw const ctx.outer) });
     let result = if escaped {
         let what = forget_unwind(cur, outer).unwrap_or_else(|| String::from("a fault"));
         Err(alloc::format!("{what} (escaped: no unwind could start there)"))
@@ -220,11 +243,11 @@ pub(crate) fn run(step: Step, body: &mut dyn FnMut()) -> Result<(), String> {
         core::mem::replace(&mut outcome, Ok(()))
     };
     let Err(msg) = result else { return Ok(()) };
-    if table_was_free && tables().tasks.is_locked() {
-        // SAFETY: the table was free when the step began and only the step's frames (now gone)
-        // can have taken it since: interrupts are off in a step on the one CPU that runs tasks,
-        // so no other context ran. What the step wrote under it are single fields.
-        unsafe { tables().tasks.force_unlock() };
+    if table_was_free && tables().held_here() {
+        // SAFETY: this CPU did not hold the table when the step began and only the step's
+        // frames (now gone) can have taken it here since: interrupts are off in a step, so no
+        // other context ran on this CPU. What the step wrote under it are single fields.
+        unsafe { tables().force_release() };
     }
     // What the step marked in the table before it failed (a task about to be switched to) is
     // settled: only this task runs.
@@ -258,8 +281,8 @@ struct OuterUnwind {
 
 fn outer_unwind(cur: TaskId) -> OuterUnwind {
     OuterUnwind {
-        panicking: tables().tasks.try_lock().is_none_or(|t| t.get(&cur).is_some_and(|t| t.panicking)),
-        fault: UNWINDING_FAULT.try_lock().is_none_or(|f| f.as_ref().is_some_and(|f| f.0 == cur)),
+        panicking: tables().try_lock().is_none_or(|t| t.get(&cur).is_some_and(|t| t.panicking)),
+        fault: here().unwinding.try_lock().is_none_or(|f| f.as_ref().is_some_and(|f| f.0 == cur)),
     }
 }
 
@@ -271,11 +294,11 @@ fn forget_unwind(cur: TaskId, outer: OuterUnwind) -> Option<String> {
         if outer.fault {
             return None;
         }
-        let mut f = UNWINDING_FAULT.try_lock()?;
+        let mut f = here().unwinding.try_lock()?;
         f.take_if(|f| f.0 == cur).map(|f| f.1)
     });
     if !outer.panicking
-        && let Some(t) = tables().tasks.try_lock().as_mut().and_then(|t| t.get_mut(&cur))
+        && let Some(t) = tables().try_lock().as_mut().and_then(|t| t.get_mut(&cur))
     {
         t.panicking = false;
     }

@@ -51,13 +51,13 @@ pub(crate) struct ParkedCpus;
 
 impl Workers for ParkedCpus {
     fn helpers(&self) -> usize {
-        if SERIAL.load(Ordering::Relaxed) { 0 } else { smp::parked().len() }
+        if SERIAL.load(Ordering::Relaxed) { 0 } else { smp::idle_parked().len() }
     }
 
     fn run(&self, work: fn(*const ()), arg: *const (), mine: &mut dyn FnMut()) {
         let job = Box::new(HelperJob { work, arg });
         let at = &*job as *const HelperJob as u64;
-        let posted: Vec<smp::Pending> = smp::parked().into_iter().filter_map(|cpu| smp::try_post(cpu, helper_job, at).ok()).collect();
+        let posted: Vec<smp::Pending> = smp::idle_parked().into_iter().filter_map(|cpu| smp::try_post(cpu, helper_job, at).ok()).collect();
         LAST_HELPERS.store(posted.len(), Ordering::Relaxed);
         mine();
         for p in posted {
