@@ -944,7 +944,7 @@ CASES = [
     dict(name="smp_tasks_run_on_every_cpu", timeout=180, qemu_args=["-smp", "4"], script=[
             "cpus", "on 1 ps", "cpus --tasks 2", "on 2 crash null", "on 3 crash panic", "echo alive",
             "on 1 selftest", "on 2 wasm run hello.wasm a", "on 3 wasm run traps.wasm --invoke oob",
-            "on 2 wasm run kernels.wasm --invoke matmul 400", "@pause 1", "@send \\x03", "@expect was killed", "on 2 echo after the kill",
+            "on 2 wasm run kernels.wasm --invoke matmul 3000", "@expect compiled kernels", "@send \\x03", "@expect was killed", "on 2 echo after the kill",
             "on 1 beat 60 20 &", "swap --storm 12 --seed 5 echo=echo_v2 heartbeat=heartbeat_v2", "sleep 1500",
             "swap smp smp", "swap task task", "on 3 crash ud", "cpus --tasks 2", "on 9 echo nowhere", "on x", "cpus", "poweroff"],
          expect=[r"4 CPUs: 4 run tasks, 3 APs up, 0 stopped, 0 failed",

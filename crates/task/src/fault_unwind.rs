@@ -81,7 +81,7 @@ pub(crate) fn prepare(cur: TaskId, info: &exceptions::FaultInfo, what: &str) -> 
     }
     let mut slot = here().unwinding.try_lock()?;
     // The table, if the faulting code does not hold it, to mark the task as unwinding.
-    let mut tasks = tables().try_lock();
+    let mut tasks = tables().lock_unless_held_here();
     let task = tasks.as_mut().and_then(|t| t.get_mut(&cur));
     // A fault during a fault's unwind, or during a panic's: the task ends.
     if slot.is_some() || task.as_ref().is_some_and(|t| t.panicking) {

@@ -264,6 +264,22 @@ impl Tables {
         Some(TableGuard { guard })
     }
 
+    /// Takes the task table, unless this CPU holds it already (its own frames, which a fault or
+    /// panic interrupted: they never release it while this runs). Held by another CPU, it
+    /// waits for that CPU to let go, answering TLB shootdown requests meanwhile.
+    fn lock_unless_held_here(&'static self) -> Option<TableGuard> {
+        loop {
+            if self.held_here() {
+                return None;
+            }
+            if let Some(g) = self.try_lock() {
+                return Some(g);
+            }
+            nano_core::tlb::serve_request();
+            core::hint::spin_loop();
+        }
+    }
+
     /// Whether this CPU holds the task table (its own frames: on one CPU, with interrupts off
     /// around every use, nothing else can).
     fn held_here(&self) -> bool {
@@ -324,7 +340,7 @@ pub fn panic_caught() {
         // The unwind released the table if a frame it passed held it; if the faulting frame
         // itself held it, it is still locked (the caller of the catch checks, see
         // `release_table_left_locked`).
-        if let Some(t) = tables().try_lock().as_mut().and_then(|t| t.get_mut(&cur)) {
+        if let Some(t) = tables().lock_unless_held_here().as_mut().and_then(|t| t.get_mut(&cur)) {
             t.panicking = false;
             t.caught_fault = fault;
         }
@@ -781,7 +797,7 @@ fn note_death_site(fault: Option<(u64, u64)>) {
     }
     walk(rbp, lo, hi, &mut pcs);
     cpu::without_interrupts(|| {
-        if let Some(mut tasks) = tables().try_lock()
+        if let Some(mut tasks) = tables().lock_unless_held_here()
             && let Some(t) = tasks.get_mut(&cur)
             && t.restart.is_some()
             && t.death_pcs.is_empty()
@@ -907,7 +923,7 @@ extern "C" fn task_main() -> ! {
 pub fn exit(how: Exit) -> ! {
     x86_64::instructions::interrupts::disable();
     let id = current();
-    let stack = tables().try_lock().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
+    let stack = tables().lock_unless_held_here().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
     if let Some((lo, hi)) = stack {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
@@ -1132,7 +1148,7 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
 /// faulted). Skipped if the table is held (by the code the step interrupted).
 pub(crate) fn settle_running(cur: TaskId) {
     let marked = here().marked_next.swap(0, Ordering::Relaxed).checked_sub(1);
-    let Some(mut tasks) = tables().try_lock() else { return };
+    let Some(mut tasks) = tables().lock_unless_held_here() else { return };
     if let Some(id) = marked
         && id != cur
         && id != idle_here()
@@ -1472,7 +1488,7 @@ fn task_label(id: TaskId) -> String {
 
 /// The name of task `id` (empty if the table is busy), taken with interrupts off.
 fn task_name(id: TaskId) -> String {
-    cpu::without_interrupts(|| tables().try_lock().and_then(|t| t.get(&id).map(|t| t.name.clone())).unwrap_or_default())
+    cpu::without_interrupts(|| tables().lock_unless_held_here().and_then(|t| t.get(&id).map(|t| t.name.clone())).unwrap_or_default())
 }
 
 /// The kill reason of the CPU exception whose unwind the running task's last `catch` caught.
@@ -1518,7 +1534,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) {
     let first = cpu::without_interrupts(|| {
         // With the table held by the panicking code (the policy, called under it), the panic
         // cannot be recorded: it unwinds anyway, and the catch checks the table was released.
-        match tables().try_lock() {
+        match tables().lock_unless_held_here() {
             Some(mut t) => t.get_mut(&cur).is_some_and(|t| !core::mem::replace(&mut t.panicking, true)),
             None => true,
         }

@@ -281,7 +281,7 @@ struct OuterUnwind {
 
 fn outer_unwind(cur: TaskId) -> OuterUnwind {
     OuterUnwind {
-        panicking: tables().try_lock().is_none_or(|t| t.get(&cur).is_some_and(|t| t.panicking)),
+        panicking: tables().lock_unless_held_here().is_none_or(|t| t.get(&cur).is_some_and(|t| t.panicking)),
         fault: here().unwinding.try_lock().is_none_or(|f| f.as_ref().is_some_and(|f| f.0 == cur)),
     }
 }
@@ -298,7 +298,7 @@ fn forget_unwind(cur: TaskId, outer: OuterUnwind) -> Option<String> {
         f.take_if(|f| f.0 == cur).map(|f| f.1)
     });
     if !outer.panicking
-        && let Some(t) = tables().try_lock().as_mut().and_then(|t| t.get_mut(&cur))
+        && let Some(t) = tables().lock_unless_held_here().as_mut().and_then(|t| t.get_mut(&cur))
     {
         t.panicking = false;
     }
