@@ -13,13 +13,14 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use task::Exit;
 
 /// One line for `help`.
 pub static DESCRIPTION: &str =
-    "check tasks, preemption, kill, TLS and SSE state; --switches N: time N task switches between two yielding tasks";
+    "check tasks, preemption, kill, TLS and SSE state; --switches N: time N task switches between two yielding tasks; --cpus: preemption, TLS and SSE of tasks pinned to every CPU at once";
 
 #[thread_local]
 static TLS_COUNTER: Cell<u64> = Cell::new(1000);
@@ -298,12 +299,85 @@ fn time_switches(n: u64) -> isize {
     0
 }
 
-/// Entry point: every check, or `--switches N`.
+/// `selftest --cpus`: on every CPU that runs tasks at once, two tasks pinned there: a spinner
+/// that never yields and a setter that it waits for, which only that CPU's timer preemption
+/// lets run. Each writes its own TLS variable and SSE register before, and checks them after
+/// the other ran on the same CPU, and checks that it ran on the CPU it was put on. Returns the
+/// CPUs checked.
+fn every_cpu() -> Result<Vec<usize>, String> {
+    let cpus: Vec<usize> = (0..task::TASK_CPUS).filter(|&c| nano_core::jobs::runs_tasks(c) && !nano_core::jobs::stopped(c)).collect();
+    // What a task leaves in its TLS variable and xmm7, and checks after the other ran.
+    let keep = |tls: u64, xmm: u64| {
+        TLS_COUNTER.set(tls);
+        // SAFETY: SSE is enabled; only xmm7 is touched, which the soft-float kernel never uses.
+        unsafe { core::arch::asm!("movq xmm7, {}", in(reg) xmm, out("xmm7") _) };
+    };
+    let kept = |tls: u64, xmm: u64| {
+        let got: u64;
+        // SAFETY: as above.
+        unsafe { core::arch::asm!("movq {}, xmm7", out(reg) got) };
+        TLS_COUNTER.get() == tls && got == xmm
+    };
+    let mut spinners = Vec::new();
+    for &cpu in &cpus {
+        let (flag, started) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (f2, s2) = (flag.clone(), started.clone());
+        let id = task::spawn_on(cpu, "st-cpu-spin", move || {
+            keep(cpu as u64 * 100, 0xA000 + cpu as u64);
+            s2.store(true, Ordering::Relaxed);
+            while !f2.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+            (kept(cpu as u64 * 100, 0xA000 + cpu as u64) && task::current_cpu() == cpu) as isize
+        })
+        .map_err(|e| format!("CPU {cpu}: {e}"))?;
+        spinners.push((cpu, id, flag, started));
+    }
+    let mut setters = Vec::new();
+    for (cpu, _, flag, started) in &spinners {
+        while !started.load(Ordering::Relaxed) {
+            task::yield_now();
+        }
+        let (cpu, f3) = (*cpu, flag.clone());
+        let id = task::spawn_on(cpu, "st-cpu-set", move || {
+            keep(7, 0xB000 + cpu as u64);
+            f3.store(true, Ordering::Relaxed);
+            (kept(7, 0xB000 + cpu as u64) && task::current_cpu() == cpu) as isize
+        })
+        .map_err(|e| format!("CPU {cpu}: {e}"))?;
+        setters.push((cpu, id));
+    }
+    let mut bad = Vec::new();
+    for (cpu, id) in spinners.iter().map(|(c, id, _, _)| (*c, *id)).chain(setters) {
+        match task::join(id) {
+            Ok(Exit::Returned(1)) => {}
+            other => bad.push(format!("CPU {cpu}: task {id} {other:?}")),
+        }
+    }
+    if bad.is_empty() { Ok(cpus) } else { Err(bad.join("; ")) }
+}
+
+/// Entry point: every check, or `--switches N`, or `--cpus`.
 pub fn main(args: &[&str]) -> isize {
     match (args.get(1).copied(), args.get(2).and_then(|a| command::parse_u64(a))) {
         (Some("--switches"), Some(n)) if n > 0 => return time_switches(n),
+        (Some("--cpus"), _) => {
+            return match every_cpu() {
+                Ok(cpus) => {
+                    nano_core::println!(
+                        "selftest --cpus: preemption, TLS and SSE state of pinned tasks ok on each of {} CPUs {cpus:?}",
+                        cpus.len()
+                    );
+                    0
+                }
+                Err(e) => {
+                    nano_core::println!("selftest --cpus: FAILED: {e}");
+                    1
+                }
+            };
+        }
         (Some(other), _) => {
-            nano_core::println!("selftest: unknown argument {other} (usage: selftest [--switches N])");
+            nano_core::println!("selftest: unknown argument {other} (usage: selftest [--switches N | --cpus])");
             return 2;
         }
         _ => {}

@@ -92,14 +92,18 @@ pub fn run_command(words: Vec<String>, background: bool) {
 }
 
 /// `on CPU CMD [ARGS]`: CMD as a task on CPU `CPU` (where it stays), in the foreground or, with
-/// a trailing `&`, in the background.
+/// a trailing `&`, in the background. `on any CMD`: on the CPU with the fewest tasks.
 fn on_builtin(mut words: Vec<String>, background: bool) {
-    let cpu = words.get(1).and_then(|w| command::parse_u64(w));
+    let cpu = match words.get(1).map(String::as_str) {
+        Some("any") => Some(task::least_loaded_cpu()),
+        Some(w) => command::parse_u64(w).map(|c| c as usize),
+        None => None,
+    };
     let (Some(cpu), true) = (cpu, words.len() >= 3) else {
-        println!("usage: on CPU CMD [ARGS]  (CPU: an index `cpus` lists)");
+        println!("usage: on CPU|any CMD [ARGS]  (CPU: an index `cpus` lists; any: the CPU with the fewest tasks)");
         return;
     };
-    run_on_cpu(None, cpu as usize, words.split_off(2), background);
+    run_on_cpu(None, cpu, words.split_off(2), background);
 }
 
 /// [`run_command`] in namespace `ns` (`None`: the applications namespace); returns whether

@@ -712,6 +712,25 @@ pub fn spawn_on(cpu: usize, name: &str, f: impl FnOnce() -> isize + Send + 'stat
     spawn_boxed_on(cpu, name, STACK_PAGES, Box::new(Entry(Box::new(f))))
 }
 
+/// The CPU with the fewest live tasks of its own (idle tasks not counted; the lowest index on a
+/// tie): where [`spawn_on`] should put work that may run anywhere. A placement at spawn time,
+/// not a balancer: a task stays where it was put.
+pub fn least_loaded_cpu() -> usize {
+    cpu::without_interrupts(|| {
+        let tasks = tables().lock();
+        let mut load = [0usize; TASK_CPUS];
+        for t in tasks.values() {
+            if t.cpu < TASK_CPUS && !is_any_idle(t.id) && !matches!(t.state, State::Exited(_)) {
+                load[t.cpu] += 1;
+            }
+        }
+        (0..TASK_CPUS)
+            .filter(|&c| nano_core::jobs::runs_tasks(c) && !nano_core::jobs::stopped(c))
+            .min_by_key(|&c| (load[c], c))
+            .unwrap_or(0)
+    })
+}
+
 /// The running task's stack: (lowest mapped address, top). `None` for an idle task (a CPU's
 /// boot context).
 pub fn current_stack() -> Option<(u64, u64)> {
