@@ -101,6 +101,14 @@ for n in 1 2 4; do
         --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log target/bench-speedup.log >/dev/null
     grep -E '^cpus: ' target/bench-speedup.log | sed -E "s/^/     -smp $n: /"
 done
+echo "   parallel speed-up of CPU-bound tasks (cpus --tasks 20: one task of 20 M hash rounds pinned to each CPU at once vs one"
+echo "   task on CPU 0 alone, after 2 s at the prompt (the boot's hashing jobs done); 3 interleaved rounds, medians; host has $(nproc) cores):"
+printf 'sleep 2000\ncpus --tasks 20\npoweroff\n' > target/bench-tasks.txt
+for n in 1 2 4; do
+    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-tasks.txt \
+        --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log target/bench-tasks.log >/dev/null
+    grep -E '^cpus: ' target/bench-tasks.log | sed -E "s/^/     -smp $n: /"
+done
 echo "   WASM compile with the parked CPUs helping (kernels.wasm, 12 functions; after one warm-up compile, 5 interleaved"
 echo "   pairs of a serial compile (--serial-compile) and one with helpers, the cache cleared before each; medians):"
 { echo "wasm run kernels.wasm --invoke matmul 16"

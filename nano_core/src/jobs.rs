@@ -140,6 +140,15 @@ pub fn in_job_here() -> bool {
     this_cpu().is_some_and(|l| l.job_context.load(Ordering::Acquire) != 0)
 }
 
+/// Whether this CPU (one that runs tasks) runs one of its tasks now, not its idle task: set by
+/// the task layer. A fault in the idle task — the park loop, an IPI handler — stops the CPU as
+/// it did before the CPU ran tasks.
+pub static RUNS_A_TASK_HOOK: crate::hooks::Hook<fn() -> bool> = crate::hooks::Hook::new("jobs::runs_a_task");
+
+fn runs_a_task_here(local: &CpuLocal) -> bool {
+    local.runs_tasks.load(Ordering::Acquire) && RUNS_A_TASK_HOOK.get().is_none_or(|f| f())
+}
+
 /// Marks parked CPU `index` as one that runs tasks (its park loop became its idle task): a
 /// fault or panic there outside a job is its running task's, which the gates leave to the
 /// task layer.
@@ -198,7 +207,7 @@ pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mu
     let rip = frame.instruction_pointer.as_u64();
     let address = (vector == 14).then(x86_64::registers::control::Cr2::read_raw);
     let ctx = local.job_context.load(Ordering::Acquire);
-    if ctx == 0 && local.runs_tasks.load(Ordering::Acquire) {
+    if ctx == 0 && runs_a_task_here(local) {
         return false; // a task's fault: the task layer's, as on the boot CPU
     }
     let mut report = Report::new();
@@ -232,7 +241,7 @@ pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mu
 /// the CPU stops); on the boot CPU it returns.
 pub fn panic_gate(info: &core::panic::PanicInfo<'_>) {
     let Some(local) = this_cpu() else { return };
-    if local.job_context.load(Ordering::Acquire) == 0 && local.runs_tasks.load(Ordering::Acquire) {
+    if local.job_context.load(Ordering::Acquire) == 0 && runs_a_task_here(local) {
         return; // a task's panic: the task layer's
     }
     let index = local.index.load(Ordering::Relaxed);

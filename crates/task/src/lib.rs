@@ -624,6 +624,7 @@ fn init_tasking() -> Result<(), TaskError> {
     nano_core::panic::set_panic_hook(on_panic);
     nano_core::kernel::IDLE_HOOK.set(idle_step);
     nano_core::kernel::AP_SCHEDULE_HOOK.set(ap_idle_step);
+    nano_core::jobs::RUNS_A_TASK_HOOK.set(runs_a_task_here);
     let boot = nano_core::paging::kernel_layout().stack;
     here().idle_stack[0].store(boot.0, Ordering::Relaxed);
     here().idle_stack[1].store(boot.1, Ordering::Relaxed);
@@ -688,6 +689,11 @@ pub fn prepare_cpu(index: usize) -> Result<TaskId, TaskError> {
     };
     cpu::without_interrupts(|| tables().lock().insert(id, Box::new(idle)));
     Ok(id)
+}
+
+/// Whether this CPU runs one of its tasks now, not its idle task (`nano_core::jobs`).
+fn runs_a_task_here() -> bool {
+    !cpu_is_idle(this_cpu())
 }
 
 /// Whether CPU `cpu` runs its idle task now (nothing else of its own is running).
