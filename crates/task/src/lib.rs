@@ -495,14 +495,23 @@ fn tables() -> &'static Tables {
 /// A fresh task id. If two copies of the counter changed at once, counting resumes above the
 /// largest id in the table.
 fn next_id() -> TaskId {
-    cpu::without_interrupts(|| {
-        NEXT_ID.fetch_add(1).unwrap_or_else(|| {
-            let id = tables().lock().keys().max().map_or(1, |m| m + 1);
+    cpu::without_interrupts(|| loop {
+        let id = NEXT_ID.fetch_add(1).unwrap_or_else(|| {
+            let id = tables().lock().keys().filter(|&&k| k < IDLE_ID_BASE).max().map_or(1, |m| m + 1);
             NEXT_ID.store(id + 1);
             id
-        })
+        });
+        if !IDLE_IDS.contains(&id) {
+            return id;
+        }
     })
 }
+
+/// Where the ids of the parked CPUs' idle tasks begin (CPU `c`'s is `IDLE_ID_BASE + c`): apart
+/// from the ids spawns get, so that the boot's tasks (shell 1, supervisor 2, scrubber 3) have
+/// the same ids with any number of CPUs.
+pub const IDLE_ID_BASE: TaskId = 1_000_000;
+const IDLE_IDS: core::ops::Range<TaskId> = IDLE_ID_BASE..IDLE_ID_BASE + TASK_CPUS as TaskId;
 
 /// This CPU's idle task.
 fn idle_here() -> TaskId {
@@ -636,8 +645,8 @@ fn init_tasking() -> Result<(), TaskError> {
 }
 
 /// Makes this CPU (a parked CPU, in a job its park loop runs) one that runs tasks: the park
-/// loop becomes its idle task, with the TLS block `tls` (made by [`prepare_cpu`] on the boot
-/// CPU) and the stack `stack`. From here, faults outside a job are its tasks'.
+/// loop becomes its idle task `idle` (made by [`prepare_cpu`] on the boot CPU), on the stack
+/// `stack`. From here, faults outside a job are its tasks' (or its idle task's, which stop it).
 pub fn start_on_this_cpu(idle: TaskId, stack: (u64, u64)) {
     let me = this_cpu();
     if me == 0 || me >= TASK_CPUS {
@@ -656,8 +665,8 @@ pub fn start_on_this_cpu(idle: TaskId, stack: (u64, u64)) {
 }
 
 /// On the boot CPU, before parked CPU `index` starts running tasks: its idle task's record (a
-/// TLS block, no stack of its own: it runs on the CPU's boot stack). Returns the idle task's
-/// id, for [`start_on_this_cpu`] on that CPU.
+/// TLS block, no stack of its own: it runs on the CPU's boot stack), id `IDLE_ID_BASE + index`.
+/// Returns that id, for [`start_on_this_cpu`] on that CPU.
 pub fn prepare_cpu(index: usize) -> Result<TaskId, TaskError> {
     if index == 0 || index >= TASK_CPUS {
         return Err(TaskError::NoSuchCpu(index));
@@ -665,7 +674,7 @@ pub fn prepare_cpu(index: usize) -> Result<TaskId, TaskError> {
     let (tls, tp) = make_tls()?;
     let mut fx = Box::new(FxArea([0; 512]));
     fxsave(&mut *fx);
-    let id = next_id();
+    let id = IDLE_ID_BASE + index as TaskId;
     let idle = Task {
         id,
         name: alloc::format!("idle/{index}"),
