@@ -12,6 +12,10 @@
 //! why, and the CPU parks again. A fault on a parked CPU outside any job (in nano_core's park
 //! loop or an IPI handler) stops that CPU for good, reported; the others go on.
 //!
+//! On a parked CPU that runs tasks (all do, once the smp crate made their park loops idle
+//! tasks) a fault outside a job in one of its tasks is that task's, and goes to the task layer
+//! as on the boot CPU ([`RUNS_A_TASK_HOOK`]); one in its idle task still stops the CPU.
+//!
 //! The CPU is known by its GS base, which each parked CPU points at its [`CpuLocal`] when it
 //! arrives; the boot CPU's stays 0. Nothing else uses GS (thread pointers are FS).
 

@@ -4,8 +4,8 @@
 //! A CPU caches translations: after the boot CPU unmaps a page (a crate unloaded, a stack freed)
 //! or takes a permission away (W^X after a relocation rewrite), another CPU may still use the
 //! old translation — read a frame that now belongs to someone else, write a page that is now
-//! code. Each change flushes the boot CPU's own entry ([`crate::paging`] does), and then calls
-//! [`changed`], which makes every parked CPU drop its translations:
+//! code. Each change flushes the changing CPU's own entry ([`crate::paging`] does), and then
+//! calls [`changed`], which makes every other CPU drop its translations:
 //!
 //! - a **halted** CPU gets a shootdown IPI ([`SEND_SHOOTDOWN`], sent by the smp crate, which owns
 //!   the local APIC) and flushes everything in its handler ([`on_shootdown_ipi`]); the boot CPU
@@ -26,8 +26,12 @@
 //! — so a CPU that stops running during a round either sees its debt or gets the IPI.
 //!
 //! Several changes in a row (a crate's pages protected one by one, a whole loader operation)
-//! send one round at the end ([`batch`]). Today only the boot CPU changes mappings (the APs
-//! never map or allocate), so there is one sender at a time. A change made inside an NMI that
+//! send one round at the end ([`batch`], per CPU). Any CPU that runs tasks changes mappings (a
+//! task on an AP frees its stack, loads a crate, maps JIT code), so the targets are every other
+//! CPU, the boot CPU included, and one round runs at a time ([`SENDING`]): a CPU that wants to
+//! send while another does waits with interrupts off and answers the other's request meanwhile
+//! ([`REQUEST`]), as does any code that spins for a lock another CPU holds (the loader's). A CPU
+//! whose round timed out owes a flush and pays it at its next task switch. A change made inside an NMI that
 //! interrupted a round in progress sends nothing and leaves every CPU owing a flush (the only
 //! such change is the repair of damaged code, which makes a page writable and then read-only
 //! again, and leaves no address range to reuse).

@@ -20,7 +20,17 @@ pub fn main(_args: &[&str]) -> isize {
         let restarts = t.restarts.map_or(alloc::string::String::from("-"), |r| alloc::format!("{r}"));
         match t.stack {
             Some((b, e)) => {
-                nano_core::println!("{:>4}  {:<16} {:<10} {:>7} {:>8} {:>3}  {:#x}..{:#x}", t.id, t.name, state, t.ticks, restarts, t.cpu, b, e)
+                nano_core::println!(
+                    "{:>4}  {:<16} {:<10} {:>7} {:>8} {:>3}  {:#x}..{:#x}",
+                    t.id,
+                    t.name,
+                    state,
+                    t.ticks,
+                    restarts,
+                    t.cpu,
+                    b,
+                    e
+                )
             }
             None => nano_core::println!("{:>4}  {:<16} {:<10} {:>7} {:>8} {:>3}  -", t.id, t.name, state, t.ticks, restarts, t.cpu),
         }

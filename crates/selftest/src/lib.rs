@@ -19,8 +19,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use task::Exit;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str =
-    "check tasks, preemption, kill, TLS and SSE state; --switches N: time N task switches between two yielding tasks; --cpus: preemption, TLS and SSE of tasks pinned to every CPU at once";
+pub static DESCRIPTION: &str = "check tasks, preemption, kill, TLS and SSE state; --switches N: time N task switches between two yielding tasks; --cpus: preemption, TLS and SSE of tasks pinned to every CPU at once";
 
 #[thread_local]
 static TLS_COUNTER: Cell<u64> = Cell::new(1000);

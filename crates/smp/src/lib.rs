@@ -10,15 +10,19 @@
 //! calls [`init`] during boot, before the shell (INIT goes to every AP at once, so the
 //! architecture's 10 ms wait is paid once).
 //!
-//! A parked CPU also runs plain jobs posted to its mailbox ([`run_on`], [`post`]), which is
-//! how `cpus --speedup` measures parallel throughput. Otherwise **tasks still run on the boot
-//! CPU only.** Running tasks
-//! on the APs needs per-CPU run queues, the LAPIC timer and a review of every lock that now
-//! assumes one CPU (see the README). TLB shootdowns are here already: this crate sends and
-//! handles the IPI that `nano_core::tlb` asks for after every unmapping or permission taken
-//! away ([`SHOOTDOWN_VECTOR`]). An AP that does not answer is reported and
-//! left alone; the system runs on the others. Everything an AP needs is allocated by the boot
-//! CPU before it starts: an AP never allocates.
+//! **Every AP runs tasks** once it is up (up to `task::TASK_CPUS`): the boot CPU makes an idle
+//! task for it (`task::prepare_cpu`) and a job on the AP makes its park loop that idle task and
+//! starts its local APIC timer at [`AP_TICK_HZ`] (`become_task_cpu`); tasks are put on it with
+//! `task::spawn_on` (the shell's `on CPU CMD`). A parked CPU also runs plain jobs posted to its
+//! mailbox ([`run_on`], [`post`]) when its idle task runs, which is how `cpus --speedup`
+//! measures parallel throughput and how the parked CPUs help compile WASM. This crate owns the
+//! local APIC: it sends the IPIs that `nano_core::tlb` (TLB shootdowns, [`SHOOTDOWN_VECTOR`])
+//! and `nano_core::stw` (stopping the world for a swap, [`STOP_VECTOR`]) ask for, to any CPU,
+//! the boot CPU included. The handlers that sit on task stacks (the stop IPI's, the AP timer's)
+//! live in nano_core (`nano_core::ipi`), so that a swap of this crate never finds its old code
+//! on a stopped or preempted task's stack. An AP that does not answer is reported and left
+//! alone; the system runs on the others. Everything an AP needs to start is allocated by the
+//! boot CPU before it starts.
 #![no_std]
 #![feature(abi_x86_interrupt)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -146,9 +150,9 @@ unsafe extern "C" {
 /// What a CPU is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpuState {
-    /// The boot CPU: runs every task.
+    /// The boot CPU: runs tasks (ordered by the swappable policy), never jobs.
     Boot,
-    /// Came up and is parked: halted, woken by IPIs, runs posted jobs.
+    /// Came up: runs its tasks, and posted jobs in its idle time (halted when there are none).
     Parked,
     /// Did not come up; the reason.
     Failed(String),

@@ -39,8 +39,8 @@ mod fault_unwind;
 mod percpu;
 mod step;
 
-use percpu::{here, this_cpu};
 pub use percpu::TASK_CPUS;
+use percpu::{here, this_cpu};
 
 pub use step::{abandoned as steps_abandoned, ticks_abandoned};
 
@@ -467,12 +467,11 @@ fn tables() -> &'static Tables {
             // Re-read with interrupts off: no other task exists yet, but be exact anyway.
             match TABLES.load() {
                 Some(0) => {
-                    let t: &'static Tables =
-                        Box::leak(Box::new(Tables {
-                            tasks: Mutex::new(BTreeMap::new()),
-                            holder: core::sync::atomic::AtomicUsize::new(0),
-                            deaths: Mutex::new(Vec::new()),
-                        }));
+                    let t: &'static Tables = Box::leak(Box::new(Tables {
+                        tasks: Mutex::new(BTreeMap::new()),
+                        holder: core::sync::atomic::AtomicUsize::new(0),
+                        deaths: Mutex::new(Vec::new()),
+                    }));
                     TABLES.store(t as *const Tables as u64);
                     t as *const Tables as u64
                 }
@@ -495,14 +494,16 @@ fn tables() -> &'static Tables {
 /// A fresh task id. If two copies of the counter changed at once, counting resumes above the
 /// largest id in the table.
 fn next_id() -> TaskId {
-    cpu::without_interrupts(|| loop {
-        let id = NEXT_ID.fetch_add(1).unwrap_or_else(|| {
-            let id = tables().lock().keys().filter(|&&k| k < IDLE_ID_BASE).max().map_or(1, |m| m + 1);
-            NEXT_ID.store(id + 1);
-            id
-        });
-        if !IDLE_IDS.contains(&id) {
-            return id;
+    cpu::without_interrupts(|| {
+        loop {
+            let id = NEXT_ID.fetch_add(1).unwrap_or_else(|| {
+                let id = tables().lock().keys().filter(|&&k| k < IDLE_ID_BASE).max().map_or(1, |m| m + 1);
+                NEXT_ID.store(id + 1);
+                id
+            });
+            if !IDLE_IDS.contains(&id) {
+                return id;
+            }
         }
     })
 }
@@ -971,8 +972,11 @@ pub fn exit(how: Exit) -> ! {
         t.state = State::Exited(how);
     }
     exceptions::forget_task(id);
-    if let Some(p) = policy() {
-        (p.remove)(id);
+    if this_cpu() == 0 {
+        // Under the table, like every call into the policy: its queue is plain memory, and a
+        // task on another CPU may be spawning on this one.
+        let _tasks = tables().lock();
+        remove_from_policy(id);
     }
     schedule();
     unreachable!("an exited task was scheduled again")
@@ -1043,7 +1047,9 @@ fn choose_next(cur: TaskId) -> Option<(bool, Option<TaskId>)> {
     Some((cur_runnable, next))
 }
 
-/// Takes `id` out of the policy's run queue (in a frame of its own, as [`choose_next`]).
+/// Takes `id` out of the policy's run queue (in a frame of its own, as [`choose_next`]). Call
+/// with the task table held: every call into the policy is made under it, since its queue is
+/// plain memory that tasks on every CPU reach (a spawn on the boot CPU from an AP).
 #[inline(never)]
 fn remove_from_policy(id: TaskId) {
     if let Some(p) = policy() {
@@ -1130,8 +1136,9 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     }
     if !from_queue && cur_runnable && cur != idle {
         // Only the idle task besides us: keep running.
+        let mut tasks = tables().lock();
         remove_from_policy(cur);
-        keep_running(&mut tables().lock());
+        keep_running(&mut tasks);
         inject();
         return None;
     }
