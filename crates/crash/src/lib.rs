@@ -62,6 +62,7 @@ extern crate alloc;
 pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|table|supervisor [--and-scrubber]|tick|schedule|corrupt SYM [--with-copy]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
+#[derive(Clone, Copy)]
 enum Damage {
     Ud2,
     /// `ud2`, and the loader's sealed copy damaged too: only a reload can repair it.
@@ -144,7 +145,18 @@ fn damage(symbol: &str, how: Damage) -> isize {
     });
     match r {
         Ok((krate, place, what)) => {
-            nano_core::println!("crash: damaged {symbol} in crate {krate} at {place:#x} ({what})");
+            // A flipped bit of code says which byte it changed, so that a test aimed at one
+            // instruction fails when an edit moves that instruction (instead of passing on
+            // harmless damage elsewhere).
+            let byte = match how {
+                Damage::Flip { bit, .. } if what == "code" => {
+                    // SAFETY: `place` is a byte of a loaded crate's code, mapped readable.
+                    let now = unsafe { core::ptr::read_volatile(place as *const u8) };
+                    alloc::format!(", byte {:#04x} -> {now:#04x}", now ^ (1 << bit))
+                }
+                _ => alloc::string::String::new(),
+            };
+            nano_core::println!("crash: damaged {symbol} in crate {krate} at {place:#x} ({what}{byte})");
             0
         }
         Err(e) => {

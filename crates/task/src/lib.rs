@@ -575,9 +575,10 @@ fn set_fs_base(tp: u64) {
     unsafe { x86_64::registers::model_specific::Msr::new(FS_BASE_MSR).write(tp) }
 }
 
-/// Builds a TLS block from the loader's current TLS image: `[tp - reserve, tp)` holds the
-/// variables (the image at its top), `*tp = tp` (the x86_64 TCB self-pointer).
-fn make_tls() -> Result<(Box<[u8]>, u64), TaskError> {
+/// Builds a TLS block from the loader's current TLS image for a task of CPU `cpu`:
+/// `[tp - reserve, tp)` holds the variables (the image at its top), `*tp = tp` (the x86_64 TCB
+/// self-pointer), and `*(tp + 8) = cpu` (read by `percpu::this_cpu`: a task never changes CPU).
+fn make_tls(cpu: usize) -> Result<(Box<[u8]>, u64), TaskError> {
     let (image, align) = nano_core::kernel::with_loader_ref(|l| (l.tls().image(), l.tls().align().max(16) as usize));
     if image.len() > TLS_RESERVE {
         return Err(TaskError::TlsTooLarge(image.len() as u64));
@@ -589,6 +590,7 @@ fn make_tls() -> Result<(Box<[u8]>, u64), TaskError> {
     let tp_off = tp - base;
     block[tp_off - image.len()..tp_off].copy_from_slice(&image);
     block[tp_off..tp_off + 8].copy_from_slice(&(tp as u64).to_le_bytes());
+    block[tp_off + 8..tp_off + 16].copy_from_slice(&(cpu as u64).to_le_bytes());
     Ok((block, tp as u64))
 }
 
@@ -601,7 +603,7 @@ pub fn init() -> Result<(), TaskError> {
 
 #[inline(never)]
 fn init_tasking() -> Result<(), TaskError> {
-    let (tls, tp) = make_tls()?;
+    let (tls, tp) = make_tls(0)?;
     let mut fx = Box::new(FxArea([0; 512]));
     fxsave(&mut *fx);
     let idle = Task {
@@ -649,19 +651,24 @@ fn init_tasking() -> Result<(), TaskError> {
 /// loop becomes its idle task `idle` (made by [`prepare_cpu`] on the boot CPU), on the stack
 /// `stack`. From here, faults outside a job are its tasks' (or its idle task's, which stop it).
 pub fn start_on_this_cpu(idle: TaskId, stack: (u64, u64)) {
-    let me = this_cpu();
+    // No TLS block here yet, so not `this_cpu` (which reads it): the thread pointer first.
+    let me = nano_core::jobs::this_cpu_index();
     if me == 0 || me >= TASK_CPUS {
         return;
     }
-    let p = here();
+    // The table's raw lock: its guard records the holder with `this_cpu`.
+    let tp = cpu::without_interrupts(|| tables().tasks.lock().get(&idle).map_or(0, |t| t.tp));
+    if tp == 0 {
+        return;
+    }
+    set_fs_base(tp);
+    let p = percpu::of(me);
     p.idle_stack[0].store(stack.0, Ordering::Relaxed);
     p.idle_stack[1].store(stack.1, Ordering::Relaxed);
     p.idle.store(idle, Ordering::Relaxed);
     p.idling.store(true, Ordering::Relaxed);
     p.current.store(idle);
     set_current_stack(stack);
-    let tp = cpu::without_interrupts(|| tables().lock().get(&idle).map_or(0, |t| t.tp));
-    set_fs_base(tp);
     nano_core::jobs::set_runs_tasks(me);
 }
 
@@ -672,7 +679,7 @@ pub fn prepare_cpu(index: usize) -> Result<TaskId, TaskError> {
     if index == 0 || index >= TASK_CPUS {
         return Err(TaskError::NoSuchCpu(index));
     }
-    let (tls, tp) = make_tls()?;
+    let (tls, tp) = make_tls(index)?;
     let mut fx = Box::new(FxArea([0; 512]));
     fxsave(&mut *fx);
     let id = IDLE_ID_BASE + index as TaskId;
@@ -863,7 +870,7 @@ fn spawn_boxed_on(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>) ->
         return Err(TaskError::NoSuchCpu(on));
     }
     let stack = paging::alloc_stack(stack_pages).map_err(|_| TaskError::OutOfMemory)?;
-    let (tls, tp) = match make_tls() {
+    let (tls, tp) = match make_tls(on) {
         Ok(v) => v,
         Err(e) => {
             drop(stack); // never used

@@ -63,9 +63,21 @@ impl PerCpu {
 /// task code but jobs; it is never written).
 static PER_CPU: [PerCpu; TASK_CPUS + 1] = [const { PerCpu::new() }; TASK_CPUS + 1];
 
-/// This CPU's index.
+/// This CPU's index: the word after the running task's TCB self-pointer (`*(tp + 8)`, written
+/// by `make_tls`; a task never changes CPU), a load instead of the GS base MSR that
+/// `nano_core::jobs::this_cpu_index` reads (under TCG an MSR read made every task switch a
+/// quarter slower). Before tasking started on the boot CPU there is no TLS block yet: nano_core
+/// is asked. (A parked CPU runs task code only once its idle task's block is in FS: see
+/// `start_on_this_cpu`.)
 pub(crate) fn this_cpu() -> usize {
-    nano_core::jobs::this_cpu_index()
+    if !super::STARTED.load(core::sync::atomic::Ordering::Acquire) {
+        return nano_core::jobs::this_cpu_index();
+    }
+    let cpu: u64;
+    // SAFETY: once tasking started, FS.base on every CPU that runs task code is the running
+    // task's TLS block, whose TCB has this word (see `make_tls`); the read has no side effect.
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[8]", out(reg) cpu, options(nostack, readonly, preserves_flags)) };
+    cpu as usize
 }
 
 /// CPU `cpu`'s entry.
