@@ -19,6 +19,18 @@ static EOI_REGISTER: AtomicU64 = AtomicU64::new(0);
 /// after the end of interrupt.
 pub static AP_TICK_HOOK: Hook<fn()> = Hook::new("nano_core::ap_tick");
 
+/// Sends an NMI to CPU `index` (set by the smp crate); whether it was sent. The watchdog sends
+/// one to a parked CPU whose timer stopped ticking: its hang handler ends what it runs.
+pub static SEND_NMI: Hook<fn(usize) -> bool> = Hook::new("nano_core::send_nmi");
+
+/// Per CPU index: local APIC timer interrupts taken (the watchdog watches them move).
+static AP_TICKS: [AtomicU64; crate::kernel::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::kernel::MAX_CPUS];
+
+/// Timer interrupts CPU `index` has taken (0 for the boot CPU, whose timer is the PIT).
+pub fn ap_ticks(index: usize) -> u64 {
+    AP_TICKS.get(index).map_or(0, |t| t.load(Ordering::Relaxed))
+}
+
 /// Sets where the local APIC's end-of-interrupt register is mapped.
 pub fn set_eoi_register(va: u64) {
     EOI_REGISTER.store(va, Ordering::Release);
@@ -45,6 +57,9 @@ pub extern "x86-interrupt" fn stop_handler(_frame: InterruptStackFrame) {
 /// task.
 pub extern "x86-interrupt" fn ap_timer_handler(_frame: InterruptStackFrame) {
     end_of_interrupt();
+    if let Some(t) = AP_TICKS.get(crate::jobs::this_cpu_index()) {
+        t.fetch_add(1, Ordering::Relaxed);
+    }
     if !crate::jobs::in_job_here()
         && let Some(tick) = AP_TICK_HOOK.get()
     {

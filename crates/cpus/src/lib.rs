@@ -323,6 +323,10 @@ fn print_watchdog() {
         ),
         _ => nano_core::println!("watchdog: off ({} hangs reported while it was on)", w.hangs),
     }
+    nano_core::println!(
+        "watchdog: {} NMIs sent to parked CPUs whose timer stopped for the limit (each ends what hung there)",
+        watchdog::parked_cpu_hangs()
+    );
 }
 
 /// `cpus --watchdog MS`: re-arms the watchdog with a limit of MS milliseconds, or switches it

@@ -580,6 +580,10 @@ fn restore_every_crate(mut before_first: impl FnMut()) -> Option<u64> {
 /// Every exception's handler: lets the task's handler resume it, or reports the fault. An NMI
 /// goes to the NMI hook first (the watchdog's).
 fn handle(name: &'static str, vector: u8, error: Option<u64>, frame: &mut InterruptStackFrame) {
+    if vector == 2 && nano_core::jobs::this_cpu_index() != 0 {
+        parked_cpu_hang(frame);
+        return;
+    }
     if vector == 2
         && let Some(nmi) = NMI_HOOK.get()
     {
@@ -820,6 +824,35 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
     // SAFETY: the fault hook chose `at` as where the interrupted code continues (an unwind or a
     // step's escape); the frame is the live NMI frame, so iretq continues there.
     unsafe { resume_at(frame, at, None) };
+}
+
+/// An NMI on a parked CPU: the watchdog (on the boot CPU) sends one when that CPU's timer has
+/// not ticked for its limit, so the CPU runs with interrupts off and does not come back. As on
+/// the boot CPU: every crate's code is checked (a repair lets the code go on), otherwise what
+/// runs there is ended as a hang — its task unwinds; its idle task's hang stops that CPU.
+fn parked_cpu_hang(frame: &mut InterruptStackFrame) {
+    HANGS.fetch_add(1, Ordering::Relaxed);
+    FAULTS.fetch_add(1, Ordering::Relaxed);
+    let cpu = nano_core::jobs::this_cpu_index();
+    let (rip, rsp) = (frame.instruction_pointer.as_u64(), frame.stack_pointer.as_u64());
+    emergency_write(format_args!(
+        "\n!!! HANG on CPU {cpu}: its timer stopped ticking (it runs with interrupts off; the watchdog's NMI)\n    rip: {rip:#x} in "
+    ));
+    describe(rip, &mut |a| emergency_write(a));
+    emergency_write(format_args!("\n    rsp: {rsp:#x}\n"));
+    if let Some(n) = restore_every_crate(|| {})
+        && n > 0
+    {
+        emergency_write(format_args!("    the hung code goes on, repaired\n"));
+        return;
+    }
+    let info = FaultInfo { name: "hang", vector: 2, error: None, address: None, rip, rsp, frame_unreliable: false };
+    match HOOK.get().and_then(|hook| hook(&info)) {
+        // SAFETY: the fault hook chose `at` as where the hung code's task continues (an unwind
+        // or a step's escape); the frame is the live NMI frame, so iretq continues there.
+        Some(at) => unsafe { resume_at(frame, at, None) },
+        None => nano_core::jobs::stop_this_cpu(format_args!("hang outside any task")),
+    }
 }
 
 /// The double fault (usually a kernel stack overflow: nothing to return to) and the machine

@@ -226,6 +226,23 @@ fn send_stops(mask: u64) -> Option<u64> {
     Some(sent)
 }
 
+/// Sends an NMI to CPU `index` (`nano_core::ipi::SEND_NMI`, the watchdog's, from its NMI on the
+/// boot CPU); whether it was sent.
+fn send_nmi(index: usize) -> bool {
+    if index >= 64 || PARKED_MASK.load(Ordering::Acquire) & (1 << index) == 0 {
+        return false;
+    }
+    let busy = &ICR_BUSY[nano_core::jobs::this_cpu_index()];
+    if busy.swap(true, Ordering::Acquire) {
+        return false; // this CPU was interrupted writing another IPI: next time
+    }
+    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
+    // Delivery mode NMI (0b100), level assert; the vector is ignored.
+    let sent = lapic.ipi(APIC_OF[index].load(Ordering::Acquire), 0x4400).is_ok();
+    busy.store(false, Ordering::Release);
+    sent
+}
+
 /// Wakes CPU `index` (a ping) so that its idle task looks for runnable tasks
 /// (`nano_core::kernel::WAKE_CPU_HOOK`).
 fn wake_cpu(index: usize) {
@@ -275,6 +292,7 @@ fn start_tasks_on_parked_cpus(lapic: &LocalApic) {
     exceptions::set_interrupt_handler(TIMER_VECTOR, nano_core::ipi::ap_timer_handler);
     exceptions::set_interrupt_handler(STOP_VECTOR, nano_core::ipi::stop_handler);
     nano_core::kernel::WAKE_CPU_HOOK.set(wake_cpu);
+    nano_core::ipi::SEND_NMI.set(send_nmi);
     nano_core::stw::SEND_STOP.set(send_stops);
     let mut started = 0;
     for index in parked() {

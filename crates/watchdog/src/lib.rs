@@ -211,6 +211,7 @@ pub fn disarm() {
 fn on_nmi() -> exceptions::NmiVerdict {
     NMIS.fetch_add(1, Ordering::Relaxed);
     let now = nano_core::time::micros_since_entry();
+    watch_parked_cpus(now);
     match ticks_since(now) {
         Ticks::Hang { ms } => exceptions::NmiVerdict::Hang { ms },
         // A stall is judged only while ticks come: without them it may be a hang in the making,
@@ -262,6 +263,42 @@ fn scrubber_starved_for(now: u64) -> Option<u64> {
     SCRUBS.restart(now);
     STARVATION_CHECKS.fetch_add(1, Ordering::Relaxed);
     Some(for_us / 1000)
+}
+
+/// Each parked CPU's timer ticks, as the NMIs see them move.
+static AP_TICKS: [Progress; task::TASK_CPUS] = [const { Progress::new() }; task::TASK_CPUS];
+/// NMIs sent to parked CPUs whose timer stopped.
+static AP_HANGS: AtomicU64 = AtomicU64::new(0);
+
+/// NMIs sent to parked CPUs that hung (their timer stood still for the limit).
+pub fn parked_cpu_hangs() -> u64 {
+    AP_HANGS.load(Ordering::Relaxed)
+}
+
+/// A parked CPU that runs tasks and whose local APIC timer has not ticked for the limit (the
+/// longer one while any CPU does long work: the loader runs with interrupts off) hangs with
+/// interrupts off: it is sent an NMI, whose handler there ends what it runs as a hang
+/// (`exceptions`; its idle task's hang stops that CPU). Without this, a task looping with
+/// interrupts off on an AP went unnoticed, and every TLB round and stop of the world waited for
+/// that CPU until its timeout, for good.
+fn watch_parked_cpus(now: u64) {
+    let limit = match LIMIT_MS.load(Ordering::Relaxed) {
+        0 => return,
+        l if nano_core::kernel::long_work_running() => l * LONG_WORK_FACTOR,
+        l => l,
+    };
+    for (cpu, seen) in AP_TICKS.iter().enumerate().skip(1) {
+        if !nano_core::jobs::runs_tasks(cpu) || nano_core::jobs::stopped(cpu) {
+            continue;
+        }
+        if let Seen::Still { for_us } = seen.observe(nano_core::ipi::ap_ticks(cpu), now)
+            && for_us >= limit * 1000
+            && nano_core::ipi::SEND_NMI.get().is_some_and(|send| send(cpu))
+        {
+            seen.restart(now);
+            AP_HANGS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Whether the timer ticked since the last NMI; if not for the limit, a hang (and counting
