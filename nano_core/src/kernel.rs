@@ -137,9 +137,56 @@ pub fn try_with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
     })
 }
 
+/// For a fault handler, on any CPU: like [`try_with_loader_mut`], but while the loader is held
+/// by another CPU only — whose code goes on and lets go — waits for it (at most
+/// [`FAULT_WAIT_MS`], answering TLB shootdown requests meanwhile). `None` if this CPU holds it
+/// (the faulting code itself, which never lets go while its fault is handled) or the wait ran
+/// out. On one CPU a held loader always meant the faulting code's; with several, a fault on one
+/// CPU while another changed code (a bit flipped on purpose, a swap) found the loader busy, took
+/// the code for intact, and unwound through the damage.
+pub fn with_loader_mut_unless_held_here<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
+    crate::heap::metadata(|| {
+        let mut g = wait_unless_held_here(|| LOADER.try_write())?;
+        let _holder = Holder::writer();
+        g.as_mut().map(f)
+    })
+}
+
+/// [`with_loader_mut_unless_held_here`] for reading.
+pub fn with_loader_ref_unless_held_here<T>(f: impl FnOnce(&Loader) -> T) -> Option<T> {
+    crate::heap::metadata(|| {
+        let g = wait_unless_held_here(|| LOADER.try_read())?;
+        let _holder = Holder::reader();
+        g.as_ref().map(f)
+    })
+}
+
+/// How long a fault handler waits for another CPU to let go of the loader.
+pub const FAULT_WAIT_MS: u64 = 2000;
+
+fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
+    let me = crate::jobs::this_cpu_index() + 1;
+    let deadline = crate::time::micros_since_entry() + FAULT_WAIT_MS * 1000;
+    loop {
+        if let Some(g) = take() {
+            return Some(g);
+        }
+        let here = WRITER_CPU.load(Ordering::Relaxed) == me || READER_CPUS.iter().any(|c| c.load(Ordering::Relaxed) == me);
+        if here || crate::time::micros_since_entry() > deadline {
+            return None;
+        }
+        crate::tlb::serve_request();
+        core::hint::spin_loop();
+    }
+}
+
 /// The stack pointer of the code holding the loader exclusively (0 when free): who to blame,
 /// and whose death releases it.
 static WRITER: AtomicU64 = AtomicU64::new(0);
+/// The CPU of that code, plus one (0: free, or not known yet).
+static WRITER_CPU: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+/// The CPU of each reader in [`READERS`], plus one.
+static READER_CPUS: [core::sync::atomic::AtomicUsize; 8] = [const { core::sync::atomic::AtomicUsize::new(0) }; 8];
 /// The stack pointers of the readers holding it (0: free slot). Nesting is shallow (a fault
 /// inside a query reads again), so a few slots suffice; a reader that finds none still reads,
 /// only its death without unwinding could not be repaired.
@@ -154,20 +201,31 @@ enum Holder {
 impl Holder {
     fn writer() -> Holder {
         WRITER.store(current_stack_pointer(), Ordering::Relaxed);
+        WRITER_CPU.store(crate::jobs::this_cpu_index() + 1, Ordering::Relaxed);
         Holder::Writer
     }
 
     fn reader() -> Holder {
         let sp = current_stack_pointer();
-        Holder::Reader(READERS.iter().position(|r| r.compare_exchange(0, sp, Ordering::Relaxed, Ordering::Relaxed).is_ok()))
+        let slot = READERS.iter().position(|r| r.compare_exchange(0, sp, Ordering::Relaxed, Ordering::Relaxed).is_ok());
+        if let Some(i) = slot {
+            READER_CPUS[i].store(crate::jobs::this_cpu_index() + 1, Ordering::Relaxed);
+        }
+        Holder::Reader(slot)
     }
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
         match self {
-            Holder::Writer => WRITER.store(0, Ordering::Relaxed),
-            Holder::Reader(Some(i)) => READERS[*i].store(0, Ordering::Relaxed),
+            Holder::Writer => {
+                WRITER_CPU.store(0, Ordering::Relaxed);
+                WRITER.store(0, Ordering::Relaxed);
+            }
+            Holder::Reader(Some(i)) => {
+                READER_CPUS[*i].store(0, Ordering::Relaxed);
+                READERS[*i].store(0, Ordering::Relaxed);
+            }
             Holder::Reader(None) => {}
         }
     }
@@ -226,6 +284,7 @@ pub fn release_loader_held_by(lo: u64, hi: u64) {
     let sp = WRITER.load(Ordering::Relaxed);
     if sp >= lo && sp < hi && LOADER.writer_count() > 0 {
         WRITER.store(0, Ordering::Relaxed);
+        WRITER_CPU.store(0, Ordering::Relaxed);
         // SAFETY: the write lock's holder is the ending task (its stack holds the marked frame);
         // it never runs again, so no guard of it will be used or dropped.
         unsafe { LOADER.force_write_unlock() };
@@ -233,9 +292,10 @@ pub fn release_loader_held_by(lo: u64, hi: u64) {
             "    (the task died holding the loader lock; released it — the loader may be in a half-changed state)\n"
         ));
     }
-    for slot in &READERS {
+    for (slot, cpu) in READERS.iter().zip(&READER_CPUS) {
         let sp = slot.load(Ordering::Relaxed);
         if sp != 0 && sp >= lo && sp < hi && LOADER.reader_count() > 0 {
+            cpu.store(0, Ordering::Relaxed);
             slot.store(0, Ordering::Relaxed);
             // SAFETY: this read guard belongs to the ending task (marked from its stack), which
             // never runs again: its guard will never be dropped, so its count is given back here.

@@ -968,6 +968,15 @@ CASES = [
                  r"watchdog: 1 NMIs sent to parked CPUs whose timer stopped for the limit"],
          check=beats_exactly_once(1, 60),
          reject=[r"fault outside any task", r"system halted", r"PANIC", r"results DIFFER", r"CPU \d: .* in its idle task"]),
+    # A restartable task that dies on an AP is restarted on that AP (the supervisor runs on the
+    # boot CPU), its beats resuming once each; the fault is the one of the test above.
+    dict(name="smp_a_task_that_dies_on_an_ap_restarts_there", timeout=60, qemu_args=["-smp", "2"], append="scrub_ms=0", script=[
+            "on 1 beat 60 30", "sleep 300", "crash flip heartbeat::beat 2 5", "@expect restarted as task", "ps",
+            "@await beat: job 0 finished 60 beats", "poweroff"],
+         expect=[r"task \d+ \(beat\) killed by \S+ fault \(not unwound\)",
+                 r"recovery: task \d+ \(beat\) died .*; restarted as task \d+ \(restart 1\)",
+                 r"^ +\d+  beat +\S+ +\d+ +1 +1  0x"],
+         check=beats_exactly_once(1, 60), reject=["fault outside any task", "given up", "system halted"]),
     # Multicore, first step (issue 14): every CPU in the MADT is started and parked; tasks,
     # swaps, faults and WASM keep working beside them; a CPU that does not come up is reported.
     dict(name="smp_four_cpus_come_up_and_park", timeout=120, qemu_args=["-smp", "4"], script=[

@@ -323,7 +323,7 @@ pub fn describe(addr: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
 pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
     // No allocation: names are borrowed from the loader (which caches demangled names), and
     // printed while it is held.
-    let found = nano_core::kernel::try_with_loader_ref(|l| match l.symbol_at(addr) {
+    let found = nano_core::kernel::with_loader_ref_unless_held_here(|l| match l.symbol_at(addr) {
         Some((sec, off, sym)) => {
             let k = l.krate(sec.krate);
             let krate = k.map_or("?", |k| k.name.as_str());
@@ -407,7 +407,7 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
     }
     // `int3` (a bit flip can make one) traps after the instruction: it starts one byte back.
     let at = if info.vector == 3 { info.rip.wrapping_sub(1) } else { info.rip };
-    let repaired = nano_core::kernel::try_with_loader_mut(|l| {
+    let repaired = nano_core::kernel::with_loader_mut_unless_held_here(|l| {
         let (id, r) = l.restore_at(at)?;
         let name = l.krate(id).map_or("?", |k| k.name.as_str());
         say_restored(name, &r);

@@ -226,7 +226,9 @@ fn recover(d: task::Death) {
         return;
     }
     let r = task::Restartable { entry: current_entry(d.restart.entry), restarts: d.restart.restarts + 1, ..d.restart };
-    match task::spawn_restartable(&d.name, r) {
+    // On the CPU it died on; if that one runs no tasks any more (stopped), on this one.
+    let spawned = task::spawn_restartable_on(d.cpu, &d.name, r).or_else(|_| task::spawn_restartable(&d.name, r));
+    match spawned {
         Ok(id) => {
             RESTARTS.fetch_add(1, Ordering::Relaxed);
             nano_core::println!(

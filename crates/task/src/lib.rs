@@ -173,6 +173,8 @@ pub struct Death {
     /// The faulting instruction (for a CPU exception) and the return addresses on its stack
     /// when it died, innermost first: the code it was running.
     pub pcs: Vec<u64>,
+    /// The CPU it ran on.
+    pub cpu: usize,
 }
 
 #[repr(C, align(16))]
@@ -788,17 +790,18 @@ pub fn spawn_fn(name: &str, f: fn() -> isize) -> Result<TaskId, TaskError> {
 /// Starts a detached task that the recovery policy starts again (with the same entry and
 /// argument) if it dies by a CPU exception or a panic ([`take_deaths`]).
 pub fn spawn_restartable(name: &str, r: Restartable) -> Result<TaskId, TaskError> {
+    spawn_restartable_on(this_cpu(), name, r)
+}
+
+/// [`spawn_restartable`] on CPU `cpu` (the recovery policy restarts a task on the CPU it died
+/// on, see [`Death::cpu`]).
+pub fn spawn_restartable_on(cpu: usize, name: &str, r: Restartable) -> Result<TaskId, TaskError> {
     let entry = r.entry;
     let arg = r.arg;
     scrub_stack();
-    let id = spawn_boxed(name, STACK_PAGES, Box::new(Entry(Box::new(move || entry(arg)))))?;
-    cpu::without_interrupts(|| {
-        if let Some(t) = tables().lock().get_mut(&id) {
-            t.detached = true;
-            t.restart = Some(r);
-        }
-    });
-    Ok(id)
+    // Detached and restartable from its first instant: on another CPU it may run, and die, at
+    // once.
+    spawn_boxed_with(cpu, name, STACK_PAGES, Box::new(Entry(Box::new(move || entry(arg)))), Some(r))
 }
 
 /// Restartable tasks that died since the last call (the recovery policy restarts them).
@@ -865,6 +868,12 @@ fn spawn_boxed(name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId
 
 #[inline(never)]
 fn spawn_boxed_on(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>) -> Result<TaskId, TaskError> {
+    spawn_boxed_with(on, name, stack_pages, entry, None)
+}
+
+/// Makes a task on CPU `on`; a restartable one (`restart`) is detached.
+#[inline(never)]
+fn spawn_boxed_with(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>, restart: Option<Restartable>) -> Result<TaskId, TaskError> {
     let p = policy().ok_or(TaskError::NoPolicy)?;
     if on >= TASK_CPUS || !nano_core::jobs::runs_tasks(on) || nano_core::jobs::stopped(on) {
         return Err(TaskError::NoSuchCpu(on));
@@ -898,8 +907,8 @@ fn spawn_boxed_on(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>) ->
         tls: Some(tls),
         tp,
         entry: Some(entry),
-        detached: false,
-        restart: None,
+        detached: restart.is_some(),
+        restart,
         death_pcs: Vec::new(),
         ticks: 0,
         slice: 0,
@@ -973,7 +982,7 @@ pub fn exit(how: Exit) -> ! {
         if let Some(r) = t.restart
             && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
         {
-            let death = Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs) };
+            let death = Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs), cpu: t.cpu };
             tables().deaths.lock().push(death);
         }
         t.state = State::Exited(how);
