@@ -102,8 +102,9 @@ for n in 1 2 4; do
     grep -E '^cpus: ' target/bench-speedup.log | sed -E "s/^/     -smp $n: /"
 done
 echo "   parallel speed-up of CPU-bound tasks (cpus --tasks 20: one task of 20 M hash rounds pinned to each CPU at once vs one"
-echo "   task on CPU 0 alone, after 2 s at the prompt (the boot's hashing jobs done); 3 interleaved rounds, medians; host has $(nproc) cores):"
-printf 'sleep 2000\ncpus --tasks 20\npoweroff\n' > target/bench-tasks.txt
+echo "   task on CPU 0 alone, after 2 s at the prompt (the boot's hashing jobs done); then --balance: as many movable tasks, all"
+echo "   spawned on CPU 0, which idle CPUs steal; 3 interleaved rounds, medians; host has $(nproc) cores):"
+printf 'sleep 2000\ncpus --tasks 20\ncpus --balance 20\npoweroff\n' > target/bench-tasks.txt
 for n in 1 2 4; do
     python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-tasks.txt \
         --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log target/bench-tasks.log >/dev/null

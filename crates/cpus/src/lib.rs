@@ -6,7 +6,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tasks UNITS: a task on every CPU at once; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --shootdowns N: the cost of a TLB shootdown round; --watchdog MS: re-arm the hang watchdog (0: off); --job-fault null|ud|wild|panic: a job that faults on every parked CPU (abandoned, the CPU goes on); --stop CPU: a fault outside any job stops that CPU";
+pub static DESCRIPTION: &str = "the machine's CPUs and their state; --ping N: IPI round trips to each parked CPU; --speedup UNITS: a job on every CPU at once; --tasks UNITS: a task on every CPU at once; --balance UNITS: as many movable tasks, all spawned here, which idle CPUs take; --tlb [--no-shootdown]: check that a parked CPU drops a translation the boot CPU changed; --shootdowns N: the cost of a TLB shootdown round; --watchdog MS: re-arm the hang watchdog (0: off); --job-fault null|ud|wild|panic: a job that faults on every parked CPU (abandoned, the CPU goes on); --stop CPU: a fault outside any job stops that CPU";
 
 /// A CPU-bound job: `units` million rounds of a multiply-rotate hash (no memory traffic, no
 /// allocation: fit for a parked CPU).
@@ -83,6 +83,48 @@ fn task_speedup(units: u64) -> isize {
     nano_core::println!(
         "cpus: tasks of {units} units: one alone {a} us, one on each of {n} CPUs ({cpus:?}) at once {t} us: throughput {:.2}x of one CPU (ideal {n}x); results {}",
         (n * a) as f64 / t as f64,
+        if agree { "agree" } else { "DIFFER" }
+    );
+    if agree { command::status::SUCCESS } else { command::status::FAILURE }
+}
+
+/// `cpus --balance UNITS`: one movable task (`task::spawn_movable`) per CPU that runs tasks,
+/// all spawned on this CPU: the idle CPUs take them (work stealing). Against one such task
+/// alone, 3 interleaved rounds, medians; says on which CPUs the tasks finished and how many
+/// moves the stealing made. Every result must equal the lone task's.
+fn balance(units: u64) -> isize {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    let n = (0..task::TASK_CPUS).filter(|&c| nano_core::jobs::runs_tasks(c) && !nano_core::jobs::stopped(c)).count();
+    let now = nano_core::time::micros_since_entry;
+    let (mut alone, mut together) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
+    let mut agree = true;
+    let mut finished_on = alloc::collections::BTreeSet::new();
+    let moves_before = task::migrations();
+    for _ in 0..3 {
+        let run = |cpu_seen: alloc::sync::Arc<AtomicUsize>| {
+            task::spawn_movable("work", move || {
+                let r = work(units) as isize;
+                cpu_seen.store(task::current_cpu(), Ordering::Relaxed);
+                r
+            })
+        };
+        let t0 = now();
+        let want = run(alloc::sync::Arc::new(AtomicUsize::new(0))).ok().and_then(|id| task::join(id).ok());
+        alone.push(now() - t0);
+        let seen: alloc::vec::Vec<_> = (0..n).map(|_| alloc::sync::Arc::new(AtomicUsize::new(usize::MAX))).collect();
+        let t0 = now();
+        let ids: alloc::vec::Vec<_> = seen.iter().map(|s| run(s.clone())).collect();
+        let got: alloc::vec::Vec<_> = ids.into_iter().map(|r| r.ok().and_then(|id| task::join(id).ok())).collect();
+        together.push(now() - t0);
+        agree &= matches!(want, Some(task::Exit::Returned(_))) && got.iter().all(|g| *g == want);
+        finished_on.extend(seen.iter().map(|s| s.load(Ordering::Relaxed)));
+    }
+    let (a, t) = (median(alone), median(together).max(1));
+    nano_core::println!(
+        "cpus: {n} movable tasks of {units} units spawned on CPU {}: finished on CPUs {finished_on:?}, {} moves by idle CPUs; one alone {a} us, all at once {t} us: throughput {:.2}x of one CPU (ideal {n}x); results {}",
+        task::current_cpu(),
+        task::migrations() - moves_before,
+        (n as u64 * a) as f64 / t as f64,
         if agree { "agree" } else { "DIFFER" }
     );
     if agree { command::status::SUCCESS } else { command::status::FAILURE }
@@ -250,6 +292,7 @@ pub fn main(args: &[&str]) -> isize {
         Some("--ping") => return ping(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--speedup") => return speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
         Some("--tasks") => return task_speedup(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
+        Some("--balance") => return balance(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(4)),
         Some("--watchdog") => return set_watchdog(args.get(2).copied()),
         Some("--shootdowns") => return shootdowns(args.get(2).and_then(|n| command::parse_u64(n)).unwrap_or(100)),
         Some("--job-fault") => return job_faults(args.get(2).copied()),
@@ -264,7 +307,7 @@ pub fn main(args: &[&str]) -> isize {
         },
         Some(other) => {
             nano_core::println!(
-                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tasks UNITS | --tlb [--no-shootdown] | --shootdowns N | --watchdog MS | --job-fault null|ud|wild|panic | --stop CPU])"
+                "cpus: unknown argument {other} (usage: cpus [--ping N | --speedup UNITS | --tasks UNITS | --balance UNITS | --tlb [--no-shootdown] | --shootdowns N | --watchdog MS | --job-fault null|ud|wild|panic | --stop CPU])"
             );
             return command::status::USAGE;
         }
@@ -296,7 +339,7 @@ pub fn main(args: &[&str]) -> isize {
         cpus.len().saturating_sub(1 + parked + stopped)
     );
     let (stops, late) = nano_core::stw::counts();
-    nano_core::println!("stop the world: {stops} times (swaps), {late} abandoned because a CPU was late");
+    nano_core::println!("stop the world: {stops} times (swap commits, reclaim scans), {late} abandoned because a CPU was late");
     print_tlb();
     print_watchdog();
     0

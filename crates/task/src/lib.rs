@@ -214,6 +214,8 @@ struct Task {
     cpu: usize,
     /// Someone killed it while it ran on another CPU: that CPU ends it at its next tick.
     kill_requested: bool,
+    /// An idle CPU may take it while it waits to run ([`spawn_movable`], [`steal_work`]).
+    movable: bool,
 }
 
 /// The task table and the deaths the supervisor has not taken yet.
@@ -628,6 +630,7 @@ fn init_tasking() -> Result<(), TaskError> {
         step: 0,
         cpu: 0,
         kill_requested: false,
+        movable: false,
     };
     tables().lock().insert(0, Box::new(idle));
     set_fs_base(tp);
@@ -705,6 +708,7 @@ pub fn prepare_cpu(index: usize) -> Result<TaskId, TaskError> {
         step: 0,
         cpu: index,
         kill_requested: false,
+        movable: false,
     };
     cpu::without_interrupts(|| tables().lock().insert(id, Box::new(idle)));
     Ok(id)
@@ -729,6 +733,18 @@ pub fn current_cpu() -> usize {
 /// Starts a task running `f` on the caller's CPU; returns its id.
 pub fn spawn(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
     spawn_sized(name, STACK_PAGES, f)
+}
+
+/// Starts a task running `f` on the caller's CPU that an idle CPU may take while it waits to
+/// run (work stealing, see [`steal_work`]); returns its id.
+pub fn spawn_movable(name: &str, f: impl FnOnce() -> isize + Send + 'static) -> Result<TaskId, TaskError> {
+    let id = spawn(name, f)?;
+    cpu::without_interrupts(|| {
+        if let Some(t) = tables().lock().get_mut(&id) {
+            t.movable = true;
+        }
+    });
+    Ok(id)
 }
 
 /// Starts a task running `f` on CPU `cpu`, where it stays; returns its id.
@@ -917,6 +933,7 @@ fn spawn_boxed_with(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>, 
         step: 0,
         cpu: on,
         kill_requested: false,
+        movable: false,
     };
     cpu::without_interrupts(|| {
         tables().lock().insert(id, Box::new(t));
@@ -1172,9 +1189,15 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
         c.state = State::Runnable;
     }
     let (save_rsp, save_fx, save_step) = (&raw mut c.rsp, &raw mut *c.fx, &raw mut c.step);
-    // Killed by another CPU since the decision (the table was free in between): the idle
-    // task instead.
-    let next = if tasks.get(&next).is_some_and(|n| matches!(n.state, State::Exited(_))) { idle } else { next };
+    // Killed by another CPU, or taken by an idle CPU (see [`steal_work`]), since the decision
+    // (the table was free in between): the current task goes on if it can, else the idle task.
+    let me = this_cpu();
+    let gone = |n: &Task| n.id != idle && (n.cpu != me || n.state != State::Runnable);
+    let next = match tasks.get(&next) {
+        Some(n) if gone(n) && cur_runnable && cur != idle => cur,
+        Some(n) if gone(n) => idle,
+        _ => next,
+    };
     if next == cur {
         keep_running(&mut tasks);
         return None;
@@ -1806,10 +1829,50 @@ pub fn without_preemption<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// A parked CPU's idle step (nano_core's park loop, through `AP_SCHEDULE_HOOK`): frees what
-/// this CPU's exited tasks left, then runs its runnable tasks; returns when none is left.
+/// this CPU's exited tasks left, takes a movable task waiting elsewhere ([`steal_work`]), then
+/// runs its runnable tasks; returns when none is left.
 fn ap_idle_step() {
     reap();
+    steal_work();
     schedule();
+}
+
+/// Tasks an idle CPU took from another ([`steal_work`]).
+static MIGRATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times an idle CPU took a movable task from a busy one.
+pub fn migrations() -> u64 {
+    MIGRATIONS.load(Ordering::Relaxed)
+}
+
+/// Work stealing, by a parked CPU with nothing of its own to run: takes one movable task
+/// ([`spawn_movable`]) that waits on a CPU busy running another task, and makes it this CPU's
+/// (its TCB's CPU word too: see `percpu::this_cpu`). A task is taken only while it is switched
+/// out (runnable), under the task table, which every scheduling decision holds; the decision of
+/// the CPU it left, if it had picked it meanwhile, sees it gone (see [`prepare_switch`]). Tasks
+/// that are not movable — everything spawned without [`spawn_movable`] — stay where they were
+/// put.
+fn steal_work() {
+    let me = this_cpu();
+    cpu::without_interrupts(|| {
+        let mut tasks = tables().lock();
+        let waiting = tasks
+            .values()
+            .find(|t| t.movable && t.cpu != me && t.state == State::Runnable && !is_any_idle(t.id) && !cpu_is_idle(t.cpu))
+            .map(|t| (t.id, t.cpu));
+        let Some((id, from)) = waiting else { return };
+        if from == 0 {
+            remove_from_policy(id);
+        }
+        if let Some(t) = tasks.get_mut(&id) {
+            t.cpu = me;
+            // SAFETY: `tp` is the thread pointer of the task's live TLS block, whose TCB has the
+            // CPU word at `tp + 8` (see `make_tls`); the task is switched out, so nothing reads
+            // it meanwhile.
+            unsafe { ((t.tp + 8) as *mut u64).write_volatile(me as u64) };
+            MIGRATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+    });
 }
 
 /// A parked CPU's timer tick (the smp crate's local APIC timer handler, interrupts off, its end
