@@ -990,7 +990,7 @@ CASES = [
                  r"^ +1 +1  started, runs tasks \(`on CPU CMD`\) and jobs \(came up in \d+ us\)",
                  r"^ +3 +3  started, runs tasks", r"(?s)4 CPUs: 4 run tasks, 3 APs up, 0 stopped, 0 failed.*4 CPUs: 4 run tasks, 3 APs up, 0 stopped, 0 failed",
                  r"selftest: 11 passed, 0 failed", r"(?s)swap: done.*swap: done", r"killed by invalid opcode",
-                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --tasks UNITS \| --tlb \[--no-shootdown\] \| --shootdowns N \| --watchdog MS \| --job-fault null\|ud\|wild\|panic \| --stop CPU\]\)",
+                 r"hello from WASM, argc=2", r"cpus: unknown argument --bogus \(usage: cpus \[--ping N \| --speedup UNITS \| --tasks UNITS \| --balance UNITS \| --tlb \[--no-shootdown\] \| --shootdowns N \| --watchdog MS \| --job-fault null\|ud\|wild\|panic \| --stop CPU\]\)",
                  r"^crash: the scheduler's hang was contained; this task went on", r"watchdog: the PIT's IRQ 0 as an NMI to APIC 0 \(GSI 2\); .* 1 hangs",
                  # Jobs run on every parked CPU and compute what the boot CPU computes (a figure,
                  # not a timed test: `make bench` reports the speed-up).

@@ -211,8 +211,9 @@ pub fn disarm() {
 fn on_nmi() -> exceptions::NmiVerdict {
     NMIS.fetch_add(1, Ordering::Relaxed);
     let now = nano_core::time::micros_since_entry();
-    watch_parked_cpus(now);
-    match ticks_since(now) {
+    let ticks = ticks_since(now);
+    watch_parked_cpus(now, &ticks);
+    match ticks {
         Ticks::Hang { ms } => exceptions::NmiVerdict::Hang { ms },
         // A stall is judged only while ticks come: without them it may be a hang in the making,
         // which the hang check reports (and a quiet repair by the stall check would hide).
@@ -281,7 +282,25 @@ pub fn parked_cpu_hangs() -> u64 {
 /// (`exceptions`; its idle task's hang stops that CPU). Without this, a task looping with
 /// interrupts off on an AP went unnoticed, and every TLB round and stop of the world waited for
 /// that CPU until its timeout, for good.
-fn watch_parked_cpus(now: u64) {
+///
+/// The parked CPUs are judged only when the boot CPU ticked since the last NMI (`boot`): a
+/// boot CPU that runs with interrupts off may hold what they wait for — the task table, the
+/// loader — and then they wait with interrupts off too. After a hang of the boot CPU their
+/// stillness counts afresh. (Before, a hang of the boot CPU inside the scheduler, with the
+/// task table held, had every AP's idle task sent an NMI at the same moment, and every AP
+/// stopped.) A boot CPU that is merely still (waiting for a hung AP's TLB flush, 500 ms at a
+/// time) keeps the windows running.
+fn watch_parked_cpus(now: u64, boot: &Ticks) {
+    match boot {
+        Ticks::Moved => {}
+        Ticks::Still => return,
+        Ticks::Hang { .. } => {
+            for seen in AP_TICKS.iter().skip(1) {
+                seen.restart(now);
+            }
+            return;
+        }
+    }
     let limit = match LIMIT_MS.load(Ordering::Relaxed) {
         0 => return,
         l if nano_core::kernel::long_work_running() => l * LONG_WORK_FACTOR,
