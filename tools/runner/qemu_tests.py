@@ -684,7 +684,8 @@ CASES = [
     # out once, and `verify` finds the flip (`--repair` repairs it; the scrubber is off here).
     dict(name="recovery_a_damaged_register_restore_is_redone", timeout=60, append="scrub_ms=0", script=[
             "beat 60 20", "sleep 200", "crash flip interrupts::timer 0x94 2", "@expect beat: job 0 finished 60 beats", "verify --repair", "verify", "ps", "poweroff"],
-         expect=[r"crash: damaged interrupts::timer in crate interrupts at 0x[0-9a-f]+ \(code\)",
+         # (The REX prefix's R bit: the load's register becomes r14.)
+         expect=[r"crash: damaged interrupts::timer in crate interrupts at 0x[0-9a-f]+ \(code, byte 0x48 -> 0x4c\)",
                  r"(?s)verify: \d+ crates, .* 1 corrupted, 1 repaired.*verify: \d+ crates, .* 0 corrupted, 0 repaired",
                  r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s"],
          check=beats_exactly_once(1, 60),
