@@ -56,9 +56,12 @@ struct Heaps {
     metadata: GrowingHeap,
 }
 
-/// Nesting depth of [`metadata`] on the boot CPU, the one that runs tasks and the loader
-/// (interrupts are off inside it; parked CPUs never enter it, and their allocations ignore it).
-static METADATA_DEPTH: AtomicUsize = AtomicUsize::new(0);
+/// Per CPU index: nesting depth of [`metadata`] there (interrupts are off inside it, so the
+/// task inside stays on that CPU). Every CPU that runs tasks may use the loader.
+static METADATA_DEPTH: [AtomicUsize; crate::kernel::MAX_CPUS] = [const { AtomicUsize::new(0) }; crate::kernel::MAX_CPUS];
+/// The sum of [`METADATA_DEPTH`]: while it is 0 — nearly always — an allocation need not ask
+/// which CPU it runs on (an MSR read).
+static METADATA_ANY: AtomicUsize = AtomicUsize::new(0);
 
 #[global_allocator]
 static HEAPS: Heaps = Heaps { general: GrowingHeap::new(HEAP_BASE), metadata: GrowingHeap::new(METADATA_BASE) };
@@ -194,15 +197,18 @@ pub fn init() -> Result<(), HeapError> {
 /// the loader's bookkeeping and caches derived from it, never for anything code follows.
 pub fn metadata<T>(f: impl FnOnce() -> T) -> T {
     /// Leaves the metadata heap even when `f` panics and unwinds.
-    struct Depth;
+    struct Depth(usize);
     impl Drop for Depth {
         fn drop(&mut self) {
-            METADATA_DEPTH.fetch_sub(1, Ordering::Relaxed);
+            METADATA_DEPTH[self.0].fetch_sub(1, Ordering::Relaxed);
+            METADATA_ANY.fetch_sub(1, Ordering::Relaxed);
         }
     }
     x86_64::instructions::interrupts::without_interrupts(|| {
-        METADATA_DEPTH.fetch_add(1, Ordering::Relaxed);
-        let _depth = Depth;
+        let me = crate::jobs::this_cpu_index();
+        METADATA_ANY.fetch_add(1, Ordering::Relaxed);
+        METADATA_DEPTH[me].fetch_add(1, Ordering::Relaxed);
+        let _depth = Depth(me);
         f()
     })
 }
@@ -211,7 +217,11 @@ pub fn metadata<T>(f: impl FnOnce() -> T) -> T {
 /// off there), so a non-zero depth means a task died inside it without unwinding. Resets it
 /// and says whether it had to.
 pub fn leave_metadata_if_dead() -> bool {
-    METADATA_DEPTH.swap(0, Ordering::Relaxed) != 0
+    // This CPU's depth only: a task on another CPU may be inside `metadata` right now (before
+    // 2026-12-07 a task ending on an AP reset the boot CPU's depth under its loader call).
+    let left = METADATA_DEPTH[crate::jobs::this_cpu_index()].swap(0, Ordering::Relaxed);
+    METADATA_ANY.fetch_sub(left, Ordering::Relaxed);
+    left != 0
 }
 
 /// A heap's lock as [`GrowingHeap::lock`] took it: clears the held mark before the lock goes.
@@ -318,10 +328,10 @@ pub fn general_range() -> (u64, u64) {
 unsafe impl GlobalAlloc for Heaps {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         x86_64::instructions::interrupts::without_interrupts(|| {
-            // The depth is the boot CPU's (only it enters `metadata`): a parked CPU's job that
-            // allocates meanwhile (a compile helper) takes from the general heap. The CPU is
-            // asked only inside `metadata`, where its cost does not matter.
-            if METADATA_DEPTH.load(Ordering::Relaxed) > 0 && crate::jobs::this_cpu_index() == 0 {
+            // The depth is per CPU: a job on another CPU that allocates meanwhile (a compile
+            // helper) takes from the general heap. The CPU is asked only while some CPU is
+            // inside `metadata`, where its cost does not matter.
+            if METADATA_ANY.load(Ordering::Relaxed) > 0 && METADATA_DEPTH[crate::jobs::this_cpu_index()].load(Ordering::Relaxed) > 0 {
                 self.metadata.alloc(layout)
             } else {
                 self.general.alloc(layout)

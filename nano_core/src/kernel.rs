@@ -162,7 +162,7 @@ pub fn with_loader_ref_unless_held_here<T>(f: impl FnOnce(&Loader) -> T) -> Opti
 }
 
 /// How long a fault handler waits for another CPU to let go of the loader.
-pub const FAULT_WAIT_MS: u64 = 2000;
+pub const FAULT_WAIT_MS: u64 = 5000;
 
 fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
     let me = crate::jobs::this_cpu_index() + 1;

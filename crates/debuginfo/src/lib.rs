@@ -128,7 +128,7 @@ enum Source {
 /// Builds the context for the crate containing `addr` (its key, and the context unless one is
 /// cached already).
 fn build_for(addr: u64) -> Option<(u32, Option<Ctx>)> {
-    let (key, source) = nano_core::kernel::try_with_loader_ref(|l| {
+    let (key, source) = nano_core::kernel::with_loader_ref_unless_held_here(|l| {
         let (sid, _) = l.locate(addr)?;
         let k = l.krate(l.section(sid)?.krate)?;
         let key = k.id.0;

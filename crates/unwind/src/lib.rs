@@ -33,7 +33,7 @@ pub struct Finder;
 // their crate is loaded (a crate whose code is on a stack being unwound cannot be unloaded).
 unsafe impl EhFrameFinder for Finder {
     fn find(&self, pc: usize) -> Option<FrameInfo> {
-        nano_core::kernel::try_with_loader_ref(|l| {
+        nano_core::kernel::with_loader_ref_unless_held_here(|l| {
             let (sid, _) = l.locate(pc as u64)?;
             let sec = l.section(sid)?;
             let k = l.krate(sec.krate)?;
