@@ -287,11 +287,11 @@ fn time_switches(n: u64) -> isize {
         }
     };
     task::yield_now();
-    let (switches0, t0) = (task::switches(), nano_core::time::micros_since_entry());
+    let (switches0, t0) = (task::switches_on(task::current_cpu()), nano_core::time::micros_since_entry());
     for _ in 0..n {
         task::yield_now();
     }
-    let (switches, us) = (task::switches() - switches0, nano_core::time::micros_since_entry() - t0);
+    let (switches, us) = (task::switches_on(task::current_cpu()) - switches0, nano_core::time::micros_since_entry() - t0);
     stop.store(true, Ordering::Relaxed);
     let _ = task::join(partner);
     nano_core::println!("selftest: {switches} task switches in {us} us: {} ns a switch", us * 1000 / switches.max(1));

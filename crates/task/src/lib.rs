@@ -313,7 +313,8 @@ static TABLES: Triple = Triple::new(0);
 static NEXT_ID: Triple = Triple::new(1);
 static POLICY: DataHook<Policy> = DataHook::new("task::policy");
 static STARTED: AtomicBool = AtomicBool::new(false);
-static SWITCHES: AtomicU64 = AtomicU64::new(0);
+/// Context switches per CPU (the last entry: CPUs that run no tasks, never used).
+static SWITCHES: [AtomicU64; TASK_CPUS + 1] = [const { AtomicU64::new(0) }; TASK_CPUS + 1];
 
 /// Runs a closure, catching a panic that unwinds out of it (set by the unwind crate).
 pub type CatchFn = fn(&mut dyn FnMut()) -> Result<(), String>;
@@ -558,9 +559,15 @@ pub fn current() -> TaskId {
     here().current.load().unwrap_or(0)
 }
 
-/// Context switches since boot.
+/// Context switches since boot, on every CPU.
 pub fn switches() -> u64 {
-    SWITCHES.load(Ordering::Relaxed)
+    SWITCHES.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+}
+
+/// Context switches since boot on CPU `cpu` (the watchdog's stall check watches the boot
+/// CPU's: switches elsewhere say nothing about it).
+pub fn switches_on(cpu: usize) -> u64 {
+    SWITCHES.get(cpu).map_or(0, |s| s.load(Ordering::Relaxed))
 }
 
 fn fxsave(area: *mut FxArea) {
@@ -1287,7 +1294,7 @@ pub fn schedule() {
         // Outside the step: inside it, the innermost step is the step itself.
         // SAFETY: `save_step` points into the current task's boxed Task, like `save_rsp`.
         unsafe { *sw.save_step = step::save() };
-        SWITCHES.fetch_add(1, Ordering::Relaxed);
+        SWITCHES[this_cpu().min(TASK_CPUS)].fetch_add(1, Ordering::Relaxed);
         nano_core::tlb::pay_owed_here();
         here().current.store(sw.next);
         set_current_stack(sw.stack);

@@ -178,7 +178,7 @@ pub fn init() {
 pub fn arm(limit_ms: u64) -> Result<smp::NmiRoute, String> {
     let now = nano_core::time::micros_since_entry();
     TICKS.reset(interrupts::ticks(), now);
-    SWITCHES.reset(task::switches(), now);
+    SWITCHES.reset(task::switches_on(0), now);
     SCRUBS.reset(recovery::stats().scrub_passes, now);
     SCRUB_PERIOD_MS.store(recovery::scrub_period_ms(), Ordering::Relaxed);
     LIMIT_MS.store(limit_ms, Ordering::Relaxed);
@@ -238,7 +238,7 @@ enum Ticks {
 
 /// How long no task switch has come, if that reached the limit (and starts counting again).
 fn stall_for(now: u64) -> Option<u64> {
-    let Seen::Still { for_us } = SWITCHES.observe(task::switches(), now) else { return None };
+    let Seen::Still { for_us } = SWITCHES.observe(task::switches_on(0), now) else { return None };
     let limit = LIMIT_MS.load(Ordering::Relaxed);
     if limit == 0 || for_us < limit * 1000 || nano_core::kernel::long_work_running() {
         return None;
