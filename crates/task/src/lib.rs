@@ -1006,7 +1006,8 @@ pub fn exit(how: Exit) -> ! {
         if let Some(r) = t.restart
             && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
         {
-            let death = Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs), cpu: t.cpu };
+            let death =
+                Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs), cpu: t.cpu };
             tables().deaths.lock().push(death);
         }
         t.state = State::Exited(how);
