@@ -360,12 +360,7 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
                     nano_core::kernel::with_loader_mut(|l| l.swap_abort(p));
                     return Err(Error::WorldNotStopped { attempts: waited, why });
                 }
-                task::sleep_ms(2);
-                let hook = opts.state_hook.clone();
-                attempt = nano_core::kernel::with_loader_mut(|l| {
-                    let state_hook = hook.as_deref().and_then(|h| p.new_export(h));
-                    commit(l, p, state_hook, true)
-                })?;
+                attempt = retry(p, opts)?;
             }
             Attempt::Busy(p, id, name, addr) => {
                 waited += 1;
@@ -377,15 +372,20 @@ pub fn swap(pairs: &[SwapPair], opts: &Options) -> Result<Outcome, Error> {
                     });
                     return Err(Error::Busy { attempts: waited, task: id, name, addr, at });
                 }
-                task::sleep_ms(2);
-                let hook = opts.state_hook.clone();
-                attempt = nano_core::kernel::with_loader_mut(|l| {
-                    let state_hook = hook.as_deref().and_then(|h| p.new_export(h));
-                    commit(l, p, state_hook, true)
-                })?;
+                attempt = retry(p, opts)?;
             }
         }
     }
+}
+
+/// Another attempt at committing `p`, 2 ms after the last (the other tasks run meanwhile).
+fn retry(p: Prepared, opts: &Options) -> Result<Attempt, Error> {
+    task::sleep_ms(2);
+    let hook = opts.state_hook.clone();
+    nano_core::kernel::with_loader_mut(|l| {
+        let state_hook = hook.as_deref().and_then(|h| p.new_export(h));
+        commit(l, p, state_hook, true)
+    })
 }
 
 /// A retired crate the scan found still referenced, and by what.

@@ -212,6 +212,12 @@ extern "x86-interrupt" fn shootdown(_frame: x86_64::structures::idt::InterruptSt
 /// The sender behind `nano_core::stw::SEND_STOP`: the stop IPI to every CPU in `mask` that is
 /// up; the mask of those sent.
 fn send_stops(mask: u64) -> Option<u64> {
+    send_fixed_ipis(mask, STOP_VECTOR)
+}
+
+/// A fixed IPI of `vector` to every CPU in `mask` that is up (a parked CPU, or the boot CPU);
+/// the mask of those sent, or `None` if this CPU was interrupted while writing another IPI.
+fn send_fixed_ipis(mask: u64, vector: u8) -> Option<u64> {
     let busy = &ICR_BUSY[nano_core::jobs::this_cpu_index()];
     if busy.swap(true, Ordering::Acquire) {
         return None;
@@ -220,7 +226,7 @@ fn send_stops(mask: u64) -> Option<u64> {
     let targets = mask & (PARKED_MASK.load(Ordering::Acquire) | 1);
     let sent = (0..APIC_OF.len().min(64))
         .filter(|&i| targets & (1 << i) != 0)
-        .filter(|&i| lapic.ipi(APIC_OF[i].load(Ordering::Acquire), u32::from(STOP_VECTOR) | 0x4000).is_ok())
+        .filter(|&i| lapic.ipi(APIC_OF[i].load(Ordering::Acquire), u32::from(vector) | 0x4000).is_ok())
         .fold(0u64, |m, i| m | (1 << i));
     busy.store(false, Ordering::Release);
     Some(sent)
@@ -320,18 +326,7 @@ fn end_of_interrupt() {
 /// that is up (a parked CPU, or the boot CPU); the mask of those sent, or `None` if this CPU was
 /// interrupted while writing another IPI.
 fn send_shootdowns(mask: u64) -> Option<u64> {
-    let busy = &ICR_BUSY[nano_core::jobs::this_cpu_index()];
-    if busy.swap(true, Ordering::Acquire) {
-        return None;
-    }
-    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
-    let targets = mask & (PARKED_MASK.load(Ordering::Acquire) | 1);
-    let sent = (0..APIC_OF.len().min(64))
-        .filter(|&i| targets & (1 << i) != 0)
-        .filter(|&i| lapic.ipi(APIC_OF[i].load(Ordering::Acquire), u32::from(SHOOTDOWN_VECTOR) | 0x4000).is_ok())
-        .fold(0u64, |m, i| m | (1 << i));
-    busy.store(false, Ordering::Release);
-    Some(sent)
+    send_fixed_ipis(mask, SHOOTDOWN_VECTOR)
 }
 
 /// What [`stale_translation_check`] read on the parked CPU.

@@ -605,21 +605,15 @@ fn make_tls(cpu: usize) -> Result<(Box<[u8]>, u64), TaskError> {
     Ok((block, tp as u64))
 }
 
-/// Turns the boot context into task 0 (the idle task), registers the tick, fault and idle
-/// hooks. Interrupts are enabled when this returns.
-pub fn init() -> Result<(), TaskError> {
-    scrub_stack();
-    init_tasking()
-}
-
-#[inline(never)]
-fn init_tasking() -> Result<(), TaskError> {
-    let (tls, tp) = make_tls(0)?;
+/// The record of CPU `cpu`'s idle task: running (it is the CPU's boot context), no stack of its
+/// own (it runs on the CPU's boot stack), a TLS block of its own.
+fn idle_record(id: TaskId, name: String, cpu: usize) -> Result<Task, TaskError> {
+    let (tls, tp) = make_tls(cpu)?;
     let mut fx = Box::new(FxArea([0; 512]));
     fxsave(&mut *fx);
-    let idle = Task {
-        id: 0,
-        name: "idle".into(),
+    Ok(Task {
+        id,
+        name,
         state: State::Running,
         rsp: 0,
         fx,
@@ -635,10 +629,23 @@ fn init_tasking() -> Result<(), TaskError> {
         panicking: false,
         caught_fault: None,
         step: 0,
-        cpu: 0,
+        cpu,
         kill_requested: false,
         movable: false,
-    };
+    })
+}
+
+/// Turns the boot context into task 0 (the idle task), registers the tick, fault and idle
+/// hooks. Interrupts are enabled when this returns.
+pub fn init() -> Result<(), TaskError> {
+    scrub_stack();
+    init_tasking()
+}
+
+#[inline(never)]
+fn init_tasking() -> Result<(), TaskError> {
+    let idle = idle_record(0, "idle".into(), 0)?;
+    let tp = idle.tp;
     tables().lock().insert(0, Box::new(idle));
     set_fs_base(tp);
     ::interrupts::set_tick_hook(on_tick);
@@ -691,32 +698,8 @@ pub fn prepare_cpu(index: usize) -> Result<TaskId, TaskError> {
     if index == 0 || index >= TASK_CPUS {
         return Err(TaskError::NoSuchCpu(index));
     }
-    let (tls, tp) = make_tls(index)?;
-    let mut fx = Box::new(FxArea([0; 512]));
-    fxsave(&mut *fx);
     let id = IDLE_ID_BASE + index as TaskId;
-    let idle = Task {
-        id,
-        name: alloc::format!("idle/{index}"),
-        state: State::Running,
-        rsp: 0,
-        fx,
-        stack: None,
-        tls: Some(tls),
-        tp,
-        entry: None,
-        detached: false,
-        restart: None,
-        death_pcs: Vec::new(),
-        ticks: 0,
-        slice: 0,
-        panicking: false,
-        caught_fault: None,
-        step: 0,
-        cpu: index,
-        kill_requested: false,
-        movable: false,
-    };
+    let idle = idle_record(id, alloc::format!("idle/{index}"), index)?;
     cpu::without_interrupts(|| tables().lock().insert(id, Box::new(idle)));
     Ok(id)
 }
