@@ -95,21 +95,21 @@ SWAPSMP
 done
 echo "   parallel speed-up of a CPU-bound job (cpus --speedup 20: 20 M hash rounds on each CPU at once vs the boot CPU alone;"
 echo "   3 interleaved rounds inside each boot, medians; MTTCG; host has $(nproc) cores):"
+# One boot per CPU count (1, 2, 4) typing script file $1, logging to $2; prints its `cpus:` lines.
+cpus_lines_per_smp() {
+    for n in 1 2 4; do
+        python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script "$1" \
+            --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log "$2" >/dev/null
+        grep -E '^cpus: ' "$2" | sed -E "s/^/     -smp $n: /"
+    done
+}
 printf 'cpus --speedup 20\npoweroff\n' > target/bench-speedup.txt
-for n in 1 2 4; do
-    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-speedup.txt \
-        --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log target/bench-speedup.log >/dev/null
-    grep -E '^cpus: ' target/bench-speedup.log | sed -E "s/^/     -smp $n: /"
-done
+cpus_lines_per_smp target/bench-speedup.txt target/bench-speedup.log
 echo "   parallel speed-up of CPU-bound tasks (cpus --tasks 20: one task of 20 M hash rounds pinned to each CPU at once vs one"
 echo "   task on CPU 0 alone, after 2 s at the prompt (the boot's hashing jobs done); then --balance: as many movable tasks, all"
 echo "   spawned on CPU 0, which idle CPUs steal; 3 interleaved rounds, medians; host has $(nproc) cores):"
 printf 'sleep 2000\ncpus --tasks 20\ncpus --balance 20\npoweroff\n' > target/bench-tasks.txt
-for n in 1 2 4; do
-    python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --script target/bench-tasks.txt \
-        --qemu-arg=-smp --qemu-arg=$n --quiet --timeout 120 --log target/bench-tasks.log >/dev/null
-    grep -E '^cpus: ' target/bench-tasks.log | sed -E "s/^/     -smp $n: /"
-done
+cpus_lines_per_smp target/bench-tasks.txt target/bench-tasks.log
 echo "   WASM compile with the parked CPUs helping (kernels.wasm, 12 functions; after one warm-up compile, 5 interleaved"
 echo "   pairs of a serial compile (--serial-compile) and one with helpers, the cache cleared before each; medians):"
 { echo "wasm run kernels.wasm --invoke matmul 16"
