@@ -89,9 +89,7 @@ pub fn stop_others() -> Result<Stopped, StopError> {
     let me = crate::jobs::this_cpu_index();
     // One stopper at a time; while another stops the world, this CPU is one it stops.
     while STOPPER.compare_exchange(0, me + 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        if REQUESTED.load(Ordering::SeqCst) {
-            wait_while_stopped(me);
-        }
+        stop_here_if_asked(me);
         core::hint::spin_loop();
     }
     let mut mask = 0u64;
@@ -130,7 +128,11 @@ pub fn stop_others() -> Result<Stopped, StopError> {
 /// The stop IPI's work, on the CPU it interrupted (called by the smp crate's handler, with
 /// interrupts off): waits until the world is resumed.
 pub fn on_stop_ipi() {
-    let me = crate::jobs::this_cpu_index();
+    stop_here_if_asked(crate::jobs::this_cpu_index());
+}
+
+/// Waits while the world is stopped, unless this CPU (`me`) is the one stopping it.
+fn stop_here_if_asked(me: usize) {
     if REQUESTED.load(Ordering::SeqCst) && STOPPER.load(Ordering::Acquire) != me + 1 {
         wait_while_stopped(me);
     }
@@ -156,10 +158,7 @@ fn wait_while_stopped(me: usize) {
 /// the stopper needs (it is waiting for one).
 pub fn serve_while_waiting() {
     crate::tlb::serve_request();
-    let me = crate::jobs::this_cpu_index();
-    if REQUESTED.load(Ordering::SeqCst) && STOPPER.load(Ordering::Acquire) != me + 1 {
-        wait_while_stopped(me);
-    }
+    stop_here_if_asked(crate::jobs::this_cpu_index());
 }
 
 /// Where CPU `cpu` waits while the world is stopped (its stack pointer), if it does.

@@ -214,10 +214,11 @@ pub fn serve_request() {
     pay_owed(me);
 }
 
-/// Pays a flush this CPU owes (a round that timed out, or passed it by): called at every task
-/// switch, on every CPU that runs tasks.
-pub fn pay_owed_here() {
-    pay_owed(crate::jobs::this_cpu_index());
+/// Pays a flush CPU `index` owes (a round that timed out, or passed it by): called on that CPU
+/// at every task switch, with the index the task layer already has (asking for it here would
+/// read the GS-base MSR on every switch).
+pub fn pay_owed_by(index: usize) {
+    pay_owed(index);
 }
 
 /// One round: a CPU running a job owes a flush; every other CPU gets the IPI, and the sender

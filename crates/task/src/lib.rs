@@ -531,19 +531,12 @@ fn is_any_idle(id: TaskId) -> bool {
 
 /// The stack of this CPU's idle task.
 fn idle_stack_here() -> (u64, u64) {
-    let p = here();
-    (p.idle_stack[0].load(Ordering::Relaxed), p.idle_stack[1].load(Ordering::Relaxed))
+    here().idle_stack()
 }
 
 /// The stack range of task `t` (an idle task's is its CPU's boot stack).
 fn stack_of(t: &Task) -> (u64, u64) {
-    t.stack.as_ref().map_or_else(
-        || {
-            let p = percpu::of(t.cpu);
-            (p.idle_stack[0].load(Ordering::Relaxed), p.idle_stack[1].load(Ordering::Relaxed))
-        },
-        Stack::range,
-    )
+    t.stack.as_ref().map_or_else(|| percpu::of(t.cpu).idle_stack(), Stack::range)
 }
 
 /// Whether task `t` is on another CPU now (its saved stack pointer is stale). An idle task
@@ -657,8 +650,7 @@ fn init_tasking() -> Result<(), TaskError> {
     nano_core::kernel::AP_SCHEDULE_HOOK.set(ap_idle_step);
     nano_core::jobs::RUNS_A_TASK_HOOK.set(runs_a_task_here);
     let boot = nano_core::paging::kernel_layout().stack;
-    here().idle_stack[0].store(boot.0, Ordering::Relaxed);
-    here().idle_stack[1].store(boot.1, Ordering::Relaxed);
+    here().set_idle_stack(boot);
     set_current_stack(boot);
     STARTED.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
@@ -682,8 +674,7 @@ pub fn start_on_this_cpu(idle: TaskId, stack: (u64, u64)) {
     }
     set_fs_base(tp);
     let p = percpu::of(me);
-    p.idle_stack[0].store(stack.0, Ordering::Relaxed);
-    p.idle_stack[1].store(stack.1, Ordering::Relaxed);
+    p.set_idle_stack(stack);
     p.idle.store(idle, Ordering::Relaxed);
     p.idling.store(true, Ordering::Relaxed);
     p.current.store(idle);
@@ -1279,7 +1270,7 @@ pub fn schedule() {
         // SAFETY: `save_step` points into the current task's boxed Task, like `save_rsp`.
         unsafe { *sw.save_step = step::save() };
         SWITCHES[this_cpu().min(TASK_CPUS)].fetch_add(1, Ordering::Relaxed);
-        nano_core::tlb::pay_owed_here();
+        nano_core::tlb::pay_owed_by(this_cpu());
         here().current.store(sw.next);
         set_current_stack(sw.stack);
         step::restore(sw.step);

@@ -6,7 +6,7 @@
 
 use super::TaskId;
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use nano_core::triple::Triple;
 use spin::Mutex;
 
@@ -35,8 +35,12 @@ pub(crate) struct PerCpu {
     /// fault handler can check a stack pointer without the task table.
     pub(crate) stack: [AtomicU64; 2],
     /// The idle task's stack (bottom, top): nano_core's boot stack on CPU 0, the AP's own stack
-    /// on the others.
-    pub(crate) idle_stack: [AtomicU64; 2],
+    /// on the others. See [`PerCpu::idle_stack`].
+    idle_stack: [AtomicU64; 2],
+    /// The running task's innermost guarded step's context (0: not in a step), in three copies
+    /// (a flipped bit would make a fault escape to a wrong context). Swapped at every task
+    /// switch (see `super::step`).
+    pub(crate) innermost: Triple,
     /// The CPU exception being unwound here — the task, the kill reason, the faulting
     /// instruction — kept outside the task table: the fault may hit code that holds the table
     /// (the scheduler policy is called under it), and the unwind is what releases it. One at a
@@ -54,8 +58,20 @@ impl PerCpu {
             marked_next: AtomicU64::new(0),
             stack: [AtomicU64::new(0), AtomicU64::new(0)],
             idle_stack: [AtomicU64::new(0), AtomicU64::new(0)],
+            innermost: Triple::new(0),
             unwinding: Mutex::new(None),
         }
+    }
+
+    /// The idle task's stack (bottom, top).
+    pub(crate) fn idle_stack(&self) -> (u64, u64) {
+        (self.idle_stack[0].load(Ordering::Relaxed), self.idle_stack[1].load(Ordering::Relaxed))
+    }
+
+    /// Records the idle task's stack (when the CPU starts running tasks).
+    pub(crate) fn set_idle_stack(&self, (bottom, top): (u64, u64)) {
+        self.idle_stack[0].store(bottom, Ordering::Relaxed);
+        self.idle_stack[1].store(top, Ordering::Relaxed);
     }
 }
 

@@ -50,14 +50,9 @@ struct StepContext {
     outer: u64,
 }
 
-/// Per CPU: the running task's innermost step's [`StepContext`] (0: not in a step), in three
-/// copies (a flipped bit would make a fault escape to a wrong context). Swapped at every task
-/// switch. The last entry is for CPUs that run no tasks (never used).
-static INNERMOST: [Triple; TASK_CPUS + 1] = [const { Triple::new(0) }; TASK_CPUS + 1];
-
-/// This CPU's [`INNERMOST`].
+/// This CPU's running task's innermost step's [`StepContext`] (`percpu::PerCpu::innermost`).
 fn innermost() -> &'static Triple {
-    &INNERMOST[super::this_cpu().min(TASK_CPUS)]
+    &here().innermost
 }
 
 /// Steps abandoned since boot, by fault or panic (the supervisor verifies every crate after one).
@@ -90,16 +85,10 @@ core::arch::global_asm!(
     // Entered from the exception handler (on a stack pointer that may be anywhere) or called:
     // touches no stack until the saved one is back. Makes delos_step_run return 1.
     "delos_step_escape:",
-    // This CPU's escape stack: its index is at gs:[0] on a parked CPU (GS base non-zero);
-    // the boot CPU's GS base is 0 and its index 0. Indexes past TASK_CPUS share the last.
-    "mov ecx, 0xC0000101",
-    "rdmsr",
-    "shl rdx, 32",
-    "or rax, rdx",
-    "xor ecx, ecx",
-    "test rax, rax",
-    "jz 2f",
-    "mov rcx, qword ptr gs:[0]",
+    // This CPU's escape stack: its index is the word after the running task's TCB self-pointer
+    // (fs:[8], as `percpu::this_cpu` reads it; steps run only once tasking started). Indexes past
+    // TASK_CPUS share the last.
+    "mov rcx, qword ptr fs:[8]",
     "cmp rcx, {cpus}",
     "jbe 2f",
     "mov rcx, {cpus}",
