@@ -944,13 +944,14 @@ CASES = [
     # its park loop is its idle task. A fault or a panic in a task on an AP unwinds that task
     # only; Ctrl-C kills a task running on another CPU; WASM compiles, runs and traps there;
     # selftest (TLS, SSE, preemption, unwinding) passes on an AP; heartbeats on CPU 1 survive a
-    # swap storm (each swap stops the world), every beat exactly once.
+    # swap storm (each swap stops the world), every beat exactly once; after swaps of smp, task
+    # and exceptions, faults, a panic and a C program on the APs.
     dict(name="smp_tasks_run_on_every_cpu", timeout=180, qemu_args=["-smp", "4"], script=[
             "cpus", "on 1 ps", "cpus --tasks 2", "on 2 crash null", "on 3 crash panic", "echo alive",
             "on 1 selftest", "on 2 wasm run hello.wasm a", "on 3 wasm run traps.wasm --invoke oob",
             "on 2 wasm run kernels.wasm --invoke matmul 3000", "@expect compiled kernels", "@send \\x03", "@expect was killed", "on 2 echo after the kill", "on 3 crash hang", "on 3 echo CPU 3 back",
             "on 1 beat 60 20 &", "swap --storm 12 --seed 5 echo=echo_v2 heartbeat=heartbeat_v2", "sleep 1500",
-            "swap smp smp", "swap task task", "swap exceptions exceptions", "on 3 crash ud", "on 1 crash panic", "cpus --tasks 2", "selftest --cpus", "cpus --balance 2", "on 1 sleep 3000 &", "on 2 sleep 3000 &", "on any ps", "on 9 echo nowhere", "on x", "cpus", "poweroff"],
+            "swap smp smp", "swap task task", "swap exceptions exceptions", "on 3 crash ud", "on 1 crash panic", "on 2 loadc hello.o ap", "cpus --tasks 2", "selftest --cpus", "cpus --balance 2", "on 1 sleep 3000 &", "on 2 sleep 3000 &", "on any ps", "on 9 echo nowhere", "on x", "cpus", "poweroff"],
          expect=[r"4 CPUs: 4 run tasks, 3 APs up, 0 stopped, 0 failed",
                  r"^ +\d+  ps +running +\d+ +- +1  0x",
                  r"cpus: tasks of 2 units: one alone \d+ us, one on each of 4 CPUs \(\[0, 1, 2, 3\]\) at once \d+ us: throughput \d+\.\d+x of one CPU \(ideal 4x\); results agree",
@@ -959,7 +960,7 @@ CASES = [
                  r"trap: out of bounds memory access in wasm::traps::oob", r"shell: wasm was killed", r"^after the kill",
                  # A task looping with interrupts off on an AP: the boot CPU's watchdog sends that CPU an NMI.
                  r"!!! HANG on CPU 3: its timer stopped ticking", r"shell: crash died: hang at", r"^CPU 3 back",
-                 r"(?s)swap: done.*swap: done.*swap: done.*shell: crash died: invalid opcode.*shell: crash panicked: deliberate panic",
+                 r"(?s)swap: done.*swap: done.*swap: done.*shell: crash died: invalid opcode.*shell: crash panicked: deliberate panic.*hello.c: all checks passed",
                  r"(?s)swap: done.*cpus: tasks of 2 units: .* results agree",
                  r"selftest --cpus: preemption, TLS and SSE state of pinned tasks ok on each of 4 CPUs \[0, 1, 2, 3\]",
                  # Work stealing: movable tasks spawned on CPU 0 finish on APs too (the last CPU listed is one).
