@@ -45,8 +45,9 @@ struct GrowingHeap {
     heap: Mutex<Heap>,
     mapped: AtomicU64,
     used: AtomicU64,
-    /// Set while code of this module holds `heap` (see [`GrowingHeap::lock`]).
-    held: AtomicBool,
+    /// The CPU whose code of this module holds `heap`, plus one; 0 while none does (see
+    /// [`GrowingHeap::lock`]).
+    held_by: AtomicUsize,
     /// Set while code of this module spins for `heap`.
     waiting: AtomicBool,
 }
@@ -89,7 +90,7 @@ impl GrowingHeap {
             heap: Mutex::new(Heap { talc: Talc::new(Manual), end: None }),
             mapped: AtomicU64::new(0),
             used: AtomicU64::new(0),
-            held: AtomicBool::new(false),
+            held_by: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
         }
     }
@@ -101,7 +102,7 @@ impl GrowingHeap {
     fn lock(&self) -> HeapGuard<'_> {
         loop {
             if let Some(guard) = self.heap.try_lock() {
-                self.held.store(true, Ordering::Relaxed);
+                self.held_by.store(crate::jobs::this_cpu_index() + 1, Ordering::Relaxed);
                 self.waiting.store(false, Ordering::Relaxed);
                 return HeapGuard { heap: self, guard };
             }
@@ -246,7 +247,7 @@ impl core::ops::DerefMut for HeapGuard<'_> {
 impl Drop for HeapGuard<'_> {
     fn drop(&mut self) {
         // Before the field `guard` unlocks, after this.
-        self.heap.held.store(false, Ordering::Relaxed);
+        self.heap.held_by.store(0, Ordering::Relaxed);
     }
 }
 
@@ -261,7 +262,7 @@ impl Drop for HeapGuard<'_> {
 pub fn release_if_overwritten() -> bool {
     let mut released = false;
     for h in [&HEAPS.general, &HEAPS.metadata] {
-        if h.heap.is_locked() && h.waiting.load(Ordering::Relaxed) && !h.held.load(Ordering::Relaxed) {
+        if h.heap.is_locked() && h.waiting.load(Ordering::Relaxed) && h.held_by.load(Ordering::Relaxed) == 0 {
             // SAFETY: no code holds the lock (see above): its word was overwritten, and no guard
             // of it exists to be dropped later.
             unsafe { h.heap.force_unlock() };
@@ -277,10 +278,17 @@ pub fn inject_overwritten_lock() {
     core::mem::forget(HEAPS.general.heap.lock());
 }
 
-/// Whether either heap's lock is held: code that interrupts anything (an NMI) must not
-/// allocate then, since the interrupted code may be the holder.
-pub fn busy() -> bool {
-    HEAPS.general.heap.is_locked() || HEAPS.metadata.heap.is_locked()
+/// Whether either heap's lock is held by code this CPU interrupted: code that interrupts
+/// anything (an NMI, a fault handler) must not allocate then — it would wait for ever. A lock
+/// held with no holder recorded counts as held here (the interrupted code may be between
+/// taking it and recording itself, or the word was overwritten). A heap held by another CPU is
+/// simply waited for.
+pub fn held_here() -> bool {
+    let me = crate::jobs::this_cpu_index() + 1;
+    [&HEAPS.general, &HEAPS.metadata].iter().any(|h| {
+        let by = h.held_by.load(Ordering::Relaxed);
+        h.heap.is_locked() && (by == 0 || by == me)
+    })
 }
 
 /// Frees refused because the pointer was no block of either heap (see [`refuse_free`]).

@@ -120,14 +120,45 @@ fn map_in(m: &mut OffsetPageTable<'static>, addr: u64, frame: u64, perms: Perms,
     Ok(())
 }
 
-/// Whether the page tables are being changed: code that interrupts anything (an NMI) must not
-/// change mappings then, since the interrupted code may hold the lock.
-pub fn busy() -> bool {
-    MAPPER.is_locked()
+/// The CPU holding [`MAPPER`], plus one (0: free, or taken a moment ago and not recorded yet).
+static MAPPER_CPU: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Whether the page tables are being changed by code this CPU interrupted: code that
+/// interrupts anything (an NMI, a fault handler) must not change mappings then — the lock is a
+/// spin lock, and waiting for the interrupted code would wait for ever (a watchdog NMI that
+/// repaired damaged code while the interrupted task was mapping a stack hung the kernel: CI,
+/// stop 32). A holder not recorded yet counts as this CPU: it may be the interrupted code,
+/// between taking the lock and recording itself. Held by another CPU, the lock is simply waited
+/// for: no holder waits for anything (shootdowns are sent after it is released).
+pub fn held_here() -> bool {
+    if !MAPPER.is_locked() {
+        return false;
+    }
+    let holder = MAPPER_CPU.load(Ordering::Relaxed);
+    holder == 0 || holder == crate::jobs::this_cpu_index() + 1
 }
 
 fn with_mapper<T>(f: impl FnOnce(&mut OffsetPageTable<'static>) -> Result<T, PagingError>) -> Result<T, PagingError> {
-    x86_64::instructions::interrupts::without_interrupts(|| f(MAPPER.lock().as_mut().ok_or(PagingError::NotInitialized)?))
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut m = MAPPER.lock();
+        MAPPER_CPU.store(crate::jobs::this_cpu_index() + 1, Ordering::Relaxed);
+        let r = m.as_mut().ok_or(PagingError::NotInitialized).and_then(f);
+        MAPPER_CPU.store(0, Ordering::Relaxed);
+        r
+    })
+}
+
+/// Holds the page tables' lock for `ms` milliseconds with interrupts off: what an NMI finds
+/// when it interrupts code that is changing a mapping. Fault injection only (`crash corrupt
+/// SYMBOL --page-tables-held MS`).
+pub fn hold_for_test(ms: u64) {
+    let _ = with_mapper(|_| {
+        let deadline = crate::time::micros_since_entry() + ms * 1000;
+        while crate::time::micros_since_entry() < deadline {
+            core::hint::spin_loop();
+        }
+        Ok(())
+    });
 }
 
 /// Maps `addr` to `frame` with `perms`.

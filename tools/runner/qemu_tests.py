@@ -745,6 +745,22 @@ CASES = [
                  r"invalid opcode \(vector 6\) at 0x[0-9a-f]+ in interrupts::ticks \+ 0x0 .*, while an NMI was handled",
                  r"(?s)while an NMI was handled\s+code of crate interrupts was corrupted: 2 bytes .*the faulting instruction was the damage: running it again"],
          check=beats_exactly_once(1, 140), reject=[r"killed by", r"died", r"system halted", r"^swap: (?!done)"]),
+    # An NMI whose path runs damaged code while the code it interrupted holds the page tables'
+    # lock (mapping a stack, changing a permission): the repair, which changes permissions,
+    # would wait for that lock for ever — the kernel hung so in CI (stop 32), after
+    # `crash corrupt interrupts::ticks` above. The NMI is abandoned instead, and the first NMI
+    # after the lock is released repairs the damage and runs the instruction again.
+    dict(name="recovery_an_nmi_does_not_repair_while_the_interrupted_code_maps", timeout=60, append="scrub_ms=0", script=[
+            "beat 60 20", "sleep 100", "crash corrupt interrupts::ticks --page-tables-held 300", "@expect beat: job 0 finished 60 beats",
+            "crash corrupt interrupts::ticks --page-tables-held 0", "verify", "ps", "poweroff"],
+         expect=[r"(?s)invalid opcode \(vector 6\) at 0x[0-9a-f]+ in .*, while an NMI was handled\s+the NMI is abandoned",
+                 r"^crash: the page tables were held for 300 ms with the damage in place; \d+ NMIs abandoned meanwhile",
+                 r"code of crate interrupts was corrupted: 2 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy\s+"
+                 r"the faulting instruction was the damage: running it again",
+                 r"^usage: crash corrupt SYMBOL --page-tables-held MILLISECONDS \(1-1000\)",
+                 r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s"],
+         counts=[(r"the faulting instruction was the damage: running it again", 1)],
+         check=beats_exactly_once(1, 60), reject=[r"killed by", r"died", r"system halted"]),
     # A fault, a panic or a wild jump in the scheduler's decision, made with the task table held
     # (as a damaged policy would: it is called under the table), abandons the decision, not the
     # task that was scheduling: the table is released and that task goes on. It used to end

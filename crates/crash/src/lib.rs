@@ -59,7 +59,7 @@
 extern crate alloc;
 
 /// One line for `help`.
-pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|table|supervisor [--and-scrubber]|tick|schedule|corrupt SYM [--with-copy]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
+pub static DESCRIPTION: &str = "fault on purpose: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|table|supervisor [--and-scrubber]|tick|schedule|corrupt SYM [--with-copy|--page-tables-held MS]|wild SYM|runon SYM|loop SYM|ret0 SYM|flip SYM [OFF [BIT]]";
 
 /// What a code corruption does.
 #[derive(Clone, Copy)]
@@ -86,7 +86,19 @@ enum Damage {
 /// Damages the code of the loaded function `symbol` (looked up from the applications
 /// namespace, which sees the kernel's crates too), or at an address (`0x…`).
 fn damage(symbol: &str, how: Damage) -> isize {
-    let r = nano_core::kernel::with_loader_mut(|l| {
+    report_damage(symbol, how, write_damage(symbol, how))
+}
+
+/// What [`write_damage`] damaged: the crate's name, the address, and what lay there.
+struct Damaged {
+    krate: alloc::string::String,
+    place: u64,
+    what: &'static str,
+}
+
+/// Writes the damage `how` to `symbol`, reporting nothing.
+fn write_damage(symbol: &str, how: Damage) -> Result<Damaged, alloc::string::String> {
+    nano_core::kernel::with_loader_mut(|l| {
         let mut size = 0;
         let addr = match symbol.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()) {
             Some(a) => a,
@@ -116,9 +128,12 @@ fn damage(symbol: &str, how: Damage) -> isize {
         {
             let at = addr + offset;
             if l.symbol_at(at).is_some_and(|(sec, _, _)| sec.kind == mod_mgmt::SectionKind::Rodata) {
-                return l.flip_readonly_bit(at, bit).map(|krate| (krate, at, "read-only data")).map_err(|e| alloc::format!("{e}"));
+                return l
+                    .flip_readonly_bit(at, bit)
+                    .map(|krate| Damaged { krate, place: at, what: "read-only data" })
+                    .map_err(|e| alloc::format!("{e}"));
             }
-            return flip_data_bit(l, at, bit).map(|(krate, at)| (krate, at, "data"));
+            return flip_data_bit(l, at, bit).map(|(krate, place)| Damaged { krate, place, what: "data" });
         }
         let (id, base) = l.code_offset(addr).ok_or_else(|| alloc::format!("{symbol} is not in the code or data of a loaded crate"))?;
         let name = l.krate(id).map(|k| k.name.clone()).unwrap_or_default();
@@ -141,10 +156,14 @@ fn damage(symbol: &str, how: Damage) -> isize {
             }
         }
         .map_err(|e| alloc::format!("{e}"))?;
-        Ok::<_, alloc::string::String>((name, place, "code"))
-    });
+        Ok(Damaged { krate: name, place, what: "code" })
+    })
+}
+
+/// Says what [`write_damage`] did: 0 if it damaged, 1 if not.
+fn report_damage(symbol: &str, how: Damage, r: Result<Damaged, alloc::string::String>) -> isize {
     match r {
-        Ok((krate, place, what)) => {
+        Ok(Damaged { krate, place, what }) => {
             // A flipped bit of code says which byte it changed, so that a test aimed at one
             // instruction fails when an edit moves that instruction (instead of passing on
             // harmless damage elsewhere).
@@ -413,6 +432,36 @@ fn fault_name(fault: task::Fault) -> &'static str {
     }
 }
 
+/// `crash corrupt SYMBOL --page-tables-held MS`: damages `symbol` with `ud2`, then holds the
+/// page tables' lock for `ms` with interrupts off, so that an NMI whose path runs the damage
+/// finds the page tables held by the code it interrupted: it must not repair then (the repair
+/// changes permissions, and would wait for ever), only abandon the NMI; the next NMI after the
+/// hold repairs. An NMI may repair the damage in the moment between the write and the hold:
+/// then the damage is written again (at most 5 times).
+fn damage_under_held_page_tables(symbol: &str, ms: u64) -> isize {
+    for _ in 0..5 {
+        let written = write_damage(symbol, Damage::Ud2);
+        // Counted from here: an NMI that came while the damage was written found the loader
+        // held, which abandons it too.
+        let before = exceptions::nmi_abandons();
+        if written.is_ok() {
+            nano_core::paging::hold_for_test(ms);
+        }
+        if report_damage(symbol, Damage::Ud2, written) != 0 {
+            return 1;
+        }
+        let abandoned = exceptions::nmi_abandons() - before;
+        if abandoned > 0 {
+            nano_core::println!(
+                "crash: the page tables were held for {ms} ms with the damage in place; {abandoned} NMIs abandoned meanwhile"
+            );
+            return 0;
+        }
+    }
+    nano_core::println!("crash: no NMI ran into the damage while the page tables were held (5 tries)");
+    1
+}
+
 /// Makes this task's next scheduling decision fail with `fault`, with the task table held, and
 /// reports whether this task went on.
 fn schedule_fault(fault: task::Fault, switch: bool) -> isize {
@@ -446,6 +495,15 @@ pub fn main(args: &[&str]) -> isize {
     let num = |i: usize, default: u64| args.get(i).map_or(Some(default), |a| command::parse_u64(a));
     match (args.get(1).copied(), args.get(2)) {
         (Some("corrupt"), Some(sym)) if args.get(3) == Some(&"--with-copy") => return damage(sym, Damage::Ud2WithCopy),
+        (Some("corrupt"), Some(sym)) if args.get(3) == Some(&"--page-tables-held") => {
+            return match num(4, 0) {
+                Some(ms) if (1..=1000).contains(&ms) => damage_under_held_page_tables(sym, ms),
+                _ => {
+                    nano_core::println!("usage: crash corrupt SYMBOL --page-tables-held MILLISECONDS (1-1000)");
+                    2
+                }
+            };
+        }
         (Some("corrupt"), Some(sym)) => return damage(sym, Damage::Ud2),
         (Some("wild"), Some(sym)) => return damage(sym, Damage::WildJump),
         (Some("runon"), Some(sym)) => return damage(sym, Damage::RunOn),
@@ -499,7 +557,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         (Some("corrupt" | "wild" | "runon" | "loop" | "ret0" | "flip"), None) => {
             nano_core::println!(
-                "usage: crash corrupt SYMBOL | crash wild SYMBOL | crash runon SYMBOL | crash loop SYMBOL | crash ret0 SYMBOL | crash flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash corrupt SYMBOL [--with-copy | --page-tables-held MS] | crash wild SYMBOL | crash runon SYMBOL | crash loop SYMBOL | crash ret0 SYMBOL | crash flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }
@@ -517,7 +575,7 @@ pub fn main(args: &[&str]) -> isize {
         }
         _ => {
             nano_core::println!(
-                "usage: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|table|supervisor [--and-scrubber]|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang] [--switch]|corrupt SYMBOL|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
+                "usage: crash panic|null|ud|divide|stack|hang|stall MS [--long-work]|heap-lock|bad-free|restartable|table|supervisor [--and-scrubber]|tick [--panic|--wild [--damaged-step]|--hang] [--idle] [--entry|--exit|--no-eoi]|schedule [--panic|--wild|--hang] [--switch]|corrupt SYMBOL [--with-copy|--page-tables-held MS]|wild SYMBOL|runon SYMBOL|loop SYMBOL|ret0 SYMBOL|flip SYMBOL [OFFSET [BIT]]"
             );
             return 2;
         }

@@ -281,15 +281,26 @@ static LOCATIONS_UNAVAILABLE: core::sync::atomic::AtomicBool = core::sync::atomi
 /// busy at that moment (a fault inside a loader query), this lookup has no location and a later
 /// one tries again.
 pub fn location(addr: u64) -> Option<alloc::string::String> {
+    if !locations_safe_here() {
+        return None;
+    }
     ensure_locations();
     LOCATION_HOOK.get().and_then(|f| f(addr))
+}
+
+/// Whether a source location may be looked up here: the lookup allocates, and loading the
+/// provider maps memory, so not while the code this CPU interrupted (an NMI comes anywhere)
+/// holds a heap or the page tables — it would wait for ever (a watchdog NMI that faulted on
+/// damaged code hung so, loading `debuginfo` while the interrupted task was mapping).
+fn locations_safe_here() -> bool {
+    !nano_core::heap::held_here() && !nano_core::paging::held_here()
 }
 
 /// Loads the location provider now if it is not loaded (see [`location`]). Reports and
 /// backtraces call it before they print, so that the loader's log lines come before them
 /// rather than inside one of their lines.
 pub fn ensure_locations() {
-    if LOCATION_HOOK.get().is_none() && !LOCATIONS_UNAVAILABLE.load(Ordering::Relaxed) {
+    if LOCATION_HOOK.get().is_none() && locations_safe_here() && !LOCATIONS_UNAVAILABLE.load(Ordering::Relaxed) {
         match nano_core::kernel::try_load_and_init("kernel", "debuginfo") {
             nano_core::kernel::LazyStart::Started | nano_core::kernel::LazyStart::Busy => {}
             nano_core::kernel::LazyStart::Failed(why) => {
@@ -403,6 +414,11 @@ pub fn repairs_in_place() -> u64 {
 fn repair_in_place(info: &FaultInfo) -> Repair {
     // Not damage (debug, NMI, overflow), or nothing to return to (double fault, machine check).
     if matches!(info.vector, 1 | 2 | 4 | 8 | 18) {
+        return Repair::Intact;
+    }
+    // A repair changes page permissions: not while the interrupted code is changing mappings
+    // (an NMI may come anywhere). The NMI is then abandoned, and the next one repairs.
+    if nano_core::paging::held_here() {
         return Repair::Intact;
     }
     // `int3` (a bit flip can make one) traps after the instruction: it starts one byte back.
@@ -530,6 +546,14 @@ fn dispatch(i: FaultInfo, frame: &mut InterruptStackFrame) {
 /// NMIs abandoned since boot, and when the last one was reported (microseconds since entry).
 static NMI_ABANDONS: AtomicU64 = AtomicU64::new(0);
 static NMI_REPORTED_US: AtomicU64 = AtomicU64::new(0);
+/// The last fault reported in an NMI: its instruction address, its vector in the top byte.
+static NMI_REPORTED_FAULT: AtomicU64 = AtomicU64::new(0);
+
+/// NMIs abandoned since boot (a fault on the NMI's path that could not be repaired and run
+/// again).
+pub fn nmi_abandons() -> u64 {
+    NMI_ABANDONS.load(Ordering::Relaxed)
+}
 
 /// A fault while an NMI was handled: where to resume (instruction and stack pointer). The
 /// faulting instruction, if it was the damage, runs again; otherwise the NMI is abandoned, after
@@ -539,7 +563,11 @@ static NMI_REPORTED_US: AtomicU64 = AtomicU64::new(0);
 /// time to run. For the same reason an abandon is reported at most once a second.
 fn nmi_fault(i: &FaultInfo) -> (u64, u64) {
     let now = nano_core::time::micros_since_entry();
-    let quiet = now.saturating_sub(NMI_REPORTED_US.load(Ordering::Relaxed)) < 1_000_000;
+    // Only the same fault again is kept quiet: another one (a page fault on half-written damage,
+    // then the `ud2` it became) is news.
+    let this = i.rip ^ (u64::from(i.vector) << 56);
+    let again = NMI_REPORTED_FAULT.swap(this, Ordering::Relaxed) == this;
+    let quiet = again && now.saturating_sub(NMI_REPORTED_US.load(Ordering::Relaxed)) < 1_000_000;
     if !quiet {
         NMI_REPORTED_US.store(now, Ordering::Relaxed);
         emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {}) at {:#x} in ", i.name, i.vector, i.rip));
@@ -562,7 +590,7 @@ fn nmi_fault(i: &FaultInfo) -> (u64, u64) {
 /// bytes restored, or `None` if the code could not be checked (the loader held, or the page
 /// tables, which a repair changes, held by the interrupted code).
 fn restore_every_crate(mut before_first: impl FnMut()) -> Option<u64> {
-    if nano_core::paging::busy() {
+    if nano_core::paging::held_here() {
         return None;
     }
     let mut first = true;
@@ -776,7 +804,7 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
         ));
         return;
     }
-    let heap_held = nano_core::heap::busy();
+    let heap_held = nano_core::heap::held_here();
     if heap_held {
         emergency_write(format_args!("(not named: the interrupted code holds the heap)\n    rsp: {rsp:#x}\n"));
     } else {
