@@ -22,6 +22,7 @@ step "WASM engine: host tests and the spec suite (per-file table in target/wasm-
 step "WASM spec suite again with guard-region memories (no bounds checks in compiled code)" env WASM_SPEC_GUARD=1 cargo test -q -p wasm_runtime --features std --test spec
 step "loader fuzz smoke (20000 mutated objects)" ./target/release/modtool fuzz --iters 20000
 step "fault campaign judgement (tools/test_faults.py)" python3 tools/test_faults.py
+step "QEMU tests' own checks (tools/runner/test_checks.py)" python3 tools/runner/test_checks.py
 if [[ "$HOST_ONLY" != "--host-only" ]]; then
     step "image build" bash -c 'cargo build --release -q -p imgtool -p modtool && ./target/release/imgtool build && ./target/release/imgtool iso --cmdline "test" --out target/image/delos-test.iso && ./target/release/imgtool iso --cmdline "" --out target/image/delos.iso'
     step "static-link check (no loadable crate inside nano_core)" ./target/release/imgtool check-static

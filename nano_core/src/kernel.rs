@@ -164,15 +164,31 @@ pub fn with_loader_ref_unless_held_here<T>(f: impl FnOnce(&Loader) -> T) -> Opti
 /// How long a fault handler waits for another CPU to let go of the loader.
 pub const FAULT_WAIT_MS: u64 = 5000;
 
+/// How long the loader may look held with no holder recorded before a fault handler takes the
+/// holder for the code it interrupted.
+const UNRECORDED_WAIT_US: u64 = 2_000;
+
 fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
     let me = crate::jobs::this_cpu_index() + 1;
     let deadline = crate::time::micros_since_entry() + FAULT_WAIT_MS * 1000;
+    let mut unrecorded_since = None;
     loop {
         if let Some(g) = take() {
             return Some(g);
         }
         let here = WRITER_CPU.load(Ordering::Relaxed) == me || READER_CPUS.iter().any(|c| c.load(Ordering::Relaxed) == me);
-        if here || crate::time::micros_since_entry() > deadline {
+        // Held, and no holder recorded: code between taking the lock and recording itself — on
+        // another CPU it records within instructions; if it stays unrecorded, it is the code
+        // this CPU interrupted (an NMI between the two), which would never go on.
+        // (A reader that found no free slot stays unrecorded too: it is given up on sooner.)
+        let now = crate::time::micros_since_entry();
+        let recorded = WRITER_CPU.load(Ordering::Relaxed) != 0 || READER_CPUS.iter().any(|c| c.load(Ordering::Relaxed) != 0);
+        if recorded {
+            unrecorded_since = None;
+        } else if now - *unrecorded_since.get_or_insert(now) > UNRECORDED_WAIT_US {
+            return None;
+        }
+        if here || now > deadline {
             return None;
         }
         crate::tlb::serve_request();

@@ -444,19 +444,34 @@ fn damage_under_held_page_tables(symbol: &str, ms: u64) -> isize {
         // Counted from here: an NMI that came while the damage was written found the loader
         // held, which abandons it too.
         let before = exceptions::nmi_abandons();
+        let repairs = exceptions::repairs_in_place();
         if written.is_ok() {
             nano_core::paging::hold_for_test(ms);
         }
+        let abandoned = exceptions::nmi_abandons() - before;
+        // Reported once the damage is gone (the next NMI repairs it), so that this report and
+        // the NMI's do not cross.
+        let deadline = nano_core::time::micros_since_entry() + 2_000_000;
+        while written.is_ok() && exceptions::repairs_in_place() == repairs && nano_core::time::micros_since_entry() < deadline {
+            task::sleep_ms(1);
+        }
+        let repaired = exceptions::repairs_in_place() != repairs;
         if report_damage(symbol, Damage::Ud2, written) != 0 {
             return 1;
         }
-        let abandoned = exceptions::nmi_abandons() - before;
-        if abandoned > 0 {
-            nano_core::println!(
-                "crash: the page tables were held for {ms} ms with the damage in place; {abandoned} NMIs abandoned meanwhile"
-            );
-            return 0;
+        if abandoned == 0 {
+            continue;
         }
+        if !repaired {
+            nano_core::println!(
+                "crash: the page tables were held for {ms} ms; {abandoned} NMIs abandoned meanwhile; no NMI repaired the damage within 2 s"
+            );
+            return 1;
+        }
+        nano_core::println!(
+            "crash: the page tables were held for {ms} ms with the damage in place; {abandoned} NMIs abandoned meanwhile; the first NMI after repaired it"
+        );
+        return 0;
     }
     nano_core::println!("crash: no NMI ran into the damage while the page tables were held (5 tries)");
     1

@@ -332,6 +332,15 @@ pub fn describe(addr: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
 /// Like [`describe`] for `addr`, showing the offset of `addr + bias` (backtraces look up return
 /// addresses one byte back).
 pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
+    describe_symbol(addr, bias, out);
+    if let Some(loc) = location(addr) {
+        out(format_args!(" at {loc}"));
+    }
+}
+
+/// The symbol part of [`describe_at`], without the source location (whose lookup allocates and
+/// may load `debuginfo`: not for an NMI's path, which comes at every timer period).
+fn describe_symbol(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Arguments<'_>)) {
     // No allocation: names are borrowed from the loader (which caches demangled names), and
     // printed while it is held.
     let found = nano_core::kernel::with_loader_ref_unless_held_here(|l| match l.symbol_at(addr) {
@@ -351,9 +360,6 @@ pub fn describe_at(addr: u64, bias: u64, out: &mut dyn FnMut(core::fmt::Argument
         Some(true) => {}
         Some(false) => out(format_args!("not in any loaded section")),
         None => out(format_args!("(loader busy; no symbol)")),
-    }
-    if let Some(loc) = location(addr) {
-        out(format_args!(" at {loc}"));
     }
 }
 
@@ -571,7 +577,7 @@ fn nmi_fault(i: &FaultInfo) -> (u64, u64) {
     if !quiet {
         NMI_REPORTED_US.store(now, Ordering::Relaxed);
         emergency_write(format_args!("\n!!! CPU EXCEPTION: {} (vector {}) at {:#x} in ", i.name, i.vector, i.rip));
-        describe(i.rip, &mut |a| emergency_write(a));
+        describe_symbol(i.rip, 0, &mut |a| emergency_write(a));
         emergency_write(format_args!(", while an NMI was handled\n"));
     }
     if let Repair::RunAgain(at) = repair_in_place(i) {
