@@ -768,7 +768,8 @@ CASES = [
             "beat 60 20", "sleep 100", "crash corrupt interrupts::ticks --page-tables-held 300", "@expect beat: job 0 finished 60 beats",
             "crash corrupt interrupts::ticks --page-tables-held 0", "verify", "ps", "poweroff"],
          expect=[r"invalid opcode \(vector 6\) at 0x[0-9a-f]+ in interrupts::ticks \+ 0x0 .*, while an NMI was handled",
-                 r"the NMI is abandoned; the interrupted code goes on",
+                 # The abandons are counted by the kernel (a repeat of the same fault is reported
+                 # once a second at most, so the report lines may be fewer, even none).
                  r"^crash: the page tables were held for 300 ms with the damage in place; \d+ NMIs abandoned meanwhile; the first NMI after repaired it",
                  r"code of crate interrupts was corrupted: 2 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy\s+"
                  r"the faulting instruction was the damage: running it again",
