@@ -30,6 +30,11 @@ class BeatsExactlyOnce(unittest.TestCase):
         newline_first = beats(1) + "heartbeat v1:\r\n!!! CPU EXCEPTION: x\r\n    y\r\n beat #2\r\n" + beats(3)
         self.assertEqual(qemu_tests.beats_exactly_once(1, 3)(newline_first), [])
 
+    def test_a_beat_cut_inside_a_word(self):
+        cut = (beats(1) + "heartb    code of crate interrupts was corrupted: 2 bytes\r\n"
+               "    the faulting instruction was the damage: running it again\r\neat v1: beat #2\r\n" + beats(3))
+        self.assertEqual(qemu_tests.beats_exactly_once(1, 3)(cut), [])
+
     def test_only_report_lines_may_cut_a_beat(self):
         other = beats(1) + "heartbeat v1:\r\ndelos> ps\r\n beat #2\r\n" + beats(3)
         self.assertNotEqual(qemu_tests.beats_exactly_once(1, 3)(other), [])
