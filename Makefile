@@ -9,7 +9,7 @@ export EXTRA_WASM
 #   make check          fmt, clippy, host tests (mirrors CI's host part)
 #   make fuzz           mutation fuzzing of the object loader (FUZZ_ITERS=N)
 #   make gdb            QEMU with the gdb stub, and gdb attached
-#   make faults         fault-injection campaign (bit flips in a running task; not in CI)
+#   make faults         fault-injection campaign (bit flips in a running task; not in CI; FAULTS_SMP=2: the workload on an AP)
 #   make swapstorm [MINUTES=N]   random swaps of every crate under load for N minutes (default 10)
 #   make push CRATE=DIR [NS=applications]   build DIR's crate like the image and send it to the running kernel
 #   make push C=prog.o | WASM=f.wasm | FILE=any   send that file (signed) to the running kernel's updates
@@ -74,7 +74,7 @@ cobj: tools
 	@./target/release/imgtool cobj $(SRC)
 
 faults: image
-	@python3 tools/faults.py --manifested $(or $(FAULTS),300)
+	@python3 tools/faults.py --manifested $(or $(FAULTS),300) --smp $(or $(FAULTS_SMP),1)
 
 swapstorm: image
 	@python3 tools/swapstorm.py --minutes $(or $(MINUTES),10)

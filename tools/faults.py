@@ -133,9 +133,10 @@ class Gdb:
 
 
 class Machine:
-    def __init__(self, port):
+    def __init__(self, port, smp=1):
         self.port = port
-        cmd = ["qemu-system-x86_64", "-m", "512M", "-display", "none", "-no-reboot", "-accel", "tcg",
+        accel = ["-accel", "tcg"] if smp == 1 else ["-smp", str(smp), "-accel", "tcg,thread=multi"]
+        cmd = ["qemu-system-x86_64", "-m", "512M", "-display", "none", "-no-reboot", *accel,
                "-cpu", "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt",
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", os.path.join(IMAGE, "nano_core"),
                "-initrd", os.path.join(IMAGE, "modules.tar"), "-append", "log=warn",
@@ -241,13 +242,22 @@ def healthy(m, window=0.5):
     return ok, (b[-1] if b else None)
 
 
-def boot(port):
-    m = Machine(port)
+def boot(port, smp=1):
+    m = Machine(port, smp)
     if m.s.wait_for(r"delos> ", 0, time.monotonic() + 30) is None:
         m.stop()
         return None
     m.gdb = Gdb(port)
-    m.run("beat 100000000 10")
+    # With more CPUs the workload runs on CPU 1, an AP: its faults, restarts and repairs happen
+    # there, while the boot CPU runs the shell, the supervisor and the scrubber.
+    m.run("beat 100000000 10" if smp == 1 else "on 1 beat 100000000 10")
+    if smp > 1:
+        time.sleep(0.3)
+        listing = m.run("ps") or ""
+        if not re.search(r"^\s*\d+\s+beat\s+\S+\s+\d+\s+\S+\s+1\s", listing, re.M):
+            print(f"faults: the workload is not on CPU 1:\n{listing}", file=sys.stderr)
+            m.stop()
+            return None
     time.sleep(0.3)
     return m
 
@@ -258,6 +268,7 @@ def main():
     p.add_argument("--max-trials", type=int, default=20000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=12345)
+    p.add_argument("--smp", type=int, default=1, help="CPUs of the guest; with 2 or more the workload runs on CPU 1")
     p.add_argument("--targets", default=",".join(CRATES))
     p.add_argument("--kinds", default="code,data", help="code, data or both (comma-separated)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per trial")
@@ -283,7 +294,7 @@ def main():
             if m:
                 m.stop()
                 totals["reboots"] += 1
-            m = boot(a.port)
+            m = boot(a.port, a.smp)
             if m is None:
                 print("faults: Delos did not boot", file=sys.stderr)
                 sys.exit(1)
