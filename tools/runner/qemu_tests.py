@@ -805,6 +805,21 @@ CASES = [
                  r"^usage: crash corrupt SYMBOL --page-tables-held MILLISECONDS \(1-1000\)",
                  r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s"],
          check=beats_exactly_once(1, 60), reject=[r"killed by", r"died", r"system halted"]),
+    # A task that faults on its way out (its exit runs damaged code: here `exceptions::
+    # forget_task`, a wild jump, hit by the `crash` command's own exit): every crate is checked
+    # and repaired, and the task is ended again — once. Before, each fault ended the task again
+    # through the same damaged code, one level deeper on its stack: 2,458 nested faults, until
+    # the watchdog's NMI saw a hang and repaired (fault campaign seed 34, trial 227: four
+    # supervisors restarted for one death, none of which ran).
+    dict(name="recovery_a_task_that_faults_on_its_way_out_is_ended_once", timeout=60, script=[
+            "beat 30 20", "sleep 100", "crash wild exceptions::forget_task", "echo still here",
+            "@expect beat: job 0 finished 30 beats", "verify", "ps", "poweroff"],
+         expect=[r"task \d+ \(crash\) faulted \(page fault\) on its way out: the way out ran damaged code; every crate checked\s+"
+                 r"code of crate exceptions was corrupted: 4 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored from its sealed copy",
+                 r"^shell: crash died: page fault at 0x0", r"^still here",
+                 r"verify: \d+ crates, .* 0 corrupted, 0 repaired", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s", r"^\s+2\s+supervisor\s+\S+\s+\d+\s+0\s"],
+         counts=[(r"!!! CPU EXCEPTION", 1), (r"on its way out", 1)],
+         check=beats_exactly_once(1, 30), reject=[r"HANG", r"killed by", r"system halted"]),
     # A fault, a panic or a wild jump in the scheduler's decision, made with the task table held
     # (as a damaged policy would: it is called under the table), abandons the decision, not the
     # task that was scheduling: the table is released and that task goes on. It used to end

@@ -591,6 +591,13 @@ fn nmi_fault(i: &FaultInfo) -> (u64, u64) {
     (nmi::nmi_resume as *const () as u64, nmi::take_context())
 }
 
+/// Checks every crate's code and repairs what changed, reporting each repair: for a fault
+/// whose damage may lie anywhere. The bytes restored, or `None` if the code could not be
+/// checked here (see [`restore_every_crate`]).
+pub fn repair_every_crate() -> Option<u64> {
+    restore_every_crate(|| {})
+}
+
 /// Checks every crate's code and repairs what changed, from an NMI or a fault: allocates
 /// nothing, blocks on nothing. `before_first` runs before the first repair is reported. The
 /// bytes restored, or `None` if the code could not be checked (the loader held, or the page

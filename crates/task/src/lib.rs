@@ -972,12 +972,16 @@ extern "C" fn task_main() -> ! {
 pub fn exit(how: Exit) -> ! {
     x86_64::instructions::interrupts::disable();
     let id = current();
+    // Again, after a fault on the way out (see `fault_on_the_way_out`): the death is recorded
+    // once, or the task would be restarted once per fault.
+    let again = percpu::here().ending.swap(id + 1, Ordering::Relaxed) == id + 1;
     let stack = tables().lock_unless_held_here().and_then(|t| t.get(&id).and_then(|t| t.stack.as_ref().map(Stack::range)));
     if let Some((lo, hi)) = stack {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
     if let Some(t) = tables().lock().get_mut(&id) {
         if let Some(r) = t.restart
+            && !again
             && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
         {
             let death =
@@ -1512,6 +1516,13 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     // catch checks that none was left holding it (see `release_table_left_locked`).
     let who = task_label(cur);
     let what = alloc::format!("{} at {:#x}", info.name, info.rip);
+    // (A fault in a step — a tick, a scheduling decision — abandons the step as usual: the way
+    // out goes on from where the step began.)
+    if !in_step && percpu::here().ending.load(Ordering::Relaxed) == cur + 1 {
+        fault_on_the_way_out(&who, info);
+        release_table_left_locked();
+        exit(Exit::Faulted(what))
+    }
     if !in_step {
         note_death_site(Some((info.rip, info.rsp)));
     }
@@ -1538,6 +1549,32 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
     // Ending the task needs the table; if the faulting code holds it, nothing can (said so).
     release_table_left_locked();
     exit(Exit::Faulted(what))
+}
+
+/// A task faulted again while it was being ended (after a fault, a panic, or a plain exit):
+/// the way out ran damaged code. Campaign seed 34, trial 227: a flip in the task crate sent
+/// the supervisor's way out to a non-canonical address; each fault ended the task again through
+/// the same code, one level deeper on its stack, and each end recorded a death to restart,
+/// until the watchdog repaired the code — four supervisors were started, and none ran. The
+/// faulting instruction may lie anywhere (a wild jump leaves no trace of where it came from),
+/// so every crate is checked and repaired before the task is ended again.
+fn fault_on_the_way_out(who: &str, info: &exceptions::FaultInfo) {
+    nano_core::serial::emergency_write(format_args!(
+        "    {who} faulted ({}) on its way out: the way out ran damaged code; every crate checked
+",
+        info.name
+    ));
+    match exceptions::repair_every_crate() {
+        Some(0) => nano_core::serial::emergency_write(format_args!(
+            "    every crate's code is intact
+"
+        )),
+        Some(_) => {}
+        None => nano_core::serial::emergency_write(format_args!(
+            "    the loader or the page tables are held here: not checked
+"
+        )),
+    }
 }
 
 /// "task ID (NAME)", or "task ID" if the table is busy (held by the code that faulted).

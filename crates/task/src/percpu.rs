@@ -46,6 +46,9 @@ pub(crate) struct PerCpu {
     /// (the scheduler policy is called under it), and the unwind is what releases it. One at a
     /// time per CPU: unwinding runs with interrupts off until its catch.
     pub(crate) unwinding: Mutex<Option<(TaskId, String, u64)>>,
+    /// The task whose [`super::exit`] runs here, plus one (0: none). A fault in that task now
+    /// is a fault on its way out. A stale value is harmless: ids are not reused.
+    pub(crate) ending: AtomicU64,
 }
 
 impl PerCpu {
@@ -60,6 +63,7 @@ impl PerCpu {
             idle_stack: [AtomicU64::new(0), AtomicU64::new(0)],
             innermost: Triple::new(0),
             unwinding: Mutex::new(None),
+            ending: AtomicU64::new(0),
         }
     }
 
