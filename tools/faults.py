@@ -365,7 +365,7 @@ def main():
             if not recovered:
                 time.sleep(0.2)
         contained = False
-        harmed = "the kernel died or the shell does not answer"
+        harmed = f"QEMU exited with code {m.proc.poll()}" if not m.alive() else "the shell does not answer"
         if m.alive() and m.answers(f"alive{totals['trials']}"):
             now = m.tasks()
             harmed = [f"{tid} {name}" for tid, (name, r) in before.items()
