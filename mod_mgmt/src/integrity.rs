@@ -223,7 +223,7 @@ impl Loader {
                     i += 1;
                 }
                 let place = addr + start as u64;
-                if self.write_at(place, i - start, |b| b.copy_from_slice(&bytes[start..i])).is_err() {
+                if self.restore_run(place, &bytes[start..i]).is_err() {
                     result = Err(RestoreError::Write);
                     break 'parts;
                 }
@@ -239,6 +239,28 @@ impl Loader {
             k.sealed = Some(sealed);
         }
         result.map(|()| done)
+    }
+
+    /// Writes `sealed` back at `place`. A run that lies within one aligned 8-byte word is
+    /// written with a single 8-byte store: other CPUs may be executing these very bytes (a
+    /// `jmp .` that every CPU's scheduler loops in, repaired from the watchdog's NMI), and a
+    /// byte-by-byte write let them run a half-repaired instruction (`crash loop
+    /// task::choose_next` with `-smp 4`: the first byte back, the second still damaged, and three
+    /// APs faulted on the mix). Longer runs are written byte by byte.
+    fn restore_run(&mut self, place: u64, sealed: &[u8]) -> Result<(), crate::swap::SwapError> {
+        let word = place & !7;
+        if place + sealed.len() as u64 > word + 8 {
+            return self.write_at(place, sealed.len(), |b| b.copy_from_slice(sealed));
+        }
+        self.write_at(word, 8, |b| {
+            let mut new = [0u8; 8];
+            new.copy_from_slice(b);
+            let at = (place - word) as usize;
+            new[at..at + sealed.len()].copy_from_slice(sealed);
+            // SAFETY: `b` is the 8 bytes at `word`, 8-aligned and writable for this call: one
+            // aligned store, atomic for every CPU.
+            unsafe { (b.as_mut_ptr() as *mut u64).write_volatile(u64::from_ne_bytes(new)) };
+        })
     }
 
     /// For a fault at `rip`: if the live crate whose code contains `rip` was corrupted, repairs
