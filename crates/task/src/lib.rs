@@ -254,11 +254,19 @@ impl Drop for TableGuard {
 }
 
 impl Tables {
-    /// Takes the task table (call with interrupts off).
+    /// Takes the task table (call with interrupts off), answering TLB shootdown requests while
+    /// it waits: the holder may be sending one (with `-smp 4`, the watchdog's NMI repaired a
+    /// `jmp .` in the boot CPU's decision, which held the table; the three APs spun here for it,
+    /// every round of the repair waited its 500 ms for them, and the NMI took 2.5 s — a second
+    /// hang).
     fn lock(&'static self) -> TableGuard {
-        let guard = self.tasks.lock();
-        self.holder.store(this_cpu() + 1, Ordering::Release);
-        TableGuard { guard }
+        loop {
+            if let Some(g) = self.try_lock() {
+                return g;
+            }
+            nano_core::tlb::serve_request();
+            core::hint::spin_loop();
+        }
     }
 
     /// Takes the task table if it is free.
