@@ -692,7 +692,7 @@ CASES = [
     # and the requeue pass brings every task back. (Bit 5 of that byte with this build's
     # layout; an edit of `choose_next` may move it, and the expectations then fail.)
     dict(name="recovery_a_decision_that_misreads_the_table_leaves_no_task_stranded", timeout=60, script=[
-            "beat 200 10 &", "sleep 300", "crash flip task::choose_next 0x13e 5", "@await beat: job 0 finished 200 beats", "ps", "poweroff"],
+            "beat 200 10 &", "sleep 300", "crash flip task::choose_next 0x152 5", "@await beat: job 0 finished 200 beats", "ps", "poweroff"],
          # The displacement of `mov 0x8(%rbx),%rax` (the map's root) becomes 0x28.
          expect=[r"crash: damaged task::choose_next in crate task at 0x[0-9a-f]+ \(code, byte 0x08 -> 0x28\)",
                  r"code of crate task was corrupted: 1 bytes at 0x[0-9a-f]+\.\.0x[0-9a-f]+ restored|found crate task corrupted: restored 1 bytes in place",
