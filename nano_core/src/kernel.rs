@@ -176,13 +176,17 @@ fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
         if let Some(g) = take() {
             return Some(g);
         }
-        let here = WRITER_CPU.load(Ordering::Relaxed) == me || READER_CPUS.iter().any(|c| c.load(Ordering::Relaxed) == me);
+        // One look at every recorded holder: whether there is one, and whether it is this CPU.
+        let (mut recorded, mut here) = (false, false);
+        for c in core::iter::once(&WRITER_CPU).chain(&READER_CPUS).map(|c| c.load(Ordering::Relaxed)) {
+            recorded |= c != 0;
+            here |= c == me;
+        }
         // Held, and no holder recorded: code between taking the lock and recording itself — on
         // another CPU it records within instructions; if it stays unrecorded, it is the code
         // this CPU interrupted (an NMI between the two), which would never go on.
         // (A reader that found no free slot stays unrecorded too: it is given up on sooner.)
         let now = crate::time::micros_since_entry();
-        let recorded = WRITER_CPU.load(Ordering::Relaxed) != 0 || READER_CPUS.iter().any(|c| c.load(Ordering::Relaxed) != 0);
         if recorded {
             unrecorded_since = None;
         } else if now - *unrecorded_since.get_or_insert(now) > UNRECORDED_WAIT_US {

@@ -260,13 +260,7 @@ impl Tables {
     /// every round of the repair waited its 500 ms for them, and the NMI took 2.5 s — a second
     /// hang).
     fn lock(&'static self) -> TableGuard {
-        loop {
-            if let Some(g) = self.try_lock() {
-                return g;
-            }
-            nano_core::tlb::serve_request();
-            core::hint::spin_loop();
-        }
+        self.wait(false).expect("only a hold of this CPU's own is refused")
     }
 
     /// Takes the task table if it is free.
@@ -280,8 +274,14 @@ impl Tables {
     /// panic interrupted: they never release it while this runs). Held by another CPU, it
     /// waits for that CPU to let go, answering TLB shootdown requests meanwhile.
     fn lock_unless_held_here(&'static self) -> Option<TableGuard> {
+        self.wait(true)
+    }
+
+    /// Spins for the task table, answering TLB shootdown requests meanwhile; with
+    /// `unless_held_here`, gives up (`None`) when this CPU holds it.
+    fn wait(&'static self, unless_held_here: bool) -> Option<TableGuard> {
         loop {
-            if self.held_here() {
+            if unless_held_here && self.held_here() {
                 return None;
             }
             if let Some(g) = self.try_lock() {
@@ -1568,20 +1568,13 @@ fn on_fault(info: &exceptions::FaultInfo) -> Option<u64> {
 /// so every crate is checked and repaired before the task is ended again.
 fn fault_on_the_way_out(who: &str, info: &exceptions::FaultInfo) {
     nano_core::serial::emergency_write(format_args!(
-        "    {who} faulted ({}) on its way out: the way out ran damaged code; every crate checked
-",
+        "    {who} faulted ({}) on its way out: the way out ran damaged code; every crate checked\n",
         info.name
     ));
     match exceptions::repair_every_crate() {
-        Some(0) => nano_core::serial::emergency_write(format_args!(
-            "    every crate's code is intact
-"
-        )),
+        Some(0) => nano_core::serial::emergency_write(format_args!("    every crate's code is intact\n")),
         Some(_) => {}
-        None => nano_core::serial::emergency_write(format_args!(
-            "    the loader or the page tables are held here: not checked
-"
-        )),
+        None => nano_core::serial::emergency_write(format_args!("    the loader or the page tables are held here: not checked\n")),
     }
 }
 
