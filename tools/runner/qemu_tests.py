@@ -942,6 +942,22 @@ CASES = [
                  (r"crash: damaged \S+ in crate \S+ at 0x[0-9a-f]+ \(data\)", 9)],
          expect=[r"selftest: 11 passed, 0 failed", r"policy: round-robin-v2"],
          check=beats_consecutive(80), reject=[r"\((beat|shell|supervisor|scrubber|push)\) (killed|died|panicked)", "value lost", "fault outside any task", "selftest .* FAILED"]),
+    # Campaign seed 43, trial 30: a flipped bit in the fault-handler registry (then a vector
+    # under a lock) made a task's end walk off the heap with the lock held; that end was never
+    # unwound and every later task end spun on the lock. The registry is a fixed table now:
+    # bits flipped in the keys and handler addresses of a running WASM job's live slots lose
+    # at most those slots; the job ends, WASM traps are still caught by the next programs'
+    # handlers, tasks end, and selftest sees a task's handlers forgotten at its end.
+    dict(name="recovery_a_damaged_fault_handler_registry_stops_no_task_end", timeout=90, append="scrub_ms=0", script=[
+            "wasm run kernels.wasm --invoke matmul 96 --repeat 60 &", "sleep 300",
+            "crash flip exceptions::registry::TABLE 5 7", "crash flip exceptions::registry::TABLE 29 7",
+            "crash flip exceptions::registry::TABLE 40 3", "@await wasm: 60 runs of kernels",
+            "wasm run traps.wasm --invoke oob", "wasm run traps.wasm --invoke divide 0", "beat 3 10",
+            "@expect job 0 finished 3 beats", "selftest", "ps", "poweroff"],
+         counts=[(r"crash: damaged exceptions::registry::TABLE in crate exceptions at 0x[0-9a-f]+ \(data\)", 3)],
+         expect=[r"wasm: traps: trap: out of bounds memory access in wasm::traps::oob", r"wasm: traps: trap: integer divide by zero in wasm::traps::div",
+                 r"selftest: 11 passed, 0 failed", r"^\s+1\s+shell\s+\S+\s+\d+\s+0\s"],
+         check=beats_exactly_once(1, 3), reject=[r"\((beat|shell|wasm|supervisor)\) (killed|died|panicked)", "fault outside any task", r"HANG", "selftest .* FAILED"]),
     # Without a scrubber, `verify` finds the damage and `verify --repair` repairs it.
     dict(name="recovery_verify_finds_and_repairs", timeout=60, append="scrub_ms=0", script=[
             "beat 1 10", "sleep 100", "verify", "crash flip heartbeat::beat 3 6", "verify", "verify --repair", "verify", "verify --bogus",

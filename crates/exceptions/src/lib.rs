@@ -21,6 +21,7 @@
 extern crate alloc;
 
 mod nmi;
+mod registry;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use nano_core::hooks::Hook;
@@ -102,6 +103,8 @@ pub enum HandlerError {
     AlreadyRegistered(Category),
     /// No task layer is running (no current-task source).
     NoTasks,
+    /// Every slot of the handler table is taken.
+    Full,
 }
 
 impl core::fmt::Display for HandlerError {
@@ -109,32 +112,11 @@ impl core::fmt::Display for HandlerError {
         match self {
             HandlerError::AlreadyRegistered(c) => write!(f, "this task already has a {c:?} handler"),
             HandlerError::NoTasks => write!(f, "no task layer to attach the handler to"),
+            HandlerError::Full => write!(f, "all {} fault-handler slots are taken", registry::SLOTS),
         }
     }
 }
 
-/// One task's handler for one category.
-struct Registered {
-    task: u64,
-    category: Category,
-    handler: Handler,
-}
-
-/// Every registered handler. A vector whose freed slots are zeroed (`forget`): a removed
-/// handler's address must not linger in memory a swap's reference scan reads, or it would keep
-/// the handler's crate from ever being reclaimed (B-tree nodes keep removed values).
-static HANDLERS: spin::Mutex<alloc::vec::Vec<Registered>> = spin::Mutex::new(alloc::vec::Vec::new());
-
-/// Removes the handlers `drop` selects and zeroes the slots they leave.
-fn forget(drop: impl Fn(&Registered) -> bool) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut h = HANDLERS.lock();
-        h.retain(|r| !drop(r));
-        for slot in h.spare_capacity_mut() {
-            *slot = core::mem::MaybeUninit::zeroed();
-        }
-    })
-}
 static CURRENT_TASK: Hook<fn() -> u64> = Hook::new("exceptions::current_task");
 static RESUMED: AtomicU64 = AtomicU64::new(0);
 
@@ -150,26 +132,27 @@ fn current_task() -> Option<u64> {
 /// Registers `handler` for `category` faults of the calling task (one per category).
 pub fn register_handler(category: Category, handler: Handler) -> Result<(), HandlerError> {
     let id = current_task().ok_or(HandlerError::NoTasks)?;
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut h = HANDLERS.lock();
-        if h.iter().any(|r| r.task == id && r.category == category) {
-            return Err(HandlerError::AlreadyRegistered(category));
-        }
-        h.push(Registered { task: id, category, handler });
-        Ok(())
+    registry::add(id, category, handler).map_err(|e| match e {
+        registry::AddError::Present => HandlerError::AlreadyRegistered(category),
+        registry::AddError::Full => HandlerError::Full,
     })
 }
 
 /// Removes the calling task's handler for `category`.
 pub fn unregister_handler(category: Category) {
     if let Some(id) = current_task() {
-        forget(|r| r.task == id && r.category == category);
+        registry::remove(id, Some(category));
     }
 }
 
 /// Forgets every handler of a task (the task layer calls this when a task ends).
 pub fn forget_task(id: u64) {
-    forget(|r| r.task == id);
+    registry::remove(id, None);
+}
+
+/// How many fault handlers tasks have registered.
+pub fn handler_count() -> usize {
+    registry::count()
 }
 
 /// Faults that a task's handler resumed.
@@ -181,7 +164,7 @@ pub fn resumed_count() -> u64 {
 fn handled(info: &FaultInfo) -> Option<u64> {
     let cat = Category::of_vector(info.vector)?;
     let id = current_task()?;
-    let h = HANDLERS.try_lock()?.iter().find(|r| r.task == id && r.category == cat).map(|r| r.handler)?;
+    let h = registry::find(id, cat)?;
     match h(info, cat) {
         Action::Resume(at) => {
             RESUMED.fetch_add(1, Ordering::Relaxed);

@@ -167,6 +167,7 @@ fn on_arith(_: &exceptions::FaultInfo, _: exceptions::Category) -> exceptions::A
 
 fn handler_resumes_at_landing() -> Result<(), String> {
     let before = exceptions::resumed_count();
+    let handlers = exceptions::handler_count();
     let id = task::spawn("st-handled", || {
         if exceptions::register_handler(exceptions::Category::InvalidAddress, on_invalid_address).is_err() {
             return 1;
@@ -192,10 +193,12 @@ fn handler_resumes_at_landing() -> Result<(), String> {
     .map_err(|e| format!("{e}"))?;
     let r2 = task::join(id2);
     let resumed = exceptions::resumed_count() - before;
-    if r == Ok(Exit::Returned(77)) && r2 == Ok(Exit::Returned(77)) && resumed == 2 {
+    // Both tasks ended (by their landing's exit): their handlers are forgotten.
+    let left = exceptions::handler_count();
+    if r == Ok(Exit::Returned(77)) && r2 == Ok(Exit::Returned(77)) && resumed == 2 && left == handlers {
         Ok(())
     } else {
-        Err(format!("got {r:?}, {r2:?}, {resumed} resumed"))
+        Err(format!("got {r:?}, {r2:?}, {resumed} resumed, {left} handlers registered after (before: {handlers})"))
     }
 }
 
