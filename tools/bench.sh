@@ -189,6 +189,34 @@ if whole:
 PY
 
 echo
+echo "== serial input: a 256 KiB push over COM2, received by interrupt (I/O APIC) vs polled (serial_poll), 3 interleaved rounds"
+head -c 262144 /dev/urandom > target/bench-push.bin
+printf 'echo ready\n@push applications target/bench-push.bin bench.wasm\n@expect push: received bench.wasm\npoweroff\n' > target/bench-push.txt
+rm -f target/bench-push.all
+for ((i = 0; i < 3; i++)); do
+    for mode in interrupt serial_poll; do
+        append=""; [[ $mode == serial_poll ]] && append=serial_poll
+        rm -f target/bench-push.sock
+        python3 tools/runner/qemu_run.py --kernel $IMG/nano_core --modules $IMG/modules.tar --append "$append" --script target/bench-push.txt \
+            --push-socket target/bench-push.sock --quiet --timeout 120 --log target/bench-push.log >/dev/null || true
+        grep -aoE 'received bench.wasm \([0-9]+ bytes in [0-9]+ ms' target/bench-push.log | sed "s/^/$mode /" >> target/bench-push.all || true
+    done
+done
+python3 - <<'PY'
+import re, statistics
+t = {"interrupt": [], "serial_poll": []}
+for l in open("target/bench-push.all"):
+    if m := re.match(r"(\S+) received bench.wasm \((\d+) bytes in (\d+) ms", l):
+        t[m.group(1)].append(int(m.group(3)))
+if t["interrupt"] and t["serial_poll"]:
+    i, p = statistics.median(t["interrupt"]), statistics.median(t["serial_poll"])
+    print(f"   256 KiB: by interrupt {i:.0f} ms ({256 / i * 1000:.0f} KiB/s), polled {p:.0f} ms ({256 / p * 1000:.0f} KiB/s): {p / i:.2f}x "
+          f"(medians of {len(t['interrupt'])} and {len(t['serial_poll'])}; QEMU hands the UART at most a FIFO's worth per main-loop turn)")
+else:
+    print(f"   missing runs: {t}")
+PY
+
+echo
 echo "== WASM engine (host): compile time, and compute kernels as WASM vs native Rust vs wasmtime (same run)"
 echo "   (building the wasmtime baseline once: tools/wasmtime_bench, a few minutes the first time)"
 cargo build --release -q --manifest-path tools/wasmtime_bench/Cargo.toml --target-dir target/wasmtime-bench

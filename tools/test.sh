@@ -16,7 +16,7 @@ step() { # name, command...
 }
 
 step "loader fixtures (modtool build with the kernel's flags)" bash tools/fixtures.sh
-step "host tests (boot_info, leakcheck, signing, mod_mgmt incl. fixture loads, line_edit, tools)" cargo test -q -p boot_info -p leakcheck -p signing -p mod_mgmt -p path -p line_edit -p imgtool -p modtool -p objbuild
+step "host tests (boot_info, leakcheck, byte_ring, signing, mod_mgmt incl. fixture loads, line_edit, tools)" cargo test -q -p boot_info -p leakcheck -p byte_ring -p signing -p mod_mgmt -p path -p line_edit -p imgtool -p modtool -p objbuild
 step "tlibc host tests (against the host libc)" cargo test -q -p tlibc --no-default-features
 step "WASM engine: host tests and the spec suite (per-file table in target/wasm-spec.txt)" cargo test -q -p wasm_runtime --features std
 step "WASM spec suite again with guard-region memories (no bounds checks in compiled code)" env WASM_SPEC_GUARD=1 cargo test -q -p wasm_runtime --features std --test spec

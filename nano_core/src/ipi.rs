@@ -36,7 +36,7 @@ pub fn set_eoi_register(va: u64) {
     EOI_REGISTER.store(va, Ordering::Release);
 }
 
-fn end_of_interrupt() {
+pub(crate) fn end_of_interrupt() {
     let eoi = EOI_REGISTER.load(Ordering::Acquire);
     if eoi != 0 {
         // SAFETY: the smp crate mapped the local APIC's register page and gave this register's

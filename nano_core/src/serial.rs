@@ -5,9 +5,12 @@
 //! report that deadlocks is worse than one that interleaves. A parked CPU's report is another
 //! case ([`write_whole_from_parked_cpu`]): the lock's holder is another CPU, which will let go.
 
+use byte_ring::ByteRing;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 use x86_64::instructions::port::Port;
+use x86_64::structures::idt::InterruptStackFrame;
 
 /// A 16550 UART at an I/O port base. nano_core owns COM1 (the console); `push` uses COM2.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +48,10 @@ impl Uart {
         self.outb(1, 0x00);
         self.outb(3, 0x03); // 8N1
         self.outb(2, 0xC7); // FIFO on, cleared, 14-byte threshold
-        self.outb(4, 0x0B); // DTR, RTS, OUT2
+        self.outb(4, 0x0B); // DTR, RTS, OUT2 (OUT2 gates the port's interrupt line on a PC)
+        if self.rx().is_some_and(|rx| rx.on.load(Ordering::Acquire)) {
+            self.outb(1, IER_RECEIVED);
+        }
     }
 
     /// Whether a UART answers here (its scratch register keeps what is written).
@@ -56,9 +62,84 @@ impl Uart {
         a == 0x5A && self.inb(7) == 0xA5
     }
 
-    /// Reads one byte if one is waiting.
+    /// Reads one byte if one is waiting: from the receive ring once the port's receive
+    /// interrupt fills it ([`Uart::receive_by_interrupt`]), else from the UART itself.
+    ///
+    /// Never both: with the interrupt on, the handler on the boot CPU may be holding a byte it
+    /// took from the FIFO and not yet put in the ring, and a task that read the FIFO then would
+    /// get the next byte first.
     pub fn try_read(self) -> Option<u8> {
+        if let Some(rx) = self.rx()
+            && rx.on.load(Ordering::Acquire)
+        {
+            let b = rx.ring.pop();
+            // The handler stopped taking bytes when the ring was full (the rest waits in the
+            // FIFO, and QEMU holds back what does not fit there); half empty, it takes them again.
+            if rx.paused.load(Ordering::Acquire) && rx.ring.room() >= RX_BYTES / 2 && rx.paused.swap(false, Ordering::AcqRel) {
+                self.outb(1, IER_RECEIVED);
+            }
+            return b;
+        }
+        self.poll()
+    }
+
+    fn poll(self) -> Option<u8> {
         (self.inb(5) & 1 != 0).then(|| self.inb(0))
+    }
+
+    /// The receive ring of a port that has one (COM1, COM2).
+    fn rx(self) -> Option<&'static Rx> {
+        match self.base {
+            0x3F8 => Some(&COM1_RX),
+            0x2F8 => Some(&COM2_RX),
+            _ => None,
+        }
+    }
+
+    /// From now on, received bytes are taken by the port's interrupt handler ([`com1_interrupt`],
+    /// [`com2_interrupt`]), which the caller has installed and routed, into a ring that
+    /// [`Uart::try_read`] reads. Bytes already in the FIFO are moved there first. `false` for a
+    /// port without a ring.
+    pub fn receive_by_interrupt(self) -> bool {
+        let Some(rx) = self.rx() else { return false };
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            while let Some(b) = self.poll() {
+                if !rx.ring.push(b) {
+                    break;
+                }
+            }
+            rx.on.store(true, Ordering::Release);
+            self.outb(1, IER_RECEIVED);
+        });
+        true
+    }
+
+    /// The receive interrupt: moves every byte the FIFO holds into the ring, or stops taking
+    /// them while the ring is full.
+    fn on_receive_interrupt(self) {
+        let Some(rx) = self.rx() else { return };
+        rx.interrupts.fetch_add(1, Ordering::Relaxed);
+        while self.inb(5) & 1 != 0 {
+            if rx.ring.room() == 0 {
+                rx.paused.store(true, Ordering::Release);
+                rx.pauses.fetch_add(1, Ordering::Relaxed);
+                self.outb(1, 0);
+                break;
+            }
+            rx.ring.push(self.inb(0));
+            rx.bytes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What the port's receive interrupt has done (`None`: polled, no interrupt).
+    pub fn receive_stats(self) -> Option<ReceiveStats> {
+        let rx = self.rx().filter(|rx| rx.on.load(Ordering::Acquire))?;
+        Some(ReceiveStats {
+            interrupts: rx.interrupts.load(Ordering::Relaxed),
+            bytes: rx.bytes.load(Ordering::Relaxed),
+            pauses: rx.pauses.load(Ordering::Relaxed),
+            waiting: rx.ring.len(),
+        })
     }
 
     /// Writes one byte, waiting for room in the transmitter.
@@ -68,6 +149,67 @@ impl Uart {
         }
         self.outb(0, b);
     }
+}
+
+/// Interrupt enable register: received data available.
+const IER_RECEIVED: u8 = 0x01;
+
+/// Bytes a receive ring holds: a push of a large object arrives faster than a task that runs
+/// one tick in several drains it.
+const RX_BYTES: usize = 64 * 1024;
+
+/// A port's receive ring and what its interrupt handler did.
+struct Rx {
+    ring: ByteRing<RX_BYTES>,
+    /// The receive interrupt fills the ring (readers read only the ring).
+    on: AtomicBool,
+    /// The handler stopped taking bytes because the ring was full.
+    paused: AtomicBool,
+    interrupts: AtomicU64,
+    bytes: AtomicU64,
+    pauses: AtomicU64,
+}
+
+impl Rx {
+    const fn new() -> Rx {
+        Rx {
+            ring: ByteRing::new(),
+            on: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            interrupts: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
+        }
+    }
+}
+
+static COM1_RX: Rx = Rx::new();
+static COM2_RX: Rx = Rx::new();
+
+/// What a port's receive interrupt has done since it was switched on.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiveStats {
+    /// Receive interrupts taken.
+    pub interrupts: u64,
+    /// Bytes moved from the FIFO to the ring.
+    pub bytes: u64,
+    /// Times the ring was full and the handler stopped taking bytes until a reader made room.
+    pub pauses: u64,
+    /// Bytes in the ring now.
+    pub waiting: usize,
+}
+
+/// COM1's receive interrupt handler. It lives in nano_core, which is never swapped: the IDT
+/// holds its address where no reference scan looks.
+pub extern "x86-interrupt" fn com1_interrupt(_frame: InterruptStackFrame) {
+    COM1.on_receive_interrupt();
+    crate::ipi::end_of_interrupt();
+}
+
+/// COM2's receive interrupt handler (see [`com1_interrupt`]).
+pub extern "x86-interrupt" fn com2_interrupt(_frame: InterruptStackFrame) {
+    COM2.on_receive_interrupt();
+    crate::ipi::end_of_interrupt();
 }
 
 /// The serial port as a `fmt::Write` sink.

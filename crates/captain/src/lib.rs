@@ -44,6 +44,7 @@ pub fn init() {
     // Before the shell, so that its first command sees a settled system (memory checks in
     // particular).
     smp::init();
+    smp::serial_input_by_interrupt();
     // After smp, which knows the I/O APIC: the PIT's line as an NMI, to notice hangs with
     // interrupts off.
     watchdog::init();

@@ -342,6 +342,7 @@ pub fn main(args: &[&str]) -> isize {
     nano_core::println!("stop the world: {stops} times (swap commits, reclaim scans), {late} abandoned because a CPU was late");
     print_tlb();
     print_watchdog();
+    print_serial_input();
     0
 }
 
@@ -388,4 +389,29 @@ fn set_watchdog(ms: Option<&str>) -> isize {
     print_tlb();
     print_watchdog();
     0
+}
+
+/// One line per serial port: how it receives.
+fn print_serial_input() {
+    let routes = smp::serial_input();
+    if routes.is_empty() {
+        nano_core::println!("serial input: polled");
+    }
+    for (name, route) in routes {
+        let uart = if name == "COM1" { nano_core::serial::COM1 } else { nano_core::serial::COM2 };
+        match (route, uart.receive_stats()) {
+            (Ok(r), Some(s)) => nano_core::println!(
+                "serial input: {name} by interrupt (ISA IRQ {} as GSI {} to APIC {}): {} interrupts, {} bytes, {} pauses for a full ring, {} bytes waiting",
+                r.irq,
+                r.gsi,
+                r.apic_id,
+                s.interrupts,
+                s.bytes,
+                s.pauses,
+                s.waiting
+            ),
+            (Ok(_), None) => nano_core::println!("serial input: {name} routed, but its receive ring is off"),
+            (Err(e), _) => nano_core::println!("serial input: {name} polled ({e})"),
+        }
+    }
 }

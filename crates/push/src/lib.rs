@@ -134,12 +134,14 @@ fn receive_one() -> Result<Option<String>, String> {
     let h = parse_header(text.trim_end_matches('\r'))?;
     let mut data = Vec::new();
     data.try_reserve_exact(h.len).map_err(|_| format!("no memory for {} bytes", h.len))?;
+    let t0 = nano_core::time::micros_since_entry();
     while data.len() < h.len {
         match read_byte(true) {
             Some(b) => data.push(b),
             None => return Err(format!("{}: short transfer ({} of {} bytes)", h.file, data.len(), h.len)),
         }
     }
+    let transfer_us = nano_core::time::micros_since_entry() - t0;
     let got = crc32(&data);
     if got != h.crc {
         return Err(format!("{}: checksum mismatch (expected {:08x}, got {got:08x})", h.file, h.crc));
@@ -163,9 +165,10 @@ fn receive_one() -> Result<Option<String>, String> {
         l.add_update_file(ns, &h.file, mod_mgmt::ObjectBytes::from(data)).map_err(|e| format!("{e}"))
     })?;
     Ok(Some(format!(
-        "received {} ({} bytes, crc {:08x}, {}) into the updates of namespace {}",
+        "received {} ({} bytes in {} ms, crc {:08x}, {}) into the updates of namespace {}",
         h.file,
         h.len,
+        transfer_us / 1000,
         h.crc,
         if signed { "signature verified" } else { "unsigned WASM" },
         h.namespace

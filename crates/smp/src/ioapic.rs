@@ -1,8 +1,9 @@
-//! The I/O APIC, for one purpose so far: routing an ISA interrupt to the boot CPU as a
-//! non-maskable interrupt, which is how the watchdog sees a CPU that runs with interrupts off.
-//! Device interrupts still go through the 8259 PIC; the I/O APIC receives the same lines (on a
-//! PC both are wired to the ISA interrupts), so the PIT's ticks reach the PIC as the timer and
-//! the I/O APIC as an NMI.
+//! The I/O APIC: routes ISA interrupts to the boot CPU's local APIC. Two uses so far:
+//! - the PIT's line as a non-maskable interrupt, which is how the watchdog sees a CPU that runs
+//!   with interrupts off (the PIT's ticks reach the 8259 PIC as the timer and the I/O APIC as
+//!   an NMI: on a PC both are wired to the ISA lines);
+//! - the serial ports' receive interrupts as ordinary vectors ([`route_isa_irq`]), masked at
+//!   the PIC.
 
 use crate::acpi_tables::topology;
 use alloc::format;
@@ -10,9 +11,9 @@ use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
 use nano_core::paging::{self, Perms};
 
-/// Where an ISA interrupt was routed as an NMI.
+/// Where an ISA interrupt was routed (as an NMI or to a vector).
 #[derive(Debug, Clone, Copy)]
-pub struct NmiRoute {
+pub struct IsaRoute {
     /// The ISA IRQ.
     pub irq: u8,
     /// The global system interrupt it arrives at.
@@ -81,11 +82,28 @@ const MASKED: u32 = 1 << 16;
 /// Routes ISA interrupt `irq` to the boot CPU as an NMI (edge-triggered, as an NMI must be), at
 /// the I/O APIC input the MADT gives for it. The boot CPU's local APIC is software-enabled if
 /// it was not, so that it accepts the message.
-pub fn route_isa_irq_as_nmi(irq: u8) -> Result<NmiRoute, String> {
+pub fn route_isa_irq_as_nmi(irq: u8) -> Result<IsaRoute, String> {
+    route(irq, DELIVERY_NMI)
+}
+
+/// Routes ISA interrupt `irq` to the boot CPU at `vector` (fixed delivery, edge-triggered as
+/// ISA lines are unless the MADT says otherwise), at the I/O APIC input the MADT gives for it.
+/// The handler must be in the IDT first, and it must signal the end of interrupt to the local
+/// APIC (`nano_core`'s serial handlers do).
+pub fn route_isa_irq(irq: u8, vector: u8) -> Result<IsaRoute, String> {
+    if vector < 48 {
+        return Err(format!("vector {vector} is an exception's or the 8259 PICs'"));
+    }
+    route(irq, u32::from(vector))
+}
+
+fn route(irq: u8, delivery: u32) -> Result<IsaRoute, String> {
     let topo = topology().map_err(|e| format!("{e}"))?;
     let (gsi, flags) = topo.isa_overrides.iter().find(|o| o.irq == irq).map_or((u32::from(irq), 0), |o| (o.gsi, o.flags));
     if flags & LEVEL == LEVEL {
-        return Err(format!("ISA IRQ {irq} is level-triggered (GSI {gsi}): an NMI must be edge-triggered"));
+        // An NMI must be edge-triggered; a level-triggered line would also need a different
+        // end of interrupt. Neither is what ISA lines are on the machines we run on.
+        return Err(format!("ISA IRQ {irq} is level-triggered (GSI {gsi}); only edge-triggered lines are routed"));
     }
     let io = topo
         .ioapics
@@ -101,18 +119,18 @@ pub fn route_isa_irq_as_nmi(irq: u8) -> Result<NmiRoute, String> {
     }
     crate::enable_boot_lapic(topo.lapic_phys)?;
     let apic_id = core::arch::x86_64::__cpuid(1).ebx >> 24;
-    let low = DELIVERY_NMI | if flags & 0b11 == ACTIVE_LOW { POLARITY_LOW } else { 0 };
+    let low = delivery | if flags & 0b11 == ACTIVE_LOW { POLARITY_LOW } else { 0 };
     x86_64::instructions::interrupts::without_interrupts(|| {
         // Destination first, then the unmasking low half.
         apic.write(0x10 + 2 * input, MASKED);
         apic.write(0x11 + 2 * input, apic_id << 24);
         apic.write(0x10 + 2 * input, low);
     });
-    Ok(NmiRoute { irq, gsi, input, apic_id })
+    Ok(IsaRoute { irq, gsi, input, apic_id })
 }
 
 /// Masks the input of `route` again (the watchdog switched off).
-pub fn unroute(route: &NmiRoute) {
+pub fn unroute(route: &IsaRoute) {
     let base = IOAPIC_VA.load(Ordering::Acquire);
     if base != 0 {
         x86_64::instructions::interrupts::without_interrupts(|| IoApic { base }.write(0x10 + 2 * route.input, MASKED));

@@ -32,7 +32,7 @@ extern crate alloc;
 mod acpi_tables;
 mod ioapic;
 
-pub use ioapic::{NmiRoute, route_isa_irq_as_nmi, unroute};
+pub use ioapic::{IsaRoute, route_isa_irq, route_isa_irq_as_nmi, unroute};
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -824,6 +824,62 @@ fn start_ap(lapic: &LocalApic, index: u64, apic_id: u32, cr3: u64) -> Result<u64
         core::hint::spin_loop();
     }
     Ok(nano_core::time::micros_since_entry() - t0)
+}
+
+/// COM1's receive interrupt (ISA IRQ 4 through the I/O APIC).
+pub const COM1_VECTOR: u8 = 0x64;
+/// COM2's receive interrupt (ISA IRQ 3 through the I/O APIC).
+pub const COM2_VECTOR: u8 = 0x63;
+
+/// How the serial ports receive, for `cpus`: per port, its route or why it is polled.
+static SERIAL_INPUT: spin::Mutex<Vec<(&'static str, Result<IsaRoute, String>)>> = spin::Mutex::new(Vec::new());
+
+/// Serial input by interrupt: each port's receive interrupt (COM1: ISA IRQ 4, COM2: IRQ 3, if
+/// the port exists) is routed through the I/O APIC to the boot CPU, whose handler (in
+/// nano_core) moves the received bytes into the port's ring; readers read the ring. Before, a
+/// reader polled the UART: a byte sat in the 16-byte FIFO until its reader's next turn, so a
+/// push of a large object crawled at 16 bytes per turn of the receiver, and a key typed at an
+/// idle prompt waited for the next timer tick to wake the CPU. `serial_poll` on the kernel
+/// command line keeps polling. A port that cannot be routed (no MADT, no I/O APIC, a
+/// level-triggered line) stays polled, and the log and `cpus` say why.
+pub fn serial_input_by_interrupt() {
+    if boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "serial_poll").is_some() {
+        log::info!("smp: serial input polled (serial_poll)");
+        return;
+    }
+    type Handler = extern "x86-interrupt" fn(x86_64::structures::idt::InterruptStackFrame);
+    let ports: [(&'static str, nano_core::serial::Uart, u8, u8, Handler); 2] = [
+        ("COM1", nano_core::serial::COM1, 4, COM1_VECTOR, nano_core::serial::com1_interrupt),
+        ("COM2", nano_core::serial::COM2, 3, COM2_VECTOR, nano_core::serial::com2_interrupt),
+    ];
+    let mut routes = Vec::new();
+    for (name, uart, irq, vector, handler) in ports {
+        if name == "COM2" && !uart.present() {
+            continue;
+        }
+        exceptions::set_interrupt_handler(vector, handler);
+        let r = route_isa_irq(irq, vector).and_then(|route| {
+            // The handlers end the interrupt at the local APIC, which the route mapped.
+            nano_core::ipi::set_eoi_register(LAPIC_VA.load(Ordering::Acquire) + LocalApic::EOI);
+            if uart.receive_by_interrupt() { Ok(route) } else { Err(format!("{name} has no receive ring")) }
+        });
+        match &r {
+            Ok(route) => log::info!(
+                "smp: {name} receives by interrupt: ISA IRQ {irq} at I/O APIC input {} (GSI {}) as vector {vector:#x} to APIC {}",
+                route.input,
+                route.gsi,
+                route.apic_id
+            ),
+            Err(e) => log::warn!("smp: {name} stays polled: {e}"),
+        }
+        routes.push((name, r));
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| *SERIAL_INPUT.lock() = routes);
+}
+
+/// How each serial port receives: its route through the I/O APIC, or why it is polled.
+pub fn serial_input() -> Vec<(&'static str, Result<IsaRoute, String>)> {
+    x86_64::instructions::interrupts::without_interrupts(|| SERIAL_INPUT.lock().clone())
 }
 
 /// Set by the first [`init`].

@@ -99,7 +99,7 @@ static LONGEST_US: AtomicU64 = AtomicU64::new(0);
 /// the kernel came to the limit that applies then (the margin `poweroff` reports).
 static LONGEST_OUTSIDE_LONG_WORK_US: AtomicU64 = AtomicU64::new(0);
 /// Where the PIT's line was routed as an NMI.
-static ROUTE: spin::Mutex<Option<smp::NmiRoute>> = spin::Mutex::new(None);
+static ROUTE: spin::Mutex<Option<smp::IsaRoute>> = spin::Mutex::new(None);
 
 /// The default limit: ten times the longest stretch with interrupts off the QEMU tests showed
 /// outside the loader (a fault report that builds debug information: about 200 ms).
@@ -115,7 +115,7 @@ pub struct Stats {
     /// The limit in milliseconds (0: not armed).
     pub limit_ms: u64,
     /// Where the PIT's line arrives as an NMI.
-    pub route: Option<smp::NmiRoute>,
+    pub route: Option<smp::IsaRoute>,
     /// NMIs taken since boot.
     pub nmis: u64,
     /// The longest stretch between two NMIs that saw the tick count move, in milliseconds, not
@@ -175,7 +175,7 @@ pub fn init() {
 }
 
 /// Arms (or re-arms) the watchdog with a limit of `limit_ms`.
-pub fn arm(limit_ms: u64) -> Result<smp::NmiRoute, String> {
+pub fn arm(limit_ms: u64) -> Result<smp::IsaRoute, String> {
     let now = nano_core::time::micros_since_entry();
     TICKS.reset(interrupts::ticks(), now);
     SWITCHES.reset(task::switches_on(0), now);
