@@ -211,7 +211,7 @@ for l in open("target/bench-push.all"):
 if t["interrupt"] and t["serial_poll"]:
     i, p = statistics.median(t["interrupt"]), statistics.median(t["serial_poll"])
     print(f"   256 KiB: by interrupt {i:.0f} ms ({256 / i * 1000:.0f} KiB/s), polled {p:.0f} ms ({256 / p * 1000:.0f} KiB/s): {p / i:.2f}x "
-          f"(medians of {len(t['interrupt'])} and {len(t['serial_poll'])}; QEMU hands the UART at most a FIFO's worth per main-loop turn)")
+          f"(medians of {len(t['interrupt'])} and {len(t['serial_poll'])})")
 else:
     print(f"   missing runs: {t}")
 PY
