@@ -214,6 +214,21 @@ struct Task {
     cpu: usize,
     /// Someone killed it while it ran on another CPU: that CPU ends it at its next tick.
     kill_requested: bool,
+    /// The task it waits for in [`join`]: killed with it (see [`kill`]).
+    joining: Option<TaskId>,
+    /// Switched out by the boot CPU's PIT tick, and not run since: its stack holds that tick's
+    /// interrupt entry, whose way back (the 8259's end of interrupt, the entry's saved state,
+    /// which is the boot CPU's alone) must run on the boot CPU. No other CPU takes it meanwhile
+    /// ([`steal_work`]): one that did resumed it through the boot CPU's tick state and jumped to
+    /// a garbage address (`cpus --balance`, about 1 run in 100 with a busy host).
+    in_boot_tick: bool,
+    /// A switch away from it has begun and its registers are not saved yet: it still runs on
+    /// its CPU, on its stack, until the task switched to clears this ([`finish_switch`]). No
+    /// other CPU may take it meanwhile: it would resume it from the registers saved the time
+    /// before, on the stack the first CPU still runs on (work stealing did, between a decision
+    /// that marked the task runnable and the switch: two CPUs on one stack, `cpus --balance`
+    /// about 1 run in 10 with a busy host).
+    saving: AtomicBool,
     /// An idle CPU may take it while it waits to run ([`spawn_movable`], [`steal_work`]).
     movable: bool,
 }
@@ -632,6 +647,9 @@ fn idle_record(id: TaskId, name: String, cpu: usize) -> Result<Task, TaskError> 
         step: 0,
         cpu,
         kill_requested: false,
+        joining: None,
+        in_boot_tick: false,
+        saving: AtomicBool::new(false),
         movable: false,
     })
 }
@@ -922,6 +940,9 @@ fn spawn_boxed_with(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>, 
         step: 0,
         cpu: on,
         kill_requested: false,
+        joining: None,
+        in_boot_tick: false,
+        saving: AtomicBool::new(false),
         movable: false,
     };
     cpu::without_interrupts(|| {
@@ -945,7 +966,20 @@ fn wake(cpu: usize) {
     }
 }
 
+/// Run first by a task a switch has just resumed (after `delos_task_switch`, or at the top of
+/// a new task): the task switched away from is saved now, and other CPUs may take it.
+fn finish_switch() {
+    let saving = here().switched_from.swap(0, Ordering::Relaxed);
+    if saving != 0 {
+        // SAFETY: set by `schedule` on this CPU just before the switch, to the `saving` flag of
+        // the task it switched away from. That task's record stays in the table: it is removed
+        // only once exited and reaped, and this CPU, its only reaper, is here.
+        unsafe { (*(saving as *const AtomicBool)).store(false, Ordering::Release) };
+    }
+}
+
 extern "C" fn task_main() -> ! {
+    finish_switch();
     let id = current();
     let entry = cpu::without_interrupts(|| tables().lock().get_mut(&id).and_then(|t| t.entry.take()).map(|e| e.0));
     reap();
@@ -1105,6 +1139,8 @@ fn fallback_choice(cur: TaskId) -> (bool, Option<TaskId>) {
 /// it is released: where to save the running task's stack pointer and SSE state, and the next
 /// task's stack pointer, SSE state, thread pointer, stack bounds and innermost step.
 struct Switch {
+    /// The current task's [`Task::saving`], set: cleared once the switch is done.
+    saving: *const AtomicBool,
     save_rsp: *mut u64,
     save_fx: *mut FxArea,
     save_step: *mut u64,
@@ -1125,6 +1161,7 @@ struct Prepared {
 impl Switch {
     /// No switch: every word zero.
     const NONE: Switch = Switch {
+        saving: core::ptr::null(),
         save_rsp: core::ptr::null_mut(),
         save_fx: core::ptr::null_mut(),
         save_step: core::ptr::null_mut(),
@@ -1182,7 +1219,7 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     if cur != idle && c.state == State::Running {
         c.state = State::Runnable;
     }
-    let (save_rsp, save_fx, save_step) = (&raw mut c.rsp, &raw mut *c.fx, &raw mut c.step);
+    let (save_rsp, save_fx, save_step, saving) = (&raw mut c.rsp, &raw mut *c.fx, &raw mut c.step, &raw const c.saving);
     // Killed by another CPU, or taken by an idle CPU (see [`steal_work`]), since the decision
     // (the table was free in between): the current task goes on if it can, else the idle task.
     let me = this_cpu();
@@ -1204,7 +1241,9 @@ fn prepare_switch(cur: TaskId, next: Option<TaskId>, cur_runnable: bool) -> Opti
     n.state = State::Running;
     n.slice = 0;
     let stack = n.stack.as_ref().map_or_else(idle_stack_here, Stack::range);
-    let sw = Switch { save_rsp, save_fx, save_step, next, rsp: n.rsp, fx: &*n.fx, tp: n.tp, stack, step: n.step };
+    let sw = Switch { saving, save_rsp, save_fx, save_step, next, rsp: n.rsp, fx: &*n.fx, tp: n.tp, stack, step: n.step };
+    // SAFETY: `saving` points into the current task's boxed Task, which the table holds.
+    unsafe { (*saving).store(true, Ordering::Release) };
     inject();
     Some(sw)
 }
@@ -1289,11 +1328,13 @@ pub fn schedule() {
         fxsave(sw.save_fx);
         fxrstor(sw.fx);
         set_fs_base(sw.tp);
+        here().switched_from.store(sw.saving as u64, Ordering::Relaxed);
         // SAFETY: `save_rsp` points into the current task's boxed Task (stable while it exists,
         // and exited tasks are only removed by join, never while running); `rsp` was saved by a
         // previous switch or built by `spawn`. Interrupts are off.
         unsafe { delos_task_switch(sw.save_rsp, sw.rsp) };
-        // Back in `cur`.
+        // Back in `cur`: the task that switched here is saved now.
+        finish_switch();
         reap();
     });
 }
@@ -1488,13 +1529,26 @@ fn on_tick() {
                 t.ticks += 1;
                 t.slice += 1;
                 // A parked CPU's tasks share it a tick at a time.
-                cur == idle_here() || me != 0 || policy().is_some_and(|p| (p.should_preempt)(t.slice))
+                let preempt = cur == idle_here() || me != 0 || policy().is_some_and(|p| (p.should_preempt)(t.slice));
+                if preempt && me == 0 {
+                    t.in_boot_tick = true;
+                }
+                preempt
             }
             None => false,
         }
     };
     if preempt {
         schedule();
+        if me == 0 {
+            // Back on the boot CPU, inside the tick that switched it out. (Not waited for, as
+            // above: a mark left set only keeps other CPUs from taking the task.)
+            if let Some(mut tasks) = tables().try_lock()
+                && let Some(t) = tasks.get_mut(&cur)
+            {
+                t.in_boot_tick = false;
+            }
+        }
     }
 }
 
@@ -1678,26 +1732,59 @@ pub fn kill(id: TaskId) -> Result<(), TaskError> {
     if id == current() {
         exit(Exit::Killed);
     }
-    let remote = cpu::without_interrupts(|| {
+    // The task, then the task it waits for in `join`, and so on: a command that does its work
+    // in a helper task (`wasm run` runs the module in one with a large stack) is killed with
+    // that helper. Before, Ctrl-C ended the command and left the helper running for good (a
+    // WASM loop spun on, unkillable by Ctrl-C; on another CPU the command's own end waited for
+    // it, since that CPU never went idle to free the command's stack).
+    let mut next = Some(id);
+    for depth in 0..JOIN_CHAIN_MAX {
+        let Some(victim) = next else { break };
+        if victim == current() || is_any_idle(victim) {
+            break;
+        }
+        let (remote, waits_for) = match kill_one(victim, depth > 0) {
+            Ok(r) => r,
+            Err(e) if depth == 0 => return Err(e),
+            Err(_) => break,
+        };
+        if let Some(c) = remote {
+            wake(c);
+        }
+        next = waits_for;
+    }
+    Ok(())
+}
+
+/// How far [`kill`] follows the tasks each victim waits for.
+const JOIN_CHAIN_MAX: usize = 8;
+
+/// Kills one task: ends it now if it is not running, or asks its CPU to end it at its next
+/// tick. Returns the CPU to wake, if any, and the task it was waiting for. An `orphan` (the
+/// task a killed task waited for) is detached too: no one is left to join it, and its record
+/// would stay in the table as an exited task for good.
+fn kill_one(id: TaskId, orphan: bool) -> Result<(Option<usize>, Option<TaskId>), TaskError> {
+    cpu::without_interrupts(|| {
         let mut tasks = tables().lock();
         let t = tasks.get_mut(&id).ok_or(TaskError::NoSuchTask(id))?;
+        let waits_for = t.joining;
+        if orphan {
+            t.detached = true;
+        }
+        if matches!(t.state, State::Exited(_)) {
+            return Ok((None, waits_for));
+        }
         if running_elsewhere(t) {
             // Running on another CPU: that CPU ends it at its next tick.
             t.kill_requested = true;
-            return Ok(Some(t.cpu));
+            return Ok((Some(t.cpu), waits_for));
         }
-        if !matches!(t.state, State::Exited(_)) {
-            t.state = State::Exited(Exit::Killed);
-            if let Some(p) = policy() {
-                (p.remove)(id);
-            }
+        t.state = State::Exited(Exit::Killed);
+        if let Some(p) = policy() {
+            (p.remove)(id);
         }
-        Ok(Some(t.cpu).filter(|&c| c != 0))
-    })?;
-    if let Some(c) = remote {
-        wake(c);
-    }
-    Ok(())
+        Ok((Some(t.cpu).filter(|&c| c != 0), waits_for))
+    })
 }
 
 /// Waits for a task to end and returns how it ended (and forgets it).
@@ -1705,9 +1792,13 @@ pub fn join(id: TaskId) -> Result<Exit, TaskError> {
     if is_any_idle(id) {
         return Err(TaskError::IdleTask);
     }
+    let me = current();
     loop {
         let done = cpu::without_interrupts(|| {
             let mut tasks = tables().lock();
+            if let Some(t) = tasks.get_mut(&me) {
+                t.joining = Some(id);
+            }
             match tasks.get(&id).map(|t| t.state.clone()) {
                 None => Some(Err(TaskError::NoSuchTask(id))),
                 Some(State::Exited(e)) => {
@@ -1722,6 +1813,11 @@ pub fn join(id: TaskId) -> Result<Exit, TaskError> {
             }
         });
         if let Some(r) = done {
+            cpu::without_interrupts(|| {
+                if let Some(t) = tables().lock().get_mut(&me) {
+                    t.joining = None;
+                }
+            });
             return r;
         }
         yield_now();
@@ -1878,7 +1974,15 @@ fn steal_work() {
         let mut tasks = tables().lock();
         let waiting = tasks
             .values()
-            .find(|t| t.movable && t.cpu != me && t.state == State::Runnable && !is_any_idle(t.id) && !cpu_is_idle(t.cpu))
+            .find(|t| {
+                t.movable
+                    && t.cpu != me
+                    && t.state == State::Runnable
+                    && !t.in_boot_tick
+                    && !t.saving.load(Ordering::Acquire)
+                    && !is_any_idle(t.id)
+                    && !cpu_is_idle(t.cpu)
+            })
             .map(|t| (t.id, t.cpu));
         let Some((id, from)) = waiting else { return };
         if from == 0 {

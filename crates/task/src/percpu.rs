@@ -49,6 +49,9 @@ pub(crate) struct PerCpu {
     /// The task whose [`super::exit`] runs here, plus one (0: none). A fault in that task now
     /// is a fault on its way out. A stale value is harmless: ids are not reused.
     pub(crate) ending: AtomicU64,
+    /// The address of the `saving` flag of the task a switch here is leaving (0: none), for
+    /// the task switched to to clear (`super::finish_switch`).
+    pub(crate) switched_from: AtomicU64,
 }
 
 impl PerCpu {
@@ -64,6 +67,7 @@ impl PerCpu {
             innermost: Triple::new(0),
             unwinding: Mutex::new(None),
             ending: AtomicU64::new(0),
+            switched_from: AtomicU64::new(0),
         }
     }
 
