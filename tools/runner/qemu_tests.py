@@ -79,9 +79,10 @@ def storm_memory_check(text):
 
 
 def rejoin_beats(text):
-    """Puts back together a beat line that a fault report cut in two: reports from an NMI or a
-    fault handler are written without the console's lock (the interrupted code may hold it), so
-    one can land anywhere in a beat line (`heartb` ... report lines ... `eat v1: beat #7`). Only
+    """Puts back together a beat line that a fault report cut in two: a report from an NMI or a
+    fault handler is written without the console's lock when the code it interrupted on the same
+    CPU holds it (or a bounded wait for another CPU gave up), so it can land anywhere in a beat
+    line (`heartb` ... report lines ... `eat v1: beat #7`). Only
     report lines (empty, or starting with four spaces or `!!!`) may lie between the pieces, and
     the pieces must make a whole beat line."""
     import re
