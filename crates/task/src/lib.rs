@@ -227,7 +227,9 @@ struct Task {
     /// other CPU may take it meanwhile: it would resume it from the registers saved the time
     /// before, on the stack the first CPU still runs on (work stealing did, between a decision
     /// that marked the task runnable and the switch: two CPUs on one stack, `cpus --balance`
-    /// about 1 run in 10 with a busy host).
+    /// about 1 run in 10 with a busy host). Before the switch's bookkeeping sets this, the task
+    /// is still its CPU's current task, which [`steal_work`] checks too: the decision marks it
+    /// runnable under one hold of the table, the bookkeeping takes another.
     saving: AtomicBool,
     /// An idle CPU may take it while it waits to run ([`spawn_movable`], [`steal_work`]).
     movable: bool,
@@ -1980,6 +1982,7 @@ fn steal_work() {
                     && t.state == State::Runnable
                     && !t.in_boot_tick
                     && !t.saving.load(Ordering::Acquire)
+                    && percpu::of(t.cpu).current.load() != Some(t.id)
                     && !is_any_idle(t.id)
                     && !cpu_is_idle(t.cpu)
             })
