@@ -414,6 +414,11 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
     let at = if info.vector == 3 { info.rip.wrapping_sub(1) } else { info.rip };
     let repaired = nano_core::kernel::with_loader_mut_unless_held_here(|l| {
         let (id, r) = l.restore_at(at)?;
+        if r.bytes > 0 && r.first >= at && r.end <= at + 16 {
+            // Before the loader is let go: a CPU that faulted on the same damage and waits for
+            // the loader finds the code intact, and must know why (see `repaired_meanwhile`).
+            recent::remember(r.first, r.end);
+        }
         let name = l.krate(id).map_or("?", |k| k.name.as_str());
         say_restored(name, &r);
         // Whether the first changed byte lies in the faulting function, before the fault.
@@ -427,7 +432,7 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
         };
         Some((r, damage))
     });
-    let Some(Some((r, damage))) = repaired else { return Repair::Intact };
+    let Some(Some((r, damage))) = repaired else { return repaired_meanwhile(at) };
     if r.bytes > 0 && r.first >= at && r.end <= at + 16 {
         REPAIRS_IN_PLACE.fetch_add(1, Ordering::Relaxed);
         emergency_write(format_args!("    the faulting instruction was the damage: running it again\n"));
@@ -436,7 +441,70 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
         emergency_write(format_args!("    the damage ran before the fault: the fault takes its course\n"));
         Repair::RanBefore { damage }
     } else {
+        repaired_meanwhile(at)
+    }
+}
+
+/// A fault at an instruction whose code is intact now: if another CPU repaired that very
+/// instruction a moment ago, this CPU faulted on the same damage before the repair landed (code
+/// every CPU runs, such as the scheduler's step, is hit by several at once): it runs again too.
+/// Before, it found nothing to repair, and the fault took its course: a flip in
+/// `task::step::run` killed the shell on one CPU while another repaired it (campaign seed 45,
+/// trials 163, 175 and 211).
+fn repaired_meanwhile(at: u64) -> Repair {
+    if recent::covers(at) {
+        REPAIRS_IN_PLACE.fetch_add(1, Ordering::Relaxed);
+        emergency_write(format_args!("    the faulting instruction was damage another CPU repaired meanwhile: running it again\n"));
+        Repair::RunAgain(at)
+    } else {
         Repair::Intact
+    }
+}
+
+/// The last few faulting instructions repaired in place, for [`repaired_meanwhile`].
+mod recent {
+    use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    /// How long after a repair a fault on the repaired bytes is taken for one that raced it:
+    /// long enough for a CPU that faulted just before the repair to reach its check under TCG
+    /// on a busy host.
+    const WINDOW_US: u64 = 1_000_000;
+    /// How many faults one repair may send back to run again (a real fault at a repaired
+    /// instruction then takes its course after these, not for the whole window).
+    const RERUNS: u64 = 16;
+
+    struct Entry {
+        first: AtomicU64,
+        end: AtomicU64,
+        at_us: AtomicU64,
+        reruns_left: AtomicU64,
+    }
+
+    static ENTRIES: [Entry; 4] =
+        [const { Entry { first: AtomicU64::new(0), end: AtomicU64::new(0), at_us: AtomicU64::new(0), reruns_left: AtomicU64::new(0) } }; 4];
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Records that bytes `first..end` were the faulting instruction's damage, repaired now.
+    pub(super) fn remember(first: u64, end: u64) {
+        let e = &ENTRIES[NEXT.fetch_add(1, Ordering::Relaxed) % ENTRIES.len()];
+        e.reruns_left.store(0, Ordering::Release);
+        e.first.store(first, Ordering::Relaxed);
+        e.end.store(end, Ordering::Relaxed);
+        e.at_us.store(nano_core::time::micros_since_entry(), Ordering::Relaxed);
+        e.reruns_left.store(RERUNS, Ordering::Release);
+    }
+
+    /// Whether a repair of the last [`WINDOW_US`] lay within the 16 bytes an instruction at
+    /// `at` may span (the same rule as for a repair this CPU made), using up one rerun.
+    pub(super) fn covers(at: u64) -> bool {
+        let now = nano_core::time::micros_since_entry();
+        ENTRIES.iter().any(|e| {
+            e.reruns_left.load(Ordering::Acquire) > 0
+                && now.saturating_sub(e.at_us.load(Ordering::Relaxed)) <= WINDOW_US
+                && e.first.load(Ordering::Relaxed) >= at
+                && e.end.load(Ordering::Relaxed) <= at + 16
+                && e.reruns_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+        })
     }
 }
 
