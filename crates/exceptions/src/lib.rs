@@ -432,7 +432,13 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
         };
         Some((r, damage))
     });
-    let Some(Some((r, damage))) = repaired else { return repaired_meanwhile(at) };
+    let (r, damage) = match repaired {
+        Some(Some(found)) => found,
+        // Checked, and intact (or outside every crate).
+        Some(None) => return repaired_meanwhile(at),
+        // Not checked (the loader could not be had): nothing is known about the code.
+        None => return Repair::Intact,
+    };
     if r.bytes > 0 && r.first >= at && r.end <= at + 16 {
         REPAIRS_IN_PLACE.fetch_add(1, Ordering::Relaxed);
         emergency_write(format_args!("    the faulting instruction was the damage: running it again\n"));
