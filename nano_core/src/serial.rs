@@ -382,8 +382,10 @@ const PARKED_WAIT_MS: u64 = 100;
 /// CPU, which writes a line and lets go; if it has not within [`PARKED_WAIT_MS`] (it stopped while
 /// holding it), the report is written without the lock, as [`emergency_write`] would.
 pub fn write_whole_from_parked_cpu(text: &str) {
-    let _console = Console::within(PARKED_WAIT_MS);
-    put_str(text);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let _console = Console::within(PARKED_WAIT_MS);
+        put_str(text);
+    });
 }
 
 /// How long a fault or panic report waits for the console lock that another CPU holds.
@@ -404,9 +406,14 @@ impl ReportLine {
         if self.len == 0 {
             return;
         }
-        let _console = Console::within(REPORT_WAIT_MS);
-        // The buffer holds whole characters (see `write_str`).
-        put_str(core::str::from_utf8(&self.buf[..self.len]).unwrap_or(""));
+        // With interrupts off while the lock is held, as every holder does: a panic report runs
+        // with them on, and a task preempted holding the console left every other writer
+        // spinning with interrupts off (a watchdog hang in `put_str_locked`).
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let _console = Console::within(REPORT_WAIT_MS);
+            // The buffer holds whole characters (see `write_str`).
+            put_str(core::str::from_utf8(&self.buf[..self.len]).unwrap_or(""));
+        });
         self.len = 0;
     }
 }
