@@ -217,6 +217,10 @@ else:
 PY
 
 echo
+echo "== idle at the prompt: host CPU time QEMU uses (tasks waiting halt their CPU) vs the shell polling (serial_poll)"
+python3 tools/idlebench.py --rounds 3 --window 5 --smp 1 4
+
+echo
 echo "== WASM engine (host): compile time, and compute kernels as WASM vs native Rust vs wasmtime (same run)"
 echo "   (building the wasmtime baseline once: tools/wasmtime_bench, a few minutes the first time)"
 cargo build --release -q --manifest-path tools/wasmtime_bench/Cargo.toml --target-dir target/wasmtime-bench

@@ -202,17 +202,25 @@ type Report = StackText<512>;
 /// How a report of a fault in a job ends.
 const ABANDONED: &str = " in a job: the job is abandoned and the CPU parks again";
 
-/// Called first by every exception gate. On the boot CPU: `false` (the gate goes on). On a
-/// parked CPU in a job: the job is abandoned (the frame is sent to the escape) and `true`. On a
-/// parked CPU outside a job: the CPU stops for good.
+/// Called first by every exception gate. On the boot CPU, and outside a job on a parked CPU
+/// that runs tasks: `false` (the gate goes on). On a parked CPU in a job: the job is abandoned
+/// (the frame is sent to the escape) and `true`. On a parked CPU that runs no tasks, outside a
+/// job: the CPU stops for good.
 pub fn fault_gate(name: &'static str, vector: u8, error: Option<u64>, frame: &mut x86_64::structures::idt::InterruptStackFrame) -> bool {
     let Some(local) = this_cpu() else { return false };
     let index = local.index.load(Ordering::Relaxed);
     let rip = frame.instruction_pointer.as_u64();
     let address = (vector == 14).then(x86_64::registers::control::Cr2::read_raw);
     let ctx = local.job_context.load(Ordering::Acquire);
-    if ctx == 0 && runs_a_task_here(local) {
-        return false; // a task's fault: the task layer's, as on the boot CPU
+    // Outside a job on a CPU that runs tasks: a task's fault, or its idle task's, is the
+    // exceptions crate's and the task layer's, as on the boot CPU. The idle task's too: its
+    // timer tick runs task code (the scheduler's step), and damage there is repaired and run
+    // again like anywhere else; only a fault that is not damage stops the CPU (the task
+    // layer's `stop_this_cpu`). Before, this gate stopped the CPU at once: a flip in
+    // `task::step::run` that every CPU hit stopped the AP whose tick came while it idled
+    // (`smp_damage_hit_by_several_cpus_at_once_runs_again_on_each`, 2 runs in 5 on 2026-12-08).
+    if ctx == 0 && local.runs_tasks.load(Ordering::Acquire) {
+        return false;
     }
     let mut report = Report::new();
     let _ = write!(report, "\n!!! CPU {index}: {name} (vector {vector}");

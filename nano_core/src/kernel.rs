@@ -168,6 +168,33 @@ pub const FAULT_WAIT_MS: u64 = 5000;
 /// holder for the code it interrupted.
 const UNRECORDED_WAIT_US: u64 = 2_000;
 
+/// Why a fault handler's wait for the loader ([`with_loader_mut_unless_held_here`]) last gave up
+/// on a CPU, for its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GaveUp {
+    /// It has not.
+    Never = 0,
+    /// This CPU holds it: the faulting code itself.
+    HeldHere = 1,
+    /// Held with no holder recorded for `UNRECORDED_WAIT_US`.
+    Unrecorded = 2,
+    /// Held by another CPU for all of [`FAULT_WAIT_MS`].
+    TimedOut = 3,
+}
+
+static GAVE_UP: [core::sync::atomic::AtomicU8; MAX_CPUS] = [const { core::sync::atomic::AtomicU8::new(0) }; MAX_CPUS];
+
+/// Why this CPU's last wait for the loader in a fault handler gave up (see [`GaveUp`]).
+pub fn loader_wait_gave_up() -> GaveUp {
+    match GAVE_UP[crate::jobs::this_cpu_index().min(MAX_CPUS - 1)].load(Ordering::Relaxed) {
+        1 => GaveUp::HeldHere,
+        2 => GaveUp::Unrecorded,
+        3 => GaveUp::TimedOut,
+        _ => GaveUp::Never,
+    }
+}
+
 fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
     let me = crate::jobs::this_cpu_index() + 1;
     let deadline = crate::time::micros_since_entry() + FAULT_WAIT_MS * 1000;
@@ -190,9 +217,12 @@ fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
         if recorded {
             unrecorded_since = None;
         } else if now - *unrecorded_since.get_or_insert(now) > UNRECORDED_WAIT_US {
+            GAVE_UP[crate::jobs::this_cpu_index().min(crate::kernel::MAX_CPUS - 1)].store(GaveUp::Unrecorded as u8, Ordering::Relaxed);
             return None;
         }
         if here || now > deadline {
+            let why = if here { GaveUp::HeldHere } else { GaveUp::TimedOut };
+            GAVE_UP[crate::jobs::this_cpu_index().min(crate::kernel::MAX_CPUS - 1)].store(why as u8, Ordering::Relaxed);
             return None;
         }
         crate::tlb::serve_request();

@@ -85,6 +85,22 @@ impl Uart {
         self.poll()
     }
 
+    /// Whether a byte is waiting for [`Uart::try_read`], without taking it: in the receive
+    /// ring, or in the UART's FIFO while the port is polled. Takes no lock (for a caller with
+    /// interrupts off, about to halt).
+    pub fn input_waiting(self) -> bool {
+        match self.rx() {
+            Some(rx) if rx.on.load(Ordering::Acquire) => !rx.ring.is_empty(),
+            _ => self.inb(5) & 1 != 0,
+        }
+    }
+
+    /// Whether received bytes arrive by interrupt ([`Uart::receive_by_interrupt`]): a reader may
+    /// then halt until input comes. A polled port must be read before its 16-byte FIFO fills.
+    pub fn input_by_interrupt(self) -> bool {
+        self.rx().is_some_and(|rx| rx.on.load(Ordering::Acquire))
+    }
+
     fn poll(self) -> Option<u8> {
         (self.inb(5) & 1 != 0).then(|| self.inb(0))
     }
@@ -303,6 +319,16 @@ impl fmt::Write for Serial {
 /// Reads one byte if one is waiting.
 pub fn try_read_byte() -> Option<u8> {
     COM1.try_read()
+}
+
+/// Whether a byte is waiting on the console (COM1), without taking it; takes no lock.
+pub fn input_waiting() -> bool {
+    COM1.input_waiting()
+}
+
+/// Whether console input arrives by interrupt (see [`Uart::input_by_interrupt`]).
+pub fn input_by_interrupt() -> bool {
+    COM1.input_by_interrupt()
 }
 
 /// Whether the heap is up (formatting can then happen outside the lock).

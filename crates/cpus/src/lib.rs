@@ -338,6 +338,14 @@ pub fn main(args: &[&str]) -> isize {
         cpus.len(),
         cpus.len().saturating_sub(1 + parked + stopped)
     );
+    // How often a CPU found every task of it waiting (`task::wait_until`) and halted: at an
+    // idle prompt about once per timer tick; 0 would mean its tasks poll it busy.
+    let halts: alloc::vec::Vec<alloc::string::String> = cpus
+        .iter()
+        .filter(|c| c.index == 0 || (nano_core::jobs::runs_tasks(c.index) && !nano_core::jobs::stopped(c.index)))
+        .map(|c| alloc::format!("CPU {} {}", c.index, task::halts_on(c.index)))
+        .collect();
+    nano_core::println!("halts with every task waiting (a CPU with no task halts in its idle task, not counted): {}", halts.join(", "));
     let (stops, late) = nano_core::stw::counts();
     nano_core::println!("stop the world: {stops} times (swap commits, reclaim scans), {late} abandoned because a CPU was late");
     print_tlb();

@@ -437,7 +437,13 @@ fn repair_in_place(info: &FaultInfo) -> Repair {
         // Checked, and intact (or outside every crate).
         Some(None) => return repaired_meanwhile(at),
         // Not checked (the loader could not be had): nothing is known about the code.
-        None => return Repair::Intact,
+        None => {
+            emergency_write(format_args!(
+                "    the code could not be checked for damage (the loader: {:?})\n",
+                nano_core::kernel::loader_wait_gave_up()
+            ));
+            return Repair::Intact;
+        }
     };
     if r.bytes > 0 && r.first >= at && r.end <= at + 16 {
         REPAIRS_IN_PLACE.fetch_add(1, Ordering::Relaxed);

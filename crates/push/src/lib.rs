@@ -29,11 +29,12 @@ pub const MAX_LEN: usize = 16 << 20;
 /// A transfer that stalls this long is dropped.
 pub const STALL_MS: u64 = 3000;
 
-/// Reads one byte, yielding while none is there; `None` after `STALL_MS` of silence if
+/// Reads one byte, waiting while none is there; `None` after `STALL_MS` of silence if
 /// `stall` is set, or after `IDLE_MS` otherwise (the receiver then checks for a new version).
 ///
-/// Within a message (`stall`), the first `BURST_US` of waiting only yield the CPU rather than
-/// sleep: the UART's FIFO holds 16 bytes, so sleeping a timer tick between reads would cap a
+/// With COM2's receive interrupt on, the wait is `task::wait_until` the ring has a byte. Polled
+/// (`serial_poll`), within a message (`stall`) the first `BURST_US` of waiting only yield the
+/// CPU rather than sleep: the UART's FIFO holds 16 bytes, so sleeping a timer tick between reads would cap a
 /// transfer at 16 bytes per tick (a 140 KiB C program took 17 s; yielding makes it ~1 s).
 fn read_byte(stall: bool) -> Option<u8> {
     let start = nano_core::time::micros_since_entry();
@@ -46,7 +47,11 @@ fn read_byte(stall: bool) -> Option<u8> {
         if waited > limit * 1000 {
             return None;
         }
-        if stall && waited < BURST_US {
+        if COM2.input_by_interrupt() {
+            // Bytes arrive in the receive ring by interrupt, which also ends a halt: wait for
+            // one (the CPU halts meanwhile if no task has work) or the limit.
+            task::wait_until(|| COM2.input_waiting(), Some(start + limit * 1000 + 1));
+        } else if stall && waited < BURST_US {
             task::yield_now();
         } else {
             task::sleep_ms(2);

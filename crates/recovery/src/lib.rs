@@ -288,7 +288,8 @@ fn after_abandoned_steps() {
 pub fn supervise(_: u64) -> isize {
     SUPERVISOR.store(task::current(), Ordering::Relaxed);
     let mut steps_seen = task::steps_abandoned();
-    for round in 0u64.. {
+    let mut next_look = 0;
+    loop {
         if SUPERVISOR_FAULT.swap(false, Ordering::Relaxed) {
             supervisor_fault();
         }
@@ -301,12 +302,20 @@ pub fn supervise(_: u64) -> isize {
             after_abandoned_steps();
         }
         // Every 100 ms: has a swap replaced this crate?
-        if round % 20 == 0 && handed_over("supervisor", supervise, "recovery::supervise", 0) {
+        let now = nano_core::time::micros_since_entry();
+        if now >= next_look && handed_over("supervisor", supervise, "recovery::supervise", 0) {
             return 0;
         }
-        task::sleep_ms(5);
+        if now >= next_look {
+            next_look = now + 100_000;
+        }
+        // Until there is something to do or the next look (the CPU may halt meanwhile: a death
+        // is seen at the first interrupt after it, a tick at the latest).
+        task::wait_until(
+            || SUPERVISOR_FAULT.load(Ordering::Relaxed) || task::deaths_waiting() || task::steps_abandoned() != steps_seen,
+            Some(next_look),
+        );
     }
-    0
 }
 
 /// For `crash supervisor [--and-scrubber]`: the supervisor panics at its next round, as damaged

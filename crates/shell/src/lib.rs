@@ -147,9 +147,13 @@ fn run_on_cpu(ns: Option<&str>, cpu: usize, words: Vec<String>, background: bool
             }
             // Typed ahead: the line editor reads it once the command is done.
             Some(b) => line::TYPEAHEAD.lock().push(b),
-            None => {}
+            None if nano_core::serial::input_by_interrupt() => {
+                // Until it ends or a key comes (a command on another CPU: its end is seen at
+                // this CPU's next tick).
+                task::wait_until(|| nano_core::serial::input_waiting() || task::has_exited(id), None);
+            }
+            None => task::yield_now(),
         }
-        task::yield_now();
     }
     match task::join(id) {
         Ok(task::Exit::Returned(0)) => return true,

@@ -1,4 +1,5 @@
-//! The line editor: reads bytes from COM1 (polling, yielding the CPU while idle), decodes them
+//! The line editor: reads bytes from COM1 (waiting in `task::wait_until`, where the CPU halts
+//! when no task has work; polling when the port is polled), decodes them
 //! into keys (`line_edit`: UTF-8 and every common terminal's escape sequences) and keeps a
 //! history. The cursor moves by character; the terminal is assumed to give each character
 //! one column.
@@ -26,10 +27,22 @@ fn read_byte() -> u8 {
         // Waiting for a key is the system's idle time: a piece of idle work (hashing the large
         // boot objects ahead of their first load; restarting the recovery tasks if both are
         // dead), then the others' turn.
-        nano_core::kernel::idle_work(true);
-        task::yield_now();
+        let more = nano_core::kernel::idle_work(true);
+        if more || !nano_core::serial::input_by_interrupt() {
+            // Polled input (`serial_poll`) must be read before the UART's 16-byte FIFO fills:
+            // no halting then.
+            task::yield_now();
+        } else {
+            // Until a key (its interrupt ends a halt at once) or the keeper's next turn.
+            let deadline = nano_core::time::micros_since_entry() + KEEPER_LOOK_US;
+            task::wait_until(nano_core::serial::input_waiting, Some(deadline));
+        }
     }
 }
+
+/// How often the shell, waiting for a key, gives the keeper (`nano_core::kernel::idle_work`) a
+/// turn: its own period.
+const KEEPER_LOOK_US: u64 = 100_000;
 
 /// Bytes typed while a foreground command ran (which the shell reads then, for Ctrl-C): kept
 /// for the line editor, in order. They used to be dropped, and so was an escape sequence's

@@ -233,6 +233,11 @@ struct Task {
     saving: AtomicBool,
     /// An idle CPU may take it while it waits to run ([`spawn_movable`], [`steal_work`]).
     movable: bool,
+    /// In [`wait_until`]: when it runs, it only looks whether what it waits for has come. A
+    /// CPU whose every runnable task is waiting so halts until the next interrupt.
+    pausing: bool,
+    /// Its CPU's halt count ([`percpu::PerCpu::halts`]) when it last looked, in [`wait_until`].
+    looked: u64,
 }
 
 /// The task table and the deaths the supervisor has not taken yet.
@@ -653,6 +658,8 @@ fn idle_record(id: TaskId, name: String, cpu: usize) -> Result<Task, TaskError> 
         in_boot_tick: false,
         saving: AtomicBool::new(false),
         movable: false,
+        pausing: false,
+        looked: 0,
     })
 }
 
@@ -834,6 +841,11 @@ pub fn take_deaths() -> Vec<Death> {
     cpu::without_interrupts(|| core::mem::take(&mut *tables().deaths.lock()))
 }
 
+/// Whether a death waits for [`take_deaths`] (for a supervisor's [`wait_until`]).
+pub fn deaths_waiting() -> bool {
+    cpu::without_interrupts(|| !tables().deaths.lock().is_empty())
+}
+
 /// Notes where the running task is (the faulting instruction, then its return addresses), for
 /// a restartable task's death report. Called before unwinding destroys the frames.
 fn note_death_site(fault: Option<(u64, u64)>) {
@@ -946,6 +958,8 @@ fn spawn_boxed_with(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>, 
         in_boot_tick: false,
         saving: AtomicBool::new(false),
         movable: false,
+        pausing: false,
+        looked: 0,
     };
     cpu::without_interrupts(|| {
         tables().lock().insert(id, Box::new(t));
@@ -1355,15 +1369,121 @@ pub fn yield_now() {
     schedule();
 }
 
-/// Sleeps for at least `ms` milliseconds (yielding meanwhile).
+/// Sleeps for at least `ms` milliseconds (see [`wait_until`]: the CPU halts meanwhile when
+/// no task of it has work).
 pub fn sleep_ms(ms: u64) {
     let deadline = nano_core::time::micros_since_entry() + ms * 1000;
-    while nano_core::time::micros_since_entry() < deadline {
-        yield_now();
-        if current() == idle_here() {
+    if current() == idle_here() {
+        while nano_core::time::micros_since_entry() < deadline {
+            yield_now();
             x86_64::instructions::hlt();
         }
+        return;
     }
+    wait_until(|| false, Some(deadline));
+}
+
+/// The longest a CPU that runs tasks goes without a timer tick (the boot CPU's PIT and the
+/// APs' local APIC timers tick at 100 Hz). A wait whose deadline is nearer than this yields
+/// instead of halting, so that a short sleep does not last a whole tick.
+const TICK_US: u64 = 10_000;
+
+/// Waits until `ready()` or the deadline (microseconds since entry), whichever comes first;
+/// returns whether `ready()` did. Meanwhile the task is marked pausing: other tasks of its CPU
+/// run first, and when every runnable task of this CPU is pausing, it halts the CPU until the
+/// next interrupt (a timer tick, a device's, a wake-up IPI) instead of polling. `ready` is
+/// also asked with interrupts off right before a halt, so that what an interrupt brings
+/// between the last look and the halt is not waited for until the tick after it: it must be
+/// cheap and take no lock that an interrupt handler takes.
+///
+/// Why: every wait in Delos polls (the shell for a key, `join`, `sleep`), and a CPU whose
+/// tasks all poll never halts: an idle system at its prompt kept a host core busy for good.
+/// Waiting this way is still polling (each task looks again at every tick), but at 100 looks
+/// a second instead of as fast as the CPU can yield.
+pub fn wait_until(ready: impl Fn() -> bool, deadline: Option<u64>) -> bool {
+    let me = current();
+    // The idle task has nothing to wait for, and a CPU running with interrupts off (a caller
+    // in `without_preemption`) must not halt: nothing would wake it.
+    if me == idle_here() || !cpu::are_enabled() {
+        loop {
+            if ready() {
+                return true;
+            }
+            if deadline.is_some_and(|d| nano_core::time::micros_since_entry() >= d) {
+                return false;
+            }
+            yield_now();
+        }
+    }
+    let _pausing = Pausing::mark(me);
+    loop {
+        if ready() {
+            return true;
+        }
+        let now = nano_core::time::micros_since_entry();
+        if deadline.is_some_and(|d| now >= d) {
+            return false;
+        }
+        yield_now();
+        let near = deadline.is_some_and(|d| d.saturating_sub(nano_core::time::micros_since_entry()) < TICK_US);
+        cpu::disable();
+        if !near && !ready() && only_pausing_here(me) {
+            here().halts.fetch_add(1, Ordering::Relaxed);
+            // `sti; hlt`: an interrupt that came since `disable` ends the halt at once.
+            cpu::enable_and_hlt();
+        } else {
+            cpu::enable();
+        }
+    }
+}
+
+/// Marks a task as pausing ([`Task::pausing`]) for as long as it lives: a task that unwinds out
+/// of its wait (a panic, a kill) is not left marked.
+struct Pausing(TaskId);
+
+impl Pausing {
+    fn mark(me: TaskId) -> Pausing {
+        set_pausing(me, true);
+        Pausing(me)
+    }
+}
+
+impl Drop for Pausing {
+    fn drop(&mut self) {
+        set_pausing(self.0, false);
+    }
+}
+
+fn set_pausing(id: TaskId, on: bool) {
+    cpu::without_interrupts(|| {
+        if let Some(t) = tables().lock().get_mut(&id) {
+            t.pausing = on;
+        }
+    });
+}
+
+/// Whether this CPU may halt: every runnable task of it other than `me` (and its idle task) is
+/// pausing in [`wait_until`], and has looked at what it waits for since this CPU last halted.
+/// Records that `me` has looked. Called with interrupts off.
+///
+/// Why the look: an interrupt ends a halt, and the tick may switch to another waiting task
+/// first, which would halt again at once: with three tasks waiting (the shell, the supervisor,
+/// the scrubber) each looked only at every third tick or so. Now each looks once after every
+/// interrupt that ends a halt.
+fn only_pausing_here(me: TaskId) -> bool {
+    let (cpu, idle) = (this_cpu(), idle_here());
+    let halts = here().halts.load(Ordering::Relaxed);
+    let mut tasks = tables().lock();
+    if let Some(t) = tasks.get_mut(&me) {
+        t.looked = halts;
+    }
+    tasks.values().all(|t| t.id == me || t.id == idle || t.cpu != cpu || t.state != State::Runnable || (t.pausing && t.looked == halts))
+}
+
+/// Times CPU `cpu` halted because every task of it was waiting ([`wait_until`]); 0 for a CPU
+/// beyond [`TASK_CPUS`].
+pub fn halts_on(cpu: usize) -> u64 {
+    if cpu < TASK_CPUS { percpu::of(cpu).halts.load(Ordering::Relaxed) } else { 0 }
 }
 
 /// Ticks between two [`requeue_runnable`] passes (at 100 Hz: 4 a second).
@@ -1822,8 +1942,13 @@ pub fn join(id: TaskId) -> Result<Exit, TaskError> {
             });
             return r;
         }
-        yield_now();
-        reap();
+        if has_exited(id) {
+            // Its stack is reaped by its CPU after its last switch: soon.
+            yield_now();
+            reap();
+        } else {
+            wait_until(|| has_exited(id), None);
+        }
     }
 }
 

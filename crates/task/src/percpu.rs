@@ -52,6 +52,10 @@ pub(crate) struct PerCpu {
     /// The address of the `saving` flag of the task a switch here is leaving (0: none), for
     /// the task switched to to clear (`super::finish_switch`).
     pub(crate) switched_from: AtomicU64,
+    /// Halts of this CPU in `super::wait_until` (also shown by `cpus`): a waiting task halts
+    /// the CPU only once every waiting task of it has looked at what it waits for since the
+    /// last halt.
+    pub(crate) halts: AtomicU64,
 }
 
 impl PerCpu {
@@ -68,6 +72,7 @@ impl PerCpu {
             unwinding: Mutex::new(None),
             ending: AtomicU64::new(0),
             switched_from: AtomicU64::new(0),
+            halts: AtomicU64::new(0),
         }
     }
 
