@@ -186,6 +186,8 @@ pub const SHOOTDOWN_VECTOR: u8 = 0xF1;
 pub const TIMER_VECTOR: u8 = 0xF2;
 /// The interrupt vector that stops the world (see `nano_core::stw`).
 pub const STOP_VECTOR: u8 = 0xF3;
+/// The vector of the IPI that wakes the boot CPU from a halt ([`wake_cpu`]).
+pub const WAKE_VECTOR: u8 = 0xF4;
 /// Timer ticks per second on a parked CPU that runs tasks (the boot CPU's PIT ticks at 100 Hz
 /// too).
 const AP_TICK_HZ: u64 = 100;
@@ -249,12 +251,24 @@ fn send_nmi(index: usize) -> bool {
     sent
 }
 
-/// Wakes CPU `index` (a ping) so that its idle task looks for runnable tasks
-/// (`nano_core::kernel::WAKE_CPU_HOOK`).
+/// Wakes CPU `index` so that it looks for runnable tasks (`nano_core::kernel::WAKE_CPU_HOOK`):
+/// a parked CPU by a ping (its park loop then looks at its mailbox too), the boot CPU by an IPI
+/// of [`WAKE_VECTOR`], which ends a halt of a task waiting there (`task::wait_until`) — without
+/// it, a task made runnable there or a wait's condition met by another CPU waited for the boot
+/// CPU's next tick.
 fn wake_cpu(index: usize) {
-    if index < 64 && PARKED_MASK.load(Ordering::Acquire) & (1 << index) != 0 {
+    let parked = PARKED_MASK.load(Ordering::Acquire);
+    if index == 0 && parked != 0 {
+        let _ = send_fixed(APIC_OF[0].load(Ordering::Acquire), WAKE_VECTOR);
+    } else if index < 64 && parked & (1 << index) != 0 {
         let _ = send_ping(APIC_OF[index].load(Ordering::Acquire));
     }
+}
+
+/// A wake-up's handler (see [`wake_cpu`]): only the end of interrupt; the halt it ended was the
+/// point.
+extern "x86-interrupt" fn woken(_frame: x86_64::structures::idt::InterruptStackFrame) {
+    end_of_interrupt();
 }
 
 /// Measures the local APIC timer's rate against the TSC (on the boot CPU, its timer masked):
@@ -614,10 +628,15 @@ fn parked_apic_id(index: usize) -> Result<u32, String> {
 /// then its mailbox). Interrupts are off while the ICR is written: a task switch between its
 /// two halves would let another sender's destination through.
 fn send_ping(apic_id: u32) -> Result<(), String> {
+    send_fixed(apic_id, PING_VECTOR)
+}
+
+/// Sends a fixed IPI of `vector` to APIC `apic_id` (see [`send_ping`]).
+fn send_fixed(apic_id: u32, vector: u8) -> Result<(), String> {
     let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
     x86_64::instructions::interrupts::without_interrupts(|| {
         let nested = ICR_BUSY[nano_core::jobs::this_cpu_index()].swap(true, Ordering::Acquire);
-        let r = lapic.ipi(apic_id, u32::from(PING_VECTOR) | 0x4000);
+        let r = lapic.ipi(apic_id, u32::from(vector) | 0x4000);
         if !nested {
             ICR_BUSY[nano_core::jobs::this_cpu_index()].store(false, Ordering::Release);
         }
@@ -975,6 +994,7 @@ fn start_all(topo: &Topology, aps: &[u32]) -> Result<Vec<Cpu>, String> {
     let lapic = enable_boot_lapic(topo.lapic_phys)?;
     exceptions::set_interrupt_handler(PING_VECTOR, pong);
     exceptions::set_interrupt_handler(SHOOTDOWN_VECTOR, shootdown);
+    exceptions::set_interrupt_handler(WAKE_VECTOR, woken);
     let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
     let cr3 = cr3.start_address().as_u64();
     if cr3 >= 1 << 32 {

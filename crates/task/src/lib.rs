@@ -1037,16 +1037,29 @@ pub fn exit(how: Exit) -> ! {
     if let Some((lo, hi)) = stack {
         nano_core::kernel::release_loader_held_by(lo, hi);
     }
-    if let Some(t) = tables().lock().get_mut(&id) {
-        if let Some(r) = t.restart
-            && !again
-            && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
-        {
-            let death =
-                Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs), cpu: t.cpu };
-            tables().deaths.lock().push(death);
+    let mut waiting_elsewhere = 0u64;
+    {
+        let mut tasks = tables().lock();
+        if let Some(t) = tasks.get_mut(&id) {
+            if let Some(r) = t.restart
+                && !again
+                && matches!(how, Exit::Faulted(_) | Exit::Panicked(_))
+            {
+                let death =
+                    Death { id, name: t.name.clone(), restart: r, exit: how.clone(), pcs: core::mem::take(&mut t.death_pcs), cpu: t.cpu };
+                tables().deaths.lock().push(death);
+            }
+            t.state = State::Exited(how);
         }
-        t.state = State::Exited(how);
+        // Tasks waiting on other CPUs (a shell joining a command that ran here): their CPU may
+        // be halted until its next tick; wake it, so that they see this end at once.
+        let me = this_cpu();
+        for t in tasks.values().filter(|t| t.pausing && t.cpu != me && t.cpu < 64) {
+            waiting_elsewhere |= 1 << t.cpu;
+        }
+    }
+    for cpu in (0..64).filter(|c| waiting_elsewhere & (1 << c) != 0) {
+        wake(cpu);
     }
     exceptions::forget_task(id);
     if this_cpu() == 0 {
