@@ -967,9 +967,8 @@ fn spawn_boxed_with(on: usize, name: &str, stack_pages: u64, entry: Box<Entry>, 
             (p.enqueue)(id);
         }
     });
-    if on != 0 {
-        wake(on);
-    }
+    // The CPU it goes to may be halted (its idle task, or a task waiting in `wait_until`).
+    wake(on);
     Ok(id)
 }
 
