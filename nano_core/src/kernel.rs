@@ -375,8 +375,9 @@ pub fn release_loader_held_by(lo: u64, hi: u64) {
 pub static IDLE_HOOK: crate::hooks::Hook<fn()> = crate::hooks::Hook::new("nano_core::idle");
 
 /// One piece of idle work, for code that would otherwise only wait: the idle task, and the
-/// shell waiting for a key (it polls, so the idle task seldom runs: the shell's wait is where a
-/// system's idle time goes). Each piece takes about half a millisecond with interrupts off.
+/// shell waiting for a key (the shell is always runnable, so the idle task seldom runs: the
+/// shell's wait is where a system's idle time goes; it halts the CPU only once no piece is
+/// left). Each piece takes about half a millisecond with interrupts off.
 /// Returns whether more is left.
 ///
 /// `keeping`: also run the keeper ([`KEEPER_HOOK`]) when it is due. The shell passes `true`; the

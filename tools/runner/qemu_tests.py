@@ -1245,6 +1245,40 @@ CASES = [
 ]
 
 
+def _local_apic_tick_variant():
+    """The watchdog's case again with the boot CPU's tick from its local APIC timer (the default
+    since 2026-12-08); the case itself keeps the PIT's tick (`pit_tick`), so both paths of the
+    tick's end of interrupt — the 8259's and the local APIC's — are tested: a lost one is found
+    and sent by the watchdog in each."""
+    import copy
+    base = next(c for c in CASES if c["name"] == "recovery_hangs_with_interrupts_off_are_ended_by_the_watchdog")
+    variant = copy.deepcopy(base)
+    base["append"] = base["append"] + " pit_tick"
+    base["expect"] = base["expect"] + [r"^boot CPU tick: the PIT through the 8259 \(kept by `pit_tick`\)"]
+    variant["name"] = "recovery_hangs_with_the_local_apic_tick_are_ended_by_the_watchdog"
+    # The PIT's IRQ 0 is masked at the 8259 too (0xfb), and nothing is in service there.
+    swap = {
+        r"in service 0x0[01], requested 0x[01]1, masked 0xfa\)": r"in service 0x00, requested 0x[01]1, masked 0xfb\)",
+        r"interrupts are on, but the 8259 still has the timer's IRQ 0 in service \(no end of interrupt was sent\) \(watchdog NMI; 8259 master: in service 0x01, requested 0x[01]1, masked 0xfa\)":
+            r"interrupts are on, but the local APIC still has the timer's vector 32 in service \(no end of interrupt was sent\) \(watchdog NMI; 8259 master: in service 0x00, requested 0x[01]1, masked 0xfb\)",
+    }
+
+    def change(rx):
+        for old, new in swap.items():
+            rx = rx.replace(old, new)
+        return rx
+
+    counts, expect = [(change(rx), n) for rx, n in variant["counts"]], [change(rx) for rx in variant["expect"]]
+    changed = sum(a != b for a, b in zip(expect, variant["expect"])) + sum(a[0] != b[0] for a, b in zip(counts, variant["counts"]))
+    assert changed == 2, f"the local APIC variant changed {changed} patterns, expected 2"
+    variant["counts"] = counts
+    variant["expect"] = expect + [r"^boot CPU tick: its local APIC timer at 100 Hz, as the APs' \(the PIT only drives the watchdog\)"]
+    CASES.insert(CASES.index(base) + 1, variant)
+
+
+_local_apic_tick_variant()
+
+
 # What runs before the matrix: a WASM program, a C program, a panic, a background task.
 MATRIX_EXERCISE = ["wasm run hello.wasm w", "loadc hello.o w", "crash panic", "beat 2 10", "sleep 50", "bt", "echo warm", "ns -n",
                    "swap --reclaim"]

@@ -345,6 +345,10 @@ pub fn main(args: &[&str]) -> isize {
         .filter(|c| c.index == 0 || (nano_core::jobs::runs_tasks(c.index) && !nano_core::jobs::stopped(c.index)))
         .map(|c| alloc::format!("CPU {} {}", c.index, task::halts_on(c.index)))
         .collect();
+    match smp::boot_tick() {
+        Ok(from) => nano_core::println!("boot CPU tick: {from} at 100 Hz, as the APs' (the PIT only drives the watchdog)"),
+        Err(why) => nano_core::println!("boot CPU tick: the PIT through the 8259 ({why})"),
+    }
     nano_core::println!("halts with every task waiting (a CPU with no task halts in its idle task, not counted): {}", halts.join(", "));
     let (stops, late) = nano_core::stw::counts();
     nano_core::println!("stop the world: {stops} times (swap commits, reclaim scans), {late} abandoned because a CPU was late");

@@ -806,13 +806,9 @@ pub fn lost_eois_repaired() -> u64 {
     LOST_EOIS.load(Ordering::Relaxed)
 }
 
-/// A non-specific end of interrupt to the master 8259 (the highest-priority IRQ in service,
-/// IRQ 0 when it is in service). Owned by the interrupts crate like [`pic_state`]; sent here,
-/// from the NMI, when the timer's was lost.
-fn end_of_interrupt_irq0() {
-    // SAFETY: OCW2 to the master 8259's command port: no memory effects.
-    unsafe { x86_64::instructions::port::Port::<u8>::new(0x20).write(0x20) }
-}
+/// The boot CPU's tick vector (the interrupts crate's `PIC1_VECTOR`, which its local APIC timer
+/// uses too once it ticks from there).
+const TICK_VECTOR: u8 = 32;
 
 /// Reads [`PicState`]. The interrupts crate owns the 8259 (and depends on this crate), but a
 /// hang report must say what the PIC holds without calling into code that may be what hangs:
@@ -855,8 +851,19 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
     let (rip, rsp) = (frame.instruction_pointer.as_u64(), frame.stack_pointer.as_u64());
     let interrupts_on = frame.cpu_flags.contains(x86_64::registers::rflags::RFlags::INTERRUPT_FLAG);
     let pic = pic_state();
+    // Where the tick comes from: the boot CPU's local APIC timer (with APs), else the PIT.
+    let local = nano_core::ipi::boot_local_timer_state(TICK_VECTOR);
+    let tick_in_service = local.map_or(pic.in_service & 1 != 0, |l| l.in_service);
     let why = if !interrupts_on {
         "the CPU runs with interrupts off"
+    } else if let Some(l) = local {
+        if l.in_service {
+            "interrupts are on, but the local APIC still has the timer's vector 32 in service (no end of interrupt was sent)"
+        } else if l.masked {
+            "interrupts are on, but the local APIC masks its timer"
+        } else {
+            "interrupts are on and the local APIC timer runs"
+        }
     } else if pic.in_service & 1 != 0 {
         "interrupts are on, but the 8259 still has the timer's IRQ 0 in service (no end of interrupt was sent)"
     } else if pic.masked & 1 != 0 {
@@ -890,13 +897,14 @@ fn hang(stalled_ms: u64, frame: &mut InterruptStackFrame) {
     }
     // Where the loop is cannot be told from its instruction alone: every crate is checked.
     let restored = restore_every_crate(|| {});
-    // Interrupts on and IRQ 0 still in service: no code loops, a tick was taken without its
+    // Interrupts on and the tick still in service (IRQ 0 at the 8259, or vector 32 at the local
+    // APIC): no code loops, a tick was taken without its
     // end of interrupt — damage in the timer's entry that skipped the tick (the fault campaign
     // found one: a flip turned the call of the tick's body into other instructions, and the
     // damage was repaired before the watchdog came, with the end of interrupt still owed).
     // Nothing the interrupted code did is wrong: the end of interrupt is sent, and it goes on.
-    if interrupts_on && pic.in_service & 1 != 0 {
-        end_of_interrupt_irq0();
+    if interrupts_on && tick_in_service {
+        nano_core::ipi::boot_tick_end_of_interrupt();
         LOST_EOIS.fetch_add(1, Ordering::Relaxed);
         emergency_write(format_args!(
             "    the timer's end of interrupt was lost: sent now; ticks resume and the interrupted code goes on\n"

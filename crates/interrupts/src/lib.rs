@@ -1,4 +1,6 @@
-//! interrupts: the legacy 8259 PIC pair remapped to vectors 32..47, and the PIT as the timer.
+//! interrupts: the legacy 8259 PIC pair remapped to vectors 32..47, and the PIT as the timer
+//! until the smp crate moves the boot CPU's tick to its local APIC timer (the same vector and
+//! this crate's same entry; `mask_pit_tick` then masks the PIT at the 8259).
 //!
 //! The timer ticks at [`TICK_HZ`]; each tick bumps a counter and calls the tick hook a higher
 //! layer registered (the task crate's preemption). Lower layers offer hooks instead of calling

@@ -59,8 +59,6 @@ extern "C" fn timer_abandon() {
         "lea rsp, [rax + {size}]",
         "call {take}",
         "mov rsp, rax",
-        "mov al, 0x20",
-        "out 0x20, al",
         nano_core::load_general_registers_and_return!(),
         stack = sym ABANDON_STACK,
         size = const ABANDON_STACK_BYTES,
@@ -92,8 +90,10 @@ extern "C" fn timer_return_again() {
 }
 
 /// The saved context, taken (cleared) for `timer_abandon`: the entry's, or else that of the
-/// loads in progress.
+/// loads in progress. Also ends the interrupt (at the 8259 or the local APIC, wherever the tick
+/// came from), which the abandoned tick may not have reached.
 extern "C" fn take_entry() -> u64 {
+    nano_core::ipi::boot_tick_end_of_interrupt();
     let at = ENTRY.load().unwrap_or(0);
     ENTRY.store(0);
     if at != 0 { at } else { EXIT.load().unwrap_or(0) }
@@ -258,11 +258,18 @@ pub fn set_tick_hook(hook: fn()) {
     TICK_HOOK.set(hook);
 }
 
-fn eoi(irq: u8) {
-    if irq >= 8 {
-        outb(0xA0, 0x20);
-    }
-    outb(0x20, 0x20);
+/// Ends the timer's interrupt, wherever it came from (see `nano_core::ipi::boot_tick_end_of_interrupt`).
+fn eoi(_irq: u8) {
+    nano_core::ipi::boot_tick_end_of_interrupt();
+}
+
+/// Masks the PIT's IRQ 0 at the 8259: the boot CPU's tick now comes from its local APIC timer
+/// (the smp crate's `boot_tick_from_local_apic`). The PIT runs on: its line also reaches the
+/// I/O APIC, where the watchdog takes it as an NMI. Call with interrupts off.
+pub fn mask_pit_tick() {
+    // SAFETY: the master 8259's mask register: no memory effects.
+    let mask = unsafe { Port::<u8>::new(0x21).read() };
+    outb(0x21, mask | 1);
 }
 
 /// One tick.

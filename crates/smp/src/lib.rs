@@ -188,7 +188,7 @@ pub const TIMER_VECTOR: u8 = 0xF2;
 pub const STOP_VECTOR: u8 = 0xF3;
 /// The vector of the IPI that wakes the boot CPU from a halt ([`wake_cpu`]).
 pub const WAKE_VECTOR: u8 = 0xF4;
-/// Timer ticks per second on a parked CPU that runs tasks (the boot CPU's PIT ticks at 100 Hz
+/// Timer ticks per second on a parked CPU that runs tasks (the boot CPU's tick is 100 Hz
 /// too).
 const AP_TICK_HZ: u64 = 100;
 /// Local APIC timer counts per millisecond (divide by 16), measured against the TSC at boot.
@@ -953,7 +953,57 @@ pub fn init() {
             start_tasks_on_parked_cpus(&LocalApic { base: LAPIC_VA.load(Ordering::Acquire) });
         }
     }
+    let tick = boot_tick_from_local_apic(topo.lapic_phys);
+    if let Err(e) = &tick {
+        log::info!("smp: the boot CPU ticks from the PIT: {e}");
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| *BOOT_TICK.lock() = Some(tick));
     hash_boot_modules_ahead();
+}
+
+/// How the boot CPU ticks: from its local APIC timer, or why still from the PIT.
+static BOOT_TICK: spin::Mutex<Option<Result<(), String>>> = spin::Mutex::new(None);
+
+/// Moves the boot CPU's scheduling tick from the PIT (through the 8259) to its local APIC timer
+/// at the same rate (`interrupts::TICK_HZ`) and the same vector, so the same entry takes it (its
+/// abandon paths, the tick guard): every CPU then ticks from its own local APIC, as the APs
+/// already did. The PIT runs on, masked at the 8259: its line also reaches the I/O APIC, where
+/// the watchdog takes it as an NMI, so a hang of the tick itself is still seen by a clock that
+/// does not depend on it. `pit_tick` on the kernel command line keeps the PIT's tick.
+fn boot_tick_from_local_apic(lapic_phys: u64) -> Result<(), String> {
+    if boot_info::cmdline::get(&nano_core::kernel::boot_state().cmdline, "pit_tick").is_some() {
+        return Err("kept by `pit_tick`".into());
+    }
+    let lapic = enable_boot_lapic(lapic_phys)?;
+    if LAPIC_TIMER_PER_MS.load(Ordering::Acquire) == 0 {
+        LAPIC_TIMER_PER_MS.store(calibrate_lapic_timer(&lapic), Ordering::Release);
+    }
+    let count = LAPIC_TIMER_PER_MS.load(Ordering::Acquire) * 1000 / interrupts::TICK_HZ;
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // Interrupts off: no PIT tick is between its entry and its end of interrupt (ticks
+        // end their interrupt before they switch tasks), so none is ended at the wrong place.
+        nano_core::ipi::set_eoi_register(lapic.base + LocalApic::EOI);
+        nano_core::ipi::set_boot_tick_by_local_apic();
+        interrupts::mask_pit_tick();
+        lapic.write(LocalApic::TIMER_DIVIDE, 0b0011);
+        lapic.write(LocalApic::LVT_TIMER, (1 << 17) | u32::from(interrupts::PIC1_VECTOR));
+        lapic.write(LocalApic::TIMER_INITIAL, count.clamp(1, u64::from(u32::MAX)) as u32);
+    });
+    log::info!(
+        "smp: the boot CPU ticks from its local APIC timer at {} Hz (vector {}); the PIT only drives the watchdog",
+        interrupts::TICK_HZ,
+        interrupts::PIC1_VECTOR
+    );
+    Ok(())
+}
+
+/// Where the boot CPU's scheduling tick comes from, for `cpus`.
+pub fn boot_tick() -> Result<&'static str, String> {
+    match x86_64::instructions::interrupts::without_interrupts(|| BOOT_TICK.lock().clone()) {
+        Some(Ok(())) => Ok("its local APIC timer"),
+        Some(Err(e)) => Err(e),
+        None => Err("the PIT (smp not started)".into()),
+    }
 }
 
 /// Gives every parked CPU its first job: the digests of the large boot modules the loader has

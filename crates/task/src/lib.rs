@@ -216,11 +216,12 @@ struct Task {
     kill_requested: bool,
     /// The task it waits for in [`join`]: killed with it (see [`kill`]).
     joining: Option<TaskId>,
-    /// Switched out by the boot CPU's PIT tick, and not run since: its stack holds that tick's
-    /// interrupt entry, whose way back (the 8259's end of interrupt, the entry's saved state,
-    /// which is the boot CPU's alone) must run on the boot CPU. No other CPU takes it meanwhile
-    /// ([`steal_work`]): one that did resumed it through the boot CPU's tick state and jumped to
-    /// a garbage address (`cpus --balance`, about 1 run in 100 with a busy host).
+    /// Switched out by the boot CPU's tick (the interrupts crate's timer entry), and not run
+    /// since: its stack holds that tick's interrupt entry, whose way back uses the entry's saved
+    /// state (`interrupts::abandon_entry`'s records), which is the boot CPU's alone (and, while
+    /// the PIT ticks, the 8259's end of interrupt). No other CPU takes it meanwhile
+    /// ([`steal_work`]). Found together with [`Task::saving`]'s race (`cpus --balance`); whether
+    /// this check is needed beside that one was not measured separately.
     in_boot_tick: bool,
     /// A switch away from it has begun and its registers are not saved yet: it still runs on
     /// its CPU, on its stack, until the task switched to clears this ([`finish_switch`]). No
@@ -1368,7 +1369,8 @@ pub fn schedule() {
 }
 
 /// Lets the idle task run once now, even if other tasks are runnable (it only runs when
-/// nothing else can, which under a busy-polling shell is never). Its one step leaves whatever
+/// nothing else can, which with the shell always runnable is seldom: a waiting task stays
+/// runnable, see [`wait_until`]). Its one step leaves whatever
 /// code it was parked in — a swap's reaper uses this so that a replaced task crate is not kept
 /// alive by the idle task's resume point.
 pub fn run_idle() {
