@@ -185,9 +185,14 @@ pub enum GaveUp {
 
 static GAVE_UP: [core::sync::atomic::AtomicU8; MAX_CPUS] = [const { core::sync::atomic::AtomicU8::new(0) }; MAX_CPUS];
 
+/// This CPU's entry of [`GAVE_UP`].
+fn gave_up_here() -> &'static core::sync::atomic::AtomicU8 {
+    &GAVE_UP[crate::jobs::this_cpu_index().min(MAX_CPUS - 1)]
+}
+
 /// Why this CPU's last wait for the loader in a fault handler gave up (see [`GaveUp`]).
 pub fn loader_wait_gave_up() -> GaveUp {
-    match GAVE_UP[crate::jobs::this_cpu_index().min(MAX_CPUS - 1)].load(Ordering::Relaxed) {
+    match gave_up_here().load(Ordering::Relaxed) {
         1 => GaveUp::HeldHere,
         2 => GaveUp::Unrecorded,
         3 => GaveUp::TimedOut,
@@ -217,12 +222,12 @@ fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
         if recorded {
             unrecorded_since = None;
         } else if now - *unrecorded_since.get_or_insert(now) > UNRECORDED_WAIT_US {
-            GAVE_UP[crate::jobs::this_cpu_index().min(crate::kernel::MAX_CPUS - 1)].store(GaveUp::Unrecorded as u8, Ordering::Relaxed);
+            gave_up_here().store(GaveUp::Unrecorded as u8, Ordering::Relaxed);
             return None;
         }
         if here || now > deadline {
             let why = if here { GaveUp::HeldHere } else { GaveUp::TimedOut };
-            GAVE_UP[crate::jobs::this_cpu_index().min(crate::kernel::MAX_CPUS - 1)].store(why as u8, Ordering::Relaxed);
+            gave_up_here().store(why as u8, Ordering::Relaxed);
             return None;
         }
         crate::tlb::serve_request();

@@ -51,7 +51,7 @@ impl Uart {
         self.outb(3, 0x03); // 8N1
         self.outb(2, 0xC7); // FIFO on, cleared, 14-byte threshold
         self.outb(4, 0x0B); // DTR, RTS, OUT2 (OUT2 gates the port's interrupt line on a PC)
-        if self.rx().is_some_and(|rx| rx.on.load(Ordering::Acquire)) {
+        if self.input_by_interrupt() {
             self.outb(1, IER_RECEIVED);
         }
     }
@@ -71,9 +71,7 @@ impl Uart {
     /// took from the FIFO and not yet put in the ring, and a task that read the FIFO then would
     /// get the next byte first.
     pub fn try_read(self) -> Option<u8> {
-        if let Some(rx) = self.rx()
-            && rx.on.load(Ordering::Acquire)
-        {
+        if let Some(rx) = self.rx_on() {
             let b = rx.ring.pop();
             // The handler stopped taking bytes when the ring was full (the rest waits in the
             // FIFO, and QEMU holds back what does not fit there); half empty, it takes them again.
@@ -89,20 +87,30 @@ impl Uart {
     /// ring, or in the UART's FIFO while the port is polled. Takes no lock (for a caller with
     /// interrupts off, about to halt).
     pub fn input_waiting(self) -> bool {
-        match self.rx() {
-            Some(rx) if rx.on.load(Ordering::Acquire) => !rx.ring.is_empty(),
-            _ => self.inb(5) & 1 != 0,
+        match self.rx_on() {
+            Some(rx) => !rx.ring.is_empty(),
+            None => self.data_ready(),
         }
     }
 
     /// Whether received bytes arrive by interrupt ([`Uart::receive_by_interrupt`]): a reader may
     /// then halt until input comes. A polled port must be read before its 16-byte FIFO fills.
     pub fn input_by_interrupt(self) -> bool {
-        self.rx().is_some_and(|rx| rx.on.load(Ordering::Acquire))
+        self.rx_on().is_some()
+    }
+
+    /// The port's receive ring, while its receive interrupt fills it.
+    fn rx_on(self) -> Option<&'static Rx> {
+        self.rx().filter(|rx| rx.on.load(Ordering::Acquire))
+    }
+
+    /// Whether the UART's FIFO holds a received byte (the line status register's data-ready bit).
+    fn data_ready(self) -> bool {
+        self.inb(5) & 1 != 0
     }
 
     fn poll(self) -> Option<u8> {
-        (self.inb(5) & 1 != 0).then(|| self.inb(0))
+        self.data_ready().then(|| self.inb(0))
     }
 
     /// The receive ring of a port that has one (COM1, COM2).
@@ -137,7 +145,7 @@ impl Uart {
     fn on_receive_interrupt(self) {
         let Some(rx) = self.rx() else { return };
         rx.interrupts.fetch_add(1, Ordering::Relaxed);
-        while self.inb(5) & 1 != 0 {
+        while self.data_ready() {
             if rx.ring.room() == 0 {
                 rx.paused.store(true, Ordering::Release);
                 rx.pauses.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +159,7 @@ impl Uart {
 
     /// What the port's receive interrupt has done (`None`: polled, no interrupt).
     pub fn receive_stats(self) -> Option<ReceiveStats> {
-        let rx = self.rx().filter(|rx| rx.on.load(Ordering::Acquire))?;
+        let rx = self.rx_on()?;
         Some(ReceiveStats {
             interrupts: rx.interrupts.load(Ordering::Relaxed),
             bytes: rx.bytes.load(Ordering::Relaxed),

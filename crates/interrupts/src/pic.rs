@@ -197,7 +197,7 @@ extern "C" fn timer_body() {
     match guard {
         Some(guard) => {
             if !guard(on_timer) {
-                eoi(0);
+                nano_core::ipi::boot_tick_end_of_interrupt();
             }
         }
         None => on_timer(),
@@ -258,11 +258,6 @@ pub fn set_tick_hook(hook: fn()) {
     TICK_HOOK.set(hook);
 }
 
-/// Ends the timer's interrupt, wherever it came from (see `nano_core::ipi::boot_tick_end_of_interrupt`).
-fn eoi(_irq: u8) {
-    nano_core::ipi::boot_tick_end_of_interrupt();
-}
-
 /// Masks the PIT's IRQ 0 at the 8259: the boot CPU's tick now comes from its local APIC timer
 /// (the smp crate's `boot_tick_from_local_apic`). The PIT runs on: its line also reaches the
 /// I/O APIC, where the watchdog takes it as an NMI. Call with interrupts off.
@@ -277,7 +272,7 @@ fn on_timer() {
     TICKS.fetch_add(1, Ordering::Relaxed);
     // EOI before the hook: the hook may switch to a task that runs for a long time, and the PIC
     // must be ready to deliver the next tick to it.
-    eoi(0);
+    nano_core::ipi::boot_tick_end_of_interrupt();
     if let Some(hook) = TICK_HOOK.get() {
         hook();
     }

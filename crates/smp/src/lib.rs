@@ -294,12 +294,17 @@ fn become_task_cpu(idle: u64) -> u64 {
     let index = nano_core::jobs::this_cpu_index();
     let top = AP_STACK_TOP[index].load(Ordering::Acquire);
     task::start_on_this_cpu(idle, (top - AP_STACK_PAGES * 4096, top));
-    let lapic = LocalApic { base: LAPIC_VA.load(Ordering::Acquire) };
-    let count = LAPIC_TIMER_PER_MS.load(Ordering::Acquire) * 1000 / AP_TICK_HZ;
-    lapic.write(LocalApic::TIMER_DIVIDE, 0b0011);
-    lapic.write(LocalApic::LVT_TIMER, (1 << 17) | u32::from(TIMER_VECTOR));
-    lapic.write(LocalApic::TIMER_INITIAL, count.min(u64::from(u32::MAX)) as u32);
+    start_periodic_timer(&LocalApic { base: LAPIC_VA.load(Ordering::Acquire) }, TIMER_VECTOR, AP_TICK_HZ);
     1
+}
+
+/// Starts this CPU's local APIC timer: periodic, `hz` interrupts a second of `vector` (divide
+/// 16, at the rate [`calibrate_lapic_timer`] measured).
+fn start_periodic_timer(lapic: &LocalApic, vector: u8, hz: u64) {
+    let count = LAPIC_TIMER_PER_MS.load(Ordering::Acquire) * 1000 / hz;
+    lapic.write(LocalApic::TIMER_DIVIDE, 0b0011);
+    lapic.write(LocalApic::LVT_TIMER, (1 << 17) | u32::from(vector));
+    lapic.write(LocalApic::TIMER_INITIAL, count.clamp(1, u64::from(u32::MAX)) as u32);
 }
 
 /// Makes every parked CPU (up to `task::TASK_CPUS`) run tasks: each gets an idle task (its park
@@ -978,16 +983,13 @@ fn boot_tick_from_local_apic(lapic_phys: u64) -> Result<(), String> {
     if LAPIC_TIMER_PER_MS.load(Ordering::Acquire) == 0 {
         LAPIC_TIMER_PER_MS.store(calibrate_lapic_timer(&lapic), Ordering::Release);
     }
-    let count = LAPIC_TIMER_PER_MS.load(Ordering::Acquire) * 1000 / interrupts::TICK_HZ;
     x86_64::instructions::interrupts::without_interrupts(|| {
         // Interrupts off: no PIT tick is between its entry and its end of interrupt (ticks
         // end their interrupt before they switch tasks), so none is ended at the wrong place.
         nano_core::ipi::set_eoi_register(lapic.base + LocalApic::EOI);
         nano_core::ipi::set_boot_tick_by_local_apic();
         interrupts::mask_pit_tick();
-        lapic.write(LocalApic::TIMER_DIVIDE, 0b0011);
-        lapic.write(LocalApic::LVT_TIMER, (1 << 17) | u32::from(interrupts::PIC1_VECTOR));
-        lapic.write(LocalApic::TIMER_INITIAL, count.clamp(1, u64::from(u32::MAX)) as u32);
+        start_periodic_timer(&lapic, interrupts::PIC1_VECTOR, interrupts::TICK_HZ);
     });
     log::info!(
         "smp: the boot CPU ticks from its local APIC timer at {} Hz (vector {}); the PIT only drives the watchdog",

@@ -1419,28 +1419,20 @@ const TICK_US: u64 = 10_000;
 pub fn wait_until(ready: impl Fn() -> bool, deadline: Option<u64>) -> bool {
     let me = current();
     // The idle task has nothing to wait for, and a CPU running with interrupts off (a caller
-    // in `without_preemption`) must not halt: nothing would wake it.
-    if me == idle_here() || !cpu::are_enabled() {
-        loop {
-            if ready() {
-                return true;
-            }
-            if deadline.is_some_and(|d| nano_core::time::micros_since_entry() >= d) {
-                return false;
-            }
-            yield_now();
-        }
-    }
-    let _pausing = Pausing::mark(me);
+    // in `without_preemption`) must not halt: nothing would wake it. Those only yield.
+    let may_halt = me != idle_here() && cpu::are_enabled();
+    let _pausing = may_halt.then(|| Pausing::mark(me));
     loop {
         if ready() {
             return true;
         }
-        let now = nano_core::time::micros_since_entry();
-        if deadline.is_some_and(|d| now >= d) {
+        if deadline.is_some_and(|d| nano_core::time::micros_since_entry() >= d) {
             return false;
         }
         yield_now();
+        if !may_halt {
+            continue;
+        }
         let near = deadline.is_some_and(|d| d.saturating_sub(nano_core::time::micros_since_entry()) < TICK_US);
         cpu::disable();
         if !near && !ready() && only_pausing_here(me) {
