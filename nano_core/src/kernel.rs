@@ -84,6 +84,7 @@ pub fn boot_state() -> &'static BootState {
 /// task) and allocates from the metadata heap (see [`crate::heap`]: lazily demangled names are
 /// loader bookkeeping). Keep `f` short, and print its results after it returns.
 pub fn with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> T {
+    let _in = InLoader::enter();
     crate::heap::metadata(|| {
         let g = spin_until(|| LOADER.try_read());
         let _holder = Holder::reader();
@@ -95,6 +96,7 @@ pub fn with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> T {
 /// rules both follow). What `f` allocates comes from the metadata heap: the loader's
 /// bookkeeping, and results derived from it.
 pub fn with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> T {
+    let _in = InLoader::enter();
     crate::heap::metadata(|| {
         let mut g = spin_until(|| LOADER.try_write());
         let _holder = Holder::writer();
@@ -120,6 +122,7 @@ fn spin_until<G>(mut take: impl FnMut() -> Option<G>) -> G {
 /// Like [`with_loader_ref`], but returns `None` instead of waiting if a change holds the loader
 /// (for fault handlers and backtraces, which may interrupt code changing it).
 pub fn try_with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> Option<T> {
+    let _in = InLoader::enter();
     crate::heap::metadata(|| {
         let g = LOADER.try_read()?;
         let _holder = Holder::reader();
@@ -130,6 +133,7 @@ pub fn try_with_loader_ref<T>(f: impl FnOnce(&Loader) -> T) -> Option<T> {
 /// Like [`with_loader_mut`], but returns `None` instead of waiting if anyone holds the loader
 /// (for a fault handler repairing code in place).
 pub fn try_with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
+    let _in = InLoader::enter();
     crate::heap::metadata(|| {
         let mut g = LOADER.try_write()?;
         let _holder = Holder::writer();
@@ -145,8 +149,10 @@ pub fn try_with_loader_mut<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
 /// CPU while another changed code (a bit flipped on purpose, a swap) found the loader busy, took
 /// the code for intact, and unwound through the damage.
 pub fn with_loader_mut_unless_held_here<T>(f: impl FnOnce(&mut Loader) -> T) -> Option<T> {
+    let interrupted_in_loader = InLoader::here();
+    let _in = InLoader::enter();
     crate::heap::metadata(|| {
-        let mut g = wait_unless_held_here(|| LOADER.try_write())?;
+        let mut g = wait_unless_held_here(interrupted_in_loader, || LOADER.try_write())?;
         let _holder = Holder::writer();
         g.as_mut().map(f)
     })
@@ -154,8 +160,10 @@ pub fn with_loader_mut_unless_held_here<T>(f: impl FnOnce(&mut Loader) -> T) -> 
 
 /// [`with_loader_mut_unless_held_here`] for reading.
 pub fn with_loader_ref_unless_held_here<T>(f: impl FnOnce(&Loader) -> T) -> Option<T> {
+    let interrupted_in_loader = InLoader::here();
+    let _in = InLoader::enter();
     crate::heap::metadata(|| {
-        let g = wait_unless_held_here(|| LOADER.try_read())?;
+        let g = wait_unless_held_here(interrupted_in_loader, || LOADER.try_read())?;
         let _holder = Holder::reader();
         g.as_ref().map(f)
     })
@@ -200,7 +208,44 @@ pub fn loader_wait_gave_up() -> GaveUp {
     }
 }
 
-fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
+/// Per CPU: how many loader accesses (the `with_loader_*` functions) are in progress on it,
+/// from before they try the lock until after they let it go. A fault handler that finds the
+/// loader held with no holder recorded uses it to tell whose code that can be (see
+/// [`wait_unless_held_here`]).
+static IN_LOADER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// One loader access in progress on this CPU ([`IN_LOADER`]), for as long as it lives.
+struct InLoader(usize);
+
+impl InLoader {
+    fn enter() -> InLoader {
+        let cpu = crate::jobs::this_cpu_index().min(MAX_CPUS - 1);
+        IN_LOADER[cpu].fetch_add(1, Ordering::Relaxed);
+        InLoader(cpu)
+    }
+
+    /// Whether code on this CPU is in a loader access (the code a fault handler interrupted).
+    fn here() -> bool {
+        IN_LOADER[crate::jobs::this_cpu_index().min(MAX_CPUS - 1)].load(Ordering::Relaxed) != 0
+    }
+}
+
+impl Drop for InLoader {
+    fn drop(&mut self) {
+        IN_LOADER[self.0].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `interrupted_in_loader`: whether the code this fault interrupted on this CPU was in a loader
+/// access ([`InLoader::here`], read before the handler's own access began). Only then can a
+/// lock held with no holder recorded be that code's (taken, not recorded yet: it would never
+/// go on), and only then is it given up on after [`UNRECORDED_WAIT_US`]. Otherwise the holder
+/// is another CPU between taking the lock and recording itself, which is waited for like any
+/// holder: a vCPU that the host deschedules in that window stays there for milliseconds, and
+/// giving up after 2 ms took damaged code for intact (`smp_damage_hit_by_several_cpus_at_once_runs_again_on_each`
+/// with both host cores busy: "the code could not be checked for damage (the loader:
+/// Unrecorded)", a task killed, 1 run in 25).
+fn wait_unless_held_here<G>(interrupted_in_loader: bool, mut take: impl FnMut() -> Option<G>) -> Option<G> {
     let me = crate::jobs::this_cpu_index() + 1;
     let deadline = crate::time::micros_since_entry() + FAULT_WAIT_MS * 1000;
     let mut unrecorded_since = None;
@@ -219,7 +264,7 @@ fn wait_unless_held_here<G>(mut take: impl FnMut() -> Option<G>) -> Option<G> {
         // this CPU interrupted (an NMI between the two), which would never go on.
         // (A reader that found no free slot stays unrecorded too: it is given up on sooner.)
         let now = crate::time::micros_since_entry();
-        if recorded {
+        if recorded || !interrupted_in_loader {
             unrecorded_since = None;
         } else if now - *unrecorded_since.get_or_insert(now) > UNRECORDED_WAIT_US {
             gave_up_here().store(GaveUp::Unrecorded as u8, Ordering::Relaxed);
